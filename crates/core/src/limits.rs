@@ -1,0 +1,34 @@
+//! Hard protocol limits. The decoder enforces these on every frame and field; the server may be
+//! configured stricter but never looser.
+
+/// Largest WebSocket binary frame either side accepts (version byte + protobuf).
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+/// Largest opaque message body (Signal's limit is 96 KiB; ours too).
+pub const MAX_BODY_BYTES: usize = 96 * 1024;
+/// Longest device name, in bytes.
+pub const MAX_DEVICE_NAME_BYTES: usize = 64;
+/// Most server message ids in one acknowledgement.
+pub const MAX_ACK_IDS: usize = 512;
+/// Longest human-readable error text the server sends.
+pub const MAX_ERROR_TEXT_BYTES: usize = 512;
+/// Longest sender label (an @username or an E.164 number).
+pub const MAX_LABEL_BYTES: usize = 40;
+/// Most devices listed in one response (an account never has more than this many).
+pub const MAX_LISTED_DEVICES: usize = 64;
+/// Length of a device secret, in bytes.
+pub const DEVICE_SECRET_BYTES: usize = 32;
+/// Longest verification or link code accepted, in bytes.
+pub const MAX_CODE_BYTES: usize = 16;
+/// Most messages the server pushes before it waits for acknowledgements.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Default number of devices one account may have.
+pub const DEFAULT_MAX_DEVICES: u32 = 5;
+/// Default maximum queue length per device.
+pub const DEFAULT_MAX_QUEUE: u32 = 10_000;
+/// Default time to live of a queued message: 30 days.
+pub const DEFAULT_MESSAGE_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Default lifetime of a verification or link code: 10 minutes.
+pub const DEFAULT_CODE_TTL_SECS: u64 = 600;
+/// Wrong guesses allowed against one verification code before it is burnt.
+pub const MAX_CODE_ATTEMPTS: u32 = 5;

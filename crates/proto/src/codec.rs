@@ -1,0 +1,538 @@
+//! Frame encoding and decoding with hard limits.
+//!
+//! A frame is one version byte followed by one protobuf message. Decoding checks, in order: the
+//! frame is not empty and not larger than [`MAX_FRAME_BYTES`]; the version is one we speak; the
+//! protobuf parses (prost allocates at most the frame's size, which is bounded); then every
+//! field is converted into its typed form with its own limit. No input can make these functions
+//! panic; the fuzz targets in `fuzz/` hold them to that.
+
+use bytes::Bytes;
+use prost::Message;
+use rampart_core::limits::{
+    DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CODE_BYTES, MAX_DEVICE_NAME_BYTES,
+    MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
+};
+use rampart_core::{
+    AccountId, DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
+    VerificationCode,
+};
+use zeroize::Zeroize;
+
+use crate::frames::*;
+use crate::pb;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Longest text in a `PlainContent`.
+const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Why bytes are not a valid frame. Safe to show to the peer and to log: it never quotes the
+/// input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty frame")]
+    Empty,
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("unsupported protocol version {found}; this peer speaks version {PROTOCOL_VERSION}")]
+    UnsupportedVersion { found: u8 },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("field `{field}` has {len} bytes; the limit is {max}")]
+    TooLarge { field: &'static str, len: usize, max: usize },
+    #[error("field `{field}` is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl DecodeError {
+    /// The error code to answer a client with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            DecodeError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            DecodeError::TooLarge { field: "body", .. } => ErrorCode::MessageTooLarge,
+            _ => ErrorCode::BadRequest,
+        }
+    }
+}
+
+fn split_frame(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(DecodeError::FrameTooLarge { len: bytes.len(), max: MAX_FRAME_BYTES });
+    }
+    let (&version, payload) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion { found: version });
+    }
+    Ok(payload)
+}
+
+fn framed(msg: &impl Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + msg.encoded_len());
+    out.push(PROTOCOL_VERSION);
+    // Encoding into a Vec cannot run out of space, so the error branch is unreachable; it is
+    // still handled rather than unwrapped.
+    if msg.encode(&mut out).is_err() {
+        out.truncate(1);
+    }
+    out
+}
+
+// ---------------------------------------------------------------- field checks
+
+fn bounded_str(field: &'static str, s: String, max: usize) -> Result<String, DecodeError> {
+    if s.len() > max {
+        return Err(DecodeError::TooLarge { field, len: s.len(), max });
+    }
+    Ok(s)
+}
+
+/// Device names are shown to people: bounded and free of control characters.
+fn device_name(s: String) -> Result<String, DecodeError> {
+    let s = bounded_str("device_name", s, MAX_DEVICE_NAME_BYTES)?;
+    if s.chars().any(char::is_control) {
+        return Err(DecodeError::Invalid { field: "device_name", reason: "control characters".into() });
+    }
+    Ok(s)
+}
+
+fn label(s: String) -> Result<String, DecodeError> {
+    let s = bounded_str("sender_label", s, MAX_LABEL_BYTES)?;
+    if s.chars().any(char::is_control) {
+        return Err(DecodeError::Invalid { field: "sender_label", reason: "control characters".into() });
+    }
+    Ok(s)
+}
+
+fn phone(field: &'static str, s: &str) -> Result<PhoneNumber, DecodeError> {
+    if s.is_empty() {
+        return Err(DecodeError::Missing(field));
+    }
+    PhoneNumber::parse(s).map_err(|e| DecodeError::Invalid { field, reason: e.to_string() })
+}
+
+fn username(field: &'static str, s: &str) -> Result<Username, DecodeError> {
+    Username::parse(s).map_err(|e| DecodeError::Invalid { field, reason: e.to_string() })
+}
+
+fn optional_username(field: &'static str, s: &str) -> Result<Option<Username>, DecodeError> {
+    if s.is_empty() { Ok(None) } else { username(field, s).map(Some) }
+}
+
+fn secret(mut bytes: Vec<u8>) -> Result<DeviceSecret, DecodeError> {
+    let parsed = DeviceSecret::from_slice(&bytes);
+    let len = bytes.len();
+    bytes.zeroize();
+    parsed.ok_or(DecodeError::Invalid {
+        field: "device_secret",
+        reason: format!("must be {DEVICE_SECRET_BYTES} bytes, got {len}"),
+    })
+}
+
+fn message_id(bytes: &[u8]) -> Result<MessageId, DecodeError> {
+    MessageId::from_slice(bytes).ok_or(DecodeError::Invalid {
+        field: "message_id",
+        reason: format!("must be 16 bytes, got {}", bytes.len()),
+    })
+}
+
+fn body(bytes: Bytes) -> Result<Bytes, DecodeError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(DecodeError::TooLarge { field: "body", len: bytes.len(), max: MAX_BODY_BYTES });
+    }
+    Ok(bytes)
+}
+
+fn nonzero(field: &'static str, id: u64) -> Result<u64, DecodeError> {
+    if id == 0 { Err(DecodeError::Missing(field)) } else { Ok(id) }
+}
+
+fn code_str(field: &'static str, s: &str) -> Result<(), DecodeError> {
+    if s.len() > MAX_CODE_BYTES {
+        return Err(DecodeError::TooLarge { field, len: s.len(), max: MAX_CODE_BYTES });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- client frames
+
+/// Decode a frame sent by a client.
+pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
+    let payload = split_frame(bytes)?;
+    let frame = pb::ClientFrame::decode(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let request = frame.request.ok_or(DecodeError::Missing("request"))?;
+    use pb::client_frame::Request as R;
+    let request = match request {
+        R::Register(r) => ClientRequest::Register {
+            phone: phone("phone", &r.phone)?,
+            username: optional_username("username", &r.username)?,
+        },
+        R::Verify(r) => {
+            code_str("code", &r.code)?;
+            ClientRequest::Verify {
+                phone: phone("phone", &r.phone)?,
+                code: VerificationCode::parse(&r.code)
+                    .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
+                device_name: device_name(r.device_name)?,
+                secret: secret(r.device_secret)?,
+            }
+        }
+        R::Authenticate(r) => ClientRequest::Authenticate {
+            device: DeviceId(nonzero("device_id", r.device_id)?),
+            secret: secret(r.device_secret)?,
+        },
+        R::BeginLink(r) => ClientRequest::BeginLink {
+            device_name: device_name(r.device_name)?,
+            secret: secret(r.device_secret)?,
+        },
+        R::ApproveLink(r) => {
+            code_str("code", &r.code)?;
+            ClientRequest::ApproveLink {
+                code: LinkCode::parse(&r.code)
+                    .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
+            }
+        }
+        R::Send(r) => {
+            let to = r.to.and_then(|t| t.to).ok_or(DecodeError::Missing("to"))?;
+            let to = match to {
+                pb::recipient::To::Phone(p) => Recipient::Phone(phone("to.phone", &p)?),
+                pb::recipient::To::Username(u) => Recipient::Username(username("to.username", &u)?),
+            };
+            ClientRequest::Send { to, message_id: message_id(&r.message_id)?, body: body(r.body.into())? }
+        }
+        R::Ack(r) => {
+            if r.server_ids.is_empty() {
+                return Err(DecodeError::Missing("server_ids"));
+            }
+            if r.server_ids.len() > MAX_ACK_IDS {
+                return Err(DecodeError::TooLarge { field: "server_ids", len: r.server_ids.len(), max: MAX_ACK_IDS });
+            }
+            ClientRequest::Ack { ids: r.server_ids.into_iter().map(ServerMessageId).collect() }
+        }
+        R::ListDevices(_) => ClientRequest::ListDevices,
+        R::RevokeDevice(r) => ClientRequest::RevokeDevice { device: DeviceId(nonzero("device_id", r.device_id)?) },
+        R::SetUsername(r) => ClientRequest::SetUsername { username: optional_username("username", &r.username)? },
+        R::Ping(_) => ClientRequest::Ping,
+    };
+    Ok(ClientFrame { request_id: frame.request_id, request })
+}
+
+/// Encode a frame to send to the server.
+pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
+    use pb::client_frame::Request as R;
+    let request = match &frame.request {
+        ClientRequest::Register { phone, username } => R::Register(pb::Register {
+            phone: phone.as_e164().to_owned(),
+            username: username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
+        }),
+        ClientRequest::Verify { phone, code, device_name, secret } => R::Verify(pb::Verify {
+            phone: phone.as_e164().to_owned(),
+            code: code.as_str().to_owned(),
+            device_name: device_name.clone(),
+            device_secret: secret.as_bytes().to_vec(),
+        }),
+        ClientRequest::Authenticate { device, secret } => R::Authenticate(pb::Authenticate {
+            device_id: device.0,
+            device_secret: secret.as_bytes().to_vec(),
+        }),
+        ClientRequest::BeginLink { device_name, secret } => R::BeginLink(pb::BeginLink {
+            device_name: device_name.clone(),
+            device_secret: secret.as_bytes().to_vec(),
+        }),
+        ClientRequest::ApproveLink { code } => R::ApproveLink(pb::ApproveLink { code: code.as_str().to_owned() }),
+        ClientRequest::Send { to, message_id, body } => R::Send(pb::Send {
+            to: Some(pb::Recipient {
+                to: Some(match to {
+                    Recipient::Phone(p) => pb::recipient::To::Phone(p.as_e164().to_owned()),
+                    Recipient::Username(u) => pb::recipient::To::Username(u.as_str().to_owned()),
+                }),
+            }),
+            message_id: message_id.0.to_vec(),
+            body: body.to_vec(),
+        }),
+        ClientRequest::Ack { ids } => R::Ack(pb::Ack { server_ids: ids.iter().map(|i| i.0).collect() }),
+        ClientRequest::ListDevices => R::ListDevices(pb::ListDevices {}),
+        ClientRequest::RevokeDevice { device } => R::RevokeDevice(pb::RevokeDevice { device_id: device.0 }),
+        ClientRequest::SetUsername { username } => R::SetUsername(pb::SetUsername {
+            username: username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
+        }),
+        ClientRequest::Ping => R::Ping(pb::Ping {}),
+    };
+    let mut msg = pb::ClientFrame { request_id: frame.request_id, request: Some(request) };
+    let out = framed(&msg);
+    wipe_client_secrets(&mut msg);
+    out
+}
+
+fn wipe_client_secrets(msg: &mut pb::ClientFrame) {
+    use pb::client_frame::Request as R;
+    match &mut msg.request {
+        Some(R::Verify(r)) => r.device_secret.zeroize(),
+        Some(R::Authenticate(r)) => r.device_secret.zeroize(),
+        Some(R::BeginLink(r)) => r.device_secret.zeroize(),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------- server frames
+
+fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
+    use pb::ErrorCode as P;
+    match code {
+        ErrorCode::BadRequest => P::BadRequest,
+        ErrorCode::UnsupportedVersion => P::UnsupportedVersion,
+        ErrorCode::FrameTooLarge => P::FrameTooLarge,
+        ErrorCode::NotAuthenticated => P::NotAuthenticated,
+        ErrorCode::InvalidCredentials => P::InvalidCredentials,
+        ErrorCode::RateLimited => P::RateLimited,
+        ErrorCode::WrongCode => P::WrongCode,
+        ErrorCode::CodeExpired => P::CodeExpired,
+        ErrorCode::NoPendingCode => P::NoPendingCode,
+        ErrorCode::UsernameTaken => P::UsernameTaken,
+        ErrorCode::NoSuchRecipient => P::NoSuchRecipient,
+        ErrorCode::NoSuchLink => P::NoSuchLink,
+        ErrorCode::TooManyDevices => P::TooManyDevices,
+        ErrorCode::QueueFull => P::QueueFull,
+        ErrorCode::MessageTooLarge => P::MessageTooLarge,
+        ErrorCode::NoSuchDevice => P::NoSuchDevice,
+        ErrorCode::WrongState => P::WrongState,
+        ErrorCode::Unavailable => P::Unavailable,
+        ErrorCode::Internal => P::Internal,
+    }
+}
+
+fn error_code_from_pb(code: i32) -> ErrorCode {
+    use pb::ErrorCode as P;
+    match P::try_from(code) {
+        Ok(P::BadRequest) => ErrorCode::BadRequest,
+        Ok(P::UnsupportedVersion) => ErrorCode::UnsupportedVersion,
+        Ok(P::FrameTooLarge) => ErrorCode::FrameTooLarge,
+        Ok(P::NotAuthenticated) => ErrorCode::NotAuthenticated,
+        Ok(P::InvalidCredentials) => ErrorCode::InvalidCredentials,
+        Ok(P::RateLimited) => ErrorCode::RateLimited,
+        Ok(P::WrongCode) => ErrorCode::WrongCode,
+        Ok(P::CodeExpired) => ErrorCode::CodeExpired,
+        Ok(P::NoPendingCode) => ErrorCode::NoPendingCode,
+        Ok(P::UsernameTaken) => ErrorCode::UsernameTaken,
+        Ok(P::NoSuchRecipient) => ErrorCode::NoSuchRecipient,
+        Ok(P::NoSuchLink) => ErrorCode::NoSuchLink,
+        Ok(P::TooManyDevices) => ErrorCode::TooManyDevices,
+        Ok(P::QueueFull) => ErrorCode::QueueFull,
+        Ok(P::MessageTooLarge) => ErrorCode::MessageTooLarge,
+        Ok(P::NoSuchDevice) => ErrorCode::NoSuchDevice,
+        Ok(P::WrongState) => ErrorCode::WrongState,
+        Ok(P::Unavailable) => ErrorCode::Unavailable,
+        // A newer server may send codes we do not know yet: treat them as internal errors,
+        // the message text still explains.
+        Ok(P::Internal) | Ok(P::Unspecified) | Err(_) => ErrorCode::Internal,
+    }
+}
+
+fn goodbye_to_pb(reason: GoodbyeReason) -> pb::GoodbyeReason {
+    match reason {
+        GoodbyeReason::Unspecified => pb::GoodbyeReason::Unspecified,
+        GoodbyeReason::ShuttingDown => pb::GoodbyeReason::ShuttingDown,
+        GoodbyeReason::DeviceRevoked => pb::GoodbyeReason::DeviceRevoked,
+        GoodbyeReason::IdleTimeout => pb::GoodbyeReason::IdleTimeout,
+        GoodbyeReason::ProtocolViolation => pb::GoodbyeReason::ProtocolViolation,
+    }
+}
+
+fn goodbye_from_pb(reason: i32) -> GoodbyeReason {
+    match pb::GoodbyeReason::try_from(reason) {
+        Ok(pb::GoodbyeReason::ShuttingDown) => GoodbyeReason::ShuttingDown,
+        Ok(pb::GoodbyeReason::DeviceRevoked) => GoodbyeReason::DeviceRevoked,
+        Ok(pb::GoodbyeReason::IdleTimeout) => GoodbyeReason::IdleTimeout,
+        Ok(pb::GoodbyeReason::ProtocolViolation) => GoodbyeReason::ProtocolViolation,
+        Ok(pb::GoodbyeReason::Unspecified) | Err(_) => GoodbyeReason::Unspecified,
+    }
+}
+
+/// Encode a frame to send to a client.
+pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
+    use pb::server_frame::Frame as F;
+    let f = match frame {
+        ServerFrame::Response { request_id, result } => {
+            use pb::response::Result as R;
+            let result = match result {
+                Err(e) => R::Error(pb::Failure {
+                    code: error_code_to_pb(e.code) as i32,
+                    message: truncate(&e.message, MAX_ERROR_TEXT_BYTES),
+                    retry_after_ms: e.retry_after_ms,
+                }),
+                Ok(ResponseBody::Ok) => R::Ok(pb::Success {}),
+                Ok(ResponseBody::RegistrationStarted { expires_in_secs }) => {
+                    R::RegistrationStarted(pb::RegistrationStarted { expires_in_secs: *expires_in_secs })
+                }
+                Ok(ResponseBody::Registered { account, device, replaced_existing }) => R::Registered(pb::Registered {
+                    account_id: account.0,
+                    device_id: device.0,
+                    replaced_existing: *replaced_existing,
+                }),
+                Ok(ResponseBody::Authenticated { account, device, label }) => R::Authenticated(pb::Authenticated {
+                    account_id: account.0,
+                    device_id: device.0,
+                    label: label.clone(),
+                }),
+                Ok(ResponseBody::LinkStarted { code, expires_in_secs }) => R::LinkStarted(pb::LinkStarted {
+                    code: code.as_str().to_owned(),
+                    expires_in_secs: *expires_in_secs,
+                }),
+                Ok(ResponseBody::LinkApproved { device }) => R::LinkApproved(pb::LinkApproved { device_id: device.0 }),
+                Ok(ResponseBody::Sent { server_timestamp_ms, recipient_devices }) => R::Sent(pb::Sent {
+                    server_timestamp_ms: *server_timestamp_ms,
+                    recipient_devices: *recipient_devices,
+                }),
+                Ok(ResponseBody::Devices(list)) => R::Devices(pb::DeviceList {
+                    devices: list
+                        .iter()
+                        .map(|d| pb::DeviceInfo {
+                            device_id: d.device.0,
+                            name: d.name.clone(),
+                            created_at_ms: d.created_at_ms,
+                            last_seen_at_ms: d.last_seen_at_ms,
+                        })
+                        .collect(),
+                }),
+                Ok(ResponseBody::Pong { server_time_ms }) => R::Pong(pb::Pong { server_time_ms: *server_time_ms }),
+            };
+            F::Response(pb::Response { request_id: *request_id, result: Some(result) })
+        }
+        ServerFrame::Delivery(d) => F::Delivery(pb::Delivery {
+            server_id: d.server_id.0,
+            message_id: d.message_id.0.to_vec(),
+            sender_account_id: d.sender_account.0,
+            sender_device_id: d.sender_device.0,
+            sender_label: d.sender_label.clone(),
+            server_timestamp_ms: d.server_timestamp_ms,
+            body: d.body.to_vec(),
+        }),
+        ServerFrame::QueueDrained => F::QueueDrained(pb::QueueDrained {}),
+        ServerFrame::LinkCompleted { account, device } => {
+            F::LinkCompleted(pb::LinkCompleted { account_id: account.0, device_id: device.0 })
+        }
+        ServerFrame::Goodbye { reason, message } => F::Goodbye(pb::Goodbye {
+            reason: goodbye_to_pb(*reason) as i32,
+            message: truncate(message, MAX_ERROR_TEXT_BYTES),
+        }),
+    };
+    framed(&pb::ServerFrame { frame: Some(f) })
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}
+
+/// Decode a frame sent by the server.
+pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
+    let payload = split_frame(bytes)?;
+    let frame = pb::ServerFrame::decode(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    use pb::server_frame::Frame as F;
+    Ok(match frame.frame.ok_or(DecodeError::Missing("frame"))? {
+        F::Response(r) => {
+            use pb::response::Result as R;
+            let result = match r.result.ok_or(DecodeError::Missing("result"))? {
+                R::Error(e) => Err(ErrorBody {
+                    code: error_code_from_pb(e.code),
+                    message: bounded_str("message", e.message, MAX_ERROR_TEXT_BYTES)?,
+                    retry_after_ms: e.retry_after_ms,
+                }),
+                R::Ok(_) => Ok(ResponseBody::Ok),
+                R::RegistrationStarted(s) => Ok(ResponseBody::RegistrationStarted { expires_in_secs: s.expires_in_secs }),
+                R::Registered(s) => Ok(ResponseBody::Registered {
+                    account: AccountId(nonzero("account_id", s.account_id)?),
+                    device: DeviceId(nonzero("device_id", s.device_id)?),
+                    replaced_existing: s.replaced_existing,
+                }),
+                R::Authenticated(s) => Ok(ResponseBody::Authenticated {
+                    account: AccountId(nonzero("account_id", s.account_id)?),
+                    device: DeviceId(nonzero("device_id", s.device_id)?),
+                    label: label(s.label)?,
+                }),
+                R::LinkStarted(s) => {
+                    code_str("code", &s.code)?;
+                    Ok(ResponseBody::LinkStarted {
+                        code: LinkCode::parse(&s.code)
+                            .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
+                        expires_in_secs: s.expires_in_secs,
+                    })
+                }
+                R::LinkApproved(s) => {
+                    Ok(ResponseBody::LinkApproved { device: DeviceId(nonzero("device_id", s.device_id)?) })
+                }
+                R::Sent(s) => Ok(ResponseBody::Sent {
+                    server_timestamp_ms: s.server_timestamp_ms,
+                    recipient_devices: s.recipient_devices,
+                }),
+                R::Devices(list) => {
+                    if list.devices.len() > MAX_LISTED_DEVICES {
+                        return Err(DecodeError::TooLarge {
+                            field: "devices",
+                            len: list.devices.len(),
+                            max: MAX_LISTED_DEVICES,
+                        });
+                    }
+                    let devices = list
+                        .devices
+                        .into_iter()
+                        .map(|d| {
+                            Ok(DeviceInfo {
+                                device: DeviceId(nonzero("device_id", d.device_id)?),
+                                name: device_name(d.name)?,
+                                created_at_ms: d.created_at_ms,
+                                last_seen_at_ms: d.last_seen_at_ms,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, DecodeError>>()?;
+                    Ok(ResponseBody::Devices(devices))
+                }
+                R::Pong(p) => Ok(ResponseBody::Pong { server_time_ms: p.server_time_ms }),
+            };
+            ServerFrame::Response { request_id: r.request_id, result }
+        }
+        F::Delivery(d) => ServerFrame::Delivery(Delivery {
+            server_id: ServerMessageId(nonzero("server_id", d.server_id)?),
+            message_id: message_id(&d.message_id)?,
+            sender_account: AccountId(nonzero("sender_account_id", d.sender_account_id)?),
+            sender_device: DeviceId(nonzero("sender_device_id", d.sender_device_id)?),
+            sender_label: label(d.sender_label)?,
+            server_timestamp_ms: d.server_timestamp_ms,
+            body: body(d.body.into())?,
+        }),
+        F::QueueDrained(_) => ServerFrame::QueueDrained,
+        F::LinkCompleted(l) => ServerFrame::LinkCompleted {
+            account: AccountId(nonzero("account_id", l.account_id)?),
+            device: DeviceId(nonzero("device_id", l.device_id)?),
+        },
+        F::Goodbye(g) => ServerFrame::Goodbye {
+            reason: goodbye_from_pb(g.reason),
+            message: bounded_str("message", g.message, MAX_ERROR_TEXT_BYTES)?,
+        },
+    })
+}
+
+// ---------------------------------------------------------------- client-side content
+
+/// Encode message content for `Send.body`.
+pub fn encode_plain_content(content: &PlainContent) -> Vec<u8> {
+    pb::PlainContent { text: content.text.clone(), sent_at_ms: content.sent_at_ms }.encode_to_vec()
+}
+
+/// Decode message content received in a `Delivery.body`.
+pub fn decode_plain_content(bytes: &[u8]) -> Result<PlainContent, DecodeError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(DecodeError::TooLarge { field: "body", len: bytes.len(), max: MAX_BODY_BYTES });
+    }
+    let c = pb::PlainContent::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(PlainContent { text: bounded_str("text", c.text, MAX_TEXT_BYTES)?, sent_at_ms: c.sent_at_ms })
+}
