@@ -12,7 +12,7 @@ pub struct ClientFrame {
 }
 
 /// Who a message is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Recipient {
     Phone(PhoneNumber),
     Username(Username),

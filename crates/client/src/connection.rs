@@ -1,0 +1,233 @@
+//! One TLS WebSocket connection to a Rampart server, speaking the wire protocol.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rampart_core::limits::MAX_FRAME_BYTES;
+use rampart_proto::{
+    ClientFrame, ClientRequest, GoodbyeReason, ResponseBody, ServerFrame, decode_server_frame,
+    encode_client_frame,
+};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::client::ClientError;
+use crate::pin::PinnedCertificate;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the server is: `host:port`, from `https://host:port`, `rampart://host:port` or bare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerAddress {
+    pub const DEFAULT_PORT: u16 = 8443;
+
+    pub fn parse(input: &str) -> Result<Self, ClientError> {
+        let bad = || ClientError::BadServerAddress(input.to_owned());
+        let rest = input
+            .trim()
+            .trim_start_matches("https://")
+            .trim_start_matches("wss://")
+            .trim_start_matches("rampart://")
+            .trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+            return Err(bad());
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| bad())?,
+                None if after.is_empty() => Self::DEFAULT_PORT,
+                None => return Err(bad()),
+            };
+            (h.to_owned(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad())?),
+                None => (rest.to_owned(), Self::DEFAULT_PORT),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self { host, port })
+    }
+
+    /// The canonical form stored in profiles.
+    pub fn to_url(&self) -> String {
+        if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An open connection.
+#[derive(Debug)]
+pub struct Connection {
+    ws: WebSocketStream<TlsStream<TcpStream>>,
+    next_request: u64,
+    /// Frames that arrived while waiting for a response, handed out by [`Connection::next_frame`].
+    pending: VecDeque<ServerFrame>,
+    /// The fingerprint of the certificate the server presented.
+    pub fingerprint: String,
+}
+
+impl Connection {
+    /// Connect, verifying the server certificate against `pinned` (or learning it when `None`).
+    pub async fn open(addr: &ServerAddress, pinned: Option<String>) -> Result<Self, ClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinnedCertificate::new(pinned.clone(), &provider));
+        let presented = verifier.presented.clone();
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        let connector = TlsConnector::from(Arc::new(config));
+        let server_name = rustls::pki_types::ServerName::try_from(addr.host.clone())
+            .map_err(|_| ClientError::BadServerAddress(addr.host.clone()))?;
+
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((addr.host.as_str(), addr.port)))
+            .await
+            .map_err(|_| ClientError::Timeout("connecting"))?
+            .map_err(|e| ClientError::Io(format!("cannot reach {}: {e}", addr.to_url())))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp)).await {
+            Err(_) => return Err(ClientError::Timeout("TLS handshake")),
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                let seen = presented.lock().ok().and_then(|s| s.clone());
+                return Err(match (pinned, seen) {
+                    (Some(pinned), Some(seen)) if pinned != seen => ClientError::CertificateChanged { pinned, presented: seen },
+                    _ => ClientError::Tls(e.to_string()),
+                });
+            }
+        };
+        let fingerprint = presented.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .max_message_size(Some(MAX_FRAME_BYTES))
+            .max_frame_size(Some(MAX_FRAME_BYTES));
+        let url = format!("wss://{}:{}/v1/ws", addr.host, addr.port);
+        let (ws, _) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::client_async_with_config(url, tls, Some(ws_config)),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("WebSocket handshake"))?
+        .map_err(|e| ClientError::Io(format!("WebSocket handshake failed: {e}")))?;
+        Ok(Self { ws, next_request: 1, pending: VecDeque::new(), fingerprint })
+    }
+
+    /// Send a request without waiting for its answer; returns its request id.
+    pub async fn send(&mut self, request: ClientRequest) -> Result<u64, ClientError> {
+        let id = self.next_request;
+        self.next_request += 1;
+        let bytes = encode_client_frame(&ClientFrame { request_id: id, request });
+        self.ws.send(Message::Binary(bytes.into())).await.map_err(ws_error)?;
+        Ok(id)
+    }
+
+    /// Send a request and wait for its answer. Pushed frames that arrive meanwhile are kept.
+    pub async fn request(&mut self, request: ClientRequest) -> Result<ResponseBody, ClientError> {
+        let id = self.send(request).await?;
+        let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.read_frame())
+                .await
+                .map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
+            match frame {
+                ServerFrame::Response { request_id, result } if request_id == id => {
+                    return result.map_err(ClientError::Server);
+                }
+                // An error for request 0 is the server refusing a frame it could not decode.
+                ServerFrame::Response { request_id: 0, result: Err(e) } => return Err(ClientError::Server(e)),
+                ServerFrame::Response { .. } => {}
+                ServerFrame::Goodbye { reason, message } => return Err(ClientError::Closed { reason, message }),
+                other => self.pending.push_back(other),
+            }
+        }
+    }
+
+    /// The next pushed frame (delivery, queue drained, link completed), waiting up to `wait`.
+    /// Answers to requests sent with [`Connection::send`] are skipped, errors among them
+    /// returned. `Ok(None)` on timeout.
+    pub async fn next_frame(&mut self, wait: Duration) -> Result<Option<ServerFrame>, ClientError> {
+        if let Some(f) = self.pending.pop_front() {
+            return Ok(Some(f));
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, self.read_frame()).await {
+                Err(_) => return Ok(None),
+                Ok(f) => f?,
+            };
+            match frame {
+                ServerFrame::Response { result: Ok(_), .. } => {}
+                ServerFrame::Response { result: Err(e), .. } => return Err(ClientError::Server(e)),
+                ServerFrame::Goodbye { reason, message } => return Err(ClientError::Closed { reason, message }),
+                other => return Ok(Some(other)),
+            }
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        loop {
+            let msg = self.ws.next().await.ok_or(ClientError::Closed {
+                reason: GoodbyeReason::Unspecified,
+                message: "the server closed the connection".into(),
+            })?;
+            match msg.map_err(ws_error)? {
+                Message::Binary(bytes) => return decode_server_frame(&bytes).map_err(ClientError::Protocol),
+                Message::Close(_) => {
+                    return Err(ClientError::Closed {
+                        reason: GoodbyeReason::Unspecified,
+                        message: "the server closed the connection".into(),
+                    });
+                }
+                // tungstenite answers pings itself; text frames are not part of the protocol.
+                _ => {}
+            }
+        }
+    }
+
+    /// Close politely.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(None)).await;
+    }
+}
+
+fn ws_error(e: tungstenite::Error) -> ClientError {
+    ClientError::Io(format!("connection lost: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        let a = ServerAddress::parse("https://chat.example.org:9443/").ok();
+        assert_eq!(a, Some(ServerAddress { host: "chat.example.org".into(), port: 9443 }));
+        let b = ServerAddress::parse("127.0.0.1").ok();
+        assert_eq!(b.map(|b| b.port), Some(ServerAddress::DEFAULT_PORT));
+        let c = ServerAddress::parse("[::1]:8443").ok();
+        assert_eq!(c.map(|c| c.host), Some("::1".to_owned()));
+        assert!(ServerAddress::parse("https://user@host").is_err());
+        assert!(ServerAddress::parse("host:notaport").is_err());
+    }
+}

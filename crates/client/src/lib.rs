@@ -1,0 +1,14 @@
+//! Rampart client library: a profile directory holding the device's credentials, the pinned
+//! server certificate and received messages; a connection that speaks the wire protocol; and
+//! the account, device and messaging operations the CLI and TUI are built on.
+#![forbid(unsafe_code)]
+
+mod client;
+mod connection;
+mod pin;
+mod profile;
+
+pub use client::{Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SendReceipt, parse_recipient, send_on};
+pub use connection::{Connection, ServerAddress};
+pub use pin::PinnedCertificate;
+pub use profile::{Credentials, Profile, ProfileError, StoredMessage};

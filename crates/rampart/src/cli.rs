@@ -1,0 +1,148 @@
+//! Command-line interface: what each subcommand takes, with help that teaches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{bench, client_cmds, serve};
+
+/// Rampart: end-to-end encrypted messaging you can run yourself.
+///
+/// Start a server with `rampart serve`, then register with
+/// `rampart account register --server https://HOST:8443 --phone +15551234567`.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, propagate_version = true, arg_required_else_help = true)]
+pub struct Cli {
+    /// Client profile directory (this device's account, keys and messages).
+    #[arg(long, global = true, env = "RAMPART_PROFILE", value_name = "DIR")]
+    pub profile: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTPS + WebSocket, embedded SQLite by default).
+    Serve(serve::ServeArgs),
+    /// Operator tools that work on the server's data directly.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Register, verify, link this device to an existing account, or inspect the account.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// List, approve (link) and revoke this account's devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// Send a text message to +E164 or @username.
+    Send {
+        /// Recipient: a phone number in E.164 form (+14155550123) or @username.
+        to: String,
+        /// The message text.
+        text: String,
+    },
+    /// Receive queued messages (and wait for more with --wait).
+    Recv {
+        /// Keep listening for this many seconds instead of returning once the queue is empty.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+    },
+    /// Show messages received on this device.
+    History {
+        /// How many of the latest messages to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Measure delivery throughput, latency and memory per idle device against a fresh server.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Show verification codes waiting in the embedded verifier's outbox.
+    Outbox(serve::StoreArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Ask for a verification code for a phone number.
+    ///
+    /// The server pins on first contact: its certificate fingerprint is stored in the profile
+    /// and a changed certificate is refused later. Compare it with the one the server printed
+    /// at start-up, or pass it with --trust.
+    Register {
+        /// Server address, e.g. https://chat.example.org:8443
+        #[arg(long, env = "RAMPART_SERVER")]
+        server: String,
+        /// Your phone number in E.164 form, e.g. +14155550123
+        #[arg(long)]
+        phone: String,
+        /// Optional @username so people can reach you without your number.
+        #[arg(long)]
+        username: Option<String>,
+        /// Pin this certificate fingerprint instead of trusting on first use.
+        #[arg(long, value_name = "FINGERPRINT")]
+        trust: Option<String>,
+    },
+    /// Enter the code you received; this device becomes the account's first device.
+    Verify {
+        /// The 6-digit code.
+        code: String,
+        #[command(flatten)]
+        device: DeviceName,
+    },
+    /// Link this (new) device to an existing account: shows a code to approve on that account's
+    /// other device with `rampart devices approve CODE`.
+    Link {
+        #[arg(long, env = "RAMPART_SERVER")]
+        server: String,
+        #[command(flatten)]
+        device: DeviceName,
+        #[arg(long, value_name = "FINGERPRINT")]
+        trust: Option<String>,
+    },
+    /// Show this device's account.
+    Whoami,
+    /// Set (or --clear) the account's @username.
+    Username {
+        name: Option<String>,
+        #[arg(long, conflicts_with = "name")]
+        clear: bool,
+    },
+    /// Replace the pinned server certificate fingerprint (after checking it out of band).
+    Trust { fingerprint: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceName {
+    /// A name for this device, shown in `rampart devices list`.
+    #[arg(long, default_value_t = default_device_name())]
+    pub device_name: String,
+}
+
+fn default_device_name() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "terminal".to_owned())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List this account's devices.
+    List,
+    /// Approve a new device that shows this link code (from `rampart account link`).
+    Approve { code: String },
+    /// Revoke a device: it is cut off at once and its queued messages are deleted.
+    Revoke { device_id: u64 },
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
+        Command::Bench(args) => bench::run(args).await,
+        other => client_cmds::run(other, cli.profile, cli.json).await,
+    }
+}

@@ -1,0 +1,213 @@
+//! Client subcommands: thin wrappers over `rampart-client` that print text or `--json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use rampart_client::{Client, ServerAddress};
+use rampart_core::DeviceId;
+use serde_json::json;
+
+use crate::cli::{AccountCommand, Command, DevicesCommand};
+
+fn default_profile() -> PathBuf {
+    directories::ProjectDirs::from("org", "rampart", "rampart")
+        .map(|d| d.data_dir().join("profile"))
+        .unwrap_or_else(|| PathBuf::from("rampart-profile"))
+}
+
+fn print_json(value: serde_json::Value) {
+    println!("{value}");
+}
+
+/// A QR code of `text` drawn with Unicode half blocks, for scanning from a phone camera.
+fn qr(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build())
+}
+
+pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let dir = profile.unwrap_or_else(default_profile);
+    let mut client = Client::open(&dir).with_context(|| format!("cannot open the profile at {}", dir.display()))?;
+    match command {
+        Command::Account(cmd) => account(&mut client, cmd, json).await,
+        Command::Devices(cmd) => devices(&mut client, cmd, json).await,
+        Command::Send { to, text } => {
+            let receipt = client.send_text(&to, &text).await?;
+            if json {
+                print_json(json!({ "ok": true, "sent": receipt }));
+            } else {
+                println!(
+                    "Sent to {to} ({} device{}).",
+                    receipt.recipient_devices,
+                    if receipt.recipient_devices == 1 { "" } else { "s" }
+                );
+            }
+            Ok(())
+        }
+        Command::Recv { wait } => {
+            let received = client
+                .receive(wait.map(Duration::from_secs), |m| {
+                    if json {
+                        print_json(json!({ "message": m }));
+                    } else {
+                        println!("{}: {}", m.from, m.text);
+                    }
+                })
+                .await?;
+            if json {
+                print_json(json!({ "ok": true, "received": received.len() }));
+            } else if received.is_empty() {
+                println!("No new messages.");
+            }
+            Ok(())
+        }
+        Command::History { limit } => {
+            let messages = client.profile().messages(limit)?;
+            if json {
+                print_json(json!({ "ok": true, "messages": messages }));
+            } else {
+                for m in messages {
+                    println!("{}: {}", m.sender_label, m.text);
+                }
+            }
+            Ok(())
+        }
+        Command::Serve(_) | Command::Admin(_) | Command::Bench(_) => Ok(()),
+    }
+}
+
+async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        AccountCommand::Register { server, phone, username, trust } => {
+            let addr = ServerAddress::parse(&server)?;
+            let reg = client.register(&addr, &phone, username.as_deref(), trust).await?;
+            if json {
+                print_json(json!({ "ok": true, "registration": reg }));
+            } else {
+                if reg.pinned_now {
+                    println!("First contact with {}: pinned its certificate", reg.server);
+                    println!("  {}", reg.fingerprint);
+                    println!("  (compare it with the fingerprint the server printed at start-up)");
+                }
+                println!("A verification code is on its way to {phone}; it expires in {} minutes.", reg.expires_in_secs / 60);
+                println!("Next: rampart account verify CODE");
+            }
+            Ok(())
+        }
+        AccountCommand::Verify { code, device } => {
+            let me = client.verify(&code, &device.device_name).await?;
+            if json {
+                print_json(json!({ "ok": true, "account": me }));
+            } else {
+                println!("Registered as {} (account {}, device {}).", me.label, me.account_id, me.device_id);
+                println!("Profile: {}", client.profile().dir().display());
+                println!("Next: rampart send +15557654321 \"hello\"   or   rampart recv --wait 60");
+            }
+            Ok(())
+        }
+        AccountCommand::Link { server, device, trust } => {
+            let addr = ServerAddress::parse(&server)?;
+            let pending = client.begin_link(&addr, &device.device_name, trust).await?;
+            let shown = pending.code.display();
+            if json {
+                print_json(json!({ "ok": true, "link_code": shown, "expires_in_secs": pending.expires_in_secs }));
+            } else {
+                println!("On a device that already has your account, run:");
+                println!();
+                println!("    rampart devices approve {shown}");
+                println!();
+                if let Some(code) = qr(&format!("rampart-link:{shown}")) {
+                    println!("{code}");
+                }
+                println!("Waiting up to {} minutes for the approval...", pending.expires_in_secs / 60);
+            }
+            let me = client.finish_link(pending).await?;
+            if json {
+                print_json(json!({ "ok": true, "account": me }));
+            } else {
+                println!("Linked: this device is device {} of {}.", me.device_id, me.label);
+            }
+            Ok(())
+        }
+        AccountCommand::Whoami => {
+            let me = client.identity()?;
+            if json {
+                print_json(json!({ "ok": true, "account": me }));
+            } else {
+                println!("{} — account {}, device {}, server {}", me.label, me.account_id, me.device_id, me.server);
+            }
+            Ok(())
+        }
+        AccountCommand::Username { name, clear } => {
+            if name.is_none() && !clear {
+                anyhow::bail!("give a username, or --clear to remove it");
+            }
+            client.set_username(name.as_deref()).await?;
+            let me = client.identity()?;
+            if json {
+                print_json(json!({ "ok": true, "account": me }));
+            } else {
+                println!("Others now see you as {}.", me.label);
+            }
+            Ok(())
+        }
+        AccountCommand::Trust { fingerprint } => {
+            client.trust(&fingerprint)?;
+            if json {
+                print_json(json!({ "ok": true }));
+            } else {
+                println!("Pinned the new fingerprint.");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        DevicesCommand::List => {
+            let me = client.identity()?;
+            let list = client.devices().await?;
+            if json {
+                let list: Vec<_> = list
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "device_id": d.device.0,
+                            "name": d.name,
+                            "created_at_ms": d.created_at_ms,
+                            "last_seen_at_ms": d.last_seen_at_ms,
+                            "this_device": d.device.0 == me.device_id,
+                        })
+                    })
+                    .collect();
+                print_json(json!({ "ok": true, "devices": list }));
+            } else {
+                for d in list {
+                    let marker = if d.device.0 == me.device_id { "  (this device)" } else { "" };
+                    println!("{:>6}  {}{marker}", d.device.0, d.name);
+                }
+            }
+            Ok(())
+        }
+        DevicesCommand::Approve { code } => {
+            let device = client.approve_link(&code).await?;
+            if json {
+                print_json(json!({ "ok": true, "device_id": device.0 }));
+            } else {
+                println!("Approved: the new device is device {}.", device.0);
+            }
+            Ok(())
+        }
+        DevicesCommand::Revoke { device_id } => {
+            client.revoke(DeviceId(device_id)).await?;
+            if json {
+                print_json(json!({ "ok": true }));
+            } else {
+                println!("Device {device_id} is revoked: it is disconnected and its queue deleted.");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `rampart`: the server, its admin tools and the client, in one command.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod cli;
+mod client_cmds;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                let kind = e
+                    .downcast_ref::<rampart_client::ClientError>()
+                    .map(|c| c.kind())
+                    .unwrap_or("error");
+                println!("{}", serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") }));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

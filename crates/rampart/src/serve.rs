@@ -1,0 +1,170 @@
+//! `rampart serve` and `rampart admin`: configuration from file, environment and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use rampart_server::{Server, ServerConfig};
+
+/// Where settings come from, weakest first: built-in defaults, the TOML file (--config),
+/// environment variables (RAMPART_*), flags.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, env = "RAMPART_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database, TLS certificate and keys.
+    #[arg(long, env = "RAMPART_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use PostgreSQL instead of the embedded store, e.g. postgres://rampart@db.internal/rampart
+    #[arg(long, env = "RAMPART_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on for HTTPS and WebSocket.
+    #[arg(long, env = "RAMPART_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Your own TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "RAMPART_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for --tls-cert (PEM).
+    #[arg(long, env = "RAMPART_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("org", "rampart", "rampart")
+        .map(|d| d.data_dir().join("server"))
+        .unwrap_or_else(|| PathBuf::from("rampart-data"))
+}
+
+fn load_config(args: &StoreArgs) -> anyhow::Result<ServerConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            ServerConfig::from_toml(&text).with_context(|| format!("invalid configuration in {}", path.display()))?
+        }
+        None => ServerConfig { data_dir: default_data_dir(), ..ServerConfig::default() },
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(url) = &args.database_url {
+        config.database_url = Some(url.clone());
+    }
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let mut config = load_config(&args.store)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.tls_cert.is_some() {
+        config.tls_cert = args.tls_cert.clone();
+        config.tls_key = args.tls_key.clone();
+    }
+    let data_dir = config.data_dir.clone();
+    let using_postgres = config.database_url.is_some();
+    let outbox = matches!(config.verifier, rampart_server::config::VerifierConfig::Outbox);
+    let server = Server::bind(config).await.context("the server could not start")?;
+    let addr = server.local_addr().context("no local address")?;
+    let id = server.identity();
+    let url = format!("https://{addr}");
+
+    println!("Rampart server {} is running.", env!("CARGO_PKG_VERSION"));
+    println!("  listening     {url}  (WebSocket /v1/ws, health /health, metrics /metrics)");
+    println!("  data          {}", data_dir.display());
+    if using_postgres {
+        println!("  storage       PostgreSQL");
+    } else {
+        println!("  storage       embedded SQLite: {}", data_dir.join("rampart.db").display());
+    }
+    let origin = if id.created { "created now (self-signed)" } else { "from" };
+    println!("  certificate   {origin} {}", id.source.display());
+    println!("  fingerprint   {}", id.fingerprint());
+    if outbox {
+        println!(
+            "  codes         verification codes go to the local outbox: rampart admin outbox --data-dir {}",
+            data_dir.display()
+        );
+    }
+    println!();
+    println!("Clients pin this fingerprint on first contact. Next, on a client:");
+    println!("  rampart account register --server {url} --phone +15551234567");
+    println!("Stop with Ctrl-C; queued messages are kept.");
+
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn outbox(args: StoreArgs, json: bool) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let store = rampart_server::open_store(&config).await.context("cannot open the server's store")?;
+    let entries = store.outbox_list().await?;
+    if json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| serde_json::json!({ "phone": e.phone, "text": e.text, "created_at_ms": e.created_at }))
+            .collect();
+        println!("{}", serde_json::json!({ "ok": true, "outbox": list }));
+    } else if entries.is_empty() {
+        println!("The outbox is empty (codes expire after 10 minutes).");
+    } else {
+        for e in entries {
+            println!("{}  {}", e.phone, e.text);
+        }
+    }
+    Ok(())
+}

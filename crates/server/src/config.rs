@@ -1,0 +1,187 @@
+//! Server configuration: a TOML file, overridden by environment variables and flags (the
+//! binary does the overriding; this module defines the settings and their defaults).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rampart_core::limits;
+use serde::{Deserialize, Serialize};
+
+/// Every server setting. Missing keys take the defaults below.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for HTTPS and WebSocket.
+    pub listen: SocketAddr,
+    /// Where the embedded database, the TLS certificate and key live.
+    pub data_dir: PathBuf,
+    /// `postgres://...` to use PostgreSQL instead of the embedded SQLite store.
+    pub database_url: Option<String>,
+    /// Operator-provided certificate chain and key (PEM). Both or neither; without them a
+    /// self-signed certificate is created in the data dir on first start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub limits: Limits,
+    pub rate_limits: RateLimits,
+    pub timeouts: Timeouts,
+    pub verifier: VerifierConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("rampart-data"),
+            database_url: None,
+            tls_cert: None,
+            tls_key: None,
+            limits: Limits::default(),
+            rate_limits: RateLimits::default(),
+            timeouts: Timeouts::default(),
+            verifier: VerifierConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message body accepted, in bytes (at most the protocol's 96 KiB).
+    pub max_message_bytes: usize,
+    /// Messages queued per device before senders get "queue full".
+    pub max_queue_per_device: u32,
+    /// How long an undelivered message is kept.
+    pub message_ttl_secs: u64,
+    /// Devices per account.
+    pub max_devices: u32,
+    /// Simultaneous connections (TLS + WebSocket) before new ones are refused.
+    pub max_connections: usize,
+    /// Lifetime of verification and link codes.
+    pub code_ttl_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: limits::MAX_BODY_BYTES,
+            max_queue_per_device: limits::DEFAULT_MAX_QUEUE,
+            message_ttl_secs: limits::DEFAULT_MESSAGE_TTL_SECS,
+            max_devices: limits::DEFAULT_MAX_DEVICES,
+            max_connections: 100_000,
+            code_ttl_secs: limits::DEFAULT_CODE_TTL_SECS,
+        }
+    }
+}
+
+/// A token bucket: `burst` at once, then `per_minute` sustained.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    pub burst: u32,
+    pub per_minute: f64,
+}
+
+impl Bucket {
+    pub fn per_second(&self) -> f64 {
+        self.per_minute / 60.0
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// Messages sent per device.
+    pub send: Bucket,
+    /// Bytes uploaded per device, in KiB (attachments; counts message bodies today).
+    pub upload_kib: Bucket,
+    /// Verification codes requested per phone number.
+    pub register_per_number: Bucket,
+    /// Verification codes requested per source address.
+    pub register_per_address: Bucket,
+    /// Code verifications and link approvals attempted per source address.
+    pub verify_per_address: Bucket,
+    /// Failed authentications per source address.
+    pub auth_failures_per_address: Bucket,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            send: Bucket { burst: 100, per_minute: 600.0 },
+            upload_kib: Bucket { burst: 100 * 1024, per_minute: 1024.0 * 1024.0 },
+            register_per_number: Bucket { burst: 3, per_minute: 0.2 },
+            register_per_address: Bucket { burst: 20, per_minute: 2.0 },
+            verify_per_address: Bucket { burst: 30, per_minute: 6.0 },
+            auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    /// TLS handshake and HTTP request head must complete within this.
+    pub handshake_secs: u64,
+    /// A connection must authenticate (or finish registering) within this.
+    pub anonymous_secs: u64,
+    /// An authenticated connection that sends nothing (not even a pong) for this long is closed.
+    pub idle_secs: u64,
+    /// On shutdown, how long to wait for open connections to say goodbye.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { handshake_secs: 10, anonymous_secs: 120, idle_secs: 90, shutdown_grace_secs: 5 }
+    }
+}
+
+impl Timeouts {
+    pub fn handshake(&self) -> Duration {
+        Duration::from_secs(self.handshake_secs.max(1))
+    }
+    pub fn anonymous(&self) -> Duration {
+        Duration::from_secs(self.anonymous_secs.max(1))
+    }
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_secs.max(2))
+    }
+}
+
+/// How verification codes reach people.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VerifierConfig {
+    /// Codes go to a local outbox, read with `rampart admin outbox`.
+    #[default]
+    Outbox,
+    /// Codes are POSTed as JSON `{"phone": "...", "text": "..."}` to an SMS gateway.
+    Webhook { url: String, bearer_token: Option<String> },
+}
+
+impl ServerConfig {
+    /// Parse a TOML config file's text.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_toml_keeps_defaults() {
+        let c = ServerConfig::from_toml("listen = \"127.0.0.1:9000\"\n[limits]\nmax_devices = 3\n[verifier]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/sms\"\n");
+        let c = c.ok();
+        assert_eq!(c.as_ref().map(|c| c.limits.max_devices), Some(3));
+        assert_eq!(c.as_ref().map(|c| c.limits.max_queue_per_device), Some(limits::DEFAULT_MAX_QUEUE));
+        assert!(matches!(c.map(|c| c.verifier), Some(VerifierConfig::Webhook { .. })));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(ServerConfig::from_toml("lisen = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Rampart's async server: TLS listener, WebSocket sessions, accounts and devices,
+//! store-and-forward delivery, rate limits and metrics.
+//!
+//! Protocol rules live in `rampart-core` and the wire format in `rampart-proto`; this crate
+//! adds the I/O, the clock and the randomness.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod limiter;
+pub mod metrics;
+mod server;
+mod session;
+mod state;
+pub mod tls;
+pub mod verifier;
+
+pub use config::ServerConfig;
+pub use server::{Server, ServerError, open_store};

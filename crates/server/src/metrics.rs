@@ -1,0 +1,78 @@
+//! Prometheus metrics, served at `/metrics`. Labels are fixed, small sets (request kinds,
+//! error codes): never an account, a device, a number or anything a client chooses.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = [(&'static str, &'static str); 1];
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub connections: Gauge,
+    pub authenticated_devices: Gauge,
+    pub queued_messages: Gauge,
+    pub messages_received: Counter,
+    pub messages_delivered: Counter,
+    pub messages_acked: Counter,
+    pub requests: Family<Labels, Counter>,
+    pub errors: Family<Labels, Counter>,
+    pub rate_limited: Family<Labels, Counter>,
+    pub connections_refused: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("rampart");
+        let m = Self {
+            registry: Registry::default(),
+            connections: Gauge::default(),
+            authenticated_devices: Gauge::default(),
+            queued_messages: Gauge::default(),
+            messages_received: Counter::default(),
+            messages_delivered: Counter::default(),
+            messages_acked: Counter::default(),
+            requests: Family::default(),
+            errors: Family::default(),
+            rate_limited: Family::default(),
+            connections_refused: Counter::default(),
+        };
+        registry.register("connections", "Open WebSocket sessions", m.connections.clone());
+        registry.register("authenticated_devices", "Sessions with an authenticated device", m.authenticated_devices.clone());
+        registry.register("queued_messages", "Messages waiting in device queues (sampled)", m.queued_messages.clone());
+        registry.register("messages_received", "Messages accepted from senders", m.messages_received.clone());
+        registry.register("messages_delivered", "Message copies pushed to devices", m.messages_delivered.clone());
+        registry.register("messages_acked", "Message copies acknowledged and deleted", m.messages_acked.clone());
+        registry.register("requests", "Requests by kind", m.requests.clone());
+        registry.register("errors", "Errors answered, by code", m.errors.clone());
+        registry.register("rate_limited", "Requests refused by a rate limit, by limit", m.rate_limited.clone());
+        registry.register("connections_refused", "Connections refused at the connection cap", m.connections_refused.clone());
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    pub fn request(&self, kind: &'static str) {
+        self.requests.get_or_create(&[("kind", kind)]).inc();
+    }
+
+    pub fn error(&self, code: &'static str) {
+        self.errors.get_or_create(&[("code", code)]).inc();
+    }
+
+    pub fn limited(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&[("limit", limit)]).inc();
+    }
+}

@@ -1,0 +1,262 @@
+//! The listener: TCP, then TLS, then HTTP/1.1, then (for `/v1/ws`) a WebSocket session.
+//!
+//! Every stage has a deadline, so a client that connects and sends nothing is dropped: the TLS
+//! handshake and the HTTP request head within `timeouts.handshake`, the session's first
+//! authentication within `timeouts.anonymous`, then traffic at least every `timeouts.idle`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Extension, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rampart_core::limits::MAX_FRAME_BYTES;
+use rampart_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::state::{Shared, now_ms};
+use crate::tls::{self, ServerIdentity, TlsError};
+use crate::{session, verifier};
+
+/// tungstenite reads in chunks of this size. Its 128 KiB default would cost 128 KiB per idle
+/// device; frames larger than this still arrive whole, the buffer grows for them.
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// A client that stops reading gets disconnected once this much is waiting to be written.
+const WS_MAX_WRITE_BUFFER: usize = 2 * 1024 * 1024;
+/// How often expired messages and codes are purged and queue gauges sampled.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] rampart_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A bound server, not yet serving. Lets the caller print the address and fingerprint first.
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    identity: ServerIdentity,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.local_addr()).finish_non_exhaustive()
+    }
+}
+
+/// Open the store the configuration names: PostgreSQL if `database_url` is set, else the
+/// embedded SQLite file in the data dir.
+pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
+    Ok(match &config.database_url {
+        Some(url) => Arc::new(rampart_store::postgres::PostgresStore::connect(url).await?),
+        None => Arc::new(rampart_store::sqlite::SqliteStore::open(&config.data_dir.join("rampart.db"))?),
+    })
+}
+
+fn load_or_create_log_key(dir: &Path) -> Result<[u8; 32], ServerError> {
+    let path = dir.join("log.key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let key: [u8; 32] = rand::random();
+    tls::write_private(&path, &key)?;
+    Ok(key)
+}
+
+impl Server {
+    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServerError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        let identity = tls::load_or_create(&config.data_dir, config.tls_cert.as_deref(), config.tls_key.as_deref(), &[])?;
+        let acceptor = TlsAcceptor::from(identity.rustls_config()?);
+        let log_key = load_or_create_log_key(&config.data_dir)?;
+        let store = open_store(&config).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let verifier = verifier::from_config(&config.verifier, store.clone());
+        let shared = Arc::new(Shared::new(config, store, verifier, log_key));
+        Ok(Self { shared, listener, acceptor, identity })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn identity(&self) -> &ServerIdentity {
+        &self.identity
+    }
+
+    pub fn store_backend(&self) -> &'static str {
+        self.shared.store.backend_name()
+    }
+
+    /// Serve until `shutdown` resolves, then say goodbye to every connection and return once
+    /// they are closed (or the grace period is over). Every message acknowledged to a sender
+    /// was durably stored before the acknowledgement, so stopping loses nothing.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server { shared, listener, acceptor, .. } = self;
+        let router = router(shared.clone());
+        let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections.max(1)));
+        let maintenance = tokio::spawn(maintain(shared.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, addr) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                shared.metrics.connections_refused.inc();
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let conn = serve_connection(tcp, addr, acceptor.clone(), router.clone(), shared.clone(), permit);
+            shared.tasks.spawn(conn);
+        }
+        info!("shutting down: no new connections; saying goodbye to open ones");
+        drop(listener);
+        shared.shutdown.cancel();
+        shared.tasks.close();
+        let grace = Duration::from_secs(shared.config.timeouts.shutdown_grace_secs);
+        if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
+            warn!("some connections did not close within the grace period");
+        }
+        maintenance.abort();
+        info!("stopped");
+    }
+}
+
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+) {
+    let handshake = shared.config.timeouts.handshake();
+    let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    // The slot travels with the request into the WebSocket session, so the connection cap
+    // counts sessions, not just HTTP exchanges.
+    let slot = ConnectionSlot { addr, _permit: Arc::new(permit) };
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(slot.clone());
+        let mut router = router.clone();
+        async move { router.call(req).await }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(handshake).keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(tls), service).with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res { debug!(error = %e, "HTTP connection ended with an error"); }
+        }
+        _ = shared.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ConnectionSlot {
+    addr: SocketAddr,
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(websocket))
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/", get(|| async { "Rampart server. Talk to it with the `rampart` client.\n" }))
+        .with_state(shared)
+}
+
+async fn websocket(
+    State(shared): State<Arc<Shared>>,
+    Extension(slot): Extension<ConnectionSlot>,
+    upgrade: WebSocketUpgrade,
+) -> impl IntoResponse {
+    let token = shared.tasks.token();
+    upgrade
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let _tracked = token;
+            let ip = slot.addr.ip();
+            session::run(socket, shared, ip).await;
+            drop(slot);
+        })
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render())
+}
+
+async fn maintain(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        every.tick().await;
+        let outbox_ttl = shared.config.limits.code_ttl_secs * 1000;
+        match shared.store.purge_expired(now_ms(), outbox_ttl).await {
+            Ok(p) if p != Default::default() => info!(
+                messages = p.messages,
+                registrations = p.registrations,
+                links = p.links,
+                outbox = p.outbox,
+                "purged expired entries"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "purge failed"),
+        }
+        if let Ok(n) = shared.store.total_queued().await {
+            shared.metrics.queued_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        shared.limits.sweep(Instant::now());
+    }
+}

@@ -1,0 +1,613 @@
+//! One client connection: a WebSocket carrying Rampart frames.
+//!
+//! The task owns the socket, answers requests in order, pushes queued messages to an
+//! authenticated device and enforces the timeouts. What a request may do depends on the
+//! connection's [`Session`] state (from the sans-IO core); the identity used for every
+//! device-level request comes out of that state, never from the request.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use rampart_core::limits::{MAX_CODE_ATTEMPTS, MAX_IN_FLIGHT};
+use rampart_core::session::{RequestClass, Session};
+use rampart_core::{AccountId, DeviceId, LinkCode, RetryAfter, SecretHash, ServerMessageId, VerificationCode};
+use rampart_proto::{
+    ClientRequest, DecodeError, Delivery, DeviceInfo, ErrorBody, ErrorCode, GoodbyeReason, Recipient, ResponseBody,
+    ServerFrame, decode_client_frame, encode_server_frame,
+};
+use rampart_store::{NewDevice, NewMessage, PendingLink, PendingRegistration, StoreError, StoredMessage};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::state::{Peer, Push, Shared, now_ms};
+
+/// Pushes buffered per connection before the hub marks it lagged (it then re-reads the store).
+const PUSH_CHANNEL: usize = 512;
+/// Malformed frames tolerated on one connection before it is closed.
+const MAX_BAD_FRAMES: u32 = 16;
+/// Recipients remembered per connection, to spare the store a lookup per message.
+const RECIPIENT_CACHE: usize = 256;
+
+type Answer = Result<ResponseBody, ErrorBody>;
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody { code, message: message.into(), retry_after_ms: 0 }
+}
+
+fn slow_down(what: &str, retry: RetryAfter) -> ErrorBody {
+    let ms = u32::try_from(retry.0.as_millis()).unwrap_or(u32::MAX).max(1);
+    ErrorBody {
+        code: ErrorCode::RateLimited,
+        message: format!("slow down: too many {what}; retry in {:.1} s", f64::from(ms) / 1000.0),
+        retry_after_ms: ms,
+    }
+}
+
+fn store_error(e: StoreError) -> ErrorBody {
+    let code = match &e {
+        StoreError::NoPendingCode => ErrorCode::NoPendingCode,
+        StoreError::CodeExpired => ErrorCode::CodeExpired,
+        StoreError::WrongCode { .. } => ErrorCode::WrongCode,
+        StoreError::UsernameTaken => ErrorCode::UsernameTaken,
+        StoreError::NoSuchLink => ErrorCode::NoSuchLink,
+        StoreError::TooManyDevices { .. } => ErrorCode::TooManyDevices,
+        StoreError::QueueFull { .. } => ErrorCode::QueueFull,
+        StoreError::NoSuchAccount => ErrorCode::NoSuchRecipient,
+        StoreError::NoSuchDevice => ErrorCode::NoSuchDevice,
+        StoreError::Backend(detail) => {
+            warn!(%detail, "storage failure");
+            return ErrorBody {
+                code: ErrorCode::Unavailable,
+                message: "storage is temporarily unavailable; try again".into(),
+                retry_after_ms: 1000,
+            };
+        }
+    };
+    err(code, e.to_string())
+}
+
+/// What the loop should do after handling something.
+enum Flow {
+    Continue,
+    Close(GoodbyeReason, String),
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    id: u64,
+    session: Session,
+    /// How others see this account (`@username` or the number), set on authentication.
+    label: String,
+    push_tx: mpsc::Sender<Push>,
+    lagged: Arc<AtomicBool>,
+    /// Pushed to the device and not yet acknowledged.
+    in_flight: HashSet<ServerMessageId>,
+    /// True once everything queued before (re)reading the store has been pushed.
+    backlog_done: bool,
+    /// A live push was skipped (window full or channel overflow): re-read the store.
+    refetch: bool,
+    waiting_link: Option<SecretHash>,
+    recipients: HashMap<Recipient, AccountId>,
+    bad_frames: u32,
+    opened: Instant,
+    last_heard: Instant,
+    link_deadline: Option<Instant>,
+}
+
+/// Drive one WebSocket until it closes.
+pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
+    let (push_tx, mut push_rx) = mpsc::channel(PUSH_CHANNEL);
+    let now = Instant::now();
+    let mut conn = Connection {
+        id: shared.next_conn_id(),
+        shared,
+        ip,
+        session: Session::Anonymous,
+        label: String::new(),
+        push_tx,
+        lagged: Arc::new(AtomicBool::new(false)),
+        in_flight: HashSet::new(),
+        backlog_done: false,
+        refetch: false,
+        waiting_link: None,
+        recipients: HashMap::new(),
+        bad_frames: 0,
+        opened: now,
+        last_heard: now,
+        link_deadline: None,
+    };
+    conn.shared.metrics.connections.inc();
+    let shutdown = conn.shared.shutdown.clone();
+    let idle = conn.shared.config.timeouts.idle();
+    let mut ticker = tokio::time::interval(idle / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let outcome = loop {
+        let flow = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Flow::Close(GoodbyeReason::ShuttingDown, "the server is shutting down; reconnect shortly".into()),
+            push = push_rx.recv() => match push {
+                Some(push) => conn.on_push(&mut ws, push).await,
+                None => Flow::Continue,
+            },
+            incoming = ws.recv() => match incoming {
+                None => break None,
+                Some(Err(e)) => {
+                    // tungstenite refuses frames over the size cap here, before buffering them.
+                    debug!(conn = conn.id, error = %e, "websocket read error");
+                    Flow::Close(GoodbyeReason::ProtocolViolation, format!("connection error: {e}"))
+                }
+                Some(Ok(msg)) => {
+                    conn.last_heard = Instant::now();
+                    match msg {
+                        Message::Binary(bytes) => conn.on_frame(&mut ws, bytes).await,
+                        Message::Text(_) => Flow::Close(GoodbyeReason::ProtocolViolation, "text frames are not part of the protocol; send binary frames".into()),
+                        Message::Close(_) => break None,
+                        Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+                    }
+                }
+            },
+            _ = ticker.tick() => conn.on_tick(&mut ws).await,
+        };
+        match flow {
+            Flow::Continue => {}
+            Flow::Close(reason, message) => break Some((reason, message)),
+        }
+        if conn.lagged.swap(false, Ordering::AcqRel) {
+            conn.refetch = true;
+            if let Flow::Close(r, m) = conn.fill(&mut ws).await {
+                break Some((r, m));
+            }
+        }
+    };
+
+    if let Some((reason, message)) = outcome {
+        debug!(conn = conn.id, ?reason, "closing connection");
+        let frame = ServerFrame::Goodbye { reason, message };
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = ws.send(Message::Binary(encode_server_frame(&frame).into())).await;
+            let _ = ws.send(Message::Close(None)).await;
+        })
+        .await;
+    }
+    conn.cleanup();
+}
+
+impl Connection {
+    fn cleanup(&mut self) {
+        if let Some((_, device)) = self.session.device() {
+            self.shared.hub.detach(device, self.id);
+            self.shared.metrics.authenticated_devices.dec();
+        }
+        if let Some(hash) = self.waiting_link.take() {
+            self.shared.hub.forget_link(hash, self.id);
+        }
+        self.shared.metrics.connections.dec();
+    }
+
+    fn peer(&self) -> Peer {
+        Peer { conn: self.id, tx: self.push_tx.clone(), lagged: self.lagged.clone() }
+    }
+
+    async fn send(&mut self, ws: &mut WebSocket, frame: &ServerFrame) -> Flow {
+        match ws.send(Message::Binary(encode_server_frame(frame).into())).await {
+            Ok(()) => Flow::Continue,
+            Err(e) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
+        }
+    }
+
+    async fn on_tick(&mut self, ws: &mut WebSocket) -> Flow {
+        let now = Instant::now();
+        let timeouts = &self.shared.config.timeouts;
+        match &self.session {
+            Session::Anonymous if now.duration_since(self.opened) > timeouts.anonymous() => {
+                return Flow::Close(GoodbyeReason::IdleTimeout, "authenticate or register sooner: time is up".into());
+            }
+            Session::AwaitingLink if self.link_deadline.is_some_and(|d| now > d) => {
+                return Flow::Close(GoodbyeReason::IdleTimeout, "the link code expired before it was approved".into());
+            }
+            _ => {}
+        }
+        if now.duration_since(self.last_heard) > timeouts.idle() {
+            return Flow::Close(GoodbyeReason::IdleTimeout, "no traffic for too long".into());
+        }
+        match ws.send(Message::Ping(Bytes::new())).await {
+            Ok(()) => Flow::Continue,
+            Err(e) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
+        }
+    }
+
+    async fn on_push(&mut self, ws: &mut WebSocket, push: Push) -> Flow {
+        match push {
+            Push::Revoked => Flow::Close(GoodbyeReason::DeviceRevoked, "this device was revoked".into()),
+            Push::LinkCompleted { account, device } => {
+                self.waiting_link = None;
+                self.link_deadline = None;
+                self.session = Session::Anonymous;
+                self.opened = Instant::now();
+                self.send(ws, &ServerFrame::LinkCompleted { account, device }).await
+            }
+            Push::Message(msg) => {
+                if !self.backlog_done || self.refetch || self.in_flight.contains(&msg.id) {
+                    // Already delivered, or the next store read will pick it up.
+                    return Flow::Continue;
+                }
+                if self.in_flight.len() >= MAX_IN_FLIGHT {
+                    self.refetch = true;
+                    return Flow::Continue;
+                }
+                self.deliver(ws, msg).await
+            }
+        }
+    }
+
+    async fn deliver(&mut self, ws: &mut WebSocket, msg: StoredMessage) -> Flow {
+        self.in_flight.insert(msg.id);
+        self.shared.metrics.messages_delivered.inc();
+        let frame = ServerFrame::Delivery(Delivery {
+            server_id: msg.id,
+            message_id: msg.message_id,
+            sender_account: msg.sender_account,
+            sender_device: msg.sender_device,
+            sender_label: msg.sender_label,
+            server_timestamp_ms: msg.received_at,
+            body: Bytes::from(msg.body),
+        });
+        self.send(ws, &frame).await
+    }
+
+    /// Push what the store holds for this device, up to the in-flight window.
+    async fn fill(&mut self, ws: &mut WebSocket) -> Flow {
+        let Some((_, device)) = self.session.device() else { return Flow::Continue };
+        if self.backlog_done && !self.refetch {
+            return Flow::Continue;
+        }
+        let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.len());
+        if room == 0 {
+            return Flow::Continue;
+        }
+        // Read from the start of the queue rather than "after the last id": with several
+        // writers (PostgreSQL) ids may commit out of order, and acknowledged rows are gone
+        // anyway, so the head of the queue is exactly what is still undelivered or in flight.
+        let limit = self.in_flight.len() + room;
+        let batch = match self.shared.store.fetch_queue(device, None, now_ms(), limit as u32).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(conn = self.id, error = %e, "queue read failed");
+                return Flow::Close(GoodbyeReason::Unspecified, "storage unavailable; reconnect later".into());
+            }
+        };
+        let complete = batch.len() < limit;
+        for msg in batch {
+            if self.in_flight.contains(&msg.id) {
+                continue;
+            }
+            if let Flow::Close(r, m) = self.deliver(ws, msg).await {
+                return Flow::Close(r, m);
+            }
+        }
+        if complete {
+            self.refetch = false;
+            if !self.backlog_done {
+                self.backlog_done = true;
+                return self.send(ws, &ServerFrame::QueueDrained).await;
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn on_frame(&mut self, ws: &mut WebSocket, bytes: Bytes) -> Flow {
+        let frame = match decode_client_frame(&bytes) {
+            Ok(f) => f,
+            Err(e) => return self.on_bad_frame(ws, e).await,
+        };
+        let kind = frame.request.kind();
+        self.shared.metrics.request(kind);
+        let class = request_class(&frame.request);
+        let answer = match self.session.admit(class) {
+            Ok(()) => self.handle(frame.request).await,
+            Err(e) => Err(err(ErrorCode::WrongState, e.to_string())),
+        };
+        if let Err(e) = &answer {
+            self.shared.metrics.error(e.code.as_str());
+            debug!(conn = self.id, request = kind, code = e.code.as_str(), "request refused");
+        }
+        let just_authenticated = kind == "authenticate" && answer.is_ok();
+        let acked = kind == "ack" && answer.is_ok();
+        let reply = ServerFrame::Response { request_id: frame.request_id, result: answer };
+        if let Flow::Close(r, m) = self.send(ws, &reply).await {
+            return Flow::Close(r, m);
+        }
+        if just_authenticated || acked {
+            return self.fill(ws).await;
+        }
+        Flow::Continue
+    }
+
+    async fn on_bad_frame(&mut self, ws: &mut WebSocket, e: DecodeError) -> Flow {
+        self.bad_frames += 1;
+        self.shared.metrics.error(e.code().as_str());
+        debug!(conn = self.id, error = %e, "undecodable frame");
+        let fatal = matches!(e, DecodeError::UnsupportedVersion { .. }) || self.bad_frames >= MAX_BAD_FRAMES;
+        let reply = ServerFrame::Response { request_id: 0, result: Err(err(e.code(), e.to_string())) };
+        if let Flow::Close(r, m) = self.send(ws, &reply).await {
+            return Flow::Close(r, m);
+        }
+        if fatal {
+            return Flow::Close(GoodbyeReason::ProtocolViolation, e.to_string());
+        }
+        Flow::Continue
+    }
+
+    async fn handle(&mut self, request: ClientRequest) -> Answer {
+        match request {
+            ClientRequest::Ping => Ok(ResponseBody::Pong { server_time_ms: now_ms() }),
+            ClientRequest::Register { phone, username } => self.register(phone, username).await,
+            ClientRequest::Verify { phone, code, device_name, secret } => {
+                self.verify(phone, code, device_name, secret.hash()).await
+            }
+            ClientRequest::Authenticate { device, secret } => self.authenticate(device, secret.hash()).await,
+            ClientRequest::BeginLink { device_name, secret } => self.begin_link(device_name, secret.hash()).await,
+            ClientRequest::ApproveLink { code } => self.approve_link(code).await,
+            ClientRequest::Send { to, message_id, body } => self.send_message(to, message_id, body).await,
+            ClientRequest::Ack { ids } => self.ack(ids).await,
+            ClientRequest::ListDevices => self.list_devices().await,
+            ClientRequest::RevokeDevice { device } => self.revoke(device).await,
+            ClientRequest::SetUsername { username } => self.set_username(username).await,
+        }
+    }
+
+    fn identity(&self) -> Result<(AccountId, DeviceId), ErrorBody> {
+        self.session.device().ok_or_else(|| err(ErrorCode::NotAuthenticated, "authenticate first"))
+    }
+
+    fn limit<K: std::hash::Hash + Eq + Clone>(
+        &self,
+        limiter: &crate::limiter::Limiter<K>,
+        key: &K,
+        cost: u32,
+        what: &str,
+    ) -> Result<(), ErrorBody> {
+        limiter.check(key, cost, Instant::now()).map_err(|retry| {
+            self.shared.metrics.limited(limiter.name);
+            slow_down(what, retry)
+        })
+    }
+
+    async fn register(&mut self, phone: rampart_core::PhoneNumber, username: Option<rampart_core::Username>) -> Answer {
+        let shared = self.shared.clone();
+        let tag = shared.phone_tag(&phone);
+        self.limit(&shared.limits.register_per_address, &self.ip, 1, "registrations from this address")?;
+        self.limit(&shared.limits.register_per_number, &tag, 1, "codes requested for this number")?;
+        if let Some(name) = &username {
+            let owner = shared.store.account_by_username(name).await.map_err(store_error)?;
+            let mine = shared.store.account_by_phone(&phone).await.map_err(store_error)?;
+            if owner.is_some() && owner != mine {
+                return Err(err(ErrorCode::UsernameTaken, "the username is already taken"));
+            }
+        }
+        let ttl = Duration::from_secs(shared.config.limits.code_ttl_secs);
+        let code = VerificationCode::generate(&mut rand::rng());
+        let now = now_ms();
+        let pending = PendingRegistration {
+            code_hash: code.hash_for(phone.as_e164()),
+            phone: phone.clone(),
+            username,
+            expires_at: now + ttl.as_millis() as u64,
+        };
+        shared.store.begin_registration(pending).await.map_err(store_error)?;
+        if let Err(e) = shared.verifier.deliver(&phone, &code, ttl, now).await {
+            warn!(phone = %tag, error = %e, "verification code not delivered");
+            return Err(err(ErrorCode::Unavailable, "could not send the verification code; try again later"));
+        }
+        info!(phone = %tag, "verification code issued");
+        Ok(ResponseBody::RegistrationStarted { expires_in_secs: ttl.as_secs() as u32 })
+    }
+
+    async fn verify(
+        &mut self,
+        phone: rampart_core::PhoneNumber,
+        code: VerificationCode,
+        device_name: String,
+        secret_hash: SecretHash,
+    ) -> Answer {
+        let shared = self.shared.clone();
+        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "verification attempts from this address")?;
+        let previous = match shared.store.account_by_phone(&phone).await.map_err(store_error)? {
+            Some(account) => shared.store.list_devices(account).await.map_err(store_error)?,
+            None => Vec::new(),
+        };
+        let device = NewDevice { name: default_name(device_name, "primary"), secret_hash };
+        let done = shared
+            .store
+            .complete_registration(&phone, code.hash_for(phone.as_e164()), device, now_ms(), MAX_CODE_ATTEMPTS)
+            .await
+            .map_err(store_error)?;
+        if done.replaced_existing {
+            for d in previous {
+                shared.hub.revoke(d.id);
+            }
+        }
+        info!(phone = %shared.phone_tag(&phone), account = %done.account, device = %done.device, replaced = done.replaced_existing, "registered");
+        Ok(ResponseBody::Registered { account: done.account, device: done.device, replaced_existing: done.replaced_existing })
+    }
+
+    async fn authenticate(&mut self, device: DeviceId, presented: SecretHash) -> Answer {
+        let shared = self.shared.clone();
+        let failures = &shared.limits.auth_failures_per_address;
+        if !failures.would_allow(&self.ip, Instant::now()) {
+            shared.metrics.limited(failures.name);
+            return Err(slow_down("failed authentications from this address", RetryAfter(Duration::from_secs(2))));
+        }
+        let record = shared.store.device_auth(device).await.map_err(store_error)?;
+        let Some(record) = record.filter(|r| r.secret_hash.matches(&presented)) else {
+            let _ = failures.check(&self.ip, 1, Instant::now());
+            return Err(err(
+                ErrorCode::InvalidCredentials,
+                "unknown device or wrong credentials (was this device revoked or the account registered again?)",
+            ));
+        };
+        let label = shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();
+        shared.store.touch_device(device, now_ms()).await.map_err(store_error)?;
+        self.session = Session::Authenticated { account: record.account, device };
+        self.label = label.clone();
+        shared.hub.attach(device, self.peer());
+        shared.metrics.authenticated_devices.inc();
+        debug!(conn = self.id, account = %record.account, device = %device, "authenticated");
+        Ok(ResponseBody::Authenticated { account: record.account, device, label })
+    }
+
+    async fn begin_link(&mut self, device_name: String, secret_hash: SecretHash) -> Answer {
+        let shared = self.shared.clone();
+        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link attempts from this address")?;
+        let code = LinkCode::generate(&mut rand::rng());
+        let ttl = Duration::from_secs(shared.config.limits.code_ttl_secs);
+        let pending = PendingLink {
+            code_hash: code.hash(),
+            device: NewDevice { name: default_name(device_name, "linked device"), secret_hash },
+            expires_at: now_ms() + ttl.as_millis() as u64,
+        };
+        shared.store.begin_link(pending).await.map_err(store_error)?;
+        shared.hub.wait_link(code.hash(), self.peer());
+        self.waiting_link = Some(code.hash());
+        self.link_deadline = Some(Instant::now() + ttl);
+        self.session = Session::AwaitingLink;
+        Ok(ResponseBody::LinkStarted { code, expires_in_secs: ttl.as_secs() as u32 })
+    }
+
+    async fn approve_link(&mut self, code: LinkCode) -> Answer {
+        let (account, _) = self.identity()?;
+        let shared = self.shared.clone();
+        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link approvals from this address")?;
+        let device = shared
+            .store
+            .complete_link(code.hash(), account, now_ms(), shared.config.limits.max_devices)
+            .await
+            .map_err(store_error)?;
+        let notified = shared.hub.complete_link(code.hash(), account, device);
+        info!(account = %account, device = %device, notified, "device linked");
+        Ok(ResponseBody::LinkApproved { device })
+    }
+
+    async fn send_message(&mut self, to: Recipient, message_id: rampart_core::MessageId, body: Bytes) -> Answer {
+        let (account, device) = self.identity()?;
+        let shared = self.shared.clone();
+        let max = shared.config.limits.max_message_bytes;
+        if body.len() > max {
+            return Err(err(
+                ErrorCode::MessageTooLarge,
+                format!("message of {} bytes exceeds this server's limit of {max} bytes", body.len()),
+            ));
+        }
+        self.limit(&shared.limits.send, &device, 1, "messages")?;
+        let kib = u32::try_from(body.len().div_ceil(1024)).unwrap_or(u32::MAX);
+        self.limit(&shared.limits.upload_kib, &device, kib, "bytes uploaded")?;
+        let recipient = self.resolve(&to).await?;
+        let now = now_ms();
+        let msg = NewMessage {
+            recipient,
+            sender_account: account,
+            sender_device: device,
+            sender_label: self.label.clone(),
+            message_id,
+            received_at: now,
+            expires_at: now + shared.config.limits.message_ttl_secs * 1000,
+            body: body.to_vec(),
+        };
+        let copies = shared.store.enqueue(msg, shared.config.limits.max_queue_per_device).await.map_err(store_error)?;
+        shared.metrics.messages_received.inc();
+        let count = copies.len() as u32;
+        for copy in copies {
+            shared.hub.push_message(copy);
+        }
+        Ok(ResponseBody::Sent { server_timestamp_ms: now, recipient_devices: count })
+    }
+
+    async fn resolve(&mut self, to: &Recipient) -> Result<AccountId, ErrorBody> {
+        if let Some(a) = self.recipients.get(to) {
+            return Ok(*a);
+        }
+        let store = &self.shared.store;
+        let found = match to {
+            Recipient::Phone(p) => store.account_by_phone(p).await,
+            Recipient::Username(u) => store.account_by_username(u).await,
+        }
+        .map_err(store_error)?;
+        let account = found.ok_or_else(|| match to {
+            Recipient::Phone(_) => err(ErrorCode::NoSuchRecipient, "no Rampart account has this phone number"),
+            Recipient::Username(_) => err(ErrorCode::NoSuchRecipient, "no Rampart account has this username"),
+        })?;
+        if self.recipients.len() >= RECIPIENT_CACHE {
+            self.recipients.clear();
+        }
+        self.recipients.insert(to.clone(), account);
+        Ok(account)
+    }
+
+    async fn ack(&mut self, ids: Vec<ServerMessageId>) -> Answer {
+        let (_, device) = self.identity()?;
+        let deleted = self.shared.store.ack(device, &ids).await.map_err(store_error)?;
+        for id in &ids {
+            self.in_flight.remove(id);
+        }
+        self.shared.metrics.messages_acked.inc_by(deleted);
+        Ok(ResponseBody::Ok)
+    }
+
+    async fn list_devices(&mut self) -> Answer {
+        let (account, _) = self.identity()?;
+        let list = self.shared.store.list_devices(account).await.map_err(store_error)?;
+        Ok(ResponseBody::Devices(
+            list.into_iter()
+                .map(|d| DeviceInfo {
+                    device: d.id,
+                    name: d.name,
+                    created_at_ms: d.created_at,
+                    last_seen_at_ms: d.last_seen_at,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn revoke(&mut self, target: DeviceId) -> Answer {
+        let (account, device) = self.identity()?;
+        self.shared.store.revoke_device(account, target).await.map_err(store_error)?;
+        self.shared.hub.revoke(target);
+        info!(account = %account, by = %device, revoked = %target, "device revoked");
+        Ok(ResponseBody::Ok)
+    }
+
+    async fn set_username(&mut self, username: Option<rampart_core::Username>) -> Answer {
+        let (account, _) = self.identity()?;
+        let store = &self.shared.store;
+        store.set_username(account, username.as_ref()).await.map_err(store_error)?;
+        self.label = store.account_label(account).await.map_err(store_error)?.unwrap_or_default();
+        Ok(ResponseBody::Ok)
+    }
+}
+
+fn default_name(name: String, fallback: &str) -> String {
+    if name.trim().is_empty() { fallback.to_owned() } else { name }
+}
+
+fn request_class(request: &ClientRequest) -> RequestClass {
+    match request {
+        ClientRequest::Ping => RequestClass::Always,
+        ClientRequest::Register { .. } | ClientRequest::Verify { .. } | ClientRequest::BeginLink { .. } => {
+            RequestClass::Anonymous
+        }
+        ClientRequest::Authenticate { .. } => RequestClass::Authenticate,
+        ClientRequest::ApproveLink { .. }
+        | ClientRequest::Send { .. }
+        | ClientRequest::Ack { .. }
+        | ClientRequest::ListDevices
+        | ClientRequest::RevokeDevice { .. }
+        | ClientRequest::SetUsername { .. } => RequestClass::Device,
+    }
+}

@@ -1,0 +1,199 @@
+//! State shared by every connection: configuration, storage, the hub of connected devices,
+//! rate limits and metrics.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use rampart_core::{AccountId, DeviceId, PhoneNumber, SecretHash};
+use rampart_store::{Store, StoredMessage, UnixMillis};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::verifier::Verifier;
+
+/// Wall-clock milliseconds. The only place the server reads the clock for stored timestamps.
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Something for one connection to do, sent by another task.
+#[derive(Debug)]
+pub enum Push {
+    /// A message just queued for this device.
+    Message(StoredMessage),
+    /// The device was revoked (or replaced by a re-registration): close at once.
+    Revoked,
+    /// The link this connection waits for was approved.
+    LinkCompleted { account: AccountId, device: DeviceId },
+}
+
+/// How to reach one connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub conn: u64,
+    pub tx: mpsc::Sender<Push>,
+    /// Set when a push was dropped because the connection's channel was full; the connection
+    /// then re-reads its queue from the store, so nothing is lost, only delayed.
+    pub lagged: Arc<AtomicBool>,
+}
+
+/// Connected devices and connections waiting for a link approval, on this node.
+#[derive(Debug, Default)]
+pub struct Hub {
+    devices: Mutex<HashMap<DeviceId, Vec<Peer>>>,
+    links: Mutex<HashMap<[u8; 32], Peer>>,
+}
+
+impl Hub {
+    pub fn attach(&self, device: DeviceId, peer: Peer) {
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(device).or_default().push(peer);
+    }
+
+    pub fn detach(&self, device: DeviceId, conn: u64) {
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(peers) = map.get_mut(&device) {
+            peers.retain(|p| p.conn != conn);
+            if peers.is_empty() {
+                map.remove(&device);
+            }
+        }
+    }
+
+    /// Offer a freshly queued message to the device's live connections, if any.
+    pub fn push_message(&self, msg: StoredMessage) {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(peers) = map.get(&msg.device) else { return };
+        for peer in peers {
+            if peer.tx.try_send(Push::Message(msg.clone())).is_err() {
+                peer.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Cut off every connection of a device.
+    pub fn revoke(&self, device: DeviceId) {
+        let peers = {
+            let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+            map.remove(&device).unwrap_or_default()
+        };
+        for peer in peers {
+            // A full channel means the connection is busy; it still sees the revocation on its
+            // next store access (its credentials and queue are gone), so a lost notice is safe.
+            let _ = peer.tx.try_send(Push::Revoked);
+        }
+    }
+
+    pub fn wait_link(&self, code_hash: SecretHash, peer: Peer) {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(code_hash.0, peer);
+    }
+
+    pub fn forget_link(&self, code_hash: SecretHash, conn: u64) {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if links.get(&code_hash.0).is_some_and(|p| p.conn == conn) {
+            links.remove(&code_hash.0);
+        }
+    }
+
+    /// Tell the waiting new device it was approved. False if it is no longer connected here.
+    pub fn complete_link(&self, code_hash: SecretHash, account: AccountId, device: DeviceId) -> bool {
+        let peer = self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&code_hash.0);
+        peer.is_some_and(|p| p.tx.try_send(Push::LinkCompleted { account, device }).is_ok())
+    }
+}
+
+/// Every rate limit the server applies.
+#[derive(Debug)]
+pub struct Limiters {
+    pub send: Limiter<DeviceId>,
+    pub upload_kib: Limiter<DeviceId>,
+    pub register_per_number: Limiter<String>,
+    pub register_per_address: Limiter<IpAddr>,
+    pub verify_per_address: Limiter<IpAddr>,
+    pub auth_failures_per_address: Limiter<IpAddr>,
+}
+
+impl Limiters {
+    pub fn new(config: &ServerConfig) -> Self {
+        let r = &config.rate_limits;
+        Self {
+            send: Limiter::new("send", r.send),
+            upload_kib: Limiter::new("upload", r.upload_kib),
+            register_per_number: Limiter::new("register_per_number", r.register_per_number),
+            register_per_address: Limiter::new("register_per_address", r.register_per_address),
+            verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
+            auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
+        }
+    }
+
+    pub fn sweep(&self, now: Instant) {
+        self.send.sweep(now);
+        self.upload_kib.sweep(now);
+        self.register_per_number.sweep(now);
+        self.register_per_address.sweep(now);
+        self.verify_per_address.sweep(now);
+        self.auth_failures_per_address.sweep(now);
+    }
+}
+
+/// What every connection task holds a reference to.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub verifier: Arc<dyn Verifier>,
+    pub metrics: Metrics,
+    pub hub: Hub,
+    pub limits: Limiters,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for their goodbyes.
+    pub tasks: TaskTracker,
+    next_conn: AtomicU64,
+    log_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("store", &self.store.backend_name()).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>, verifier: Arc<dyn Verifier>, log_key: [u8; 32]) -> Self {
+        let limits = Limiters::new(&config);
+        Self {
+            config,
+            store,
+            verifier,
+            metrics: Metrics::default(),
+            hub: Hub::default(),
+            limits,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+            log_key,
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A stable, keyed pseudonym for a phone number, for logs and rate-limit keys: lets an
+    /// operator correlate events about one number without the logs ever holding it.
+    pub fn phone_tag(&self, phone: &PhoneNumber) -> String {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.log_key) else { return String::new() };
+        mac.update(phone.as_e164().as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("p{}", hex::encode(tag.get(..6).unwrap_or_default()))
+    }
+}

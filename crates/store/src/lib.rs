@@ -1,0 +1,237 @@
+//! Rampart storage.
+//!
+//! The server talks to storage only through the [`Store`] trait. Each method is one atomic,
+//! domain-level operation (a registration completes entirely or not at all; a message is queued
+//! for every device of the recipient or for none), so backends can use whatever transaction
+//! machinery they have and the server never holds a transaction across an `.await` of its own.
+//!
+//! Backends: [`sqlite::SqliteStore`] (embedded default, one writer thread with group commit) and
+//! [`postgres::PostgresStore`] (several server nodes on one database). Both pass the same
+//! [`conformance`] suite.
+//!
+//! Storage never sees the wire format: message bodies are opaque bytes.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+pub mod postgres;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+
+/// Milliseconds since the Unix epoch. Storage never reads a clock: callers pass `now`.
+pub type UnixMillis = u64;
+
+/// A registration waiting for its verification code.
+#[derive(Debug, Clone)]
+pub struct PendingRegistration {
+    pub phone: PhoneNumber,
+    pub code_hash: SecretHash,
+    /// Username requested at registration, claimed when the code is verified.
+    pub username: Option<Username>,
+    pub expires_at: UnixMillis,
+}
+
+/// A device about to be created: its name and the hash of the secret it will authenticate with.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub name: String,
+    pub secret_hash: SecretHash,
+}
+
+/// The result of a completed registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registered {
+    pub account: AccountId,
+    pub device: DeviceId,
+    /// True when the phone number already had an account: its old devices were removed.
+    pub replaced_existing: bool,
+}
+
+/// A new device waiting for an existing device of some account to approve it.
+#[derive(Debug, Clone)]
+pub struct PendingLink {
+    pub code_hash: SecretHash,
+    pub device: NewDevice,
+    pub expires_at: UnixMillis,
+}
+
+/// What the server needs to check a device's credentials.
+#[derive(Debug, Clone)]
+pub struct DeviceAuth {
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub secret_hash: SecretHash,
+}
+
+/// A device as listed to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub name: String,
+    pub created_at: UnixMillis,
+    pub last_seen_at: UnixMillis,
+}
+
+/// A message to queue for every device of one recipient account.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub recipient: AccountId,
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    /// How the recipient's client shows the sender (`@username` or the phone number).
+    pub sender_label: String,
+    pub message_id: MessageId,
+    pub received_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub body: Vec<u8>,
+}
+
+/// One queued copy of a message, for one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: ServerMessageId,
+    pub device: DeviceId,
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    pub sender_label: String,
+    pub message_id: MessageId,
+    pub received_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub body: Vec<u8>,
+}
+
+/// One code waiting in the embedded verifier's outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub phone: String,
+    pub text: String,
+    pub created_at: UnixMillis,
+}
+
+/// What was removed by [`Store::purge_expired`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub messages: u64,
+    pub registrations: u64,
+    pub links: u64,
+    pub outbox: u64,
+}
+
+/// Storage errors. The domain variants are answers the client should see; `Backend` is a
+/// failure of the database itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no verification code is pending for this number; ask for a new one")]
+    NoPendingCode,
+    #[error("the verification code has expired; ask for a new one")]
+    CodeExpired,
+    #[error("wrong verification code ({attempts_left} attempts left)")]
+    WrongCode { attempts_left: u32 },
+    #[error("the username is already taken")]
+    UsernameTaken,
+    #[error("unknown or expired link code")]
+    NoSuchLink,
+    #[error("the account already has {max} devices; revoke one first")]
+    TooManyDevices { max: u32 },
+    #[error("the recipient's queue is full ({max} messages); try again later")]
+    QueueFull { max: u32 },
+    #[error("no such account")]
+    NoSuchAccount,
+    #[error("no such device")]
+    NoSuchDevice,
+    #[error("storage backend failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the server stores. Implementations must be safe to call from many tasks at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and metrics: "sqlite" or "postgres".
+    fn backend_name(&self) -> &'static str;
+
+    // --- registration -------------------------------------------------------------------
+
+    /// Start (or restart) a registration: replaces any pending code for the number and resets
+    /// its attempt counter.
+    async fn begin_registration(&self, pending: PendingRegistration) -> StoreResult<()>;
+
+    /// Check the code and, if right, create the account (or take over the existing account of
+    /// that number, removing its old devices and their queues) with one first device. The
+    /// pending code is single-use: consumed on success, burnt after `max_attempts` wrong tries.
+    async fn complete_registration(
+        &self,
+        phone: &PhoneNumber,
+        code_hash: SecretHash,
+        device: NewDevice,
+        now: UnixMillis,
+        max_attempts: u32,
+    ) -> StoreResult<Registered>;
+
+    // --- accounts -----------------------------------------------------------------------
+
+    async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>>;
+    async fn account_by_username(&self, username: &Username) -> StoreResult<Option<AccountId>>;
+    /// `@username` if the account has one, else its phone number.
+    async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>>;
+    /// Set or clear the username. `UsernameTaken` if another account has it.
+    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()>;
+
+    // --- devices ------------------------------------------------------------------------
+
+    async fn device_auth(&self, device: DeviceId) -> StoreResult<Option<DeviceAuth>>;
+    async fn touch_device(&self, device: DeviceId, now: UnixMillis) -> StoreResult<()>;
+    async fn list_devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>>;
+    /// Remove a device of this account and delete its queue. `NoSuchDevice` if the device does
+    /// not exist or belongs to another account.
+    async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()>;
+
+    // --- linking ------------------------------------------------------------------------
+
+    async fn begin_link(&self, pending: PendingLink) -> StoreResult<()>;
+    /// Consume the link code and add its device to `account`, unless the account already has
+    /// `max_devices`. `NoSuchLink` for an unknown, used or expired code.
+    async fn complete_link(
+        &self,
+        code_hash: SecretHash,
+        account: AccountId,
+        now: UnixMillis,
+        max_devices: u32,
+    ) -> StoreResult<DeviceId>;
+
+    // --- queues -------------------------------------------------------------------------
+
+    /// Durably queue one copy for every device of `msg.recipient`, all or none. `QueueFull` if
+    /// any of those devices already holds `max_queue` messages. Idempotent on
+    /// (device, sender account, message id): a retried send returns the copies already queued
+    /// and queues nothing twice.
+    /// Returns the queued copies, so the caller can push them to online devices.
+    async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>>;
+
+    /// Unexpired messages of a device with id greater than `after`, oldest first.
+    async fn fetch_queue(
+        &self,
+        device: DeviceId,
+        after: Option<ServerMessageId>,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+
+    /// Delete acknowledged messages of this device. Ids of other devices are ignored.
+    /// Returns how many were deleted.
+    async fn ack(&self, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64>;
+
+    async fn queue_depth(&self, device: DeviceId) -> StoreResult<u64>;
+    async fn total_queued(&self) -> StoreResult<u64>;
+
+    /// Remove expired messages, registrations and link codes, and outbox entries created more
+    /// than `outbox_ttl_ms` before `now`.
+    async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged>;
+
+    // --- embedded verifier outbox -------------------------------------------------------
+
+    async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()>;
+    async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>>;
+}

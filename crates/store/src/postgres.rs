@@ -1,0 +1,767 @@
+//! The PostgreSQL backend, for several server nodes sharing one database.
+//!
+//! Each operation that must be atomic runs in its own transaction at READ COMMITTED. Instead of
+//! SERIALIZABLE (and retry loops), the operations whose checks must not race take row locks in
+//! one global order: pending code row, then account row, then device rows in id order. That is
+//! enough for every invariant the store promises:
+//! - `enqueue` locks the recipient's device rows, so the queue-length check and the insert of
+//!   one sender cannot interleave with another's, and per device the ids are allocated *and
+//!   committed* in increasing order (a client fetching "after id N" can never miss a row that
+//!   commits later with a smaller id).
+//! - `complete_link` locks the account row, so two links racing for the last device slot are
+//!   serialised and the second sees the first's device.
+//! - registration and linking lock the pending code row, so a code is used at most once.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use crate::{
+    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration,
+    Purged, Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
+};
+
+const POOL_SIZE: usize = 16;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an operation waits for a free pooled connection before giving up.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+/// Key of the session-independent advisory lock that serialises migrations across nodes
+/// ("rampart" in ASCII).
+const MIGRATION_LOCK: i64 = 0x72_61_6d_70_61_72_74;
+
+/// Ordered schema migrations. Never edit an entry once released: append a new version.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "
+    CREATE TABLE accounts (
+        id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        phone       TEXT NOT NULL CONSTRAINT accounts_phone_key UNIQUE,
+        username    TEXT CONSTRAINT accounts_username_key UNIQUE,
+        created_at  BIGINT NOT NULL
+    );
+
+    CREATE TABLE devices (
+        id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        account_id    BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        secret_hash   BYTEA NOT NULL,
+        created_at    BIGINT NOT NULL,
+        last_seen_at  BIGINT NOT NULL
+    );
+    CREATE INDEX devices_account ON devices(account_id, id);
+
+    CREATE TABLE pending_registrations (
+        phone       TEXT PRIMARY KEY,
+        code_hash   BYTEA NOT NULL,
+        username    TEXT,
+        expires_at  BIGINT NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX pending_registrations_expires ON pending_registrations(expires_at);
+
+    CREATE TABLE pending_links (
+        code_hash    BYTEA PRIMARY KEY,
+        device_name  TEXT NOT NULL,
+        secret_hash  BYTEA NOT NULL,
+        expires_at   BIGINT NOT NULL
+    );
+    CREATE INDEX pending_links_expires ON pending_links(expires_at);
+
+    CREATE TABLE queue (
+        id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        device_id       BIGINT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        sender_account  BIGINT NOT NULL,
+        sender_device   BIGINT NOT NULL,
+        sender_label    TEXT NOT NULL,
+        message_id      BYTEA NOT NULL,
+        received_at     BIGINT NOT NULL,
+        expires_at      BIGINT NOT NULL,
+        body            BYTEA NOT NULL,
+        CONSTRAINT queue_copy_key UNIQUE (device_id, sender_account, message_id)
+    );
+    CREATE INDEX queue_device ON queue(device_id, id);
+    CREATE INDEX queue_expires ON queue(expires_at);
+
+    CREATE TABLE verifier_outbox (
+        id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        phone       TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        created_at  BIGINT NOT NULL
+    );
+    CREATE INDEX verifier_outbox_created ON verifier_outbox(created_at);
+    ",
+)];
+
+/// A store on a PostgreSQL database, through a pool of connections.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the URL: it may carry a password.
+        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url` (e.g. `postgres://rampart@127.0.0.1/rampart`), without TLS, and apply
+    /// any pending migrations. Fails if the database is unreachable.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Close the pool: idle connections are closed now, busy ones when they are returned, and
+    /// later calls fail with a `Backend` error.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn client(&self) -> StoreResult<Object> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => pg(e),
+            other => StoreError::Backend(format!("postgres pool: {other}")),
+        })
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // Transaction-scoped, so it is released even if this node dies halfway.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     INTEGER PRIMARY KEY,
+                applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .await
+        .map_err(pg)?;
+        let applied = tx
+            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.try_get::<_, i32>(0).map_err(pg))
+            .collect::<StoreResult<Vec<i32>>>()?;
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if let Some(&newest) = applied.last()
+            && newest > known
+        {
+            return Err(StoreError::Backend(format!(
+                "the database has schema version {newest}, newer than this build knows ({known})"
+            )));
+        }
+        for &(version, sql) in MIGRATIONS {
+            if applied.contains(&version) {
+                continue;
+            }
+            tx.batch_execute(sql).await.map_err(pg)?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])
+                .await
+                .map_err(pg)?;
+            tracing::info!(backend = "postgres", version, "applied schema migration");
+        }
+        tx.commit().await.map_err(pg)
+    }
+}
+
+// --- conversions ----------------------------------------------------------------------------
+
+/// Database errors become `Backend` errors carrying the SQLSTATE and the primary message only:
+/// PostgreSQL's DETAIL line quotes the offending values (phone numbers, usernames).
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("accounts_username_key") {
+            return StoreError::UsernameTaken;
+        }
+        return StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()));
+    }
+    match std::error::Error::source(&e) {
+        Some(cause) => StoreError::Backend(format!("postgres: {e}: {cause}")),
+        None => StoreError::Backend(format!("postgres: {e}")),
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} out of range")))
+}
+
+fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Backend(format!("stored {what} is negative")))
+}
+
+/// An id that cannot be stored cannot exist, so lookups by it simply find nothing.
+fn key(id: u64) -> Option<i64> {
+    i64::try_from(id).ok()
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreResult<T> {
+    row.try_get(idx).map_err(pg)
+}
+
+fn hash_from_db(bytes: Vec<u8>) -> StoreResult<SecretHash> {
+    <[u8; 32]>::try_from(bytes)
+        .map(SecretHash)
+        .map_err(|_| StoreError::Backend("stored hash has the wrong length".into()))
+}
+
+fn username_from_db(name: &str) -> StoreResult<Username> {
+    Username::parse(name).map_err(|_| StoreError::Backend("stored username is invalid".into()))
+}
+
+/// Columns in this order: id, device_id, sender_account, sender_device, sender_label,
+/// message_id, received_at, expires_at, body.
+fn stored_message(row: &Row) -> StoreResult<StoredMessage> {
+    let message_id: Vec<u8> = get(row, 5)?;
+    Ok(StoredMessage {
+        id: ServerMessageId(to_u64(get(row, 0)?, "message id")?),
+        device: DeviceId(to_u64(get(row, 1)?, "device id")?),
+        sender_account: AccountId(to_u64(get(row, 2)?, "account id")?),
+        sender_device: DeviceId(to_u64(get(row, 3)?, "device id")?),
+        sender_label: get(row, 4)?,
+        message_id: MessageId::from_slice(&message_id)
+            .ok_or_else(|| StoreError::Backend("stored message id has the wrong length".into()))?,
+        received_at: to_u64(get(row, 6)?, "timestamp")?,
+        expires_at: to_u64(get(row, 7)?, "timestamp")?,
+        body: get(row, 8)?,
+    })
+}
+
+async fn insert_device(
+    tx: &deadpool_postgres::Transaction<'_>,
+    account: i64,
+    device: &NewDevice,
+    now: i64,
+) -> StoreResult<DeviceId> {
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO devices (account_id, name, secret_hash, created_at, last_seen_at)
+             VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        )
+        .await
+        .map_err(pg)?;
+    let row = tx.query_one(&st, &[&account, &device.name, &&device.secret_hash.0[..], &now]).await.map_err(pg)?;
+    Ok(DeviceId(to_u64(get(&row, 0)?, "device id")?))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn begin_registration(&self, p: PendingRegistration) -> StoreResult<()> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "INSERT INTO pending_registrations (phone, code_hash, username, expires_at, attempts)
+                 VALUES ($1, $2, $3, $4, 0)
+                 ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash,
+                     username = excluded.username, expires_at = excluded.expires_at, attempts = 0",
+            )
+            .await
+            .map_err(pg)?;
+        let expires_at = to_i64(p.expires_at, "expiry")?;
+        client
+            .execute(
+                &st,
+                &[&p.phone.as_e164(), &&p.code_hash.0[..], &p.username.as_ref().map(Username::as_str), &expires_at],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn complete_registration(
+        &self,
+        phone: &PhoneNumber,
+        code_hash: SecretHash,
+        device: NewDevice,
+        now: UnixMillis,
+        max_attempts: u32,
+    ) -> StoreResult<Registered> {
+        let now = to_i64(now, "time")?;
+        let phone = phone.as_e164();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let st = tx
+            .prepare_cached(
+                "SELECT code_hash, username, expires_at, attempts FROM pending_registrations
+                 WHERE phone = $1 FOR UPDATE",
+            )
+            .await
+            .map_err(pg)?;
+        let Some(row) = tx.query_opt(&st, &[&phone]).await.map_err(pg)? else {
+            return Err(StoreError::NoPendingCode);
+        };
+        let stored_hash = hash_from_db(get(&row, 0)?)?;
+        let username: Option<String> = get(&row, 1)?;
+        let expires_at: i64 = get(&row, 2)?;
+        let attempts: i32 = get(&row, 3)?;
+
+        let delete = tx
+            .prepare_cached("DELETE FROM pending_registrations WHERE phone = $1")
+            .await
+            .map_err(pg)?;
+        if expires_at <= now {
+            tx.execute(&delete, &[&phone]).await.map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            return Err(StoreError::CodeExpired);
+        }
+        if !stored_hash.matches(&code_hash) {
+            let attempts = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+            if attempts >= max_attempts {
+                tx.execute(&delete, &[&phone]).await.map_err(pg)?;
+            } else {
+                let st = tx
+                    .prepare_cached("UPDATE pending_registrations SET attempts = $2 WHERE phone = $1")
+                    .await
+                    .map_err(pg)?;
+                let stored = i32::try_from(attempts)
+                    .map_err(|_| StoreError::Backend("attempt count out of range".into()))?;
+                tx.execute(&st, &[&phone, &stored]).await.map_err(pg)?;
+            }
+            tx.commit().await.map_err(pg)?;
+            return Err(StoreError::WrongCode { attempts_left: max_attempts.saturating_sub(attempts) });
+        }
+        tx.execute(&delete, &[&phone]).await.map_err(pg)?;
+
+        let st = tx.prepare_cached("SELECT id FROM accounts WHERE phone = $1 FOR UPDATE").await.map_err(pg)?;
+        let existing = tx.query_opt(&st, &[&phone]).await.map_err(pg)?;
+        // A username already held by someone else fails the statement with a unique violation,
+        // which `pg` turns into UsernameTaken; returning drops `tx`, rolling everything back.
+        let (account, replaced_existing) = match existing {
+            Some(row) => {
+                let account: i64 = get(&row, 0)?;
+                // Lock the devices in id order, like `enqueue`, before deleting them.
+                let st = tx
+                    .prepare_cached("SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
+                    .await
+                    .map_err(pg)?;
+                tx.query(&st, &[&account]).await.map_err(pg)?;
+                let st = tx.prepare_cached("DELETE FROM devices WHERE account_id = $1").await.map_err(pg)?;
+                tx.execute(&st, &[&account]).await.map_err(pg)?;
+                if let Some(name) = &username {
+                    let st = tx
+                        .prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1")
+                        .await
+                        .map_err(pg)?;
+                    tx.execute(&st, &[&account, name]).await.map_err(pg)?;
+                }
+                (account, true)
+            }
+            None => {
+                let st = tx
+                    .prepare_cached(
+                        "INSERT INTO accounts (phone, username, created_at) VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .await
+                    .map_err(pg)?;
+                let row = tx.query_one(&st, &[&phone, &username, &now]).await.map_err(pg)?;
+                (get::<i64>(&row, 0)?, false)
+            }
+        };
+        let device = insert_device(&tx, account, &device, now).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(Registered { account: AccountId(to_u64(account, "account id")?), device, replaced_existing })
+    }
+
+    async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {
+        let client = self.client().await?;
+        let st = client.prepare_cached("SELECT id FROM accounts WHERE phone = $1").await.map_err(pg)?;
+        let row = client.query_opt(&st, &[&phone.as_e164()]).await.map_err(pg)?;
+        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId)).transpose()
+    }
+
+    async fn account_by_username(&self, username: &Username) -> StoreResult<Option<AccountId>> {
+        let client = self.client().await?;
+        let st = client.prepare_cached("SELECT id FROM accounts WHERE username = $1").await.map_err(pg)?;
+        let row = client.query_opt(&st, &[&username.as_str()]).await.map_err(pg)?;
+        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId)).transpose()
+    }
+
+    async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>> {
+        let Some(account) = key(account.0) else { return Ok(None) };
+        let client = self.client().await?;
+        let st = client.prepare_cached("SELECT phone, username FROM accounts WHERE id = $1").await.map_err(pg)?;
+        let Some(row) = client.query_opt(&st, &[&account]).await.map_err(pg)? else {
+            return Ok(None);
+        };
+        let phone: String = get(&row, 0)?;
+        let username: Option<&str> = get(&row, 1)?;
+        match username {
+            Some(name) => Ok(Some(username_from_db(name)?.to_string())),
+            None => Ok(Some(phone)),
+        }
+    }
+
+    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()> {
+        let Some(account) = key(account.0) else { return Err(StoreError::NoSuchAccount) };
+        let client = self.client().await?;
+        let st = client.prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1").await.map_err(pg)?;
+        let changed = client.execute(&st, &[&account, &username.map(Username::as_str)]).await.map_err(pg)?;
+        if changed == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
+    }
+
+    async fn device_auth(&self, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
+        let Some(id) = key(device.0) else { return Ok(None) };
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("SELECT account_id, secret_hash FROM devices WHERE id = $1")
+            .await
+            .map_err(pg)?;
+        let Some(row) = client.query_opt(&st, &[&id]).await.map_err(pg)? else { return Ok(None) };
+        Ok(Some(DeviceAuth {
+            account: AccountId(to_u64(get(&row, 0)?, "account id")?),
+            device,
+            secret_hash: hash_from_db(get(&row, 1)?)?,
+        }))
+    }
+
+    async fn touch_device(&self, device: DeviceId, now: UnixMillis) -> StoreResult<()> {
+        let Some(id) = key(device.0) else { return Ok(()) };
+        let now = to_i64(now, "time")?;
+        let client = self.client().await?;
+        // Never move backwards, and skip the write when nothing changes.
+        let st = client
+            .prepare_cached("UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
+            .await
+            .map_err(pg)?;
+        client.execute(&st, &[&id, &now]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn list_devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
+        let Some(account) = key(account.0) else { return Ok(Vec::new()) };
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "SELECT id, name, created_at, last_seen_at FROM devices WHERE account_id = $1 ORDER BY id",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&st, &[&account]).await.map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceRecord {
+                    id: DeviceId(to_u64(get(r, 0)?, "device id")?),
+                    name: get(r, 1)?,
+                    created_at: to_u64(get(r, 2)?, "timestamp")?,
+                    last_seen_at: to_u64(get(r, 3)?, "timestamp")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
+        let (Some(account), Some(device)) = (key(account.0), key(device.0)) else {
+            return Err(StoreError::NoSuchDevice);
+        };
+        let client = self.client().await?;
+        // One statement: the queue goes with the device (ON DELETE CASCADE) atomically.
+        let st = client
+            .prepare_cached("DELETE FROM devices WHERE id = $1 AND account_id = $2")
+            .await
+            .map_err(pg)?;
+        let deleted = client.execute(&st, &[&device, &account]).await.map_err(pg)?;
+        if deleted == 0 { Err(StoreError::NoSuchDevice) } else { Ok(()) }
+    }
+
+    async fn begin_link(&self, p: PendingLink) -> StoreResult<()> {
+        let expires_at = to_i64(p.expires_at, "expiry")?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "INSERT INTO pending_links (code_hash, device_name, secret_hash, expires_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (code_hash) DO UPDATE SET device_name = excluded.device_name,
+                     secret_hash = excluded.secret_hash, expires_at = excluded.expires_at",
+            )
+            .await
+            .map_err(pg)?;
+        client
+            .execute(&st, &[&&p.code_hash.0[..], &p.device.name, &&p.device.secret_hash.0[..], &expires_at])
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn complete_link(
+        &self,
+        code_hash: SecretHash,
+        account: AccountId,
+        now: UnixMillis,
+        max_devices: u32,
+    ) -> StoreResult<DeviceId> {
+        let now = to_i64(now, "time")?;
+        let code = &code_hash.0[..];
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let st = tx
+            .prepare_cached(
+                "SELECT device_name, secret_hash, expires_at FROM pending_links
+                 WHERE code_hash = $1 FOR UPDATE",
+            )
+            .await
+            .map_err(pg)?;
+        let Some(link) = tx.query_opt(&st, &[&code]).await.map_err(pg)? else {
+            return Err(StoreError::NoSuchLink);
+        };
+        let name: String = get(&link, 0)?;
+        let secret_hash = hash_from_db(get(&link, 1)?)?;
+        let expires_at: i64 = get(&link, 2)?;
+        let delete = tx.prepare_cached("DELETE FROM pending_links WHERE code_hash = $1").await.map_err(pg)?;
+        if expires_at <= now {
+            tx.execute(&delete, &[&code]).await.map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            return Err(StoreError::NoSuchLink);
+        }
+        let Some(account) = key(account.0) else { return Err(StoreError::NoSuchAccount) };
+        // The account row lock serialises links (and re-registration) of one account, so the
+        // device count below cannot go stale before our insert commits.
+        let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE").await.map_err(pg)?;
+        if tx.query_opt(&st, &[&account]).await.map_err(pg)?.is_none() {
+            return Err(StoreError::NoSuchAccount);
+        }
+        let st = tx.prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = $1").await.map_err(pg)?;
+        let count: i64 = get(&tx.query_one(&st, &[&account]).await.map_err(pg)?, 0)?;
+        if count >= i64::from(max_devices) {
+            // Rolled back: the code stays valid so the user can revoke a device and retry.
+            return Err(StoreError::TooManyDevices { max: max_devices });
+        }
+        tx.execute(&delete, &[&code]).await.map_err(pg)?;
+        let device = insert_device(&tx, account, &NewDevice { name, secret_hash }, now).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(device)
+    }
+
+    async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+        let Some(recipient) = key(msg.recipient.0) else { return Err(StoreError::NoSuchAccount) };
+        let sender_account = to_i64(msg.sender_account.0, "sender account")?;
+        let sender_device = to_i64(msg.sender_device.0, "sender device")?;
+        let received_at = to_i64(msg.received_at, "timestamp")?;
+        let expires_at = to_i64(msg.expires_at, "timestamp")?;
+        let message_id = &msg.message_id.0[..];
+        let max = i64::from(max_queue);
+
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1").await.map_err(pg)?;
+        if tx.query_opt(&st, &[&recipient]).await.map_err(pg)?.is_none() {
+            return Err(StoreError::NoSuchAccount);
+        }
+        let st = tx
+            .prepare_cached("SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
+            .await
+            .map_err(pg)?;
+        let devices = tx
+            .query(&st, &[&recipient])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| get::<i64>(r, 0))
+            .collect::<StoreResult<Vec<i64>>>()?;
+
+        let select_copy = tx
+            .prepare_cached(
+                "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+                     received_at, expires_at, body
+                 FROM queue WHERE device_id = $1 AND sender_account = $2 AND message_id = $3",
+            )
+            .await
+            .map_err(pg)?;
+        // LIMIT bounds the count: we only need to know whether the queue is full.
+        let depth = tx
+            .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM queue WHERE device_id = $1 LIMIT $2) AS q")
+            .await
+            .map_err(pg)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,
+                     received_at, expires_at, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )
+            .await
+            .map_err(pg)?;
+
+        let mut copies = Vec::with_capacity(devices.len());
+        for device in devices {
+            if let Some(row) = tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)? {
+                copies.push(stored_message(&row)?);
+                continue;
+            }
+            let n: i64 = get(&tx.query_one(&depth, &[&device, &max]).await.map_err(pg)?, 0)?;
+            if n >= max {
+                // Returning drops the transaction: the copies inserted so far are rolled back.
+                return Err(StoreError::QueueFull { max: max_queue });
+            }
+            let row = tx
+                .query_one(
+                    &insert,
+                    &[
+                        &device,
+                        &sender_account,
+                        &sender_device,
+                        &msg.sender_label,
+                        &message_id,
+                        &received_at,
+                        &expires_at,
+                        &&msg.body[..],
+                    ],
+                )
+                .await
+                .map_err(pg)?;
+            copies.push(StoredMessage {
+                id: ServerMessageId(to_u64(get(&row, 0)?, "message id")?),
+                device: DeviceId(to_u64(device, "device id")?),
+                sender_account: msg.sender_account,
+                sender_device: msg.sender_device,
+                sender_label: msg.sender_label.clone(),
+                message_id: msg.message_id,
+                received_at: msg.received_at,
+                expires_at: msg.expires_at,
+                body: msg.body.clone(),
+            });
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(copies)
+    }
+
+    async fn fetch_queue(
+        &self,
+        device: DeviceId,
+        after: Option<ServerMessageId>,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let Some(device) = key(device.0) else { return Ok(Vec::new()) };
+        let after = match after {
+            None => 0,
+            Some(id) => match key(id.0) {
+                Some(id) => id,
+                None => return Ok(Vec::new()),
+            },
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = to_i64(now, "time")?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+                     received_at, expires_at, body
+                 FROM queue WHERE device_id = $1 AND id > $2 AND expires_at > $3
+                 ORDER BY id LIMIT $4",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&st, &[&device, &after, &now, &i64::from(limit)]).await.map_err(pg)?;
+        rows.iter().map(stored_message).collect()
+    }
+
+    async fn ack(&self, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
+        let Some(device) = key(device.0) else { return Ok(0) };
+        let ids: Vec<i64> = ids.iter().filter_map(|id| key(id.0)).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("DELETE FROM queue WHERE device_id = $1 AND id = ANY($2)")
+            .await
+            .map_err(pg)?;
+        client.execute(&st, &[&device, &ids]).await.map_err(pg)
+    }
+
+    async fn queue_depth(&self, device: DeviceId) -> StoreResult<u64> {
+        let Some(device) = key(device.0) else { return Ok(0) };
+        let client = self.client().await?;
+        let st = client.prepare_cached("SELECT COUNT(*) FROM queue WHERE device_id = $1").await.map_err(pg)?;
+        let row = client.query_one(&st, &[&device]).await.map_err(pg)?;
+        to_u64(get(&row, 0)?, "count")
+    }
+
+    async fn total_queued(&self) -> StoreResult<u64> {
+        let client = self.client().await?;
+        let st = client.prepare_cached("SELECT COUNT(*) FROM queue").await.map_err(pg)?;
+        let row = client.query_one(&st, &[]).await.map_err(pg)?;
+        to_u64(get(&row, 0)?, "count")
+    }
+
+    async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged> {
+        let now_db = to_i64(now, "time")?;
+        let client = self.client().await?;
+        // Independent statements: nothing here needs to be atomic, and short transactions keep
+        // a large purge from holding locks on the whole queue.
+        let mut counts = [0u64; 3];
+        let statements = [
+            "DELETE FROM queue WHERE expires_at <= $1",
+            "DELETE FROM pending_registrations WHERE expires_at <= $1",
+            "DELETE FROM pending_links WHERE expires_at <= $1",
+        ];
+        for (count, sql) in counts.iter_mut().zip(statements) {
+            let st = client.prepare_cached(sql).await.map_err(pg)?;
+            *count = client.execute(&st, &[&now_db]).await.map_err(pg)?;
+        }
+        let [messages, registrations, links] = counts;
+        // created_at + ttl <= now, written without an addition that could overflow.
+        let outbox = match now.checked_sub(outbox_ttl_ms) {
+            Some(cutoff) => {
+                let cutoff = to_i64(cutoff, "time")?;
+                let st = client
+                    .prepare_cached("DELETE FROM verifier_outbox WHERE created_at <= $1")
+                    .await
+                    .map_err(pg)?;
+                client.execute(&st, &[&cutoff]).await.map_err(pg)?
+            }
+            None => 0,
+        };
+        Ok(Purged { messages, registrations, links, outbox })
+    }
+
+    async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {
+        let created_at = to_i64(entry.created_at, "timestamp")?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("INSERT INTO verifier_outbox (phone, text, created_at) VALUES ($1, $2, $3)")
+            .await
+            .map_err(pg)?;
+        client.execute(&st, &[&entry.phone, &entry.text, &created_at]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id")
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&st, &[]).await.map_err(pg)?;
+        rows.iter()
+            .map(|r| Ok(OutboxEntry { phone: get(r, 0)?, text: get(r, 1)?, created_at: to_u64(get(r, 2)?, "timestamp")? }))
+            .collect()
+    }
+}

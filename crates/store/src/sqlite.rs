@@ -1,0 +1,1024 @@
+//! The embedded SQLite backend: one file, one writer thread, group commit.
+//!
+//! Every operation (reads included) is a command sent to a single dedicated thread that owns
+//! the only connection. The thread takes up to [`MAX_BATCH`] waiting commands, runs them in one
+//! transaction, each inside its own savepoint so that a failing command (say `QueueFull`) undoes
+//! only its own work, and answers the callers only after `COMMIT` returned. With
+//! `synchronous=FULL` that means every acknowledged write is in the fsynced WAL, so it survives
+//! a crash or power loss, while the cost of the fsync is shared by the whole batch.
+//!
+//! Routing reads through the same thread keeps the model simple and gives read-your-writes for
+//! free: a caller that got an answer to a write will see it in any read issued afterwards.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration,
+    Purged, Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
+};
+
+/// Most commands committed together. Large enough to amortise the fsync under load, small
+/// enough that one batch does not hold callers for long.
+const MAX_BATCH: usize = 256;
+/// Bounded so that a flood of callers waits (asynchronously) instead of growing memory.
+const CHANNEL_CAPACITY: usize = 4096;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_CACHE: usize = 64;
+
+/// Ordered schema migrations. Never edit an entry once released: append a new version.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "
+    CREATE TABLE accounts (
+        -- AUTOINCREMENT everywhere ids leave the database: a reused id could make a client
+        -- confuse a new row with an old one (a revoked device, an acknowledged message).
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        phone       TEXT NOT NULL UNIQUE,
+        username    TEXT UNIQUE,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE devices (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        secret_hash   BLOB NOT NULL,
+        created_at    INTEGER NOT NULL,
+        last_seen_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX devices_account ON devices(account_id, id);
+
+    CREATE TABLE pending_registrations (
+        phone       TEXT PRIMARY KEY,
+        code_hash   BLOB NOT NULL,
+        username    TEXT,
+        expires_at  INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX pending_registrations_expires ON pending_registrations(expires_at);
+
+    CREATE TABLE pending_links (
+        code_hash    BLOB PRIMARY KEY,
+        device_name  TEXT NOT NULL,
+        secret_hash  BLOB NOT NULL,
+        expires_at   INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX pending_links_expires ON pending_links(expires_at);
+
+    CREATE TABLE queue (
+        -- AUTOINCREMENT also keeps ids increasing after the newest row is deleted, which
+        -- clients rely on when they fetch 'after' the last id they saw.
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id       INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        sender_account  INTEGER NOT NULL,
+        sender_device   INTEGER NOT NULL,
+        sender_label    TEXT NOT NULL,
+        message_id      BLOB NOT NULL,
+        received_at     INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        body            BLOB NOT NULL,
+        UNIQUE (device_id, sender_account, message_id)
+    ) STRICT;
+    CREATE INDEX queue_device ON queue(device_id, id);
+    CREATE INDEX queue_expires ON queue(expires_at);
+
+    CREATE TABLE verifier_outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        phone       TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX verifier_outbox_created ON verifier_outbox(created_at);
+    ",
+)];
+
+/// The embedded store. Cheap to share behind an `Arc`; all methods may be called concurrently.
+pub struct SqliteStore {
+    /// `None` only while dropping: the writer stops once every sender is gone.
+    sender: Option<mpsc::Sender<Msg>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file, apply pending migrations and start the
+    /// writer thread.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let conn = Connection::open(path).db()?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Still durable with synchronous=FULL, only slower; some file systems refuse WAL.
+            tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode");
+        }
+        Self::start(conn)
+    }
+
+    /// A private in-memory database, gone when the store is dropped. For tests.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        Self::start(Connection::open_in_memory().db()?)
+    }
+
+    fn start(mut conn: Connection) -> StoreResult<SqliteStore> {
+        conn.pragma_update(None, "synchronous", "FULL").db()?;
+        conn.pragma_update(None, "foreign_keys", "ON").db()?;
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        migrate(&mut conn)?;
+        let (sender, receiver) = mpsc::channel(CHANNEL_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("rampart-sqlite".into())
+            .spawn(move || writer_loop(conn, receiver))
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok(SqliteStore { sender: Some(sender), writer: Mutex::new(Some(writer)) })
+    }
+
+    /// Finish every command already queued, close the database and stop the writer thread.
+    /// Calls made afterwards fail with a `Backend` error. Dropping the store does the same.
+    pub async fn close(&self) {
+        if let Some(sender) = &self.sender {
+            let (done, wait) = oneshot::channel();
+            if sender.send(Msg::Close(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+        }
+        // The writer answered after closing the connection, so this join does not wait long.
+        if let Some(handle) = self.take_writer() {
+            let _ = handle.join();
+        }
+    }
+
+    fn take_writer(&self) -> Option<JoinHandle<()>> {
+        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
+    /// Run `f` on the writer thread inside the next batch. An `Err` from `f` rolls back
+    /// everything `f` did; an error that must be reported *and* committed (a wrong code that
+    /// counts as an attempt) is returned as `Ok(Err(..))` by `f`.
+    async fn call<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let sender = self.sender.as_ref().ok_or_else(closed)?;
+        let (reply, answer) = oneshot::channel();
+        let call = Call { f: Some(f), result: None, reply };
+        sender.send(Msg::Run(Box::new(call))).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Dropping the last sender lets the writer drain the channel and exit.
+        drop(self.sender.take());
+        if let Some(handle) = self.take_writer()
+            && handle.join().is_err()
+        {
+            tracing::error!("the SQLite writer thread panicked");
+        }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Backend("the SQLite store is closed".into())
+}
+
+// --- the writer thread ----------------------------------------------------------------------
+
+enum Msg {
+    Run(Box<dyn Command>),
+    Close(oneshot::Sender<()>),
+}
+
+trait Command: Send {
+    /// Runs inside the batch transaction. False means the command failed and its savepoint must
+    /// be rolled back.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the fate of the batch is known. `failure` is set when the batch
+    /// did not commit, whatever the command's own result was.
+    fn finish(self: Box<Self>, failure: Option<&str>);
+}
+
+struct Call<F, T> {
+    f: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> Command for Call<F, T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = match self.f.take() {
+            Some(f) => f(conn),
+            None => Err(StoreError::Backend("internal error: command ran twice".into())),
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, failure: Option<&str>) {
+        let answer = match (failure, self.result) {
+            (None, Some(result)) => result,
+            (Some(why), _) => Err(StoreError::Backend(why.to_owned())),
+            (None, None) => Err(StoreError::Backend("internal error: command did not run".into())),
+        };
+        // The caller may have given up waiting; its data is committed all the same.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn writer_loop(conn: Connection, mut receiver: mpsc::Receiver<Msg>) {
+    let mut msgs = Vec::with_capacity(MAX_BATCH);
+    let mut closers = Vec::new();
+    // Returns 0 only once the channel is closed (all senders dropped or `close()`) and empty,
+    // so everything queued before that is still executed.
+    while receiver.blocking_recv_many(&mut msgs, MAX_BATCH) > 0 {
+        let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(msgs.len());
+        for msg in msgs.drain(..) {
+            match msg {
+                Msg::Run(cmd) => batch.push(cmd),
+                Msg::Close(done) => {
+                    receiver.close();
+                    closers.push(done);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&conn, batch);
+        }
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::error!(error = %e, "closing the SQLite database failed");
+    }
+    for done in closers {
+        let _ = done.send(());
+    }
+}
+
+fn run_batch(conn: &Connection, mut batch: Vec<Box<dyn Command>>) {
+    let failure = run_in_transaction(conn, &mut batch).err();
+    if let Some(why) = &failure {
+        tracing::error!(commands = batch.len(), error = %why, "SQLite batch failed");
+    }
+    for cmd in batch {
+        cmd.finish(failure.as_deref());
+    }
+}
+
+fn run_in_transaction(conn: &Connection, batch: &mut [Box<dyn Command>]) -> Result<(), String> {
+    // IMMEDIATE: if another process ever opens the file, we wait for the write lock here
+    // (busy_timeout) rather than fail halfway through the batch.
+    step(conn, "BEGIN IMMEDIATE")?;
+    for cmd in batch.iter_mut() {
+        let outcome = step(conn, "SAVEPOINT cmd").and_then(|()| {
+            let ok = cmd.run(conn);
+            if conn.is_autocommit() {
+                // SQLite abandons the whole transaction on some errors (I/O, disk full), which
+                // lost the work of earlier commands too: none of them may report success.
+                return Err("SQLite aborted the transaction".to_owned());
+            }
+            if ok {
+                step(conn, "RELEASE cmd")
+            } else {
+                step(conn, "ROLLBACK TO cmd").and_then(|()| step(conn, "RELEASE cmd"))
+            }
+        });
+        if let Err(e) = outcome {
+            rollback(conn);
+            return Err(e);
+        }
+    }
+    if let Err(e) = step(conn, "COMMIT") {
+        rollback(conn);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn step(conn: &Connection, sql: &str) -> Result<(), String> {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute([]))
+        .map(drop)
+        .map_err(|e| format!("sqlite: {e}"))
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(error = %e, "SQLite rollback failed");
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     INTEGER PRIMARY KEY,
+            applied_at  INTEGER NOT NULL
+        ) STRICT;",
+    )
+    .db()?;
+    let applied: Vec<i64> = {
+        let mut st = tx.prepare("SELECT version FROM schema_migrations ORDER BY version").db()?;
+        st.query_map([], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?
+    };
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if let Some(&newest) = applied.last()
+        && newest > known
+    {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {newest}, newer than this build knows ({known})"
+        )));
+    }
+    for &(version, sql) in MIGRATIONS {
+        if applied.contains(&version) {
+            continue;
+        }
+        tx.execute_batch(sql).db()?;
+        // The clock here is only a note for operators; domain times always come from callers.
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, unixepoch() * 1000)",
+            [version],
+        )
+        .db()?;
+        tracing::info!(backend = "sqlite", version, "applied schema migration");
+    }
+    tx.commit().db()
+}
+
+// --- conversions ----------------------------------------------------------------------------
+
+trait OrBackend<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> OrBackend<T> for Result<T, rusqlite::Error> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(|e| match &e {
+            // Backstop for the uniqueness of usernames: the constraint, not a prior SELECT,
+            // is what decides.
+            rusqlite::Error::SqliteFailure(f, Some(msg))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation
+                    && msg.contains("accounts.username") =>
+            {
+                StoreError::UsernameTaken
+            }
+            // SQLite's messages name tables and columns, never bound values.
+            _ => StoreError::Backend(format!("sqlite: {e}")),
+        })
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} out of range")))
+}
+
+fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Backend(format!("stored {what} is negative")))
+}
+
+/// An id that cannot be stored cannot exist, so lookups by it simply find nothing.
+fn key(id: u64) -> Option<i64> {
+    i64::try_from(id).ok()
+}
+
+fn hash_from_db(bytes: Vec<u8>) -> StoreResult<SecretHash> {
+    <[u8; 32]>::try_from(bytes)
+        .map(SecretHash)
+        .map_err(|_| StoreError::Backend("stored hash has the wrong length".into()))
+}
+
+fn username_from_db(name: String) -> StoreResult<Username> {
+    Username::parse(&name).map_err(|_| StoreError::Backend("stored username is invalid".into()))
+}
+
+struct RawMessage {
+    id: i64,
+    device: i64,
+    sender_account: i64,
+    sender_device: i64,
+    sender_label: String,
+    message_id: Vec<u8>,
+    received_at: i64,
+    expires_at: i64,
+    body: Vec<u8>,
+}
+
+impl RawMessage {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            device: r.get(1)?,
+            sender_account: r.get(2)?,
+            sender_device: r.get(3)?,
+            sender_label: r.get(4)?,
+            message_id: r.get(5)?,
+            received_at: r.get(6)?,
+            expires_at: r.get(7)?,
+            body: r.get(8)?,
+        })
+    }
+
+    fn into_stored(self) -> StoreResult<StoredMessage> {
+        Ok(StoredMessage {
+            id: ServerMessageId(to_u64(self.id, "message id")?),
+            device: DeviceId(to_u64(self.device, "device id")?),
+            sender_account: AccountId(to_u64(self.sender_account, "account id")?),
+            sender_device: DeviceId(to_u64(self.sender_device, "device id")?),
+            sender_label: self.sender_label,
+            message_id: MessageId::from_slice(&self.message_id)
+                .ok_or_else(|| StoreError::Backend("stored message id has the wrong length".into()))?,
+            received_at: to_u64(self.received_at, "timestamp")?,
+            expires_at: to_u64(self.expires_at, "timestamp")?,
+            body: self.body,
+        })
+    }
+}
+
+// --- operations (run on the writer thread) --------------------------------------------------
+
+fn begin_registration(c: &Connection, p: PendingRegistration) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO pending_registrations (phone, code_hash, username, expires_at, attempts)
+         VALUES (?1, ?2, ?3, ?4, 0)
+         ON CONFLICT (phone) DO UPDATE SET code_hash = excluded.code_hash,
+             username = excluded.username, expires_at = excluded.expires_at, attempts = 0",
+    )
+    .db()?
+    .execute(params![
+        p.phone.as_e164(),
+        &p.code_hash.0[..],
+        p.username.as_ref().map(Username::as_str),
+        to_i64(p.expires_at, "expiry")?,
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn complete_registration(
+    c: &Connection,
+    phone: &str,
+    code_hash: SecretHash,
+    device: NewDevice,
+    now: UnixMillis,
+    max_attempts: u32,
+) -> StoreResult<StoreResult<Registered>> {
+    let now = to_i64(now, "time")?;
+    let pending = c
+        .prepare_cached(
+            "SELECT code_hash, username, expires_at, attempts FROM pending_registrations
+             WHERE phone = ?1",
+        )
+        .db()?
+        .query_row([phone], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })
+        .optional()
+        .db()?;
+    let Some((stored_hash, username, expires_at, attempts)) = pending else {
+        return Ok(Err(StoreError::NoPendingCode));
+    };
+    let delete_pending = || -> StoreResult<()> {
+        c.prepare_cached("DELETE FROM pending_registrations WHERE phone = ?1")
+            .db()?
+            .execute([phone])
+            .db()
+            .map(drop)
+    };
+    if expires_at <= now {
+        delete_pending()?;
+        return Ok(Err(StoreError::CodeExpired));
+    }
+    if !hash_from_db(stored_hash)?.matches(&code_hash) {
+        let attempts = u32::try_from(attempts).unwrap_or(0).saturating_add(1);
+        if attempts >= max_attempts {
+            delete_pending()?;
+        } else {
+            c.prepare_cached("UPDATE pending_registrations SET attempts = ?2 WHERE phone = ?1")
+                .db()?
+                .execute(params![phone, i64::from(attempts)])
+                .db()?;
+        }
+        return Ok(Err(StoreError::WrongCode { attempts_left: max_attempts.saturating_sub(attempts) }));
+    }
+    delete_pending()?;
+
+    let existing: Option<i64> = c
+        .prepare_cached("SELECT id FROM accounts WHERE phone = ?1")
+        .db()?
+        .query_row([phone], |r| r.get(0))
+        .optional()
+        .db()?;
+    let (account, replaced_existing) = match existing {
+        Some(account) => {
+            // Queues go with the devices (ON DELETE CASCADE).
+            c.prepare_cached("DELETE FROM devices WHERE account_id = ?1").db()?.execute([account]).db()?;
+            if let Some(name) = &username {
+                c.prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
+                    .db()?
+                    .execute(params![account, name])
+                    .db()?;
+            }
+            (account, true)
+        }
+        None => {
+            c.prepare_cached("INSERT INTO accounts (phone, username, created_at) VALUES (?1, ?2, ?3)")
+                .db()?
+                .execute(params![phone, username, now])
+                .db()?;
+            (c.last_insert_rowid(), false)
+        }
+    };
+    let device = insert_device(c, account, &device, now)?;
+    Ok(Ok(Registered {
+        account: AccountId(to_u64(account, "account id")?),
+        device,
+        replaced_existing,
+    }))
+}
+
+fn insert_device(c: &Connection, account: i64, device: &NewDevice, now: i64) -> StoreResult<DeviceId> {
+    c.prepare_cached(
+        "INSERT INTO devices (account_id, name, secret_hash, created_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+    )
+    .db()?
+    .execute(params![account, device.name, &device.secret_hash.0[..], now])
+    .db()?;
+    Ok(DeviceId(to_u64(c.last_insert_rowid(), "device id")?))
+}
+
+fn account_by_phone(c: &Connection, phone: &str) -> StoreResult<Option<AccountId>> {
+    let id: Option<i64> = c
+        .prepare_cached("SELECT id FROM accounts WHERE phone = ?1")
+        .db()?
+        .query_row([phone], |r| r.get(0))
+        .optional()
+        .db()?;
+    id.map(|id| to_u64(id, "account id").map(AccountId)).transpose()
+}
+
+fn account_by_username(c: &Connection, name: &str) -> StoreResult<Option<AccountId>> {
+    let id: Option<i64> = c
+        .prepare_cached("SELECT id FROM accounts WHERE username = ?1")
+        .db()?
+        .query_row([name], |r| r.get(0))
+        .optional()
+        .db()?;
+    id.map(|id| to_u64(id, "account id").map(AccountId)).transpose()
+}
+
+fn account_label(c: &Connection, account: AccountId) -> StoreResult<Option<String>> {
+    let Some(account) = key(account.0) else { return Ok(None) };
+    let row: Option<(String, Option<String>)> = c
+        .prepare_cached("SELECT phone, username FROM accounts WHERE id = ?1")
+        .db()?
+        .query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .db()?;
+    row.map(|(phone, username)| match username {
+        Some(name) => username_from_db(name).map(|u| u.to_string()),
+        None => Ok(phone),
+    })
+    .transpose()
+}
+
+fn set_username(c: &Connection, account: AccountId, name: Option<String>) -> StoreResult<()> {
+    let Some(account) = key(account.0) else { return Err(StoreError::NoSuchAccount) };
+    let changed = c
+        .prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
+        .db()?
+        .execute(params![account, name])
+        .db()?;
+    if changed == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
+}
+
+fn device_auth(c: &Connection, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
+    let Some(id) = key(device.0) else { return Ok(None) };
+    let row: Option<(i64, Vec<u8>)> = c
+        .prepare_cached("SELECT account_id, secret_hash FROM devices WHERE id = ?1")
+        .db()?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .db()?;
+    row.map(|(account, hash)| {
+        Ok(DeviceAuth {
+            account: AccountId(to_u64(account, "account id")?),
+            device,
+            secret_hash: hash_from_db(hash)?,
+        })
+    })
+    .transpose()
+}
+
+fn touch_device(c: &Connection, device: DeviceId, now: UnixMillis) -> StoreResult<()> {
+    let Some(id) = key(device.0) else { return Ok(()) };
+    // Never move backwards, and skip the write when nothing changes.
+    c.prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2")
+        .db()?
+        .execute(params![id, to_i64(now, "time")?])
+        .db()?;
+    Ok(())
+}
+
+fn list_devices(c: &Connection, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
+    let Some(account) = key(account.0) else { return Ok(Vec::new()) };
+    let mut st = c
+        .prepare_cached(
+            "SELECT id, name, created_at, last_seen_at FROM devices WHERE account_id = ?1 ORDER BY id",
+        )
+        .db()?;
+    let rows = st
+        .query_map([account], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+        })
+        .db()?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, name, created_at, last_seen_at) = row.db()?;
+        out.push(DeviceRecord {
+            id: DeviceId(to_u64(id, "device id")?),
+            name,
+            created_at: to_u64(created_at, "timestamp")?,
+            last_seen_at: to_u64(last_seen_at, "timestamp")?,
+        });
+    }
+    Ok(out)
+}
+
+fn revoke_device(c: &Connection, account: AccountId, device: DeviceId) -> StoreResult<()> {
+    let (Some(account), Some(device)) = (key(account.0), key(device.0)) else {
+        return Err(StoreError::NoSuchDevice);
+    };
+    let deleted = c
+        .prepare_cached("DELETE FROM devices WHERE id = ?1 AND account_id = ?2")
+        .db()?
+        .execute([device, account])
+        .db()?;
+    if deleted == 0 { Err(StoreError::NoSuchDevice) } else { Ok(()) }
+}
+
+fn begin_link(c: &Connection, p: PendingLink) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO pending_links (code_hash, device_name, secret_hash, expires_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (code_hash) DO UPDATE SET device_name = excluded.device_name,
+             secret_hash = excluded.secret_hash, expires_at = excluded.expires_at",
+    )
+    .db()?
+    .execute(params![
+        &p.code_hash.0[..],
+        p.device.name,
+        &p.device.secret_hash.0[..],
+        to_i64(p.expires_at, "expiry")?,
+    ])
+    .db()?;
+    Ok(())
+}
+
+fn complete_link(
+    c: &Connection,
+    code_hash: SecretHash,
+    account: AccountId,
+    now: UnixMillis,
+    max_devices: u32,
+) -> StoreResult<StoreResult<DeviceId>> {
+    let now = to_i64(now, "time")?;
+    let code = &code_hash.0[..];
+    let link: Option<(String, Vec<u8>, i64)> = c
+        .prepare_cached("SELECT device_name, secret_hash, expires_at FROM pending_links WHERE code_hash = ?1")
+        .db()?
+        .query_row([code], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+        .db()?;
+    let Some((name, secret_hash, expires_at)) = link else {
+        return Ok(Err(StoreError::NoSuchLink));
+    };
+    let delete_link = || -> StoreResult<()> {
+        c.prepare_cached("DELETE FROM pending_links WHERE code_hash = ?1")
+            .db()?
+            .execute([code])
+            .db()
+            .map(drop)
+    };
+    if expires_at <= now {
+        delete_link()?;
+        return Ok(Err(StoreError::NoSuchLink));
+    }
+    let Some(account) = key(account.0) else { return Ok(Err(StoreError::NoSuchAccount)) };
+    let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([account]).db()?;
+    if !exists {
+        return Ok(Err(StoreError::NoSuchAccount));
+    }
+    let count: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = ?1")
+        .db()?
+        .query_row([account], |r| r.get(0))
+        .db()?;
+    if count >= i64::from(max_devices) {
+        // The code stays valid so the user can revoke a device and try again.
+        return Ok(Err(StoreError::TooManyDevices { max: max_devices }));
+    }
+    delete_link()?;
+    let device = NewDevice { name, secret_hash: hash_from_db(secret_hash)? };
+    Ok(Ok(insert_device(c, account, &device, now)?))
+}
+
+const SELECT_COPY: &str = "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+        received_at, expires_at, body
+    FROM queue WHERE device_id = ?1 AND sender_account = ?2 AND message_id = ?3";
+
+fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+    let Some(recipient) = key(msg.recipient.0) else { return Err(StoreError::NoSuchAccount) };
+    let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([recipient]).db()?;
+    if !exists {
+        return Err(StoreError::NoSuchAccount);
+    }
+    let devices: Vec<i64> = {
+        let mut st = c.prepare_cached("SELECT id FROM devices WHERE account_id = ?1 ORDER BY id").db()?;
+        st.query_map([recipient], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?
+    };
+    let sender_account = to_i64(msg.sender_account.0, "sender account")?;
+    let sender_device = to_i64(msg.sender_device.0, "sender device")?;
+    let received_at = to_i64(msg.received_at, "timestamp")?;
+    let expires_at = to_i64(msg.expires_at, "timestamp")?;
+    let message_id = &msg.message_id.0[..];
+    let max = i64::from(max_queue);
+
+    let mut copies = Vec::with_capacity(devices.len());
+    for device in devices {
+        let existing = c
+            .prepare_cached(SELECT_COPY)
+            .db()?
+            .query_row(params![device, sender_account, message_id], RawMessage::from_row)
+            .optional()
+            .db()?;
+        if let Some(existing) = existing {
+            copies.push(existing.into_stored()?);
+            continue;
+        }
+        // LIMIT bounds the count: we only need to know whether the queue is full.
+        let depth: i64 = c
+            .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM queue WHERE device_id = ?1 LIMIT ?2)")
+            .db()?
+            .query_row([device, max], |r| r.get(0))
+            .db()?;
+        if depth >= max {
+            // The savepoint rollback removes the copies already inserted for other devices.
+            return Err(StoreError::QueueFull { max: max_queue });
+        }
+        c.prepare_cached(
+            "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,
+                 received_at, expires_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .db()?
+        .execute(params![
+            device,
+            sender_account,
+            sender_device,
+            msg.sender_label,
+            message_id,
+            received_at,
+            expires_at,
+            &msg.body[..],
+        ])
+        .db()?;
+        copies.push(StoredMessage {
+            id: ServerMessageId(to_u64(c.last_insert_rowid(), "message id")?),
+            device: DeviceId(to_u64(device, "device id")?),
+            sender_account: msg.sender_account,
+            sender_device: msg.sender_device,
+            sender_label: msg.sender_label.clone(),
+            message_id: msg.message_id,
+            received_at: msg.received_at,
+            expires_at: msg.expires_at,
+            body: msg.body.clone(),
+        });
+    }
+    Ok(copies)
+}
+
+fn fetch_queue(
+    c: &Connection,
+    device: DeviceId,
+    after: Option<ServerMessageId>,
+    now: UnixMillis,
+    limit: u32,
+) -> StoreResult<Vec<StoredMessage>> {
+    let Some(device) = key(device.0) else { return Ok(Vec::new()) };
+    let after = match after {
+        None => 0,
+        Some(id) => match key(id.0) {
+            Some(id) => id,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let mut st = c
+        .prepare_cached(
+            "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+                 received_at, expires_at, body
+             FROM queue WHERE device_id = ?1 AND id > ?2 AND expires_at > ?3
+             ORDER BY id LIMIT ?4",
+        )
+        .db()?;
+    let rows = st
+        .query_map(params![device, after, to_i64(now, "time")?, i64::from(limit)], RawMessage::from_row)
+        .db()?;
+    rows.map(|r| r.db().and_then(RawMessage::into_stored)).collect()
+}
+
+fn ack(c: &Connection, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
+    let Some(device) = key(device.0) else { return Ok(0) };
+    let mut st = c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND device_id = ?2").db()?;
+    let mut deleted = 0u64;
+    for id in ids.iter().filter_map(|id| key(id.0)) {
+        let n = st.execute([id, device]).db()?;
+        deleted = deleted.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+    Ok(deleted)
+}
+
+fn count(c: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<u64> {
+    let n: i64 = c.prepare_cached(sql).db()?.query_row(args, |r| r.get(0)).db()?;
+    to_u64(n, "count")
+}
+
+fn purge_expired(c: &Connection, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged> {
+    let now_db = to_i64(now, "time")?;
+    let delete = |sql: &str, bound: i64| -> StoreResult<u64> {
+        let n = c.prepare_cached(sql).db()?.execute([bound]).db()?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    };
+    let messages = delete("DELETE FROM queue WHERE expires_at <= ?1", now_db)?;
+    let registrations = delete("DELETE FROM pending_registrations WHERE expires_at <= ?1", now_db)?;
+    let links = delete("DELETE FROM pending_links WHERE expires_at <= ?1", now_db)?;
+    // created_at + ttl <= now, written without an addition that could overflow.
+    let outbox = match now.checked_sub(outbox_ttl_ms) {
+        Some(cutoff) => delete("DELETE FROM verifier_outbox WHERE created_at <= ?1", to_i64(cutoff, "time")?)?,
+        None => 0,
+    };
+    Ok(Purged { messages, registrations, links, outbox })
+}
+
+fn outbox_push(c: &Connection, entry: OutboxEntry) -> StoreResult<()> {
+    c.prepare_cached("INSERT INTO verifier_outbox (phone, text, created_at) VALUES (?1, ?2, ?3)")
+        .db()?
+        .execute(params![entry.phone, entry.text, to_i64(entry.created_at, "timestamp")?])
+        .db()?;
+    Ok(())
+}
+
+fn outbox_list(c: &Connection) -> StoreResult<Vec<OutboxEntry>> {
+    let mut st = c
+        .prepare_cached("SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id")
+        .db()?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .db()?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (phone, text, created_at) = row.db()?;
+        out.push(OutboxEntry { phone, text, created_at: to_u64(created_at, "timestamp")? });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn begin_registration(&self, pending: PendingRegistration) -> StoreResult<()> {
+        self.call(move |c| begin_registration(c, pending)).await
+    }
+
+    async fn complete_registration(
+        &self,
+        phone: &PhoneNumber,
+        code_hash: SecretHash,
+        device: NewDevice,
+        now: UnixMillis,
+        max_attempts: u32,
+    ) -> StoreResult<Registered> {
+        let phone = phone.as_e164().to_owned();
+        self.call(move |c| complete_registration(c, &phone, code_hash, device, now, max_attempts)).await?
+    }
+
+    async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {
+        let phone = phone.as_e164().to_owned();
+        self.call(move |c| account_by_phone(c, &phone)).await
+    }
+
+    async fn account_by_username(&self, username: &Username) -> StoreResult<Option<AccountId>> {
+        let name = username.as_str().to_owned();
+        self.call(move |c| account_by_username(c, &name)).await
+    }
+
+    async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>> {
+        self.call(move |c| account_label(c, account)).await
+    }
+
+    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()> {
+        let name = username.map(|u| u.as_str().to_owned());
+        self.call(move |c| set_username(c, account, name)).await
+    }
+
+    async fn device_auth(&self, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
+        self.call(move |c| device_auth(c, device)).await
+    }
+
+    async fn touch_device(&self, device: DeviceId, now: UnixMillis) -> StoreResult<()> {
+        self.call(move |c| touch_device(c, device, now)).await
+    }
+
+    async fn list_devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
+        self.call(move |c| list_devices(c, account)).await
+    }
+
+    async fn revoke_device(&self, account: AccountId, device: DeviceId) -> StoreResult<()> {
+        self.call(move |c| revoke_device(c, account, device)).await
+    }
+
+    async fn begin_link(&self, pending: PendingLink) -> StoreResult<()> {
+        self.call(move |c| begin_link(c, pending)).await
+    }
+
+    async fn complete_link(
+        &self,
+        code_hash: SecretHash,
+        account: AccountId,
+        now: UnixMillis,
+        max_devices: u32,
+    ) -> StoreResult<DeviceId> {
+        self.call(move |c| complete_link(c, code_hash, account, now, max_devices)).await?
+    }
+
+    async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+        self.call(move |c| enqueue(c, msg, max_queue)).await
+    }
+
+    async fn fetch_queue(
+        &self,
+        device: DeviceId,
+        after: Option<ServerMessageId>,
+        now: UnixMillis,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.call(move |c| fetch_queue(c, device, after, now, limit)).await
+    }
+
+    async fn ack(&self, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = ids.to_vec();
+        self.call(move |c| ack(c, device, &ids)).await
+    }
+
+    async fn queue_depth(&self, device: DeviceId) -> StoreResult<u64> {
+        let Some(device) = key(device.0) else { return Ok(0) };
+        self.call(move |c| count(c, "SELECT COUNT(*) FROM queue WHERE device_id = ?1", [device])).await
+    }
+
+    async fn total_queued(&self) -> StoreResult<u64> {
+        self.call(|c| count(c, "SELECT COUNT(*) FROM queue", [])).await
+    }
+
+    async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged> {
+        self.call(move |c| purge_expired(c, now, outbox_ttl_ms)).await
+    }
+
+    async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {
+        self.call(move |c| outbox_push(c, entry)).await
+    }
+
+    async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>> {
+        self.call(outbox_list).await
+    }
+}
