@@ -142,6 +142,23 @@ impl Connection {
         Ok(id)
     }
 
+    /// Send raw bytes as one binary frame. For protocol tests and diagnostic tools: the server
+    /// must cope with anything sent this way.
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.ws.send(Message::Binary(bytes.into())).await.map_err(ws_error)
+    }
+
+    /// The next frame of any kind, answers included, waiting up to `wait`.
+    pub async fn next_any(&mut self, wait: Duration) -> Result<Option<ServerFrame>, ClientError> {
+        if let Some(f) = self.pending.pop_front() {
+            return Ok(Some(f));
+        }
+        match tokio::time::timeout(wait, self.read_frame()).await {
+            Err(_) => Ok(None),
+            Ok(f) => f.map(Some),
+        }
+    }
+
     /// Send a request and wait for its answer. Pushed frames that arrive meanwhile are kept.
     pub async fn request(&mut self, request: ClientRequest) -> Result<ResponseBody, ClientError> {
         let id = self.send(request).await?;

@@ -1,0 +1,201 @@
+//! Test support: run the real `rampart` binary as a server process on loopback, on the
+//! embedded store or on a fresh PostgreSQL database, and drive it with the client library.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rampart_client::{Client, ServerAddress};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+
+/// Which store the server under test uses.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// A fresh PostgreSQL database for one test. Under CI (`CI=true`) an unreachable server is a
+/// failure; elsewhere the test is skipped with a notice.
+pub async fn postgres_backend() -> Option<Backend> {
+    let base = std::env::var("RAMPART_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let connected = tokio_postgres::connect(&base, tokio_postgres::NoTls).await;
+    let (client, conn) = match connected {
+        Ok(pair) => pair,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("PostgreSQL at {base} is unreachable under CI: {e}");
+            }
+            eprintln!("SKIPPED: PostgreSQL at {base} is unreachable ({e}); set CI=true to make this a failure");
+            return None;
+        }
+    };
+    tokio::spawn(conn);
+    let name = format!("rampart_e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    let url = match base.rsplit_once('/') {
+        Some((prefix, _)) => format!("{prefix}/{name}"),
+        None => panic!("database URL without a path: {base}"),
+    };
+    Some(Backend::Postgres(url))
+}
+
+/// A running `rampart serve` process.
+#[derive(Debug)]
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub fingerprint: String,
+    pub data_dir: PathBuf,
+    pub backend: Backend,
+    pub stderr_path: PathBuf,
+    config_path: PathBuf,
+}
+
+impl TestServer {
+    /// Start a server in `dir` with extra TOML configuration.
+    pub fn start(dir: &Path, backend: Backend, extra_toml: &str) -> TestServer {
+        Self::start_on(dir, backend, extra_toml, "127.0.0.1:0".parse().unwrap())
+    }
+
+    pub fn start_on(dir: &Path, backend: Backend, extra_toml: &str, listen: SocketAddr) -> TestServer {
+        let data_dir = dir.join("server");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let config_path = dir.join("server.toml");
+        let mut toml = format!("listen = \"{listen}\"\ndata_dir = \"{}\"\n", data_dir.display());
+        if let Backend::Postgres(url) = &backend {
+            toml.push_str(&format!("database_url = \"{url}\"\n"));
+        }
+        toml.push_str(extra_toml);
+        std::fs::write(&config_path, toml).unwrap();
+        Self::spawn(dir, config_path, data_dir, backend)
+    }
+
+    fn spawn(dir: &Path, config_path: PathBuf, data_dir: PathBuf, backend: Backend) -> TestServer {
+        let stderr_path = dir.join(format!("server-{}.log", rand::random::<u32>()));
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "debug")
+            .env_remove("RAMPART_DATA_DIR")
+            .env_remove("RAMPART_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn rampart serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        let mut fingerprint = None;
+        while let Some(Ok(line)) = lines.next() {
+            let line = line.trim().to_owned();
+            if let Some(rest) = line.strip_prefix("listening") {
+                let url = rest.split_whitespace().next().unwrap();
+                addr = Some(url.trim_start_matches("https://").parse().unwrap());
+            }
+            if let Some(rest) = line.strip_prefix("fingerprint") {
+                fingerprint = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("Stop with") {
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let (Some(addr), Some(fingerprint)) = (addr, fingerprint) else {
+            let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            panic!("server did not start; its log:\n{log}");
+        };
+        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, config_path }
+    }
+
+    pub fn address(&self) -> ServerAddress {
+        ServerAddress { host: self.addr.ip().to_string(), port: self.addr.port() }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// SIGKILL: no goodbye, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+
+    /// Start again with the same configuration, data, database and port.
+    pub fn restart(&mut self) {
+        let dir = self.data_dir.parent().unwrap().to_path_buf();
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| if l.starts_with("listen =") { format!("listen = \"{}\"", self.addr) } else { l.to_owned() })
+            .collect();
+        std::fs::write(&self.config_path, text.join("\n")).unwrap();
+        let again = TestServer::spawn(&dir, self.config_path.clone(), self.data_dir.clone(), self.backend.clone());
+        let old = std::mem::replace(self, again);
+        drop(old);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The verification codes in the outbox, via `rampart admin outbox --json`.
+    pub fn latest_code(&self, phone: &str) -> String {
+        let out = Command::new(BIN)
+            .args(["--json", "admin", "outbox", "--config"])
+            .arg(&self.config_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "admin outbox failed: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let text = v["outbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["phone"] == phone)
+            .last()
+            .unwrap_or_else(|| panic!("no code for {phone} in the outbox"))["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        text.split_whitespace().find(|w| w.len() == 7 && w.ends_with('.')).unwrap().trim_end_matches('.').to_owned()
+    }
+
+    /// Register `phone` in a new profile under `dir` and return its client.
+    pub async fn register(&self, dir: &Path, name: &str, phone: &str, username: Option<&str>) -> Client {
+        let mut client = Client::open(&dir.join(name)).unwrap();
+        client.register(&self.address(), phone, username, None).await.unwrap();
+        let code = self.latest_code(phone);
+        client.verify(&code, name).await.unwrap();
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the CLI with a profile and return (success, stdout, stderr).
+pub fn cli(profile: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN).arg("--profile").arg(profile).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub const SECOND: Duration = Duration::from_secs(1);
