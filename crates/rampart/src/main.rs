@@ -11,7 +11,10 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let json = cli.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -26,7 +29,10 @@ fn main() -> std::process::ExitCode {
                     .downcast_ref::<rampart_client::ClientError>()
                     .map(|c| c.kind())
                     .unwrap_or("error");
-                println!("{}", serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") })
+                );
             } else {
                 eprintln!("error: {e:#}");
             }

@@ -31,13 +31,18 @@ pub async fn postgres_backend() -> Option<Backend> {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("PostgreSQL at {base} is unreachable under CI: {e}");
             }
-            eprintln!("SKIPPED: PostgreSQL at {base} is unreachable ({e}); set CI=true to make this a failure");
+            eprintln!(
+                "SKIPPED: PostgreSQL at {base} is unreachable ({e}); set CI=true to make this a failure"
+            );
             return None;
         }
     };
     tokio::spawn(conn);
     let name = format!("rampart_e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
     let url = match base.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{name}"),
         None => panic!("database URL without a path: {base}"),
@@ -63,26 +68,50 @@ impl TestServer {
         Self::start_on(dir, backend, extra_toml, "127.0.0.1:0".parse().unwrap())
     }
 
-    pub fn start_on(dir: &Path, backend: Backend, extra_toml: &str, listen: SocketAddr) -> TestServer {
+    pub fn start_on(
+        dir: &Path,
+        backend: Backend,
+        extra_toml: &str,
+        listen: SocketAddr,
+    ) -> TestServer {
+        Self::start_with_log_level(dir, backend, extra_toml, listen, "debug")
+    }
+
+    pub fn start_with_log_level(
+        dir: &Path,
+        backend: Backend,
+        extra_toml: &str,
+        listen: SocketAddr,
+        level: &str,
+    ) -> TestServer {
         let data_dir = dir.join("server");
         std::fs::create_dir_all(&data_dir).unwrap();
         let config_path = dir.join("server.toml");
-        let mut toml = format!("listen = \"{listen}\"\ndata_dir = \"{}\"\n", data_dir.display());
+        let mut toml = format!(
+            "listen = \"{listen}\"\ndata_dir = \"{}\"\n",
+            data_dir.display()
+        );
         if let Backend::Postgres(url) = &backend {
             toml.push_str(&format!("database_url = \"{url}\"\n"));
         }
         toml.push_str(extra_toml);
         std::fs::write(&config_path, toml).unwrap();
-        Self::spawn(dir, config_path, data_dir, backend)
+        Self::spawn(dir, config_path, data_dir, backend, level)
     }
 
-    fn spawn(dir: &Path, config_path: PathBuf, data_dir: PathBuf, backend: Backend) -> TestServer {
+    fn spawn(
+        dir: &Path,
+        config_path: PathBuf,
+        data_dir: PathBuf,
+        backend: Backend,
+        level: &str,
+    ) -> TestServer {
         let stderr_path = dir.join(format!("server-{}.log", rand::random::<u32>()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .env_remove("RAMPART_DATA_DIR")
             .env_remove("RAMPART_DATABASE_URL")
             .stdout(Stdio::piped())
@@ -112,11 +141,22 @@ impl TestServer {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             panic!("server did not start; its log:\n{log}");
         };
-        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, config_path }
+        TestServer {
+            child,
+            addr,
+            fingerprint,
+            data_dir,
+            backend,
+            stderr_path,
+            config_path,
+        }
     }
 
     pub fn address(&self) -> ServerAddress {
-        ServerAddress { host: self.addr.ip().to_string(), port: self.addr.port() }
+        ServerAddress {
+            host: self.addr.ip().to_string(),
+            port: self.addr.port(),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -131,7 +171,9 @@ impl TestServer {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().unwrap()
     }
 
@@ -141,10 +183,22 @@ impl TestServer {
         let text = std::fs::read_to_string(&self.config_path).unwrap();
         let text: Vec<String> = text
             .lines()
-            .map(|l| if l.starts_with("listen =") { format!("listen = \"{}\"", self.addr) } else { l.to_owned() })
+            .map(|l| {
+                if l.starts_with("listen =") {
+                    format!("listen = \"{}\"", self.addr)
+                } else {
+                    l.to_owned()
+                }
+            })
             .collect();
         std::fs::write(&self.config_path, text.join("\n")).unwrap();
-        let again = TestServer::spawn(&dir, self.config_path.clone(), self.data_dir.clone(), self.backend.clone());
+        let again = TestServer::spawn(
+            &dir,
+            self.config_path.clone(),
+            self.data_dir.clone(),
+            self.backend.clone(),
+            "debug",
+        );
         let old = std::mem::replace(self, again);
         drop(old);
     }
@@ -160,7 +214,11 @@ impl TestServer {
             .arg(&self.config_path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "admin outbox failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "admin outbox failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let text = v["outbox"]
             .as_array()
@@ -172,13 +230,26 @@ impl TestServer {
             .as_str()
             .unwrap()
             .to_owned();
-        text.split_whitespace().find(|w| w.len() == 7 && w.ends_with('.')).unwrap().trim_end_matches('.').to_owned()
+        text.split_whitespace()
+            .find(|w| w.len() == 7 && w.ends_with('.'))
+            .unwrap()
+            .trim_end_matches('.')
+            .to_owned()
     }
 
     /// Register `phone` in a new profile under `dir` and return its client.
-    pub async fn register(&self, dir: &Path, name: &str, phone: &str, username: Option<&str>) -> Client {
+    pub async fn register(
+        &self,
+        dir: &Path,
+        name: &str,
+        phone: &str,
+        username: Option<&str>,
+    ) -> Client {
         let mut client = Client::open(&dir.join(name)).unwrap();
-        client.register(&self.address(), phone, username, None).await.unwrap();
+        client
+            .register(&self.address(), phone, username, None)
+            .await
+            .unwrap();
         let code = self.latest_code(phone);
         client.verify(&code, name).await.unwrap();
         client
@@ -194,8 +265,17 @@ impl Drop for TestServer {
 
 /// Run the CLI with a profile and return (success, stdout, stderr).
 pub fn cli(profile: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).arg("--profile").arg(profile).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(BIN)
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
