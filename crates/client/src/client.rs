@@ -2,10 +2,12 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rampart_core::{DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, Username, VerificationCode};
+use rampart_core::{
+    DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, Username, VerificationCode,
+};
 use rampart_proto::{
-    ClientRequest, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, PlainContent, Recipient, ResponseBody,
-    ServerFrame, decode_plain_content, encode_plain_content,
+    ClientRequest, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, PlainContent, Recipient,
+    ResponseBody, ServerFrame, decode_plain_content, encode_plain_content,
 };
 use serde::Serialize;
 
@@ -35,8 +37,13 @@ pub enum ClientError {
     #[error("the server sent an invalid frame: {0}")]
     Protocol(DecodeError),
     #[error("the server closed the connection: {message}")]
-    Closed { reason: GoodbyeReason, message: String },
-    #[error("this profile has no account yet: run `rampart account register` or `rampart account link` first")]
+    Closed {
+        reason: GoodbyeReason,
+        message: String,
+    },
+    #[error(
+        "this profile has no account yet: run `rampart account register` or `rampart account link` first"
+    )]
     NotRegistered,
     #[error("no registration is pending in this profile: run `rampart account register` first")]
     NoPendingRegistration,
@@ -69,16 +76,23 @@ impl ClientError {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Parse `+14155550123` or `@name` / `name` as a recipient.
 pub fn parse_recipient(to: &str) -> Result<Recipient, ClientError> {
     let to = to.trim();
     if to.starts_with('+') {
-        PhoneNumber::parse(to).map(Recipient::Phone).map_err(|e| ClientError::Input(e.to_string()))
+        PhoneNumber::parse(to)
+            .map(Recipient::Phone)
+            .map_err(|e| ClientError::Input(e.to_string()))
     } else {
-        Username::parse(to).map(Recipient::Username).map_err(|e| ClientError::Input(e.to_string()))
+        Username::parse(to)
+            .map(Recipient::Username)
+            .map_err(|e| ClientError::Input(e.to_string()))
     }
 }
 
@@ -123,7 +137,9 @@ pub struct Client {
 
 impl Client {
     pub fn open(profile_dir: &std::path::Path) -> Result<Self, ClientError> {
-        Ok(Self { profile: Profile::open(profile_dir)? })
+        Ok(Self {
+            profile: Profile::open(profile_dir)?,
+        })
     }
 
     pub fn profile(&self) -> &Profile {
@@ -131,10 +147,15 @@ impl Client {
     }
 
     /// Open a connection to `addr`, pinning its certificate on first contact.
-    async fn connect_to(&mut self, addr: &ServerAddress, trust: Option<String>) -> Result<(Connection, bool), ClientError> {
+    async fn connect_to(
+        &mut self,
+        addr: &ServerAddress,
+        trust: Option<String>,
+    ) -> Result<(Connection, bool), ClientError> {
         self.profile.set_server(addr)?;
         if let Some(fp) = trust {
-            self.profile.set("fingerprint", &normalise_fingerprint(&fp)?)?;
+            self.profile
+                .set("fingerprint", &normalise_fingerprint(&fp)?)?;
         }
         let pinned = self.profile.get("fingerprint")?;
         let first = pinned.is_none();
@@ -147,9 +168,18 @@ impl Client {
 
     /// Open an authenticated connection for this profile's device.
     pub async fn connect(&mut self) -> Result<Connection, ClientError> {
-        let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        let creds = self
+            .profile
+            .credentials()?
+            .ok_or(ClientError::NotRegistered)?;
         let mut conn = Connection::open(&creds.server, Some(creds.fingerprint.clone())).await?;
-        match conn.request(ClientRequest::Authenticate { device: creds.device, secret: creds.secret.clone() }).await? {
+        match conn
+            .request(ClientRequest::Authenticate {
+                device: creds.device,
+                secret: creds.secret.clone(),
+            })
+            .await?
+        {
             ResponseBody::Authenticated { label, .. } => {
                 if label != creds.label {
                     self.profile.set("label", &label)?;
@@ -162,13 +192,22 @@ impl Client {
 
     /// Replace the pinned fingerprint (after checking the new one out of band).
     pub fn trust(&mut self, fingerprint: &str) -> Result<(), ClientError> {
-        self.profile.set("fingerprint", &normalise_fingerprint(fingerprint)?)?;
+        self.profile
+            .set("fingerprint", &normalise_fingerprint(fingerprint)?)?;
         Ok(())
     }
 
     pub fn identity(&self) -> Result<Identity, ClientError> {
-        let c = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
-        Ok(Identity { account_id: c.account.0, device_id: c.device.0, label: c.label, server: c.server.to_url() })
+        let c = self
+            .profile
+            .credentials()?
+            .ok_or(ClientError::NotRegistered)?;
+        Ok(Identity {
+            account_id: c.account.0,
+            device_id: c.device.0,
+            label: c.label,
+            server: c.server.to_url(),
+        })
     }
 
     /// Ask the server to send a verification code to `phone`.
@@ -180,15 +219,28 @@ impl Client {
         trust: Option<String>,
     ) -> Result<Registration, ClientError> {
         let phone = PhoneNumber::parse(phone).map_err(|e| ClientError::Input(e.to_string()))?;
-        let username = username.map(Username::parse).transpose().map_err(|e| ClientError::Input(e.to_string()))?;
+        let username = username
+            .map(Username::parse)
+            .transpose()
+            .map_err(|e| ClientError::Input(e.to_string()))?;
         let (mut conn, pinned_now) = self.connect_to(addr, trust).await?;
-        let answer = conn.request(ClientRequest::Register { phone: phone.clone(), username }).await;
+        let answer = conn
+            .request(ClientRequest::Register {
+                phone: phone.clone(),
+                username,
+            })
+            .await;
         let fingerprint = conn.fingerprint.clone();
         conn.close().await;
         match answer? {
             ResponseBody::RegistrationStarted { expires_in_secs } => {
                 self.profile.set("pending_phone", phone.as_e164())?;
-                Ok(Registration { server: addr.to_url(), fingerprint, expires_in_secs, pinned_now })
+                Ok(Registration {
+                    server: addr.to_url(),
+                    fingerprint,
+                    expires_in_secs,
+                    pinned_now,
+                })
             }
             _ => Err(ClientError::Unexpected("register")),
         }
@@ -197,17 +249,31 @@ impl Client {
     /// Prove the number with the code and become the account's first device.
     pub async fn verify(&mut self, code: &str, device_name: &str) -> Result<Identity, ClientError> {
         let code = VerificationCode::parse(code).map_err(|e| ClientError::Input(e.to_string()))?;
-        let phone = self.profile.get("pending_phone")?.ok_or(ClientError::NoPendingRegistration)?;
-        let phone = PhoneNumber::parse(&phone).map_err(|_| ProfileError::Corrupt("pending phone"))?;
-        let (addr, pinned) = self.profile.server()?.ok_or(ClientError::NoPendingRegistration)?;
+        let phone = self
+            .profile
+            .get("pending_phone")?
+            .ok_or(ClientError::NoPendingRegistration)?;
+        let phone =
+            PhoneNumber::parse(&phone).map_err(|_| ProfileError::Corrupt("pending phone"))?;
+        let (addr, pinned) = self
+            .profile
+            .server()?
+            .ok_or(ClientError::NoPendingRegistration)?;
         let secret = DeviceSecret::generate(&mut rand::rng());
         let mut conn = Connection::open(&addr, pinned).await?;
         let answer = conn
-            .request(ClientRequest::Verify { phone, code, device_name: device_name.to_owned(), secret: secret.clone() })
+            .request(ClientRequest::Verify {
+                phone,
+                code,
+                device_name: device_name.to_owned(),
+                secret: secret.clone(),
+            })
             .await;
         conn.close().await;
         match answer? {
-            ResponseBody::Registered { account, device, .. } => {
+            ResponseBody::Registered {
+                account, device, ..
+            } => {
                 self.profile.save_credentials(account, device, &secret)?;
                 self.profile.remove("pending_phone")?;
                 // Learn the label (how others see us) with a first authentication.
@@ -229,21 +295,37 @@ impl Client {
     ) -> Result<PendingLinkHandle, ClientError> {
         let secret = DeviceSecret::generate(&mut rand::rng());
         let (mut conn, _) = self.connect_to(addr, trust).await?;
-        match conn.request(ClientRequest::BeginLink { device_name: device_name.to_owned(), secret: secret.clone() }).await? {
-            ResponseBody::LinkStarted { code, expires_in_secs } => {
-                Ok(PendingLinkHandle { conn, code, expires_in_secs, secret })
-            }
+        match conn
+            .request(ClientRequest::BeginLink {
+                device_name: device_name.to_owned(),
+                secret: secret.clone(),
+            })
+            .await?
+        {
+            ResponseBody::LinkStarted {
+                code,
+                expires_in_secs,
+            } => Ok(PendingLinkHandle {
+                conn,
+                code,
+                expires_in_secs,
+                secret,
+            }),
             _ => Err(ClientError::Unexpected("begin link")),
         }
     }
 
     /// Wait for an existing device to approve the link, then save the credentials.
-    pub async fn finish_link(&mut self, mut pending: PendingLinkHandle) -> Result<Identity, ClientError> {
+    pub async fn finish_link(
+        &mut self,
+        mut pending: PendingLinkHandle,
+    ) -> Result<Identity, ClientError> {
         let wait = Duration::from_secs(u64::from(pending.expires_in_secs) + 5);
         loop {
             match pending.conn.next_frame(wait).await? {
                 Some(ServerFrame::LinkCompleted { account, device }) => {
-                    self.profile.save_credentials(account, device, &pending.secret)?;
+                    self.profile
+                        .save_credentials(account, device, &pending.secret)?;
                     pending.conn.close().await;
                     let conn = self.connect().await?;
                     conn.close().await;
@@ -284,7 +366,10 @@ impl Client {
     }
 
     pub async fn set_username(&mut self, username: Option<&str>) -> Result<(), ClientError> {
-        let username = username.map(Username::parse).transpose().map_err(|e| ClientError::Input(e.to_string()))?;
+        let username = username
+            .map(Username::parse)
+            .transpose()
+            .map_err(|e| ClientError::Input(e.to_string()))?;
         let mut conn = self.connect().await?;
         let answer = conn.request(ClientRequest::SetUsername { username }).await;
         conn.close().await;
@@ -337,7 +422,10 @@ impl Client {
                     )?;
                     // Stored first, acknowledged second: a crash in between means a redelivery,
                     // which the profile's uniqueness check absorbs.
-                    conn.send(ClientRequest::Ack { ids: vec![d.server_id] }).await?;
+                    conn.send(ClientRequest::Ack {
+                        ids: vec![d.server_id],
+                    })
+                    .await?;
                     if new.is_some() {
                         let msg = ReceivedMessage {
                             from: d.sender_label,
@@ -352,7 +440,9 @@ impl Client {
                 }
                 Some(ServerFrame::QueueDrained) if wait.is_none() => break,
                 Some(_) => {}
-                None if wait.is_none() => return Err(ClientError::Timeout("waiting for queued messages")),
+                None if wait.is_none() => {
+                    return Err(ClientError::Timeout("waiting for queued messages"));
+                }
                 None => break,
             }
         }
@@ -373,22 +463,55 @@ pub struct PendingLinkHandle {
 }
 
 /// Send one text message on an open, authenticated connection.
-pub async fn send_on(conn: &mut Connection, to: Recipient, text: &str) -> Result<SendReceipt, ClientError> {
-    let body = encode_plain_content(&PlainContent { text: text.to_owned(), sent_at_ms: now_ms() });
+pub async fn send_on(
+    conn: &mut Connection,
+    to: Recipient,
+    text: &str,
+) -> Result<SendReceipt, ClientError> {
+    let body = encode_plain_content(&PlainContent {
+        text: text.to_owned(),
+        sent_at_ms: now_ms(),
+    });
     let message_id = MessageId::random(&mut rand::rng());
-    match conn.request(ClientRequest::Send { to, message_id, body: body.into() }).await? {
-        ResponseBody::Sent { server_timestamp_ms, recipient_devices } => {
-            Ok(SendReceipt { message_id: message_id.to_string(), server_timestamp_ms, recipient_devices })
-        }
+    match conn
+        .request(ClientRequest::Send {
+            to,
+            message_id,
+            body: body.into(),
+        })
+        .await?
+    {
+        ResponseBody::Sent {
+            server_timestamp_ms,
+            recipient_devices,
+        } => Ok(SendReceipt {
+            message_id: message_id.to_string(),
+            server_timestamp_ms,
+            recipient_devices,
+        }),
         _ => Err(ClientError::Unexpected("send")),
     }
 }
 
 fn normalise_fingerprint(input: &str) -> Result<String, ClientError> {
-    let hexits: String = input.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_uppercase();
-    if hexits.len() != 64 || input.chars().any(|c| !(c.is_ascii_hexdigit() || c == ':' || c.is_whitespace())) {
-        return Err(ClientError::Input("a fingerprint is 32 hex pairs, e.g. AB:CD:...".into()));
+    let hexits: String = input
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect::<String>()
+        .to_uppercase();
+    if hexits.len() != 64
+        || input
+            .chars()
+            .any(|c| !(c.is_ascii_hexdigit() || c == ':' || c.is_whitespace()))
+    {
+        return Err(ClientError::Input(
+            "a fingerprint is 32 hex pairs, e.g. AB:CD:...".into(),
+        ));
     }
-    let pairs: Vec<String> = hexits.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let pairs: Vec<String> = hexits
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     Ok(pairs.join(":"))
 }

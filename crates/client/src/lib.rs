@@ -8,7 +8,10 @@ mod connection;
 mod pin;
 mod profile;
 
-pub use client::{Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SendReceipt, parse_recipient, send_on};
+pub use client::{
+    Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SendReceipt,
+    parse_recipient, send_on,
+};
 pub use connection::{Connection, ServerAddress};
 pub use pin::PinnedCertificate;
 pub use profile::{Credentials, Profile, ProfileError, StoredMessage};

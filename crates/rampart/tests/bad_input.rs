@@ -113,14 +113,18 @@ async fn malformed_truncated_and_unknown_version_frames() {
     // A frame over the 128 KiB cap is refused before it is buffered whole, and the
     // connection closed.
     let mut conn = raw(&server).await;
-    conn.send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1])
+    // The server may reset the connection while the frame is still being written.
+    if conn
+        .send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1])
         .await
-        .unwrap();
-    let reason = closed(&mut conn).await;
-    assert!(
-        matches!(reason, Some(GoodbyeReason::ProtocolViolation) | None),
-        "{reason:?}"
-    );
+        .is_ok()
+    {
+        let reason = closed(&mut conn).await;
+        assert!(
+            matches!(reason, Some(GoodbyeReason::ProtocolViolation) | None),
+            "{reason:?}"
+        );
+    }
 
     // The server is still up for everyone.
     let mut conn = raw(&server).await;

@@ -108,12 +108,30 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            send: Bucket { burst: 100, per_minute: 600.0 },
-            upload_kib: Bucket { burst: 100 * 1024, per_minute: 1024.0 * 1024.0 },
-            register_per_number: Bucket { burst: 3, per_minute: 0.2 },
-            register_per_address: Bucket { burst: 20, per_minute: 2.0 },
-            verify_per_address: Bucket { burst: 30, per_minute: 6.0 },
-            auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
+            send: Bucket {
+                burst: 100,
+                per_minute: 600.0,
+            },
+            upload_kib: Bucket {
+                burst: 100 * 1024,
+                per_minute: 1024.0 * 1024.0,
+            },
+            register_per_number: Bucket {
+                burst: 3,
+                per_minute: 0.2,
+            },
+            register_per_address: Bucket {
+                burst: 20,
+                per_minute: 2.0,
+            },
+            verify_per_address: Bucket {
+                burst: 30,
+                per_minute: 6.0,
+            },
+            auth_failures_per_address: Bucket {
+                burst: 20,
+                per_minute: 30.0,
+            },
         }
     }
 }
@@ -133,7 +151,12 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { handshake_secs: 10, anonymous_secs: 120, idle_secs: 90, shutdown_grace_secs: 5 }
+        Self {
+            handshake_secs: 10,
+            anonymous_secs: 120,
+            idle_secs: 90,
+            shutdown_grace_secs: 5,
+        }
     }
 }
 
@@ -157,7 +180,10 @@ pub enum VerifierConfig {
     #[default]
     Outbox,
     /// Codes are POSTed as JSON `{"phone": "...", "text": "..."}` to an SMS gateway.
-    Webhook { url: String, bearer_token: Option<String> },
+    Webhook {
+        url: String,
+        bearer_token: Option<String>,
+    },
 }
 
 impl ServerConfig {
@@ -173,11 +199,19 @@ mod tests {
 
     #[test]
     fn partial_toml_keeps_defaults() {
-        let c = ServerConfig::from_toml("listen = \"127.0.0.1:9000\"\n[limits]\nmax_devices = 3\n[verifier]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/sms\"\n");
+        let c = ServerConfig::from_toml(
+            "listen = \"127.0.0.1:9000\"\n[limits]\nmax_devices = 3\n[verifier]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/sms\"\n",
+        );
         let c = c.ok();
         assert_eq!(c.as_ref().map(|c| c.limits.max_devices), Some(3));
-        assert_eq!(c.as_ref().map(|c| c.limits.max_queue_per_device), Some(limits::DEFAULT_MAX_QUEUE));
-        assert!(matches!(c.map(|c| c.verifier), Some(VerifierConfig::Webhook { .. })));
+        assert_eq!(
+            c.as_ref().map(|c| c.limits.max_queue_per_device),
+            Some(limits::DEFAULT_MAX_QUEUE)
+        );
+        assert!(matches!(
+            c.map(|c| c.verifier),
+            Some(VerifierConfig::Webhook { .. })
+        ));
     }
 
     #[test]

@@ -40,16 +40,48 @@ impl Default for Metrics {
             rate_limited: Family::default(),
             connections_refused: Counter::default(),
         };
-        registry.register("connections", "Open WebSocket sessions", m.connections.clone());
-        registry.register("authenticated_devices", "Sessions with an authenticated device", m.authenticated_devices.clone());
-        registry.register("queued_messages", "Messages waiting in device queues (sampled)", m.queued_messages.clone());
-        registry.register("messages_received", "Messages accepted from senders", m.messages_received.clone());
-        registry.register("messages_delivered", "Message copies pushed to devices", m.messages_delivered.clone());
-        registry.register("messages_acked", "Message copies acknowledged and deleted", m.messages_acked.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket sessions",
+            m.connections.clone(),
+        );
+        registry.register(
+            "authenticated_devices",
+            "Sessions with an authenticated device",
+            m.authenticated_devices.clone(),
+        );
+        registry.register(
+            "queued_messages",
+            "Messages waiting in device queues (sampled)",
+            m.queued_messages.clone(),
+        );
+        registry.register(
+            "messages_received",
+            "Messages accepted from senders",
+            m.messages_received.clone(),
+        );
+        registry.register(
+            "messages_delivered",
+            "Message copies pushed to devices",
+            m.messages_delivered.clone(),
+        );
+        registry.register(
+            "messages_acked",
+            "Message copies acknowledged and deleted",
+            m.messages_acked.clone(),
+        );
         registry.register("requests", "Requests by kind", m.requests.clone());
         registry.register("errors", "Errors answered, by code", m.errors.clone());
-        registry.register("rate_limited", "Requests refused by a rate limit, by limit", m.rate_limited.clone());
-        registry.register("connections_refused", "Connections refused at the connection cap", m.connections_refused.clone());
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit, by limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused at the connection cap",
+            m.connections_refused.clone(),
+        );
         Self { registry, ..m }
     }
 }

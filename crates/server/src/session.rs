@@ -6,21 +6,29 @@
 //! device-level request comes out of that state, never from the request.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rampart_core::limits::{MAX_CODE_ATTEMPTS, MAX_IN_FLIGHT};
 use rampart_core::session::{RequestClass, Session};
-use rampart_core::{AccountId, DeviceId, LinkCode, RetryAfter, SecretHash, ServerMessageId, VerificationCode};
-use rampart_proto::{
-    ClientRequest, DecodeError, Delivery, DeviceInfo, ErrorBody, ErrorCode, GoodbyeReason, Recipient, ResponseBody,
-    ServerFrame, decode_client_frame, encode_server_frame,
+use rampart_core::{
+    AccountId, DeviceId, LinkCode, RetryAfter, SecretHash, ServerMessageId, VerificationCode,
 };
-use rampart_store::{NewDevice, NewMessage, PendingLink, PendingRegistration, StoreError, StoredMessage};
+use rampart_proto::{
+    ClientRequest, DecodeError, Delivery, DeviceInfo, ErrorBody, ErrorCode, GoodbyeReason,
+    Recipient, ResponseBody, ServerFrame, decode_client_frame, encode_server_frame,
+};
+use rampart_store::{
+    NewDevice, NewMessage, PendingLink, PendingRegistration, StoreError, StoredMessage,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -36,14 +44,23 @@ const RECIPIENT_CACHE: usize = 256;
 type Answer = Result<ResponseBody, ErrorBody>;
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody { code, message: message.into(), retry_after_ms: 0 }
+    ErrorBody {
+        code,
+        message: message.into(),
+        retry_after_ms: 0,
+    }
 }
 
 fn slow_down(what: &str, retry: RetryAfter) -> ErrorBody {
-    let ms = u32::try_from(retry.0.as_millis()).unwrap_or(u32::MAX).max(1);
+    let ms = u32::try_from(retry.0.as_millis())
+        .unwrap_or(u32::MAX)
+        .max(1);
     ErrorBody {
         code: ErrorCode::RateLimited,
-        message: format!("slow down: too many {what}; retry in {:.1} s", f64::from(ms) / 1000.0),
+        message: format!(
+            "slow down: too many {what}; retry in {:.1} s",
+            f64::from(ms) / 1000.0
+        ),
         retry_after_ms: ms,
     }
 }
@@ -74,8 +91,30 @@ fn store_error(e: StoreError) -> ErrorBody {
 /// What the loop should do after handling something.
 enum Flow {
     Continue,
+    /// The peer closed the connection: nothing more to say.
+    Ended,
+    /// Say goodbye with this reason, then close.
     Close(GoodbyeReason, String),
 }
+
+/// A send whose storage is under way; yields the request id and the answer.
+type PendingSend = Pin<Box<dyn Future<Output = (u64, Answer)> + Send>>;
+
+/// Sends one connection may have in storage at once. More concurrent sends make bigger group
+/// commits; past this the connection stops reading until some complete.
+const MAX_PENDING_SENDS: usize = 64;
+
+/// Something for the connection loop to handle.
+enum Event {
+    Shutdown,
+    SendDone((u64, Answer)),
+    Push(Push),
+    Incoming(Option<Result<Message, axum::Error>>),
+    Tick,
+}
+
+/// Most events handled between two flushes.
+const MAX_BATCH: usize = 64;
 
 struct Connection {
     shared: Arc<Shared>,
@@ -93,6 +132,8 @@ struct Connection {
     /// A live push was skipped (window full or channel overflow): re-read the store.
     refetch: bool,
     waiting_link: Option<SecretHash>,
+    /// Sends being stored; answered as they complete.
+    sends: FuturesUnordered<PendingSend>,
     recipients: HashMap<Recipient, AccountId>,
     bad_frames: u32,
     opened: Instant,
@@ -116,6 +157,7 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
         backlog_done: false,
         refetch: false,
         waiting_link: None,
+        sends: FuturesUnordered::new(),
         recipients: HashMap::new(),
         bad_frames: 0,
         opened: now,
@@ -129,49 +171,73 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let outcome = loop {
-        let flow = tokio::select! {
+        let first = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => Flow::Close(GoodbyeReason::ShuttingDown, "the server is shutting down; reconnect shortly".into()),
+            _ = shutdown.cancelled() => Event::Shutdown,
             push = push_rx.recv() => match push {
-                Some(push) => conn.on_push(&mut ws, push).await,
-                None => Flow::Continue,
+                Some(push) => Event::Push(push),
+                None => continue,
             },
-            incoming = ws.recv() => match incoming {
-                None => break None,
-                Some(Err(e)) => {
-                    // tungstenite refuses frames over the size cap here, before buffering them.
-                    debug!(conn = conn.id, error = %e, "websocket read error");
-                    Flow::Close(GoodbyeReason::ProtocolViolation, format!("connection error: {e}"))
-                }
-                Some(Ok(msg)) => {
-                    conn.last_heard = Instant::now();
-                    match msg {
-                        Message::Binary(bytes) => conn.on_frame(&mut ws, bytes).await,
-                        Message::Text(_) => Flow::Close(GoodbyeReason::ProtocolViolation, "text frames are not part of the protocol; send binary frames".into()),
-                        Message::Close(_) => break None,
-                        Message::Ping(_) | Message::Pong(_) => Flow::Continue,
-                    }
-                }
-            },
-            _ = ticker.tick() => conn.on_tick(&mut ws).await,
+            Some(done) = conn.sends.next(), if !conn.sends.is_empty() => Event::SendDone(done),
+            incoming = ws.recv(), if conn.sends.len() < MAX_PENDING_SENDS => Event::Incoming(incoming),
+            _ = ticker.tick() => Event::Tick,
         };
+        // Boxed: the handlers' futures are large and only live while they run, so an idle
+        // connection's task does not carry their space around.
+        let mut flow = Box::pin(conn.on_event(&mut ws, first)).await;
+        // Handle what else has already arrived before flushing, so a burst of requests or
+        // pushes costs one TLS record and one write, not one per frame.
+        let mut handled = 1;
+        while matches!(flow, Flow::Continue) && handled < MAX_BATCH {
+            let next = if let Ok(push) = push_rx.try_recv() {
+                Event::Push(push)
+            } else if let Some(Some(done)) = conn.sends.next().now_or_never() {
+                Event::SendDone(done)
+            } else if conn.sends.len() >= MAX_PENDING_SENDS {
+                break;
+            } else if let Some(incoming) = ws.recv().now_or_never() {
+                Event::Incoming(incoming)
+            } else {
+                break;
+            };
+            flow = Box::pin(conn.on_event(&mut ws, next)).await;
+            handled += 1;
+        }
+        if matches!(flow, Flow::Continue) && conn.lagged.swap(false, Ordering::AcqRel) {
+            conn.refetch = true;
+            flow = Box::pin(conn.fill(&mut ws)).await;
+        }
+        if matches!(flow, Flow::Continue)
+            && let Err(e) = ws.flush().await
+        {
+            flow = Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}"));
+        }
         match flow {
             Flow::Continue => {}
+            Flow::Ended => break None,
             Flow::Close(reason, message) => break Some((reason, message)),
-        }
-        if conn.lagged.swap(false, Ordering::AcqRel) {
-            conn.refetch = true;
-            if let Flow::Close(r, m) = conn.fill(&mut ws).await {
-                break Some((r, m));
-            }
         }
     };
 
+    // Sends already in storage complete anyway; tell their senders, so a shutdown does not
+    // leave them guessing (a sender that misses the answer retries, which is idempotent).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some((request_id, result)) = conn.sends.next().await {
+            let reply = ServerFrame::Response { request_id, result };
+            let _ = ws
+                .feed(Message::Binary(encode_server_frame(&reply).into()))
+                .await;
+        }
+        let _ = ws.flush().await;
+    })
+    .await;
     if let Some((reason, message)) = outcome {
         debug!(conn = conn.id, ?reason, "closing connection");
         let frame = ServerFrame::Goodbye { reason, message };
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = ws.send(Message::Binary(encode_server_frame(&frame).into())).await;
+            let _ = ws
+                .send(Message::Binary(encode_server_frame(&frame).into()))
+                .await;
             let _ = ws.send(Message::Close(None)).await;
         })
         .await;
@@ -180,6 +246,41 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
 }
 
 impl Connection {
+    async fn on_event(&mut self, ws: &mut WebSocket, event: Event) -> Flow {
+        match event {
+            Event::Shutdown => Flow::Close(
+                GoodbyeReason::ShuttingDown,
+                "the server is shutting down; reconnect shortly".into(),
+            ),
+            Event::Push(push) => self.on_push(ws, push).await,
+            Event::SendDone((request_id, answer)) => {
+                self.answer(ws, request_id, "send", answer).await
+            }
+            Event::Tick => self.on_tick(ws).await,
+            Event::Incoming(None) => Flow::Ended,
+            Event::Incoming(Some(Err(e))) => {
+                // tungstenite refuses frames over the size cap here, before buffering them.
+                debug!(conn = self.id, error = %e, "websocket read error");
+                Flow::Close(
+                    GoodbyeReason::ProtocolViolation,
+                    format!("connection error: {e}"),
+                )
+            }
+            Event::Incoming(Some(Ok(msg))) => {
+                self.last_heard = Instant::now();
+                match msg {
+                    Message::Binary(bytes) => self.on_frame(ws, bytes).await,
+                    Message::Text(_) => Flow::Close(
+                        GoodbyeReason::ProtocolViolation,
+                        "text frames are not part of the protocol; send binary frames".into(),
+                    ),
+                    Message::Close(_) => Flow::Ended,
+                    Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+                }
+            }
+        }
+    }
+
     fn cleanup(&mut self) {
         if let Some((_, device)) = self.session.device() {
             self.shared.hub.detach(device, self.id);
@@ -192,11 +293,18 @@ impl Connection {
     }
 
     fn peer(&self) -> Peer {
-        Peer { conn: self.id, tx: self.push_tx.clone(), lagged: self.lagged.clone() }
+        Peer {
+            conn: self.id,
+            tx: self.push_tx.clone(),
+            lagged: self.lagged.clone(),
+        }
     }
 
     async fn send(&mut self, ws: &mut WebSocket, frame: &ServerFrame) -> Flow {
-        match ws.send(Message::Binary(encode_server_frame(frame).into())).await {
+        match ws
+            .send(Message::Binary(encode_server_frame(frame).into()))
+            .await
+        {
             Ok(()) => Flow::Continue,
             Err(e) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
         }
@@ -207,10 +315,16 @@ impl Connection {
         let timeouts = &self.shared.config.timeouts;
         match &self.session {
             Session::Anonymous if now.duration_since(self.opened) > timeouts.anonymous() => {
-                return Flow::Close(GoodbyeReason::IdleTimeout, "authenticate or register sooner: time is up".into());
+                return Flow::Close(
+                    GoodbyeReason::IdleTimeout,
+                    "authenticate or register sooner: time is up".into(),
+                );
             }
             Session::AwaitingLink if self.link_deadline.is_some_and(|d| now > d) => {
-                return Flow::Close(GoodbyeReason::IdleTimeout, "the link code expired before it was approved".into());
+                return Flow::Close(
+                    GoodbyeReason::IdleTimeout,
+                    "the link code expired before it was approved".into(),
+                );
             }
             _ => {}
         }
@@ -225,13 +339,17 @@ impl Connection {
 
     async fn on_push(&mut self, ws: &mut WebSocket, push: Push) -> Flow {
         match push {
-            Push::Revoked => Flow::Close(GoodbyeReason::DeviceRevoked, "this device was revoked".into()),
+            Push::Revoked => Flow::Close(
+                GoodbyeReason::DeviceRevoked,
+                "this device was revoked".into(),
+            ),
             Push::LinkCompleted { account, device } => {
                 self.waiting_link = None;
                 self.link_deadline = None;
                 self.session = Session::Anonymous;
                 self.opened = Instant::now();
-                self.send(ws, &ServerFrame::LinkCompleted { account, device }).await
+                self.send(ws, &ServerFrame::LinkCompleted { account, device })
+                    .await
             }
             Push::Message(msg) => {
                 if !self.backlog_done || self.refetch || self.in_flight.contains(&msg.id) {
@@ -242,7 +360,7 @@ impl Connection {
                     self.refetch = true;
                     return Flow::Continue;
                 }
-                self.deliver(ws, msg).await
+                self.deliver(ws, *msg).await
             }
         }
     }
@@ -264,7 +382,9 @@ impl Connection {
 
     /// Push what the store holds for this device, up to the in-flight window.
     async fn fill(&mut self, ws: &mut WebSocket) -> Flow {
-        let Some((_, device)) = self.session.device() else { return Flow::Continue };
+        let Some((_, device)) = self.session.device() else {
+            return Flow::Continue;
+        };
         if self.backlog_done && !self.refetch {
             return Flow::Continue;
         }
@@ -276,11 +396,19 @@ impl Connection {
         // writers (PostgreSQL) ids may commit out of order, and acknowledged rows are gone
         // anyway, so the head of the queue is exactly what is still undelivered or in flight.
         let limit = self.in_flight.len() + room;
-        let batch = match self.shared.store.fetch_queue(device, None, now_ms(), limit as u32).await {
+        let batch = match self
+            .shared
+            .store
+            .fetch_queue(device, None, now_ms(), limit as u32)
+            .await
+        {
             Ok(b) => b,
             Err(e) => {
                 warn!(conn = self.id, error = %e, "queue read failed");
-                return Flow::Close(GoodbyeReason::Unspecified, "storage unavailable; reconnect later".into());
+                return Flow::Close(
+                    GoodbyeReason::Unspecified,
+                    "storage unavailable; reconnect later".into(),
+                );
             }
         };
         let complete = batch.len() < limit;
@@ -311,16 +439,50 @@ impl Connection {
         self.shared.metrics.request(kind);
         let class = request_class(&frame.request);
         let answer = match self.session.admit(class) {
-            Ok(()) => self.handle(frame.request).await,
+            Ok(()) => match frame.request {
+                ClientRequest::Send {
+                    to,
+                    message_id,
+                    body,
+                } => {
+                    match self
+                        .start_send(frame.request_id, to, message_id, body)
+                        .await
+                    {
+                        // Answered when the message is stored.
+                        Ok(()) => return Flow::Continue,
+                        Err(e) => Err(e),
+                    }
+                }
+                other => self.handle(other).await,
+            },
             Err(e) => Err(err(ErrorCode::WrongState, e.to_string())),
         };
+        self.answer(ws, frame.request_id, kind, answer).await
+    }
+
+    async fn answer(
+        &mut self,
+        ws: &mut WebSocket,
+        request_id: u64,
+        kind: &'static str,
+        answer: Answer,
+    ) -> Flow {
         if let Err(e) = &answer {
             self.shared.metrics.error(e.code.as_str());
-            debug!(conn = self.id, request = kind, code = e.code.as_str(), "request refused");
+            debug!(
+                conn = self.id,
+                request = kind,
+                code = e.code.as_str(),
+                "request refused"
+            );
         }
         let just_authenticated = kind == "authenticate" && answer.is_ok();
         let acked = kind == "ack" && answer.is_ok();
-        let reply = ServerFrame::Response { request_id: frame.request_id, result: answer };
+        let reply = ServerFrame::Response {
+            request_id,
+            result: answer,
+        };
         if let Flow::Close(r, m) = self.send(ws, &reply).await {
             return Flow::Close(r, m);
         }
@@ -334,8 +496,12 @@ impl Connection {
         self.bad_frames += 1;
         self.shared.metrics.error(e.code().as_str());
         debug!(conn = self.id, error = %e, "undecodable frame");
-        let fatal = matches!(e, DecodeError::UnsupportedVersion { .. }) || self.bad_frames >= MAX_BAD_FRAMES;
-        let reply = ServerFrame::Response { request_id: 0, result: Err(err(e.code(), e.to_string())) };
+        let fatal = matches!(e, DecodeError::UnsupportedVersion { .. })
+            || self.bad_frames >= MAX_BAD_FRAMES;
+        let reply = ServerFrame::Response {
+            request_id: 0,
+            result: Err(err(e.code(), e.to_string())),
+        };
         if let Flow::Close(r, m) = self.send(ws, &reply).await {
             return Flow::Close(r, m);
         }
@@ -347,15 +513,26 @@ impl Connection {
 
     async fn handle(&mut self, request: ClientRequest) -> Answer {
         match request {
-            ClientRequest::Ping => Ok(ResponseBody::Pong { server_time_ms: now_ms() }),
+            ClientRequest::Ping => Ok(ResponseBody::Pong {
+                server_time_ms: now_ms(),
+            }),
             ClientRequest::Register { phone, username } => self.register(phone, username).await,
-            ClientRequest::Verify { phone, code, device_name, secret } => {
-                self.verify(phone, code, device_name, secret.hash()).await
+            ClientRequest::Verify {
+                phone,
+                code,
+                device_name,
+                secret,
+            } => self.verify(phone, code, device_name, secret.hash()).await,
+            ClientRequest::Authenticate { device, secret } => {
+                self.authenticate(device, secret.hash()).await
             }
-            ClientRequest::Authenticate { device, secret } => self.authenticate(device, secret.hash()).await,
-            ClientRequest::BeginLink { device_name, secret } => self.begin_link(device_name, secret.hash()).await,
+            ClientRequest::BeginLink {
+                device_name,
+                secret,
+            } => self.begin_link(device_name, secret.hash()).await,
             ClientRequest::ApproveLink { code } => self.approve_link(code).await,
-            ClientRequest::Send { to, message_id, body } => self.send_message(to, message_id, body).await,
+            // Started by `on_frame`, answered when stored; never routed here.
+            ClientRequest::Send { .. } => Err(err(ErrorCode::Internal, "send routed wrongly")),
             ClientRequest::Ack { ids } => self.ack(ids).await,
             ClientRequest::ListDevices => self.list_devices().await,
             ClientRequest::RevokeDevice { device } => self.revoke(device).await,
@@ -364,7 +541,9 @@ impl Connection {
     }
 
     fn identity(&self) -> Result<(AccountId, DeviceId), ErrorBody> {
-        self.session.device().ok_or_else(|| err(ErrorCode::NotAuthenticated, "authenticate first"))
+        self.session
+            .device()
+            .ok_or_else(|| err(ErrorCode::NotAuthenticated, "authenticate first"))
     }
 
     fn limit<K: std::hash::Hash + Eq + Clone>(
@@ -380,16 +559,41 @@ impl Connection {
         })
     }
 
-    async fn register(&mut self, phone: rampart_core::PhoneNumber, username: Option<rampart_core::Username>) -> Answer {
+    async fn register(
+        &mut self,
+        phone: rampart_core::PhoneNumber,
+        username: Option<rampart_core::Username>,
+    ) -> Answer {
         let shared = self.shared.clone();
         let tag = shared.phone_tag(&phone);
-        self.limit(&shared.limits.register_per_address, &self.ip, 1, "registrations from this address")?;
-        self.limit(&shared.limits.register_per_number, &tag, 1, "codes requested for this number")?;
+        self.limit(
+            &shared.limits.register_per_address,
+            &self.ip,
+            1,
+            "registrations from this address",
+        )?;
+        self.limit(
+            &shared.limits.register_per_number,
+            &tag,
+            1,
+            "codes requested for this number",
+        )?;
         if let Some(name) = &username {
-            let owner = shared.store.account_by_username(name).await.map_err(store_error)?;
-            let mine = shared.store.account_by_phone(&phone).await.map_err(store_error)?;
+            let owner = shared
+                .store
+                .account_by_username(name)
+                .await
+                .map_err(store_error)?;
+            let mine = shared
+                .store
+                .account_by_phone(&phone)
+                .await
+                .map_err(store_error)?;
             if owner.is_some() && owner != mine {
-                return Err(err(ErrorCode::UsernameTaken, "the username is already taken"));
+                return Err(err(
+                    ErrorCode::UsernameTaken,
+                    "the username is already taken",
+                ));
             }
         }
         let ttl = Duration::from_secs(shared.config.limits.code_ttl_secs);
@@ -401,13 +605,22 @@ impl Connection {
             username,
             expires_at: now + ttl.as_millis() as u64,
         };
-        shared.store.begin_registration(pending).await.map_err(store_error)?;
+        shared
+            .store
+            .begin_registration(pending)
+            .await
+            .map_err(store_error)?;
         if let Err(e) = shared.verifier.deliver(&phone, &code, ttl, now).await {
             warn!(phone = %tag, error = %e, "verification code not delivered");
-            return Err(err(ErrorCode::Unavailable, "could not send the verification code; try again later"));
+            return Err(err(
+                ErrorCode::Unavailable,
+                "could not send the verification code; try again later",
+            ));
         }
         info!(phone = %tag, "verification code issued");
-        Ok(ResponseBody::RegistrationStarted { expires_in_secs: ttl.as_secs() as u32 })
+        Ok(ResponseBody::RegistrationStarted {
+            expires_in_secs: ttl.as_secs() as u32,
+        })
     }
 
     async fn verify(
@@ -418,15 +631,38 @@ impl Connection {
         secret_hash: SecretHash,
     ) -> Answer {
         let shared = self.shared.clone();
-        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "verification attempts from this address")?;
-        let previous = match shared.store.account_by_phone(&phone).await.map_err(store_error)? {
-            Some(account) => shared.store.list_devices(account).await.map_err(store_error)?,
+        self.limit(
+            &shared.limits.verify_per_address,
+            &self.ip,
+            1,
+            "verification attempts from this address",
+        )?;
+        let previous = match shared
+            .store
+            .account_by_phone(&phone)
+            .await
+            .map_err(store_error)?
+        {
+            Some(account) => shared
+                .store
+                .list_devices(account)
+                .await
+                .map_err(store_error)?,
             None => Vec::new(),
         };
-        let device = NewDevice { name: default_name(device_name, "primary"), secret_hash };
+        let device = NewDevice {
+            name: default_name(device_name, "primary"),
+            secret_hash,
+        };
         let done = shared
             .store
-            .complete_registration(&phone, code.hash_for(phone.as_e164()), device, now_ms(), MAX_CODE_ATTEMPTS)
+            .complete_registration(
+                &phone,
+                code.hash_for(phone.as_e164()),
+                device,
+                now_ms(),
+                MAX_CODE_ATTEMPTS,
+            )
             .await
             .map_err(store_error)?;
         if done.replaced_existing {
@@ -435,7 +671,11 @@ impl Connection {
             }
         }
         info!(phone = %shared.phone_tag(&phone), account = %done.account, device = %done.device, replaced = done.replaced_existing, "registered");
-        Ok(ResponseBody::Registered { account: done.account, device: done.device, replaced_existing: done.replaced_existing })
+        Ok(ResponseBody::Registered {
+            account: done.account,
+            device: done.device,
+            replaced_existing: done.replaced_existing,
+        })
     }
 
     async fn authenticate(&mut self, device: DeviceId, presented: SecretHash) -> Answer {
@@ -443,9 +683,16 @@ impl Connection {
         let failures = &shared.limits.auth_failures_per_address;
         if !failures.would_allow(&self.ip, Instant::now()) {
             shared.metrics.limited(failures.name);
-            return Err(slow_down("failed authentications from this address", RetryAfter(Duration::from_secs(2))));
+            return Err(slow_down(
+                "failed authentications from this address",
+                RetryAfter(Duration::from_secs(2)),
+            ));
         }
-        let record = shared.store.device_auth(device).await.map_err(store_error)?;
+        let record = shared
+            .store
+            .device_auth(device)
+            .await
+            .map_err(store_error)?;
         let Some(record) = record.filter(|r| r.secret_hash.matches(&presented)) else {
             let _ = failures.check(&self.ip, 1, Instant::now());
             return Err(err(
@@ -453,41 +700,82 @@ impl Connection {
                 "unknown device or wrong credentials (was this device revoked or the account registered again?)",
             ));
         };
-        let label = shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();
-        shared.store.touch_device(device, now_ms()).await.map_err(store_error)?;
-        self.session = Session::Authenticated { account: record.account, device };
+        let label = shared
+            .store
+            .account_label(record.account)
+            .await
+            .map_err(store_error)?
+            .unwrap_or_default();
+        shared
+            .store
+            .touch_device(device, now_ms())
+            .await
+            .map_err(store_error)?;
+        self.session = Session::Authenticated {
+            account: record.account,
+            device,
+        };
         self.label = label.clone();
         shared.hub.attach(device, self.peer());
         shared.metrics.authenticated_devices.inc();
         debug!(conn = self.id, account = %record.account, device = %device, "authenticated");
-        Ok(ResponseBody::Authenticated { account: record.account, device, label })
+        Ok(ResponseBody::Authenticated {
+            account: record.account,
+            device,
+            label,
+        })
     }
 
     async fn begin_link(&mut self, device_name: String, secret_hash: SecretHash) -> Answer {
         let shared = self.shared.clone();
-        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link attempts from this address")?;
+        self.limit(
+            &shared.limits.verify_per_address,
+            &self.ip,
+            1,
+            "link attempts from this address",
+        )?;
         let code = LinkCode::generate(&mut rand::rng());
         let ttl = Duration::from_secs(shared.config.limits.code_ttl_secs);
         let pending = PendingLink {
             code_hash: code.hash(),
-            device: NewDevice { name: default_name(device_name, "linked device"), secret_hash },
+            device: NewDevice {
+                name: default_name(device_name, "linked device"),
+                secret_hash,
+            },
             expires_at: now_ms() + ttl.as_millis() as u64,
         };
-        shared.store.begin_link(pending).await.map_err(store_error)?;
+        shared
+            .store
+            .begin_link(pending)
+            .await
+            .map_err(store_error)?;
         shared.hub.wait_link(code.hash(), self.peer());
         self.waiting_link = Some(code.hash());
         self.link_deadline = Some(Instant::now() + ttl);
         self.session = Session::AwaitingLink;
-        Ok(ResponseBody::LinkStarted { code, expires_in_secs: ttl.as_secs() as u32 })
+        Ok(ResponseBody::LinkStarted {
+            code,
+            expires_in_secs: ttl.as_secs() as u32,
+        })
     }
 
     async fn approve_link(&mut self, code: LinkCode) -> Answer {
         let (account, _) = self.identity()?;
         let shared = self.shared.clone();
-        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link approvals from this address")?;
+        self.limit(
+            &shared.limits.verify_per_address,
+            &self.ip,
+            1,
+            "link approvals from this address",
+        )?;
         let device = shared
             .store
-            .complete_link(code.hash(), account, now_ms(), shared.config.limits.max_devices)
+            .complete_link(
+                code.hash(),
+                account,
+                now_ms(),
+                shared.config.limits.max_devices,
+            )
             .await
             .map_err(store_error)?;
         let notified = shared.hub.complete_link(code.hash(), account, device);
@@ -495,14 +783,25 @@ impl Connection {
         Ok(ResponseBody::LinkApproved { device })
     }
 
-    async fn send_message(&mut self, to: Recipient, message_id: rampart_core::MessageId, body: Bytes) -> Answer {
+    /// Check a send and start storing it. The answer comes later, as an `Event::SendDone`,
+    /// so one connection can have many sends in one group commit.
+    async fn start_send(
+        &mut self,
+        request_id: u64,
+        to: Recipient,
+        message_id: rampart_core::MessageId,
+        body: Bytes,
+    ) -> Result<(), ErrorBody> {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         let max = shared.config.limits.max_message_bytes;
         if body.len() > max {
             return Err(err(
                 ErrorCode::MessageTooLarge,
-                format!("message of {} bytes exceeds this server's limit of {max} bytes", body.len()),
+                format!(
+                    "message of {} bytes exceeds this server's limit of {max} bytes",
+                    body.len()
+                ),
             ));
         }
         self.limit(&shared.limits.send, &device, 1, "messages")?;
@@ -520,13 +819,25 @@ impl Connection {
             expires_at: now + shared.config.limits.message_ttl_secs * 1000,
             body: body.to_vec(),
         };
-        let copies = shared.store.enqueue(msg, shared.config.limits.max_queue_per_device).await.map_err(store_error)?;
-        shared.metrics.messages_received.inc();
-        let count = copies.len() as u32;
-        for copy in copies {
-            shared.hub.push_message(copy);
-        }
-        Ok(ResponseBody::Sent { server_timestamp_ms: now, recipient_devices: count })
+        self.sends.push(Box::pin(async move {
+            let stored = shared
+                .store
+                .enqueue(msg, shared.config.limits.max_queue_per_device)
+                .await;
+            let answer = stored.map_err(store_error).map(|copies| {
+                shared.metrics.messages_received.inc();
+                let count = copies.len() as u32;
+                for copy in copies {
+                    shared.hub.push_message(copy);
+                }
+                ResponseBody::Sent {
+                    server_timestamp_ms: now,
+                    recipient_devices: count,
+                }
+            });
+            (request_id, answer)
+        }));
+        Ok(())
     }
 
     async fn resolve(&mut self, to: &Recipient) -> Result<AccountId, ErrorBody> {
@@ -540,8 +851,14 @@ impl Connection {
         }
         .map_err(store_error)?;
         let account = found.ok_or_else(|| match to {
-            Recipient::Phone(_) => err(ErrorCode::NoSuchRecipient, "no Rampart account has this phone number"),
-            Recipient::Username(_) => err(ErrorCode::NoSuchRecipient, "no Rampart account has this username"),
+            Recipient::Phone(_) => err(
+                ErrorCode::NoSuchRecipient,
+                "no Rampart account has this phone number",
+            ),
+            Recipient::Username(_) => err(
+                ErrorCode::NoSuchRecipient,
+                "no Rampart account has this username",
+            ),
         })?;
         if self.recipients.len() >= RECIPIENT_CACHE {
             self.recipients.clear();
@@ -552,7 +869,12 @@ impl Connection {
 
     async fn ack(&mut self, ids: Vec<ServerMessageId>) -> Answer {
         let (_, device) = self.identity()?;
-        let deleted = self.shared.store.ack(device, &ids).await.map_err(store_error)?;
+        let deleted = self
+            .shared
+            .store
+            .ack(device, &ids)
+            .await
+            .map_err(store_error)?;
         for id in &ids {
             self.in_flight.remove(id);
         }
@@ -562,7 +884,12 @@ impl Connection {
 
     async fn list_devices(&mut self) -> Answer {
         let (account, _) = self.identity()?;
-        let list = self.shared.store.list_devices(account).await.map_err(store_error)?;
+        let list = self
+            .shared
+            .store
+            .list_devices(account)
+            .await
+            .map_err(store_error)?;
         Ok(ResponseBody::Devices(
             list.into_iter()
                 .map(|d| DeviceInfo {
@@ -577,7 +904,11 @@ impl Connection {
 
     async fn revoke(&mut self, target: DeviceId) -> Answer {
         let (account, device) = self.identity()?;
-        self.shared.store.revoke_device(account, target).await.map_err(store_error)?;
+        self.shared
+            .store
+            .revoke_device(account, target)
+            .await
+            .map_err(store_error)?;
         self.shared.hub.revoke(target);
         info!(account = %account, by = %device, revoked = %target, "device revoked");
         Ok(ResponseBody::Ok)
@@ -586,22 +917,33 @@ impl Connection {
     async fn set_username(&mut self, username: Option<rampart_core::Username>) -> Answer {
         let (account, _) = self.identity()?;
         let store = &self.shared.store;
-        store.set_username(account, username.as_ref()).await.map_err(store_error)?;
-        self.label = store.account_label(account).await.map_err(store_error)?.unwrap_or_default();
+        store
+            .set_username(account, username.as_ref())
+            .await
+            .map_err(store_error)?;
+        self.label = store
+            .account_label(account)
+            .await
+            .map_err(store_error)?
+            .unwrap_or_default();
         Ok(ResponseBody::Ok)
     }
 }
 
 fn default_name(name: String, fallback: &str) -> String {
-    if name.trim().is_empty() { fallback.to_owned() } else { name }
+    if name.trim().is_empty() {
+        fallback.to_owned()
+    } else {
+        name
+    }
 }
 
 fn request_class(request: &ClientRequest) -> RequestClass {
     match request {
         ClientRequest::Ping => RequestClass::Always,
-        ClientRequest::Register { .. } | ClientRequest::Verify { .. } | ClientRequest::BeginLink { .. } => {
-            RequestClass::Anonymous
-        }
+        ClientRequest::Register { .. }
+        | ClientRequest::Verify { .. }
+        | ClientRequest::BeginLink { .. } => RequestClass::Anonymous,
         ClientRequest::Authenticate { .. } => RequestClass::Authenticate,
         ClientRequest::ApproveLink { .. }
         | ClientRequest::Send { .. }

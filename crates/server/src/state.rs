@@ -22,18 +22,25 @@ use crate::verifier::Verifier;
 
 /// Wall-clock milliseconds. The only place the server reads the clock for stored timestamps.
 pub fn now_ms() -> UnixMillis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Something for one connection to do, sent by another task.
 #[derive(Debug)]
 pub enum Push {
-    /// A message just queued for this device.
-    Message(StoredMessage),
+    /// A message just queued for this device. Boxed so that an idle connection's channel
+    /// (whose first block of slots is allocated up front) stays small.
+    Message(Box<StoredMessage>),
     /// The device was revoked (or replaced by a re-registration): close at once.
     Revoked,
     /// The link this connection waits for was approved.
-    LinkCompleted { account: AccountId, device: DeviceId },
+    LinkCompleted {
+        account: AccountId,
+        device: DeviceId,
+    },
 }
 
 /// How to reach one connection.
@@ -72,9 +79,15 @@ impl Hub {
     /// Offer a freshly queued message to the device's live connections, if any.
     pub fn push_message(&self, msg: StoredMessage) {
         let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(peers) = map.get(&msg.device) else { return };
+        let Some(peers) = map.get(&msg.device) else {
+            return;
+        };
         for peer in peers {
-            if peer.tx.try_send(Push::Message(msg.clone())).is_err() {
+            if peer
+                .tx
+                .try_send(Push::Message(Box::new(msg.clone())))
+                .is_err()
+            {
                 peer.lagged.store(true, Ordering::Release);
             }
         }
@@ -94,7 +107,10 @@ impl Hub {
     }
 
     pub fn wait_link(&self, code_hash: SecretHash, peer: Peer) {
-        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(code_hash.0, peer);
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(code_hash.0, peer);
     }
 
     pub fn forget_link(&self, code_hash: SecretHash, conn: u64) {
@@ -105,9 +121,21 @@ impl Hub {
     }
 
     /// Tell the waiting new device it was approved. False if it is no longer connected here.
-    pub fn complete_link(&self, code_hash: SecretHash, account: AccountId, device: DeviceId) -> bool {
-        let peer = self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&code_hash.0);
-        peer.is_some_and(|p| p.tx.try_send(Push::LinkCompleted { account, device }).is_ok())
+    pub fn complete_link(
+        &self,
+        code_hash: SecretHash,
+        account: AccountId,
+        device: DeviceId,
+    ) -> bool {
+        let peer = self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&code_hash.0);
+        peer.is_some_and(|p| {
+            p.tx.try_send(Push::LinkCompleted { account, device })
+                .is_ok()
+        })
     }
 }
 
@@ -131,7 +159,10 @@ impl Limiters {
             register_per_number: Limiter::new("register_per_number", r.register_per_number),
             register_per_address: Limiter::new("register_per_address", r.register_per_address),
             verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
-            auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
+            auth_failures_per_address: Limiter::new(
+                "auth_failures_per_address",
+                r.auth_failures_per_address,
+            ),
         }
     }
 
@@ -163,12 +194,19 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("store", &self.store.backend_name()).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("store", &self.store.backend_name())
+            .finish_non_exhaustive()
     }
 }
 
 impl Shared {
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>, verifier: Arc<dyn Verifier>, log_key: [u8; 32]) -> Self {
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        verifier: Arc<dyn Verifier>,
+        log_key: [u8; 32],
+    ) -> Self {
         let limits = Limiters::new(&config);
         Self {
             config,
@@ -191,7 +229,9 @@ impl Shared {
     /// A stable, keyed pseudonym for a phone number, for logs and rate-limit keys: lets an
     /// operator correlate events about one number without the logs ever holding it.
     pub fn phone_tag(&self, phone: &PhoneNumber) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.log_key) else { return String::new() };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.log_key) else {
+            return String::new();
+        };
         mac.update(phone.as_e164().as_bytes());
         let tag = mac.finalize().into_bytes();
         format!("p{}", hex::encode(tag.get(..6).unwrap_or_default()))

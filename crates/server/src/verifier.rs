@@ -49,7 +49,10 @@ pub fn from_config(config: &VerifierConfig, store: Arc<dyn Store>) -> Arc<dyn Ve
         VerifierConfig::Webhook { url, bearer_token } => Arc::new(WebhookVerifier {
             url: url.clone(),
             bearer_token: bearer_token.clone(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
         }),
     }
 }
@@ -60,7 +63,9 @@ pub struct OutboxVerifier {
 
 impl std::fmt::Debug for OutboxVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxVerifier").field("store", &self.store.backend_name()).finish()
+        f.debug_struct("OutboxVerifier")
+            .field("store", &self.store.backend_name())
+            .finish()
     }
 }
 
@@ -73,7 +78,11 @@ impl Verifier for OutboxVerifier {
         ttl: Duration,
         now: UnixMillis,
     ) -> Result<(), VerifierError> {
-        let entry = OutboxEntry { phone: phone.as_e164().to_owned(), text: code_text(code, ttl), created_at: now };
+        let entry = OutboxEntry {
+            phone: phone.as_e164().to_owned(),
+            text: code_text(code, ttl),
+            created_at: now,
+        };
         Ok(self.store.outbox_push(entry).await?)
     }
 }
@@ -107,7 +116,11 @@ impl Verifier for WebhookVerifier {
         }
         // reqwest's error text includes the URL; keep only the kind of failure.
         let resp = req.send().await.map_err(|e| {
-            VerifierError::Gateway(if e.is_timeout() { "timed out".into() } else { "connection failed".into() })
+            VerifierError::Gateway(if e.is_timeout() {
+                "timed out".into()
+            } else {
+                "connection failed".into()
+            })
         })?;
         if !resp.status().is_success() {
             return Err(VerifierError::GatewayStatus(resp.status().as_u16()));
