@@ -16,26 +16,48 @@ fn secret() -> DeviceSecret {
 
 fn all_client_requests() -> Vec<ClientRequest> {
     vec![
-        ClientRequest::Register { phone: phone(), username: Some(Username::parse("alice").unwrap()) },
-        ClientRequest::Register { phone: phone(), username: None },
+        ClientRequest::Register {
+            phone: phone(),
+            username: Some(Username::parse("alice").unwrap()),
+        },
+        ClientRequest::Register {
+            phone: phone(),
+            username: None,
+        },
         ClientRequest::Verify {
             phone: phone(),
             code: VerificationCode::parse("123456").unwrap(),
             device_name: "laptop".into(),
             secret: secret(),
         },
-        ClientRequest::Authenticate { device: DeviceId(3), secret: secret() },
-        ClientRequest::BeginLink { device_name: "tablet".into(), secret: secret() },
-        ClientRequest::ApproveLink { code: LinkCode::parse("ABCD-EFGH").unwrap() },
+        ClientRequest::Authenticate {
+            device: DeviceId(3),
+            secret: secret(),
+        },
+        ClientRequest::BeginLink {
+            device_name: "tablet".into(),
+            secret: secret(),
+        },
+        ClientRequest::ApproveLink {
+            code: LinkCode::parse("ABCD-EFGH").unwrap(),
+        },
         ClientRequest::Send {
             to: Recipient::Username(Username::parse("bob").unwrap()),
             message_id: MessageId([9; 16]),
             body: Bytes::from_static(b"opaque"),
         },
-        ClientRequest::Send { to: Recipient::Phone(phone()), message_id: MessageId([1; 16]), body: Bytes::new() },
-        ClientRequest::Ack { ids: vec![ServerMessageId(1), ServerMessageId(99)] },
+        ClientRequest::Send {
+            to: Recipient::Phone(phone()),
+            message_id: MessageId([1; 16]),
+            body: Bytes::new(),
+        },
+        ClientRequest::Ack {
+            ids: vec![ServerMessageId(1), ServerMessageId(99)],
+        },
         ClientRequest::ListDevices,
-        ClientRequest::RevokeDevice { device: DeviceId(4) },
+        ClientRequest::RevokeDevice {
+            device: DeviceId(4),
+        },
         ClientRequest::SetUsername { username: None },
         ClientRequest::Ping,
     ]
@@ -44,7 +66,10 @@ fn all_client_requests() -> Vec<ClientRequest> {
 #[test]
 fn client_frames_round_trip() {
     for (i, request) in all_client_requests().into_iter().enumerate() {
-        let frame = ClientFrame { request_id: i as u64, request };
+        let frame = ClientFrame {
+            request_id: i as u64,
+            request,
+        };
         let bytes = encode_client_frame(&frame);
         assert_eq!(bytes[0], PROTOCOL_VERSION);
         assert_eq!(decode_client_frame(&bytes).unwrap(), frame);
@@ -56,12 +81,23 @@ fn server_frames_round_trip() {
     let frames = vec![
         ServerFrame::Response {
             request_id: 5,
-            result: Err(ErrorBody { code: ErrorCode::RateLimited, message: "slow down".into(), retry_after_ms: 1500 }),
+            result: Err(ErrorBody {
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+                retry_after_ms: 1500,
+            }),
         },
-        ServerFrame::Response { request_id: 6, result: Ok(ResponseBody::Ok) },
+        ServerFrame::Response {
+            request_id: 6,
+            result: Ok(ResponseBody::Ok),
+        },
         ServerFrame::Response {
             request_id: 7,
-            result: Ok(ResponseBody::Registered { account: AccountId(1), device: DeviceId(2), replaced_existing: true }),
+            result: Ok(ResponseBody::Registered {
+                account: AccountId(1),
+                device: DeviceId(2),
+                replaced_existing: true,
+            }),
         },
         ServerFrame::Response {
             request_id: 8,
@@ -74,7 +110,10 @@ fn server_frames_round_trip() {
         },
         ServerFrame::Response {
             request_id: 9,
-            result: Ok(ResponseBody::LinkStarted { code: LinkCode::parse("WXYZ2345").unwrap(), expires_in_secs: 600 }),
+            result: Ok(ResponseBody::LinkStarted {
+                code: LinkCode::parse("WXYZ2345").unwrap(),
+                expires_in_secs: 600,
+            }),
         },
         ServerFrame::Delivery(Delivery {
             server_id: ServerMessageId(10),
@@ -86,11 +125,20 @@ fn server_frames_round_trip() {
             body: Bytes::from_static(b"hello"),
         }),
         ServerFrame::QueueDrained,
-        ServerFrame::LinkCompleted { account: AccountId(1), device: DeviceId(8) },
-        ServerFrame::Goodbye { reason: GoodbyeReason::DeviceRevoked, message: "revoked".into() },
+        ServerFrame::LinkCompleted {
+            account: AccountId(1),
+            device: DeviceId(8),
+        },
+        ServerFrame::Goodbye {
+            reason: GoodbyeReason::DeviceRevoked,
+            message: "revoked".into(),
+        },
     ];
     for frame in frames {
-        assert_eq!(decode_server_frame(&encode_server_frame(&frame)).unwrap(), frame);
+        assert_eq!(
+            decode_server_frame(&encode_server_frame(&frame)).unwrap(),
+            frame
+        );
     }
 }
 
@@ -101,7 +149,10 @@ fn empty_frame() {
 
 #[test]
 fn unknown_version_is_named() {
-    let mut bytes = encode_client_frame(&ClientFrame { request_id: 1, request: ClientRequest::Ping });
+    let mut bytes = encode_client_frame(&ClientFrame {
+        request_id: 1,
+        request: ClientRequest::Ping,
+    });
     bytes[0] = 9;
     let err = decode_client_frame(&bytes).unwrap_err();
     assert_eq!(err, DecodeError::UnsupportedVersion { found: 9 });
@@ -112,7 +163,10 @@ fn unknown_version_is_named() {
 #[test]
 fn oversized_frame_refused_before_parsing() {
     let bytes = vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1];
-    assert!(matches!(decode_client_frame(&bytes), Err(DecodeError::FrameTooLarge { .. })));
+    assert!(matches!(
+        decode_client_frame(&bytes),
+        Err(DecodeError::FrameTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -132,7 +186,10 @@ fn oversized_body_is_message_too_large() {
 #[test]
 fn every_truncation_is_an_error_not_a_panic() {
     for request in all_client_requests() {
-        let bytes = encode_client_frame(&ClientFrame { request_id: 77, request });
+        let bytes = encode_client_frame(&ClientFrame {
+            request_id: 77,
+            request,
+        });
         for cut in 0..bytes.len() {
             // Some prefixes are themselves valid frames (protobuf has no length header), so
             // only "no panic" and "no silent success with a different request" are required.
@@ -147,13 +204,19 @@ fn every_truncation_is_an_error_not_a_panic() {
 #[test]
 fn missing_request_is_refused() {
     // Version byte only: a ClientFrame with no request.
-    assert_eq!(decode_client_frame(&[PROTOCOL_VERSION]), Err(DecodeError::Missing("request")));
+    assert_eq!(
+        decode_client_frame(&[PROTOCOL_VERSION]),
+        Err(DecodeError::Missing("request"))
+    );
 }
 
 #[test]
 fn garbage_is_malformed() {
     let bytes = [PROTOCOL_VERSION, 0xff, 0xff, 0xff, 0xff, 0xff];
-    assert!(matches!(decode_client_frame(&bytes), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        decode_client_frame(&bytes),
+        Err(DecodeError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -163,7 +226,16 @@ fn short_secret_is_refused() {
     let mut bytes = vec![PROTOCOL_VERSION, 0x62, inner.len() as u8];
     bytes.extend_from_slice(&inner);
     let err = decode_client_frame(&bytes).unwrap_err();
-    assert!(matches!(err, DecodeError::Invalid { field: "device_secret", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            DecodeError::Invalid {
+                field: "device_secret",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -31,7 +31,7 @@ use crate::{session, verifier};
 
 /// tungstenite reads in chunks of this size. Its 128 KiB default would cost 128 KiB per idle
 /// device; frames larger than this still arrive whole, the buffer grows for them.
-const WS_READ_BUFFER: usize = 4 * 1024;
+const WS_READ_BUFFER: usize = 1024;
 /// Frames are gathered up to this size and written together when the session flushes.
 const WS_WRITE_BUFFER: usize = 16 * 1024;
 /// A client that stops reading gets disconnected once this much is waiting to be written.
