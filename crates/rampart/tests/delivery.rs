@@ -332,3 +332,64 @@ async fn graceful_shutdown_keeps_queued_messages() {
     let got = bob.receive(None, |_| {}).await.unwrap();
     assert_eq!(got.len(), 20);
 }
+
+/// More than the in-flight window (256) and the push channel (512): exercises the backlog
+/// paging and the "lagged, re-read the store" path. Every message arrives exactly once.
+#[tokio::test]
+async fn floods_beyond_the_window_arrive_complete_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        Backend::Sqlite,
+        "[rate_limits]\nsend = { burst = 100000, per_minute = 1e9 }\n",
+    );
+    let mut alice = server.register(dir.path(), "alice", "+14155550061", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550062", Some("bob")).await;
+
+    // 600 queued while Bob is offline.
+    let mut conn = alice.connect().await.unwrap();
+    let to = rampart_client::parse_recipient("@bob").unwrap();
+    for i in 0..600 {
+        rampart_client::send_on(&mut conn, to.clone(), &format!("offline {i}")).await.unwrap();
+    }
+    let got = bob.receive(None, |_| {}).await.unwrap();
+    assert_eq!(got.len(), 600);
+    let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+    let expected: Vec<String> = (0..600).map(|i| format!("offline {i}")).collect();
+    assert_eq!(texts, expected, "a backlog arrives in order");
+
+    // 1500 pipelined while Bob is online and reading.
+    let receiver = tokio::spawn(async move {
+        let got = bob.receive(Some(Duration::from_secs(20)), |_| {}).await.unwrap();
+        (bob, got)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut outstanding = 0;
+    for i in 0..1500 {
+        let body = rampart_proto::encode_plain_content(&rampart_proto::PlainContent { text: format!("live {i}"), sent_at_ms: 0 });
+        let req = ClientRequest::Send { to: to.clone(), message_id: rampart_core::MessageId::random(&mut rand::rng()), body: body.into() };
+        conn.send(req).await.unwrap();
+        outstanding += 1;
+        while outstanding > 32 {
+            match conn.next_any(Duration::from_secs(10)).await.unwrap() {
+                Some(ServerFrame::Response { result: Ok(_), .. }) => outstanding -= 1,
+                Some(ServerFrame::QueueDrained) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    while outstanding > 0 {
+        match conn.next_any(Duration::from_secs(10)).await.unwrap() {
+            Some(ServerFrame::Response { result: Ok(_), .. }) => outstanding -= 1,
+            Some(ServerFrame::QueueDrained) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let (bob, got) = receiver.await.unwrap();
+    let mut texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts.len(), 1500, "every live message arrives once");
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 1500);
+    assert_eq!(bob.profile().messages(10_000).unwrap().len(), 2100);
+}
