@@ -138,7 +138,7 @@ async fn requests_out_of_state_are_refused() {
     let mut conn = raw(&server).await;
     let r = conn.request(ClientRequest::ListDevices).await;
     assert!(
-        matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::WrongState && e.message.contains("authenticate"))
+        matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::NotAuthenticated && e.message.contains("authenticate"))
     );
 }
 

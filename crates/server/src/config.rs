@@ -186,10 +186,34 @@ pub enum VerifierConfig {
     },
 }
 
+/// A configuration that parses but cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("limits.max_devices must be between 1 and {max} (clients list at most that many)")]
+    MaxDevices { max: usize },
+    #[error("limits.max_message_bytes must be between 1 and {max} (the protocol's ceiling)")]
+    MaxMessage { max: usize },
+}
+
 impl ServerConfig {
-    /// Parse a TOML config file's text.
-    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+    /// Parse and check a TOML config file's text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let max = limits::MAX_LISTED_DEVICES;
+        if !(1..=max as u32).contains(&self.limits.max_devices) {
+            return Err(ConfigError::MaxDevices { max });
+        }
+        if !(1..=limits::MAX_BODY_BYTES).contains(&self.limits.max_message_bytes) {
+            return Err(ConfigError::MaxMessage { max: limits::MAX_BODY_BYTES });
+        }
+        Ok(())
     }
 }
 
@@ -212,6 +236,12 @@ mod tests {
             c.map(|c| c.verifier),
             Some(VerifierConfig::Webhook { .. })
         ));
+    }
+
+    #[test]
+    fn impossible_limits_are_errors() {
+        assert!(ServerConfig::from_toml("[limits]\nmax_devices = 65").is_err());
+        assert!(ServerConfig::from_toml("[limits]\nmax_message_bytes = 200000").is_err());
     }
 
     #[test]

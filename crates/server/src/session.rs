@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use rampart_core::limits::{MAX_CODE_ATTEMPTS, MAX_IN_FLIGHT};
-use rampart_core::session::{RequestClass, Session};
+use rampart_core::session::{RequestClass, Session, SessionError};
 use rampart_core::{
     AccountId, DeviceId, LinkCode, RetryAfter, SecretHash, ServerMessageId, VerificationCode,
 };
@@ -456,7 +456,13 @@ impl Connection {
                 }
                 other => self.handle(other).await,
             },
-            Err(e) => Err(err(ErrorCode::WrongState, e.to_string())),
+            Err(e) => {
+                let code = match e {
+                    SessionError::NotAuthenticated => ErrorCode::NotAuthenticated,
+                    SessionError::AlreadyAuthenticated | SessionError::AwaitingLink => ErrorCode::WrongState,
+                };
+                Err(err(code, e.to_string()))
+            }
         };
         self.answer(ws, frame.request_id, kind, answer).await
     }
@@ -516,7 +522,14 @@ impl Connection {
             ClientRequest::Ping => Ok(ResponseBody::Pong {
                 server_time_ms: now_ms(),
             }),
-            ClientRequest::Register { phone, username } => self.register(phone, username).await,
+            ClientRequest::Register { phone, username } => {
+                let answer = self.register(phone, username).await;
+                // Registering is progress: the anonymous deadline restarts for the verification.
+                if answer.is_ok() {
+                    self.opened = Instant::now();
+                }
+                answer
+            }
             ClientRequest::Verify {
                 phone,
                 code,
