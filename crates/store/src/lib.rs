@@ -17,7 +17,9 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rampart_core::{
+    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 
 /// Milliseconds since the Unix epoch. Storage never reads a clock: callers pass `now`.
 pub type UnixMillis = u64;
@@ -177,7 +179,11 @@ pub trait Store: Send + Sync + 'static {
     /// `@username` if the account has one, else its phone number.
     async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>>;
     /// Set or clear the username. `UsernameTaken` if another account has it.
-    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()>;
+    async fn set_username(
+        &self,
+        account: AccountId,
+        username: Option<&Username>,
+    ) -> StoreResult<()>;
 
     // --- devices ------------------------------------------------------------------------
 

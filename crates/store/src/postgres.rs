@@ -16,8 +16,12 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use rampart_core::{
+    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
@@ -35,9 +39,10 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 const MIGRATION_LOCK: i64 = 0x72_61_6d_70_61_72_74;
 
 /// Ordered schema migrations. Never edit an entry once released: append a new version.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE accounts (
         id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         phone       TEXT NOT NULL CONSTRAINT accounts_phone_key UNIQUE,
@@ -95,7 +100,28 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     );
     CREATE INDEX verifier_outbox_created ON verifier_outbox(created_at);
     ",
-)];
+    ),
+    (
+        2,
+        // A per-device queue length kept by a trigger, so the "queue full" check on every send is
+        // one row read instead of a count over a possibly long queue.
+        "
+    ALTER TABLE devices ADD COLUMN queue_len BIGINT NOT NULL DEFAULT 0;
+    UPDATE devices SET queue_len = (SELECT COUNT(*) FROM queue WHERE queue.device_id = devices.id);
+    CREATE FUNCTION rampart_queue_len() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE devices SET queue_len = queue_len + 1 WHERE id = NEW.device_id;
+            RETURN NEW;
+        END IF;
+        UPDATE devices SET queue_len = queue_len - 1 WHERE id = OLD.device_id;
+        RETURN OLD;
+    END $$;
+    CREATE TRIGGER queue_len AFTER INSERT OR DELETE ON queue
+        FOR EACH ROW EXECUTE FUNCTION rampart_queue_len();
+    ",
+    ),
+];
 
 /// A store on a PostgreSQL database, through a pool of connections.
 pub struct PostgresStore {
@@ -105,7 +131,9 @@ pub struct PostgresStore {
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not the URL: it may carry a password.
-        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish()
     }
 }
 
@@ -113,13 +141,19 @@ impl PostgresStore {
     /// Connect to `url` (e.g. `postgres://rampart@127.0.0.1/rampart`), without TLS, and apply
     /// any pending migrations. Fails if the database is unreachable.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -149,7 +183,9 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // Transaction-scoped, so it is released even if this node dies halfway.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(pg)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version     INTEGER PRIMARY KEY,
@@ -159,7 +195,10 @@ impl PostgresStore {
         .await
         .map_err(pg)?;
         let applied = tx
-            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
             .await
             .map_err(pg)?
             .iter()
@@ -178,9 +217,12 @@ impl PostgresStore {
                 continue;
             }
             tx.batch_execute(sql).await.map_err(pg)?;
-            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])
-                .await
-                .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(pg)?;
             tracing::info!(backend = "postgres", version, "applied schema migration");
         }
         tx.commit().await.map_err(pg)
@@ -193,7 +235,9 @@ impl PostgresStore {
 /// PostgreSQL's DETAIL line quotes the offending values (phone numbers, usernames).
 fn pg(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
-        if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("accounts_username_key") {
+        if *db.code() == SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some("accounts_username_key")
+        {
             return StoreError::UsernameTaken;
         }
         return StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()));
@@ -262,7 +306,13 @@ async fn insert_device(
         )
         .await
         .map_err(pg)?;
-    let row = tx.query_one(&st, &[&account, &device.name, &&device.secret_hash.0[..], &now]).await.map_err(pg)?;
+    let row = tx
+        .query_one(
+            &st,
+            &[&account, &device.name, &&device.secret_hash.0[..], &now],
+        )
+        .await
+        .map_err(pg)?;
     Ok(DeviceId(to_u64(get(&row, 0)?, "device id")?))
 }
 
@@ -287,7 +337,12 @@ impl Store for PostgresStore {
         client
             .execute(
                 &st,
-                &[&p.phone.as_e164(), &&p.code_hash.0[..], &p.username.as_ref().map(Username::as_str), &expires_at],
+                &[
+                    &p.phone.as_e164(),
+                    &&p.code_hash.0[..],
+                    &p.username.as_ref().map(Username::as_str),
+                    &expires_at,
+                ],
             )
             .await
             .map_err(pg)?;
@@ -336,7 +391,9 @@ impl Store for PostgresStore {
                 tx.execute(&delete, &[&phone]).await.map_err(pg)?;
             } else {
                 let st = tx
-                    .prepare_cached("UPDATE pending_registrations SET attempts = $2 WHERE phone = $1")
+                    .prepare_cached(
+                        "UPDATE pending_registrations SET attempts = $2 WHERE phone = $1",
+                    )
                     .await
                     .map_err(pg)?;
                 let stored = i32::try_from(attempts)
@@ -344,11 +401,16 @@ impl Store for PostgresStore {
                 tx.execute(&st, &[&phone, &stored]).await.map_err(pg)?;
             }
             tx.commit().await.map_err(pg)?;
-            return Err(StoreError::WrongCode { attempts_left: max_attempts.saturating_sub(attempts) });
+            return Err(StoreError::WrongCode {
+                attempts_left: max_attempts.saturating_sub(attempts),
+            });
         }
         tx.execute(&delete, &[&phone]).await.map_err(pg)?;
 
-        let st = tx.prepare_cached("SELECT id FROM accounts WHERE phone = $1 FOR UPDATE").await.map_err(pg)?;
+        let st = tx
+            .prepare_cached("SELECT id FROM accounts WHERE phone = $1 FOR UPDATE")
+            .await
+            .map_err(pg)?;
         let existing = tx.query_opt(&st, &[&phone]).await.map_err(pg)?;
         // A username already held by someone else fails the statement with a unique violation,
         // which `pg` turns into UsernameTaken; returning drops `tx`, rolling everything back.
@@ -357,11 +419,16 @@ impl Store for PostgresStore {
                 let account: i64 = get(&row, 0)?;
                 // Lock the devices in id order, like `enqueue`, before deleting them.
                 let st = tx
-                    .prepare_cached("SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
+                    .prepare_cached(
+                        "SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE",
+                    )
                     .await
                     .map_err(pg)?;
                 tx.query(&st, &[&account]).await.map_err(pg)?;
-                let st = tx.prepare_cached("DELETE FROM devices WHERE account_id = $1").await.map_err(pg)?;
+                let st = tx
+                    .prepare_cached("DELETE FROM devices WHERE account_id = $1")
+                    .await
+                    .map_err(pg)?;
                 tx.execute(&st, &[&account]).await.map_err(pg)?;
                 if let Some(name) = &username {
                     let st = tx
@@ -379,33 +446,59 @@ impl Store for PostgresStore {
                     )
                     .await
                     .map_err(pg)?;
-                let row = tx.query_one(&st, &[&phone, &username, &now]).await.map_err(pg)?;
+                let row = tx
+                    .query_one(&st, &[&phone, &username, &now])
+                    .await
+                    .map_err(pg)?;
                 (get::<i64>(&row, 0)?, false)
             }
         };
         let device = insert_device(&tx, account, &device, now).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(Registered { account: AccountId(to_u64(account, "account id")?), device, replaced_existing })
+        Ok(Registered {
+            account: AccountId(to_u64(account, "account id")?),
+            device,
+            replaced_existing,
+        })
     }
 
     async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {
         let client = self.client().await?;
-        let st = client.prepare_cached("SELECT id FROM accounts WHERE phone = $1").await.map_err(pg)?;
-        let row = client.query_opt(&st, &[&phone.as_e164()]).await.map_err(pg)?;
-        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId)).transpose()
+        let st = client
+            .prepare_cached("SELECT id FROM accounts WHERE phone = $1")
+            .await
+            .map_err(pg)?;
+        let row = client
+            .query_opt(&st, &[&phone.as_e164()])
+            .await
+            .map_err(pg)?;
+        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId))
+            .transpose()
     }
 
     async fn account_by_username(&self, username: &Username) -> StoreResult<Option<AccountId>> {
         let client = self.client().await?;
-        let st = client.prepare_cached("SELECT id FROM accounts WHERE username = $1").await.map_err(pg)?;
-        let row = client.query_opt(&st, &[&username.as_str()]).await.map_err(pg)?;
-        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId)).transpose()
+        let st = client
+            .prepare_cached("SELECT id FROM accounts WHERE username = $1")
+            .await
+            .map_err(pg)?;
+        let row = client
+            .query_opt(&st, &[&username.as_str()])
+            .await
+            .map_err(pg)?;
+        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId))
+            .transpose()
     }
 
     async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>> {
-        let Some(account) = key(account.0) else { return Ok(None) };
+        let Some(account) = key(account.0) else {
+            return Ok(None);
+        };
         let client = self.client().await?;
-        let st = client.prepare_cached("SELECT phone, username FROM accounts WHERE id = $1").await.map_err(pg)?;
+        let st = client
+            .prepare_cached("SELECT phone, username FROM accounts WHERE id = $1")
+            .await
+            .map_err(pg)?;
         let Some(row) = client.query_opt(&st, &[&account]).await.map_err(pg)? else {
             return Ok(None);
         };
@@ -417,22 +510,42 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()> {
-        let Some(account) = key(account.0) else { return Err(StoreError::NoSuchAccount) };
+    async fn set_username(
+        &self,
+        account: AccountId,
+        username: Option<&Username>,
+    ) -> StoreResult<()> {
+        let Some(account) = key(account.0) else {
+            return Err(StoreError::NoSuchAccount);
+        };
         let client = self.client().await?;
-        let st = client.prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1").await.map_err(pg)?;
-        let changed = client.execute(&st, &[&account, &username.map(Username::as_str)]).await.map_err(pg)?;
-        if changed == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
+        let st = client
+            .prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1")
+            .await
+            .map_err(pg)?;
+        let changed = client
+            .execute(&st, &[&account, &username.map(Username::as_str)])
+            .await
+            .map_err(pg)?;
+        if changed == 0 {
+            Err(StoreError::NoSuchAccount)
+        } else {
+            Ok(())
+        }
     }
 
     async fn device_auth(&self, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
-        let Some(id) = key(device.0) else { return Ok(None) };
+        let Some(id) = key(device.0) else {
+            return Ok(None);
+        };
         let client = self.client().await?;
         let st = client
             .prepare_cached("SELECT account_id, secret_hash FROM devices WHERE id = $1")
             .await
             .map_err(pg)?;
-        let Some(row) = client.query_opt(&st, &[&id]).await.map_err(pg)? else { return Ok(None) };
+        let Some(row) = client.query_opt(&st, &[&id]).await.map_err(pg)? else {
+            return Ok(None);
+        };
         Ok(Some(DeviceAuth {
             account: AccountId(to_u64(get(&row, 0)?, "account id")?),
             device,
@@ -441,12 +554,16 @@ impl Store for PostgresStore {
     }
 
     async fn touch_device(&self, device: DeviceId, now: UnixMillis) -> StoreResult<()> {
-        let Some(id) = key(device.0) else { return Ok(()) };
+        let Some(id) = key(device.0) else {
+            return Ok(());
+        };
         let now = to_i64(now, "time")?;
         let client = self.client().await?;
         // Never move backwards, and skip the write when nothing changes.
         let st = client
-            .prepare_cached("UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
+            .prepare_cached(
+                "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
+            )
             .await
             .map_err(pg)?;
         client.execute(&st, &[&id, &now]).await.map_err(pg)?;
@@ -454,7 +571,9 @@ impl Store for PostgresStore {
     }
 
     async fn list_devices(&self, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
-        let Some(account) = key(account.0) else { return Ok(Vec::new()) };
+        let Some(account) = key(account.0) else {
+            return Ok(Vec::new());
+        };
         let client = self.client().await?;
         let st = client
             .prepare_cached(
@@ -485,8 +604,15 @@ impl Store for PostgresStore {
             .prepare_cached("DELETE FROM devices WHERE id = $1 AND account_id = $2")
             .await
             .map_err(pg)?;
-        let deleted = client.execute(&st, &[&device, &account]).await.map_err(pg)?;
-        if deleted == 0 { Err(StoreError::NoSuchDevice) } else { Ok(()) }
+        let deleted = client
+            .execute(&st, &[&device, &account])
+            .await
+            .map_err(pg)?;
+        if deleted == 0 {
+            Err(StoreError::NoSuchDevice)
+        } else {
+            Ok(())
+        }
     }
 
     async fn begin_link(&self, p: PendingLink) -> StoreResult<()> {
@@ -502,7 +628,15 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         client
-            .execute(&st, &[&&p.code_hash.0[..], &p.device.name, &&p.device.secret_hash.0[..], &expires_at])
+            .execute(
+                &st,
+                &[
+                    &&p.code_hash.0[..],
+                    &p.device.name,
+                    &&p.device.secret_hash.0[..],
+                    &expires_at,
+                ],
+            )
             .await
             .map_err(pg)?;
         Ok(())
@@ -532,20 +666,31 @@ impl Store for PostgresStore {
         let name: String = get(&link, 0)?;
         let secret_hash = hash_from_db(get(&link, 1)?)?;
         let expires_at: i64 = get(&link, 2)?;
-        let delete = tx.prepare_cached("DELETE FROM pending_links WHERE code_hash = $1").await.map_err(pg)?;
+        let delete = tx
+            .prepare_cached("DELETE FROM pending_links WHERE code_hash = $1")
+            .await
+            .map_err(pg)?;
         if expires_at <= now {
             tx.execute(&delete, &[&code]).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
             return Err(StoreError::NoSuchLink);
         }
-        let Some(account) = key(account.0) else { return Err(StoreError::NoSuchAccount) };
+        let Some(account) = key(account.0) else {
+            return Err(StoreError::NoSuchAccount);
+        };
         // The account row lock serialises links (and re-registration) of one account, so the
         // device count below cannot go stale before our insert commits.
-        let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE").await.map_err(pg)?;
+        let st = tx
+            .prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+            .await
+            .map_err(pg)?;
         if tx.query_opt(&st, &[&account]).await.map_err(pg)?.is_none() {
             return Err(StoreError::NoSuchAccount);
         }
-        let st = tx.prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = $1").await.map_err(pg)?;
+        let st = tx
+            .prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = $1")
+            .await
+            .map_err(pg)?;
         let count: i64 = get(&tx.query_one(&st, &[&account]).await.map_err(pg)?, 0)?;
         if count >= i64::from(max_devices) {
             // Rolled back: the code stays valid so the user can revoke a device and retry.
@@ -558,7 +703,9 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
-        let Some(recipient) = key(msg.recipient.0) else { return Err(StoreError::NoSuchAccount) };
+        let Some(recipient) = key(msg.recipient.0) else {
+            return Err(StoreError::NoSuchAccount);
+        };
         let sender_account = to_i64(msg.sender_account.0, "sender account")?;
         let sender_device = to_i64(msg.sender_device.0, "sender device")?;
         let received_at = to_i64(msg.received_at, "timestamp")?;
@@ -568,12 +715,22 @@ impl Store for PostgresStore {
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1").await.map_err(pg)?;
-        if tx.query_opt(&st, &[&recipient]).await.map_err(pg)?.is_none() {
+        let st = tx
+            .prepare_cached("SELECT 1 FROM accounts WHERE id = $1")
+            .await
+            .map_err(pg)?;
+        if tx
+            .query_opt(&st, &[&recipient])
+            .await
+            .map_err(pg)?
+            .is_none()
+        {
             return Err(StoreError::NoSuchAccount);
         }
         let st = tx
-            .prepare_cached("SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
+            .prepare_cached(
+                "SELECT id, queue_len FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE",
+            )
             .await
             .map_err(pg)?;
         let devices = tx
@@ -581,8 +738,8 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?
             .iter()
-            .map(|r| get::<i64>(r, 0))
-            .collect::<StoreResult<Vec<i64>>>()?;
+            .map(|r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?)))
+            .collect::<StoreResult<Vec<(i64, i64)>>>()?;
 
         let select_copy = tx
             .prepare_cached(
@@ -590,11 +747,6 @@ impl Store for PostgresStore {
                      received_at, expires_at, body
                  FROM queue WHERE device_id = $1 AND sender_account = $2 AND message_id = $3",
             )
-            .await
-            .map_err(pg)?;
-        // LIMIT bounds the count: we only need to know whether the queue is full.
-        let depth = tx
-            .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM queue WHERE device_id = $1 LIMIT $2) AS q")
             .await
             .map_err(pg)?;
         let insert = tx
@@ -607,12 +759,15 @@ impl Store for PostgresStore {
             .map_err(pg)?;
 
         let mut copies = Vec::with_capacity(devices.len());
-        for device in devices {
-            if let Some(row) = tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)? {
+        for (device, n) in devices {
+            if let Some(row) = tx
+                .query_opt(&select_copy, &[&device, &sender_account, &message_id])
+                .await
+                .map_err(pg)?
+            {
                 copies.push(stored_message(&row)?);
                 continue;
             }
-            let n: i64 = get(&tx.query_one(&depth, &[&device, &max]).await.map_err(pg)?, 0)?;
             if n >= max {
                 // Returning drops the transaction: the copies inserted so far are rolled back.
                 return Err(StoreError::QueueFull { max: max_queue });
@@ -656,7 +811,9 @@ impl Store for PostgresStore {
         now: UnixMillis,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let Some(device) = key(device.0) else { return Ok(Vec::new()) };
+        let Some(device) = key(device.0) else {
+            return Ok(Vec::new());
+        };
         let after = match after {
             None => 0,
             Some(id) => match key(id.0) {
@@ -678,12 +835,17 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let rows = client.query(&st, &[&device, &after, &now, &i64::from(limit)]).await.map_err(pg)?;
+        let rows = client
+            .query(&st, &[&device, &after, &now, &i64::from(limit)])
+            .await
+            .map_err(pg)?;
         rows.iter().map(stored_message).collect()
     }
 
     async fn ack(&self, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
-        let Some(device) = key(device.0) else { return Ok(0) };
+        let Some(device) = key(device.0) else {
+            return Ok(0);
+        };
         let ids: Vec<i64> = ids.iter().filter_map(|id| key(id.0)).collect();
         if ids.is_empty() {
             return Ok(0);
@@ -697,16 +859,24 @@ impl Store for PostgresStore {
     }
 
     async fn queue_depth(&self, device: DeviceId) -> StoreResult<u64> {
-        let Some(device) = key(device.0) else { return Ok(0) };
+        let Some(device) = key(device.0) else {
+            return Ok(0);
+        };
         let client = self.client().await?;
-        let st = client.prepare_cached("SELECT COUNT(*) FROM queue WHERE device_id = $1").await.map_err(pg)?;
+        let st = client
+            .prepare_cached("SELECT COUNT(*) FROM queue WHERE device_id = $1")
+            .await
+            .map_err(pg)?;
         let row = client.query_one(&st, &[&device]).await.map_err(pg)?;
         to_u64(get(&row, 0)?, "count")
     }
 
     async fn total_queued(&self) -> StoreResult<u64> {
         let client = self.client().await?;
-        let st = client.prepare_cached("SELECT COUNT(*) FROM queue").await.map_err(pg)?;
+        let st = client
+            .prepare_cached("SELECT COUNT(*) FROM queue")
+            .await
+            .map_err(pg)?;
         let row = client.query_one(&st, &[]).await.map_err(pg)?;
         to_u64(get(&row, 0)?, "count")
     }
@@ -739,29 +909,47 @@ impl Store for PostgresStore {
             }
             None => 0,
         };
-        Ok(Purged { messages, registrations, links, outbox })
+        Ok(Purged {
+            messages,
+            registrations,
+            links,
+            outbox,
+        })
     }
 
     async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {
         let created_at = to_i64(entry.created_at, "timestamp")?;
         let client = self.client().await?;
         let st = client
-            .prepare_cached("INSERT INTO verifier_outbox (phone, text, created_at) VALUES ($1, $2, $3)")
+            .prepare_cached(
+                "INSERT INTO verifier_outbox (phone, text, created_at) VALUES ($1, $2, $3)",
+            )
             .await
             .map_err(pg)?;
-        client.execute(&st, &[&entry.phone, &entry.text, &created_at]).await.map_err(pg)?;
+        client
+            .execute(&st, &[&entry.phone, &entry.text, &created_at])
+            .await
+            .map_err(pg)?;
         Ok(())
     }
 
     async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>> {
         let client = self.client().await?;
         let st = client
-            .prepare_cached("SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id")
+            .prepare_cached(
+                "SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id",
+            )
             .await
             .map_err(pg)?;
         let rows = client.query(&st, &[]).await.map_err(pg)?;
         rows.iter()
-            .map(|r| Ok(OutboxEntry { phone: get(r, 0)?, text: get(r, 1)?, created_at: to_u64(get(r, 2)?, "timestamp")? }))
+            .map(|r| {
+                Ok(OutboxEntry {
+                    phone: get(r, 0)?,
+                    text: get(r, 1)?,
+                    created_at: to_u64(get(r, 2)?, "timestamp")?,
+                })
+            })
             .collect()
     }
 }

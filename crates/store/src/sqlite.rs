@@ -17,7 +17,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rampart_core::{
+    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,9 +37,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_CACHE: usize = 64;
 
 /// Ordered schema migrations. Never edit an entry once released: append a new version.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE accounts (
         -- AUTOINCREMENT everywhere ids leave the database: a reused id could make a client
         -- confuse a new row with an old one (a revoked device, an acknowledged message).
@@ -99,7 +102,23 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     ) STRICT;
     CREATE INDEX verifier_outbox_created ON verifier_outbox(created_at);
     ",
-)];
+    ),
+    (
+        2,
+        // A per-device queue length kept by triggers, so the "queue full" check on every send is
+        // one row read instead of a count over a possibly long queue.
+        "
+    ALTER TABLE devices ADD COLUMN queue_len INTEGER NOT NULL DEFAULT 0;
+    UPDATE devices SET queue_len = (SELECT COUNT(*) FROM queue WHERE queue.device_id = devices.id);
+    CREATE TRIGGER queue_len_insert AFTER INSERT ON queue BEGIN
+        UPDATE devices SET queue_len = queue_len + 1 WHERE id = NEW.device_id;
+    END;
+    CREATE TRIGGER queue_len_delete AFTER DELETE ON queue BEGIN
+        UPDATE devices SET queue_len = queue_len - 1 WHERE id = OLD.device_id;
+    END;
+    ",
+    ),
+];
 
 /// The embedded store. Cheap to share behind an `Arc`; all methods may be called concurrently.
 pub struct SqliteStore {
@@ -144,8 +163,13 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("rampart-sqlite".into())
             .spawn(move || writer_loop(conn, receiver))
-            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer thread: {e}")))?;
-        Ok(SqliteStore { sender: Some(sender), writer: Mutex::new(Some(writer)) })
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot start the SQLite writer thread: {e}"))
+            })?;
+        Ok(SqliteStore {
+            sender: Some(sender),
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// Finish every command already queued, close the database and stop the writer thread.
@@ -164,7 +188,10 @@ impl SqliteStore {
     }
 
     fn take_writer(&self) -> Option<JoinHandle<()>> {
-        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Run `f` on the writer thread inside the next batch. An `Err` from `f` rolls back
@@ -177,8 +204,15 @@ impl SqliteStore {
     {
         let sender = self.sender.as_ref().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
-        let call = Call { f: Some(f), result: None, reply };
-        sender.send(Msg::Run(Box::new(call))).await.map_err(|_| closed())?;
+        let call = Call {
+            f: Some(f),
+            result: None,
+            reply,
+        };
+        sender
+            .send(Msg::Run(Box::new(call)))
+            .await
+            .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 }
@@ -229,7 +263,9 @@ where
     fn run(&mut self, conn: &Connection) -> bool {
         let result = match self.f.take() {
             Some(f) => f(conn),
-            None => Err(StoreError::Backend("internal error: command ran twice".into())),
+            None => Err(StoreError::Backend(
+                "internal error: command ran twice".into(),
+            )),
         };
         let ok = result.is_ok();
         self.result = Some(result);
@@ -240,7 +276,9 @@ where
         let answer = match (failure, self.result) {
             (None, Some(result)) => result,
             (Some(why), _) => Err(StoreError::Backend(why.to_owned())),
-            (None, None) => Err(StoreError::Backend("internal error: command did not run".into())),
+            (None, None) => Err(StoreError::Backend(
+                "internal error: command did not run".into(),
+            )),
         };
         // The caller may have given up waiting; its data is committed all the same.
         let _ = self.reply.send(answer);
@@ -331,7 +369,9 @@ fn rollback(conn: &Connection) {
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version     INTEGER PRIMARY KEY,
@@ -340,8 +380,13 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     )
     .db()?;
     let applied: Vec<i64> = {
-        let mut st = tx.prepare("SELECT version FROM schema_migrations ORDER BY version").db()?;
-        st.query_map([], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?
+        let mut st = tx
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .db()?;
+        st.query_map([], |r| r.get(0))
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()?
     };
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
     if let Some(&newest) = applied.last()
@@ -447,8 +492,9 @@ impl RawMessage {
             sender_account: AccountId(to_u64(self.sender_account, "account id")?),
             sender_device: DeviceId(to_u64(self.sender_device, "device id")?),
             sender_label: self.sender_label,
-            message_id: MessageId::from_slice(&self.message_id)
-                .ok_or_else(|| StoreError::Backend("stored message id has the wrong length".into()))?,
+            message_id: MessageId::from_slice(&self.message_id).ok_or_else(|| {
+                StoreError::Backend("stored message id has the wrong length".into())
+            })?,
             received_at: to_u64(self.received_at, "timestamp")?,
             expires_at: to_u64(self.expires_at, "timestamp")?,
             body: self.body,
@@ -492,7 +538,12 @@ fn complete_registration(
         )
         .db()?
         .query_row([phone], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })
         .optional()
         .db()?;
@@ -520,7 +571,9 @@ fn complete_registration(
                 .execute(params![phone, i64::from(attempts)])
                 .db()?;
         }
-        return Ok(Err(StoreError::WrongCode { attempts_left: max_attempts.saturating_sub(attempts) }));
+        return Ok(Err(StoreError::WrongCode {
+            attempts_left: max_attempts.saturating_sub(attempts),
+        }));
     }
     delete_pending()?;
 
@@ -533,7 +586,10 @@ fn complete_registration(
     let (account, replaced_existing) = match existing {
         Some(account) => {
             // Queues go with the devices (ON DELETE CASCADE).
-            c.prepare_cached("DELETE FROM devices WHERE account_id = ?1").db()?.execute([account]).db()?;
+            c.prepare_cached("DELETE FROM devices WHERE account_id = ?1")
+                .db()?
+                .execute([account])
+                .db()?;
             if let Some(name) = &username {
                 c.prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
                     .db()?
@@ -543,10 +599,12 @@ fn complete_registration(
             (account, true)
         }
         None => {
-            c.prepare_cached("INSERT INTO accounts (phone, username, created_at) VALUES (?1, ?2, ?3)")
-                .db()?
-                .execute(params![phone, username, now])
-                .db()?;
+            c.prepare_cached(
+                "INSERT INTO accounts (phone, username, created_at) VALUES (?1, ?2, ?3)",
+            )
+            .db()?
+            .execute(params![phone, username, now])
+            .db()?;
             (c.last_insert_rowid(), false)
         }
     };
@@ -558,13 +616,23 @@ fn complete_registration(
     }))
 }
 
-fn insert_device(c: &Connection, account: i64, device: &NewDevice, now: i64) -> StoreResult<DeviceId> {
+fn insert_device(
+    c: &Connection,
+    account: i64,
+    device: &NewDevice,
+    now: i64,
+) -> StoreResult<DeviceId> {
     c.prepare_cached(
         "INSERT INTO devices (account_id, name, secret_hash, created_at, last_seen_at)
          VALUES (?1, ?2, ?3, ?4, ?4)",
     )
     .db()?
-    .execute(params![account, device.name, &device.secret_hash.0[..], now])
+    .execute(params![
+        account,
+        device.name,
+        &device.secret_hash.0[..],
+        now
+    ])
     .db()?;
     Ok(DeviceId(to_u64(c.last_insert_rowid(), "device id")?))
 }
@@ -576,7 +644,8 @@ fn account_by_phone(c: &Connection, phone: &str) -> StoreResult<Option<AccountId
         .query_row([phone], |r| r.get(0))
         .optional()
         .db()?;
-    id.map(|id| to_u64(id, "account id").map(AccountId)).transpose()
+    id.map(|id| to_u64(id, "account id").map(AccountId))
+        .transpose()
 }
 
 fn account_by_username(c: &Connection, name: &str) -> StoreResult<Option<AccountId>> {
@@ -586,11 +655,14 @@ fn account_by_username(c: &Connection, name: &str) -> StoreResult<Option<Account
         .query_row([name], |r| r.get(0))
         .optional()
         .db()?;
-    id.map(|id| to_u64(id, "account id").map(AccountId)).transpose()
+    id.map(|id| to_u64(id, "account id").map(AccountId))
+        .transpose()
 }
 
 fn account_label(c: &Connection, account: AccountId) -> StoreResult<Option<String>> {
-    let Some(account) = key(account.0) else { return Ok(None) };
+    let Some(account) = key(account.0) else {
+        return Ok(None);
+    };
     let row: Option<(String, Option<String>)> = c
         .prepare_cached("SELECT phone, username FROM accounts WHERE id = ?1")
         .db()?
@@ -605,17 +677,25 @@ fn account_label(c: &Connection, account: AccountId) -> StoreResult<Option<Strin
 }
 
 fn set_username(c: &Connection, account: AccountId, name: Option<String>) -> StoreResult<()> {
-    let Some(account) = key(account.0) else { return Err(StoreError::NoSuchAccount) };
+    let Some(account) = key(account.0) else {
+        return Err(StoreError::NoSuchAccount);
+    };
     let changed = c
         .prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
         .db()?
         .execute(params![account, name])
         .db()?;
-    if changed == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
+    if changed == 0 {
+        Err(StoreError::NoSuchAccount)
+    } else {
+        Ok(())
+    }
 }
 
 fn device_auth(c: &Connection, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
-    let Some(id) = key(device.0) else { return Ok(None) };
+    let Some(id) = key(device.0) else {
+        return Ok(None);
+    };
     let row: Option<(i64, Vec<u8>)> = c
         .prepare_cached("SELECT account_id, secret_hash FROM devices WHERE id = ?1")
         .db()?
@@ -633,7 +713,9 @@ fn device_auth(c: &Connection, device: DeviceId) -> StoreResult<Option<DeviceAut
 }
 
 fn touch_device(c: &Connection, device: DeviceId, now: UnixMillis) -> StoreResult<()> {
-    let Some(id) = key(device.0) else { return Ok(()) };
+    let Some(id) = key(device.0) else {
+        return Ok(());
+    };
     // Never move backwards, and skip the write when nothing changes.
     c.prepare_cached("UPDATE devices SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2")
         .db()?
@@ -643,7 +725,9 @@ fn touch_device(c: &Connection, device: DeviceId, now: UnixMillis) -> StoreResul
 }
 
 fn list_devices(c: &Connection, account: AccountId) -> StoreResult<Vec<DeviceRecord>> {
-    let Some(account) = key(account.0) else { return Ok(Vec::new()) };
+    let Some(account) = key(account.0) else {
+        return Ok(Vec::new());
+    };
     let mut st = c
         .prepare_cached(
             "SELECT id, name, created_at, last_seen_at FROM devices WHERE account_id = ?1 ORDER BY id",
@@ -651,7 +735,12 @@ fn list_devices(c: &Connection, account: AccountId) -> StoreResult<Vec<DeviceRec
         .db()?;
     let rows = st
         .query_map([account], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
         })
         .db()?;
     let mut out = Vec::new();
@@ -676,7 +765,11 @@ fn revoke_device(c: &Connection, account: AccountId, device: DeviceId) -> StoreR
         .db()?
         .execute([device, account])
         .db()?;
-    if deleted == 0 { Err(StoreError::NoSuchDevice) } else { Ok(()) }
+    if deleted == 0 {
+        Err(StoreError::NoSuchDevice)
+    } else {
+        Ok(())
+    }
 }
 
 fn begin_link(c: &Connection, p: PendingLink) -> StoreResult<()> {
@@ -707,7 +800,9 @@ fn complete_link(
     let now = to_i64(now, "time")?;
     let code = &code_hash.0[..];
     let link: Option<(String, Vec<u8>, i64)> = c
-        .prepare_cached("SELECT device_name, secret_hash, expires_at FROM pending_links WHERE code_hash = ?1")
+        .prepare_cached(
+            "SELECT device_name, secret_hash, expires_at FROM pending_links WHERE code_hash = ?1",
+        )
         .db()?
         .query_row([code], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
@@ -726,8 +821,14 @@ fn complete_link(
         delete_link()?;
         return Ok(Err(StoreError::NoSuchLink));
     }
-    let Some(account) = key(account.0) else { return Ok(Err(StoreError::NoSuchAccount)) };
-    let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([account]).db()?;
+    let Some(account) = key(account.0) else {
+        return Ok(Err(StoreError::NoSuchAccount));
+    };
+    let exists = c
+        .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")
+        .db()?
+        .exists([account])
+        .db()?;
     if !exists {
         return Ok(Err(StoreError::NoSuchAccount));
     }
@@ -737,28 +838,45 @@ fn complete_link(
         .query_row([account], |r| r.get(0))
         .db()?;
     if count >= i64::from(max_devices) {
-        // The code stays valid so the user can revoke a device and try again.
+        // The code stays valid: the user may revoke a device and approve again.
         return Ok(Err(StoreError::TooManyDevices { max: max_devices }));
     }
     delete_link()?;
-    let device = NewDevice { name, secret_hash: hash_from_db(secret_hash)? };
+    let device = NewDevice {
+        name,
+        secret_hash: hash_from_db(secret_hash)?,
+    };
     Ok(Ok(insert_device(c, account, &device, now)?))
 }
 
-const SELECT_COPY: &str = "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
-        received_at, expires_at, body
-    FROM queue WHERE device_id = ?1 AND sender_account = ?2 AND message_id = ?3";
+const SELECT_COPY: &str =
+    "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+         received_at, expires_at, body
+     FROM queue WHERE device_id = ?1 AND sender_account = ?2 AND message_id = ?3";
 
 fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
-    let Some(recipient) = key(msg.recipient.0) else { return Err(StoreError::NoSuchAccount) };
-    let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([recipient]).db()?;
-    if !exists {
+    let Some(recipient) = key(msg.recipient.0) else {
         return Err(StoreError::NoSuchAccount);
-    }
-    let devices: Vec<i64> = {
-        let mut st = c.prepare_cached("SELECT id FROM devices WHERE account_id = ?1 ORDER BY id").db()?;
-        st.query_map([recipient], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?
     };
+    let devices: Vec<(i64, i64)> = {
+        let mut st = c
+            .prepare_cached("SELECT id, queue_len FROM devices WHERE account_id = ?1 ORDER BY id")
+            .db()?;
+        st.query_map([recipient], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()?
+    };
+    if devices.is_empty() {
+        let exists = c
+            .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")
+            .db()?
+            .exists([recipient])
+            .db()?;
+        if !exists {
+            return Err(StoreError::NoSuchAccount);
+        }
+    }
     let sender_account = to_i64(msg.sender_account.0, "sender account")?;
     let sender_device = to_i64(msg.sender_device.0, "sender device")?;
     let received_at = to_i64(msg.received_at, "timestamp")?;
@@ -767,23 +885,20 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
     let max = i64::from(max_queue);
 
     let mut copies = Vec::with_capacity(devices.len());
-    for device in devices {
+    for (device, depth) in devices {
         let existing = c
             .prepare_cached(SELECT_COPY)
             .db()?
-            .query_row(params![device, sender_account, message_id], RawMessage::from_row)
+            .query_row(
+                params![device, sender_account, message_id],
+                RawMessage::from_row,
+            )
             .optional()
             .db()?;
         if let Some(existing) = existing {
             copies.push(existing.into_stored()?);
             continue;
         }
-        // LIMIT bounds the count: we only need to know whether the queue is full.
-        let depth: i64 = c
-            .prepare_cached("SELECT COUNT(*) FROM (SELECT 1 FROM queue WHERE device_id = ?1 LIMIT ?2)")
-            .db()?
-            .query_row([device, max], |r| r.get(0))
-            .db()?;
         if depth >= max {
             // The savepoint rollback removes the copies already inserted for other devices.
             return Err(StoreError::QueueFull { max: max_queue });
@@ -827,7 +942,9 @@ fn fetch_queue(
     now: UnixMillis,
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
-    let Some(device) = key(device.0) else { return Ok(Vec::new()) };
+    let Some(device) = key(device.0) else {
+        return Ok(Vec::new());
+    };
     let after = match after {
         None => 0,
         Some(id) => match key(id.0) {
@@ -844,14 +961,22 @@ fn fetch_queue(
         )
         .db()?;
     let rows = st
-        .query_map(params![device, after, to_i64(now, "time")?, i64::from(limit)], RawMessage::from_row)
+        .query_map(
+            params![device, after, to_i64(now, "time")?, i64::from(limit)],
+            RawMessage::from_row,
+        )
         .db()?;
-    rows.map(|r| r.db().and_then(RawMessage::into_stored)).collect()
+    rows.map(|r| r.db().and_then(RawMessage::into_stored))
+        .collect()
 }
 
 fn ack(c: &Connection, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
-    let Some(device) = key(device.0) else { return Ok(0) };
-    let mut st = c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND device_id = ?2").db()?;
+    let Some(device) = key(device.0) else {
+        return Ok(0);
+    };
+    let mut st = c
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 AND device_id = ?2")
+        .db()?;
     let mut deleted = 0u64;
     for id in ids.iter().filter_map(|id| key(id.0)) {
         let n = st.execute([id, device]).db()?;
@@ -861,7 +986,11 @@ fn ack(c: &Connection, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult
 }
 
 fn count(c: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<u64> {
-    let n: i64 = c.prepare_cached(sql).db()?.query_row(args, |r| r.get(0)).db()?;
+    let n: i64 = c
+        .prepare_cached(sql)
+        .db()?
+        .query_row(args, |r| r.get(0))
+        .db()?;
     to_u64(n, "count")
 }
 
@@ -872,35 +1001,62 @@ fn purge_expired(c: &Connection, now: UnixMillis, outbox_ttl_ms: u64) -> StoreRe
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
     };
     let messages = delete("DELETE FROM queue WHERE expires_at <= ?1", now_db)?;
-    let registrations = delete("DELETE FROM pending_registrations WHERE expires_at <= ?1", now_db)?;
+    let registrations = delete(
+        "DELETE FROM pending_registrations WHERE expires_at <= ?1",
+        now_db,
+    )?;
     let links = delete("DELETE FROM pending_links WHERE expires_at <= ?1", now_db)?;
     // created_at + ttl <= now, written without an addition that could overflow.
     let outbox = match now.checked_sub(outbox_ttl_ms) {
-        Some(cutoff) => delete("DELETE FROM verifier_outbox WHERE created_at <= ?1", to_i64(cutoff, "time")?)?,
+        Some(cutoff) => delete(
+            "DELETE FROM verifier_outbox WHERE created_at <= ?1",
+            to_i64(cutoff, "time")?,
+        )?,
         None => 0,
     };
-    Ok(Purged { messages, registrations, links, outbox })
+    Ok(Purged {
+        messages,
+        registrations,
+        links,
+        outbox,
+    })
 }
 
 fn outbox_push(c: &Connection, entry: OutboxEntry) -> StoreResult<()> {
     c.prepare_cached("INSERT INTO verifier_outbox (phone, text, created_at) VALUES (?1, ?2, ?3)")
         .db()?
-        .execute(params![entry.phone, entry.text, to_i64(entry.created_at, "timestamp")?])
+        .execute(params![
+            entry.phone,
+            entry.text,
+            to_i64(entry.created_at, "timestamp")?
+        ])
         .db()?;
     Ok(())
 }
 
 fn outbox_list(c: &Connection) -> StoreResult<Vec<OutboxEntry>> {
     let mut st = c
-        .prepare_cached("SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id")
+        .prepare_cached(
+            "SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id",
+        )
         .db()?;
     let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
         .db()?;
     let mut out = Vec::new();
     for row in rows {
         let (phone, text, created_at) = row.db()?;
-        out.push(OutboxEntry { phone, text, created_at: to_u64(created_at, "timestamp")? });
+        out.push(OutboxEntry {
+            phone,
+            text,
+            created_at: to_u64(created_at, "timestamp")?,
+        });
     }
     Ok(out)
 }
@@ -924,7 +1080,8 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> StoreResult<Registered> {
         let phone = phone.as_e164().to_owned();
-        self.call(move |c| complete_registration(c, &phone, code_hash, device, now, max_attempts)).await?
+        self.call(move |c| complete_registration(c, &phone, code_hash, device, now, max_attempts))
+            .await?
     }
 
     async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {
@@ -941,7 +1098,11 @@ impl Store for SqliteStore {
         self.call(move |c| account_label(c, account)).await
     }
 
-    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()> {
+    async fn set_username(
+        &self,
+        account: AccountId,
+        username: Option<&Username>,
+    ) -> StoreResult<()> {
         let name = username.map(|u| u.as_str().to_owned());
         self.call(move |c| set_username(c, account, name)).await
     }
@@ -973,7 +1134,8 @@ impl Store for SqliteStore {
         now: UnixMillis,
         max_devices: u32,
     ) -> StoreResult<DeviceId> {
-        self.call(move |c| complete_link(c, code_hash, account, now, max_devices)).await?
+        self.call(move |c| complete_link(c, code_hash, account, now, max_devices))
+            .await?
     }
 
     async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
@@ -990,7 +1152,8 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.call(move |c| fetch_queue(c, device, after, now, limit)).await
+        self.call(move |c| fetch_queue(c, device, after, now, limit))
+            .await
     }
 
     async fn ack(&self, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
@@ -1002,16 +1165,27 @@ impl Store for SqliteStore {
     }
 
     async fn queue_depth(&self, device: DeviceId) -> StoreResult<u64> {
-        let Some(device) = key(device.0) else { return Ok(0) };
-        self.call(move |c| count(c, "SELECT COUNT(*) FROM queue WHERE device_id = ?1", [device])).await
+        let Some(device) = key(device.0) else {
+            return Ok(0);
+        };
+        self.call(move |c| {
+            count(
+                c,
+                "SELECT COUNT(*) FROM queue WHERE device_id = ?1",
+                [device],
+            )
+        })
+        .await
     }
 
     async fn total_queued(&self) -> StoreResult<u64> {
-        self.call(|c| count(c, "SELECT COUNT(*) FROM queue", [])).await
+        self.call(|c| count(c, "SELECT COUNT(*) FROM queue", []))
+            .await
     }
 
     async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged> {
-        self.call(move |c| purge_expired(c, now, outbox_ttl_ms)).await
+        self.call(move |c| purge_expired(c, now, outbox_ttl_ms))
+            .await
     }
 
     async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {
