@@ -167,6 +167,20 @@ impl Connection {
         Ok(id)
     }
 
+    /// Queue a request without writing it yet; [`Connection::flush`] writes everything queued
+    /// at once (one TLS record, one system call), for pipelining clients.
+    pub async fn feed(&mut self, request: ClientRequest) -> Result<u64, ClientError> {
+        let id = self.next_request;
+        self.next_request += 1;
+        let bytes = encode_client_frame(&ClientFrame { request_id: id, request });
+        self.ws.feed(Message::Binary(bytes.into())).await.map_err(ws_error)?;
+        Ok(id)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.ws.flush().await.map_err(ws_error)
+    }
+
     /// Send raw bytes as one binary frame. For protocol tests and diagnostic tools: the server
     /// must cope with anything sent this way.
     pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {

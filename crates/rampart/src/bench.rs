@@ -24,13 +24,13 @@ use rampart_proto::{ClientRequest, Recipient, ResponseBody, ServerFrame};
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Sender/recipient pairs, each on its own connection.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     pub pairs: usize,
     /// Messages each sender sends.
     #[arg(long, default_value_t = 1000)]
     pub messages: usize,
     /// Sends each sender keeps in flight.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     pub window: usize,
     /// Message body size in bytes.
     #[arg(long, default_value_t = 256)]
@@ -420,9 +420,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                         message_id: MessageId::random(&mut rand::rng()),
                         body: body.into(),
                     };
-                    conn.send(req).await?;
+                    conn.feed(req).await?;
                     sent += 1;
                 }
+                conn.flush().await?;
                 match conn.next_any(Duration::from_secs(30)).await? {
                     Some(ServerFrame::Response { result: Ok(_), .. }) => answered += 1,
                     Some(ServerFrame::Response { result: Err(e), .. }) => {
