@@ -2,12 +2,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rampart_core::{
-    DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, Username, VerificationCode,
-};
+use rampart_core::{DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, Username, VerificationCode};
 use rampart_proto::{
-    ClientRequest, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, PlainContent, Recipient,
-    ResponseBody, ServerFrame, decode_plain_content, encode_plain_content,
+    ClientRequest, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, PlainContent, Recipient, ResponseBody,
+    ServerFrame, decode_plain_content, encode_plain_content,
 };
 use serde::Serialize;
 
@@ -37,10 +35,7 @@ pub enum ClientError {
     #[error("the server sent an invalid frame: {0}")]
     Protocol(DecodeError),
     #[error("the server closed the connection: {message}")]
-    Closed {
-        reason: GoodbyeReason,
-        message: String,
-    },
+    Closed { reason: GoodbyeReason, message: String },
     #[error(
         "this profile has no account yet: run `rampart account register` or `rampart account link` first"
     )]
@@ -76,23 +71,16 @@ impl ClientError {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Parse `+14155550123` or `@name` / `name` as a recipient.
 pub fn parse_recipient(to: &str) -> Result<Recipient, ClientError> {
     let to = to.trim();
     if to.starts_with('+') {
-        PhoneNumber::parse(to)
-            .map(Recipient::Phone)
-            .map_err(|e| ClientError::Input(e.to_string()))
+        PhoneNumber::parse(to).map(Recipient::Phone).map_err(|e| ClientError::Input(e.to_string()))
     } else {
-        Username::parse(to)
-            .map(Recipient::Username)
-            .map_err(|e| ClientError::Input(e.to_string()))
+        Username::parse(to).map(Recipient::Username).map_err(|e| ClientError::Input(e.to_string()))
     }
 }
 
@@ -137,9 +125,7 @@ pub struct Client {
 
 impl Client {
     pub fn open(profile_dir: &std::path::Path) -> Result<Self, ClientError> {
-        Ok(Self {
-            profile: Profile::open(profile_dir)?,
-        })
+        Ok(Self { profile: Profile::open(profile_dir)? })
     }
 
     pub fn profile(&self) -> &Profile {
@@ -154,8 +140,7 @@ impl Client {
     ) -> Result<(Connection, bool), ClientError> {
         self.profile.set_server(addr)?;
         if let Some(fp) = trust {
-            self.profile
-                .set("fingerprint", &normalise_fingerprint(&fp)?)?;
+            self.profile.set("fingerprint", &normalise_fingerprint(&fp)?)?;
         }
         let pinned = self.profile.get("fingerprint")?;
         let first = pinned.is_none();
@@ -168,16 +153,10 @@ impl Client {
 
     /// Open an authenticated connection for this profile's device.
     pub async fn connect(&mut self) -> Result<Connection, ClientError> {
-        let creds = self
-            .profile
-            .credentials()?
-            .ok_or(ClientError::NotRegistered)?;
+        let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
         let mut conn = Connection::open(&creds.server, Some(creds.fingerprint.clone())).await?;
         match conn
-            .request(ClientRequest::Authenticate {
-                device: creds.device,
-                secret: creds.secret.clone(),
-            })
+            .request(ClientRequest::Authenticate { device: creds.device, secret: creds.secret.clone() })
             .await?
         {
             ResponseBody::Authenticated { label, .. } => {
@@ -192,16 +171,12 @@ impl Client {
 
     /// Replace the pinned fingerprint (after checking the new one out of band).
     pub fn trust(&mut self, fingerprint: &str) -> Result<(), ClientError> {
-        self.profile
-            .set("fingerprint", &normalise_fingerprint(fingerprint)?)?;
+        self.profile.set("fingerprint", &normalise_fingerprint(fingerprint)?)?;
         Ok(())
     }
 
     pub fn identity(&self) -> Result<Identity, ClientError> {
-        let c = self
-            .profile
-            .credentials()?
-            .ok_or(ClientError::NotRegistered)?;
+        let c = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
         Ok(Identity {
             account_id: c.account.0,
             device_id: c.device.0,
@@ -219,28 +194,16 @@ impl Client {
         trust: Option<String>,
     ) -> Result<Registration, ClientError> {
         let phone = PhoneNumber::parse(phone).map_err(|e| ClientError::Input(e.to_string()))?;
-        let username = username
-            .map(Username::parse)
-            .transpose()
-            .map_err(|e| ClientError::Input(e.to_string()))?;
+        let username =
+            username.map(Username::parse).transpose().map_err(|e| ClientError::Input(e.to_string()))?;
         let (mut conn, pinned_now) = self.connect_to(addr, trust).await?;
-        let answer = conn
-            .request(ClientRequest::Register {
-                phone: phone.clone(),
-                username,
-            })
-            .await;
+        let answer = conn.request(ClientRequest::Register { phone: phone.clone(), username }).await;
         let fingerprint = conn.fingerprint.clone();
         conn.close().await;
         match answer? {
             ResponseBody::RegistrationStarted { expires_in_secs } => {
                 self.profile.set("pending_phone", phone.as_e164())?;
-                Ok(Registration {
-                    server: addr.to_url(),
-                    fingerprint,
-                    expires_in_secs,
-                    pinned_now,
-                })
+                Ok(Registration { server: addr.to_url(), fingerprint, expires_in_secs, pinned_now })
             }
             _ => Err(ClientError::Unexpected("register")),
         }
@@ -249,16 +212,9 @@ impl Client {
     /// Prove the number with the code and become the account's first device.
     pub async fn verify(&mut self, code: &str, device_name: &str) -> Result<Identity, ClientError> {
         let code = VerificationCode::parse(code).map_err(|e| ClientError::Input(e.to_string()))?;
-        let phone = self
-            .profile
-            .get("pending_phone")?
-            .ok_or(ClientError::NoPendingRegistration)?;
-        let phone =
-            PhoneNumber::parse(&phone).map_err(|_| ProfileError::Corrupt("pending phone"))?;
-        let (addr, pinned) = self
-            .profile
-            .server()?
-            .ok_or(ClientError::NoPendingRegistration)?;
+        let phone = self.profile.get("pending_phone")?.ok_or(ClientError::NoPendingRegistration)?;
+        let phone = PhoneNumber::parse(&phone).map_err(|_| ProfileError::Corrupt("pending phone"))?;
+        let (addr, pinned) = self.profile.server()?.ok_or(ClientError::NoPendingRegistration)?;
         let secret = DeviceSecret::generate(&mut rand::rng());
         let mut conn = Connection::open(&addr, pinned).await?;
         let answer = conn
@@ -271,9 +227,7 @@ impl Client {
             .await;
         conn.close().await;
         match answer? {
-            ResponseBody::Registered {
-                account, device, ..
-            } => {
+            ResponseBody::Registered { account, device, .. } => {
                 self.profile.save_credentials(account, device, &secret)?;
                 self.profile.remove("pending_phone")?;
                 // Learn the label (how others see us) with a first authentication.
@@ -296,36 +250,23 @@ impl Client {
         let secret = DeviceSecret::generate(&mut rand::rng());
         let (mut conn, _) = self.connect_to(addr, trust).await?;
         match conn
-            .request(ClientRequest::BeginLink {
-                device_name: device_name.to_owned(),
-                secret: secret.clone(),
-            })
+            .request(ClientRequest::BeginLink { device_name: device_name.to_owned(), secret: secret.clone() })
             .await?
         {
-            ResponseBody::LinkStarted {
-                code,
-                expires_in_secs,
-            } => Ok(PendingLinkHandle {
-                conn,
-                code,
-                expires_in_secs,
-                secret,
-            }),
+            ResponseBody::LinkStarted { code, expires_in_secs } => {
+                Ok(PendingLinkHandle { conn, code, expires_in_secs, secret })
+            }
             _ => Err(ClientError::Unexpected("begin link")),
         }
     }
 
     /// Wait for an existing device to approve the link, then save the credentials.
-    pub async fn finish_link(
-        &mut self,
-        mut pending: PendingLinkHandle,
-    ) -> Result<Identity, ClientError> {
+    pub async fn finish_link(&mut self, mut pending: PendingLinkHandle) -> Result<Identity, ClientError> {
         let wait = Duration::from_secs(u64::from(pending.expires_in_secs) + 5);
         loop {
             match pending.conn.next_frame(wait).await? {
                 Some(ServerFrame::LinkCompleted { account, device }) => {
-                    self.profile
-                        .save_credentials(account, device, &pending.secret)?;
+                    self.profile.save_credentials(account, device, &pending.secret)?;
                     pending.conn.close().await;
                     let conn = self.connect().await?;
                     conn.close().await;
@@ -366,10 +307,8 @@ impl Client {
     }
 
     pub async fn set_username(&mut self, username: Option<&str>) -> Result<(), ClientError> {
-        let username = username
-            .map(Username::parse)
-            .transpose()
-            .map_err(|e| ClientError::Input(e.to_string()))?;
+        let username =
+            username.map(Username::parse).transpose().map_err(|e| ClientError::Input(e.to_string()))?;
         let mut conn = self.connect().await?;
         let answer = conn.request(ClientRequest::SetUsername { username }).await;
         conn.close().await;
@@ -422,10 +361,7 @@ impl Client {
                     )?;
                     // Stored first, acknowledged second: a crash in between means a redelivery,
                     // which the profile's uniqueness check absorbs.
-                    conn.send(ClientRequest::Ack {
-                        ids: vec![d.server_id],
-                    })
-                    .await?;
+                    conn.send(ClientRequest::Ack { ids: vec![d.server_id] }).await?;
                     if new.is_some() {
                         let msg = ReceivedMessage {
                             from: d.sender_label,
@@ -463,55 +399,24 @@ pub struct PendingLinkHandle {
 }
 
 /// Send one text message on an open, authenticated connection.
-pub async fn send_on(
-    conn: &mut Connection,
-    to: Recipient,
-    text: &str,
-) -> Result<SendReceipt, ClientError> {
-    let body = encode_plain_content(&PlainContent {
-        text: text.to_owned(),
-        sent_at_ms: now_ms(),
-    });
+pub async fn send_on(conn: &mut Connection, to: Recipient, text: &str) -> Result<SendReceipt, ClientError> {
+    let body = encode_plain_content(&PlainContent { text: text.to_owned(), sent_at_ms: now_ms() });
     let message_id = MessageId::random(&mut rand::rng());
-    match conn
-        .request(ClientRequest::Send {
-            to,
-            message_id,
-            body: body.into(),
-        })
-        .await?
-    {
-        ResponseBody::Sent {
-            server_timestamp_ms,
-            recipient_devices,
-        } => Ok(SendReceipt {
-            message_id: message_id.to_string(),
-            server_timestamp_ms,
-            recipient_devices,
-        }),
+    match conn.request(ClientRequest::Send { to, message_id, body: body.into() }).await? {
+        ResponseBody::Sent { server_timestamp_ms, recipient_devices } => {
+            Ok(SendReceipt { message_id: message_id.to_string(), server_timestamp_ms, recipient_devices })
+        }
         _ => Err(ClientError::Unexpected("send")),
     }
 }
 
 fn normalise_fingerprint(input: &str) -> Result<String, ClientError> {
-    let hexits: String = input
-        .chars()
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect::<String>()
-        .to_uppercase();
-    if hexits.len() != 64
-        || input
-            .chars()
-            .any(|c| !(c.is_ascii_hexdigit() || c == ':' || c.is_whitespace()))
+    let hexits: String = input.chars().filter(|c| c.is_ascii_hexdigit()).collect::<String>().to_uppercase();
+    if hexits.len() != 64 || input.chars().any(|c| !(c.is_ascii_hexdigit() || c == ':' || c.is_whitespace()))
     {
-        return Err(ClientError::Input(
-            "a fingerprint is 32 hex pairs, e.g. AB:CD:...".into(),
-        ));
+        return Err(ClientError::Input("a fingerprint is 32 hex pairs, e.g. AB:CD:...".into()));
     }
-    let pairs: Vec<String> = hexits
-        .as_bytes()
-        .chunks(2)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
+    let pairs: Vec<String> =
+        hexits.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
     Ok(pairs.join(":"))
 }

@@ -101,37 +101,25 @@ impl Connection {
         let server_name = rustls::pki_types::ServerName::try_from(addr.host.clone())
             .map_err(|_| ClientError::BadServerAddress(addr.host.clone()))?;
 
-        let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((addr.host.as_str(), addr.port)),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout("connecting"))?
-        .map_err(|e| ClientError::Io(format!("cannot reach {}: {e}", addr.to_url())))?;
-        let _ = tcp.set_nodelay(true);
-        let tls = match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((addr.host.as_str(), addr.port)))
             .await
-        {
+            .map_err(|_| ClientError::Timeout("connecting"))?
+            .map_err(|e| ClientError::Io(format!("cannot reach {}: {e}", addr.to_url())))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp)).await {
             Err(_) => return Err(ClientError::Timeout("TLS handshake")),
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 let seen = presented.lock().ok().and_then(|s| s.clone());
                 return Err(match (pinned, seen) {
                     (Some(pinned), Some(seen)) if pinned != seen => {
-                        ClientError::CertificateChanged {
-                            pinned,
-                            presented: seen,
-                        }
+                        ClientError::CertificateChanged { pinned, presented: seen }
                     }
                     _ => ClientError::Tls(e.to_string()),
                 });
             }
         };
-        let fingerprint = presented
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .unwrap_or_default();
+        let fingerprint = presented.lock().ok().and_then(|s| s.clone()).unwrap_or_default();
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .max_message_size(Some(MAX_FRAME_BYTES))
@@ -144,26 +132,15 @@ impl Connection {
         .await
         .map_err(|_| ClientError::Timeout("WebSocket handshake"))?
         .map_err(|e| ClientError::Io(format!("WebSocket handshake failed: {e}")))?;
-        Ok(Self {
-            ws,
-            next_request: 1,
-            pending: VecDeque::new(),
-            fingerprint,
-        })
+        Ok(Self { ws, next_request: 1, pending: VecDeque::new(), fingerprint })
     }
 
     /// Send a request without waiting for its answer; returns its request id.
     pub async fn send(&mut self, request: ClientRequest) -> Result<u64, ClientError> {
         let id = self.next_request;
         self.next_request += 1;
-        let bytes = encode_client_frame(&ClientFrame {
-            request_id: id,
-            request,
-        });
-        self.ws
-            .send(Message::Binary(bytes.into()))
-            .await
-            .map_err(ws_error)?;
+        let bytes = encode_client_frame(&ClientFrame { request_id: id, request });
+        self.ws.send(Message::Binary(bytes.into())).await.map_err(ws_error)?;
         Ok(id)
     }
 
@@ -184,10 +161,7 @@ impl Connection {
     /// Send raw bytes as one binary frame. For protocol tests and diagnostic tools: the server
     /// must cope with anything sent this way.
     pub async fn send_raw(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
-        self.ws
-            .send(Message::Binary(bytes.into()))
-            .await
-            .map_err(ws_error)
+        self.ws.send(Message::Binary(bytes.into())).await.map_err(ws_error)
     }
 
     /// The next frame of any kind, answers included, waiting up to `wait`.
@@ -214,10 +188,9 @@ impl Connection {
                     return result.map_err(ClientError::Server);
                 }
                 // An error for request 0 is the server refusing a frame it could not decode.
-                ServerFrame::Response {
-                    request_id: 0,
-                    result: Err(e),
-                } => return Err(ClientError::Server(e)),
+                ServerFrame::Response { request_id: 0, result: Err(e) } => {
+                    return Err(ClientError::Server(e));
+                }
                 ServerFrame::Response { .. } => {}
                 ServerFrame::Goodbye { reason, message } => {
                     return Err(ClientError::Closed { reason, message });
@@ -290,13 +263,7 @@ mod tests {
     #[test]
     fn parses_addresses() {
         let a = ServerAddress::parse("https://chat.example.org:9443/").ok();
-        assert_eq!(
-            a,
-            Some(ServerAddress {
-                host: "chat.example.org".into(),
-                port: 9443
-            })
-        );
+        assert_eq!(a, Some(ServerAddress { host: "chat.example.org".into(), port: 9443 }));
         let b = ServerAddress::parse("127.0.0.1").ok();
         assert_eq!(b.map(|b| b.port), Some(ServerAddress::DEFAULT_PORT));
         let c = ServerAddress::parse("[::1]:8443").ok();

@@ -14,11 +14,7 @@ use sha2::{Digest, Sha256};
 
 /// The fingerprint format: uppercase hex pairs separated by colons.
 pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// A certificate verifier that pins one fingerprint, or learns it on first use.
@@ -32,11 +28,7 @@ pub struct PinnedCertificate {
 
 impl PinnedCertificate {
     pub fn new(expected: Option<String>, provider: &CryptoProvider) -> Self {
-        Self {
-            expected,
-            presented: Arc::default(),
-            algorithms: provider.signature_verification_algorithms,
-        }
+        Self { expected, presented: Arc::default(), algorithms: provider.signature_verification_algorithms }
     }
 }
 

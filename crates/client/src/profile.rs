@@ -11,10 +11,7 @@ use crate::connection::ServerAddress;
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot create the profile directory {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Create { path: PathBuf, source: std::io::Error },
     #[error("profile database error: {0}")]
     Db(#[from] rusqlite::Error),
     #[error("the profile is damaged: {0}")]
@@ -77,10 +74,7 @@ impl Profile {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            db,
-        })
+        Ok(Self { dir: dir.to_path_buf(), db })
     }
 
     pub fn dir(&self) -> &Path {
@@ -88,12 +82,7 @@ impl Profile {
     }
 
     pub fn get(&self, key: &str) -> Result<Option<String>, ProfileError> {
-        Ok(self
-            .db
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        Ok(self.db.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
     }
 
     pub fn set(&self, key: &str, value: &str) -> Result<(), ProfileError> {
@@ -105,8 +94,7 @@ impl Profile {
     }
 
     pub fn remove(&self, key: &str) -> Result<(), ProfileError> {
-        self.db
-            .execute("DELETE FROM settings WHERE key = ?1", [key])?;
+        self.db.execute("DELETE FROM settings WHERE key = ?1", [key])?;
         Ok(())
     }
 
@@ -115,8 +103,7 @@ impl Profile {
         let Some(url) = self.get("server")? else {
             return Ok(None);
         };
-        let addr =
-            ServerAddress::parse(&url).map_err(|_| ProfileError::Corrupt("server address"))?;
+        let addr = ServerAddress::parse(&url).map_err(|_| ProfileError::Corrupt("server address"))?;
         Ok(Some((addr, self.get("fingerprint")?)))
     }
 
@@ -129,23 +116,14 @@ impl Profile {
     }
 
     pub fn credentials(&self) -> Result<Option<Credentials>, ProfileError> {
-        let (Some((server, Some(fingerprint))), Some(account), Some(device), Some(secret)) = (
-            self.server()?,
-            self.get("account_id")?,
-            self.get("device_id")?,
-            self.get("device_secret")?,
-        ) else {
+        let (Some((server, Some(fingerprint))), Some(account), Some(device), Some(secret)) =
+            (self.server()?, self.get("account_id")?, self.get("device_id")?, self.get("device_secret")?)
+        else {
             return Ok(None);
         };
-        let account = account
-            .parse()
-            .map_err(|_| ProfileError::Corrupt("account id"))?;
-        let device = device
-            .parse()
-            .map_err(|_| ProfileError::Corrupt("device id"))?;
-        let secret = hex::decode(secret)
-            .ok()
-            .and_then(|b| DeviceSecret::from_slice(&b));
+        let account = account.parse().map_err(|_| ProfileError::Corrupt("account id"))?;
+        let device = device.parse().map_err(|_| ProfileError::Corrupt("device id"))?;
+        let secret = hex::decode(secret).ok().and_then(|b| DeviceSecret::from_slice(&b));
         let secret = secret.ok_or(ProfileError::Corrupt("device secret"))?;
         Ok(Some(Credentials {
             server,
@@ -219,10 +197,7 @@ impl Profile {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ProfileError> {
-    let err = |source| ProfileError::Create {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let err = |source| ProfileError::Create { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
     #[cfg(unix)]
     {

@@ -59,10 +59,7 @@ impl VerificationCode {
     }
 
     pub fn parse(input: &str) -> Result<Self, CodeError> {
-        let s: String = input
-            .chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .collect();
+        let s: String = input.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
         if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(s))
         } else {
@@ -76,10 +73,7 @@ impl VerificationCode {
 
     /// Bound to the phone number, so one code cannot verify another number.
     pub fn hash_for(&self, phone_e164: &str) -> SecretHash {
-        SecretHash::of(
-            b"rampart verification code v1",
-            &[phone_e164.as_bytes(), self.0.as_bytes()],
-        )
+        SecretHash::of(b"rampart verification code v1", &[phone_e164.as_bytes(), self.0.as_bytes()])
     }
 }
 

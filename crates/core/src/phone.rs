@@ -11,9 +11,7 @@ pub struct PhoneNumber(String);
 pub enum PhoneError {
     #[error("a phone number must start with '+' and the country code, e.g. +14155550123")]
     MissingPlus,
-    #[error(
-        "a phone number may contain only digits after '+' (spaces and dashes are allowed and ignored)"
-    )]
+    #[error("a phone number may contain only digits after '+' (spaces and dashes are allowed and ignored)")]
     NotDigits,
     #[error("a phone number has 8 to 15 digits in E.164 form; this one has {0}")]
     WrongLength(usize),
@@ -71,19 +69,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_numbers() {
-        assert_eq!(
-            PhoneNumber::parse("14155550123"),
-            Err(PhoneError::MissingPlus)
-        );
-        assert_eq!(
-            PhoneNumber::parse("+1415x550123"),
-            Err(PhoneError::NotDigits)
-        );
+        assert_eq!(PhoneNumber::parse("14155550123"), Err(PhoneError::MissingPlus));
+        assert_eq!(PhoneNumber::parse("+1415x550123"), Err(PhoneError::NotDigits));
         assert_eq!(PhoneNumber::parse("+1234"), Err(PhoneError::WrongLength(4)));
-        assert_eq!(
-            PhoneNumber::parse("+0123456789"),
-            Err(PhoneError::LeadingZero)
-        );
+        assert_eq!(PhoneNumber::parse("+0123456789"), Err(PhoneError::LeadingZero));
         assert!(PhoneNumber::parse("+1234567890123456").is_err());
     }
 

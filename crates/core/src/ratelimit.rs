@@ -19,12 +19,7 @@ impl TokenBucket {
     /// A full bucket. `per_second` may be fractional (e.g. 1/600 for "one per 10 minutes").
     pub fn new(burst: u32, per_second: f64, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
-        Self {
-            burst,
-            per_second: per_second.max(0.0),
-            tokens: burst,
-            last: now,
-        }
+        Self { burst, per_second: per_second.max(0.0), tokens: burst, last: now }
     }
 
     fn refill(&mut self, now: Instant) {

@@ -27,10 +27,7 @@ pub enum RequestClass {
 pub enum Session {
     Anonymous,
     AwaitingLink,
-    Authenticated {
-        account: AccountId,
-        device: DeviceId,
-    },
+    Authenticated { account: AccountId, device: DeviceId },
 }
 
 /// Why a request is refused in the current state.
@@ -53,10 +50,9 @@ impl Session {
             (Session::Anonymous, RequestClass::Anonymous | RequestClass::Authenticate) => Ok(()),
             (Session::Anonymous, RequestClass::Device) => Err(SessionError::NotAuthenticated),
             (Session::Authenticated { .. }, RequestClass::Device) => Ok(()),
-            (
-                Session::Authenticated { .. },
-                RequestClass::Anonymous | RequestClass::Authenticate,
-            ) => Err(SessionError::AlreadyAuthenticated),
+            (Session::Authenticated { .. }, RequestClass::Anonymous | RequestClass::Authenticate) => {
+                Err(SessionError::AlreadyAuthenticated)
+            }
         }
     }
 
@@ -75,18 +71,12 @@ mod tests {
 
     #[test]
     fn anonymous_cannot_send() {
-        assert_eq!(
-            Session::Anonymous.admit(RequestClass::Device),
-            Err(SessionError::NotAuthenticated)
-        );
+        assert_eq!(Session::Anonymous.admit(RequestClass::Device), Err(SessionError::NotAuthenticated));
     }
 
     #[test]
     fn authenticated_cannot_reauthenticate_or_register() {
-        let s = Session::Authenticated {
-            account: AccountId(1),
-            device: DeviceId(2),
-        };
+        let s = Session::Authenticated { account: AccountId(1), device: DeviceId(2) };
         assert!(s.admit(RequestClass::Authenticate).is_err());
         assert!(s.admit(RequestClass::Anonymous).is_err());
         assert!(s.admit(RequestClass::Device).is_ok());
@@ -96,10 +86,6 @@ mod tests {
     fn awaiting_link_accepts_only_always() {
         assert!(Session::AwaitingLink.admit(RequestClass::Always).is_ok());
         assert!(Session::AwaitingLink.admit(RequestClass::Device).is_err());
-        assert!(
-            Session::AwaitingLink
-                .admit(RequestClass::Anonymous)
-                .is_err()
-        );
+        assert!(Session::AwaitingLink.admit(RequestClass::Anonymous).is_err());
     }
 }

@@ -50,10 +50,7 @@ mod tests {
 
     #[test]
     fn normalises() {
-        assert_eq!(
-            Username::parse("@Alice_1").map(|u| u.to_string()),
-            Ok("@alice_1".into())
-        );
+        assert_eq!(Username::parse("@Alice_1").map(|u| u.to_string()), Ok("@alice_1".into()));
     }
 
     #[test]

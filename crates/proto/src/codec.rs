@@ -42,11 +42,7 @@ pub enum DecodeError {
     #[error("missing required field `{0}`")]
     Missing(&'static str),
     #[error("field `{field}` has {len} bytes; the limit is {max}")]
-    TooLarge {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLarge { field: &'static str, len: usize, max: usize },
     #[error("field `{field}` is invalid: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
@@ -65,10 +61,7 @@ impl DecodeError {
 
 fn split_frame(bytes: &[u8]) -> Result<&[u8], DecodeError> {
     if bytes.len() > MAX_FRAME_BYTES {
-        return Err(DecodeError::FrameTooLarge {
-            len: bytes.len(),
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(DecodeError::FrameTooLarge { len: bytes.len(), max: MAX_FRAME_BYTES });
     }
     let (&version, payload) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if version != PROTOCOL_VERSION {
@@ -92,11 +85,7 @@ fn framed(msg: &impl Message) -> Vec<u8> {
 
 fn bounded_str(field: &'static str, s: String, max: usize) -> Result<String, DecodeError> {
     if s.len() > max {
-        return Err(DecodeError::TooLarge {
-            field,
-            len: s.len(),
-            max,
-        });
+        return Err(DecodeError::TooLarge { field, len: s.len(), max });
     }
     Ok(s)
 }
@@ -105,10 +94,7 @@ fn bounded_str(field: &'static str, s: String, max: usize) -> Result<String, Dec
 fn device_name(s: String) -> Result<String, DecodeError> {
     let s = bounded_str("device_name", s, MAX_DEVICE_NAME_BYTES)?;
     if s.chars().any(char::is_control) {
-        return Err(DecodeError::Invalid {
-            field: "device_name",
-            reason: "control characters".into(),
-        });
+        return Err(DecodeError::Invalid { field: "device_name", reason: "control characters".into() });
     }
     Ok(s)
 }
@@ -116,10 +102,7 @@ fn device_name(s: String) -> Result<String, DecodeError> {
 fn label(s: String) -> Result<String, DecodeError> {
     let s = bounded_str("sender_label", s, MAX_LABEL_BYTES)?;
     if s.chars().any(char::is_control) {
-        return Err(DecodeError::Invalid {
-            field: "sender_label",
-            reason: "control characters".into(),
-        });
+        return Err(DecodeError::Invalid { field: "sender_label", reason: "control characters".into() });
     }
     Ok(s)
 }
@@ -128,25 +111,15 @@ fn phone(field: &'static str, s: &str) -> Result<PhoneNumber, DecodeError> {
     if s.is_empty() {
         return Err(DecodeError::Missing(field));
     }
-    PhoneNumber::parse(s).map_err(|e| DecodeError::Invalid {
-        field,
-        reason: e.to_string(),
-    })
+    PhoneNumber::parse(s).map_err(|e| DecodeError::Invalid { field, reason: e.to_string() })
 }
 
 fn username(field: &'static str, s: &str) -> Result<Username, DecodeError> {
-    Username::parse(s).map_err(|e| DecodeError::Invalid {
-        field,
-        reason: e.to_string(),
-    })
+    Username::parse(s).map_err(|e| DecodeError::Invalid { field, reason: e.to_string() })
 }
 
 fn optional_username(field: &'static str, s: &str) -> Result<Option<Username>, DecodeError> {
-    if s.is_empty() {
-        Ok(None)
-    } else {
-        username(field, s).map(Some)
-    }
+    if s.is_empty() { Ok(None) } else { username(field, s).map(Some) }
 }
 
 fn secret(mut bytes: Vec<u8>) -> Result<DeviceSecret, DecodeError> {
@@ -168,30 +141,18 @@ fn message_id(bytes: &[u8]) -> Result<MessageId, DecodeError> {
 
 fn body(bytes: Bytes) -> Result<Bytes, DecodeError> {
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(DecodeError::TooLarge {
-            field: "body",
-            len: bytes.len(),
-            max: MAX_BODY_BYTES,
-        });
+        return Err(DecodeError::TooLarge { field: "body", len: bytes.len(), max: MAX_BODY_BYTES });
     }
     Ok(bytes)
 }
 
 fn nonzero(field: &'static str, id: u64) -> Result<u64, DecodeError> {
-    if id == 0 {
-        Err(DecodeError::Missing(field))
-    } else {
-        Ok(id)
-    }
+    if id == 0 { Err(DecodeError::Missing(field)) } else { Ok(id) }
 }
 
 fn code_str(field: &'static str, s: &str) -> Result<(), DecodeError> {
     if s.len() > MAX_CODE_BYTES {
-        return Err(DecodeError::TooLarge {
-            field,
-            len: s.len(),
-            max: MAX_CODE_BYTES,
-        });
+        return Err(DecodeError::TooLarge { field, len: s.len(), max: MAX_CODE_BYTES });
     }
     Ok(())
 }
@@ -201,8 +162,7 @@ fn code_str(field: &'static str, s: &str) -> Result<(), DecodeError> {
 /// Decode a frame sent by a client.
 pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
     let payload = split_frame(bytes)?;
-    let frame =
-        pb::ClientFrame::decode(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let frame = pb::ClientFrame::decode(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let request = frame.request.ok_or(DecodeError::Missing("request"))?;
     use pb::client_frame::Request as R;
     let request = match request {
@@ -214,10 +174,8 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
             code_str("code", &r.code)?;
             ClientRequest::Verify {
                 phone: phone("phone", &r.phone)?,
-                code: VerificationCode::parse(&r.code).map_err(|e| DecodeError::Invalid {
-                    field: "code",
-                    reason: e.to_string(),
-                })?,
+                code: VerificationCode::parse(&r.code)
+                    .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
                 device_name: device_name(r.device_name)?,
                 secret: secret(r.device_secret)?,
             }
@@ -233,10 +191,8 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
         R::ApproveLink(r) => {
             code_str("code", &r.code)?;
             ClientRequest::ApproveLink {
-                code: LinkCode::parse(&r.code).map_err(|e| DecodeError::Invalid {
-                    field: "code",
-                    reason: e.to_string(),
-                })?,
+                code: LinkCode::parse(&r.code)
+                    .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
             }
         }
         R::Send(r) => {
@@ -245,11 +201,7 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                 pb::recipient::To::Phone(p) => Recipient::Phone(phone("to.phone", &p)?),
                 pb::recipient::To::Username(u) => Recipient::Username(username("to.username", &u)?),
             };
-            ClientRequest::Send {
-                to,
-                message_id: message_id(&r.message_id)?,
-                body: body(r.body.into())?,
-            }
+            ClientRequest::Send { to, message_id: message_id(&r.message_id)?, body: body(r.body.into())? }
         }
         R::Ack(r) => {
             if r.server_ids.is_empty() {
@@ -262,23 +214,18 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                     max: MAX_ACK_IDS,
                 });
             }
-            ClientRequest::Ack {
-                ids: r.server_ids.into_iter().map(ServerMessageId).collect(),
-            }
+            ClientRequest::Ack { ids: r.server_ids.into_iter().map(ServerMessageId).collect() }
         }
         R::ListDevices(_) => ClientRequest::ListDevices,
-        R::RevokeDevice(r) => ClientRequest::RevokeDevice {
-            device: DeviceId(nonzero("device_id", r.device_id)?),
-        },
-        R::SetUsername(r) => ClientRequest::SetUsername {
-            username: optional_username("username", &r.username)?,
-        },
+        R::RevokeDevice(r) => {
+            ClientRequest::RevokeDevice { device: DeviceId(nonzero("device_id", r.device_id)?) }
+        }
+        R::SetUsername(r) => {
+            ClientRequest::SetUsername { username: optional_username("username", &r.username)? }
+        }
         R::Ping(_) => ClientRequest::Ping,
     };
-    Ok(ClientFrame {
-        request_id: frame.request_id,
-        request,
-    })
+    Ok(ClientFrame { request_id: frame.request_id, request })
 }
 
 /// Encode a frame to send to the server.
@@ -287,17 +234,9 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
     let request = match &frame.request {
         ClientRequest::Register { phone, username } => R::Register(pb::Register {
             phone: phone.as_e164().to_owned(),
-            username: username
-                .as_ref()
-                .map(|u| u.as_str().to_owned())
-                .unwrap_or_default(),
+            username: username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
         }),
-        ClientRequest::Verify {
-            phone,
-            code,
-            device_name,
-            secret,
-        } => R::Verify(pb::Verify {
+        ClientRequest::Verify { phone, code, device_name, secret } => R::Verify(pb::Verify {
             phone: phone.as_e164().to_owned(),
             code: code.as_str().to_owned(),
             device_name: device_name.clone(),
@@ -307,21 +246,14 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             device_id: device.0,
             device_secret: secret.as_bytes().to_vec(),
         }),
-        ClientRequest::BeginLink {
-            device_name,
-            secret,
-        } => R::BeginLink(pb::BeginLink {
+        ClientRequest::BeginLink { device_name, secret } => R::BeginLink(pb::BeginLink {
             device_name: device_name.clone(),
             device_secret: secret.as_bytes().to_vec(),
         }),
-        ClientRequest::ApproveLink { code } => R::ApproveLink(pb::ApproveLink {
-            code: code.as_str().to_owned(),
-        }),
-        ClientRequest::Send {
-            to,
-            message_id,
-            body,
-        } => R::Send(pb::Send {
+        ClientRequest::ApproveLink { code } => {
+            R::ApproveLink(pb::ApproveLink { code: code.as_str().to_owned() })
+        }
+        ClientRequest::Send { to, message_id, body } => R::Send(pb::Send {
             to: Some(pb::Recipient {
                 to: Some(match to {
                     Recipient::Phone(p) => pb::recipient::To::Phone(p.as_e164().to_owned()),
@@ -331,25 +263,15 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             message_id: message_id.0.to_vec(),
             body: body.to_vec(),
         }),
-        ClientRequest::Ack { ids } => R::Ack(pb::Ack {
-            server_ids: ids.iter().map(|i| i.0).collect(),
-        }),
+        ClientRequest::Ack { ids } => R::Ack(pb::Ack { server_ids: ids.iter().map(|i| i.0).collect() }),
         ClientRequest::ListDevices => R::ListDevices(pb::ListDevices {}),
-        ClientRequest::RevokeDevice { device } => R::RevokeDevice(pb::RevokeDevice {
-            device_id: device.0,
-        }),
+        ClientRequest::RevokeDevice { device } => R::RevokeDevice(pb::RevokeDevice { device_id: device.0 }),
         ClientRequest::SetUsername { username } => R::SetUsername(pb::SetUsername {
-            username: username
-                .as_ref()
-                .map(|u| u.as_str().to_owned())
-                .unwrap_or_default(),
+            username: username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
         }),
         ClientRequest::Ping => R::Ping(pb::Ping {}),
     };
-    let mut msg = pb::ClientFrame {
-        request_id: frame.request_id,
-        request: Some(request),
-    };
+    let mut msg = pb::ClientFrame { request_id: frame.request_id, request: Some(request) };
     let out = framed(&msg);
     wipe_client_secrets(&mut msg);
     out
@@ -453,42 +375,30 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 }),
                 Ok(ResponseBody::Ok) => R::Ok(pb::Success {}),
                 Ok(ResponseBody::RegistrationStarted { expires_in_secs }) => {
-                    R::RegistrationStarted(pb::RegistrationStarted {
-                        expires_in_secs: *expires_in_secs,
+                    R::RegistrationStarted(pb::RegistrationStarted { expires_in_secs: *expires_in_secs })
+                }
+                Ok(ResponseBody::Registered { account, device, replaced_existing }) => {
+                    R::Registered(pb::Registered {
+                        account_id: account.0,
+                        device_id: device.0,
+                        replaced_existing: *replaced_existing,
                     })
                 }
-                Ok(ResponseBody::Registered {
-                    account,
-                    device,
-                    replaced_existing,
-                }) => R::Registered(pb::Registered {
-                    account_id: account.0,
-                    device_id: device.0,
-                    replaced_existing: *replaced_existing,
-                }),
-                Ok(ResponseBody::Authenticated {
-                    account,
-                    device,
-                    label,
-                }) => R::Authenticated(pb::Authenticated {
-                    account_id: account.0,
-                    device_id: device.0,
-                    label: label.clone(),
-                }),
-                Ok(ResponseBody::LinkStarted {
-                    code,
-                    expires_in_secs,
-                }) => R::LinkStarted(pb::LinkStarted {
+                Ok(ResponseBody::Authenticated { account, device, label }) => {
+                    R::Authenticated(pb::Authenticated {
+                        account_id: account.0,
+                        device_id: device.0,
+                        label: label.clone(),
+                    })
+                }
+                Ok(ResponseBody::LinkStarted { code, expires_in_secs }) => R::LinkStarted(pb::LinkStarted {
                     code: code.as_str().to_owned(),
                     expires_in_secs: *expires_in_secs,
                 }),
-                Ok(ResponseBody::LinkApproved { device }) => R::LinkApproved(pb::LinkApproved {
-                    device_id: device.0,
-                }),
-                Ok(ResponseBody::Sent {
-                    server_timestamp_ms,
-                    recipient_devices,
-                }) => R::Sent(pb::Sent {
+                Ok(ResponseBody::LinkApproved { device }) => {
+                    R::LinkApproved(pb::LinkApproved { device_id: device.0 })
+                }
+                Ok(ResponseBody::Sent { server_timestamp_ms, recipient_devices }) => R::Sent(pb::Sent {
                     server_timestamp_ms: *server_timestamp_ms,
                     recipient_devices: *recipient_devices,
                 }),
@@ -503,14 +413,11 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                         })
                         .collect(),
                 }),
-                Ok(ResponseBody::Pong { server_time_ms }) => R::Pong(pb::Pong {
-                    server_time_ms: *server_time_ms,
-                }),
+                Ok(ResponseBody::Pong { server_time_ms }) => {
+                    R::Pong(pb::Pong { server_time_ms: *server_time_ms })
+                }
             };
-            F::Response(pb::Response {
-                request_id: *request_id,
-                result: Some(result),
-            })
+            F::Response(pb::Response { request_id: *request_id, result: Some(result) })
         }
         ServerFrame::Delivery(d) => F::Delivery(pb::Delivery {
             server_id: d.server_id.0,
@@ -522,10 +429,9 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
             body: d.body.to_vec(),
         }),
         ServerFrame::QueueDrained => F::QueueDrained(pb::QueueDrained {}),
-        ServerFrame::LinkCompleted { account, device } => F::LinkCompleted(pb::LinkCompleted {
-            account_id: account.0,
-            device_id: device.0,
-        }),
+        ServerFrame::LinkCompleted { account, device } => {
+            F::LinkCompleted(pb::LinkCompleted { account_id: account.0, device_id: device.0 })
+        }
         ServerFrame::Goodbye { reason, message } => F::Goodbye(pb::Goodbye {
             reason: goodbye_to_pb(*reason) as i32,
             message: truncate(message, MAX_ERROR_TEXT_BYTES),
@@ -548,8 +454,7 @@ fn truncate(s: &str, max: usize) -> String {
 /// Decode a frame sent by the server.
 pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
     let payload = split_frame(bytes)?;
-    let frame =
-        pb::ServerFrame::decode(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let frame = pb::ServerFrame::decode(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     use pb::server_frame::Frame as F;
     Ok(match frame.frame.ok_or(DecodeError::Missing("frame"))? {
         F::Response(r) => {
@@ -561,9 +466,9 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                     retry_after_ms: e.retry_after_ms,
                 }),
                 R::Ok(_) => Ok(ResponseBody::Ok),
-                R::RegistrationStarted(s) => Ok(ResponseBody::RegistrationStarted {
-                    expires_in_secs: s.expires_in_secs,
-                }),
+                R::RegistrationStarted(s) => {
+                    Ok(ResponseBody::RegistrationStarted { expires_in_secs: s.expires_in_secs })
+                }
                 R::Registered(s) => Ok(ResponseBody::Registered {
                     account: AccountId(nonzero("account_id", s.account_id)?),
                     device: DeviceId(nonzero("device_id", s.device_id)?),
@@ -577,16 +482,14 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                 R::LinkStarted(s) => {
                     code_str("code", &s.code)?;
                     Ok(ResponseBody::LinkStarted {
-                        code: LinkCode::parse(&s.code).map_err(|e| DecodeError::Invalid {
-                            field: "code",
-                            reason: e.to_string(),
-                        })?,
+                        code: LinkCode::parse(&s.code)
+                            .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
                         expires_in_secs: s.expires_in_secs,
                     })
                 }
-                R::LinkApproved(s) => Ok(ResponseBody::LinkApproved {
-                    device: DeviceId(nonzero("device_id", s.device_id)?),
-                }),
+                R::LinkApproved(s) => {
+                    Ok(ResponseBody::LinkApproved { device: DeviceId(nonzero("device_id", s.device_id)?) })
+                }
                 R::Sent(s) => Ok(ResponseBody::Sent {
                     server_timestamp_ms: s.server_timestamp_ms,
                     recipient_devices: s.recipient_devices,
@@ -613,14 +516,9 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                         .collect::<Result<Vec<_>, DecodeError>>()?;
                     Ok(ResponseBody::Devices(devices))
                 }
-                R::Pong(p) => Ok(ResponseBody::Pong {
-                    server_time_ms: p.server_time_ms,
-                }),
+                R::Pong(p) => Ok(ResponseBody::Pong { server_time_ms: p.server_time_ms }),
             };
-            ServerFrame::Response {
-                request_id: r.request_id,
-                result,
-            }
+            ServerFrame::Response { request_id: r.request_id, result }
         }
         F::Delivery(d) => ServerFrame::Delivery(Delivery {
             server_id: ServerMessageId(nonzero("server_id", d.server_id)?),
@@ -647,25 +545,14 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
 
 /// Encode message content for `Send.body`.
 pub fn encode_plain_content(content: &PlainContent) -> Vec<u8> {
-    pb::PlainContent {
-        text: content.text.clone(),
-        sent_at_ms: content.sent_at_ms,
-    }
-    .encode_to_vec()
+    pb::PlainContent { text: content.text.clone(), sent_at_ms: content.sent_at_ms }.encode_to_vec()
 }
 
 /// Decode message content received in a `Delivery.body`.
 pub fn decode_plain_content(bytes: &[u8]) -> Result<PlainContent, DecodeError> {
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(DecodeError::TooLarge {
-            field: "body",
-            len: bytes.len(),
-            max: MAX_BODY_BYTES,
-        });
+        return Err(DecodeError::TooLarge { field: "body", len: bytes.len(), max: MAX_BODY_BYTES });
     }
     let c = pb::PlainContent::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    Ok(PlainContent {
-        text: bounded_str("text", c.text, MAX_TEXT_BYTES)?,
-        sent_at_ms: c.sent_at_ms,
-    })
+    Ok(PlainContent { text: bounded_str("text", c.text, MAX_TEXT_BYTES)?, sent_at_ms: c.sent_at_ms })
 }

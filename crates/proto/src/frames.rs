@@ -23,42 +23,16 @@ pub enum Recipient {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientRequest {
-    Register {
-        phone: PhoneNumber,
-        username: Option<Username>,
-    },
-    Verify {
-        phone: PhoneNumber,
-        code: VerificationCode,
-        device_name: String,
-        secret: DeviceSecret,
-    },
-    Authenticate {
-        device: DeviceId,
-        secret: DeviceSecret,
-    },
-    BeginLink {
-        device_name: String,
-        secret: DeviceSecret,
-    },
-    ApproveLink {
-        code: LinkCode,
-    },
-    Send {
-        to: Recipient,
-        message_id: MessageId,
-        body: Bytes,
-    },
-    Ack {
-        ids: Vec<ServerMessageId>,
-    },
+    Register { phone: PhoneNumber, username: Option<Username> },
+    Verify { phone: PhoneNumber, code: VerificationCode, device_name: String, secret: DeviceSecret },
+    Authenticate { device: DeviceId, secret: DeviceSecret },
+    BeginLink { device_name: String, secret: DeviceSecret },
+    ApproveLink { code: LinkCode },
+    Send { to: Recipient, message_id: MessageId, body: Bytes },
+    Ack { ids: Vec<ServerMessageId> },
     ListDevices,
-    RevokeDevice {
-        device: DeviceId,
-    },
-    SetUsername {
-        username: Option<Username>,
-    },
+    RevokeDevice { device: DeviceId },
+    SetUsername { username: Option<Username> },
     Ping,
 }
 
@@ -152,34 +126,14 @@ pub struct DeviceInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResponseBody {
     Ok,
-    RegistrationStarted {
-        expires_in_secs: u32,
-    },
-    Registered {
-        account: AccountId,
-        device: DeviceId,
-        replaced_existing: bool,
-    },
-    Authenticated {
-        account: AccountId,
-        device: DeviceId,
-        label: String,
-    },
-    LinkStarted {
-        code: LinkCode,
-        expires_in_secs: u32,
-    },
-    LinkApproved {
-        device: DeviceId,
-    },
-    Sent {
-        server_timestamp_ms: u64,
-        recipient_devices: u32,
-    },
+    RegistrationStarted { expires_in_secs: u32 },
+    Registered { account: AccountId, device: DeviceId, replaced_existing: bool },
+    Authenticated { account: AccountId, device: DeviceId, label: String },
+    LinkStarted { code: LinkCode, expires_in_secs: u32 },
+    LinkApproved { device: DeviceId },
+    Sent { server_timestamp_ms: u64, recipient_devices: u32 },
     Devices(Vec<DeviceInfo>),
-    Pong {
-        server_time_ms: u64,
-    },
+    Pong { server_time_ms: u64 },
 }
 
 /// A message pushed to its recipient device.
@@ -206,20 +160,11 @@ pub enum GoodbyeReason {
 /// One frame from the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
-    Response {
-        request_id: u64,
-        result: Result<ResponseBody, ErrorBody>,
-    },
+    Response { request_id: u64, result: Result<ResponseBody, ErrorBody> },
     Delivery(Delivery),
     QueueDrained,
-    LinkCompleted {
-        account: AccountId,
-        device: DeviceId,
-    },
-    Goodbye {
-        reason: GoodbyeReason,
-        message: String,
-    },
+    LinkCompleted { account: AccountId, device: DeviceId },
+    Goodbye { reason: GoodbyeReason, message: String },
 }
 
 /// Client-side message content (inside `Send.body`; the server never decodes it).

@@ -16,31 +16,17 @@ fn secret() -> DeviceSecret {
 
 fn all_client_requests() -> Vec<ClientRequest> {
     vec![
-        ClientRequest::Register {
-            phone: phone(),
-            username: Some(Username::parse("alice").unwrap()),
-        },
-        ClientRequest::Register {
-            phone: phone(),
-            username: None,
-        },
+        ClientRequest::Register { phone: phone(), username: Some(Username::parse("alice").unwrap()) },
+        ClientRequest::Register { phone: phone(), username: None },
         ClientRequest::Verify {
             phone: phone(),
             code: VerificationCode::parse("123456").unwrap(),
             device_name: "laptop".into(),
             secret: secret(),
         },
-        ClientRequest::Authenticate {
-            device: DeviceId(3),
-            secret: secret(),
-        },
-        ClientRequest::BeginLink {
-            device_name: "tablet".into(),
-            secret: secret(),
-        },
-        ClientRequest::ApproveLink {
-            code: LinkCode::parse("ABCD-EFGH").unwrap(),
-        },
+        ClientRequest::Authenticate { device: DeviceId(3), secret: secret() },
+        ClientRequest::BeginLink { device_name: "tablet".into(), secret: secret() },
+        ClientRequest::ApproveLink { code: LinkCode::parse("ABCD-EFGH").unwrap() },
         ClientRequest::Send {
             to: Recipient::Username(Username::parse("bob").unwrap()),
             message_id: MessageId([9; 16]),
@@ -51,13 +37,9 @@ fn all_client_requests() -> Vec<ClientRequest> {
             message_id: MessageId([1; 16]),
             body: Bytes::new(),
         },
-        ClientRequest::Ack {
-            ids: vec![ServerMessageId(1), ServerMessageId(99)],
-        },
+        ClientRequest::Ack { ids: vec![ServerMessageId(1), ServerMessageId(99)] },
         ClientRequest::ListDevices,
-        ClientRequest::RevokeDevice {
-            device: DeviceId(4),
-        },
+        ClientRequest::RevokeDevice { device: DeviceId(4) },
         ClientRequest::SetUsername { username: None },
         ClientRequest::Ping,
     ]
@@ -66,10 +48,7 @@ fn all_client_requests() -> Vec<ClientRequest> {
 #[test]
 fn client_frames_round_trip() {
     for (i, request) in all_client_requests().into_iter().enumerate() {
-        let frame = ClientFrame {
-            request_id: i as u64,
-            request,
-        };
+        let frame = ClientFrame { request_id: i as u64, request };
         let bytes = encode_client_frame(&frame);
         assert_eq!(bytes[0], PROTOCOL_VERSION);
         assert_eq!(decode_client_frame(&bytes).unwrap(), frame);
@@ -87,10 +66,7 @@ fn server_frames_round_trip() {
                 retry_after_ms: 1500,
             }),
         },
-        ServerFrame::Response {
-            request_id: 6,
-            result: Ok(ResponseBody::Ok),
-        },
+        ServerFrame::Response { request_id: 6, result: Ok(ResponseBody::Ok) },
         ServerFrame::Response {
             request_id: 7,
             result: Ok(ResponseBody::Registered {
@@ -125,20 +101,11 @@ fn server_frames_round_trip() {
             body: Bytes::from_static(b"hello"),
         }),
         ServerFrame::QueueDrained,
-        ServerFrame::LinkCompleted {
-            account: AccountId(1),
-            device: DeviceId(8),
-        },
-        ServerFrame::Goodbye {
-            reason: GoodbyeReason::DeviceRevoked,
-            message: "revoked".into(),
-        },
+        ServerFrame::LinkCompleted { account: AccountId(1), device: DeviceId(8) },
+        ServerFrame::Goodbye { reason: GoodbyeReason::DeviceRevoked, message: "revoked".into() },
     ];
     for frame in frames {
-        assert_eq!(
-            decode_server_frame(&encode_server_frame(&frame)).unwrap(),
-            frame
-        );
+        assert_eq!(decode_server_frame(&encode_server_frame(&frame)).unwrap(), frame);
     }
 }
 
@@ -149,10 +116,7 @@ fn empty_frame() {
 
 #[test]
 fn unknown_version_is_named() {
-    let mut bytes = encode_client_frame(&ClientFrame {
-        request_id: 1,
-        request: ClientRequest::Ping,
-    });
+    let mut bytes = encode_client_frame(&ClientFrame { request_id: 1, request: ClientRequest::Ping });
     bytes[0] = 9;
     let err = decode_client_frame(&bytes).unwrap_err();
     assert_eq!(err, DecodeError::UnsupportedVersion { found: 9 });
@@ -163,10 +127,7 @@ fn unknown_version_is_named() {
 #[test]
 fn oversized_frame_refused_before_parsing() {
     let bytes = vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1];
-    assert!(matches!(
-        decode_client_frame(&bytes),
-        Err(DecodeError::FrameTooLarge { .. })
-    ));
+    assert!(matches!(decode_client_frame(&bytes), Err(DecodeError::FrameTooLarge { .. })));
 }
 
 #[test]
@@ -186,10 +147,7 @@ fn oversized_body_is_message_too_large() {
 #[test]
 fn every_truncation_is_an_error_not_a_panic() {
     for request in all_client_requests() {
-        let bytes = encode_client_frame(&ClientFrame {
-            request_id: 77,
-            request,
-        });
+        let bytes = encode_client_frame(&ClientFrame { request_id: 77, request });
         for cut in 0..bytes.len() {
             // Some prefixes are themselves valid frames (protobuf has no length header), so
             // only "no panic" and "no silent success with a different request" are required.
@@ -204,19 +162,13 @@ fn every_truncation_is_an_error_not_a_panic() {
 #[test]
 fn missing_request_is_refused() {
     // Version byte only: a ClientFrame with no request.
-    assert_eq!(
-        decode_client_frame(&[PROTOCOL_VERSION]),
-        Err(DecodeError::Missing("request"))
-    );
+    assert_eq!(decode_client_frame(&[PROTOCOL_VERSION]), Err(DecodeError::Missing("request")));
 }
 
 #[test]
 fn garbage_is_malformed() {
     let bytes = [PROTOCOL_VERSION, 0xff, 0xff, 0xff, 0xff, 0xff];
-    assert!(matches!(
-        decode_client_frame(&bytes),
-        Err(DecodeError::Malformed(_))
-    ));
+    assert!(matches!(decode_client_frame(&bytes), Err(DecodeError::Malformed(_))));
 }
 
 #[test]
@@ -226,16 +178,7 @@ fn short_secret_is_refused() {
     let mut bytes = vec![PROTOCOL_VERSION, 0x62, inner.len() as u8];
     bytes.extend_from_slice(&inner);
     let err = decode_client_frame(&bytes).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DecodeError::Invalid {
-                field: "device_secret",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, DecodeError::Invalid { field: "device_secret", .. }), "{err}");
 }
 
 #[test]

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use rampart_client::{Connection, ServerAddress};
-use rampart_core::{
-    DeviceId, DeviceSecret, MessageId, PhoneNumber, ServerMessageId, VerificationCode,
-};
+use rampart_core::{DeviceId, DeviceSecret, MessageId, PhoneNumber, ServerMessageId, VerificationCode};
 use rampart_proto::{ClientRequest, Recipient, ResponseBody, ServerFrame};
 
 #[derive(Debug, Args)]
@@ -63,35 +61,24 @@ struct ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
     }
 }
 
 /// User + system CPU time of a process, from /proc (clock ticks are 100 Hz on Linux).
 fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .context("reading /proc (Linux only)")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc (Linux only)")?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     Ok((ticks(11) + ticks(12)) / 100.0)
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .context("reading /proc (Linux only)")?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc (Linux only)")?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -110,9 +97,10 @@ async fn start_gateway() -> anyhow::Result<(SocketAddr, Arc<Mutex<HashMap<String
             let sink = sink.clone();
             async move {
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&raw) {
-                    let phone = v["phone"].as_str().unwrap_or_default().to_owned();
-                    let code = v["text"]
-                        .as_str()
+                    let phone = v.get("phone").and_then(|p| p.as_str()).unwrap_or_default().to_owned();
+                    let code = v
+                        .get("text")
+                        .and_then(|t| t.as_str())
                         .unwrap_or_default()
                         .split_whitespace()
                         .find(|w| w.len() == 7 && w.ends_with('.'))
@@ -156,10 +144,7 @@ fn start_server(dir: &Path, gateway: SocketAddr) -> anyhow::Result<ServerProcess
         let line = line?;
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("listening") {
-            addr = rest
-                .split_whitespace()
-                .next()
-                .and_then(|u| u.trim_start_matches("https://").parse().ok());
+            addr = rest.split_whitespace().next().and_then(|u| u.trim_start_matches("https://").parse().ok());
         }
         if let Some(rest) = line.strip_prefix("fingerprint") {
             fingerprint = Some(rest.trim().to_owned());
@@ -170,11 +155,7 @@ fn start_server(dir: &Path, gateway: SocketAddr) -> anyhow::Result<ServerProcess
     }
     std::thread::spawn(move || for _ in lines {});
     match (addr, fingerprint) {
-        (Some(addr), Some(fingerprint)) => Ok(ServerProcess {
-            child,
-            addr,
-            fingerprint,
-        }),
+        (Some(addr), Some(fingerprint)) => Ok(ServerProcess { child, addr, fingerprint }),
         _ => bail!("the server did not start"),
     }
 }
@@ -186,10 +167,7 @@ struct Device {
 }
 
 async fn open(server: &ServerProcess) -> anyhow::Result<Connection> {
-    let addr = ServerAddress {
-        host: server.addr.ip().to_string(),
-        port: server.addr.port(),
-    };
+    let addr = ServerAddress { host: server.addr.ip().to_string(), port: server.addr.port() };
     Ok(Connection::open(&addr, Some(server.fingerprint.clone())).await?)
 }
 
@@ -204,11 +182,7 @@ async fn register_many(
     let mut out = Vec::with_capacity(count);
     for i in first..first + count {
         let phone = PhoneNumber::parse(&format!("+1555{i:07}")).map_err(|e| anyhow!("{e}"))?;
-        conn.request(ClientRequest::Register {
-            phone: phone.clone(),
-            username: None,
-        })
-        .await?;
+        conn.request(ClientRequest::Register { phone: phone.clone(), username: None }).await?;
         let code = codes
             .lock()
             .map_err(|_| anyhow!("gateway poisoned"))?
@@ -223,11 +197,7 @@ async fn register_many(
             secret: secret.clone(),
         };
         match conn.request(verify).await? {
-            ResponseBody::Registered { device, .. } => out.push(Device {
-                phone,
-                device,
-                secret,
-            }),
+            ResponseBody::Registered { device, .. } => out.push(Device { phone, device, secret }),
             other => bail!("unexpected answer {other:?}"),
         }
     }
@@ -237,11 +207,7 @@ async fn register_many(
 
 async fn authenticate(server: &ServerProcess, d: &Device) -> anyhow::Result<Connection> {
     let mut conn = open(server).await?;
-    conn.request(ClientRequest::Authenticate {
-        device: d.device,
-        secret: d.secret.clone(),
-    })
-    .await?;
+    conn.request(ClientRequest::Authenticate { device: d.device, secret: d.secret.clone() }).await?;
     Ok(conn)
 }
 
@@ -258,9 +224,7 @@ async fn register_parallel(
         let start = first + lane * per;
         let n = per.min((first + count).saturating_sub(start));
         let (server, codes) = (server.clone(), codes.clone());
-        tasks.push(tokio::spawn(async move {
-            register_many(&server, &codes, start, n).await
-        }));
+        tasks.push(tokio::spawn(async move { register_many(&server, &codes, start, n).await }));
     }
     let mut all = Vec::with_capacity(count);
     for t in tasks {
@@ -290,17 +254,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (gateway, codes) = start_gateway().await?;
     let server = Arc::new(start_server(&dir, gateway)?);
     let pid = server.child.id();
-    println!(
-        "rampart bench: server pid {pid} at {} (embedded SQLite in {})",
-        server.addr,
-        dir.display()
-    );
-    println!(
-        "machine: {} cores",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
+    println!("rampart bench: server pid {pid} at {} (embedded SQLite in {})", server.addr, dir.display());
+    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
     // --- memory per idle connected device -------------------------------------------
     if args.idle > 0 {
@@ -343,47 +298,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     for r in &recipients {
         let mut conn = authenticate(&server, r).await?;
         // Wait for the (empty) backlog so every later frame is a live push.
-        while !matches!(
-            conn.next_frame(Duration::from_secs(10)).await?,
-            Some(ServerFrame::QueueDrained)
-        ) {}
+        while !matches!(conn.next_frame(Duration::from_secs(10)).await?, Some(ServerFrame::QueueDrained)) {}
         let expected = args.messages;
         receivers.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(expected);
             let mut pending_acks: Vec<ServerMessageId> = Vec::new();
             while latencies.len() < expected {
-                let wait = if pending_acks.is_empty() {
-                    Duration::from_secs(30)
-                } else {
-                    Duration::from_millis(2)
-                };
-                match conn.next_frame(wait).await? {
+                let wait =
+                    if pending_acks.is_empty() { Duration::from_secs(30) } else { Duration::from_millis(2) };
+                let quiet = match conn.next_frame(wait).await? {
                     Some(ServerFrame::Delivery(d)) => {
-                        let sent = d
-                            .body
-                            .get(..8)
-                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                            .map(u64::from_le_bytes);
+                        let sent =
+                            d.body.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
                         let now = epoch.elapsed().as_micros() as u64;
                         latencies.push(now.saturating_sub(sent.unwrap_or(now)));
                         pending_acks.push(d.server_id);
+                        false
                     }
-                    Some(_) => {}
+                    Some(_) => false,
                     None if pending_acks.is_empty() => bail!("deliveries stopped arriving"),
-                    None => {}
-                }
-                if pending_acks.len() >= 64
-                    || (!pending_acks.is_empty() && latencies.len() == expected)
-                {
-                    conn.send(ClientRequest::Ack {
-                        ids: std::mem::take(&mut pending_acks),
-                    })
-                    .await?;
-                } else if !pending_acks.is_empty() && latencies.len() % 64 == 0 {
-                    conn.send(ClientRequest::Ack {
-                        ids: std::mem::take(&mut pending_acks),
-                    })
-                    .await?;
+                    None => true,
+                };
+                // Acknowledge in batches, and whenever the stream pauses.
+                if pending_acks.len() >= 64 || (quiet && !pending_acks.is_empty()) {
+                    conn.send(ClientRequest::Ack { ids: std::mem::take(&mut pending_acks) }).await?;
                 }
             }
             if !pending_acks.is_empty() {
@@ -402,10 +340,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let started = epoch.elapsed();
     let cpu_before = cpu_secs(pid)?;
-    for (mut conn, to) in sender_conns
-        .into_iter()
-        .zip(recipients.iter().map(|r| r.phone.clone()))
-    {
+    for (mut conn, to) in sender_conns.into_iter().zip(recipients.iter().map(|r| r.phone.clone())) {
         let (messages, window) = (args.messages, args.window.max(1));
         sender_tasks.push(tokio::spawn(async move {
             let mut sent = 0usize;
@@ -414,7 +349,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 while sent < messages && sent - answered < window {
                     let mut body = vec![0u8; body_len];
                     let t = epoch.elapsed().as_micros() as u64;
-                    body[..8].copy_from_slice(&t.to_le_bytes());
+                    if let Some(stamp) = body.get_mut(..8) {
+                        stamp.copy_from_slice(&t.to_le_bytes());
+                    }
                     let req = ClientRequest::Send {
                         to: Recipient::Phone(to.clone()),
                         message_id: MessageId::random(&mut rand::rng()),

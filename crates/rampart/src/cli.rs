@@ -11,12 +11,7 @@ use crate::{bench, client_cmds, serve};
 /// Start a server with `rampart serve`, then register with
 /// `rampart account register --server https://HOST:8443 --phone +15551234567`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "rampart",
-    version,
-    propagate_version = true,
-    arg_required_else_help = true
-)]
+#[command(name = "rampart", version, propagate_version = true, arg_required_else_help = true)]
 pub struct Cli {
     /// Client profile directory (this device's account, keys and messages).
     #[arg(long, global = true, env = "RAMPART_PROFILE", value_name = "DIR")]
@@ -130,10 +125,7 @@ pub struct DeviceName {
 }
 
 fn default_device_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "terminal".to_owned())
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "terminal".to_owned())
 }
 
 #[derive(Debug, Subcommand)]

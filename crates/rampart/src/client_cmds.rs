@@ -23,17 +23,13 @@ fn print_json(value: serde_json::Value) {
 /// A QR code of `text` drawn with Unicode half blocks, for scanning from a phone camera.
 fn qr(text: &str) -> Option<String> {
     let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
-    Some(
-        code.render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build(),
-    )
+    Some(code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build())
 }
 
 pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let dir = profile.unwrap_or_else(default_profile);
-    let mut client = Client::open(&dir)
-        .with_context(|| format!("cannot open the profile at {}", dir.display()))?;
+    let mut client =
+        Client::open(&dir).with_context(|| format!("cannot open the profile at {}", dir.display()))?;
     match command {
         Command::Account(cmd) => account(&mut client, cmd, json).await,
         Command::Devices(cmd) => devices(&mut client, cmd, json).await,
@@ -45,11 +41,7 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
                 println!(
                     "Sent to {to} ({} device{}).",
                     receipt.recipient_devices,
-                    if receipt.recipient_devices == 1 {
-                        ""
-                    } else {
-                        "s"
-                    }
+                    if receipt.recipient_devices == 1 { "" } else { "s" }
                 );
             }
             Ok(())
@@ -88,16 +80,9 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
 
 async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
-        AccountCommand::Register {
-            server,
-            phone,
-            username,
-            trust,
-        } => {
+        AccountCommand::Register { server, phone, username, trust } => {
             let addr = ServerAddress::parse(&server)?;
-            let reg = client
-                .register(&addr, &phone, username.as_deref(), trust)
-                .await?;
+            let reg = client.register(&addr, &phone, username.as_deref(), trust).await?;
             if json {
                 print_json(json!({ "ok": true, "registration": reg }));
             } else {
@@ -119,20 +104,13 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true, "account": me }));
             } else {
-                println!(
-                    "Registered as {} (account {}, device {}).",
-                    me.label, me.account_id, me.device_id
-                );
+                println!("Registered as {} (account {}, device {}).", me.label, me.account_id, me.device_id);
                 println!("Profile: {}", client.profile().dir().display());
                 println!("Next: rampart send +15557654321 \"hello\"   or   rampart recv --wait 60");
             }
             Ok(())
         }
-        AccountCommand::Link {
-            server,
-            device,
-            trust,
-        } => {
+        AccountCommand::Link { server, device, trust } => {
             let addr = ServerAddress::parse(&server)?;
             let pending = client.begin_link(&addr, &device.device_name, trust).await?;
             let shown = pending.code.display();
@@ -148,19 +126,13 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
                 if let Some(code) = qr(&format!("rampart-link:{shown}")) {
                     println!("{code}");
                 }
-                println!(
-                    "Waiting up to {} minutes for the approval...",
-                    pending.expires_in_secs / 60
-                );
+                println!("Waiting up to {} minutes for the approval...", pending.expires_in_secs / 60);
             }
             let me = client.finish_link(pending).await?;
             if json {
                 print_json(json!({ "ok": true, "account": me }));
             } else {
-                println!(
-                    "Linked: this device is device {} of {}.",
-                    me.device_id, me.label
-                );
+                println!("Linked: this device is device {} of {}.", me.device_id, me.label);
             }
             Ok(())
         }
@@ -222,11 +194,7 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
                 print_json(json!({ "ok": true, "devices": list }));
             } else {
                 for d in list {
-                    let marker = if d.device.0 == me.device_id {
-                        "  (this device)"
-                    } else {
-                        ""
-                    };
+                    let marker = if d.device.0 == me.device_id { "  (this device)" } else { "" };
                     println!("{:>6}  {}{marker}", d.device.0, d.name);
                 }
             }
@@ -246,9 +214,7 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true }));
             } else {
-                println!(
-                    "Device {device_id} is revoked: it is disconnected and its queue deleted."
-                );
+                println!("Device {device_id} is revoked: it is disconnected and its queue deleted.");
             }
             Ok(())
         }

@@ -11,10 +11,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let json = cli.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -25,10 +22,8 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                let kind = e
-                    .downcast_ref::<rampart_client::ClientError>()
-                    .map(|c| c.kind())
-                    .unwrap_or("error");
+                let kind =
+                    e.downcast_ref::<rampart_client::ClientError>().map(|c| c.kind()).unwrap_or("error");
                 println!(
                     "{}",
                     serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") })

@@ -18,12 +18,7 @@ pub struct StoreArgs {
     #[arg(long, env = "RAMPART_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Use PostgreSQL instead of the embedded store, e.g. postgres://rampart@db.internal/rampart
-    #[arg(
-        long,
-        env = "RAMPART_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "RAMPART_DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -35,20 +30,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
     /// Your own TLS certificate chain (PEM); needs --tls-key.
-    #[arg(
-        long,
-        env = "RAMPART_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
+    #[arg(long, env = "RAMPART_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The private key for --tls-cert (PEM).
-    #[arg(
-        long,
-        env = "RAMPART_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
+    #[arg(long, env = "RAMPART_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
@@ -70,15 +55,12 @@ pub fn default_data_dir() -> PathBuf {
 fn load_config(args: &StoreArgs) -> anyhow::Result<ServerConfig> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             ServerConfig::from_toml(&text)
                 .with_context(|| format!("invalid configuration in {}", path.display()))?
         }
-        None => ServerConfig {
-            data_dir: default_data_dir(),
-            ..ServerConfig::default()
-        },
+        None => ServerConfig { data_dir: default_data_dir(), ..ServerConfig::default() },
     };
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
@@ -131,13 +113,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let data_dir = config.data_dir.clone();
     let using_postgres = config.database_url.is_some();
-    let outbox = matches!(
-        config.verifier,
-        rampart_server::config::VerifierConfig::Outbox
-    );
-    let server = Server::bind(config)
-        .await
-        .context("the server could not start")?;
+    let outbox = matches!(config.verifier, rampart_server::config::VerifierConfig::Outbox);
+    let server = Server::bind(config).await.context("the server could not start")?;
     let addr = server.local_addr().context("no local address")?;
     let id = server.identity();
     let url = format!("https://{addr}");
@@ -148,16 +125,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if using_postgres {
         println!("  storage       PostgreSQL");
     } else {
-        println!(
-            "  storage       embedded SQLite: {}",
-            data_dir.join("rampart.db").display()
-        );
+        println!("  storage       embedded SQLite: {}", data_dir.join("rampart.db").display());
     }
-    let origin = if id.created {
-        "created now (self-signed)"
-    } else {
-        "from"
-    };
+    let origin = if id.created { "created now (self-signed)" } else { "from" };
     println!("  certificate   {origin} {}", id.source.display());
     println!("  fingerprint   {}", id.fingerprint());
     if outbox {
@@ -179,10 +149,7 @@ async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
             (Ok(mut int), Ok(mut term)) => {
                 tokio::select! {
                     _ = int.recv() => {}
@@ -202,9 +169,7 @@ async fn shutdown_signal() {
 
 pub async fn outbox(args: StoreArgs, json: bool) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let store = rampart_server::open_store(&config)
-        .await
-        .context("cannot open the server's store")?;
+    let store = rampart_server::open_store(&config).await.context("cannot open the server's store")?;
     let entries = store.outbox_list().await?;
     if json {
         let list: Vec<_> = entries

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! Hostile and broken clients: every case gets a clear error or a timely disconnect, the server
 //! stays up, and nothing already stored is lost.
 
@@ -15,15 +10,12 @@ use rampart_client::{Client, ClientError, Connection};
 use rampart_core::limits::MAX_FRAME_BYTES;
 use rampart_core::{DeviceId, DeviceSecret, PhoneNumber, VerificationCode};
 use rampart_proto::{
-    ClientFrame, ClientRequest, ErrorCode, GoodbyeReason, PROTOCOL_VERSION, ServerFrame,
-    encode_client_frame,
+    ClientFrame, ClientRequest, ErrorCode, GoodbyeReason, PROTOCOL_VERSION, ServerFrame, encode_client_frame,
 };
 use support::*;
 
 async fn raw(server: &TestServer) -> Connection {
-    Connection::open(&server.address(), Some(server.fingerprint.clone()))
-        .await
-        .unwrap()
+    Connection::open(&server.address(), Some(server.fingerprint.clone())).await.unwrap()
 }
 
 fn error_of(frame: Option<ServerFrame>) -> (ErrorCode, String) {
@@ -55,9 +47,7 @@ async fn malformed_truncated_and_unknown_version_frames() {
     let mut conn = raw(&server).await;
 
     // Garbage after a valid version byte.
-    conn.send_raw(vec![PROTOCOL_VERSION, 0xff, 0xff, 0xff, 0xff])
-        .await
-        .unwrap();
+    conn.send_raw(vec![PROTOCOL_VERSION, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
     let (code, msg) = error_of(conn.next_any(Duration::from_secs(5)).await.unwrap());
     assert_eq!(code, ErrorCode::BadRequest);
     assert!(msg.contains("malformed"), "{msg}");
@@ -70,9 +60,7 @@ async fn malformed_truncated_and_unknown_version_frames() {
             username: None,
         },
     });
-    conn.send_raw(frame[..frame.len() - 3].to_vec())
-        .await
-        .unwrap();
+    conn.send_raw(frame[..frame.len() - 3].to_vec()).await.unwrap();
     let (code, _) = error_of(conn.next_any(Duration::from_secs(5)).await.unwrap());
     assert_eq!(code, ErrorCode::BadRequest);
 
@@ -86,44 +74,28 @@ async fn malformed_truncated_and_unknown_version_frames() {
     assert!(conn.request(ClientRequest::Ping).await.is_ok());
 
     // An unknown version is named, then the connection is closed.
-    let mut v9 = encode_client_frame(&ClientFrame {
-        request_id: 1,
-        request: ClientRequest::Ping,
-    });
+    let mut v9 = encode_client_frame(&ClientFrame { request_id: 1, request: ClientRequest::Ping });
     v9[0] = 9;
     conn.send_raw(v9).await.unwrap();
     let (code, msg) = error_of(conn.next_any(Duration::from_secs(5)).await.unwrap());
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(msg.contains("version 9"), "{msg}");
-    assert_eq!(
-        closed(&mut conn).await,
-        Some(GoodbyeReason::ProtocolViolation)
-    );
+    assert_eq!(closed(&mut conn).await, Some(GoodbyeReason::ProtocolViolation));
 
     // A client that keeps sending garbage is disconnected.
     let mut conn = raw(&server).await;
     for _ in 0..16 {
         conn.send_raw(vec![PROTOCOL_VERSION, 0x07]).await.unwrap();
     }
-    assert_eq!(
-        closed(&mut conn).await,
-        Some(GoodbyeReason::ProtocolViolation)
-    );
+    assert_eq!(closed(&mut conn).await, Some(GoodbyeReason::ProtocolViolation));
 
     // A frame over the 128 KiB cap is refused before it is buffered whole, and the
     // connection closed.
     let mut conn = raw(&server).await;
     // The server may reset the connection while the frame is still being written.
-    if conn
-        .send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1])
-        .await
-        .is_ok()
-    {
+    if conn.send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1]).await.is_ok() {
         let reason = closed(&mut conn).await;
-        assert!(
-            matches!(reason, Some(GoodbyeReason::ProtocolViolation) | None),
-            "{reason:?}"
-        );
+        assert!(matches!(reason, Some(GoodbyeReason::ProtocolViolation) | None), "{reason:?}");
     }
 
     // The server is still up for everyone.
@@ -148,10 +120,7 @@ async fn wrong_replayed_and_exhausted_codes() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let phone = "+14155550201";
     let mut client = Client::open(&dir.path().join("p")).unwrap();
-    client
-        .register(&server.address(), phone, None, None)
-        .await
-        .unwrap();
+    client.register(&server.address(), phone, None, None).await.unwrap();
     let good = server.latest_code(phone);
     let wrong = if good == "000000" { "111111" } else { "000000" };
 
@@ -166,10 +135,7 @@ async fn wrong_replayed_and_exhausted_codes() {
 
     // Replaying the used code (from another profile) fails: codes are single-use.
     let mut other = Client::open(&dir.path().join("q")).unwrap();
-    other
-        .register(&server.address(), "+14155550202", None, None)
-        .await
-        .unwrap();
+    other.register(&server.address(), "+14155550202", None, None).await.unwrap();
     let mut conn = raw(&server).await;
     let replay = ClientRequest::Verify {
         phone: PhoneNumber::parse(phone).unwrap(),
@@ -185,11 +151,7 @@ async fn wrong_replayed_and_exhausted_codes() {
 
     // Five wrong guesses burn a code: even the right one fails afterwards.
     let good2 = server.latest_code("+14155550202");
-    let wrong2 = if good2 == "000000" {
-        "111111"
-    } else {
-        "000000"
-    };
+    let wrong2 = if good2 == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
         assert!(other.verify(wrong2, "x").await.is_err());
     }
@@ -204,9 +166,7 @@ async fn wrong_replayed_and_exhausted_codes() {
 async fn wrong_credentials_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let _alice = server
-        .register(dir.path(), "alice", "+14155550301", None)
-        .await;
+    let _alice = server.register(dir.path(), "alice", "+14155550301", None).await;
     let mut conn = raw(&server).await;
     for device in [1, 999] {
         let r = conn
@@ -215,26 +175,16 @@ async fn wrong_credentials_are_refused() {
                 secret: DeviceSecret::generate(&mut rand::rng()),
             })
             .await;
-        assert!(
-            matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::InvalidCredentials)
-        );
+        assert!(matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::InvalidCredentials));
     }
 }
 
 #[tokio::test]
 async fn full_queue_is_refused_and_keeps_what_it_has() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        dir.path(),
-        Backend::Sqlite,
-        "[limits]\nmax_queue_per_device = 3\n",
-    );
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550401", None)
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550402", Some("bob"))
-        .await;
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "[limits]\nmax_queue_per_device = 3\n");
+    let mut alice = server.register(dir.path(), "alice", "+14155550401", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550402", Some("bob")).await;
     for i in 0..3 {
         alice.send_text("@bob", &format!("m{i}")).await.unwrap();
     }
@@ -245,13 +195,7 @@ async fn full_queue_is_refused_and_keeps_what_it_has() {
         }
         other => panic!("{other:?}"),
     }
-    let got: Vec<String> = bob
-        .receive(None, |_| {})
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let got: Vec<String> = bob.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
     assert_eq!(got, ["m0", "m1", "m2"]);
     alice.send_text("@bob", "room again").await.unwrap();
 }
@@ -259,23 +203,14 @@ async fn full_queue_is_refused_and_keeps_what_it_has() {
 #[tokio::test]
 async fn sending_too_fast_gets_slow_down() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        dir.path(),
-        Backend::Sqlite,
-        "[rate_limits.send]\nburst = 3\nper_minute = 1.0\n",
-    );
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550501", None)
-        .await;
-    let _bob = server
-        .register(dir.path(), "bob", "+14155550502", Some("bob"))
-        .await;
+    let server =
+        TestServer::start(dir.path(), Backend::Sqlite, "[rate_limits.send]\nburst = 3\nper_minute = 1.0\n");
+    let mut alice = server.register(dir.path(), "alice", "+14155550501", None).await;
+    let _bob = server.register(dir.path(), "bob", "+14155550502", Some("bob")).await;
     let mut conn = alice.connect().await.unwrap();
     let bob = rampart_client::parse_recipient("@bob").unwrap();
     for _ in 0..3 {
-        rampart_client::send_on(&mut conn, bob.clone(), "ok")
-            .await
-            .unwrap();
+        rampart_client::send_on(&mut conn, bob.clone(), "ok").await.unwrap();
     }
     match rampart_client::send_on(&mut conn, bob, "too fast").await {
         Err(ClientError::Server(e)) => {
@@ -293,20 +228,12 @@ async fn registration_is_rate_limited_per_number() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut client = Client::open(&dir.path().join("p")).unwrap();
     for _ in 0..3 {
-        client
-            .register(&server.address(), "+14155550601", None, None)
-            .await
-            .unwrap();
+        client.register(&server.address(), "+14155550601", None, None).await.unwrap();
     }
-    let r = client
-        .register(&server.address(), "+14155550601", None, None)
-        .await;
+    let r = client.register(&server.address(), "+14155550601", None, None).await;
     assert!(matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::RateLimited));
     // Another number is not affected.
-    client
-        .register(&server.address(), "+14155550602", None, None)
-        .await
-        .unwrap();
+    client.register(&server.address(), "+14155550602", None, None).await.unwrap();
 }
 
 #[tokio::test]
@@ -321,15 +248,9 @@ async fn silent_connections_are_dropped() {
     let started = Instant::now();
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
-    )
-    .await;
-    assert!(
-        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
-        "expected the server to close the socket, got {n:?}"
-    );
+    let n = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut tcp, &mut buf))
+        .await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "expected the server to close the socket, got {n:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // A WebSocket that never authenticates is told why and closed.
@@ -341,18 +262,13 @@ async fn silent_connections_are_dropped() {
 async fn a_changed_certificate_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550701", None)
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550701", None).await;
     let bogus = "AA:".repeat(31) + "AA";
     alice.trust(&bogus).unwrap();
     match alice.send_text("+14155550701", "x").await {
         Err(e @ ClientError::CertificateChanged { .. }) => {
             let text = e.to_string();
-            assert!(
-                text.contains("CERTIFICATE HAS CHANGED") && text.contains(&server.fingerprint),
-                "{text}"
-            );
+            assert!(text.contains("CERTIFICATE HAS CHANGED") && text.contains(&server.fingerprint), "{text}");
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! Store-and-forward delivery through the real server binary, on both storage backends.
 
 mod support;
@@ -17,18 +12,11 @@ use support::*;
 async fn offline_delivery_survives_sigkill(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(dir.path(), backend, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550001", Some("alice"))
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550002", None)
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550001", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550002", None).await;
 
     // Bob is offline: nothing of his is connected. Alice's send is acknowledged...
-    let receipt = alice
-        .send_text("+14155550002", "survives a crash")
-        .await
-        .unwrap();
+    let receipt = alice.send_text("+14155550002", "survives a crash").await.unwrap();
     assert_eq!(receipt.recipient_devices, 1);
 
     // ...so it must be durable: kill the server without any chance to flush, restart.
@@ -75,12 +63,8 @@ async fn link(
 async fn devices_fan_out_cap_and_revoke(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), backend, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550011", None)
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550012", Some("bob"))
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550011", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550012", Some("bob")).await;
     let mut bob2 = link(&server, dir.path(), &mut bob, "bob2").await.unwrap();
     let mut bob3 = link(&server, dir.path(), &mut bob, "bob3").await.unwrap();
 
@@ -144,56 +128,36 @@ async fn devices_fan_out_cap_and_revoke_postgres() {
 async fn online_device_gets_a_push_without_polling() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550021", None)
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550022", Some("bob"))
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550021", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550022", Some("bob")).await;
     let mut conn: Connection = bob.connect().await.unwrap();
-    assert_eq!(
-        conn.next_frame(Duration::from_secs(5)).await.unwrap(),
-        Some(ServerFrame::QueueDrained)
-    );
+    assert_eq!(conn.next_frame(Duration::from_secs(5)).await.unwrap(), Some(ServerFrame::QueueDrained));
 
     alice.send_text("@bob", "live").await.unwrap();
     match conn.next_frame(Duration::from_secs(5)).await.unwrap() {
         Some(ServerFrame::Delivery(d)) => {
             let text = rampart_proto::decode_plain_content(&d.body).unwrap().text;
             assert_eq!(text, "live");
-            conn.request(ClientRequest::Ack {
-                ids: vec![d.server_id],
-            })
-            .await
-            .unwrap();
+            conn.request(ClientRequest::Ack { ids: vec![d.server_id] }).await.unwrap();
         }
         other => panic!("expected a pushed delivery, got {other:?}"),
     }
     conn.close().await;
-    assert!(
-        bob.receive(None, |_| {}).await.unwrap().is_empty(),
-        "acknowledged messages are deleted"
-    );
+    assert!(bob.receive(None, |_| {}).await.unwrap().is_empty(), "acknowledged messages are deleted");
 }
 
 #[tokio::test]
 async fn unacknowledged_messages_are_redelivered_and_shown_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550031", None)
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550032", Some("bob"))
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550031", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550032", Some("bob")).await;
     alice.send_text("@bob", "once").await.unwrap();
 
     // Bob's device receives it but "crashes" before acknowledging.
     let mut conn = bob.connect().await.unwrap();
     let first = conn.next_frame(Duration::from_secs(5)).await.unwrap();
-    let Some(ServerFrame::Delivery(d)) = first else {
-        panic!("expected a delivery, got {first:?}")
-    };
+    let Some(ServerFrame::Delivery(d)) = first else { panic!("expected a delivery, got {first:?}") };
     bob.profile()
         .store_message(
             d.sender_account,
@@ -208,15 +172,9 @@ async fn unacknowledged_messages_are_redelivered_and_shown_once() {
 
     // The server redelivers; the client recognises the message id and shows nothing new.
     let again = bob.receive(None, |_| {}).await.unwrap();
-    assert!(
-        again.is_empty(),
-        "a redelivered message must not show twice: {again:?}"
-    );
+    assert!(again.is_empty(), "a redelivered message must not show twice: {again:?}");
     assert_eq!(bob.profile().messages(10).unwrap().len(), 1);
-    assert!(
-        bob.receive(None, |_| {}).await.unwrap().is_empty(),
-        "and it is acknowledged now"
-    );
+    assert!(bob.receive(None, |_| {}).await.unwrap().is_empty(), "and it is acknowledged now");
 }
 
 #[tokio::test]
@@ -229,65 +187,26 @@ async fn cli_walkthrough_from_the_readme() {
 
     let (ok, out, err) = cli(
         &alice,
-        &[
-            "account",
-            "register",
-            "--server",
-            &url,
-            "--phone",
-            "+14155550041",
-            "--username",
-            "alice",
-        ],
+        &["account", "register", "--server", &url, "--phone", "+14155550041", "--username", "alice"],
     );
     assert!(ok, "{err}");
-    assert!(
-        out.contains(&server.fingerprint),
-        "first contact shows the pinned fingerprint:\n{out}"
-    );
-    let (ok, _, err) = cli(
-        &alice,
-        &["account", "verify", &server.latest_code("+14155550041")],
-    );
+    assert!(out.contains(&server.fingerprint), "first contact shows the pinned fingerprint:\n{out}");
+    let (ok, _, err) = cli(&alice, &["account", "verify", &server.latest_code("+14155550041")]);
     assert!(ok, "{err}");
-    let (ok, _, err) = cli(
-        &bob,
-        &[
-            "--json",
-            "account",
-            "register",
-            "--server",
-            &url,
-            "--phone",
-            "+14155550042",
-        ],
-    );
+    let (ok, _, err) =
+        cli(&bob, &["--json", "account", "register", "--server", &url, "--phone", "+14155550042"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = cli(
-        &bob,
-        &["account", "verify", &server.latest_code("+14155550042")],
-    );
+    let (ok, _, err) = cli(&bob, &["account", "verify", &server.latest_code("+14155550042")]);
     assert!(ok, "{err}");
 
-    let (ok, out, err) = cli(
-        &alice,
-        &[
-            "--json",
-            "send",
-            "+14155550042",
-            "hello from the walkthrough",
-        ],
-    );
+    let (ok, out, err) = cli(&alice, &["--json", "send", "+14155550042", "hello from the walkthrough"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true);
 
     let (ok, out, err) = cli(&bob, &["--json", "recv"]);
     assert!(ok, "{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["message"]["text"], "hello from the walkthrough");
     assert_eq!(lines[0]["message"]["from"], "@alice");
     assert_eq!(lines.last().unwrap()["received"], 1);
@@ -310,12 +229,8 @@ async fn cli_walkthrough_from_the_readme() {
 async fn graceful_shutdown_keeps_queued_messages() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550051", None)
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550052", Some("bob"))
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550051", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550052", Some("bob")).await;
     let mut conn = alice.connect().await.unwrap();
     for i in 0..20 {
         rampart_client::send_on(
@@ -366,8 +281,15 @@ async fn floods_beyond_the_window_arrive_complete_and_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut outstanding = 0;
     for i in 0..1500 {
-        let body = rampart_proto::encode_plain_content(&rampart_proto::PlainContent { text: format!("live {i}"), sent_at_ms: 0 });
-        let req = ClientRequest::Send { to: to.clone(), message_id: rampart_core::MessageId::random(&mut rand::rng()), body: body.into() };
+        let body = rampart_proto::encode_plain_content(&rampart_proto::PlainContent {
+            text: format!("live {i}"),
+            sent_at_ms: 0,
+        });
+        let req = ClientRequest::Send {
+            to: to.clone(),
+            message_id: rampart_core::MessageId::random(&mut rand::rng()),
+            body: body.into(),
+        };
         conn.send(req).await.unwrap();
         outstanding += 1;
         while outstanding > 32 {

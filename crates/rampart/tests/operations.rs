@@ -1,9 +1,4 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! What operators rely on: logs without personal data or secrets, metrics, the webhook verifier.
 
 mod support;
@@ -24,31 +19,19 @@ async fn logs_hold_no_numbers_content_codes_or_secrets() {
         "127.0.0.1:0".parse().unwrap(),
         "trace",
     );
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155550901", None)
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155550901", None).await;
     let code_alice = server.latest_code("+14155550901");
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155550902", None)
-        .await;
+    let mut bob = server.register(dir.path(), "bob", "+14155550902", None).await;
     let secret_text = "SECRET-CONTENT-7f3a9c";
     alice.send_text("+14155550902", secret_text).await.unwrap();
-    assert_eq!(
-        bob.receive(None, |_| {}).await.unwrap()[0].text,
-        secret_text
-    );
+    assert_eq!(bob.receive(None, |_| {}).await.unwrap()[0].text, secret_text);
     // A failed registration attempt with a number that is never registered.
     let mut eve = Client::open(&dir.path().join("eve")).unwrap();
-    eve.register(&server.address(), "+14155550903", None, None)
-        .await
-        .unwrap();
+    eve.register(&server.address(), "+14155550903", None, None).await.unwrap();
     let _ = eve.verify("000001", "x").await;
 
     let log = server.log();
-    assert!(
-        log.contains("verification code issued"),
-        "the log should record events:\n{log}"
-    );
+    assert!(log.contains("verification code issued"), "the log should record events:\n{log}");
     let device_secret = alice.profile().get("device_secret").unwrap().unwrap();
     for forbidden in [
         "14155550901",
@@ -60,10 +43,7 @@ async fn logs_hold_no_numbers_content_codes_or_secrets() {
         &device_secret,
         &device_secret[..16],
     ] {
-        assert!(
-            !log.contains(forbidden),
-            "the server log contains {forbidden:?}"
-        );
+        assert!(!log.contains(forbidden), "the server log contains {forbidden:?}");
     }
 }
 
@@ -71,29 +51,15 @@ async fn logs_hold_no_numbers_content_codes_or_secrets() {
 async fn metrics_endpoint_counts_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server
-        .register(dir.path(), "alice", "+14155551001", None)
-        .await;
-    let mut bob = server
-        .register(dir.path(), "bob", "+14155551002", Some("bob"))
-        .await;
+    let mut alice = server.register(dir.path(), "alice", "+14155551001", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155551002", Some("bob")).await;
     alice.send_text("@bob", "one").await.unwrap();
     alice.send_text("@bob", "two").await.unwrap();
     let _ = alice.send_text("@ghost_user", "nobody").await;
     bob.receive(None, |_| {}).await.unwrap();
 
-    let http = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
-    let text = http
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let text = http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap();
     let value = |name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -104,16 +70,9 @@ async fn metrics_endpoint_counts_traffic() {
     assert_eq!(value("rampart_messages_received_total"), 2.0);
     assert_eq!(value("rampart_messages_delivered_total"), 2.0);
     assert_eq!(value("rampart_messages_acked_total"), 2.0);
-    assert_eq!(
-        value("rampart_errors_total{code=\"no_such_recipient\"}"),
-        1.0
-    );
+    assert_eq!(value("rampart_errors_total{code=\"no_such_recipient\"}"), 1.0);
     assert!(text.contains("rampart_connections "), "{text}");
-    let health = http
-        .get(format!("{}/health", server.url()))
-        .send()
-        .await
-        .unwrap();
+    let health = http.get(format!("{}/health", server.url())).send().await.unwrap();
     assert!(health.status().is_success());
 }
 
@@ -140,10 +99,7 @@ async fn webhook_verifier_posts_codes_to_the_gateway() {
     let extra = format!("[verifier]\nkind = \"webhook\"\nurl = \"http://{gateway}/sms\"\n");
     let server = TestServer::start(dir.path(), Backend::Sqlite, &extra);
     let mut client = Client::open(&dir.path().join("p")).unwrap();
-    client
-        .register(&server.address(), "+14155551101", None, None)
-        .await
-        .unwrap();
+    client.register(&server.address(), "+14155551101", None, None).await.unwrap();
     let posted = received.lock().unwrap().clone();
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0]["phone"], "+14155551101");
@@ -165,9 +121,7 @@ async fn webhook_verifier_posts_codes_to_the_gateway() {
         "[verifier]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/sms\"\n",
     );
     let mut c2 = Client::open(&dir2.path().join("p")).unwrap();
-    let r = c2
-        .register(&server2.address(), "+14155551102", None, None)
-        .await;
+    let r = c2.register(&server2.address(), "+14155551102", None, None).await;
     assert!(
         matches!(r, Err(rampart_client::ClientError::Server(e)) if e.code == rampart_proto::ErrorCode::Unavailable)
     );

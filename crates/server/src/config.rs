@@ -108,30 +108,12 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            send: Bucket {
-                burst: 100,
-                per_minute: 600.0,
-            },
-            upload_kib: Bucket {
-                burst: 100 * 1024,
-                per_minute: 1024.0 * 1024.0,
-            },
-            register_per_number: Bucket {
-                burst: 3,
-                per_minute: 0.2,
-            },
-            register_per_address: Bucket {
-                burst: 20,
-                per_minute: 2.0,
-            },
-            verify_per_address: Bucket {
-                burst: 30,
-                per_minute: 6.0,
-            },
-            auth_failures_per_address: Bucket {
-                burst: 20,
-                per_minute: 30.0,
-            },
+            send: Bucket { burst: 100, per_minute: 600.0 },
+            upload_kib: Bucket { burst: 100 * 1024, per_minute: 1024.0 * 1024.0 },
+            register_per_number: Bucket { burst: 3, per_minute: 0.2 },
+            register_per_address: Bucket { burst: 20, per_minute: 2.0 },
+            verify_per_address: Bucket { burst: 30, per_minute: 6.0 },
+            auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
         }
     }
 }
@@ -151,12 +133,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self {
-            handshake_secs: 10,
-            anonymous_secs: 120,
-            idle_secs: 90,
-            shutdown_grace_secs: 5,
-        }
+        Self { handshake_secs: 10, anonymous_secs: 120, idle_secs: 90, shutdown_grace_secs: 5 }
     }
 }
 
@@ -180,10 +157,7 @@ pub enum VerifierConfig {
     #[default]
     Outbox,
     /// Codes are POSTed as JSON `{"phone": "...", "text": "..."}` to an SMS gateway.
-    Webhook {
-        url: String,
-        bearer_token: Option<String>,
-    },
+    Webhook { url: String, bearer_token: Option<String> },
 }
 
 /// A configuration that parses but cannot work.
@@ -228,14 +202,8 @@ mod tests {
         );
         let c = c.ok();
         assert_eq!(c.as_ref().map(|c| c.limits.max_devices), Some(3));
-        assert_eq!(
-            c.as_ref().map(|c| c.limits.max_queue_per_device),
-            Some(limits::DEFAULT_MAX_QUEUE)
-        );
-        assert!(matches!(
-            c.map(|c| c.verifier),
-            Some(VerifierConfig::Webhook { .. })
-        ));
+        assert_eq!(c.as_ref().map(|c| c.limits.max_queue_per_device), Some(limits::DEFAULT_MAX_QUEUE));
+        assert!(matches!(c.map(|c| c.verifier), Some(VerifierConfig::Webhook { .. })));
     }
 
     #[test]

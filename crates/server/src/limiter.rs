@@ -19,11 +19,7 @@ pub struct Limiter<K> {
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(name: &'static str, bucket: Bucket) -> Self {
-        Self {
-            name,
-            bucket,
-            table: Mutex::new(HashMap::new()),
-        }
+        Self { name, bucket, table: Mutex::new(HashMap::new()) }
     }
 
     /// Take `cost` tokens from `key`'s bucket.

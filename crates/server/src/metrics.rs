@@ -40,11 +40,7 @@ impl Default for Metrics {
             rate_limited: Family::default(),
             connections_refused: Counter::default(),
         };
-        registry.register(
-            "connections",
-            "Open WebSocket sessions",
-            m.connections.clone(),
-        );
+        registry.register("connections", "Open WebSocket sessions", m.connections.clone());
         registry.register(
             "authenticated_devices",
             "Sessions with an authenticated device",
@@ -55,11 +51,7 @@ impl Default for Metrics {
             "Messages waiting in device queues (sampled)",
             m.queued_messages.clone(),
         );
-        registry.register(
-            "messages_received",
-            "Messages accepted from senders",
-            m.messages_received.clone(),
-        );
+        registry.register("messages_received", "Messages accepted from senders", m.messages_received.clone());
         registry.register(
             "messages_delivered",
             "Message copies pushed to devices",

@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rampart_core::limits::MAX_FRAME_BYTES;
-use rampart_store::Store;
+use rampart_store::{Store, StoreEvent};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -42,19 +42,13 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot open the database: {0}")]
     Store(#[from] rampart_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A bound server, not yet serving. Lets the caller print the address and fingerprint first.
@@ -67,9 +61,7 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("addr", &self.local_addr())
-            .finish_non_exhaustive()
+        f.debug_struct("Server").field("addr", &self.local_addr()).finish_non_exhaustive()
     }
 }
 
@@ -78,9 +70,7 @@ impl std::fmt::Debug for Server {
 pub async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
     Ok(match &config.database_url {
         Some(url) => Arc::new(rampart_store::postgres::PostgresStore::connect(url).await?),
-        None => Arc::new(rampart_store::sqlite::SqliteStore::open(
-            &config.data_dir.join("rampart.db"),
-        )?),
+        None => Arc::new(rampart_store::sqlite::SqliteStore::open(&config.data_dir.join("rampart.db"))?),
     })
 }
 
@@ -98,10 +88,8 @@ fn load_or_create_log_key(dir: &Path) -> Result<[u8; 32], ServerError> {
 
 impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServerError::DataDir { path: config.data_dir.display().to_string(), source })?;
         let identity = tls::load_or_create(
             &config.data_dir,
             config.tls_cert.as_deref(),
@@ -111,21 +99,12 @@ impl Server {
         let acceptor = TlsAcceptor::from(identity.rustls_config()?);
         let log_key = load_or_create_log_key(&config.data_dir)?;
         let store = open_store(&config).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let verifier = verifier::from_config(&config.verifier, store.clone());
         let shared = Arc::new(Shared::new(config, store, verifier, log_key));
-        Ok(Self {
-            shared,
-            listener,
-            acceptor,
-            identity,
-        })
+        Ok(Self { shared, listener, acceptor, identity })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -144,15 +123,18 @@ impl Server {
     /// they are closed (or the grace period is over). Every message acknowledged to a sender
     /// was durably stored before the acknowledgement, so stopping loses nothing.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server {
-            shared,
-            listener,
-            acceptor,
-            ..
-        } = self;
+        let Server { shared, listener, acceptor, .. } = self;
         let router = router(shared.clone());
         let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections.max(1)));
         let maintenance = tokio::spawn(maintain(shared.clone()));
+        let events = match shared.store.subscribe().await {
+            Ok(Some(events)) => Some(tokio::spawn(relay_store_events(shared.clone(), events))),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "cannot listen for other nodes' events; deliveries from them wait for reconnects");
+                None
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -173,14 +155,7 @@ impl Server {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let conn = serve_connection(
-                tcp,
-                addr,
-                acceptor.clone(),
-                router.clone(),
-                shared.clone(),
-                permit,
-            );
+            let conn = serve_connection(tcp, addr, acceptor.clone(), router.clone(), shared.clone(), permit);
             shared.tasks.spawn(conn);
         }
         info!("shutting down: no new connections; saying goodbye to open ones");
@@ -188,13 +163,13 @@ impl Server {
         shared.shutdown.cancel();
         shared.tasks.close();
         let grace = Duration::from_secs(shared.config.timeouts.shutdown_grace_secs);
-        if tokio::time::timeout(grace, shared.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, shared.tasks.wait()).await.is_err() {
             warn!("some connections did not close within the grace period");
         }
         maintenance.abort();
+        if let Some(events) = events {
+            events.abort();
+        }
         info!("stopped");
     }
 }
@@ -221,24 +196,15 @@ async fn serve_connection(
     };
     // The slot travels with the request into the WebSocket session, so the connection cap
     // counts sessions, not just HTTP exchanges.
-    let slot = ConnectionSlot {
-        addr,
-        _permit: Arc::new(permit),
-    };
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(slot.clone());
-            let mut router = router.clone();
-            async move { router.call(req).await }
-        });
+    let slot = ConnectionSlot { addr, _permit: Arc::new(permit) };
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(slot.clone());
+        let mut router = router.clone();
+        async move { router.call(req).await }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(handshake)
-        .keep_alive(true);
-    let conn = builder
-        .serve_connection(TokioIo::new(tls), service)
-        .with_upgrades();
+    builder.timer(TokioTimer::new()).header_read_timeout(handshake).keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(tls), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
@@ -262,10 +228,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/ws", get(websocket))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
-        .route(
-            "/",
-            get(|| async { "Rampart server. Talk to it with the `rampart` client.\n" }),
-        )
+        .route("/", get(|| async { "Rampart server. Talk to it with the `rampart` client.\n" }))
         .with_state(shared)
 }
 
@@ -290,13 +253,21 @@ async fn websocket(
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        shared.metrics.render(),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render())
+}
+
+/// Apply what other server nodes sharing the database did to this node's connections.
+async fn relay_store_events(shared: Arc<Shared>, mut events: tokio::sync::mpsc::Receiver<StoreEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            StoreEvent::Queued(device) => shared.hub.nudge(device),
+            StoreEvent::Revoked(device) => shared.hub.revoke(device),
+            StoreEvent::Linked { code_hash, account, device } => {
+                shared.hub.complete_link(code_hash, account, device);
+            }
+            StoreEvent::Resync => shared.hub.nudge_all(),
+        }
+    }
 }
 
 async fn maintain(shared: Arc<Shared>) {
@@ -316,10 +287,7 @@ async fn maintain(shared: Arc<Shared>) {
             Err(e) => warn!(error = %e, "purge failed"),
         }
         if let Ok(n) = shared.store.total_queued().await {
-            shared
-                .metrics
-                .queued_messages
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            shared.metrics.queued_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         shared.limits.sweep(Instant::now());
     }

@@ -23,12 +23,10 @@ use rampart_core::{
     AccountId, DeviceId, LinkCode, RetryAfter, SecretHash, ServerMessageId, VerificationCode,
 };
 use rampart_proto::{
-    ClientRequest, DecodeError, Delivery, DeviceInfo, ErrorBody, ErrorCode, GoodbyeReason,
-    Recipient, ResponseBody, ServerFrame, decode_client_frame, encode_server_frame,
+    ClientRequest, DecodeError, Delivery, DeviceInfo, ErrorBody, ErrorCode, GoodbyeReason, Recipient,
+    ResponseBody, ServerFrame, decode_client_frame, encode_server_frame,
 };
-use rampart_store::{
-    NewDevice, NewMessage, PendingLink, PendingRegistration, StoreError, StoredMessage,
-};
+use rampart_store::{NewDevice, NewMessage, PendingLink, PendingRegistration, StoreError, StoredMessage};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -44,23 +42,14 @@ const RECIPIENT_CACHE: usize = 256;
 type Answer = Result<ResponseBody, ErrorBody>;
 
 fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody {
-        code,
-        message: message.into(),
-        retry_after_ms: 0,
-    }
+    ErrorBody { code, message: message.into(), retry_after_ms: 0 }
 }
 
 fn slow_down(what: &str, retry: RetryAfter) -> ErrorBody {
-    let ms = u32::try_from(retry.0.as_millis())
-        .unwrap_or(u32::MAX)
-        .max(1);
+    let ms = u32::try_from(retry.0.as_millis()).unwrap_or(u32::MAX).max(1);
     ErrorBody {
         code: ErrorCode::RateLimited,
-        message: format!(
-            "slow down: too many {what}; retry in {:.1} s",
-            f64::from(ms) / 1000.0
-        ),
+        message: format!("slow down: too many {what}; retry in {:.1} s", f64::from(ms) / 1000.0),
         retry_after_ms: ms,
     }
 }
@@ -224,9 +213,7 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some((request_id, result)) = conn.sends.next().await {
             let reply = ServerFrame::Response { request_id, result };
-            let _ = ws
-                .feed(Message::Binary(encode_server_frame(&reply).into()))
-                .await;
+            let _ = ws.feed(Message::Binary(encode_server_frame(&reply).into())).await;
         }
         let _ = ws.flush().await;
     })
@@ -235,9 +222,7 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
         debug!(conn = conn.id, ?reason, "closing connection");
         let frame = ServerFrame::Goodbye { reason, message };
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = ws
-                .send(Message::Binary(encode_server_frame(&frame).into()))
-                .await;
+            let _ = ws.send(Message::Binary(encode_server_frame(&frame).into())).await;
             let _ = ws.send(Message::Close(None)).await;
         })
         .await;
@@ -253,18 +238,13 @@ impl Connection {
                 "the server is shutting down; reconnect shortly".into(),
             ),
             Event::Push(push) => self.on_push(ws, push).await,
-            Event::SendDone((request_id, answer)) => {
-                self.answer(ws, request_id, "send", answer).await
-            }
+            Event::SendDone((request_id, answer)) => self.answer(ws, request_id, "send", answer).await,
             Event::Tick => self.on_tick(ws).await,
             Event::Incoming(None) => Flow::Ended,
             Event::Incoming(Some(Err(e))) => {
                 // tungstenite refuses frames over the size cap here, before buffering them.
                 debug!(conn = self.id, error = %e, "websocket read error");
-                Flow::Close(
-                    GoodbyeReason::ProtocolViolation,
-                    format!("connection error: {e}"),
-                )
+                Flow::Close(GoodbyeReason::ProtocolViolation, format!("connection error: {e}"))
             }
             Event::Incoming(Some(Ok(msg))) => {
                 self.last_heard = Instant::now();
@@ -293,18 +273,11 @@ impl Connection {
     }
 
     fn peer(&self) -> Peer {
-        Peer {
-            conn: self.id,
-            tx: self.push_tx.clone(),
-            lagged: self.lagged.clone(),
-        }
+        Peer { conn: self.id, tx: self.push_tx.clone(), lagged: self.lagged.clone() }
     }
 
     async fn send(&mut self, ws: &mut WebSocket, frame: &ServerFrame) -> Flow {
-        match ws
-            .send(Message::Binary(encode_server_frame(frame).into()))
-            .await
-        {
+        match ws.send(Message::Binary(encode_server_frame(frame).into())).await {
             Ok(()) => Flow::Continue,
             Err(e) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
         }
@@ -339,17 +312,17 @@ impl Connection {
 
     async fn on_push(&mut self, ws: &mut WebSocket, push: Push) -> Flow {
         match push {
-            Push::Revoked => Flow::Close(
-                GoodbyeReason::DeviceRevoked,
-                "this device was revoked".into(),
-            ),
+            Push::Nudge => {
+                self.refetch = true;
+                self.fill(ws).await
+            }
+            Push::Revoked => Flow::Close(GoodbyeReason::DeviceRevoked, "this device was revoked".into()),
             Push::LinkCompleted { account, device } => {
                 self.waiting_link = None;
                 self.link_deadline = None;
                 self.session = Session::Anonymous;
                 self.opened = Instant::now();
-                self.send(ws, &ServerFrame::LinkCompleted { account, device })
-                    .await
+                self.send(ws, &ServerFrame::LinkCompleted { account, device }).await
             }
             Push::Message(msg) => {
                 if !self.backlog_done || self.refetch || self.in_flight.contains(&msg.id) {
@@ -396,12 +369,7 @@ impl Connection {
         // writers (PostgreSQL) ids may commit out of order, and acknowledged rows are gone
         // anyway, so the head of the queue is exactly what is still undelivered or in flight.
         let limit = self.in_flight.len() + room;
-        let batch = match self
-            .shared
-            .store
-            .fetch_queue(device, None, now_ms(), limit as u32)
-            .await
-        {
+        let batch = match self.shared.store.fetch_queue(device, None, now_ms(), limit as u32).await {
             Ok(b) => b,
             Err(e) => {
                 warn!(conn = self.id, error = %e, "queue read failed");
@@ -440,15 +408,8 @@ impl Connection {
         let class = request_class(&frame.request);
         let answer = match self.session.admit(class) {
             Ok(()) => match frame.request {
-                ClientRequest::Send {
-                    to,
-                    message_id,
-                    body,
-                } => {
-                    match self
-                        .start_send(frame.request_id, to, message_id, body)
-                        .await
-                    {
+                ClientRequest::Send { to, message_id, body } => {
+                    match self.start_send(frame.request_id, to, message_id, body).await {
                         // Answered when the message is stored.
                         Ok(()) => return Flow::Continue,
                         Err(e) => Err(e),
@@ -476,19 +437,11 @@ impl Connection {
     ) -> Flow {
         if let Err(e) = &answer {
             self.shared.metrics.error(e.code.as_str());
-            debug!(
-                conn = self.id,
-                request = kind,
-                code = e.code.as_str(),
-                "request refused"
-            );
+            debug!(conn = self.id, request = kind, code = e.code.as_str(), "request refused");
         }
         let just_authenticated = kind == "authenticate" && answer.is_ok();
         let acked = kind == "ack" && answer.is_ok();
-        let reply = ServerFrame::Response {
-            request_id,
-            result: answer,
-        };
+        let reply = ServerFrame::Response { request_id, result: answer };
         if let Flow::Close(r, m) = self.send(ws, &reply).await {
             return Flow::Close(r, m);
         }
@@ -502,12 +455,8 @@ impl Connection {
         self.bad_frames += 1;
         self.shared.metrics.error(e.code().as_str());
         debug!(conn = self.id, error = %e, "undecodable frame");
-        let fatal = matches!(e, DecodeError::UnsupportedVersion { .. })
-            || self.bad_frames >= MAX_BAD_FRAMES;
-        let reply = ServerFrame::Response {
-            request_id: 0,
-            result: Err(err(e.code(), e.to_string())),
-        };
+        let fatal = matches!(e, DecodeError::UnsupportedVersion { .. }) || self.bad_frames >= MAX_BAD_FRAMES;
+        let reply = ServerFrame::Response { request_id: 0, result: Err(err(e.code(), e.to_string())) };
         if let Flow::Close(r, m) = self.send(ws, &reply).await {
             return Flow::Close(r, m);
         }
@@ -519,9 +468,7 @@ impl Connection {
 
     async fn handle(&mut self, request: ClientRequest) -> Answer {
         match request {
-            ClientRequest::Ping => Ok(ResponseBody::Pong {
-                server_time_ms: now_ms(),
-            }),
+            ClientRequest::Ping => Ok(ResponseBody::Pong { server_time_ms: now_ms() }),
             ClientRequest::Register { phone, username } => {
                 let answer = self.register(phone, username).await;
                 // Registering is progress: the anonymous deadline restarts for the verification.
@@ -530,19 +477,13 @@ impl Connection {
                 }
                 answer
             }
-            ClientRequest::Verify {
-                phone,
-                code,
-                device_name,
-                secret,
-            } => self.verify(phone, code, device_name, secret.hash()).await,
-            ClientRequest::Authenticate { device, secret } => {
-                self.authenticate(device, secret.hash()).await
+            ClientRequest::Verify { phone, code, device_name, secret } => {
+                self.verify(phone, code, device_name, secret.hash()).await
             }
-            ClientRequest::BeginLink {
-                device_name,
-                secret,
-            } => self.begin_link(device_name, secret.hash()).await,
+            ClientRequest::Authenticate { device, secret } => self.authenticate(device, secret.hash()).await,
+            ClientRequest::BeginLink { device_name, secret } => {
+                self.begin_link(device_name, secret.hash()).await
+            }
             ClientRequest::ApproveLink { code } => self.approve_link(code).await,
             // Started by `on_frame`, answered when stored; never routed here.
             ClientRequest::Send { .. } => Err(err(ErrorCode::Internal, "send routed wrongly")),
@@ -554,9 +495,7 @@ impl Connection {
     }
 
     fn identity(&self) -> Result<(AccountId, DeviceId), ErrorBody> {
-        self.session
-            .device()
-            .ok_or_else(|| err(ErrorCode::NotAuthenticated, "authenticate first"))
+        self.session.device().ok_or_else(|| err(ErrorCode::NotAuthenticated, "authenticate first"))
     }
 
     fn limit<K: std::hash::Hash + Eq + Clone>(
@@ -579,34 +518,13 @@ impl Connection {
     ) -> Answer {
         let shared = self.shared.clone();
         let tag = shared.phone_tag(&phone);
-        self.limit(
-            &shared.limits.register_per_address,
-            &self.ip,
-            1,
-            "registrations from this address",
-        )?;
-        self.limit(
-            &shared.limits.register_per_number,
-            &tag,
-            1,
-            "codes requested for this number",
-        )?;
+        self.limit(&shared.limits.register_per_address, &self.ip, 1, "registrations from this address")?;
+        self.limit(&shared.limits.register_per_number, &tag, 1, "codes requested for this number")?;
         if let Some(name) = &username {
-            let owner = shared
-                .store
-                .account_by_username(name)
-                .await
-                .map_err(store_error)?;
-            let mine = shared
-                .store
-                .account_by_phone(&phone)
-                .await
-                .map_err(store_error)?;
+            let owner = shared.store.account_by_username(name).await.map_err(store_error)?;
+            let mine = shared.store.account_by_phone(&phone).await.map_err(store_error)?;
             if owner.is_some() && owner != mine {
-                return Err(err(
-                    ErrorCode::UsernameTaken,
-                    "the username is already taken",
-                ));
+                return Err(err(ErrorCode::UsernameTaken, "the username is already taken"));
             }
         }
         let ttl = Duration::from_secs(shared.config.limits.code_ttl_secs);
@@ -618,22 +536,13 @@ impl Connection {
             username,
             expires_at: now + ttl.as_millis() as u64,
         };
-        shared
-            .store
-            .begin_registration(pending)
-            .await
-            .map_err(store_error)?;
+        shared.store.begin_registration(pending).await.map_err(store_error)?;
         if let Err(e) = shared.verifier.deliver(&phone, &code, ttl, now).await {
             warn!(phone = %tag, error = %e, "verification code not delivered");
-            return Err(err(
-                ErrorCode::Unavailable,
-                "could not send the verification code; try again later",
-            ));
+            return Err(err(ErrorCode::Unavailable, "could not send the verification code; try again later"));
         }
         info!(phone = %tag, "verification code issued");
-        Ok(ResponseBody::RegistrationStarted {
-            expires_in_secs: ttl.as_secs() as u32,
-        })
+        Ok(ResponseBody::RegistrationStarted { expires_in_secs: ttl.as_secs() as u32 })
     }
 
     async fn verify(
@@ -650,23 +559,11 @@ impl Connection {
             1,
             "verification attempts from this address",
         )?;
-        let previous = match shared
-            .store
-            .account_by_phone(&phone)
-            .await
-            .map_err(store_error)?
-        {
-            Some(account) => shared
-                .store
-                .list_devices(account)
-                .await
-                .map_err(store_error)?,
+        let previous = match shared.store.account_by_phone(&phone).await.map_err(store_error)? {
+            Some(account) => shared.store.list_devices(account).await.map_err(store_error)?,
             None => Vec::new(),
         };
-        let device = NewDevice {
-            name: default_name(device_name, "primary"),
-            secret_hash,
-        };
+        let device = NewDevice { name: default_name(device_name, "primary"), secret_hash };
         let done = shared
             .store
             .complete_registration(
@@ -701,11 +598,7 @@ impl Connection {
                 RetryAfter(Duration::from_secs(2)),
             ));
         }
-        let record = shared
-            .store
-            .device_auth(device)
-            .await
-            .map_err(store_error)?;
+        let record = shared.store.device_auth(device).await.map_err(store_error)?;
         let Some(record) = record.filter(|r| r.secret_hash.matches(&presented)) else {
             let _ = failures.check(&self.ip, 1, Instant::now());
             return Err(err(
@@ -713,82 +606,42 @@ impl Connection {
                 "unknown device or wrong credentials (was this device revoked or the account registered again?)",
             ));
         };
-        let label = shared
-            .store
-            .account_label(record.account)
-            .await
-            .map_err(store_error)?
-            .unwrap_or_default();
-        shared
-            .store
-            .touch_device(device, now_ms())
-            .await
-            .map_err(store_error)?;
-        self.session = Session::Authenticated {
-            account: record.account,
-            device,
-        };
+        let label =
+            shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();
+        shared.store.touch_device(device, now_ms()).await.map_err(store_error)?;
+        self.session = Session::Authenticated { account: record.account, device };
         self.label = label.clone();
         shared.hub.attach(device, self.peer());
         shared.metrics.authenticated_devices.inc();
         debug!(conn = self.id, account = %record.account, device = %device, "authenticated");
-        Ok(ResponseBody::Authenticated {
-            account: record.account,
-            device,
-            label,
-        })
+        Ok(ResponseBody::Authenticated { account: record.account, device, label })
     }
 
     async fn begin_link(&mut self, device_name: String, secret_hash: SecretHash) -> Answer {
         let shared = self.shared.clone();
-        self.limit(
-            &shared.limits.verify_per_address,
-            &self.ip,
-            1,
-            "link attempts from this address",
-        )?;
+        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link attempts from this address")?;
         let code = LinkCode::generate(&mut rand::rng());
         let ttl = Duration::from_secs(shared.config.limits.code_ttl_secs);
         let pending = PendingLink {
             code_hash: code.hash(),
-            device: NewDevice {
-                name: default_name(device_name, "linked device"),
-                secret_hash,
-            },
+            device: NewDevice { name: default_name(device_name, "linked device"), secret_hash },
             expires_at: now_ms() + ttl.as_millis() as u64,
         };
-        shared
-            .store
-            .begin_link(pending)
-            .await
-            .map_err(store_error)?;
+        shared.store.begin_link(pending).await.map_err(store_error)?;
         shared.hub.wait_link(code.hash(), self.peer());
         self.waiting_link = Some(code.hash());
         self.link_deadline = Some(Instant::now() + ttl);
         self.session = Session::AwaitingLink;
-        Ok(ResponseBody::LinkStarted {
-            code,
-            expires_in_secs: ttl.as_secs() as u32,
-        })
+        Ok(ResponseBody::LinkStarted { code, expires_in_secs: ttl.as_secs() as u32 })
     }
 
     async fn approve_link(&mut self, code: LinkCode) -> Answer {
         let (account, _) = self.identity()?;
         let shared = self.shared.clone();
-        self.limit(
-            &shared.limits.verify_per_address,
-            &self.ip,
-            1,
-            "link approvals from this address",
-        )?;
+        self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link approvals from this address")?;
         let device = shared
             .store
-            .complete_link(
-                code.hash(),
-                account,
-                now_ms(),
-                shared.config.limits.max_devices,
-            )
+            .complete_link(code.hash(), account, now_ms(), shared.config.limits.max_devices)
             .await
             .map_err(store_error)?;
         let notified = shared.hub.complete_link(code.hash(), account, device);
@@ -811,10 +664,7 @@ impl Connection {
         if body.len() > max {
             return Err(err(
                 ErrorCode::MessageTooLarge,
-                format!(
-                    "message of {} bytes exceeds this server's limit of {max} bytes",
-                    body.len()
-                ),
+                format!("message of {} bytes exceeds this server's limit of {max} bytes", body.len()),
             ));
         }
         self.limit(&shared.limits.send, &device, 1, "messages")?;
@@ -833,20 +683,14 @@ impl Connection {
             body: body.to_vec(),
         };
         self.sends.push(Box::pin(async move {
-            let stored = shared
-                .store
-                .enqueue(msg, shared.config.limits.max_queue_per_device)
-                .await;
+            let stored = shared.store.enqueue(msg, shared.config.limits.max_queue_per_device).await;
             let answer = stored.map_err(store_error).map(|copies| {
                 shared.metrics.messages_received.inc();
                 let count = copies.len() as u32;
                 for copy in copies {
                     shared.hub.push_message(copy);
                 }
-                ResponseBody::Sent {
-                    server_timestamp_ms: now,
-                    recipient_devices: count,
-                }
+                ResponseBody::Sent { server_timestamp_ms: now, recipient_devices: count }
             });
             (request_id, answer)
         }));
@@ -864,14 +708,10 @@ impl Connection {
         }
         .map_err(store_error)?;
         let account = found.ok_or_else(|| match to {
-            Recipient::Phone(_) => err(
-                ErrorCode::NoSuchRecipient,
-                "no Rampart account has this phone number",
-            ),
-            Recipient::Username(_) => err(
-                ErrorCode::NoSuchRecipient,
-                "no Rampart account has this username",
-            ),
+            Recipient::Phone(_) => {
+                err(ErrorCode::NoSuchRecipient, "no Rampart account has this phone number")
+            }
+            Recipient::Username(_) => err(ErrorCode::NoSuchRecipient, "no Rampart account has this username"),
         })?;
         if self.recipients.len() >= RECIPIENT_CACHE {
             self.recipients.clear();
@@ -882,12 +722,7 @@ impl Connection {
 
     async fn ack(&mut self, ids: Vec<ServerMessageId>) -> Answer {
         let (_, device) = self.identity()?;
-        let deleted = self
-            .shared
-            .store
-            .ack(device, &ids)
-            .await
-            .map_err(store_error)?;
+        let deleted = self.shared.store.ack(device, &ids).await.map_err(store_error)?;
         for id in &ids {
             self.in_flight.remove(id);
         }
@@ -897,12 +732,7 @@ impl Connection {
 
     async fn list_devices(&mut self) -> Answer {
         let (account, _) = self.identity()?;
-        let list = self
-            .shared
-            .store
-            .list_devices(account)
-            .await
-            .map_err(store_error)?;
+        let list = self.shared.store.list_devices(account).await.map_err(store_error)?;
         Ok(ResponseBody::Devices(
             list.into_iter()
                 .map(|d| DeviceInfo {
@@ -917,11 +747,7 @@ impl Connection {
 
     async fn revoke(&mut self, target: DeviceId) -> Answer {
         let (account, device) = self.identity()?;
-        self.shared
-            .store
-            .revoke_device(account, target)
-            .await
-            .map_err(store_error)?;
+        self.shared.store.revoke_device(account, target).await.map_err(store_error)?;
         self.shared.hub.revoke(target);
         info!(account = %account, by = %device, revoked = %target, "device revoked");
         Ok(ResponseBody::Ok)
@@ -930,33 +756,22 @@ impl Connection {
     async fn set_username(&mut self, username: Option<rampart_core::Username>) -> Answer {
         let (account, _) = self.identity()?;
         let store = &self.shared.store;
-        store
-            .set_username(account, username.as_ref())
-            .await
-            .map_err(store_error)?;
-        self.label = store
-            .account_label(account)
-            .await
-            .map_err(store_error)?
-            .unwrap_or_default();
+        store.set_username(account, username.as_ref()).await.map_err(store_error)?;
+        self.label = store.account_label(account).await.map_err(store_error)?.unwrap_or_default();
         Ok(ResponseBody::Ok)
     }
 }
 
 fn default_name(name: String, fallback: &str) -> String {
-    if name.trim().is_empty() {
-        fallback.to_owned()
-    } else {
-        name
-    }
+    if name.trim().is_empty() { fallback.to_owned() } else { name }
 }
 
 fn request_class(request: &ClientRequest) -> RequestClass {
     match request {
         ClientRequest::Ping => RequestClass::Always,
-        ClientRequest::Register { .. }
-        | ClientRequest::Verify { .. }
-        | ClientRequest::BeginLink { .. } => RequestClass::Anonymous,
+        ClientRequest::Register { .. } | ClientRequest::Verify { .. } | ClientRequest::BeginLink { .. } => {
+            RequestClass::Anonymous
+        }
         ClientRequest::Authenticate { .. } => RequestClass::Authenticate,
         ClientRequest::ApproveLink { .. }
         | ClientRequest::Send { .. }

@@ -22,10 +22,7 @@ use crate::verifier::Verifier;
 
 /// Wall-clock milliseconds. The only place the server reads the clock for stored timestamps.
 pub fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Something for one connection to do, sent by another task.
@@ -36,11 +33,10 @@ pub enum Push {
     Message(Box<StoredMessage>),
     /// The device was revoked (or replaced by a re-registration): close at once.
     Revoked,
+    /// Another node queued messages for this device: re-read the queue.
+    Nudge,
     /// The link this connection waits for was approved.
-    LinkCompleted {
-        account: AccountId,
-        device: DeviceId,
-    },
+    LinkCompleted { account: AccountId, device: DeviceId },
 }
 
 /// How to reach one connection.
@@ -83,11 +79,27 @@ impl Hub {
             return;
         };
         for peer in peers {
-            if peer
-                .tx
-                .try_send(Push::Message(Box::new(msg.clone())))
-                .is_err()
-            {
+            if peer.tx.try_send(Push::Message(Box::new(msg.clone()))).is_err() {
+                peer.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Make a device's connections re-read their queue (messages queued by another node).
+    pub fn nudge(&self, device: DeviceId) {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        for peer in map.get(&device).into_iter().flatten() {
+            if peer.tx.try_send(Push::Nudge).is_err() {
+                peer.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Make every connection re-read its queue (events from other nodes may have been lost).
+    pub fn nudge_all(&self) {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        for peer in map.values().flatten() {
+            if peer.tx.try_send(Push::Nudge).is_err() {
                 peer.lagged.store(true, Ordering::Release);
             }
         }
@@ -107,10 +119,7 @@ impl Hub {
     }
 
     pub fn wait_link(&self, code_hash: SecretHash, peer: Peer) {
-        self.links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(code_hash.0, peer);
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).insert(code_hash.0, peer);
     }
 
     pub fn forget_link(&self, code_hash: SecretHash, conn: u64) {
@@ -121,21 +130,9 @@ impl Hub {
     }
 
     /// Tell the waiting new device it was approved. False if it is no longer connected here.
-    pub fn complete_link(
-        &self,
-        code_hash: SecretHash,
-        account: AccountId,
-        device: DeviceId,
-    ) -> bool {
-        let peer = self
-            .links
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&code_hash.0);
-        peer.is_some_and(|p| {
-            p.tx.try_send(Push::LinkCompleted { account, device })
-                .is_ok()
-        })
+    pub fn complete_link(&self, code_hash: SecretHash, account: AccountId, device: DeviceId) -> bool {
+        let peer = self.links.lock().unwrap_or_else(|p| p.into_inner()).remove(&code_hash.0);
+        peer.is_some_and(|p| p.tx.try_send(Push::LinkCompleted { account, device }).is_ok())
     }
 }
 
@@ -159,10 +156,7 @@ impl Limiters {
             register_per_number: Limiter::new("register_per_number", r.register_per_number),
             register_per_address: Limiter::new("register_per_address", r.register_per_address),
             verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
-            auth_failures_per_address: Limiter::new(
-                "auth_failures_per_address",
-                r.auth_failures_per_address,
-            ),
+            auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
         }
     }
 
@@ -194,9 +188,7 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("store", &self.store.backend_name())
-            .finish_non_exhaustive()
+        f.debug_struct("Shared").field("store", &self.store.backend_name()).finish_non_exhaustive()
     }
 }
 

@@ -11,15 +11,9 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: PathBuf },
     #[error("{path} holds no PEM private key")]
@@ -46,10 +40,7 @@ pub struct ServerIdentity {
 impl ServerIdentity {
     /// SHA-256 over the DER of the leaf certificate, as colon-separated hex: what clients pin.
     pub fn fingerprint(&self) -> String {
-        self.chain
-            .first()
-            .map(|c| fingerprint_of(c.as_ref()))
-            .unwrap_or_default()
+        self.chain.first().map(|c| fingerprint_of(c.as_ref())).unwrap_or_default()
     }
 
     pub fn rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
@@ -66,11 +57,7 @@ impl ServerIdentity {
 /// Format a SHA-256 fingerprint the way clients show and compare it.
 pub fn fingerprint_of(der: &[u8]) -> String {
     let digest = Sha256::digest(der);
-    digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// Load the operator's certificate, or the one in the data dir, or create one there.
@@ -96,51 +83,28 @@ pub fn load_or_create(
 }
 
 fn load(cert: &Path, key: &Path, created: bool) -> Result<ServerIdentity, TlsError> {
-    let cert_pem = std::fs::read(cert).map_err(|source| TlsError::Read {
-        path: cert.into(),
-        source,
-    })?;
-    let key_pem = std::fs::read(key).map_err(|source| TlsError::Read {
-        path: key.into(),
-        source,
-    })?;
+    let cert_pem = std::fs::read(cert).map_err(|source| TlsError::Read { path: cert.into(), source })?;
+    let key_pem = std::fs::read(key).map_err(|source| TlsError::Read { path: key.into(), source })?;
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::Read {
-            path: cert.into(),
-            source,
-        })?;
+        .map_err(|source| TlsError::Read { path: cert.into(), source })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate { path: cert.into() });
     }
     let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|source| TlsError::Read {
-            path: key.into(),
-            source,
-        })?
+        .map_err(|source| TlsError::Read { path: key.into(), source })?
         .ok_or_else(|| TlsError::NoKey { path: key.into() })?;
-    Ok(ServerIdentity {
-        chain,
-        key: key_der,
-        source: cert.into(),
-        created,
-    })
+    Ok(ServerIdentity { chain, key: key_der, source: cert.into(), created })
 }
 
 fn create(cert: &Path, key: &Path, hostnames: &[String]) -> Result<(), TlsError> {
-    let mut names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     names.extend(hostnames.iter().cloned());
     let generated =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert, generated.cert.pem()).map_err(|source| TlsError::Write {
-        path: cert.into(),
-        source,
-    })?;
+    std::fs::write(cert, generated.cert.pem())
+        .map_err(|source| TlsError::Write { path: cert.into(), source })?;
     Ok(())
 }
 
@@ -153,16 +117,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).map_err(|source| TlsError::Write {
-        path: path.into(),
-        source,
-    })?;
+    let mut f = options.open(path).map_err(|source| TlsError::Write { path: path.into(), source })?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
-        .map_err(|source| TlsError::Write {
-            path: path.into(),
-            source,
-        })
+        .map_err(|source| TlsError::Write { path: path.into(), source })
 }
 
 #[cfg(test)]
@@ -172,10 +130,7 @@ mod tests {
     #[test]
     fn creates_once_then_reuses() {
         let dir = tempfile::tempdir().ok();
-        let dir = dir
-            .as_ref()
-            .map(|d| d.path().to_path_buf())
-            .unwrap_or_default();
+        let dir = dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
         let first = load_or_create(&dir, None, None, &[]).map(|i| (i.fingerprint(), i.created));
         let second = load_or_create(&dir, None, None, &[]).map(|i| (i.fingerprint(), i.created));
         let (fp1, created1) = first.unwrap_or_default();

@@ -49,10 +49,7 @@ pub fn from_config(config: &VerifierConfig, store: Arc<dyn Store>) -> Arc<dyn Ve
         VerifierConfig::Webhook { url, bearer_token } => Arc::new(WebhookVerifier {
             url: url.clone(),
             bearer_token: bearer_token.clone(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default(),
         }),
     }
 }
@@ -63,9 +60,7 @@ pub struct OutboxVerifier {
 
 impl std::fmt::Debug for OutboxVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxVerifier")
-            .field("store", &self.store.backend_name())
-            .finish()
+        f.debug_struct("OutboxVerifier").field("store", &self.store.backend_name()).finish()
     }
 }
 
@@ -78,11 +73,8 @@ impl Verifier for OutboxVerifier {
         ttl: Duration,
         now: UnixMillis,
     ) -> Result<(), VerifierError> {
-        let entry = OutboxEntry {
-            phone: phone.as_e164().to_owned(),
-            text: code_text(code, ttl),
-            created_at: now,
-        };
+        let entry =
+            OutboxEntry { phone: phone.as_e164().to_owned(), text: code_text(code, ttl), created_at: now };
         Ok(self.store.outbox_push(entry).await?)
     }
 }

@@ -31,13 +31,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rampart_core::{
-    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
-};
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
 
 use crate::{
-    NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered,
-    Store, StoreError, StoredMessage, UnixMillis,
+    NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store,
+    StoreError, StoredMessage, UnixMillis,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check. `$runner` is a path to an async
@@ -119,10 +117,7 @@ fn code(n: u32) -> SecretHash {
 }
 
 fn new_device(name: &str, n: u32) -> NewDevice {
-    NewDevice {
-        name: name.to_owned(),
-        secret_hash: hash(0xd0, n),
-    }
+    NewDevice { name: name.to_owned(), secret_hash: hash(0xd0, n) }
 }
 
 fn message_id(n: u32) -> MessageId {
@@ -137,20 +132,12 @@ fn pending(
     username: Option<&str>,
     expires_at: UnixMillis,
 ) -> PendingRegistration {
-    PendingRegistration {
-        phone: phone(n),
-        code_hash,
-        username: username.map(user),
-        expires_at,
-    }
+    PendingRegistration { phone: phone(n), code_hash, username: username.map(user), expires_at }
 }
 
 /// Register phone number `n` (first device secret `n`), asserting success.
 async fn register<S: Store>(store: &S, n: u32, username: Option<&str>) -> Registered {
-    store
-        .begin_registration(pending(n, code(n), username, T0 + HOUR))
-        .await
-        .expect("begin_registration");
+    store.begin_registration(pending(n, code(n), username, T0 + HOUR)).await.expect("begin_registration");
     store
         .complete_registration(&phone(n), code(n), new_device("phone", n), T0, MAX_ATTEMPTS)
         .await
@@ -163,23 +150,13 @@ fn link_code(n: u32) -> SecretHash {
 
 async fn begin_link<S: Store>(store: &S, n: u32, expires_at: UnixMillis) {
     let device = new_device(&format!("device {n}"), 10_000 + n);
-    store
-        .begin_link(PendingLink {
-            code_hash: link_code(n),
-            device,
-            expires_at,
-        })
-        .await
-        .expect("begin_link");
+    store.begin_link(PendingLink { code_hash: link_code(n), device, expires_at }).await.expect("begin_link");
 }
 
 /// Link a new device (link code `n`) to `account`, asserting success.
 async fn link<S: Store>(store: &S, account: AccountId, n: u32) -> DeviceId {
     begin_link(store, n, T0 + HOUR).await;
-    store
-        .complete_link(link_code(n), account, T0, MAX_DEVICES)
-        .await
-        .expect("complete_link")
+    store.complete_link(link_code(n), account, T0, MAX_DEVICES).await.expect("complete_link")
 }
 
 fn message(to: AccountId, from: Registered, id: u32, body: &[u8]) -> NewMessage {
@@ -200,10 +177,7 @@ async fn send<S: Store>(store: &S, msg: NewMessage) -> Vec<StoredMessage> {
 }
 
 async fn fetch_all<S: Store>(store: &S, device: DeviceId) -> Vec<StoredMessage> {
-    store
-        .fetch_queue(device, None, T0, FETCH_ALL)
-        .await
-        .expect("fetch_queue")
+    store.fetch_queue(device, None, T0, FETCH_ALL).await.expect("fetch_queue")
 }
 
 async fn depth<S: Store>(store: &S, device: DeviceId) -> u64 {
@@ -221,31 +195,15 @@ fn ids(messages: &[StoredMessage]) -> Vec<ServerMessageId> {
 pub async fn registration_creates_account_and_device<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, Some("alice")).await;
     assert!(!reg.replaced_existing);
-    assert_eq!(
-        store.account_by_phone(&phone(1)).await.unwrap(),
-        Some(reg.account)
-    );
-    assert_eq!(
-        store.account_by_username(&user("alice")).await.unwrap(),
-        Some(reg.account)
-    );
+    assert_eq!(store.account_by_phone(&phone(1)).await.unwrap(), Some(reg.account));
+    assert_eq!(store.account_by_username(&user("alice")).await.unwrap(), Some(reg.account));
     assert_eq!(store.account_by_phone(&phone(2)).await.unwrap(), None);
-    assert_eq!(
-        store.account_label(reg.account).await.unwrap().as_deref(),
-        Some("@alice")
-    );
+    assert_eq!(store.account_label(reg.account).await.unwrap().as_deref(), Some("@alice"));
 
-    let auth = store
-        .device_auth(reg.device)
-        .await
-        .unwrap()
-        .expect("device exists");
+    let auth = store.device_auth(reg.device).await.unwrap().expect("device exists");
     assert_eq!(auth.account, reg.account);
     assert_eq!(auth.device, reg.device);
-    assert!(
-        auth.secret_hash
-            .matches(&new_device("phone", 1).secret_hash)
-    );
+    assert!(auth.secret_hash.matches(&new_device("phone", 1).secret_hash));
 
     let devices = store.list_devices(reg.account).await.unwrap();
     assert_eq!(devices.len(), 1);
@@ -262,136 +220,62 @@ pub async fn registration_creates_account_and_device<S: Store>(store: Arc<S>) {
 /// A code is consumed by a successful registration; replaying it, or completing a number
 /// that never asked for a code, is `NoPendingCode`.
 pub async fn registration_code_is_single_use<S: Store>(store: Arc<S>) {
-    let r = store
-        .complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoPendingCode)),
-        "no code was requested: {r:?}"
-    );
+    let r = store.complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
+    assert!(matches!(r, Err(StoreError::NoPendingCode)), "no code was requested: {r:?}");
 
     let reg = register(&*store, 1, None).await;
-    let r = store
-        .complete_registration(&phone(1), code(1), new_device("again", 2), T0, MAX_ATTEMPTS)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoPendingCode)),
-        "replayed code: {r:?}"
-    );
-    assert_eq!(
-        store.list_devices(reg.account).await.unwrap().len(),
-        1,
-        "replay must not add a device"
-    );
+    let r = store.complete_registration(&phone(1), code(1), new_device("again", 2), T0, MAX_ATTEMPTS).await;
+    assert!(matches!(r, Err(StoreError::NoPendingCode)), "replayed code: {r:?}");
+    assert_eq!(store.list_devices(reg.account).await.unwrap().len(), 1, "replay must not add a device");
 }
 
 /// Each wrong guess counts; the last allowed one burns the code, after which even the right
 /// code is refused.
 pub async fn registration_wrong_code_burns_code<S: Store>(store: Arc<S>) {
-    store
-        .begin_registration(pending(1, code(1), None, T0 + HOUR))
-        .await
-        .unwrap();
+    store.begin_registration(pending(1, code(1), None, T0 + HOUR)).await.unwrap();
     for left in (0..MAX_ATTEMPTS).rev() {
-        let r = store
-            .complete_registration(
-                &phone(1),
-                code(99),
-                new_device("phone", 1),
-                T0,
-                MAX_ATTEMPTS,
-            )
-            .await;
+        let r =
+            store.complete_registration(&phone(1), code(99), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
         assert!(
             matches!(r, Err(StoreError::WrongCode { attempts_left }) if attempts_left == left),
             "expected {left} attempts left: {r:?}"
         );
     }
-    let r = store
-        .complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoPendingCode)),
-        "burnt code must be gone: {r:?}"
-    );
+    let r = store.complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
+    assert!(matches!(r, Err(StoreError::NoPendingCode)), "burnt code must be gone: {r:?}");
     assert_eq!(store.account_by_phone(&phone(1)).await.unwrap(), None);
 }
 
 /// Asking for a new code replaces the old one and resets the attempt counter.
 pub async fn registration_restart_resets_attempts<S: Store>(store: Arc<S>) {
-    store
-        .begin_registration(pending(1, code(1), None, T0 + HOUR))
-        .await
-        .unwrap();
+    store.begin_registration(pending(1, code(1), None, T0 + HOUR)).await.unwrap();
     for _ in 1..MAX_ATTEMPTS {
-        let r = store
-            .complete_registration(
-                &phone(1),
-                code(99),
-                new_device("phone", 1),
-                T0,
-                MAX_ATTEMPTS,
-            )
-            .await;
+        let r =
+            store.complete_registration(&phone(1), code(99), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
         assert!(matches!(r, Err(StoreError::WrongCode { .. })), "{r:?}");
     }
-    store
-        .begin_registration(pending(1, code(2), None, T0 + HOUR))
-        .await
-        .unwrap();
-    let r = store
-        .complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS)
-        .await;
+    store.begin_registration(pending(1, code(2), None, T0 + HOUR)).await.unwrap();
+    let r = store.complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
     assert!(
         matches!(r, Err(StoreError::WrongCode { attempts_left }) if attempts_left == MAX_ATTEMPTS - 1),
         "old code replaced, counter reset: {r:?}"
     );
-    let reg = store
-        .complete_registration(&phone(1), code(2), new_device("phone", 1), T0, MAX_ATTEMPTS)
-        .await;
+    let reg = store.complete_registration(&phone(1), code(2), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
     assert!(reg.is_ok(), "new code works: {reg:?}");
 }
 
 /// A code is valid while `now < expires_at`; an expired code is deleted.
 pub async fn registration_expired_code<S: Store>(store: Arc<S>) {
-    store
-        .begin_registration(pending(1, code(1), None, T0))
-        .await
-        .unwrap();
-    let r = store
-        .complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::CodeExpired)),
-        "expires_at == now is expired: {r:?}"
-    );
-    let r = store
-        .complete_registration(
-            &phone(1),
-            code(1),
-            new_device("phone", 1),
-            T0 - 1,
-            MAX_ATTEMPTS,
-        )
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoPendingCode)),
-        "expired code was deleted: {r:?}"
-    );
+    store.begin_registration(pending(1, code(1), None, T0)).await.unwrap();
+    let r = store.complete_registration(&phone(1), code(1), new_device("phone", 1), T0, MAX_ATTEMPTS).await;
+    assert!(matches!(r, Err(StoreError::CodeExpired)), "expires_at == now is expired: {r:?}");
+    let r =
+        store.complete_registration(&phone(1), code(1), new_device("phone", 1), T0 - 1, MAX_ATTEMPTS).await;
+    assert!(matches!(r, Err(StoreError::NoPendingCode)), "expired code was deleted: {r:?}");
 
-    store
-        .begin_registration(pending(1, code(1), None, T0))
-        .await
-        .unwrap();
-    let r = store
-        .complete_registration(
-            &phone(1),
-            code(1),
-            new_device("phone", 1),
-            T0 - 1,
-            MAX_ATTEMPTS,
-        )
-        .await;
+    store.begin_registration(pending(1, code(1), None, T0)).await.unwrap();
+    let r =
+        store.complete_registration(&phone(1), code(1), new_device("phone", 1), T0 - 1, MAX_ATTEMPTS).await;
     assert!(r.is_ok(), "one millisecond before expiry: {r:?}");
 }
 
@@ -401,12 +285,7 @@ pub async fn reregistration_replaces_devices_and_queues<S: Store>(store: Arc<S>)
     let first = register(&*store, 1, Some("carol")).await;
     let second_device = link(&*store, first.account, 1).await;
     let sender = register(&*store, 2, None).await;
-    assert_eq!(
-        send(&*store, message(first.account, sender, 1, b"hi"))
-            .await
-            .len(),
-        2
-    );
+    assert_eq!(send(&*store, message(first.account, sender, 1, b"hi")).await.len(), 2);
     assert_eq!(store.total_queued().await.unwrap(), 2);
 
     let again = register(&*store, 1, None).await;
@@ -419,25 +298,13 @@ pub async fn reregistration_replaces_devices_and_queues<S: Store>(store: Arc<S>)
     assert_eq!(depth(&*store, second_device).await, 0);
     assert_eq!(store.total_queued().await.unwrap(), 0, "old queues deleted");
     let devices = store.list_devices(first.account).await.unwrap();
-    assert_eq!(
-        devices.iter().map(|d| d.id).collect::<Vec<_>>(),
-        vec![again.device]
-    );
-    assert_eq!(
-        store.account_label(first.account).await.unwrap().as_deref(),
-        Some("@carol")
-    );
+    assert_eq!(devices.iter().map(|d| d.id).collect::<Vec<_>>(), vec![again.device]);
+    assert_eq!(store.account_label(first.account).await.unwrap().as_deref(), Some("@carol"));
 
     let renamed = register(&*store, 1, Some("carol2")).await;
     assert!(renamed.replaced_existing);
-    assert_eq!(
-        store.account_label(first.account).await.unwrap().as_deref(),
-        Some("@carol2")
-    );
-    assert_eq!(
-        store.account_by_username(&user("carol")).await.unwrap(),
-        None
-    );
+    assert_eq!(store.account_label(first.account).await.unwrap().as_deref(), Some("@carol2"));
+    assert_eq!(store.account_by_username(&user("carol")).await.unwrap(), None);
     // The sender's account is untouched.
     assert!(store.device_auth(sender.device).await.unwrap().is_some());
 }
@@ -447,38 +314,18 @@ pub async fn reregistration_replaces_devices_and_queues<S: Store>(store: Arc<S>)
 pub async fn registration_username_taken<S: Store>(store: Arc<S>) {
     let dave = register(&*store, 1, Some("dave")).await;
 
-    store
-        .begin_registration(pending(2, code(2), Some("dave"), T0 + HOUR))
-        .await
-        .unwrap();
-    let r = store
-        .complete_registration(&phone(2), code(2), new_device("phone", 2), T0, MAX_ATTEMPTS)
-        .await;
+    store.begin_registration(pending(2, code(2), Some("dave"), T0 + HOUR)).await.unwrap();
+    let r = store.complete_registration(&phone(2), code(2), new_device("phone", 2), T0, MAX_ATTEMPTS).await;
     assert!(matches!(r, Err(StoreError::UsernameTaken)), "{r:?}");
-    assert_eq!(
-        store.account_by_phone(&phone(2)).await.unwrap(),
-        None,
-        "nothing half-done"
-    );
-    assert_eq!(
-        store.account_by_username(&user("dave")).await.unwrap(),
-        Some(dave.account)
-    );
+    assert_eq!(store.account_by_phone(&phone(2)).await.unwrap(), None, "nothing half-done");
+    assert_eq!(store.account_by_username(&user("dave")).await.unwrap(), Some(dave.account));
 
     // An existing account re-registering with a taken name keeps its devices.
     let erin = register(&*store, 3, None).await;
-    store
-        .begin_registration(pending(3, code(3), Some("dave"), T0 + HOUR))
-        .await
-        .unwrap();
-    let r = store
-        .complete_registration(&phone(3), code(3), new_device("new", 33), T0, MAX_ATTEMPTS)
-        .await;
+    store.begin_registration(pending(3, code(3), Some("dave"), T0 + HOUR)).await.unwrap();
+    let r = store.complete_registration(&phone(3), code(3), new_device("new", 33), T0, MAX_ATTEMPTS).await;
     assert!(matches!(r, Err(StoreError::UsernameTaken)), "{r:?}");
-    assert!(
-        store.device_auth(erin.device).await.unwrap().is_some(),
-        "old device kept"
-    );
+    assert!(store.device_auth(erin.device).await.unwrap().is_some(), "old device kept");
 
     // Once the name is free the same code works.
     store.set_username(dave.account, None).await.unwrap();
@@ -486,10 +333,7 @@ pub async fn registration_username_taken<S: Store>(store: Arc<S>) {
         .complete_registration(&phone(2), code(2), new_device("phone", 2), T0, MAX_ATTEMPTS)
         .await
         .expect("retry after the name was freed");
-    assert_eq!(
-        store.account_label(reg.account).await.unwrap().as_deref(),
-        Some("@dave")
-    );
+    assert_eq!(store.account_label(reg.account).await.unwrap().as_deref(), Some("@dave"));
 }
 
 // --- accounts -------------------------------------------------------------------------------
@@ -498,72 +342,30 @@ pub async fn registration_username_taken<S: Store>(store: Arc<S>) {
 pub async fn usernames_and_labels<S: Store>(store: Arc<S>) {
     let a = register(&*store, 1, None).await;
     let b = register(&*store, 2, None).await;
-    assert_eq!(
-        store.account_label(a.account).await.unwrap().as_deref(),
-        Some(phone(1).as_e164())
-    );
-    assert_eq!(
-        store.account_label(AccountId(u64::MAX)).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store.account_label(AccountId(987_654_321)).await.unwrap(),
-        None
-    );
+    assert_eq!(store.account_label(a.account).await.unwrap().as_deref(), Some(phone(1).as_e164()));
+    assert_eq!(store.account_label(AccountId(u64::MAX)).await.unwrap(), None);
+    assert_eq!(store.account_label(AccountId(987_654_321)).await.unwrap(), None);
 
-    store
-        .set_username(a.account, Some(&user("erin")))
-        .await
-        .unwrap();
-    store
-        .set_username(a.account, Some(&user("erin")))
-        .await
-        .expect("setting one's own name again");
-    assert_eq!(
-        store.account_label(a.account).await.unwrap().as_deref(),
-        Some("@erin")
-    );
-    assert_eq!(
-        store.account_by_username(&user("erin")).await.unwrap(),
-        Some(a.account)
-    );
+    store.set_username(a.account, Some(&user("erin"))).await.unwrap();
+    store.set_username(a.account, Some(&user("erin"))).await.expect("setting one's own name again");
+    assert_eq!(store.account_label(a.account).await.unwrap().as_deref(), Some("@erin"));
+    assert_eq!(store.account_by_username(&user("erin")).await.unwrap(), Some(a.account));
 
     let r = store.set_username(b.account, Some(&user("@Erin"))).await;
     assert!(matches!(r, Err(StoreError::UsernameTaken)), "{r:?}");
-    assert_eq!(
-        store.account_label(b.account).await.unwrap().as_deref(),
-        Some(phone(2).as_e164())
-    );
+    assert_eq!(store.account_label(b.account).await.unwrap().as_deref(), Some(phone(2).as_e164()));
 
-    store
-        .set_username(a.account, Some(&user("frank")))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.account_by_username(&user("erin")).await.unwrap(),
-        None,
-        "old name released"
-    );
-    store
-        .set_username(b.account, Some(&user("erin")))
-        .await
-        .expect("released name is free");
+    store.set_username(a.account, Some(&user("frank"))).await.unwrap();
+    assert_eq!(store.account_by_username(&user("erin")).await.unwrap(), None, "old name released");
+    store.set_username(b.account, Some(&user("erin"))).await.expect("released name is free");
 
     store.set_username(a.account, None).await.unwrap();
-    assert_eq!(
-        store.account_label(a.account).await.unwrap().as_deref(),
-        Some(phone(1).as_e164())
-    );
-    assert_eq!(
-        store.account_by_username(&user("frank")).await.unwrap(),
-        None
-    );
+    assert_eq!(store.account_label(a.account).await.unwrap().as_deref(), Some(phone(1).as_e164()));
+    assert_eq!(store.account_by_username(&user("frank")).await.unwrap(), None);
     // Two accounts without a username do not collide.
     store.set_username(b.account, None).await.unwrap();
 
-    let r = store
-        .set_username(AccountId(987_654_321), Some(&user("ghost")))
-        .await;
+    let r = store.set_username(AccountId(987_654_321), Some(&user("ghost"))).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
 }
 
@@ -572,55 +374,28 @@ pub async fn usernames_and_labels<S: Store>(store: Arc<S>) {
 /// Unknown devices have no credentials; `touch_device` moves `last_seen_at` forward only;
 /// devices are listed by id.
 pub async fn device_auth_touch_and_list<S: Store>(store: Arc<S>) {
-    assert!(
-        store
-            .device_auth(DeviceId(987_654_321))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .device_auth(DeviceId(u64::MAX))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.device_auth(DeviceId(987_654_321)).await.unwrap().is_none());
+    assert!(store.device_auth(DeviceId(u64::MAX)).await.unwrap().is_none());
 
     let reg = register(&*store, 1, None).await;
     let d2 = link(&*store, reg.account, 2).await;
     let d3 = link(&*store, reg.account, 3).await;
     let auth = store.device_auth(d2).await.unwrap().expect("linked device");
     assert_eq!(auth.account, reg.account);
-    assert!(
-        auth.secret_hash
-            .matches(&new_device("", 10_002).secret_hash)
-    );
+    assert!(auth.secret_hash.matches(&new_device("", 10_002).secret_hash));
 
     store.touch_device(d2, T0 + 5_000).await.unwrap();
     store.touch_device(d2, T0 + 1_000).await.unwrap();
-    store
-        .touch_device(DeviceId(987_654_321), T0)
-        .await
-        .expect("touching an unknown device is harmless");
+    store.touch_device(DeviceId(987_654_321), T0).await.expect("touching an unknown device is harmless");
     let devices = store.list_devices(reg.account).await.unwrap();
-    assert_eq!(
-        devices.iter().map(|d| d.id).collect::<Vec<_>>(),
-        vec![reg.device, d2, d3]
-    );
+    assert_eq!(devices.iter().map(|d| d.id).collect::<Vec<_>>(), vec![reg.device, d2, d3]);
     assert!(devices.windows(2).all(|w| w[0].id < w[1].id));
     assert_eq!(devices[1].name, "device 2");
     assert_eq!(devices[1].created_at, T0);
     assert_eq!(devices[1].last_seen_at, T0 + 5_000);
     assert_eq!(devices[0].last_seen_at, T0);
 
-    assert!(
-        store
-            .list_devices(AccountId(987_654_321))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_devices(AccountId(987_654_321)).await.unwrap().is_empty());
 }
 
 /// Revoking a device deletes it and its queue; a device of another account, or one already
@@ -634,31 +409,18 @@ pub async fn revoke_device_deletes_its_queue<S: Store>(store: Arc<S>) {
     assert_eq!(depth(&*store, tablet).await, 2);
 
     let r = store.revoke_device(other.account, tablet).await;
-    assert!(
-        matches!(r, Err(StoreError::NoSuchDevice)),
-        "not the caller's device: {r:?}"
-    );
+    assert!(matches!(r, Err(StoreError::NoSuchDevice)), "not the caller's device: {r:?}");
     assert!(store.device_auth(tablet).await.unwrap().is_some());
 
-    store
-        .revoke_device(owner.account, tablet)
-        .await
-        .expect("revoke");
+    store.revoke_device(owner.account, tablet).await.expect("revoke");
     assert!(store.device_auth(tablet).await.unwrap().is_none());
     assert_eq!(depth(&*store, tablet).await, 0);
     assert!(fetch_all(&*store, tablet).await.is_empty());
-    assert_eq!(
-        depth(&*store, owner.device).await,
-        2,
-        "other devices keep their queues"
-    );
+    assert_eq!(depth(&*store, owner.device).await, 2, "other devices keep their queues");
     assert_eq!(store.total_queued().await.unwrap(), 2);
 
     let r = store.revoke_device(owner.account, tablet).await;
-    assert!(
-        matches!(r, Err(StoreError::NoSuchDevice)),
-        "already revoked: {r:?}"
-    );
+    assert!(matches!(r, Err(StoreError::NoSuchDevice)), "already revoked: {r:?}");
     let r = store.revoke_device(owner.account, DeviceId(u64::MAX)).await;
     assert!(matches!(r, Err(StoreError::NoSuchDevice)), "{r:?}");
 }
@@ -671,23 +433,12 @@ pub async fn link_respects_device_cap<S: Store>(store: Arc<S>) {
     for n in 1..MAX_DEVICES {
         link(&*store, reg.account, n).await;
     }
-    assert_eq!(
-        store.list_devices(reg.account).await.unwrap().len(),
-        MAX_DEVICES as usize
-    );
+    assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 
     begin_link(&*store, 99, T0 + HOUR).await;
-    let r = store
-        .complete_link(link_code(99), reg.account, T0, MAX_DEVICES)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::TooManyDevices { max: MAX_DEVICES })),
-        "{r:?}"
-    );
-    assert_eq!(
-        store.list_devices(reg.account).await.unwrap().len(),
-        MAX_DEVICES as usize
-    );
+    let r = store.complete_link(link_code(99), reg.account, T0, MAX_DEVICES).await;
+    assert!(matches!(r, Err(StoreError::TooManyDevices { max: MAX_DEVICES })), "{r:?}");
+    assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 
     let victim = store.list_devices(reg.account).await.unwrap()[1].id;
     store.revoke_device(reg.account, victim).await.unwrap();
@@ -695,36 +446,21 @@ pub async fn link_respects_device_cap<S: Store>(store: Arc<S>) {
         .complete_link(link_code(99), reg.account, T0, MAX_DEVICES)
         .await
         .expect("the same code works once a slot is free");
-    assert_eq!(
-        store.device_auth(added).await.unwrap().map(|a| a.account),
-        Some(reg.account)
-    );
-    assert_eq!(
-        store.list_devices(reg.account).await.unwrap().len(),
-        MAX_DEVICES as usize
-    );
+    assert_eq!(store.device_auth(added).await.unwrap().map(|a| a.account), Some(reg.account));
+    assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 
-    let r = store
-        .complete_link(link_code(99), AccountId(987_654_321), T0, MAX_DEVICES)
-        .await;
+    let r = store.complete_link(link_code(99), AccountId(987_654_321), T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "{r:?}");
 }
 
 /// A link code adds exactly one device.
 pub async fn link_code_is_single_use<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, None).await;
-    let r = store
-        .complete_link(link_code(7), reg.account, T0, MAX_DEVICES)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoSuchLink)),
-        "unknown code: {r:?}"
-    );
+    let r = store.complete_link(link_code(7), reg.account, T0, MAX_DEVICES).await;
+    assert!(matches!(r, Err(StoreError::NoSuchLink)), "unknown code: {r:?}");
 
     link(&*store, reg.account, 7).await;
-    let r = store
-        .complete_link(link_code(7), reg.account, T0, MAX_DEVICES)
-        .await;
+    let r = store.complete_link(link_code(7), reg.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "used code: {r:?}");
     assert_eq!(store.list_devices(reg.account).await.unwrap().len(), 2);
 }
@@ -734,44 +470,19 @@ pub async fn link_code_is_single_use<S: Store>(store: Arc<S>) {
 pub async fn link_code_expiry_and_replacement<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, None).await;
     begin_link(&*store, 1, T0).await;
-    let r = store
-        .complete_link(link_code(1), reg.account, T0, MAX_DEVICES)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoSuchLink)),
-        "expires_at == now is expired: {r:?}"
-    );
-    let r = store
-        .complete_link(link_code(1), reg.account, T0 - 1, MAX_DEVICES)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::NoSuchLink)),
-        "expired code was deleted: {r:?}"
-    );
+    let r = store.complete_link(link_code(1), reg.account, T0, MAX_DEVICES).await;
+    assert!(matches!(r, Err(StoreError::NoSuchLink)), "expires_at == now is expired: {r:?}");
+    let r = store.complete_link(link_code(1), reg.account, T0 - 1, MAX_DEVICES).await;
+    assert!(matches!(r, Err(StoreError::NoSuchLink)), "expired code was deleted: {r:?}");
 
     begin_link(&*store, 2, T0 + HOUR).await;
-    let replacement = NewDevice {
-        name: "laptop".to_owned(),
-        secret_hash: hash(0xee, 1),
-    };
+    let replacement = NewDevice { name: "laptop".to_owned(), secret_hash: hash(0xee, 1) };
     store
-        .begin_link(PendingLink {
-            code_hash: link_code(2),
-            device: replacement,
-            expires_at: T0 + HOUR,
-        })
+        .begin_link(PendingLink { code_hash: link_code(2), device: replacement, expires_at: T0 + HOUR })
         .await
         .unwrap();
-    let device = store
-        .complete_link(link_code(2), reg.account, T0, MAX_DEVICES)
-        .await
-        .unwrap();
-    let record = store
-        .list_devices(reg.account)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.id == device);
+    let device = store.complete_link(link_code(2), reg.account, T0, MAX_DEVICES).await.unwrap();
+    let record = store.list_devices(reg.account).await.unwrap().into_iter().find(|d| d.id == device);
     assert_eq!(record.map(|d| d.name).as_deref(), Some("laptop"));
     let auth = store.device_auth(device).await.unwrap().expect("device");
     assert!(auth.secret_hash.matches(&hash(0xee, 1)));
@@ -788,15 +499,8 @@ pub async fn enqueue_fans_out_to_every_device<S: Store>(store: Arc<S>) {
 
     let msg = message(bob.account, alice, 1, b"\x00opaque\xffbody");
     let copies = send(&*store, msg.clone()).await;
-    assert_eq!(
-        copies.iter().map(|c| c.device).collect::<Vec<_>>(),
-        vec![bob.device, d2, d3]
-    );
-    assert_eq!(
-        ids(&copies).into_iter().collect::<BTreeSet<_>>().len(),
-        3,
-        "distinct ids"
-    );
+    assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![bob.device, d2, d3]);
+    assert_eq!(ids(&copies).into_iter().collect::<BTreeSet<_>>().len(), 3, "distinct ids");
     for copy in &copies {
         assert_eq!(copy.sender_account, alice.account);
         assert_eq!(copy.sender_device, alice.device);
@@ -822,21 +526,13 @@ pub async fn enqueue_is_idempotent<S: Store>(store: Arc<S>) {
     let first = send(&*store, message(bob.account, alice, 1, b"hello")).await;
     let mut retry = message(bob.account, alice, 1, b"hello");
     retry.received_at = T0 + 10;
-    assert_eq!(
-        send(&*store, retry.clone()).await,
-        first,
-        "retry returns the stored copies"
-    );
+    assert_eq!(send(&*store, retry.clone()).await, first, "retry returns the stored copies");
     assert_eq!(store.total_queued().await.unwrap(), 2);
 
     let other_id = send(&*store, message(bob.account, alice, 2, b"hello")).await;
     assert_eq!(other_id.len(), 2);
     let other_sender = send(&*store, message(bob.account, carol, 1, b"hello")).await;
-    assert_eq!(
-        other_sender.len(),
-        2,
-        "same message id from another sender is another message"
-    );
+    assert_eq!(other_sender.len(), 2, "same message id from another sender is another message");
     assert_eq!(store.total_queued().await.unwrap(), 6);
 
     let d3 = link(&*store, bob.account, 2).await;
@@ -853,13 +549,9 @@ pub async fn enqueue_is_idempotent<S: Store>(store: Arc<S>) {
 /// Unknown recipient: `NoSuchAccount`. An account without devices queues nothing.
 pub async fn enqueue_unknown_or_deviceless_recipient<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 1, None).await;
-    let r = store
-        .enqueue(message(AccountId(987_654_321), alice, 1, b"x"), MAX_QUEUE)
-        .await;
+    let r = store.enqueue(message(AccountId(987_654_321), alice, 1, b"x"), MAX_QUEUE).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
-    let r = store
-        .enqueue(message(AccountId(u64::MAX), alice, 1, b"x"), MAX_QUEUE)
-        .await;
+    let r = store.enqueue(message(AccountId(u64::MAX), alice, 1, b"x"), MAX_QUEUE).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
 
     let bob = register(&*store, 2, None).await;
@@ -880,20 +572,12 @@ pub async fn expiry_frees_queue_space<S: Store>(store: Arc<S>) {
         msg.expires_at = T0 + 1;
         store.enqueue(msg, MAX).await.unwrap();
     }
-    let full = store
-        .enqueue(message(bob.account, alice, 10, b"x"), MAX)
-        .await;
-    assert!(
-        matches!(full, Err(StoreError::QueueFull { .. })),
-        "{full:?}"
-    );
+    let full = store.enqueue(message(bob.account, alice, 10, b"x"), MAX).await;
+    assert!(matches!(full, Err(StoreError::QueueFull { .. })), "{full:?}");
     let purged = store.purge_expired(T0 + 2, HOUR).await.unwrap();
     assert_eq!(purged.messages, u64::from(MAX));
     assert_eq!(depth(&*store, bob.device).await, 0);
-    let copies = store
-        .enqueue(message(bob.account, alice, 10, b"x"), MAX)
-        .await
-        .unwrap();
+    let copies = store.enqueue(message(bob.account, alice, 10, b"x"), MAX).await.unwrap();
     assert_eq!(copies.len(), 1, "purging made room again");
 }
 
@@ -903,46 +587,25 @@ pub async fn queue_full_inserts_nothing<S: Store>(store: Arc<S>) {
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
     for id in 0..MAX {
-        store
-            .enqueue(message(bob.account, alice, id, b"x"), MAX)
-            .await
-            .unwrap();
+        store.enqueue(message(bob.account, alice, id, b"x"), MAX).await.unwrap();
     }
     // Empty the first device's queue so only the later one is full.
-    let acked = store
-        .ack(bob.device, &ids(&fetch_all(&*store, bob.device).await))
-        .await
-        .unwrap();
+    let acked = store.ack(bob.device, &ids(&fetch_all(&*store, bob.device).await)).await.unwrap();
     assert_eq!(acked, u64::from(MAX));
 
-    let r = store
-        .enqueue(message(bob.account, alice, 100, b"x"), MAX)
-        .await;
-    assert!(
-        matches!(r, Err(StoreError::QueueFull { max: MAX })),
-        "{r:?}"
-    );
-    assert_eq!(
-        depth(&*store, bob.device).await,
-        0,
-        "nothing inserted for the other device"
-    );
+    let r = store.enqueue(message(bob.account, alice, 100, b"x"), MAX).await;
+    assert!(matches!(r, Err(StoreError::QueueFull { max: MAX })), "{r:?}");
+    assert_eq!(depth(&*store, bob.device).await, 0, "nothing inserted for the other device");
     assert_eq!(depth(&*store, tablet).await, u64::from(MAX));
     assert_eq!(store.total_queued().await.unwrap(), u64::from(MAX));
 
     // A retry of a message the full device already holds is not refused for that device.
-    let retry = store
-        .enqueue(message(bob.account, alice, 0, b"x"), MAX)
-        .await
-        .unwrap();
+    let retry = store.enqueue(message(bob.account, alice, 0, b"x"), MAX).await.unwrap();
     assert_eq!(retry.len(), 2);
 
     let oldest = fetch_all(&*store, tablet).await[0].id;
     store.ack(tablet, &[oldest]).await.unwrap();
-    let copies = store
-        .enqueue(message(bob.account, alice, 100, b"x"), MAX)
-        .await
-        .unwrap();
+    let copies = store.enqueue(message(bob.account, alice, 100, b"x"), MAX).await.unwrap();
     assert_eq!(copies.len(), 2);
 }
 
@@ -961,74 +624,20 @@ pub async fn fetch_after_limit_and_expiry<S: Store>(store: Arc<S>) {
     assert!(sent.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
 
     let d = bob.device;
-    assert_eq!(
-        store.fetch_queue(d, None, T0, FETCH_ALL).await.unwrap(),
-        sent
-    );
-    assert_eq!(
-        store.fetch_queue(d, None, T0, 2).await.unwrap(),
-        sent[..2].to_vec()
-    );
-    assert_eq!(
-        store.fetch_queue(d, Some(sent[1].id), T0, 2).await.unwrap(),
-        sent[2..4].to_vec()
-    );
-    assert_eq!(
-        store
-            .fetch_queue(d, Some(sent[4].id), T0, FETCH_ALL)
-            .await
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(store.fetch_queue(d, None, T0, FETCH_ALL).await.unwrap(), sent);
+    assert_eq!(store.fetch_queue(d, None, T0, 2).await.unwrap(), sent[..2].to_vec());
+    assert_eq!(store.fetch_queue(d, Some(sent[1].id), T0, 2).await.unwrap(), sent[2..4].to_vec());
+    assert_eq!(store.fetch_queue(d, Some(sent[4].id), T0, FETCH_ALL).await.unwrap(), vec![]);
     assert_eq!(store.fetch_queue(d, None, T0, 0).await.unwrap(), vec![]);
-    assert_eq!(
-        store
-            .fetch_queue(d, Some(ServerMessageId(u64::MAX)), T0, 10)
-            .await
-            .unwrap(),
-        vec![]
-    );
+    assert_eq!(store.fetch_queue(d, Some(ServerMessageId(u64::MAX)), T0, 10).await.unwrap(), vec![]);
 
     let later = store.fetch_queue(d, None, T0 + 1, FETCH_ALL).await.unwrap();
-    assert_eq!(
-        ids(&later),
-        ids(&[
-            sent[0].clone(),
-            sent[1].clone(),
-            sent[3].clone(),
-            sent[4].clone()
-        ])
-    );
-    let later = store
-        .fetch_queue(d, Some(sent[1].id), T0 + 1, 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        later,
-        vec![sent[3].clone()],
-        "limit counts unexpired messages only"
-    );
-    assert!(
-        store
-            .fetch_queue(d, None, T0 + DAY, FETCH_ALL)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .fetch_queue(alice.device, None, T0, FETCH_ALL)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        store
-            .fetch_queue(DeviceId(u64::MAX), None, T0, FETCH_ALL)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(ids(&later), ids(&[sent[0].clone(), sent[1].clone(), sent[3].clone(), sent[4].clone()]));
+    let later = store.fetch_queue(d, Some(sent[1].id), T0 + 1, 1).await.unwrap();
+    assert_eq!(later, vec![sent[3].clone()], "limit counts unexpired messages only");
+    assert!(store.fetch_queue(d, None, T0 + DAY, FETCH_ALL).await.unwrap().is_empty());
+    assert!(store.fetch_queue(alice.device, None, T0, FETCH_ALL).await.unwrap().is_empty());
+    assert!(store.fetch_queue(DeviceId(u64::MAX), None, T0, FETCH_ALL).await.unwrap().is_empty());
 }
 
 /// Ack deletes only the calling device's messages and reports how many; repeating it is fine.
@@ -1041,11 +650,7 @@ pub async fn ack_only_deletes_own_messages<S: Store>(store: Arc<S>) {
     let phone_ids = ids(&fetch_all(&*store, bob.device).await);
     let tablet_ids = ids(&fetch_all(&*store, tablet).await);
 
-    assert_eq!(
-        store.ack(bob.device, &tablet_ids).await.unwrap(),
-        0,
-        "another device's ids"
-    );
+    assert_eq!(store.ack(bob.device, &tablet_ids).await.unwrap(), 0, "another device's ids");
     assert_eq!(depth(&*store, tablet).await, 2);
     assert_eq!(store.ack(bob.device, &[]).await.unwrap(), 0);
 
@@ -1053,11 +658,7 @@ pub async fn ack_only_deletes_own_messages<S: Store>(store: Arc<S>) {
     with_junk.push(ServerMessageId(u64::MAX));
     with_junk.push(ServerMessageId(987_654_321));
     assert_eq!(store.ack(bob.device, &with_junk).await.unwrap(), 2);
-    assert_eq!(
-        store.ack(bob.device, &phone_ids).await.unwrap(),
-        0,
-        "second ack"
-    );
+    assert_eq!(store.ack(bob.device, &phone_ids).await.unwrap(), 0, "second ack");
     assert_eq!(depth(&*store, bob.device).await, 0);
     assert_eq!(depth(&*store, tablet).await, 2);
     assert_eq!(store.ack(tablet, &tablet_ids[..1]).await.unwrap(), 1);
@@ -1093,75 +694,34 @@ pub async fn purge_removes_expired_rows<S: Store>(store: Arc<S>) {
     send(&*store, short).await;
     send(&*store, message(bob.account, alice, 2, b"long")).await;
 
-    store
-        .begin_registration(pending(10, code(10), None, T0 + 10))
-        .await
-        .unwrap();
-    store
-        .begin_registration(pending(11, code(11), None, T0 + HOUR))
-        .await
-        .unwrap();
+    store.begin_registration(pending(10, code(10), None, T0 + 10)).await.unwrap();
+    store.begin_registration(pending(11, code(11), None, T0 + HOUR)).await.unwrap();
     begin_link(&*store, 10, T0 + 10).await;
     begin_link(&*store, 11, T0 + HOUR).await;
-    let entry = |created_at| OutboxEntry {
-        phone: phone(10).as_e164().to_owned(),
-        text: "code".into(),
-        created_at,
-    };
+    let entry =
+        |created_at| OutboxEntry { phone: phone(10).as_e164().to_owned(), text: "code".into(), created_at };
     store.outbox_push(entry(T0 - 200)).await.unwrap();
     store.outbox_push(entry(T0)).await.unwrap();
 
     let purged = store.purge_expired(T0 + 10, 100).await.unwrap();
-    assert_eq!(
-        purged,
-        Purged {
-            messages: 1,
-            registrations: 1,
-            links: 1,
-            outbox: 1
-        }
-    );
-    assert_eq!(
-        store.purge_expired(T0 + 10, 100).await.unwrap(),
-        Purged::default()
-    );
+    assert_eq!(purged, Purged { messages: 1, registrations: 1, links: 1, outbox: 1 });
+    assert_eq!(store.purge_expired(T0 + 10, 100).await.unwrap(), Purged::default());
     // A TTL longer than the epoch offset removes nothing instead of overflowing.
-    assert_eq!(
-        store.purge_expired(T0 + 10, u64::MAX).await.unwrap(),
-        Purged::default()
-    );
+    assert_eq!(store.purge_expired(T0 + 10, u64::MAX).await.unwrap(), Purged::default());
 
     let left = fetch_all(&*store, bob.device).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].body, b"long");
     assert_eq!(store.outbox_list().await.unwrap(), vec![entry(T0)]);
-    let r = store
-        .complete_registration(&phone(10), code(10), new_device("p", 10), T0, MAX_ATTEMPTS)
-        .await;
+    let r = store.complete_registration(&phone(10), code(10), new_device("p", 10), T0, MAX_ATTEMPTS).await;
     assert!(matches!(r, Err(StoreError::NoPendingCode)), "{r:?}");
-    store
-        .complete_registration(&phone(11), code(11), new_device("p", 11), T0, MAX_ATTEMPTS)
-        .await
-        .unwrap();
-    let r = store
-        .complete_link(link_code(10), bob.account, T0, MAX_DEVICES)
-        .await;
+    store.complete_registration(&phone(11), code(11), new_device("p", 11), T0, MAX_ATTEMPTS).await.unwrap();
+    let r = store.complete_link(link_code(10), bob.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "{r:?}");
-    store
-        .complete_link(link_code(11), bob.account, T0, MAX_DEVICES)
-        .await
-        .unwrap();
+    store.complete_link(link_code(11), bob.account, T0, MAX_DEVICES).await.unwrap();
 
     let purged = store.purge_expired(T0 + 2 * DAY, 0).await.unwrap();
-    assert_eq!(
-        purged,
-        Purged {
-            messages: 1,
-            registrations: 0,
-            links: 0,
-            outbox: 1
-        }
-    );
+    assert_eq!(purged, Purged { messages: 1, registrations: 0, links: 0, outbox: 1 });
     assert_eq!(store.total_queued().await.unwrap(), 0);
 }
 
@@ -1173,21 +733,11 @@ pub async fn outbox_lists_oldest_first<S: Store>(store: Arc<S>) {
         text: format!("Your Rampart code is {n:06}"),
         created_at,
     };
-    let pushed = [
-        entry(1, T0 + 2),
-        entry(2, T0),
-        entry(3, T0 + 1),
-        entry(4, T0),
-    ];
+    let pushed = [entry(1, T0 + 2), entry(2, T0), entry(3, T0 + 1), entry(4, T0)];
     for e in &pushed {
         store.outbox_push(e.clone()).await.unwrap();
     }
-    let expected = vec![
-        pushed[1].clone(),
-        pushed[3].clone(),
-        pushed[2].clone(),
-        pushed[0].clone(),
-    ];
+    let expected = vec![pushed[1].clone(), pushed[3].clone(), pushed[2].clone(), pushed[0].clone()];
     assert_eq!(store.outbox_list().await.unwrap(), expected);
 }
 
@@ -1255,21 +805,13 @@ pub async fn concurrent_enqueues_get_distinct_ids<S: Store>(store: Arc<S>) {
         }
     }
     let distinct: BTreeSet<_> = all.iter().map(|(_, id)| *id).collect();
-    assert_eq!(
-        distinct.len(),
-        2 * SENDS as usize,
-        "ids unique across devices"
-    );
+    assert_eq!(distinct.len(), 2 * SENDS as usize, "ids unique across devices");
 
     for device in [bob.device, tablet] {
         let fetched = fetch_all(&*store, device).await;
         assert_eq!(fetched.len(), SENDS as usize);
         assert!(fetched.windows(2).all(|w| w[0].id < w[1].id), "ascending");
-        let expected: Vec<_> = all
-            .iter()
-            .filter(|(d, _)| *d == device)
-            .map(|(_, id)| *id)
-            .collect();
+        let expected: Vec<_> = all.iter().filter(|(d, _)| *d == device).map(|(_, id)| *id).collect();
         assert_eq!(ids(&fetched), expected);
     }
 }
@@ -1282,16 +824,10 @@ pub async fn concurrent_retries_queue_once<S: Store>(store: Arc<S>) {
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
     let answers = race(&store, RETRIES, |store, _| async move {
-        store
-            .enqueue(message(bob.account, alice, 7, b"once"), MAX_QUEUE)
-            .await
-            .expect("enqueue")
+        store.enqueue(message(bob.account, alice, 7, b"once"), MAX_QUEUE).await.expect("enqueue")
     })
     .await;
-    assert!(
-        answers.windows(2).all(|w| w[0] == w[1]),
-        "every retry sees the same copies"
-    );
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "every retry sees the same copies");
     assert_eq!(depth(&*store, bob.device).await, 1);
     assert_eq!(depth(&*store, tablet).await, 1);
 }
@@ -1304,9 +840,7 @@ pub async fn concurrent_sends_respect_queue_limit<S: Store>(store: Arc<S>) {
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
     let results = race(&store, SENDS as usize, |store, n| async move {
-        store
-            .enqueue(message(bob.account, alice, n as u32, b"x"), MAX)
-            .await
+        store.enqueue(message(bob.account, alice, n as u32, b"x"), MAX).await
     })
     .await;
     let (mut queued, mut full) = (0, 0);
@@ -1336,9 +870,7 @@ pub async fn concurrent_links_race_for_last_slot<S: Store>(store: Arc<S>) {
         begin_link(&*store, 100 + n, T0 + HOUR).await;
     }
     let results = race(&store, RACERS as usize, |store, n| async move {
-        store
-            .complete_link(link_code(100 + n as u32), reg.account, T0, MAX_DEVICES)
-            .await
+        store.complete_link(link_code(100 + n as u32), reg.account, T0, MAX_DEVICES).await
     })
     .await;
     let (mut won, mut refused) = (0, 0);
@@ -1350,10 +882,7 @@ pub async fn concurrent_links_race_for_last_slot<S: Store>(store: Arc<S>) {
         }
     }
     assert_eq!((won, refused), (1, RACERS - 1));
-    assert_eq!(
-        store.list_devices(reg.account).await.unwrap().len(),
-        MAX_DEVICES as usize
-    );
+    assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 }
 
 /// Several devices completing the same link code at once: exactly one is added.
@@ -1362,9 +891,7 @@ pub async fn concurrent_use_of_one_link_code<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, None).await;
     begin_link(&*store, 1, T0 + HOUR).await;
     let results = race(&store, RACERS as usize, |store, _| async move {
-        store
-            .complete_link(link_code(1), reg.account, T0, MAX_DEVICES)
-            .await
+        store.complete_link(link_code(1), reg.account, T0, MAX_DEVICES).await
     })
     .await;
     let (mut won, mut refused) = (0, 0);
@@ -1394,17 +921,7 @@ pub async fn concurrent_registrations<S: Store>(store: Arc<S>) {
         assert!(devices.insert(reg.device));
     }
     for n in 0..N {
-        let account = store
-            .account_by_phone(&phone(n))
-            .await
-            .unwrap()
-            .expect("account");
-        assert_eq!(
-            store
-                .account_by_username(&user(&format!("user{n}")))
-                .await
-                .unwrap(),
-            Some(account)
-        );
+        let account = store.account_by_phone(&phone(n)).await.unwrap().expect("account");
+        assert_eq!(store.account_by_username(&user(&format!("user{n}"))).await.unwrap(), Some(account));
     }
 }

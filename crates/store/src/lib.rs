@@ -17,9 +17,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use rampart_core::{
-    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
-};
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
 
 /// Milliseconds since the Unix epoch. Storage never reads a clock: callers pass `now`.
 pub type UnixMillis = u64;
@@ -120,6 +118,22 @@ pub struct Purged {
     pub outbox: u64,
 }
 
+/// Something another server node sharing this store did that connections on this node must
+/// hear about. Only backends shared by several nodes (PostgreSQL) produce events, and never for
+/// the node's own writes: a node pushes its own work to its own connections directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// New messages were queued for this device.
+    Queued(DeviceId),
+    /// The device was revoked, or removed by a re-registration of its number.
+    Revoked(DeviceId),
+    /// A link code was approved: the new device waiting with it is now `device`.
+    Linked { code_hash: SecretHash, account: AccountId, device: DeviceId },
+    /// Events may have been missed (the listening connection was re-established): every
+    /// connected device should re-read its queue.
+    Resync,
+}
+
 /// Storage errors. The domain variants are answers the client should see; `Backend` is a
 /// failure of the database itself.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +168,11 @@ pub trait Store: Send + Sync + 'static {
     /// A short name for logs and metrics: "sqlite" or "postgres".
     fn backend_name(&self) -> &'static str;
 
+    /// Events from other nodes sharing this store, or `None` for a single-node backend.
+    async fn subscribe(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<StoreEvent>>> {
+        Ok(None)
+    }
+
     // --- registration -------------------------------------------------------------------
 
     /// Start (or restart) a registration: replaces any pending code for the number and resets
@@ -179,11 +198,7 @@ pub trait Store: Send + Sync + 'static {
     /// `@username` if the account has one, else its phone number.
     async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>>;
     /// Set or clear the username. `UsernameTaken` if another account has it.
-    async fn set_username(
-        &self,
-        account: AccountId,
-        username: Option<&Username>,
-    ) -> StoreResult<()>;
+    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()>;
 
     // --- devices ------------------------------------------------------------------------
 

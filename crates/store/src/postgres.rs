@@ -16,18 +16,15 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
-};
-use rampart_core::{
-    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
-};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::{
-    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration,
-    Purged, Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
+    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
+    Registered, Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis,
 };
 
 const POOL_SIZE: usize = 16;
@@ -126,14 +123,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// A store on a PostgreSQL database, through a pool of connections.
 pub struct PostgresStore {
     pool: Pool,
+    /// For the dedicated LISTEN connection, which cannot come from the pool.
+    config: tokio_postgres::Config,
+    /// This node's name in notifications, so it can ignore its own.
+    node: String,
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not the URL: it may carry a password.
-        f.debug_struct("PostgresStore")
-            .field("pool", &self.pool.status())
-            .finish()
+        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
     }
 }
 
@@ -141,18 +140,15 @@ impl PostgresStore {
     /// Connect to `url` (e.g. `postgres://rampart@127.0.0.1/rampart`), without TLS, and apply
     /// any pending migrations. Fails if the database is unreachable.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -161,7 +157,8 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let node = format!("{:016x}", rand::random::<u64>());
+        let store = PostgresStore { pool, config, node };
         store.migrate().await?;
         Ok(store)
     }
@@ -170,6 +167,19 @@ impl PostgresStore {
     /// later calls fail with a `Backend` error.
     pub fn close(&self) {
         self.pool.close();
+    }
+
+    /// Queue a notification for other nodes; PostgreSQL delivers it when `tx` commits.
+    async fn notify(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        kind: &str,
+        body: &str,
+    ) -> StoreResult<()> {
+        let payload = format!("{}|{kind}|{body}", self.node);
+        let st = tx.prepare_cached("SELECT pg_notify('rampart_events', $1)").await.map_err(pg)?;
+        tx.execute(&st, &[&payload]).await.map_err(pg)?;
+        Ok(())
     }
 
     async fn client(&self) -> StoreResult<Object> {
@@ -183,9 +193,7 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // Transaction-scoped, so it is released even if this node dies halfway.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version     INTEGER PRIMARY KEY,
@@ -195,10 +203,7 @@ impl PostgresStore {
         .await
         .map_err(pg)?;
         let applied = tx
-            .query(
-                "SELECT version FROM schema_migrations ORDER BY version",
-                &[],
-            )
+            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
             .await
             .map_err(pg)?
             .iter()
@@ -217,12 +222,9 @@ impl PostgresStore {
                 continue;
             }
             tx.batch_execute(sql).await.map_err(pg)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[&version],
-            )
-            .await
-            .map_err(pg)?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])
+                .await
+                .map_err(pg)?;
             tracing::info!(backend = "postgres", version, "applied schema migration");
         }
         tx.commit().await.map_err(pg)
@@ -235,9 +237,7 @@ impl PostgresStore {
 /// PostgreSQL's DETAIL line quotes the offending values (phone numbers, usernames).
 fn pg(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
-        if *db.code() == SqlState::UNIQUE_VIOLATION
-            && db.constraint() == Some("accounts_username_key")
-        {
+        if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("accounts_username_key") {
             return StoreError::UsernameTaken;
         }
         return StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()));
@@ -306,18 +306,21 @@ async fn insert_device(
         )
         .await
         .map_err(pg)?;
-    let row = tx
-        .query_one(
-            &st,
-            &[&account, &device.name, &&device.secret_hash.0[..], &now],
-        )
-        .await
-        .map_err(pg)?;
+    let row =
+        tx.query_one(&st, &[&account, &device.name, &&device.secret_hash.0[..], &now]).await.map_err(pg)?;
     Ok(DeviceId(to_u64(get(&row, 0)?, "device id")?))
 }
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn subscribe(&self) -> StoreResult<Option<mpsc::Receiver<StoreEvent>>> {
+        let (tx, rx) = mpsc::channel(EVENT_CHANNEL);
+        // Connect once now so a broken configuration is reported at start-up.
+        let first = listen(&self.config).await?;
+        tokio::spawn(run_listener(self.config.clone(), self.node.clone(), first, tx));
+        Ok(Some(rx))
+    }
+
     fn backend_name(&self) -> &'static str {
         "postgres"
     }
@@ -376,10 +379,8 @@ impl Store for PostgresStore {
         let expires_at: i64 = get(&row, 2)?;
         let attempts: i32 = get(&row, 3)?;
 
-        let delete = tx
-            .prepare_cached("DELETE FROM pending_registrations WHERE phone = $1")
-            .await
-            .map_err(pg)?;
+        let delete =
+            tx.prepare_cached("DELETE FROM pending_registrations WHERE phone = $1").await.map_err(pg)?;
         if expires_at <= now {
             tx.execute(&delete, &[&phone]).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
@@ -391,9 +392,7 @@ impl Store for PostgresStore {
                 tx.execute(&delete, &[&phone]).await.map_err(pg)?;
             } else {
                 let st = tx
-                    .prepare_cached(
-                        "UPDATE pending_registrations SET attempts = $2 WHERE phone = $1",
-                    )
+                    .prepare_cached("UPDATE pending_registrations SET attempts = $2 WHERE phone = $1")
                     .await
                     .map_err(pg)?;
                 let stored = i32::try_from(attempts)
@@ -401,16 +400,12 @@ impl Store for PostgresStore {
                 tx.execute(&st, &[&phone, &stored]).await.map_err(pg)?;
             }
             tx.commit().await.map_err(pg)?;
-            return Err(StoreError::WrongCode {
-                attempts_left: max_attempts.saturating_sub(attempts),
-            });
+            return Err(StoreError::WrongCode { attempts_left: max_attempts.saturating_sub(attempts) });
         }
         tx.execute(&delete, &[&phone]).await.map_err(pg)?;
 
-        let st = tx
-            .prepare_cached("SELECT id FROM accounts WHERE phone = $1 FOR UPDATE")
-            .await
-            .map_err(pg)?;
+        let st =
+            tx.prepare_cached("SELECT id FROM accounts WHERE phone = $1 FOR UPDATE").await.map_err(pg)?;
         let existing = tx.query_opt(&st, &[&phone]).await.map_err(pg)?;
         // A username already held by someone else fails the statement with a unique violation,
         // which `pg` turns into UsernameTaken; returning drops `tx`, rolling everything back.
@@ -419,17 +414,18 @@ impl Store for PostgresStore {
                 let account: i64 = get(&row, 0)?;
                 // Lock the devices in id order, like `enqueue`, before deleting them.
                 let st = tx
-                    .prepare_cached(
-                        "SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE",
-                    )
+                    .prepare_cached("SELECT id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
                     .await
                     .map_err(pg)?;
                 tx.query(&st, &[&account]).await.map_err(pg)?;
                 let st = tx
-                    .prepare_cached("DELETE FROM devices WHERE account_id = $1")
+                    .prepare_cached("DELETE FROM devices WHERE account_id = $1 RETURNING id")
                     .await
                     .map_err(pg)?;
-                tx.execute(&st, &[&account]).await.map_err(pg)?;
+                let gone = tx.query(&st, &[&account]).await.map_err(pg)?;
+                for row in &gone {
+                    self.notify(&tx, "r", &get::<i64>(row, 0)?.to_string()).await?;
+                }
                 if let Some(name) = &username {
                     let st = tx
                         .prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1")
@@ -446,48 +442,27 @@ impl Store for PostgresStore {
                     )
                     .await
                     .map_err(pg)?;
-                let row = tx
-                    .query_one(&st, &[&phone, &username, &now])
-                    .await
-                    .map_err(pg)?;
+                let row = tx.query_one(&st, &[&phone, &username, &now]).await.map_err(pg)?;
                 (get::<i64>(&row, 0)?, false)
             }
         };
         let device = insert_device(&tx, account, &device, now).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(Registered {
-            account: AccountId(to_u64(account, "account id")?),
-            device,
-            replaced_existing,
-        })
+        Ok(Registered { account: AccountId(to_u64(account, "account id")?), device, replaced_existing })
     }
 
     async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {
         let client = self.client().await?;
-        let st = client
-            .prepare_cached("SELECT id FROM accounts WHERE phone = $1")
-            .await
-            .map_err(pg)?;
-        let row = client
-            .query_opt(&st, &[&phone.as_e164()])
-            .await
-            .map_err(pg)?;
-        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId))
-            .transpose()
+        let st = client.prepare_cached("SELECT id FROM accounts WHERE phone = $1").await.map_err(pg)?;
+        let row = client.query_opt(&st, &[&phone.as_e164()]).await.map_err(pg)?;
+        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId)).transpose()
     }
 
     async fn account_by_username(&self, username: &Username) -> StoreResult<Option<AccountId>> {
         let client = self.client().await?;
-        let st = client
-            .prepare_cached("SELECT id FROM accounts WHERE username = $1")
-            .await
-            .map_err(pg)?;
-        let row = client
-            .query_opt(&st, &[&username.as_str()])
-            .await
-            .map_err(pg)?;
-        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId))
-            .transpose()
+        let st = client.prepare_cached("SELECT id FROM accounts WHERE username = $1").await.map_err(pg)?;
+        let row = client.query_opt(&st, &[&username.as_str()]).await.map_err(pg)?;
+        row.map(|r| to_u64(get(&r, 0)?, "account id").map(AccountId)).transpose()
     }
 
     async fn account_label(&self, account: AccountId) -> StoreResult<Option<String>> {
@@ -495,10 +470,8 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let client = self.client().await?;
-        let st = client
-            .prepare_cached("SELECT phone, username FROM accounts WHERE id = $1")
-            .await
-            .map_err(pg)?;
+        let st =
+            client.prepare_cached("SELECT phone, username FROM accounts WHERE id = $1").await.map_err(pg)?;
         let Some(row) = client.query_opt(&st, &[&account]).await.map_err(pg)? else {
             return Ok(None);
         };
@@ -510,28 +483,15 @@ impl Store for PostgresStore {
         }
     }
 
-    async fn set_username(
-        &self,
-        account: AccountId,
-        username: Option<&Username>,
-    ) -> StoreResult<()> {
+    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()> {
         let Some(account) = key(account.0) else {
             return Err(StoreError::NoSuchAccount);
         };
         let client = self.client().await?;
-        let st = client
-            .prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1")
-            .await
-            .map_err(pg)?;
-        let changed = client
-            .execute(&st, &[&account, &username.map(Username::as_str)])
-            .await
-            .map_err(pg)?;
-        if changed == 0 {
-            Err(StoreError::NoSuchAccount)
-        } else {
-            Ok(())
-        }
+        let st =
+            client.prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1").await.map_err(pg)?;
+        let changed = client.execute(&st, &[&account, &username.map(Username::as_str)]).await.map_err(pg)?;
+        if changed == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
     }
 
     async fn device_auth(&self, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
@@ -561,9 +521,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         // Never move backwards, and skip the write when nothing changes.
         let st = client
-            .prepare_cached(
-                "UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
-            )
+            .prepare_cached("UPDATE devices SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2")
             .await
             .map_err(pg)?;
         client.execute(&st, &[&id, &now]).await.map_err(pg)?;
@@ -598,21 +556,17 @@ impl Store for PostgresStore {
         let (Some(account), Some(device)) = (key(account.0), key(device.0)) else {
             return Err(StoreError::NoSuchDevice);
         };
-        let client = self.client().await?;
-        // One statement: the queue goes with the device (ON DELETE CASCADE) atomically.
-        let st = client
-            .prepare_cached("DELETE FROM devices WHERE id = $1 AND account_id = $2")
-            .await
-            .map_err(pg)?;
-        let deleted = client
-            .execute(&st, &[&device, &account])
-            .await
-            .map_err(pg)?;
-        if deleted == 0 {
-            Err(StoreError::NoSuchDevice)
-        } else {
-            Ok(())
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // The queue goes with the device (ON DELETE CASCADE).
+        let st =
+            tx.prepare_cached("DELETE FROM devices WHERE id = $1 AND account_id = $2").await.map_err(pg)?;
+        let deleted = tx.execute(&st, &[&device, &account]).await.map_err(pg)?;
+        if deleted > 0 {
+            self.notify(&tx, "r", &device.to_string()).await?;
         }
+        tx.commit().await.map_err(pg)?;
+        if deleted == 0 { Err(StoreError::NoSuchDevice) } else { Ok(()) }
     }
 
     async fn begin_link(&self, p: PendingLink) -> StoreResult<()> {
@@ -628,15 +582,7 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         client
-            .execute(
-                &st,
-                &[
-                    &&p.code_hash.0[..],
-                    &p.device.name,
-                    &&p.device.secret_hash.0[..],
-                    &expires_at,
-                ],
-            )
+            .execute(&st, &[&&p.code_hash.0[..], &p.device.name, &&p.device.secret_hash.0[..], &expires_at])
             .await
             .map_err(pg)?;
         Ok(())
@@ -666,10 +612,7 @@ impl Store for PostgresStore {
         let name: String = get(&link, 0)?;
         let secret_hash = hash_from_db(get(&link, 1)?)?;
         let expires_at: i64 = get(&link, 2)?;
-        let delete = tx
-            .prepare_cached("DELETE FROM pending_links WHERE code_hash = $1")
-            .await
-            .map_err(pg)?;
+        let delete = tx.prepare_cached("DELETE FROM pending_links WHERE code_hash = $1").await.map_err(pg)?;
         if expires_at <= now {
             tx.execute(&delete, &[&code]).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
@@ -680,17 +623,11 @@ impl Store for PostgresStore {
         };
         // The account row lock serialises links (and re-registration) of one account, so the
         // device count below cannot go stale before our insert commits.
-        let st = tx
-            .prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
-            .await
-            .map_err(pg)?;
+        let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE").await.map_err(pg)?;
         if tx.query_opt(&st, &[&account]).await.map_err(pg)?.is_none() {
             return Err(StoreError::NoSuchAccount);
         }
-        let st = tx
-            .prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = $1")
-            .await
-            .map_err(pg)?;
+        let st = tx.prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = $1").await.map_err(pg)?;
         let count: i64 = get(&tx.query_one(&st, &[&account]).await.map_err(pg)?, 0)?;
         if count >= i64::from(max_devices) {
             // Rolled back: the code stays valid so the user can revoke a device and retry.
@@ -698,6 +635,8 @@ impl Store for PostgresStore {
         }
         tx.execute(&delete, &[&code]).await.map_err(pg)?;
         let device = insert_device(&tx, account, &NewDevice { name, secret_hash }, now).await?;
+        let body = format!("{}|{}|{}", hex_encode(code), account, device.0);
+        self.notify(&tx, "l", &body).await?;
         tx.commit().await.map_err(pg)?;
         Ok(device)
     }
@@ -715,22 +654,12 @@ impl Store for PostgresStore {
 
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let st = tx
-            .prepare_cached("SELECT 1 FROM accounts WHERE id = $1")
-            .await
-            .map_err(pg)?;
-        if tx
-            .query_opt(&st, &[&recipient])
-            .await
-            .map_err(pg)?
-            .is_none()
-        {
+        let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1").await.map_err(pg)?;
+        if tx.query_opt(&st, &[&recipient]).await.map_err(pg)?.is_none() {
             return Err(StoreError::NoSuchAccount);
         }
         let st = tx
-            .prepare_cached(
-                "SELECT id, queue_len FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE",
-            )
+            .prepare_cached("SELECT id, queue_len FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
             .await
             .map_err(pg)?;
         let devices = tx
@@ -760,10 +689,8 @@ impl Store for PostgresStore {
 
         let mut copies = Vec::with_capacity(devices.len());
         for (device, n) in devices {
-            if let Some(row) = tx
-                .query_opt(&select_copy, &[&device, &sender_account, &message_id])
-                .await
-                .map_err(pg)?
+            if let Some(row) =
+                tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)?
             {
                 copies.push(stored_message(&row)?);
                 continue;
@@ -800,6 +727,10 @@ impl Store for PostgresStore {
                 body: msg.body.clone(),
             });
         }
+        if !copies.is_empty() {
+            let devices: Vec<String> = copies.iter().map(|c| c.device.0.to_string()).collect();
+            self.notify(&tx, "q", &devices.join(",")).await?;
+        }
         tx.commit().await.map_err(pg)?;
         Ok(copies)
     }
@@ -835,10 +766,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let rows = client
-            .query(&st, &[&device, &after, &now, &i64::from(limit)])
-            .await
-            .map_err(pg)?;
+        let rows = client.query(&st, &[&device, &after, &now, &i64::from(limit)]).await.map_err(pg)?;
         rows.iter().map(stored_message).collect()
     }
 
@@ -863,20 +791,15 @@ impl Store for PostgresStore {
             return Ok(0);
         };
         let client = self.client().await?;
-        let st = client
-            .prepare_cached("SELECT COUNT(*) FROM queue WHERE device_id = $1")
-            .await
-            .map_err(pg)?;
+        let st =
+            client.prepare_cached("SELECT COUNT(*) FROM queue WHERE device_id = $1").await.map_err(pg)?;
         let row = client.query_one(&st, &[&device]).await.map_err(pg)?;
         to_u64(get(&row, 0)?, "count")
     }
 
     async fn total_queued(&self) -> StoreResult<u64> {
         let client = self.client().await?;
-        let st = client
-            .prepare_cached("SELECT COUNT(*) FROM queue")
-            .await
-            .map_err(pg)?;
+        let st = client.prepare_cached("SELECT COUNT(*) FROM queue").await.map_err(pg)?;
         let row = client.query_one(&st, &[]).await.map_err(pg)?;
         to_u64(get(&row, 0)?, "count")
     }
@@ -909,36 +832,24 @@ impl Store for PostgresStore {
             }
             None => 0,
         };
-        Ok(Purged {
-            messages,
-            registrations,
-            links,
-            outbox,
-        })
+        Ok(Purged { messages, registrations, links, outbox })
     }
 
     async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {
         let created_at = to_i64(entry.created_at, "timestamp")?;
         let client = self.client().await?;
         let st = client
-            .prepare_cached(
-                "INSERT INTO verifier_outbox (phone, text, created_at) VALUES ($1, $2, $3)",
-            )
+            .prepare_cached("INSERT INTO verifier_outbox (phone, text, created_at) VALUES ($1, $2, $3)")
             .await
             .map_err(pg)?;
-        client
-            .execute(&st, &[&entry.phone, &entry.text, &created_at])
-            .await
-            .map_err(pg)?;
+        client.execute(&st, &[&entry.phone, &entry.text, &created_at]).await.map_err(pg)?;
         Ok(())
     }
 
     async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>> {
         let client = self.client().await?;
         let st = client
-            .prepare_cached(
-                "SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id",
-            )
+            .prepare_cached("SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id")
             .await
             .map_err(pg)?;
         let rows = client.query(&st, &[]).await.map_err(pg)?;
@@ -951,5 +862,154 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+}
+
+// ---------------------------------------------------------------- events between nodes
+
+/// Events buffered for the server; past this, one `Resync` replaces what was dropped.
+const EVENT_CHANNEL: usize = 4096;
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+type Listener = (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>);
+
+/// Open a dedicated connection that LISTENs for other nodes' notifications.
+async fn listen(config: &tokio_postgres::Config) -> StoreResult<Listener> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(pg)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // The connection yields notifications only when polled for messages.
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message
+                && tx.send(n).is_err()
+            {
+                break;
+            }
+        }
+    });
+    client.batch_execute("LISTEN rampart_events").await.map_err(pg)?;
+    Ok((client, rx))
+}
+
+/// Parse one notification; `None` for our own and for anything malformed (another version).
+fn parse_event(own_node: &str, payload: &str) -> Vec<StoreEvent> {
+    let mut parts = payload.splitn(3, '|');
+    let (Some(node), Some(kind), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+        return Vec::new();
+    };
+    if node == own_node {
+        return Vec::new();
+    }
+    let device = |s: &str| s.parse::<u64>().ok().map(DeviceId);
+    match kind {
+        "q" => body.split(',').filter_map(device).map(StoreEvent::Queued).collect(),
+        "r" => device(body).map(StoreEvent::Revoked).into_iter().collect(),
+        "l" => {
+            let mut f = body.split('|');
+            match (
+                f.next().and_then(hex_decode),
+                f.next().and_then(|a| a.parse().ok()),
+                f.next().and_then(device),
+            ) {
+                (Some(hash), Some(account), Some(device)) => {
+                    vec![StoreEvent::Linked {
+                        code_hash: SecretHash(hash),
+                        account: AccountId(account),
+                        device,
+                    }]
+                }
+                _ => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Forward notifications to the server for as long as it listens; reconnect when the listening
+/// connection drops, and ask for a resync since notifications may have been missed meanwhile.
+async fn run_listener(
+    config: tokio_postgres::Config,
+    node: String,
+    first: Listener,
+    events: mpsc::Sender<StoreEvent>,
+) {
+    let mut current = Some(first);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (client, mut notes) = match current.take() {
+            Some(l) => l,
+            None => match listen(&config).await {
+                Ok(l) => {
+                    backoff = Duration::from_millis(100);
+                    if events.send(StoreEvent::Resync).await.is_err() {
+                        return;
+                    }
+                    l
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL event listener cannot reconnect; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            },
+        };
+        let mut overflowed = false;
+        while let Some(note) = notes.recv().await {
+            for event in parse_event(&node, note.payload()) {
+                match events.try_send(event) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => overflowed = true,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            if overflowed && events.try_send(StoreEvent::Resync).is_ok() {
+                overflowed = false;
+            }
+        }
+        drop(client);
+        tracing::warn!("PostgreSQL event listener disconnected; reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[test]
+    fn parses_other_nodes_events_and_ignores_own() {
+        assert_eq!(
+            parse_event("a", "b|q|1,2"),
+            vec![StoreEvent::Queued(DeviceId(1)), StoreEvent::Queued(DeviceId(2))]
+        );
+        assert!(parse_event("a", "a|q|1").is_empty());
+        assert_eq!(parse_event("a", "b|r|7"), vec![StoreEvent::Revoked(DeviceId(7))]);
+        let hash = "ab".repeat(32);
+        assert_eq!(
+            parse_event("a", &format!("b|l|{hash}|3|9")),
+            vec![StoreEvent::Linked {
+                code_hash: SecretHash([0xab; 32]),
+                account: AccountId(3),
+                device: DeviceId(9)
+            }]
+        );
+        for junk in ["", "b", "b|q", "b|x|1", "b|l|zz|1|2", "b|q|notanumber"] {
+            assert!(parse_event("a", junk).is_empty(), "{junk}");
+        }
     }
 }

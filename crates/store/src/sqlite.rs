@@ -17,15 +17,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rampart_core::{
-    AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
-};
+use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration,
-    Purged, Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
+    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
+    Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -138,9 +136,7 @@ impl SqliteStore {
     /// writer thread.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         let conn = Connection::open(path).db()?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .db()?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).db()?;
         if !mode.eq_ignore_ascii_case("wal") {
             // Still durable with synchronous=FULL, only slower; some file systems refuse WAL.
             tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode");
@@ -163,13 +159,8 @@ impl SqliteStore {
         let writer = std::thread::Builder::new()
             .name("rampart-sqlite".into())
             .spawn(move || writer_loop(conn, receiver))
-            .map_err(|e| {
-                StoreError::Backend(format!("cannot start the SQLite writer thread: {e}"))
-            })?;
-        Ok(SqliteStore {
-            sender: Some(sender),
-            writer: Mutex::new(Some(writer)),
-        })
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok(SqliteStore { sender: Some(sender), writer: Mutex::new(Some(writer)) })
     }
 
     /// Finish every command already queued, close the database and stop the writer thread.
@@ -188,10 +179,7 @@ impl SqliteStore {
     }
 
     fn take_writer(&self) -> Option<JoinHandle<()>> {
-        self.writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
     /// Run `f` on the writer thread inside the next batch. An `Err` from `f` rolls back
@@ -204,15 +192,8 @@ impl SqliteStore {
     {
         let sender = self.sender.as_ref().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
-        let call = Call {
-            f: Some(f),
-            result: None,
-            reply,
-        };
-        sender
-            .send(Msg::Run(Box::new(call)))
-            .await
-            .map_err(|_| closed())?;
+        let call = Call { f: Some(f), result: None, reply };
+        sender.send(Msg::Run(Box::new(call))).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 }
@@ -263,9 +244,7 @@ where
     fn run(&mut self, conn: &Connection) -> bool {
         let result = match self.f.take() {
             Some(f) => f(conn),
-            None => Err(StoreError::Backend(
-                "internal error: command ran twice".into(),
-            )),
+            None => Err(StoreError::Backend("internal error: command ran twice".into())),
         };
         let ok = result.is_ok();
         self.result = Some(result);
@@ -276,9 +255,7 @@ where
         let answer = match (failure, self.result) {
             (None, Some(result)) => result,
             (Some(why), _) => Err(StoreError::Backend(why.to_owned())),
-            (None, None) => Err(StoreError::Backend(
-                "internal error: command did not run".into(),
-            )),
+            (None, None) => Err(StoreError::Backend("internal error: command did not run".into())),
         };
         // The caller may have given up waiting; its data is committed all the same.
         let _ = self.reply.send(answer);
@@ -354,10 +331,7 @@ fn run_in_transaction(conn: &Connection, batch: &mut [Box<dyn Command>]) -> Resu
 }
 
 fn step(conn: &Connection, sql: &str) -> Result<(), String> {
-    conn.prepare_cached(sql)
-        .and_then(|mut st| st.execute([]))
-        .map(drop)
-        .map_err(|e| format!("sqlite: {e}"))
+    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(drop).map_err(|e| format!("sqlite: {e}"))
 }
 
 fn rollback(conn: &Connection) {
@@ -369,9 +343,7 @@ fn rollback(conn: &Connection) {
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version     INTEGER PRIMARY KEY,
@@ -380,13 +352,8 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     )
     .db()?;
     let applied: Vec<i64> = {
-        let mut st = tx
-            .prepare("SELECT version FROM schema_migrations ORDER BY version")
-            .db()?;
-        st.query_map([], |r| r.get(0))
-            .db()?
-            .collect::<Result<_, _>>()
-            .db()?
+        let mut st = tx.prepare("SELECT version FROM schema_migrations ORDER BY version").db()?;
+        st.query_map([], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?
     };
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
     if let Some(&newest) = applied.last()
@@ -492,9 +459,8 @@ impl RawMessage {
             sender_account: AccountId(to_u64(self.sender_account, "account id")?),
             sender_device: DeviceId(to_u64(self.sender_device, "device id")?),
             sender_label: self.sender_label,
-            message_id: MessageId::from_slice(&self.message_id).ok_or_else(|| {
-                StoreError::Backend("stored message id has the wrong length".into())
-            })?,
+            message_id: MessageId::from_slice(&self.message_id)
+                .ok_or_else(|| StoreError::Backend("stored message id has the wrong length".into()))?,
             received_at: to_u64(self.received_at, "timestamp")?,
             expires_at: to_u64(self.expires_at, "timestamp")?,
             body: self.body,
@@ -571,9 +537,7 @@ fn complete_registration(
                 .execute(params![phone, i64::from(attempts)])
                 .db()?;
         }
-        return Ok(Err(StoreError::WrongCode {
-            attempts_left: max_attempts.saturating_sub(attempts),
-        }));
+        return Ok(Err(StoreError::WrongCode { attempts_left: max_attempts.saturating_sub(attempts) }));
     }
     delete_pending()?;
 
@@ -586,10 +550,7 @@ fn complete_registration(
     let (account, replaced_existing) = match existing {
         Some(account) => {
             // Queues go with the devices (ON DELETE CASCADE).
-            c.prepare_cached("DELETE FROM devices WHERE account_id = ?1")
-                .db()?
-                .execute([account])
-                .db()?;
+            c.prepare_cached("DELETE FROM devices WHERE account_id = ?1").db()?.execute([account]).db()?;
             if let Some(name) = &username {
                 c.prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
                     .db()?
@@ -599,40 +560,24 @@ fn complete_registration(
             (account, true)
         }
         None => {
-            c.prepare_cached(
-                "INSERT INTO accounts (phone, username, created_at) VALUES (?1, ?2, ?3)",
-            )
-            .db()?
-            .execute(params![phone, username, now])
-            .db()?;
+            c.prepare_cached("INSERT INTO accounts (phone, username, created_at) VALUES (?1, ?2, ?3)")
+                .db()?
+                .execute(params![phone, username, now])
+                .db()?;
             (c.last_insert_rowid(), false)
         }
     };
     let device = insert_device(c, account, &device, now)?;
-    Ok(Ok(Registered {
-        account: AccountId(to_u64(account, "account id")?),
-        device,
-        replaced_existing,
-    }))
+    Ok(Ok(Registered { account: AccountId(to_u64(account, "account id")?), device, replaced_existing }))
 }
 
-fn insert_device(
-    c: &Connection,
-    account: i64,
-    device: &NewDevice,
-    now: i64,
-) -> StoreResult<DeviceId> {
+fn insert_device(c: &Connection, account: i64, device: &NewDevice, now: i64) -> StoreResult<DeviceId> {
     c.prepare_cached(
         "INSERT INTO devices (account_id, name, secret_hash, created_at, last_seen_at)
          VALUES (?1, ?2, ?3, ?4, ?4)",
     )
     .db()?
-    .execute(params![
-        account,
-        device.name,
-        &device.secret_hash.0[..],
-        now
-    ])
+    .execute(params![account, device.name, &device.secret_hash.0[..], now])
     .db()?;
     Ok(DeviceId(to_u64(c.last_insert_rowid(), "device id")?))
 }
@@ -644,8 +589,7 @@ fn account_by_phone(c: &Connection, phone: &str) -> StoreResult<Option<AccountId
         .query_row([phone], |r| r.get(0))
         .optional()
         .db()?;
-    id.map(|id| to_u64(id, "account id").map(AccountId))
-        .transpose()
+    id.map(|id| to_u64(id, "account id").map(AccountId)).transpose()
 }
 
 fn account_by_username(c: &Connection, name: &str) -> StoreResult<Option<AccountId>> {
@@ -655,8 +599,7 @@ fn account_by_username(c: &Connection, name: &str) -> StoreResult<Option<Account
         .query_row([name], |r| r.get(0))
         .optional()
         .db()?;
-    id.map(|id| to_u64(id, "account id").map(AccountId))
-        .transpose()
+    id.map(|id| to_u64(id, "account id").map(AccountId)).transpose()
 }
 
 fn account_label(c: &Connection, account: AccountId) -> StoreResult<Option<String>> {
@@ -685,11 +628,7 @@ fn set_username(c: &Connection, account: AccountId, name: Option<String>) -> Sto
         .db()?
         .execute(params![account, name])
         .db()?;
-    if changed == 0 {
-        Err(StoreError::NoSuchAccount)
-    } else {
-        Ok(())
-    }
+    if changed == 0 { Err(StoreError::NoSuchAccount) } else { Ok(()) }
 }
 
 fn device_auth(c: &Connection, device: DeviceId) -> StoreResult<Option<DeviceAuth>> {
@@ -735,12 +674,7 @@ fn list_devices(c: &Connection, account: AccountId) -> StoreResult<Vec<DeviceRec
         .db()?;
     let rows = st
         .query_map([account], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
         })
         .db()?;
     let mut out = Vec::new();
@@ -765,11 +699,7 @@ fn revoke_device(c: &Connection, account: AccountId, device: DeviceId) -> StoreR
         .db()?
         .execute([device, account])
         .db()?;
-    if deleted == 0 {
-        Err(StoreError::NoSuchDevice)
-    } else {
-        Ok(())
-    }
+    if deleted == 0 { Err(StoreError::NoSuchDevice) } else { Ok(()) }
 }
 
 fn begin_link(c: &Connection, p: PendingLink) -> StoreResult<()> {
@@ -800,9 +730,7 @@ fn complete_link(
     let now = to_i64(now, "time")?;
     let code = &code_hash.0[..];
     let link: Option<(String, Vec<u8>, i64)> = c
-        .prepare_cached(
-            "SELECT device_name, secret_hash, expires_at FROM pending_links WHERE code_hash = ?1",
-        )
+        .prepare_cached("SELECT device_name, secret_hash, expires_at FROM pending_links WHERE code_hash = ?1")
         .db()?
         .query_row([code], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
@@ -824,11 +752,7 @@ fn complete_link(
     let Some(account) = key(account.0) else {
         return Ok(Err(StoreError::NoSuchAccount));
     };
-    let exists = c
-        .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")
-        .db()?
-        .exists([account])
-        .db()?;
+    let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([account]).db()?;
     if !exists {
         return Ok(Err(StoreError::NoSuchAccount));
     }
@@ -842,15 +766,11 @@ fn complete_link(
         return Ok(Err(StoreError::TooManyDevices { max: max_devices }));
     }
     delete_link()?;
-    let device = NewDevice {
-        name,
-        secret_hash: hash_from_db(secret_hash)?,
-    };
+    let device = NewDevice { name, secret_hash: hash_from_db(secret_hash)? };
     Ok(Ok(insert_device(c, account, &device, now)?))
 }
 
-const SELECT_COPY: &str =
-    "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+const SELECT_COPY: &str = "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
          received_at, expires_at, body
      FROM queue WHERE device_id = ?1 AND sender_account = ?2 AND message_id = ?3";
 
@@ -859,20 +779,13 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
         return Err(StoreError::NoSuchAccount);
     };
     let devices: Vec<(i64, i64)> = {
-        let mut st = c
-            .prepare_cached("SELECT id, queue_len FROM devices WHERE account_id = ?1 ORDER BY id")
-            .db()?;
-        st.query_map([recipient], |r| Ok((r.get(0)?, r.get(1)?)))
-            .db()?
-            .collect::<Result<_, _>>()
-            .db()?
+        let mut st =
+            c.prepare_cached("SELECT id, queue_len FROM devices WHERE account_id = ?1 ORDER BY id").db()?;
+        st.query_map([recipient], |r| Ok((r.get(0)?, r.get(1)?))).db()?.collect::<Result<_, _>>().db()?
     };
     if devices.is_empty() {
-        let exists = c
-            .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")
-            .db()?
-            .exists([recipient])
-            .db()?;
+        let exists =
+            c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([recipient]).db()?;
         if !exists {
             return Err(StoreError::NoSuchAccount);
         }
@@ -889,10 +802,7 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
         let existing = c
             .prepare_cached(SELECT_COPY)
             .db()?
-            .query_row(
-                params![device, sender_account, message_id],
-                RawMessage::from_row,
-            )
+            .query_row(params![device, sender_account, message_id], RawMessage::from_row)
             .optional()
             .db()?;
         if let Some(existing) = existing {
@@ -961,22 +871,16 @@ fn fetch_queue(
         )
         .db()?;
     let rows = st
-        .query_map(
-            params![device, after, to_i64(now, "time")?, i64::from(limit)],
-            RawMessage::from_row,
-        )
+        .query_map(params![device, after, to_i64(now, "time")?, i64::from(limit)], RawMessage::from_row)
         .db()?;
-    rows.map(|r| r.db().and_then(RawMessage::into_stored))
-        .collect()
+    rows.map(|r| r.db().and_then(RawMessage::into_stored)).collect()
 }
 
 fn ack(c: &Connection, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
     let Some(device) = key(device.0) else {
         return Ok(0);
     };
-    let mut st = c
-        .prepare_cached("DELETE FROM queue WHERE id = ?1 AND device_id = ?2")
-        .db()?;
+    let mut st = c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND device_id = ?2").db()?;
     let mut deleted = 0u64;
     for id in ids.iter().filter_map(|id| key(id.0)) {
         let n = st.execute([id, device]).db()?;
@@ -986,11 +890,7 @@ fn ack(c: &Connection, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult
 }
 
 fn count(c: &Connection, sql: &str, args: impl rusqlite::Params) -> StoreResult<u64> {
-    let n: i64 = c
-        .prepare_cached(sql)
-        .db()?
-        .query_row(args, |r| r.get(0))
-        .db()?;
+    let n: i64 = c.prepare_cached(sql).db()?.query_row(args, |r| r.get(0)).db()?;
     to_u64(n, "count")
 }
 
@@ -1001,62 +901,37 @@ fn purge_expired(c: &Connection, now: UnixMillis, outbox_ttl_ms: u64) -> StoreRe
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
     };
     let messages = delete("DELETE FROM queue WHERE expires_at <= ?1", now_db)?;
-    let registrations = delete(
-        "DELETE FROM pending_registrations WHERE expires_at <= ?1",
-        now_db,
-    )?;
+    let registrations = delete("DELETE FROM pending_registrations WHERE expires_at <= ?1", now_db)?;
     let links = delete("DELETE FROM pending_links WHERE expires_at <= ?1", now_db)?;
     // created_at + ttl <= now, written without an addition that could overflow.
     let outbox = match now.checked_sub(outbox_ttl_ms) {
-        Some(cutoff) => delete(
-            "DELETE FROM verifier_outbox WHERE created_at <= ?1",
-            to_i64(cutoff, "time")?,
-        )?,
+        Some(cutoff) => {
+            delete("DELETE FROM verifier_outbox WHERE created_at <= ?1", to_i64(cutoff, "time")?)?
+        }
         None => 0,
     };
-    Ok(Purged {
-        messages,
-        registrations,
-        links,
-        outbox,
-    })
+    Ok(Purged { messages, registrations, links, outbox })
 }
 
 fn outbox_push(c: &Connection, entry: OutboxEntry) -> StoreResult<()> {
     c.prepare_cached("INSERT INTO verifier_outbox (phone, text, created_at) VALUES (?1, ?2, ?3)")
         .db()?
-        .execute(params![
-            entry.phone,
-            entry.text,
-            to_i64(entry.created_at, "timestamp")?
-        ])
+        .execute(params![entry.phone, entry.text, to_i64(entry.created_at, "timestamp")?])
         .db()?;
     Ok(())
 }
 
 fn outbox_list(c: &Connection) -> StoreResult<Vec<OutboxEntry>> {
     let mut st = c
-        .prepare_cached(
-            "SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id",
-        )
+        .prepare_cached("SELECT phone, text, created_at FROM verifier_outbox ORDER BY created_at, id")
         .db()?;
     let rows = st
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
         .db()?;
     let mut out = Vec::new();
     for row in rows {
         let (phone, text, created_at) = row.db()?;
-        out.push(OutboxEntry {
-            phone,
-            text,
-            created_at: to_u64(created_at, "timestamp")?,
-        });
+        out.push(OutboxEntry { phone, text, created_at: to_u64(created_at, "timestamp")? });
     }
     Ok(out)
 }
@@ -1080,8 +955,7 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> StoreResult<Registered> {
         let phone = phone.as_e164().to_owned();
-        self.call(move |c| complete_registration(c, &phone, code_hash, device, now, max_attempts))
-            .await?
+        self.call(move |c| complete_registration(c, &phone, code_hash, device, now, max_attempts)).await?
     }
 
     async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {
@@ -1098,11 +972,7 @@ impl Store for SqliteStore {
         self.call(move |c| account_label(c, account)).await
     }
 
-    async fn set_username(
-        &self,
-        account: AccountId,
-        username: Option<&Username>,
-    ) -> StoreResult<()> {
+    async fn set_username(&self, account: AccountId, username: Option<&Username>) -> StoreResult<()> {
         let name = username.map(|u| u.as_str().to_owned());
         self.call(move |c| set_username(c, account, name)).await
     }
@@ -1134,8 +1004,7 @@ impl Store for SqliteStore {
         now: UnixMillis,
         max_devices: u32,
     ) -> StoreResult<DeviceId> {
-        self.call(move |c| complete_link(c, code_hash, account, now, max_devices))
-            .await?
+        self.call(move |c| complete_link(c, code_hash, account, now, max_devices)).await?
     }
 
     async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
@@ -1152,8 +1021,7 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.call(move |c| fetch_queue(c, device, after, now, limit))
-            .await
+        self.call(move |c| fetch_queue(c, device, after, now, limit)).await
     }
 
     async fn ack(&self, device: DeviceId, ids: &[ServerMessageId]) -> StoreResult<u64> {
@@ -1168,24 +1036,15 @@ impl Store for SqliteStore {
         let Some(device) = key(device.0) else {
             return Ok(0);
         };
-        self.call(move |c| {
-            count(
-                c,
-                "SELECT COUNT(*) FROM queue WHERE device_id = ?1",
-                [device],
-            )
-        })
-        .await
+        self.call(move |c| count(c, "SELECT COUNT(*) FROM queue WHERE device_id = ?1", [device])).await
     }
 
     async fn total_queued(&self) -> StoreResult<u64> {
-        self.call(|c| count(c, "SELECT COUNT(*) FROM queue", []))
-            .await
+        self.call(|c| count(c, "SELECT COUNT(*) FROM queue", [])).await
     }
 
     async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged> {
-        self.call(move |c| purge_expired(c, now, outbox_ttl_ms))
-            .await
+        self.call(move |c| purge_expired(c, now, outbox_ttl_ms)).await
     }
 
     async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {

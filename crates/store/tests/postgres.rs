@@ -59,15 +59,10 @@ async fn admin() -> Option<tokio_postgres::Client> {
         // The server answered (bad role, missing database, authentication): a configuration
         // error to fix, not a missing server.
         Err(e) if e.as_db_error().is_some() => {
-            panic!(
-                "PostgreSQL ({}) refused the connection: {e:?}",
-                describe_server()
-            )
+            panic!("PostgreSQL ({}) refused the connection: {e:?}", describe_server())
         }
         Err(e) => {
-            let cause = std::error::Error::source(&e)
-                .map(|c| format!(" ({c})"))
-                .unwrap_or_default();
+            let cause = std::error::Error::source(&e).map(|c| format!(" ({c})")).unwrap_or_default();
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
                     "PostgreSQL ({}) is unreachable: {e}{cause}. CI=true, so the PostgreSQL \
@@ -94,16 +89,10 @@ where
 {
     let Some(admin) = admin().await else { return };
     let name = format!("rampart_test_{:016x}", rand::random::<u64>());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("CREATE DATABASE");
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
     let outcome = tokio::spawn(test(with_database(&base_url(), &name))).await;
     // FORCE (PostgreSQL 13+) ends sessions a failed test may have left behind.
-    if let Err(e) = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-    {
+    if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await {
         eprintln!("could not drop test database {name}: {e}");
     }
     if let Err(e) = outcome {
@@ -140,13 +129,7 @@ async fn nodes_starting_together_migrate_once() {
         }
         let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
         tokio::spawn(connection);
-        let rows = client
-            .query(
-                "SELECT version FROM schema_migrations ORDER BY version",
-                &[],
-            )
-            .await
-            .unwrap();
+        let rows = client.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.unwrap();
         let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
         assert_eq!(versions, [1, 2], "each migration applied exactly once");
     })
@@ -156,24 +139,14 @@ async fn nodes_starting_together_migrate_once() {
 #[tokio::test]
 async fn unreachable_server_is_a_backend_error() {
     // Port 1 on loopback: nothing listens there.
-    let r =
-        PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres?connect_timeout=2").await;
-    assert!(
-        matches!(r, Err(rampart_store::StoreError::Backend(_))),
-        "{r:?}"
-    );
+    let r = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres?connect_timeout=2").await;
+    assert!(matches!(r, Err(rampart_store::StoreError::Backend(_))), "{r:?}");
 }
 
 #[test]
 fn database_name_is_replaced() {
-    assert_eq!(
-        with_database("postgres://u@h:5432/postgres", "x"),
-        "postgres://u@h:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u@h:5432", "x"),
-        "postgres://u@h:5432/x"
-    );
+    assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+    assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     assert_eq!(
         with_database("postgres://u:p@h/db?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"

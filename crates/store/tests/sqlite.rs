@@ -1,11 +1,6 @@
 //! The conformance suite on the embedded SQLite backend (a fresh database file per check), plus
 //! what only SQLite has: reopening a file, closing the writer thread, in-memory databases.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,21 +27,11 @@ const NOW: u64 = 1_700_000_000_000;
 async fn register(store: &SqliteStore, n: u8) -> Registered {
     let phone = PhoneNumber::parse(&format!("+4915100000{n:02}")).unwrap();
     let code = SecretHash([n; 32]);
-    let pending = PendingRegistration {
-        phone: phone.clone(),
-        code_hash: code,
-        username: None,
-        expires_at: NOW + 1,
-    };
+    let pending =
+        PendingRegistration { phone: phone.clone(), code_hash: code, username: None, expires_at: NOW + 1 };
     store.begin_registration(pending).await.unwrap();
-    let device = NewDevice {
-        name: "phone".into(),
-        secret_hash: SecretHash([n ^ 0xff; 32]),
-    };
-    store
-        .complete_registration(&phone, code, device, NOW, 5)
-        .await
-        .unwrap()
+    let device = NewDevice { name: "phone".into(), secret_hash: SecretHash([n ^ 0xff; 32]) };
+    store.complete_registration(&phone, code, device, NOW, 5).await.unwrap()
 }
 
 fn message(to: AccountId, from: Registered, id: u8) -> NewMessage {
@@ -70,25 +55,14 @@ async fn messages_survive_reopen() {
         let store = SqliteStore::open(&path).unwrap();
         let bob = register(&store, 1).await;
         let alice = register(&store, 2).await;
-        let mut queued = store
-            .enqueue(message(bob.account, alice, 1), 100)
-            .await
-            .unwrap();
-        queued.extend(
-            store
-                .enqueue(message(bob.account, alice, 2), 100)
-                .await
-                .unwrap(),
-        );
+        let mut queued = store.enqueue(message(bob.account, alice, 1), 100).await.unwrap();
+        queued.extend(store.enqueue(message(bob.account, alice, 2), 100).await.unwrap());
         (bob, queued)
         // Dropped here without close(): the writer thread must still shut down cleanly.
     };
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(
-        store.fetch_queue(bob.device, None, NOW, 100).await.unwrap(),
-        queued
-    );
+    assert_eq!(store.fetch_queue(bob.device, None, NOW, 100).await.unwrap(), queued);
     assert!(store.device_auth(bob.device).await.unwrap().is_some());
 
     // Ids keep increasing across a reopen even when the newest row was acknowledged.
@@ -101,15 +75,8 @@ async fn messages_survive_reopen() {
         device: queued[0].sender_device,
         replaced_existing: false,
     };
-    let copies = store
-        .enqueue(message(bob.account, alice, 3), 100)
-        .await
-        .unwrap();
-    assert!(
-        copies[0].id > newest,
-        "{:?} must be above {newest:?}",
-        copies[0].id
-    );
+    let copies = store.enqueue(message(bob.account, alice, 3), 100).await.unwrap();
+    assert!(copies[0].id > newest, "{:?} must be above {newest:?}", copies[0].id);
 }
 
 #[tokio::test]
@@ -148,14 +115,7 @@ async fn close_finishes_queued_commands() {
     }
     drop(store);
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(
-        store
-            .fetch_queue(bob.device, None, NOW, 1000)
-            .await
-            .unwrap()
-            .len(),
-        done
-    );
+    assert_eq!(store.fetch_queue(bob.device, None, NOW, 1000).await.unwrap().len(), done);
 }
 
 #[tokio::test]
@@ -163,10 +123,5 @@ async fn in_memory_store_passes_a_check() {
     let store = Arc::new(SqliteStore::open_in_memory().unwrap());
     rampart_store::conformance::enqueue_fans_out_to_every_device(Arc::clone(&store)).await;
     assert_eq!(store.backend_name(), "sqlite");
-    assert!(
-        store
-            .fetch_queue(DeviceId(1), Some(ServerMessageId(0)), NOW, 1)
-            .await
-            .is_ok()
-    );
+    assert!(store.fetch_queue(DeviceId(1), Some(ServerMessageId(0)), NOW, 1).await.is_ok());
 }

@@ -39,10 +39,7 @@ pub async fn postgres_backend() -> Option<Backend> {
     };
     tokio::spawn(conn);
     let name = format!("rampart_e2e_{}", hex::encode(rand::random::<[u8; 6]>()));
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
     let url = match base.rsplit_once('/') {
         Some((prefix, _)) => format!("{prefix}/{name}"),
         None => panic!("database URL without a path: {base}"),
@@ -68,12 +65,7 @@ impl TestServer {
         Self::start_on(dir, backend, extra_toml, "127.0.0.1:0".parse().unwrap())
     }
 
-    pub fn start_on(
-        dir: &Path,
-        backend: Backend,
-        extra_toml: &str,
-        listen: SocketAddr,
-    ) -> TestServer {
+    pub fn start_on(dir: &Path, backend: Backend, extra_toml: &str, listen: SocketAddr) -> TestServer {
         Self::start_with_log_level(dir, backend, extra_toml, listen, "debug")
     }
 
@@ -87,10 +79,7 @@ impl TestServer {
         let data_dir = dir.join("server");
         std::fs::create_dir_all(&data_dir).unwrap();
         let config_path = dir.join("server.toml");
-        let mut toml = format!(
-            "listen = \"{listen}\"\ndata_dir = \"{}\"\n",
-            data_dir.display()
-        );
+        let mut toml = format!("listen = \"{listen}\"\ndata_dir = \"{}\"\n", data_dir.display());
         if let Backend::Postgres(url) = &backend {
             toml.push_str(&format!("database_url = \"{url}\"\n"));
         }
@@ -141,22 +130,11 @@ impl TestServer {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             panic!("server did not start; its log:\n{log}");
         };
-        TestServer {
-            child,
-            addr,
-            fingerprint,
-            data_dir,
-            backend,
-            stderr_path,
-            config_path,
-        }
+        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, config_path }
     }
 
     pub fn address(&self) -> ServerAddress {
-        ServerAddress {
-            host: self.addr.ip().to_string(),
-            port: self.addr.port(),
-        }
+        ServerAddress { host: self.addr.ip().to_string(), port: self.addr.port() }
     }
 
     pub fn url(&self) -> String {
@@ -171,9 +149,7 @@ impl TestServer {
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         self.child.wait().unwrap()
     }
 
@@ -181,16 +157,16 @@ impl TestServer {
     pub fn restart(&mut self) {
         let dir = self.data_dir.parent().unwrap().to_path_buf();
         let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let text: Vec<String> = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("listen =") {
-                    format!("listen = \"{}\"", self.addr)
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect();
+        let text: Vec<String> =
+            text.lines()
+                .map(|l| {
+                    if l.starts_with("listen =") {
+                        format!("listen = \"{}\"", self.addr)
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect();
         std::fs::write(&self.config_path, text.join("\n")).unwrap();
         let again = TestServer::spawn(
             &dir,
@@ -214,18 +190,13 @@ impl TestServer {
             .arg(&self.config_path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "admin outbox failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "admin outbox failed: {}", String::from_utf8_lossy(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let text = v["outbox"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["phone"] == phone)
-            .last()
+            .rfind(|e| e["phone"] == phone)
             .unwrap_or_else(|| panic!("no code for {phone} in the outbox"))["text"]
             .as_str()
             .unwrap()
@@ -238,18 +209,9 @@ impl TestServer {
     }
 
     /// Register `phone` in a new profile under `dir` and return its client.
-    pub async fn register(
-        &self,
-        dir: &Path,
-        name: &str,
-        phone: &str,
-        username: Option<&str>,
-    ) -> Client {
+    pub async fn register(&self, dir: &Path, name: &str, phone: &str, username: Option<&str>) -> Client {
         let mut client = Client::open(&dir.join(name)).unwrap();
-        client
-            .register(&self.address(), phone, username, None)
-            .await
-            .unwrap();
+        client.register(&self.address(), phone, username, None).await.unwrap();
         let code = self.latest_code(phone);
         client.verify(&code, name).await.unwrap();
         client
@@ -265,12 +227,7 @@ impl Drop for TestServer {
 
 /// Run the CLI with a profile and return (success, stdout, stderr).
 pub fn cli(profile: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("--profile").arg(profile).args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

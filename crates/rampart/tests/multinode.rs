@@ -1,0 +1,61 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! Two server nodes on one PostgreSQL database: a device connected to one node hears, live,
+//! about what happens on the other (messages, link approvals, revocations).
+
+mod support;
+
+use std::time::Duration;
+
+use rampart_client::{Client, ClientError};
+use rampart_proto::{GoodbyeReason, ServerFrame};
+use support::*;
+
+#[tokio::test]
+async fn two_nodes_share_one_database() {
+    let Some(backend) = postgres_backend().await else { return };
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let node_a = TestServer::start(dir_a.path(), backend.clone(), "");
+    let node_b = TestServer::start(dir_b.path(), backend, "");
+
+    let mut alice = node_a.register(dir_a.path(), "alice", "+14155551201", Some("alice")).await;
+    let mut bob = node_b.register(dir_b.path(), "bob", "+14155551202", Some("bob")).await;
+
+    // Bob is connected to node B; Alice sends through node A; Bob gets a live push.
+    let mut live = bob.connect().await.unwrap();
+    assert_eq!(live.next_frame(Duration::from_secs(5)).await.unwrap(), Some(ServerFrame::QueueDrained));
+    alice.send_text("@bob", "across nodes").await.unwrap();
+    match live.next_frame(Duration::from_secs(5)).await.unwrap() {
+        Some(ServerFrame::Delivery(d)) => {
+            assert_eq!(rampart_proto::decode_plain_content(&d.body).unwrap().text, "across nodes");
+        }
+        other => panic!("expected a live delivery from the other node, got {other:?}"),
+    }
+    live.close().await;
+    assert_eq!(bob.receive(None, |_| {}).await.unwrap().len(), 1);
+
+    // A new device waits on node A; Bob approves it through node B.
+    let mut laptop = Client::open(&dir_a.path().join("bob-laptop")).unwrap();
+    let pending = laptop.begin_link(&node_a.address(), "laptop", None).await.unwrap();
+    bob.approve_link(&pending.code.display()).await.unwrap();
+    let me =
+        tokio::time::timeout(Duration::from_secs(10), laptop.finish_link(pending)).await.unwrap().unwrap();
+    assert_eq!(me.label, "@bob");
+
+    // Revoking through node B cuts off the laptop's connection on node A at once.
+    let mut on_a = laptop.connect().await.unwrap();
+    bob.revoke(rampart_core::DeviceId(me.device_id)).await.unwrap();
+    let mut cut_off = false;
+    for _ in 0..10 {
+        match on_a.next_frame(Duration::from_secs(2)).await {
+            Err(ClientError::Closed { reason, .. }) => {
+                assert_eq!(reason, GoodbyeReason::DeviceRevoked);
+                cut_off = true;
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(cut_off, "the revoked device on the other node was not cut off");
+}
