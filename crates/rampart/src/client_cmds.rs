@@ -16,6 +16,21 @@ fn default_profile() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("rampart-profile"))
 }
 
+/// Text from other people, made safe for a terminal: control characters (escape sequences
+/// could rewrite the screen or the title, or hide text) are shown as `\u{..}`; newlines and tabs
+/// stay.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn print_json(value: serde_json::Value) {
     println!("{value}");
 }
@@ -52,7 +67,7 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
                     if json {
                         print_json(json!({ "message": m }));
                     } else {
-                        println!("{}: {}", m.from, m.text);
+                        println!("{}: {}", printable(&m.from), printable(&m.text));
                     }
                 })
                 .await?;
@@ -69,7 +84,7 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
                 print_json(json!({ "ok": true, "messages": messages }));
             } else {
                 for m in messages {
-                    println!("{}: {}", m.sender_label, m.text);
+                    println!("{}: {}", printable(&m.sender_label), printable(&m.text));
                 }
             }
             Ok(())
@@ -218,5 +233,15 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_cannot_reach_the_terminal() {
+        assert_eq!(printable("hi\x1b]0;pwned\x07 there\nok"), "hi\\u{1b}]0;pwned\\u{7} there\nok");
     }
 }

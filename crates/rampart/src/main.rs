@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
                     serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") })
                 );
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", client_cmds::printable(&format!("{e:#}")));
             }
             std::process::ExitCode::FAILURE
         }
