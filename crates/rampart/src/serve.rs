@@ -57,8 +57,15 @@ fn load_config(args: &StoreArgs) -> anyhow::Result<ServerConfig> {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-            ServerConfig::from_toml(&text)
-                .with_context(|| format!("invalid configuration in {}", path.display()))?
+            let mut config = ServerConfig::from_toml(&text)
+                .with_context(|| format!("invalid configuration in {}", path.display()))?;
+            // A file without data_dir means the same default as no file at all.
+            let names_data_dir =
+                text.parse::<toml::Table>().map(|t| t.contains_key("data_dir")).unwrap_or(false);
+            if !names_data_dir {
+                config.data_dir = default_data_dir();
+            }
+            config
         }
         None => ServerConfig { data_dir: default_data_dir(), ..ServerConfig::default() },
     };
