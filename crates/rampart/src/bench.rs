@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Idle authenticated devices for the memory measurement (0 to skip).
     #[arg(long, default_value_t = 2000)]
     pub idle: usize,
+    /// Run the server on PostgreSQL instead of the embedded store (use an empty database).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
@@ -121,11 +124,12 @@ async fn start_gateway() -> anyhow::Result<(SocketAddr, Arc<Mutex<HashMap<String
     Ok((addr, codes))
 }
 
-fn start_server(dir: &Path, gateway: SocketAddr) -> anyhow::Result<ServerProcess> {
+fn start_server(dir: &Path, gateway: SocketAddr, database_url: Option<&str>) -> anyhow::Result<ServerProcess> {
     use std::io::BufRead;
     let config = dir.join("bench.toml");
+    let database = database_url.map(|u| format!("database_url = \"{u}\"\n")).unwrap_or_default();
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{BENCH_CONFIG}\n[verifier]\nkind = \"webhook\"\nurl = \"http://{gateway}/sms\"\n",
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{database}{BENCH_CONFIG}\n[verifier]\nkind = \"webhook\"\nurl = \"http://{gateway}/sms\"\n",
         dir.join("server").display()
     );
     std::fs::write(&config, text)?;
@@ -252,9 +256,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)?;
     let (gateway, codes) = start_gateway().await?;
-    let server = Arc::new(start_server(&dir, gateway)?);
+    let server = Arc::new(start_server(&dir, gateway, args.database_url.as_deref())?);
     let pid = server.child.id();
-    println!("rampart bench: server pid {pid} at {} (embedded SQLite in {})", server.addr, dir.display());
+    let storage = if args.database_url.is_some() { "PostgreSQL".to_owned() } else { format!("embedded SQLite in {}", dir.display()) };
+    println!("rampart bench: server pid {pid} at {} ({storage})", server.addr);
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
     // --- memory per idle connected device -------------------------------------------
