@@ -124,7 +124,11 @@ async fn start_gateway() -> anyhow::Result<(SocketAddr, Arc<Mutex<HashMap<String
     Ok((addr, codes))
 }
 
-fn start_server(dir: &Path, gateway: SocketAddr, database_url: Option<&str>) -> anyhow::Result<ServerProcess> {
+fn start_server(
+    dir: &Path,
+    gateway: SocketAddr,
+    database_url: Option<&str>,
+) -> anyhow::Result<ServerProcess> {
     use std::io::BufRead;
     let config = dir.join("bench.toml");
     let database = database_url.map(|u| format!("database_url = \"{u}\"\n")).unwrap_or_default();
@@ -258,7 +262,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (gateway, codes) = start_gateway().await?;
     let server = Arc::new(start_server(&dir, gateway, args.database_url.as_deref())?);
     let pid = server.child.id();
-    let storage = if args.database_url.is_some() { "PostgreSQL".to_owned() } else { format!("embedded SQLite in {}", dir.display()) };
+    let storage = if args.database_url.is_some() {
+        "PostgreSQL".to_owned()
+    } else {
+        format!("embedded SQLite in {}", dir.display())
+    };
     println!("rampart bench: server pid {pid} at {} ({storage})", server.addr);
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 

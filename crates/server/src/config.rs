@@ -101,6 +101,11 @@ pub struct RateLimits {
     pub register_per_address: Bucket,
     /// Code verifications and link approvals attempted per source address.
     pub verify_per_address: Bucket,
+    /// Code verifications per phone number, across codes: requesting a new code does not
+    /// reset it, so guessing is bounded per number per day.
+    pub verify_per_number: Bucket,
+    /// Link approvals per device (a link code is guessable only this often).
+    pub approve_per_device: Bucket,
     /// Failed authentications per source address.
     pub auth_failures_per_address: Bucket,
 }
@@ -113,6 +118,8 @@ impl Default for RateLimits {
             register_per_number: Bucket { burst: 3, per_minute: 0.2 },
             register_per_address: Bucket { burst: 20, per_minute: 2.0 },
             verify_per_address: Bucket { burst: 30, per_minute: 6.0 },
+            verify_per_number: Bucket { burst: 10, per_minute: 10.0 / 1440.0 },
+            approve_per_device: Bucket { burst: 5, per_minute: 1.0 },
             auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
         }
     }
@@ -169,6 +176,8 @@ pub enum ConfigError {
     MaxDevices { max: usize },
     #[error("limits.max_message_bytes must be between 1 and {max} (the protocol's ceiling)")]
     MaxMessage { max: usize },
+    #[error("limits.message_ttl_secs must be 1 s to 10 years and limits.code_ttl_secs 1 s to 1 day")]
+    Ttl,
 }
 
 impl ServerConfig {
@@ -180,6 +189,13 @@ impl ServerConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Bounded so that deadlines computed from them can never overflow.
+        const TEN_YEARS: u64 = 10 * 365 * 24 * 3600;
+        if !(1..=TEN_YEARS).contains(&self.limits.message_ttl_secs)
+            || !(1..=86_400).contains(&self.limits.code_ttl_secs)
+        {
+            return Err(ConfigError::Ttl);
+        }
         let max = limits::MAX_LISTED_DEVICES;
         if !(1..=max as u32).contains(&self.limits.max_devices) {
             return Err(ConfigError::MaxDevices { max });

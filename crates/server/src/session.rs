@@ -114,6 +114,7 @@ struct Connection {
     label: String,
     push_tx: mpsc::Sender<Push>,
     lagged: Arc<AtomicBool>,
+    revoked: Arc<AtomicBool>,
     /// Pushed to the device and not yet acknowledged.
     in_flight: HashSet<ServerMessageId>,
     /// True once everything queued before (re)reading the store has been pushed.
@@ -137,11 +138,12 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
     let mut conn = Connection {
         id: shared.next_conn_id(),
         shared,
-        ip,
+        ip: crate::state::address_key(ip),
         session: Session::Anonymous,
         label: String::new(),
         push_tx,
         lagged: Arc::new(AtomicBool::new(false)),
+        revoked: Arc::new(AtomicBool::new(false)),
         in_flight: HashSet::new(),
         backlog_done: false,
         refetch: false,
@@ -168,8 +170,10 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
                 None => continue,
             },
             Some(done) = conn.sends.next(), if !conn.sends.is_empty() => Event::SendDone(done),
-            incoming = ws.recv(), if conn.sends.len() < MAX_PENDING_SENDS => Event::Incoming(incoming),
+            // Before incoming frames, so a client that never stops talking still meets its
+            // deadlines.
             _ = ticker.tick() => Event::Tick,
+            incoming = ws.recv(), if conn.sends.len() < MAX_PENDING_SENDS => Event::Incoming(incoming),
         };
         // Boxed: the handlers' futures are large and only live while they run, so an idle
         // connection's task does not carry their space around.
@@ -196,10 +200,11 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
             conn.refetch = true;
             flow = Box::pin(conn.fill(&mut ws)).await;
         }
-        if matches!(flow, Flow::Continue)
-            && let Err(e) = ws.flush().await
-        {
-            flow = Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}"));
+        if matches!(flow, Flow::Continue) && conn.revoked.load(Ordering::Acquire) {
+            flow = Flow::Close(GoodbyeReason::DeviceRevoked, "this device was revoked".into());
+        }
+        if matches!(flow, Flow::Continue) {
+            flow = write_within(idle, ws.flush()).await;
         }
         match flow {
             Flow::Continue => {}
@@ -218,6 +223,11 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
         let _ = ws.flush().await;
     })
     .await;
+    // Whatever is still being stored must still be pushed to its recipients when it commits.
+    let unfinished = std::mem::take(&mut conn.sends);
+    if !unfinished.is_empty() {
+        tokio::spawn(unfinished.for_each(|_| async {}));
+    }
     if let Some((reason, message)) = outcome {
         debug!(conn = conn.id, ?reason, "closing connection");
         let frame = ServerFrame::Goodbye { reason, message };
@@ -273,7 +283,12 @@ impl Connection {
     }
 
     fn peer(&self) -> Peer {
-        Peer { conn: self.id, tx: self.push_tx.clone(), lagged: self.lagged.clone() }
+        Peer {
+            conn: self.id,
+            tx: self.push_tx.clone(),
+            lagged: self.lagged.clone(),
+            revoked: self.revoked.clone(),
+        }
     }
 
     async fn send(&mut self, ws: &mut WebSocket, frame: &ServerFrame) -> Flow {
@@ -304,10 +319,7 @@ impl Connection {
         if now.duration_since(self.last_heard) > timeouts.idle() {
             return Flow::Close(GoodbyeReason::IdleTimeout, "no traffic for too long".into());
         }
-        match ws.send(Message::Ping(Bytes::new())).await {
-            Ok(()) => Flow::Continue,
-            Err(e) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
-        }
+        write_within(timeouts.idle(), ws.feed(Message::Ping(Bytes::new()))).await
     }
 
     async fn on_push(&mut self, ws: &mut WebSocket, push: Push) -> Flow {
@@ -403,6 +415,9 @@ impl Connection {
             Ok(f) => f,
             Err(e) => return self.on_bad_frame(ws, e).await,
         };
+        if self.revoked.load(Ordering::Acquire) {
+            return Flow::Close(GoodbyeReason::DeviceRevoked, "this device was revoked".into());
+        }
         let kind = frame.request.kind();
         self.shared.metrics.request(kind);
         let class = request_class(&frame.request);
@@ -559,10 +574,8 @@ impl Connection {
             1,
             "verification attempts from this address",
         )?;
-        let previous = match shared.store.account_by_phone(&phone).await.map_err(store_error)? {
-            Some(account) => shared.store.list_devices(account).await.map_err(store_error)?,
-            None => Vec::new(),
-        };
+        let tag = shared.phone_tag(&phone);
+        self.limit(&shared.limits.verify_per_number, &tag, 1, "verification attempts for this number")?;
         let device = NewDevice { name: default_name(device_name, "primary"), secret_hash };
         let done = shared
             .store
@@ -575,10 +588,8 @@ impl Connection {
             )
             .await
             .map_err(store_error)?;
-        if done.replaced_existing {
-            for d in previous {
-                shared.hub.revoke(d.id);
-            }
+        for removed in &done.removed_devices {
+            shared.hub.revoke(*removed);
         }
         info!(phone = %shared.phone_tag(&phone), account = %done.account, device = %done.device, replaced = done.replaced_existing, "registered");
         Ok(ResponseBody::Registered {
@@ -609,9 +620,15 @@ impl Connection {
         let label =
             shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();
         shared.store.touch_device(device, now_ms()).await.map_err(store_error)?;
+        if !shared.hub.attach(device, self.peer()) {
+            shared.metrics.limited("connections_per_device");
+            return Err(err(
+                ErrorCode::RateLimited,
+                "slow down: this device already has the most connections allowed; close one first",
+            ));
+        }
         self.session = Session::Authenticated { account: record.account, device };
         self.label = label.clone();
-        shared.hub.attach(device, self.peer());
         shared.metrics.authenticated_devices.inc();
         debug!(conn = self.id, account = %record.account, device = %device, "authenticated");
         Ok(ResponseBody::Authenticated { account: record.account, device, label })
@@ -639,6 +656,8 @@ impl Connection {
         let (account, _) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.verify_per_address, &self.ip, 1, "link approvals from this address")?;
+        let (_, device) = self.identity()?;
+        self.limit(&shared.limits.approve_per_device, &device, 1, "link approvals from this device")?;
         let device = shared
             .store
             .complete_link(code.hash(), account, now_ms(), shared.config.limits.max_devices)
@@ -713,10 +732,14 @@ impl Connection {
             }
             Recipient::Username(_) => err(ErrorCode::NoSuchRecipient, "no Rampart account has this username"),
         })?;
-        if self.recipients.len() >= RECIPIENT_CACHE {
-            self.recipients.clear();
+        // Only numbers are remembered: an account keeps its number's id across
+        // re-registrations, while a username can pass to someone else at any time.
+        if matches!(to, Recipient::Phone(_)) {
+            if self.recipients.len() >= RECIPIENT_CACHE {
+                self.recipients.clear();
+            }
+            self.recipients.insert(to.clone(), account);
         }
-        self.recipients.insert(to.clone(), account);
         Ok(account)
     }
 
@@ -759,6 +782,16 @@ impl Connection {
         store.set_username(account, username.as_ref()).await.map_err(store_error)?;
         self.label = store.account_label(account).await.map_err(store_error)?.unwrap_or_default();
         Ok(ResponseBody::Ok)
+    }
+}
+
+/// A write that does not finish in time means the peer stopped reading: close rather than
+/// wait forever with its pushes piling up.
+async fn write_within(limit: Duration, write: impl Future<Output = Result<(), axum::Error>>) -> Flow {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(())) => Flow::Continue,
+        Ok(Err(e)) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
+        Err(_) => Flow::Close(GoodbyeReason::IdleTimeout, "the connection stopped reading".into()),
     }
 }
 

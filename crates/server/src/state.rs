@@ -47,7 +47,13 @@ pub struct Peer {
     /// Set when a push was dropped because the connection's channel was full; the connection
     /// then re-reads its queue from the store, so nothing is lost, only delayed.
     pub lagged: Arc<AtomicBool>,
+    /// Set when the device is revoked. Checked by the session before every request, so a
+    /// revocation takes effect even when the `Revoked` notice cannot be queued.
+    pub revoked: Arc<AtomicBool>,
 }
+
+/// Connections one device may hold open at once (a client normally needs one).
+pub const MAX_CONNECTIONS_PER_DEVICE: usize = 4;
 
 /// Connected devices and connections waiting for a link approval, on this node.
 #[derive(Debug, Default)]
@@ -57,9 +63,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn attach(&self, device: DeviceId, peer: Peer) {
+    /// Register a connection of `device`; false when it already has the most allowed.
+    pub fn attach(&self, device: DeviceId, peer: Peer) -> bool {
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(device).or_default().push(peer);
+        let peers = map.entry(device).or_default();
+        if peers.len() >= MAX_CONNECTIONS_PER_DEVICE {
+            return false;
+        }
+        peers.push(peer);
+        true
     }
 
     pub fn detach(&self, device: DeviceId, conn: u64) {
@@ -112,8 +124,9 @@ impl Hub {
             map.remove(&device).unwrap_or_default()
         };
         for peer in peers {
-            // A full channel means the connection is busy; it still sees the revocation on its
-            // next store access (its credentials and queue are gone), so a lost notice is safe.
+            peer.revoked.store(true, Ordering::Release);
+            // The notice wakes an idle session; if its channel is full the session is busy and
+            // sees the flag before its next request.
             let _ = peer.tx.try_send(Push::Revoked);
         }
     }
@@ -144,7 +157,24 @@ pub struct Limiters {
     pub register_per_number: Limiter<String>,
     pub register_per_address: Limiter<IpAddr>,
     pub verify_per_address: Limiter<IpAddr>,
+    pub verify_per_number: Limiter<String>,
+    pub approve_per_device: Limiter<DeviceId>,
     pub auth_failures_per_address: Limiter<IpAddr>,
+}
+
+/// The key a source address is rate-limited under: IPv4 addresses as they are, IPv6 addresses
+/// by their /64, since one host commonly holds a whole /64 and could rotate through it.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 impl Limiters {
@@ -156,6 +186,8 @@ impl Limiters {
             register_per_number: Limiter::new("register_per_number", r.register_per_number),
             register_per_address: Limiter::new("register_per_address", r.register_per_address),
             verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
+            verify_per_number: Limiter::new("verify_per_number", r.verify_per_number),
+            approve_per_device: Limiter::new("approve_per_device", r.approve_per_device),
             auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
         }
     }
@@ -166,6 +198,8 @@ impl Limiters {
         self.register_per_number.sweep(now);
         self.register_per_address.sweep(now);
         self.verify_per_address.sweep(now);
+        self.verify_per_number.sweep(now);
+        self.approve_per_device.sweep(now);
         self.auth_failures_per_address.sweep(now);
     }
 }
@@ -227,5 +261,21 @@ impl Shared {
         mac.update(phone.as_e164().as_bytes());
         let tag = mac.finalize().into_bytes();
         format!("p{}", hex::encode(tag.get(..6).unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_is_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        assert_eq!(address_key(mapped), IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7)));
     }
 }

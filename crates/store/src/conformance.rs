@@ -159,7 +159,7 @@ async fn link<S: Store>(store: &S, account: AccountId, n: u32) -> DeviceId {
     store.complete_link(link_code(n), account, T0, MAX_DEVICES).await.expect("complete_link")
 }
 
-fn message(to: AccountId, from: Registered, id: u32, body: &[u8]) -> NewMessage {
+fn message(to: AccountId, from: &Registered, id: u32, body: &[u8]) -> NewMessage {
     NewMessage {
         recipient: to,
         sender_account: from.account,
@@ -280,16 +280,20 @@ pub async fn registration_expired_code<S: Store>(store: Arc<S>) {
 }
 
 /// Registering a number that has an account takes that account over: same account id, old
-/// devices and their queues gone, username kept unless a new one was asked for.
+/// devices and their queues gone (and reported), username replaced by the one asked for or
+/// cleared: a recycled number must not inherit the previous owner's name.
 pub async fn reregistration_replaces_devices_and_queues<S: Store>(store: Arc<S>) {
     let first = register(&*store, 1, Some("carol")).await;
     let second_device = link(&*store, first.account, 1).await;
     let sender = register(&*store, 2, None).await;
-    assert_eq!(send(&*store, message(first.account, sender, 1, b"hi")).await.len(), 2);
+    assert_eq!(send(&*store, message(first.account, &sender, 1, b"hi")).await.len(), 2);
     assert_eq!(store.total_queued().await.unwrap(), 2);
 
     let again = register(&*store, 1, None).await;
     assert!(again.replaced_existing);
+    let mut removed = again.removed_devices.clone();
+    removed.sort();
+    assert_eq!(removed, vec![first.device, second_device]);
     assert_eq!(again.account, first.account);
     assert!(again.device != first.device && again.device != second_device);
     assert!(store.device_auth(first.device).await.unwrap().is_none());
@@ -299,7 +303,12 @@ pub async fn reregistration_replaces_devices_and_queues<S: Store>(store: Arc<S>)
     assert_eq!(store.total_queued().await.unwrap(), 0, "old queues deleted");
     let devices = store.list_devices(first.account).await.unwrap();
     assert_eq!(devices.iter().map(|d| d.id).collect::<Vec<_>>(), vec![again.device]);
-    assert_eq!(store.account_label(first.account).await.unwrap().as_deref(), Some("@carol"));
+    assert_eq!(
+        store.account_label(first.account).await.unwrap().as_deref(),
+        Some(phone(1).as_e164()),
+        "the username did not pass to the new holder of the number"
+    );
+    assert_eq!(store.account_by_username(&user("carol")).await.unwrap(), None);
 
     let renamed = register(&*store, 1, Some("carol2")).await;
     assert!(renamed.replaced_existing);
@@ -404,8 +413,8 @@ pub async fn revoke_device_deletes_its_queue<S: Store>(store: Arc<S>) {
     let owner = register(&*store, 1, None).await;
     let tablet = link(&*store, owner.account, 1).await;
     let other = register(&*store, 2, None).await;
-    send(&*store, message(owner.account, other, 1, b"one")).await;
-    send(&*store, message(owner.account, other, 2, b"two")).await;
+    send(&*store, message(owner.account, &other, 1, b"one")).await;
+    send(&*store, message(owner.account, &other, 2, b"two")).await;
     assert_eq!(depth(&*store, tablet).await, 2);
 
     let r = store.revoke_device(other.account, tablet).await;
@@ -497,7 +506,7 @@ pub async fn enqueue_fans_out_to_every_device<S: Store>(store: Arc<S>) {
     let d3 = link(&*store, bob.account, 2).await;
     let alice = register(&*store, 2, None).await;
 
-    let msg = message(bob.account, alice, 1, b"\x00opaque\xffbody");
+    let msg = message(bob.account, &alice, 1, b"\x00opaque\xffbody");
     let copies = send(&*store, msg.clone()).await;
     assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![bob.device, d2, d3]);
     assert_eq!(ids(&copies).into_iter().collect::<BTreeSet<_>>().len(), 3, "distinct ids");
@@ -523,15 +532,15 @@ pub async fn enqueue_is_idempotent<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 2, None).await;
     let carol = register(&*store, 3, None).await;
 
-    let first = send(&*store, message(bob.account, alice, 1, b"hello")).await;
-    let mut retry = message(bob.account, alice, 1, b"hello");
+    let first = send(&*store, message(bob.account, &alice, 1, b"hello")).await;
+    let mut retry = message(bob.account, &alice, 1, b"hello");
     retry.received_at = T0 + 10;
     assert_eq!(send(&*store, retry.clone()).await, first, "retry returns the stored copies");
     assert_eq!(store.total_queued().await.unwrap(), 2);
 
-    let other_id = send(&*store, message(bob.account, alice, 2, b"hello")).await;
+    let other_id = send(&*store, message(bob.account, &alice, 2, b"hello")).await;
     assert_eq!(other_id.len(), 2);
-    let other_sender = send(&*store, message(bob.account, carol, 1, b"hello")).await;
+    let other_sender = send(&*store, message(bob.account, &carol, 1, b"hello")).await;
     assert_eq!(other_sender.len(), 2, "same message id from another sender is another message");
     assert_eq!(store.total_queued().await.unwrap(), 6);
 
@@ -549,14 +558,14 @@ pub async fn enqueue_is_idempotent<S: Store>(store: Arc<S>) {
 /// Unknown recipient: `NoSuchAccount`. An account without devices queues nothing.
 pub async fn enqueue_unknown_or_deviceless_recipient<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 1, None).await;
-    let r = store.enqueue(message(AccountId(987_654_321), alice, 1, b"x"), MAX_QUEUE).await;
+    let r = store.enqueue(message(AccountId(987_654_321), &alice, 1, b"x"), MAX_QUEUE).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
-    let r = store.enqueue(message(AccountId(u64::MAX), alice, 1, b"x"), MAX_QUEUE).await;
+    let r = store.enqueue(message(AccountId(u64::MAX), &alice, 1, b"x"), MAX_QUEUE).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
 
     let bob = register(&*store, 2, None).await;
     store.revoke_device(bob.account, bob.device).await.unwrap();
-    let copies = send(&*store, message(bob.account, alice, 1, b"x")).await;
+    let copies = send(&*store, message(bob.account, &alice, 1, b"x")).await;
     assert!(copies.is_empty());
     assert_eq!(store.total_queued().await.unwrap(), 0);
 }
@@ -568,16 +577,16 @@ pub async fn expiry_frees_queue_space<S: Store>(store: Arc<S>) {
     let bob = register(&*store, 1, None).await;
     let alice = register(&*store, 2, None).await;
     for id in 0..MAX {
-        let mut msg = message(bob.account, alice, id, b"x");
+        let mut msg = message(bob.account, &alice, id, b"x");
         msg.expires_at = T0 + 1;
         store.enqueue(msg, MAX).await.unwrap();
     }
-    let full = store.enqueue(message(bob.account, alice, 10, b"x"), MAX).await;
+    let full = store.enqueue(message(bob.account, &alice, 10, b"x"), MAX).await;
     assert!(matches!(full, Err(StoreError::QueueFull { .. })), "{full:?}");
     let purged = store.purge_expired(T0 + 2, HOUR).await.unwrap();
     assert_eq!(purged.messages, u64::from(MAX));
     assert_eq!(depth(&*store, bob.device).await, 0);
-    let copies = store.enqueue(message(bob.account, alice, 10, b"x"), MAX).await.unwrap();
+    let copies = store.enqueue(message(bob.account, &alice, 10, b"x"), MAX).await.unwrap();
     assert_eq!(copies.len(), 1, "purging made room again");
 }
 
@@ -587,25 +596,25 @@ pub async fn queue_full_inserts_nothing<S: Store>(store: Arc<S>) {
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
     for id in 0..MAX {
-        store.enqueue(message(bob.account, alice, id, b"x"), MAX).await.unwrap();
+        store.enqueue(message(bob.account, &alice, id, b"x"), MAX).await.unwrap();
     }
     // Empty the first device's queue so only the later one is full.
     let acked = store.ack(bob.device, &ids(&fetch_all(&*store, bob.device).await)).await.unwrap();
     assert_eq!(acked, u64::from(MAX));
 
-    let r = store.enqueue(message(bob.account, alice, 100, b"x"), MAX).await;
+    let r = store.enqueue(message(bob.account, &alice, 100, b"x"), MAX).await;
     assert!(matches!(r, Err(StoreError::QueueFull { max: MAX })), "{r:?}");
     assert_eq!(depth(&*store, bob.device).await, 0, "nothing inserted for the other device");
     assert_eq!(depth(&*store, tablet).await, u64::from(MAX));
     assert_eq!(store.total_queued().await.unwrap(), u64::from(MAX));
 
     // A retry of a message the full device already holds is not refused for that device.
-    let retry = store.enqueue(message(bob.account, alice, 0, b"x"), MAX).await.unwrap();
+    let retry = store.enqueue(message(bob.account, &alice, 0, b"x"), MAX).await.unwrap();
     assert_eq!(retry.len(), 2);
 
     let oldest = fetch_all(&*store, tablet).await[0].id;
     store.ack(tablet, &[oldest]).await.unwrap();
-    let copies = store.enqueue(message(bob.account, alice, 100, b"x"), MAX).await.unwrap();
+    let copies = store.enqueue(message(bob.account, &alice, 100, b"x"), MAX).await.unwrap();
     assert_eq!(copies.len(), 2);
 }
 
@@ -615,7 +624,7 @@ pub async fn fetch_after_limit_and_expiry<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 2, None).await;
     let mut sent = Vec::new();
     for n in 0..5u32 {
-        let mut msg = message(bob.account, alice, n, &n.to_be_bytes());
+        let mut msg = message(bob.account, &alice, n, &n.to_be_bytes());
         if n == 2 {
             msg.expires_at = T0 + 1;
         }
@@ -645,8 +654,8 @@ pub async fn ack_only_deletes_own_messages<S: Store>(store: Arc<S>) {
     let bob = register(&*store, 1, None).await;
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
-    send(&*store, message(bob.account, alice, 1, b"1")).await;
-    send(&*store, message(bob.account, alice, 2, b"2")).await;
+    send(&*store, message(bob.account, &alice, 1, b"1")).await;
+    send(&*store, message(bob.account, &alice, 2, b"2")).await;
     let phone_ids = ids(&fetch_all(&*store, bob.device).await);
     let tablet_ids = ids(&fetch_all(&*store, tablet).await);
 
@@ -673,9 +682,9 @@ pub async fn queue_counts<S: Store>(store: Arc<S>) {
     let carol = register(&*store, 3, None).await;
     let alice = register(&*store, 2, None).await;
     for n in 0..4 {
-        send(&*store, message(bob.account, alice, n, b"x")).await;
+        send(&*store, message(bob.account, &alice, n, b"x")).await;
     }
-    send(&*store, message(carol.account, alice, 0, b"x")).await;
+    send(&*store, message(carol.account, &alice, 0, b"x")).await;
     assert_eq!(depth(&*store, bob.device).await, 4);
     assert_eq!(depth(&*store, tablet).await, 4);
     assert_eq!(depth(&*store, carol.device).await, 1);
@@ -689,10 +698,10 @@ pub async fn queue_counts<S: Store>(store: Arc<S>) {
 pub async fn purge_removes_expired_rows<S: Store>(store: Arc<S>) {
     let bob = register(&*store, 1, None).await;
     let alice = register(&*store, 2, None).await;
-    let mut short = message(bob.account, alice, 1, b"short");
+    let mut short = message(bob.account, &alice, 1, b"short");
     short.expires_at = T0 + 10;
     send(&*store, short).await;
-    send(&*store, message(bob.account, alice, 2, b"long")).await;
+    send(&*store, message(bob.account, &alice, 2, b"long")).await;
 
     store.begin_registration(pending(10, code(10), None, T0 + 10)).await.unwrap();
     store.begin_registration(pending(11, code(11), None, T0 + HOUR)).await.unwrap();
@@ -791,8 +800,7 @@ pub async fn concurrent_enqueues_get_distinct_ids<S: Store>(store: Arc<S>) {
     }
 
     let results = race(&store, SENDS as usize, |store, n| {
-        let from = senders[n % senders.len()];
-        let msg = message(bob.account, from, n as u32, b"race");
+        let msg = message(bob.account, &senders[n % senders.len()], n as u32, b"race");
         async move { store.enqueue(msg, MAX_QUEUE).await }
     })
     .await;
@@ -823,8 +831,9 @@ pub async fn concurrent_retries_queue_once<S: Store>(store: Arc<S>) {
     let bob = register(&*store, 1, None).await;
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
-    let answers = race(&store, RETRIES, |store, _| async move {
-        store.enqueue(message(bob.account, alice, 7, b"once"), MAX_QUEUE).await.expect("enqueue")
+    let answers = race(&store, RETRIES, |store, _| {
+        let msg = message(bob.account, &alice, 7, b"once");
+        async move { store.enqueue(msg, MAX_QUEUE).await.expect("enqueue") }
     })
     .await;
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "every retry sees the same copies");
@@ -839,8 +848,9 @@ pub async fn concurrent_sends_respect_queue_limit<S: Store>(store: Arc<S>) {
     let bob = register(&*store, 1, None).await;
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
-    let results = race(&store, SENDS as usize, |store, n| async move {
-        store.enqueue(message(bob.account, alice, n as u32, b"x"), MAX).await
+    let results = race(&store, SENDS as usize, |store, n| {
+        let msg = message(bob.account, &alice, n as u32, b"x");
+        async move { store.enqueue(msg, MAX).await }
     })
     .await;
     let (mut queued, mut full) = (0, 0);

@@ -40,12 +40,14 @@ pub struct NewDevice {
 }
 
 /// The result of a completed registration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
     pub account: AccountId,
     pub device: DeviceId,
     /// True when the phone number already had an account: its old devices were removed.
     pub replaced_existing: bool,
+    /// The devices removed by the takeover, so the server can cut off their connections.
+    pub removed_devices: Vec<DeviceId>,
 }
 
 /// A new device waiting for an existing device of some account to approve it.
@@ -180,7 +182,9 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_registration(&self, pending: PendingRegistration) -> StoreResult<()>;
 
     /// Check the code and, if right, create the account (or take over the existing account of
-    /// that number, removing its old devices and their queues) with one first device. The
+    /// that number, removing its old devices and their queues, and replacing its username with
+    /// the one asked for, or none: a recycled number must not inherit someone's name) with one
+    /// first device. The
     /// pending code is single-use: consumed on success, burnt after `max_attempts` wrong tries.
     async fn complete_registration(
         &self,

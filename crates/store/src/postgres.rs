@@ -409,6 +409,7 @@ impl Store for PostgresStore {
         let existing = tx.query_opt(&st, &[&phone]).await.map_err(pg)?;
         // A username already held by someone else fails the statement with a unique violation,
         // which `pg` turns into UsernameTaken; returning drops `tx`, rolling everything back.
+        let mut removed = Vec::new();
         let (account, replaced_existing) = match existing {
             Some(row) => {
                 let account: i64 = get(&row, 0)?;
@@ -424,15 +425,13 @@ impl Store for PostgresStore {
                     .map_err(pg)?;
                 let gone = tx.query(&st, &[&account]).await.map_err(pg)?;
                 for row in &gone {
-                    self.notify(&tx, "r", &get::<i64>(row, 0)?.to_string()).await?;
+                    let id: i64 = get(row, 0)?;
+                    self.notify(&tx, "r", &id.to_string()).await?;
+                    removed.push(DeviceId(to_u64(id, "device id")?));
                 }
-                if let Some(name) = &username {
-                    let st = tx
-                        .prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1")
-                        .await
-                        .map_err(pg)?;
-                    tx.execute(&st, &[&account, name]).await.map_err(pg)?;
-                }
+                let st =
+                    tx.prepare_cached("UPDATE accounts SET username = $2 WHERE id = $1").await.map_err(pg)?;
+                tx.execute(&st, &[&account, &username]).await.map_err(pg)?;
                 (account, true)
             }
             None => {
@@ -448,7 +447,12 @@ impl Store for PostgresStore {
         };
         let device = insert_device(&tx, account, &device, now).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(Registered { account: AccountId(to_u64(account, "account id")?), device, replaced_existing })
+        Ok(Registered {
+            account: AccountId(to_u64(account, "account id")?),
+            device,
+            replaced_existing,
+            removed_devices: removed,
+        })
     }
 
     async fn account_by_phone(&self, phone: &PhoneNumber) -> StoreResult<Option<AccountId>> {

@@ -547,16 +547,24 @@ fn complete_registration(
         .query_row([phone], |r| r.get(0))
         .optional()
         .db()?;
+    let mut removed = Vec::new();
     let (account, replaced_existing) = match existing {
         Some(account) => {
             // Queues go with the devices (ON DELETE CASCADE).
-            c.prepare_cached("DELETE FROM devices WHERE account_id = ?1").db()?.execute([account]).db()?;
-            if let Some(name) = &username {
-                c.prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
-                    .db()?
-                    .execute(params![account, name])
-                    .db()?;
+            let gone: Vec<i64> = c
+                .prepare_cached("DELETE FROM devices WHERE account_id = ?1 RETURNING id")
+                .db()?
+                .query_map([account], |r| r.get(0))
+                .db()?
+                .collect::<Result<_, _>>()
+                .db()?;
+            for id in gone {
+                removed.push(DeviceId(to_u64(id, "device id")?));
             }
+            c.prepare_cached("UPDATE accounts SET username = ?2 WHERE id = ?1")
+                .db()?
+                .execute(params![account, username])
+                .db()?;
             (account, true)
         }
         None => {
@@ -568,7 +576,12 @@ fn complete_registration(
         }
     };
     let device = insert_device(c, account, &device, now)?;
-    Ok(Ok(Registered { account: AccountId(to_u64(account, "account id")?), device, replaced_existing }))
+    Ok(Ok(Registered {
+        account: AccountId(to_u64(account, "account id")?),
+        device,
+        replaced_existing,
+        removed_devices: removed,
+    }))
 }
 
 fn insert_device(c: &Connection, account: i64, device: &NewDevice, now: i64) -> StoreResult<DeviceId> {

@@ -55,7 +55,7 @@ async fn messages_survive_reopen() {
         let store = SqliteStore::open(&path).unwrap();
         let bob = register(&store, 1).await;
         let alice = register(&store, 2).await;
-        let mut queued = store.enqueue(message(bob.account, alice, 1), 100).await.unwrap();
+        let mut queued = store.enqueue(message(bob.account, alice.clone(), 1), 100).await.unwrap();
         queued.extend(store.enqueue(message(bob.account, alice, 2), 100).await.unwrap());
         (bob, queued)
         // Dropped here without close(): the writer thread must still shut down cleanly.
@@ -74,6 +74,7 @@ async fn messages_survive_reopen() {
         account: queued[0].sender_account,
         device: queued[0].sender_device,
         replaced_existing: false,
+        removed_devices: Vec::new(),
     };
     let copies = store.enqueue(message(bob.account, alice, 3), 100).await.unwrap();
     assert!(copies[0].id > newest, "{:?} must be above {newest:?}", copies[0].id);
@@ -100,7 +101,8 @@ async fn close_finishes_queued_commands() {
     let sends: Vec<_> = (0..100u8)
         .map(|i| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.enqueue(message(bob.account, alice, i), 1000).await })
+            let msg = message(bob.account, alice.clone(), i);
+            tokio::spawn(async move { store.enqueue(msg, 1000).await })
         })
         .collect();
     store.close().await;
