@@ -121,6 +121,8 @@ struct Connection {
     backlog_done: bool,
     /// A live push was skipped (window full or channel overflow): re-read the store.
     refetch: bool,
+    /// Every message of this device with an id up to here has been read by `fill`.
+    cursor: Option<ServerMessageId>,
     waiting_link: Option<SecretHash>,
     /// Sends being stored; answered as they complete.
     sends: FuturesUnordered<PendingSend>,
@@ -147,6 +149,7 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
         in_flight: HashSet::new(),
         backlog_done: false,
         refetch: false,
+        cursor: None,
         waiting_link: None,
         sends: FuturesUnordered::new(),
         recipients: HashMap::new(),
@@ -377,11 +380,15 @@ impl Connection {
         if room == 0 {
             return Flow::Continue;
         }
-        // Read from the start of the queue rather than "after the last id": with several
-        // writers (PostgreSQL) ids may commit out of order, and acknowledged rows are gone
-        // anyway, so the head of the queue is exactly what is still undelivered or in flight.
-        let limit = self.in_flight.len() + room;
-        let batch = match self.shared.store.fetch_queue(device, None, now_ms(), limit as u32).await {
+        // Read on from the cursor, not from the head: re-reading the head would fetch every
+        // in-flight message (bodies included) again on each acknowledgement. Safe because both
+        // backends commit one device's messages in id order (one writer; a row lock on the
+        // device in PostgreSQL), so nothing can appear behind the cursor later. Live pushes
+        // above the cursor that are in flight come back and are skipped; the limit allows
+        // for them.
+        let above = self.in_flight.iter().filter(|id| Some(**id) > self.cursor).count();
+        let limit = room + above;
+        let batch = match self.shared.store.fetch_queue(device, self.cursor, now_ms(), limit as u32).await {
             Ok(b) => b,
             Err(e) => {
                 warn!(conn = self.id, error = %e, "queue read failed");
@@ -393,6 +400,7 @@ impl Connection {
         };
         let complete = batch.len() < limit;
         for msg in batch {
+            self.cursor = self.cursor.max(Some(msg.id));
             if self.in_flight.contains(&msg.id) {
                 continue;
             }

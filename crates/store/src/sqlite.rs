@@ -192,8 +192,15 @@ impl SqliteStore {
     {
         let sender = self.sender.as_ref().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
-        let call = Call { f: Some(f), result: None, reply };
-        sender.send(Msg::Run(Box::new(call))).await.map_err(|_| closed())?;
+        let call = Msg::Run(Box::new(Call { f: Some(f), result: None, reply }));
+        // Submit synchronously on the first poll when there is room (the usual case): calls
+        // then reach the writer, and commit, in the order they were first polled, which keeps
+        // one connection's pipelined sends in order. Only a full channel waits.
+        match sender.try_send(call) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(call)) => sender.send(call).await.map_err(|_| closed())?,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+        }
         answer.await.map_err(|_| closed())?
     }
 }
