@@ -810,12 +810,25 @@ impl Store for PostgresStore {
 
     async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged> {
         let now_db = to_i64(now, "time")?;
-        let client = self.client().await?;
-        // Independent statements: nothing here needs to be atomic, and short transactions keep
-        // a large purge from holding locks on the whole queue.
-        let mut counts = [0u64; 3];
+        let mut client = self.client().await?;
+        // Expired messages: lock their devices in id order first, as `enqueue` does, so the
+        // queue-length triggers of this delete cannot deadlock with concurrent sends.
+        let tx = client.transaction().await.map_err(pg)?;
+        let lock = tx
+            .prepare_cached(
+                "SELECT id FROM devices WHERE id IN
+                     (SELECT DISTINCT device_id FROM queue WHERE expires_at <= $1)
+                 ORDER BY id FOR UPDATE",
+            )
+            .await
+            .map_err(pg)?;
+        tx.query(&lock, &[&now_db]).await.map_err(pg)?;
+        let st = tx.prepare_cached("DELETE FROM queue WHERE expires_at <= $1").await.map_err(pg)?;
+        let messages = tx.execute(&st, &[&now_db]).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        // The rest are independent statements: nothing there needs to be atomic.
+        let mut counts = [0u64; 2];
         let statements = [
-            "DELETE FROM queue WHERE expires_at <= $1",
             "DELETE FROM pending_registrations WHERE expires_at <= $1",
             "DELETE FROM pending_links WHERE expires_at <= $1",
         ];
@@ -823,7 +836,7 @@ impl Store for PostgresStore {
             let st = client.prepare_cached(sql).await.map_err(pg)?;
             *count = client.execute(&st, &[&now_db]).await.map_err(pg)?;
         }
-        let [messages, registrations, links] = counts;
+        let [registrations, links] = counts;
         // created_at + ttl <= now, written without an addition that could overflow.
         let outbox = match now.checked_sub(outbox_ttl_ms) {
             Some(cutoff) => {
