@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+mod convert;
 pub mod postgres;
 pub mod sqlite;
 

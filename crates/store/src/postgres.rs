@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
+use crate::convert::{fetch_keys, hash_from_db, key, to_i64, to_u64};
 use crate::{
     DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
     Registered, Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis,
@@ -248,27 +249,8 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} out of range")))
-}
-
-fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Backend(format!("stored {what} is negative")))
-}
-
-/// An id that cannot be stored cannot exist, so lookups by it simply find nothing.
-fn key(id: u64) -> Option<i64> {
-    i64::try_from(id).ok()
-}
-
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> StoreResult<T> {
     row.try_get(idx).map_err(pg)
-}
-
-fn hash_from_db(bytes: Vec<u8>) -> StoreResult<SecretHash> {
-    <[u8; 32]>::try_from(bytes)
-        .map(SecretHash)
-        .map_err(|_| StoreError::Backend("stored hash has the wrong length".into()))
 }
 
 fn username_from_db(name: &str) -> StoreResult<Username> {
@@ -746,15 +728,8 @@ impl Store for PostgresStore {
         now: UnixMillis,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let Some(device) = key(device.0) else {
+        let Some((device, after)) = fetch_keys(device, after) else {
             return Ok(Vec::new());
-        };
-        let after = match after {
-            None => 0,
-            Some(id) => match key(id.0) {
-                Some(id) => id,
-                None => return Ok(Vec::new()),
-            },
         };
         if limit == 0 {
             return Ok(Vec::new());

@@ -21,6 +21,7 @@ use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, Serv
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::convert::{fetch_keys, hash_from_db, key, to_i64, to_u64};
 use crate::{
     DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
     Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
@@ -407,25 +408,6 @@ impl<T> OrBackend<T> for Result<T, rusqlite::Error> {
             _ => StoreError::Backend(format!("sqlite: {e}")),
         })
     }
-}
-
-fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} out of range")))
-}
-
-fn to_u64(value: i64, what: &str) -> StoreResult<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Backend(format!("stored {what} is negative")))
-}
-
-/// An id that cannot be stored cannot exist, so lookups by it simply find nothing.
-fn key(id: u64) -> Option<i64> {
-    i64::try_from(id).ok()
-}
-
-fn hash_from_db(bytes: Vec<u8>) -> StoreResult<SecretHash> {
-    <[u8; 32]>::try_from(bytes)
-        .map(SecretHash)
-        .map_err(|_| StoreError::Backend("stored hash has the wrong length".into()))
 }
 
 fn username_from_db(name: String) -> StoreResult<Username> {
@@ -872,15 +854,8 @@ fn fetch_queue(
     now: UnixMillis,
     limit: u32,
 ) -> StoreResult<Vec<StoredMessage>> {
-    let Some(device) = key(device.0) else {
+    let Some((device, after)) = fetch_keys(device, after) else {
         return Ok(Vec::new());
-    };
-    let after = match after {
-        None => 0,
-        Some(id) => match key(id.0) {
-            Some(id) => id,
-            None => return Ok(Vec::new()),
-        },
     };
     let mut st = c
         .prepare_cached(
