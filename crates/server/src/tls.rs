@@ -128,6 +128,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn operator_certificate_is_used_as_given() {
+        let dir = tempfile::tempdir().ok();
+        let dir = dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        let (cert, key) = (dir.join("op-cert.pem"), dir.join("op-key.pem"));
+        let made = rcgen::generate_simple_self_signed(vec!["chat.example.org".to_owned()]).ok();
+        let Some(made) = made else { panic!("rcgen failed") };
+        std::fs::write(&cert, made.cert.pem()).ok();
+        std::fs::write(&key, made.signing_key.serialize_pem()).ok();
+        let id = load_or_create(&dir, Some(&cert), Some(&key), &[]).ok();
+        let id = id.as_ref();
+        assert_eq!(id.map(|i| i.fingerprint()), Some(fingerprint_of(made.cert.der())));
+        assert_eq!(id.map(|i| i.created), Some(false));
+        assert!(id.is_some_and(|i| i.rustls_config().is_ok()));
+        assert!(!dir.join("tls-cert.pem").exists(), "no self-signed certificate is made");
+        assert!(matches!(load_or_create(&dir, Some(&cert), None, &[]), Err(TlsError::HalfConfigured)));
+        std::fs::write(&key, "not a key").ok();
+        assert!(matches!(load_or_create(&dir, Some(&cert), Some(&key), &[]), Err(TlsError::NoKey { .. })));
+    }
+
+    #[test]
     fn creates_once_then_reuses() {
         let dir = tempfile::tempdir().ok();
         let dir = dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
