@@ -124,6 +124,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
