@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rampart_core::limits::MAX_FRAME_BYTES;
 use rampart_proto::{
     ClientFrame, ClientRequest, GoodbyeReason, ResponseBody, ServerFrame, decode_server_frame,
@@ -169,6 +169,9 @@ impl Connection {
         if let Some(f) = self.pending.pop_front() {
             return Ok(Some(f));
         }
+        if let Some(f) = self.read_frame().now_or_never() {
+            return f.map(Some);
+        }
         match tokio::time::timeout(wait, self.read_frame()).await {
             Err(_) => Ok(None),
             Ok(f) => f.map(Some),
@@ -209,9 +212,14 @@ impl Connection {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let frame = match tokio::time::timeout_at(deadline, self.read_frame()).await {
-                Err(_) => return Ok(None),
-                Ok(f) => f?,
+            // A frame already buffered needs no timer; arming one per frame is costly.
+            let ready = self.read_frame().now_or_never();
+            let frame = match ready {
+                Some(f) => f?,
+                None => match tokio::time::timeout_at(deadline, self.read_frame()).await {
+                    Err(_) => return Ok(None),
+                    Ok(f) => f?,
+                },
             };
             match frame {
                 ServerFrame::Response { result: Ok(_), .. } => {}

@@ -796,7 +796,13 @@ impl Connection {
 /// A write that does not finish in time means the peer stopped reading: close rather than
 /// wait forever with its pushes piling up.
 async fn write_within(limit: Duration, write: impl Future<Output = Result<(), axum::Error>>) -> Flow {
-    match tokio::time::timeout(limit, write).await {
+    // Most writes complete at once (into the buffer); only arm a timer for one that waits.
+    let mut write = std::pin::pin!(write);
+    let done = match (&mut write).now_or_never() {
+        Some(result) => Ok(result),
+        None => tokio::time::timeout(limit, write).await,
+    };
+    match done {
         Ok(Ok(())) => Flow::Continue,
         Ok(Err(e)) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
         Err(_) => Flow::Close(GoodbyeReason::IdleTimeout, "the connection stopped reading".into()),

@@ -153,6 +153,10 @@ impl SqliteStore {
     fn start(mut conn: Connection) -> StoreResult<SqliteStore> {
         conn.pragma_update(None, "synchronous", "FULL").db()?;
         conn.pragma_update(None, "foreign_keys", "ON").db()?;
+        // Each command runs in a savepoint, whose sub-journal is a temporary file by default:
+        // profiling showed a third of the writer's time in writing it. Keep it in memory (it
+        // holds only the pages one command touched; durability comes from the WAL).
+        conn.pragma_update(None, "temp_store", "MEMORY").db()?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate(&mut conn)?;
