@@ -41,7 +41,7 @@ async fn offline_delivery_survives_sigkill_sqlite() {
 
 #[tokio::test]
 async fn offline_delivery_survives_sigkill_postgres() {
-    if let Some(backend) = postgres_backend().await {
+    if let Some((backend, _database)) = postgres_backend().await {
         offline_delivery_survives_sigkill(backend).await;
     }
 }
@@ -119,7 +119,7 @@ async fn devices_fan_out_cap_and_revoke_sqlite() {
 
 #[tokio::test]
 async fn devices_fan_out_cap_and_revoke_postgres() {
-    if let Some(backend) = postgres_backend().await {
+    if let Some((backend, _database)) = postgres_backend().await {
         devices_fan_out_cap_and_revoke(backend).await;
     }
 }

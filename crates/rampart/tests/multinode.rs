@@ -12,7 +12,7 @@ use support::*;
 
 #[tokio::test]
 async fn two_nodes_share_one_database() {
-    let Some(backend) = postgres_backend().await else { return };
+    let Some((backend, _database)) = postgres_backend().await else { return };
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let node_a = TestServer::start(dir_a.path(), backend.clone(), "");

@@ -19,9 +19,35 @@ pub enum Backend {
     Postgres(String),
 }
 
-/// A fresh PostgreSQL database for one test. Under CI (`CI=true`) an unreachable server is a
-/// failure; elsewhere the test is skipped with a notice.
-pub async fn postgres_backend() -> Option<Backend> {
+/// Drops its test database when the test ends, pass or fail.
+#[derive(Debug)]
+pub struct DropDatabase {
+    base: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with
+        // its own small runtime.
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ =
+                        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+/// A fresh PostgreSQL database for one test, dropped when the returned guard is. Under CI
+/// (`CI=true`) an unreachable server is a failure; elsewhere the test is skipped with a notice.
+pub async fn postgres_backend() -> Option<(Backend, DropDatabase)> {
     let base = std::env::var("RAMPART_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let connected = tokio_postgres::connect(&base, tokio_postgres::NoTls).await;
@@ -44,7 +70,7 @@ pub async fn postgres_backend() -> Option<Backend> {
         Some((prefix, _)) => format!("{prefix}/{name}"),
         None => panic!("database URL without a path: {base}"),
     };
-    Some(Backend::Postgres(url))
+    Some((Backend::Postgres(url), DropDatabase { base, name }))
 }
 
 /// A running `rampart serve` process.
