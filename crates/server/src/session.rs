@@ -703,7 +703,6 @@ impl Connection {
             recipient,
             sender_account: account,
             sender_device: device,
-            sender_label: self.label.clone(),
             message_id,
             received_at: now,
             expires_at: now + shared.config.limits.message_ttl_secs * 1000,

@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             enqueue_unknown_or_deviceless_recipient,
             queue_full_inserts_nothing,
             expiry_frees_queue_space,
+            copies_carry_the_senders_current_label,
             fetch_after_limit_and_expiry,
             ack_only_deletes_own_messages,
             queue_counts,
@@ -164,7 +165,6 @@ fn message(to: AccountId, from: &Registered, id: u32, body: &[u8]) -> NewMessage
         recipient: to,
         sender_account: from.account,
         sender_device: from.device,
-        sender_label: "@sender".to_owned(),
         message_id: message_id(id),
         received_at: T0,
         expires_at: T0 + DAY,
@@ -513,7 +513,7 @@ pub async fn enqueue_fans_out_to_every_device<S: Store>(store: Arc<S>) {
     for copy in &copies {
         assert_eq!(copy.sender_account, alice.account);
         assert_eq!(copy.sender_device, alice.device);
-        assert_eq!(copy.sender_label, msg.sender_label);
+        assert_eq!(Some(copy.sender_label.clone()), store.account_label(alice.account).await.unwrap());
         assert_eq!(copy.message_id, msg.message_id);
         assert_eq!(copy.received_at, msg.received_at);
         assert_eq!(copy.expires_at, msg.expires_at);
@@ -571,6 +571,17 @@ pub async fn enqueue_unknown_or_deviceless_recipient<S: Store>(store: Arc<S>) {
 }
 
 /// If any device's queue is full the whole send fails and no device gets a copy.
+/// The label on a copy is the sender's at the time of sending, read by the store.
+pub async fn copies_carry_the_senders_current_label<S: Store>(store: Arc<S>) {
+    let bob = register(&*store, 1, None).await;
+    let alice = register(&*store, 2, Some("alice")).await;
+    let first = send(&*store, message(bob.account, &alice, 1, b"x")).await;
+    assert_eq!(first[0].sender_label, "@alice");
+    store.set_username(alice.account, None).await.unwrap();
+    let second = send(&*store, message(bob.account, &alice, 2, b"x")).await;
+    assert_eq!(second[0].sender_label, phone(2).as_e164(), "no stale @alice");
+}
+
 /// The queue limit counts what is queued now: expired and purged messages free their slots.
 pub async fn expiry_frees_queue_space<S: Store>(store: Arc<S>) {
     const MAX: u32 = 2;

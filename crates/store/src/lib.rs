@@ -82,8 +82,6 @@ pub struct NewMessage {
     pub recipient: AccountId,
     pub sender_account: AccountId,
     pub sender_device: DeviceId,
-    /// How the recipient's client shows the sender (`@username` or the phone number).
-    pub sender_label: String,
     pub message_id: MessageId,
     pub received_at: UnixMillis,
     pub expires_at: UnixMillis,
@@ -229,7 +227,9 @@ pub trait Store: Send + Sync + 'static {
 
     // --- queues -------------------------------------------------------------------------
 
-    /// Durably queue one copy for every device of `msg.recipient`, all or none. `QueueFull` if
+    /// Durably queue one copy for every device of `msg.recipient`, all or none. The copies carry
+    /// the sender's label as it is at this moment (`@username`, else the number), read in the
+    /// same transaction, so a name that changed hands is never attached to the wrong sender. `QueueFull` if
     /// any of those devices already holds `max_queue` messages. Idempotent on
     /// (device, sender account, message id): a retried send returns the copies already queued
     /// and queues nothing twice.

@@ -655,6 +655,16 @@ impl Store for PostgresStore {
             .iter()
             .map(|r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?)))
             .collect::<StoreResult<Vec<(i64, i64)>>>()?;
+        let sender_label: String = if devices.is_empty() {
+            String::new()
+        } else {
+            let st = tx
+                .prepare_cached("SELECT COALESCE('@' || username, phone) FROM accounts WHERE id = $1")
+                .await
+                .map_err(pg)?;
+            let row = tx.query_opt(&st, &[&sender_account]).await.map_err(pg)?;
+            get(&row.ok_or(StoreError::NoSuchAccount)?, 0)?
+        };
 
         let select_copy = tx
             .prepare_cached(
@@ -692,7 +702,7 @@ impl Store for PostgresStore {
                         &device,
                         &sender_account,
                         &sender_device,
-                        &msg.sender_label,
+                        &sender_label,
                         &message_id,
                         &received_at,
                         &expires_at,
@@ -706,7 +716,7 @@ impl Store for PostgresStore {
                 device: DeviceId(to_u64(device, "device id")?),
                 sender_account: msg.sender_account,
                 sender_device: msg.sender_device,
-                sender_label: msg.sender_label.clone(),
+                sender_label: sender_label.clone(),
                 message_id: msg.message_id,
                 received_at: msg.received_at,
                 expires_at: msg.expires_at,

@@ -798,6 +798,16 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
     }
     let sender_account = to_i64(msg.sender_account.0, "sender account")?;
     let sender_device = to_i64(msg.sender_device.0, "sender device")?;
+    let sender_label: String = if devices.is_empty() {
+        String::new()
+    } else {
+        c.prepare_cached("SELECT COALESCE('@' || username, phone) FROM accounts WHERE id = ?1")
+            .db()?
+            .query_row([sender_account], |r| r.get(0))
+            .optional()
+            .db()?
+            .ok_or(StoreError::NoSuchAccount)?
+    };
     let received_at = to_i64(msg.received_at, "timestamp")?;
     let expires_at = to_i64(msg.expires_at, "timestamp")?;
     let message_id = &msg.message_id.0[..];
@@ -829,7 +839,7 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
             device,
             sender_account,
             sender_device,
-            msg.sender_label,
+            sender_label,
             message_id,
             received_at,
             expires_at,
@@ -841,7 +851,7 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
             device: DeviceId(to_u64(device, "device id")?),
             sender_account: msg.sender_account,
             sender_device: msg.sender_device,
-            sender_label: msg.sender_label.clone(),
+            sender_label: sender_label.clone(),
             message_id: msg.message_id,
             received_at: msg.received_at,
             expires_at: msg.expires_at,

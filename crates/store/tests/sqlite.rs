@@ -39,7 +39,6 @@ fn message(to: AccountId, from: Registered, id: u8) -> NewMessage {
         recipient: to,
         sender_account: from.account,
         sender_device: from.device,
-        sender_label: "+491510000002".into(),
         message_id: MessageId([id; 16]),
         received_at: NOW,
         expires_at: NOW + 1_000_000,
