@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50)]
     pub pairs: usize,
     /// Messages each sender sends.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 3000)]
     pub messages: usize,
     /// Sends each sender keeps in flight.
     #[arg(long, default_value_t = 8)]
