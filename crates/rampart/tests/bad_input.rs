@@ -273,3 +273,44 @@ async fn a_changed_certificate_is_refused_with_a_clear_message() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// A device that stops reading while messages pour in is disconnected after the idle
+/// deadline instead of holding its task and buffers forever; nothing it missed is lost.
+#[tokio::test]
+async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        Backend::Sqlite,
+        "[timeouts]\nidle_secs = 3\n[rate_limits]\nsend = { burst = 100000, per_minute = 1e9 }\nupload_kib = { burst = 100000000, per_minute = 1e12 }\n",
+    );
+    let mut alice = server.register(dir.path(), "alice", "+14155551301", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155551302", Some("bob")).await;
+    let stalled = bob.connect().await.unwrap(); // authenticated, and never read again
+
+    let mut conn = alice.connect().await.unwrap();
+    let to = rampart_client::parse_recipient("@bob").unwrap();
+    let big = "x".repeat(60 * 1024);
+    for _ in 0..300 {
+        rampart_client::send_on(&mut conn, to.clone(), &big).await.unwrap();
+    }
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let mut cut_off = false;
+    for _ in 0..40 {
+        let text = http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap();
+        let open = text
+            .lines()
+            .find(|l| l.starts_with("rampart_connections "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if open == Some(1.0) {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(cut_off, "the stalled connection is still open");
+    drop(stalled);
+    let got = bob.receive(None, |_| {}).await.unwrap();
+    assert_eq!(got.len(), 300, "everything queued is delivered after reconnecting");
+}

@@ -294,11 +294,12 @@ impl Connection {
         }
     }
 
+    /// Queue a frame; the connection loop flushes once it has handled what is ready, so a
+    /// burst costs one TLS record and one write. A peer that stops reading is closed once a
+    /// write has waited `idle` (the buffer only blocks when it is full).
     async fn send(&mut self, ws: &mut WebSocket, frame: &ServerFrame) -> Flow {
-        match ws.send(Message::Binary(encode_server_frame(frame).into())).await {
-            Ok(()) => Flow::Continue,
-            Err(e) => Flow::Close(GoodbyeReason::Unspecified, format!("write failed: {e}")),
-        }
+        let idle = self.shared.config.timeouts.idle();
+        write_within(idle, ws.feed(Message::Binary(encode_server_frame(frame).into()))).await
     }
 
     async fn on_tick(&mut self, ws: &mut WebSocket) -> Flow {
