@@ -33,3 +33,38 @@ pub(crate) fn fetch_keys(device: DeviceId, after: Option<ServerMessageId>) -> Op
     };
     Some((key(device.0)?, after))
 }
+
+/// The migrations a database still needs, oldest first, given the versions it has applied. A
+/// database newer than this build is an error: running old code on it could corrupt it.
+pub(crate) fn pending_migrations<'a, V>(
+    applied: &[V],
+    all: &'a [(V, &'a str)],
+) -> StoreResult<Vec<(V, &'a str)>>
+where
+    V: Copy + Ord + std::fmt::Display,
+{
+    if let (Some(&newest), Some(&(known, _))) = (applied.iter().max(), all.last())
+        && newest > known
+    {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {newest}, newer than this build knows ({known})"
+        )));
+    }
+    Ok(all.iter().filter(|(v, _)| !applied.contains(v)).copied().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_missing_migrations_and_refuses_newer_databases() {
+        let all: &[(i64, &str)] = &[(1, "a"), (2, "b"), (3, "c")];
+        let versions =
+            |p: StoreResult<Vec<(i64, &str)>>| p.map(|v| v.iter().map(|m| m.0).collect::<Vec<_>>()).ok();
+        assert_eq!(versions(pending_migrations(&[], all)), Some(vec![1, 2, 3]));
+        assert_eq!(versions(pending_migrations(&[1, 2], all)), Some(vec![3]));
+        assert_eq!(versions(pending_migrations(&[1, 2, 3], all)), Some(vec![]));
+        assert!(pending_migrations(&[1, 2, 3, 4], all).is_err());
+    }
+}

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use crate::convert::{fetch_keys, hash_from_db, key, to_i64, to_u64};
+use crate::convert::{fetch_keys, hash_from_db, key, pending_migrations, to_i64, to_u64};
 use crate::{
     DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
     Registered, Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis,
@@ -210,18 +210,7 @@ impl PostgresStore {
             .iter()
             .map(|r| r.try_get::<_, i32>(0).map_err(pg))
             .collect::<StoreResult<Vec<i32>>>()?;
-        let known = MIGRATIONS.last().map_or(0, |m| m.0);
-        if let Some(&newest) = applied.last()
-            && newest > known
-        {
-            return Err(StoreError::Backend(format!(
-                "the database has schema version {newest}, newer than this build knows ({known})"
-            )));
-        }
-        for &(version, sql) in MIGRATIONS {
-            if applied.contains(&version) {
-                continue;
-            }
+        for (version, sql) in pending_migrations(&applied, MIGRATIONS)? {
             tx.batch_execute(sql).await.map_err(pg)?;
             tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])
                 .await

@@ -21,7 +21,7 @@ use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, Serv
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::convert::{fetch_keys, hash_from_db, key, to_i64, to_u64};
+use crate::convert::{fetch_keys, hash_from_db, key, pending_migrations, to_i64, to_u64};
 use crate::{
     DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
     Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
@@ -367,18 +367,7 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         let mut st = tx.prepare("SELECT version FROM schema_migrations ORDER BY version").db()?;
         st.query_map([], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?
     };
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    if let Some(&newest) = applied.last()
-        && newest > known
-    {
-        return Err(StoreError::Backend(format!(
-            "the database has schema version {newest}, newer than this build knows ({known})"
-        )));
-    }
-    for &(version, sql) in MIGRATIONS {
-        if applied.contains(&version) {
-            continue;
-        }
+    for (version, sql) in pending_migrations(&applied, MIGRATIONS)? {
         tx.execute_batch(sql).db()?;
         // The clock here is only a note for operators; domain times always come from callers.
         tx.execute(
