@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rampart_core::{DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, Username, VerificationCode};
+use rampart_core::{DeviceId, DeviceSecret, GroupId, LinkCode, PhoneNumber, Username, VerificationCode};
 use rampart_proto::{
-    ClientRequest, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, PlainContent, Recipient, ResponseBody,
-    ServerFrame, decode_plain_content, encode_plain_content,
+    ClientRequest, ContentBody, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, Recipient, ResponseBody,
+    ServerFrame,
 };
 use serde::Serialize;
 
@@ -48,6 +48,12 @@ pub enum ClientError {
     Unexpected(&'static str),
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    #[error("end-to-end encryption: {0}")]
+    Crypto(String),
+    #[error("this device has no end-to-end keys yet; run any command once it is registered or linked")]
+    NoKeys,
+    #[error("no conversation {0}; `rampart conversations` lists them")]
+    NoSuchConversation(String),
 }
 
 impl ClientError {
@@ -66,11 +72,14 @@ impl ClientError {
             ClientError::NoPendingRegistration => "no_pending_registration",
             ClientError::Unexpected(_) => "unexpected",
             ClientError::Profile(_) => "profile",
+            ClientError::Crypto(_) => "crypto",
+            ClientError::NoKeys => "no_keys",
+            ClientError::NoSuchConversation(_) => "no_such_conversation",
         }
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -120,12 +129,13 @@ pub struct Identity {
 /// A client bound to one profile.
 #[derive(Debug)]
 pub struct Client {
-    profile: Profile,
+    pub(crate) profile: Profile,
+    pub(crate) engine: Option<crate::e2e::DeviceEngine>,
 }
 
 impl Client {
     pub fn open(profile_dir: &std::path::Path) -> Result<Self, ClientError> {
-        Ok(Self { profile: Profile::open(profile_dir)? })
+        Ok(Self { profile: Profile::open(profile_dir)?, engine: None })
     }
 
     pub fn profile(&self) -> &Profile {
@@ -230,9 +240,12 @@ impl Client {
             ResponseBody::Registered { account, device, .. } => {
                 self.profile.save_credentials(account, device, &secret)?;
                 self.profile.remove("pending_phone")?;
-                // Learn the label (how others see us) with a first authentication.
-                let conn = self.connect().await?;
+                // Learn the label (how others see us) with a first authentication, and set up
+                // this device's end-to-end keys.
+                let mut conn = self.connect().await?;
+                let keys = self.set_up_first_device(&mut conn).await;
                 conn.close().await;
+                keys?;
                 self.identity()
             }
             _ => Err(ClientError::Unexpected("verify")),
@@ -268,8 +281,10 @@ impl Client {
                 Some(ServerFrame::LinkCompleted { account, device }) => {
                     self.profile.save_credentials(account, device, &pending.secret)?;
                     pending.conn.close().await;
-                    let conn = self.connect().await?;
+                    let mut conn = self.connect().await?;
+                    let keys = self.set_up_linked_device(&mut conn).await;
                     conn.close().await;
+                    keys?;
                     return self.identity();
                 }
                 Some(_) => continue,
@@ -282,11 +297,16 @@ impl Client {
         let code = LinkCode::parse(code).map_err(|e| ClientError::Input(e.to_string()))?;
         let mut conn = self.connect().await?;
         let answer = conn.request(ClientRequest::ApproveLink { code }).await;
+        let result = match answer {
+            Ok(ResponseBody::LinkApproved { device }) => {
+                // Certify the new device's key, which it sends once it has its credentials.
+                self.certify_linked(&mut conn, device).await.map(|()| device)
+            }
+            Ok(_) => Err(ClientError::Unexpected("approve link")),
+            Err(e) => Err(e),
+        };
         conn.close().await;
-        match answer? {
-            ResponseBody::LinkApproved { device } => Ok(device),
-            _ => Err(ClientError::Unexpected("approve link")),
-        }
+        result
     }
 
     pub async fn devices(&mut self) -> Result<Vec<DeviceInfo>, ClientError> {
@@ -318,74 +338,222 @@ impl Client {
         Ok(())
     }
 
-    /// Send a text message to `to` (`+E164` or `@username`).
+    /// Send an end-to-end encrypted text message to `to` (`+E164` or `@username`), in the 1:1
+    /// conversation with that account (created on first use).
     pub async fn send_text(&mut self, to: &str, text: &str) -> Result<SendReceipt, ClientError> {
         let to = parse_recipient(to)?;
         let mut conn = self.connect().await?;
-        let receipt = send_on(&mut conn, to, text).await;
+        let result = self.send_text_on(&mut conn, to, text).await;
         conn.close().await;
-        receipt
+        result
     }
 
-    /// Receive queued messages: store each (deduplicated), acknowledge it, hand new ones to
-    /// `on_message`. Returns when the queue is drained, or after `wait` if given.
+    /// Send on an open connection (the bench and the TUI keep one open).
+    pub async fn send_text_on(
+        &mut self,
+        conn: &mut Connection,
+        to: Recipient,
+        text: &str,
+    ) -> Result<SendReceipt, ClientError> {
+        let peer = self.lookup(conn, to).await?;
+        if peer.trusted.is_empty() {
+            return Err(ClientError::Crypto(format!(
+                "{} has no device with end-to-end keys yet; they need to open Rampart once",
+                peer.label
+            )));
+        }
+        let group = self.direct_conversation(conn, &peer).await?;
+        self.send_to_group_on(conn, &group, ContentBody::Text { text: text.to_owned(), reply_to: None }).await
+    }
+
+    /// Send content to a conversation on an open connection.
+    pub async fn send_to_group_on(
+        &mut self,
+        conn: &mut Connection,
+        group: &GroupId,
+        body: ContentBody,
+    ) -> Result<SendReceipt, ClientError> {
+        let (message_id, recipient_devices) = self.send_content(conn, group, body).await?;
+        Ok(SendReceipt {
+            message_id: message_id.to_string(),
+            server_timestamp_ms: now_ms(),
+            recipient_devices,
+        })
+    }
+
+    /// Send content to a conversation named by its id (hex) or its name.
+    pub async fn send_to_conversation(
+        &mut self,
+        conversation: &str,
+        body: ContentBody,
+    ) -> Result<SendReceipt, ClientError> {
+        let group = self.resolve_conversation(conversation)?;
+        let mut conn = self.connect().await?;
+        let result = self.send_to_group_on(&mut conn, &group, body).await;
+        conn.close().await;
+        result
+    }
+
+    /// A conversation by id (hex, or a unique prefix) or by name (a 1:1 is named after the peer).
+    pub fn resolve_conversation(&self, name: &str) -> Result<GroupId, ClientError> {
+        self.profile.find_conversation(name)?.ok_or_else(|| ClientError::NoSuchConversation(name.to_owned()))
+    }
+
+    /// Encrypt a text for a conversation and return the request that sends it, for callers
+    /// that pipeline many sends on one connection (benchmarks). Membership is not re-checked.
+    pub fn seal_text(&mut self, group: &GroupId, text: &str) -> Result<ClientRequest, ClientError> {
+        let message_id = rampart_core::MessageId::random(&mut rand::rng());
+        let plaintext = rampart_proto::encode_content(&rampart_proto::Content {
+            message_id,
+            sent_at_ms: now_ms(),
+            body: ContentBody::Text { text: text.to_owned(), reply_to: None },
+        });
+        let body = self.engine()?.encrypt(group, &plaintext)?;
+        Ok(ClientRequest::GroupSend { group: group.clone(), message_id, body: body.into() })
+    }
+
+    /// Create a named group with these members (`+E164` or `@username` each).
+    pub async fn create_group(&mut self, name: &str, members: &[String]) -> Result<String, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = async {
+            let mut accounts = Vec::new();
+            for m in members {
+                let peer = self.lookup(&mut conn, parse_recipient(m)?).await?;
+                accounts.push(peer.account);
+            }
+            let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+            let group = GroupId::new(me, &mut rand::rng());
+            self.engine()?.create_group(&group)?;
+            self.profile.save_conversation(&group, None, name)?;
+            self.sync_members(&mut conn, &group, &accounts).await?;
+            self.send_content(&mut conn, &group, ContentBody::GroupName(name.to_owned())).await?;
+            Ok(group.to_hex())
+        }
+        .await;
+        conn.close().await;
+        result
+    }
+
+    /// Add people to a group (only its creator may).
+    pub async fn group_add(&mut self, conversation: &str, members: &[String]) -> Result<(), ClientError> {
+        let group = self.resolve_conversation(conversation)?;
+        let mut conn = self.connect().await?;
+        let result = async {
+            self.drain(&mut conn, Duration::from_secs(5), &mut |_| {}).await?;
+            let mut accounts = Vec::new();
+            for m in members {
+                accounts.push(self.lookup(&mut conn, parse_recipient(m)?).await?.account);
+            }
+            for a in &accounts {
+                self.profile.unmark_left(&group, *a)?;
+            }
+            self.sync_members(&mut conn, &group, &accounts).await
+        }
+        .await;
+        conn.close().await;
+        result
+    }
+
+    /// Remove people from a group (only its creator may remove others).
+    pub async fn group_remove(&mut self, conversation: &str, members: &[String]) -> Result<(), ClientError> {
+        let group = self.resolve_conversation(conversation)?;
+        let mut conn = self.connect().await?;
+        let result = async {
+            self.drain(&mut conn, Duration::from_secs(5), &mut |_| {}).await?;
+            for m in members {
+                let account = self.lookup(&mut conn, parse_recipient(m)?).await?.account;
+                self.profile.mark_left(&group, account)?;
+            }
+            self.sync_members(&mut conn, &group, &[]).await
+        }
+        .await;
+        conn.close().await;
+        result
+    }
+
+    /// Leave a group: the server stops delivering it to this account's devices and tells the
+    /// others, one of whom commits the removal.
+    pub async fn group_leave(&mut self, conversation: &str) -> Result<(), ClientError> {
+        let group = self.resolve_conversation(conversation)?;
+        let mut conn = self.connect().await?;
+        let answer = conn.request(ClientRequest::LeaveGroup { group: group.clone() }).await;
+        conn.close().await;
+        answer?;
+        self.engine()?.forget_group(&group)?;
+        self.profile.mark_conversation_closed(&group)?;
+        Ok(())
+    }
+
+    /// The safety number with `who`, over both accounts' trusted device keys.
+    pub async fn safety_number(&mut self, who: &str) -> Result<(String, String), ClientError> {
+        let mut conn = self.connect().await?;
+        let result = async {
+            let peer = self.lookup(&mut conn, parse_recipient(who)?).await?;
+            let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+            let mine = self.checked_keys(&mut conn, &[me]).await?;
+            let keys = |a: &crate::e2e::CheckedAccount| {
+                a.trusted.iter().map(|c| c.signature_key).collect::<Vec<_>>()
+            };
+            let my_keys: Vec<[u8; 32]> = mine.iter().flat_map(keys).collect();
+            let number = rampart_mls::safety::safety_number(me, &my_keys, peer.account, &keys(&peer));
+            Ok((peer.label.clone(), number))
+        }
+        .await;
+        conn.close().await;
+        result
+    }
+
+    /// Receive queued messages: each is decrypted, checked, stored (deduplicated) and
+    /// acknowledged; new ones go to `on_message`. Returns when the queue is drained, or after
+    /// `wait` if given.
     pub async fn receive(
         &mut self,
         wait: Option<Duration>,
         mut on_message: impl FnMut(&ReceivedMessage),
     ) -> Result<Vec<ReceivedMessage>, ClientError> {
-        let mut conn = self.connect().await?;
-        let started = Instant::now();
+        let events = self.receive_events(wait, |_| {}).await?;
         let mut received = Vec::new();
-        loop {
-            let left = match wait {
-                Some(w) => w.saturating_sub(started.elapsed()),
-                None => Duration::from_secs(30),
-            };
-            if wait.is_some() && left.is_zero() {
-                break;
-            }
-            match conn.next_frame(left).await? {
-                Some(ServerFrame::Delivery(d)) => {
-                    let text = match decode_plain_content(&d.body) {
-                        Ok(c) => c.text,
-                        Err(_) => "[a message this client cannot read]".to_owned(),
-                    };
-                    let new = self.profile.store_message(
-                        d.sender_account,
-                        d.sender_device,
-                        &d.sender_label,
-                        &d.message_id,
-                        d.server_timestamp_ms,
-                        &text,
-                    )?;
-                    // Stored first, acknowledged second: a crash in between means a redelivery,
-                    // which the profile's uniqueness check absorbs.
-                    conn.send(ClientRequest::Ack { ids: vec![d.server_id] }).await?;
-                    if new.is_some() {
-                        let msg = ReceivedMessage {
-                            from: d.sender_label,
-                            from_account: d.sender_account.0,
-                            message_id: d.message_id.to_string(),
-                            server_timestamp_ms: d.server_timestamp_ms,
-                            text,
-                        };
-                        on_message(&msg);
-                        received.push(msg);
-                    }
-                }
-                Some(ServerFrame::QueueDrained) if wait.is_none() => break,
-                Some(_) => {}
-                None if wait.is_none() => {
-                    return Err(ClientError::Timeout("waiting for queued messages"));
-                }
-                None => break,
+        for e in events {
+            if let crate::e2e::Event::Message { from, from_account, message_id, text, .. } = e {
+                let msg =
+                    ReceivedMessage { from, from_account, message_id, server_timestamp_ms: now_ms(), text };
+                on_message(&msg);
+                received.push(msg);
             }
         }
-        // Make sure the last acknowledgements reached the server before closing.
-        let _ = conn.request(ClientRequest::Ping).await;
-        conn.close().await;
         Ok(received)
+    }
+
+    /// Receive and return every event (messages, joins, membership changes, refusals).
+    pub async fn receive_events(
+        &mut self,
+        wait: Option<Duration>,
+        mut on_event: impl FnMut(&crate::e2e::Event) + Send,
+    ) -> Result<Vec<crate::e2e::Event>, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = async {
+            // Top up key packages first, so others can keep adding this device.
+            self.publish_keys(&mut conn, None).await?;
+            let mut events =
+                self.drain(&mut conn, wait.unwrap_or(Duration::from_secs(30)), &mut on_event).await?;
+            if let Some(w) = wait {
+                let started = Instant::now();
+                while started.elapsed() < w {
+                    let left = w.saturating_sub(started.elapsed());
+                    let more = self.drain(&mut conn, left, &mut on_event).await?;
+                    if more.is_empty() && left.is_zero() {
+                        break;
+                    }
+                    events.extend(more);
+                }
+            }
+            // Make sure the last acknowledgements reached the server before closing.
+            let _ = conn.request(ClientRequest::Ping).await;
+            Ok(events)
+        }
+        .await;
+        conn.close().await;
+        result
     }
 }
 
@@ -396,18 +564,6 @@ pub struct PendingLinkHandle {
     pub code: LinkCode,
     pub expires_in_secs: u32,
     secret: DeviceSecret,
-}
-
-/// Send one text message on an open, authenticated connection.
-pub async fn send_on(conn: &mut Connection, to: Recipient, text: &str) -> Result<SendReceipt, ClientError> {
-    let body = encode_plain_content(&PlainContent { text: text.to_owned(), sent_at_ms: now_ms() });
-    let message_id = MessageId::random(&mut rand::rng());
-    match conn.request(ClientRequest::Send { to, message_id, body: body.into() }).await? {
-        ResponseBody::Sent { server_timestamp_ms, recipient_devices } => {
-            Ok(SendReceipt { message_id: message_id.to_string(), server_timestamp_ms, recipient_devices })
-        }
-        _ => Err(ClientError::Unexpected("send")),
-    }
 }
 
 fn normalise_fingerprint(input: &str) -> Result<String, ClientError> {

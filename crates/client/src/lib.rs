@@ -5,13 +5,14 @@
 
 mod client;
 mod connection;
+pub mod e2e;
 mod pin;
 mod profile;
 
 pub use client::{
     Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SendReceipt,
-    parse_recipient, send_on,
+    parse_recipient,
 };
 pub use connection::{Connection, ServerAddress};
 pub use pin::PinnedCertificate;
-pub use profile::{Credentials, Profile, ProfileError, StoredMessage};
+pub use profile::{ConversationInfo, Credentials, Profile, ProfileError, StoredMessage};

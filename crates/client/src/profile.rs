@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rampart_core::{AccountId, DeviceId, DeviceSecret, MessageId};
+use rampart_core::{AccountId, DeviceId, DeviceSecret, GroupId, MessageId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::connection::ServerAddress;
@@ -58,7 +58,37 @@ CREATE TABLE IF NOT EXISTS messages(
     text TEXT NOT NULL,
     UNIQUE(sender_account, message_id)
 );
+CREATE TABLE IF NOT EXISTS conversations(
+    group_id BLOB PRIMARY KEY,
+    peer_account INTEGER,
+    name TEXT NOT NULL,
+    closed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS left_accounts(
+    group_id BLOB NOT NULL,
+    account INTEGER NOT NULL,
+    PRIMARY KEY (group_id, account)
+);
+CREATE TABLE IF NOT EXISTS trusted_keys(
+    account INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (account, key)
+);
 ";
+
+/// A conversation as listed to the user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationInfo {
+    pub id: String,
+    pub name: String,
+    pub direct: bool,
+    pub closed: bool,
+    pub messages: u64,
+}
+
+fn db_id(v: u64) -> Result<i64, ProfileError> {
+    i64::try_from(v).map_err(|_| ProfileError::Corrupt("identifier out of range"))
+}
 
 impl Profile {
     pub fn open(dir: &Path) -> Result<Self, ProfileError> {
@@ -74,6 +104,13 @@ impl Profile {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
+        // Profiles from before end-to-end encryption: messages gain their conversation.
+        let has_conversation = db
+            .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'conversation'")?
+            .exists([])?;
+        if !has_conversation {
+            db.execute_batch("ALTER TABLE messages ADD COLUMN conversation BLOB")?;
+        }
         Ok(Self { dir: dir.to_path_buf(), db })
     }
 
@@ -151,8 +188,10 @@ impl Profile {
 
     /// Store a received message unless it is already there. True if it is new: the server
     /// delivers at least once, this makes it exactly once for the user.
+    #[allow(clippy::too_many_arguments)]
     pub fn store_message(
         &self,
+        conversation: Option<&GroupId>,
         sender_account: AccountId,
         sender_device: DeviceId,
         sender_label: &str,
@@ -161,15 +200,17 @@ impl Profile {
         text: &str,
     ) -> Result<Option<i64>, ProfileError> {
         let inserted = self.db.execute(
-            "INSERT OR IGNORE INTO messages(sender_account, sender_device, sender_label, message_id, server_ts, text)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO messages(sender_account, sender_device, sender_label, message_id, server_ts, text,
+                 conversation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 i64::try_from(sender_account.0).map_err(|_| ProfileError::Corrupt("account id"))?,
                 i64::try_from(sender_device.0).map_err(|_| ProfileError::Corrupt("device id"))?,
                 sender_label,
                 &message_id.0[..],
                 i64::try_from(server_ts).unwrap_or(i64::MAX),
-                text
+                text,
+                conversation.map(|g| g.as_bytes().to_vec())
             ],
         )?;
         Ok((inserted == 1).then(|| self.db.last_insert_rowid()))
@@ -193,6 +234,124 @@ impl Profile {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Profile {
+    pub fn trust_key(&self, account: AccountId, key: &[u8; 32]) -> Result<(), ProfileError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO trusted_keys(account, key) VALUES (?1, ?2)",
+            params![db_id(account.0)?, &key[..]],
+        )?;
+        Ok(())
+    }
+
+    pub fn trusted_keys(&self, account: AccountId) -> Result<Vec<[u8; 32]>, ProfileError> {
+        let mut st = self.db.prepare_cached("SELECT key FROM trusted_keys WHERE account = ?1")?;
+        let keys = st.query_map([db_id(account.0)?], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for k in keys {
+            out.push(<[u8; 32]>::try_from(k?.as_slice()).map_err(|_| ProfileError::Corrupt("trusted key"))?);
+        }
+        Ok(out)
+    }
+
+    pub fn save_conversation(
+        &self,
+        group: &GroupId,
+        peer: Option<AccountId>,
+        name: &str,
+    ) -> Result<(), ProfileError> {
+        self.db.execute(
+            "INSERT INTO conversations(group_id, peer_account, name) VALUES (?1, ?2, ?3)
+             ON CONFLICT(group_id) DO UPDATE SET closed = 0",
+            params![group.as_bytes(), peer.map(|p| db_id(p.0)).transpose()?, name],
+        )?;
+        Ok(())
+    }
+
+    pub fn rename_conversation(&self, group: &GroupId, name: &str) -> Result<(), ProfileError> {
+        self.db.execute(
+            "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
+            params![group.as_bytes(), name],
+        )?;
+        Ok(())
+    }
+
+    pub fn mark_conversation_closed(&self, group: &GroupId) -> Result<(), ProfileError> {
+        self.db.execute("UPDATE conversations SET closed = 1 WHERE group_id = ?1", [group.as_bytes()])?;
+        Ok(())
+    }
+
+    /// The open 1:1 conversation with `peer`, newest first.
+    pub fn direct_conversation(&self, peer: AccountId) -> Result<Option<GroupId>, ProfileError> {
+        let id: Option<Vec<u8>> = self
+            .db
+            .query_row(
+                "SELECT group_id FROM conversations WHERE peer_account = ?1 AND closed = 0 ORDER BY rowid DESC LIMIT 1",
+                [db_id(peer.0)?],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(id.and_then(|b| GroupId::from_slice(&b)))
+    }
+
+    /// A conversation by id (hex, or a unique prefix of at least 6) or by name.
+    pub fn find_conversation(&self, name: &str) -> Result<Option<GroupId>, ProfileError> {
+        let all = self.conversations()?;
+        let lower = name.to_lowercase();
+        let by_id: Vec<&ConversationInfo> =
+            all.iter().filter(|c| lower.len() >= 6 && c.id.starts_with(&lower)).collect();
+        let found = match by_id.as_slice() {
+            [one] => Some(*one),
+            _ => all.iter().filter(|c| !c.closed).find(|c| c.name.to_lowercase() == lower),
+        };
+        Ok(found.and_then(|c| GroupId::from_hex(&c.id)))
+    }
+
+    pub fn conversations(&self) -> Result<Vec<ConversationInfo>, ProfileError> {
+        let mut st = self.db.prepare(
+            "SELECT c.group_id, c.name, c.peer_account IS NOT NULL, c.closed,
+                    (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.group_id)
+             FROM conversations c ORDER BY c.rowid",
+        )?;
+        let rows = st.query_map([], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            Ok(ConversationInfo {
+                id: hex::encode(id),
+                name: r.get(1)?,
+                direct: r.get(2)?,
+                closed: r.get(3)?,
+                messages: r.get::<_, i64>(4)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn mark_left(&self, group: &GroupId, account: AccountId) -> Result<(), ProfileError> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO left_accounts(group_id, account) VALUES (?1, ?2)",
+            params![group.as_bytes(), db_id(account.0)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn unmark_left(&self, group: &GroupId, account: AccountId) -> Result<(), ProfileError> {
+        self.db.execute(
+            "DELETE FROM left_accounts WHERE group_id = ?1 AND account = ?2",
+            params![group.as_bytes(), db_id(account.0)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn left_accounts(&self, group: &GroupId) -> Result<Vec<AccountId>, ProfileError> {
+        let mut st = self.db.prepare_cached("SELECT account FROM left_accounts WHERE group_id = ?1")?;
+        let rows = st.query_map([group.as_bytes()], |r| r.get::<_, i64>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(AccountId(u64::try_from(r?).map_err(|_| ProfileError::Corrupt("account id"))?));
+        }
+        Ok(out)
     }
 }
 

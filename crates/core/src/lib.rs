@@ -14,7 +14,7 @@ pub mod session;
 pub mod username;
 
 pub use codes::{DeviceSecret, LinkCode, SecretHash, VerificationCode};
-pub use ids::{AccountId, DeviceId, MessageId, ServerMessageId};
+pub use ids::{AccountId, DeviceId, GroupId, MessageId, ServerMessageId};
 pub use phone::PhoneNumber;
 pub use ratelimit::{RetryAfter, TokenBucket};
 pub use username::Username;

@@ -1,8 +1,26 @@
 //! Hard protocol limits. The decoder enforces these on every frame and field; the server may be
 //! configured stricter but never looser.
 
-/// Largest WebSocket binary frame either side accepts (version byte + protobuf).
-pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+/// Largest WebSocket binary frame either side accepts (version byte + protobuf). Sized for an
+/// MLS commit and its Welcome into a large group; everything else is far smaller and has its
+/// own field limit.
+pub const MAX_FRAME_BYTES: usize = 2 * MAX_HANDSHAKE_BYTES + 16 * 1024;
+/// Largest MLS commit or Welcome (with the ratchet tree of a group of about 1,000 devices).
+pub const MAX_HANDSHAKE_BYTES: usize = 1024 * 1024;
+/// Largest device certificate.
+pub const MAX_CERTIFICATE_BYTES: usize = 512;
+/// Largest MLS key package.
+pub const MAX_KEY_PACKAGE_BYTES: usize = 4 * 1024;
+/// Most key packages uploaded at once.
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 100;
+/// Most accounts or devices named in one key request.
+pub const MAX_KEY_REQUEST_ITEMS: usize = 256;
+/// Most devices one commit adds or removes.
+pub const MAX_COMMIT_DEVICES: usize = 256;
+/// Default most member devices of one group.
+pub const DEFAULT_MAX_GROUP_DEVICES: u32 = 2_000;
+/// One-time key packages a device keeps on the server.
+pub const KEY_PACKAGE_STOCK: u32 = 50;
 /// Largest opaque message body (Signal's limit is 96 KiB; ours too).
 pub const MAX_BODY_BYTES: usize = 96 * 1024;
 /// Longest device name, in bytes.

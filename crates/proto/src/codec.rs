@@ -9,11 +9,13 @@
 use bytes::Bytes;
 use prost::Message;
 use rampart_core::limits::{
-    DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CODE_BYTES, MAX_DEVICE_NAME_BYTES,
-    MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
+    DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CERTIFICATE_BYTES, MAX_CODE_BYTES,
+    MAX_COMMIT_DEVICES, MAX_DEVICE_NAME_BYTES, MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES,
+    MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES,
+    MAX_LISTED_DEVICES,
 };
 use rampart_core::{
-    AccountId, DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
+    AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
 };
 use zeroize::Zeroize;
@@ -24,8 +26,16 @@ use crate::pb;
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
 
-/// Longest text in a `PlainContent`.
+/// Longest text in a `Content`.
 const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Longest reaction emoji.
+const MAX_EMOJI_BYTES: usize = 32;
+/// Longest group name.
+const MAX_GROUP_NAME_BYTES: usize = 128;
+/// Most message ids in one receipt.
+const MAX_RECEIPT_TARGETS: usize = 256;
+/// Largest attachment.
+pub const MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
 
 /// Why bytes are not a valid frame. Safe to show to the peer and to log: it never quotes the
 /// input.
@@ -146,6 +156,79 @@ fn body(bytes: Bytes) -> Result<Bytes, DecodeError> {
     Ok(bytes)
 }
 
+fn bounded_bytes(field: &'static str, bytes: Vec<u8>, max: usize) -> Result<Bytes, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge { field, len: bytes.len(), max });
+    }
+    Ok(bytes.into())
+}
+
+fn required_bytes(field: &'static str, bytes: Vec<u8>, max: usize) -> Result<Bytes, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Missing(field));
+    }
+    bounded_bytes(field, bytes, max)
+}
+
+fn optional_bytes(field: &'static str, bytes: Vec<u8>, max: usize) -> Result<Option<Bytes>, DecodeError> {
+    if bytes.is_empty() { Ok(None) } else { bounded_bytes(field, bytes, max).map(Some) }
+}
+
+fn group_id(bytes: &[u8]) -> Result<GroupId, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Missing("group_id"));
+    }
+    GroupId::from_slice(bytes).ok_or(DecodeError::Invalid {
+        field: "group_id",
+        reason: format!(
+            "must be {} to {} bytes, got {}",
+            GroupId::MIN_BYTES,
+            GroupId::MAX_BYTES,
+            bytes.len()
+        ),
+    })
+}
+
+fn id_list<T>(
+    field: &'static str,
+    ids: Vec<u64>,
+    min: usize,
+    max: usize,
+    make: fn(u64) -> T,
+) -> Result<Vec<T>, DecodeError> {
+    if ids.len() < min {
+        return Err(DecodeError::Missing(field));
+    }
+    if ids.len() > max {
+        return Err(DecodeError::TooLarge { field, len: ids.len(), max });
+    }
+    ids.into_iter().map(|id| nonzero(field, id).map(make)).collect()
+}
+
+fn fixed<const N: usize>(field: &'static str, bytes: &[u8]) -> Result<[u8; N], DecodeError> {
+    <[u8; N]>::try_from(bytes).map_err(|_| DecodeError::Invalid {
+        field,
+        reason: format!("must be {N} bytes, got {}", bytes.len()),
+    })
+}
+
+fn recipient(r: Option<pb::Recipient>, field: &'static str) -> Result<Recipient, DecodeError> {
+    let to = r.and_then(|t| t.to).ok_or(DecodeError::Missing(field))?;
+    Ok(match to {
+        pb::recipient::To::Phone(p) => Recipient::Phone(phone("phone", &p)?),
+        pb::recipient::To::Username(u) => Recipient::Username(username("username", &u)?),
+    })
+}
+
+fn recipient_to_pb(to: &Recipient) -> pb::Recipient {
+    pb::Recipient {
+        to: Some(match to {
+            Recipient::Phone(p) => pb::recipient::To::Phone(p.as_e164().to_owned()),
+            Recipient::Username(u) => pb::recipient::To::Username(u.as_str().to_owned()),
+        }),
+    }
+}
+
 fn nonzero(field: &'static str, id: u64) -> Result<u64, DecodeError> {
     if id == 0 { Err(DecodeError::Missing(field)) } else { Ok(id) }
 }
@@ -195,14 +278,11 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                     .map_err(|e| DecodeError::Invalid { field: "code", reason: e.to_string() })?,
             }
         }
-        R::Send(r) => {
-            let to = r.to.and_then(|t| t.to).ok_or(DecodeError::Missing("to"))?;
-            let to = match to {
-                pb::recipient::To::Phone(p) => Recipient::Phone(phone("to.phone", &p)?),
-                pb::recipient::To::Username(u) => Recipient::Username(username("to.username", &u)?),
-            };
-            ClientRequest::Send { to, message_id: message_id(&r.message_id)?, body: body(r.body.into())? }
-        }
+        R::Send(r) => ClientRequest::Send {
+            to: recipient(r.to, "to")?,
+            message_id: message_id(&r.message_id)?,
+            body: body(r.body.into())?,
+        },
         R::Ack(r) => {
             if r.server_ids.is_empty() {
                 return Err(DecodeError::Missing("server_ids"));
@@ -224,6 +304,50 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
             ClientRequest::SetUsername { username: optional_username("username", &r.username)? }
         }
         R::Ping(_) => ClientRequest::Ping,
+        R::PublishKeys(r) => {
+            if r.key_packages.len() > MAX_KEY_PACKAGES_PER_UPLOAD {
+                return Err(DecodeError::TooLarge {
+                    field: "key_packages",
+                    len: r.key_packages.len(),
+                    max: MAX_KEY_PACKAGES_PER_UPLOAD,
+                });
+            }
+            ClientRequest::PublishKeys {
+                certificate: optional_bytes("certificate", r.certificate, MAX_CERTIFICATE_BYTES)?,
+                key_packages: r
+                    .key_packages
+                    .into_iter()
+                    .map(|k| required_bytes("key_packages", k, MAX_KEY_PACKAGE_BYTES))
+                    .collect::<Result<_, _>>()?,
+                last_resort: optional_bytes("last_resort", r.last_resort, MAX_KEY_PACKAGE_BYTES)?,
+            }
+        }
+        R::CertifyDevice(r) => ClientRequest::CertifyDevice {
+            device: DeviceId(nonzero("device_id", r.device_id)?),
+            certificate: required_bytes("certificate", r.certificate, MAX_CERTIFICATE_BYTES)?,
+        },
+        R::LookupAccount(r) => ClientRequest::LookupAccount { who: recipient(r.who, "who")? },
+        R::FetchKeys(r) => ClientRequest::FetchKeys {
+            accounts: id_list("account_ids", r.account_ids, 1, MAX_KEY_REQUEST_ITEMS, AccountId)?,
+        },
+        R::ClaimKeyPackages(r) => ClientRequest::ClaimKeyPackages {
+            devices: id_list("device_ids", r.device_ids, 1, MAX_KEY_REQUEST_ITEMS, DeviceId)?,
+        },
+        R::GroupCommit(r) => ClientRequest::GroupCommit(GroupCommit {
+            group: group_id(&r.group_id)?,
+            epoch: r.epoch,
+            message_id: message_id(&r.message_id)?,
+            commit: required_bytes("commit", r.commit, MAX_HANDSHAKE_BYTES)?,
+            welcome: optional_bytes("welcome", r.welcome, MAX_HANDSHAKE_BYTES)?,
+            added: id_list("added", r.added, 0, MAX_COMMIT_DEVICES, DeviceId)?,
+            removed: id_list("removed", r.removed, 0, MAX_COMMIT_DEVICES, DeviceId)?,
+        }),
+        R::GroupSend(r) => ClientRequest::GroupSend {
+            group: group_id(&r.group_id)?,
+            message_id: message_id(&r.message_id)?,
+            body: body(r.body.into())?,
+        },
+        R::LeaveGroup(r) => ClientRequest::LeaveGroup { group: group_id(&r.group_id)? },
     };
     Ok(ClientFrame { request_id: frame.request_id, request })
 }
@@ -254,12 +378,7 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             R::ApproveLink(pb::ApproveLink { code: code.as_str().to_owned() })
         }
         ClientRequest::Send { to, message_id, body } => R::Send(pb::Send {
-            to: Some(pb::Recipient {
-                to: Some(match to {
-                    Recipient::Phone(p) => pb::recipient::To::Phone(p.as_e164().to_owned()),
-                    Recipient::Username(u) => pb::recipient::To::Username(u.as_str().to_owned()),
-                }),
-            }),
+            to: Some(recipient_to_pb(to)),
             message_id: message_id.0.to_vec(),
             body: body.to_vec(),
         }),
@@ -270,6 +389,42 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             username: username.as_ref().map(|u| u.as_str().to_owned()).unwrap_or_default(),
         }),
         ClientRequest::Ping => R::Ping(pb::Ping {}),
+        ClientRequest::PublishKeys { certificate, key_packages, last_resort } => {
+            R::PublishKeys(pb::PublishKeys {
+                certificate: certificate.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+                key_packages: key_packages.iter().map(|k| k.to_vec()).collect(),
+                last_resort: last_resort.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+            })
+        }
+        ClientRequest::CertifyDevice { device, certificate } => {
+            R::CertifyDevice(pb::CertifyDevice { device_id: device.0, certificate: certificate.to_vec() })
+        }
+        ClientRequest::LookupAccount { who } => {
+            R::LookupAccount(pb::LookupAccount { who: Some(recipient_to_pb(who)) })
+        }
+        ClientRequest::FetchKeys { accounts } => {
+            R::FetchKeys(pb::FetchKeys { account_ids: accounts.iter().map(|a| a.0).collect() })
+        }
+        ClientRequest::ClaimKeyPackages { devices } => {
+            R::ClaimKeyPackages(pb::ClaimKeyPackages { device_ids: devices.iter().map(|d| d.0).collect() })
+        }
+        ClientRequest::GroupCommit(c) => R::GroupCommit(pb::GroupCommit {
+            group_id: c.group.as_bytes().to_vec(),
+            epoch: c.epoch,
+            commit: c.commit.to_vec(),
+            welcome: c.welcome.as_ref().map(|w| w.to_vec()).unwrap_or_default(),
+            added: c.added.iter().map(|d| d.0).collect(),
+            removed: c.removed.iter().map(|d| d.0).collect(),
+            message_id: c.message_id.0.to_vec(),
+        }),
+        ClientRequest::GroupSend { group, message_id, body } => R::GroupSend(pb::GroupSend {
+            group_id: group.as_bytes().to_vec(),
+            message_id: message_id.0.to_vec(),
+            body: body.to_vec(),
+        }),
+        ClientRequest::LeaveGroup { group } => {
+            R::LeaveGroup(pb::LeaveGroup { group_id: group.as_bytes().to_vec() })
+        }
     };
     let mut msg = pb::ClientFrame { request_id: frame.request_id, request: Some(request) };
     let out = framed(&msg);
@@ -311,6 +466,12 @@ fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::WrongState => P::WrongState,
         ErrorCode::Unavailable => P::Unavailable,
         ErrorCode::Internal => P::Internal,
+        ErrorCode::StaleEpoch => P::StaleEpoch,
+        ErrorCode::NoSuchGroup => P::NoSuchGroup,
+        ErrorCode::NotAMember => P::NotAMember,
+        ErrorCode::NoKeyPackage => P::NoKeyPackage,
+        ErrorCode::BadKey => P::BadKey,
+        ErrorCode::Forbidden => P::Forbidden,
     }
 }
 
@@ -335,6 +496,12 @@ fn error_code_from_pb(code: i32) -> ErrorCode {
         Ok(P::NoSuchDevice) => ErrorCode::NoSuchDevice,
         Ok(P::WrongState) => ErrorCode::WrongState,
         Ok(P::Unavailable) => ErrorCode::Unavailable,
+        Ok(P::StaleEpoch) => ErrorCode::StaleEpoch,
+        Ok(P::NoSuchGroup) => ErrorCode::NoSuchGroup,
+        Ok(P::NotAMember) => ErrorCode::NotAMember,
+        Ok(P::NoKeyPackage) => ErrorCode::NoKeyPackage,
+        Ok(P::BadKey) => ErrorCode::BadKey,
+        Ok(P::Forbidden) => ErrorCode::Forbidden,
         // A newer server may send codes we do not know yet: treat them as internal errors,
         // the message text still explains.
         Ok(P::Internal) | Ok(P::Unspecified) | Err(_) => ErrorCode::Internal,
@@ -415,6 +582,35 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 }),
                 Ok(ResponseBody::Pong { server_time_ms }) => {
                     R::Pong(pb::Pong { server_time_ms: *server_time_ms })
+                }
+                Ok(ResponseBody::AccountKeys(accounts)) => R::AccountKeys(pb::AccountKeys {
+                    accounts: accounts
+                        .iter()
+                        .map(|a| pb::AccountDevices {
+                            account_id: a.account.0,
+                            label: a.label.clone(),
+                            devices: a
+                                .devices
+                                .iter()
+                                .map(|(d, c)| pb::DeviceKey {
+                                    device_id: d.0,
+                                    certificate: c.as_ref().map(|c| c.to_vec()).unwrap_or_default(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }),
+                Ok(ResponseBody::KeyPackages(list)) => R::KeyPackages(pb::KeyPackages {
+                    packages: list
+                        .iter()
+                        .map(|(d, k)| pb::ClaimedKeyPackage { device_id: d.0, key_package: k.to_vec() })
+                        .collect(),
+                }),
+                Ok(ResponseBody::CommitAccepted { epoch }) => {
+                    R::CommitAccepted(pb::CommitAccepted { epoch: *epoch })
+                }
+                Ok(ResponseBody::KeysPublished { one_time_left }) => {
+                    R::KeysPublished(pb::KeysPublished { one_time_left: *one_time_left })
                 }
             };
             F::Response(pb::Response { request_id: *request_id, result: Some(result) })
@@ -517,6 +713,69 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                     Ok(ResponseBody::Devices(devices))
                 }
                 R::Pong(p) => Ok(ResponseBody::Pong { server_time_ms: p.server_time_ms }),
+                R::AccountKeys(k) => {
+                    if k.accounts.len() > MAX_KEY_REQUEST_ITEMS {
+                        return Err(DecodeError::TooLarge {
+                            field: "accounts",
+                            len: k.accounts.len(),
+                            max: MAX_KEY_REQUEST_ITEMS,
+                        });
+                    }
+                    let accounts = k
+                        .accounts
+                        .into_iter()
+                        .map(|a| {
+                            if a.devices.len() > MAX_LISTED_DEVICES {
+                                return Err(DecodeError::TooLarge {
+                                    field: "devices",
+                                    len: a.devices.len(),
+                                    max: MAX_LISTED_DEVICES,
+                                });
+                            }
+                            Ok(AccountDevices {
+                                account: AccountId(nonzero("account_id", a.account_id)?),
+                                label: label(a.label)?,
+                                devices: a
+                                    .devices
+                                    .into_iter()
+                                    .map(|d| {
+                                        Ok((
+                                            DeviceId(nonzero("device_id", d.device_id)?),
+                                            optional_bytes(
+                                                "certificate",
+                                                d.certificate,
+                                                MAX_CERTIFICATE_BYTES,
+                                            )?,
+                                        ))
+                                    })
+                                    .collect::<Result<_, DecodeError>>()?,
+                            })
+                        })
+                        .collect::<Result<_, DecodeError>>()?;
+                    Ok(ResponseBody::AccountKeys(accounts))
+                }
+                R::KeyPackages(k) => {
+                    if k.packages.len() > MAX_KEY_REQUEST_ITEMS {
+                        return Err(DecodeError::TooLarge {
+                            field: "packages",
+                            len: k.packages.len(),
+                            max: MAX_KEY_REQUEST_ITEMS,
+                        });
+                    }
+                    let list = k
+                        .packages
+                        .into_iter()
+                        .map(|p| {
+                            Ok((
+                                DeviceId(nonzero("device_id", p.device_id)?),
+                                required_bytes("key_package", p.key_package, MAX_KEY_PACKAGE_BYTES)?,
+                            ))
+                        })
+                        .collect::<Result<_, DecodeError>>()?;
+                    Ok(ResponseBody::KeyPackages(list))
+                }
+                R::CommitAccepted(c) => Ok(ResponseBody::CommitAccepted { epoch: c.epoch }),
+                R::KeysPublished(k) => Ok(ResponseBody::KeysPublished { one_time_left: k.one_time_left }),
             };
             ServerFrame::Response { request_id: r.request_id, result }
         }
@@ -527,7 +786,7 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
             sender_device: DeviceId(nonzero("sender_device_id", d.sender_device_id)?),
             sender_label: label(d.sender_label)?,
             server_timestamp_ms: d.server_timestamp_ms,
-            body: body(d.body.into())?,
+            body: bounded_bytes("body", d.body, MAX_ENVELOPE_BYTES)?,
         }),
         F::QueueDrained(_) => ServerFrame::QueueDrained,
         F::LinkCompleted(l) => ServerFrame::LinkCompleted {
@@ -541,18 +800,216 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
     })
 }
 
-// ---------------------------------------------------------------- client-side content
+// ---------------------------------------------------------------- envelopes
 
-/// Encode message content for `Send.body`.
-pub fn encode_plain_content(content: &PlainContent) -> Vec<u8> {
-    pb::PlainContent { text: content.text.clone(), sent_at_ms: content.sent_at_ms }.encode_to_vec()
+/// Largest envelope: an MLS handshake message plus a little framing.
+pub const MAX_ENVELOPE_BYTES: usize = MAX_HANDSHAKE_BYTES + 1024;
+
+/// Encode what the server queues for a device.
+pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
+    use pb::EnvelopeKind as K;
+    let (kind, group, payload, devices) = match envelope {
+        Envelope::Direct(p) => (K::Direct, None, p.to_vec(), vec![]),
+        Envelope::Commit { group, payload } => (K::Commit, Some(group), payload.to_vec(), vec![]),
+        Envelope::Welcome { group, payload } => (K::Welcome, Some(group), payload.to_vec(), vec![]),
+        Envelope::Application { group, payload } => (K::Application, Some(group), payload.to_vec(), vec![]),
+        Envelope::MemberLeft { group, devices } => {
+            (K::MemberLeft, Some(group), vec![], devices.iter().map(|d| d.0).collect())
+        }
+    };
+    pb::Envelope {
+        kind: kind as i32,
+        group_id: group.map(|g| g.as_bytes().to_vec()).unwrap_or_default(),
+        payload,
+        devices,
+    }
+    .encode_to_vec()
 }
 
-/// Decode message content received in a `Delivery.body`.
-pub fn decode_plain_content(bytes: &[u8]) -> Result<PlainContent, DecodeError> {
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(DecodeError::TooLarge { field: "body", len: bytes.len(), max: MAX_BODY_BYTES });
+/// Decode a `Delivery.body`.
+pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    if bytes.len() > MAX_ENVELOPE_BYTES {
+        return Err(DecodeError::TooLarge { field: "envelope", len: bytes.len(), max: MAX_ENVELOPE_BYTES });
     }
-    let c = pb::PlainContent::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    Ok(PlainContent { text: bounded_str("text", c.text, MAX_TEXT_BYTES)?, sent_at_ms: c.sent_at_ms })
+    let e = pb::Envelope::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    use pb::EnvelopeKind as K;
+    let kind = K::try_from(e.kind).unwrap_or(K::Unspecified);
+    if kind == K::Direct {
+        return Ok(Envelope::Direct(bounded_bytes("payload", e.payload, MAX_BODY_BYTES)?));
+    }
+    let group = group_id(&e.group_id)?;
+    Ok(match kind {
+        K::Commit => {
+            Envelope::Commit { group, payload: required_bytes("payload", e.payload, MAX_HANDSHAKE_BYTES)? }
+        }
+        K::Welcome => {
+            Envelope::Welcome { group, payload: required_bytes("payload", e.payload, MAX_HANDSHAKE_BYTES)? }
+        }
+        K::Application => {
+            Envelope::Application { group, payload: required_bytes("payload", e.payload, MAX_BODY_BYTES)? }
+        }
+        K::MemberLeft => Envelope::MemberLeft {
+            group,
+            devices: id_list("devices", e.devices, 1, MAX_LISTED_DEVICES, DeviceId)?,
+        },
+        K::Direct | K::Unspecified => {
+            return Err(DecodeError::Invalid { field: "kind", reason: "unknown envelope kind".into() });
+        }
+    })
+}
+
+// ---------------------------------------------------------------- device certificates
+
+pub fn encode_certificate(c: &DeviceCertificate) -> Vec<u8> {
+    pb::DeviceCertificate {
+        account_id: c.account.0,
+        device_id: c.device.0,
+        signature_key: c.signature_key.to_vec(),
+        signer_key: c.signer_key.to_vec(),
+        signature: c.signature.to_vec(),
+    }
+    .encode_to_vec()
+}
+
+pub fn decode_certificate(bytes: &[u8]) -> Result<DeviceCertificate, DecodeError> {
+    if bytes.len() > MAX_CERTIFICATE_BYTES {
+        return Err(DecodeError::TooLarge {
+            field: "certificate",
+            len: bytes.len(),
+            max: MAX_CERTIFICATE_BYTES,
+        });
+    }
+    let c = pb::DeviceCertificate::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(DeviceCertificate {
+        account: AccountId(nonzero("account_id", c.account_id)?),
+        device: DeviceId(nonzero("device_id", c.device_id)?),
+        signature_key: fixed("signature_key", &c.signature_key)?,
+        signer_key: fixed("signer_key", &c.signer_key)?,
+        signature: fixed("signature", &c.signature)?,
+    })
+}
+
+// ---------------------------------------------------------------- end-to-end content
+
+fn target(field: &'static str, bytes: &[u8]) -> Result<MessageId, DecodeError> {
+    MessageId::from_slice(bytes)
+        .ok_or(DecodeError::Invalid { field, reason: format!("must be 16 bytes, got {}", bytes.len()) })
+}
+
+fn text(field: &'static str, s: String) -> Result<String, DecodeError> {
+    bounded_str(field, s, MAX_TEXT_BYTES)
+}
+
+/// Encode the plaintext of an MLS application message.
+pub fn encode_content(content: &Content) -> Vec<u8> {
+    use pb::content::Body as B;
+    let body = match &content.body {
+        ContentBody::Text { text, reply_to } => B::Text(pb::Text {
+            text: text.clone(),
+            reply_to: reply_to.map(|r| r.0.to_vec()).unwrap_or_default(),
+        }),
+        ContentBody::Reaction { target, emoji } => {
+            B::Reaction(pb::Reaction { target: target.0.to_vec(), emoji: emoji.clone() })
+        }
+        ContentBody::Edit { target, text } => {
+            B::Edit(pb::Edit { target: target.0.to_vec(), text: text.clone() })
+        }
+        ContentBody::Delete { target } => B::Delete(pb::Delete { target: target.0.to_vec() }),
+        ContentBody::Receipt { kind, targets } => B::Receipt(pb::Receipt {
+            kind: match kind {
+                ReceiptKind::Delivered => pb::ReceiptKind::Delivered,
+                ReceiptKind::Read => pb::ReceiptKind::Read,
+            } as i32,
+            targets: targets.iter().map(|t| t.0.to_vec()).collect(),
+        }),
+        ContentBody::Attachment(a) => B::Attachment(pb::Attachment {
+            name: a.name.clone(),
+            mime: a.mime.clone(),
+            size: a.size,
+            blob_id: a.blob_id.to_vec(),
+            key: a.key.to_vec(),
+            digest: a.digest.to_vec(),
+            caption: a.caption.clone(),
+        }),
+        ContentBody::Timer { seconds } => B::Timer(pb::Timer { seconds: *seconds }),
+        ContentBody::GroupName(name) => B::GroupName(pb::GroupName { name: name.clone() }),
+    };
+    let mut msg = pb::Content {
+        message_id: content.message_id.0.to_vec(),
+        sent_at_ms: content.sent_at_ms,
+        body: Some(body),
+    };
+    let out = msg.encode_to_vec();
+    if let Some(B::Attachment(a)) = &mut msg.body {
+        a.key.zeroize();
+    }
+    out
+}
+
+/// Decode the plaintext of an MLS application message. Everything in it came from another
+/// person: every field is bounded and checked.
+pub fn decode_content(bytes: &[u8]) -> Result<Content, DecodeError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(DecodeError::TooLarge { field: "content", len: bytes.len(), max: MAX_BODY_BYTES });
+    }
+    let c = pb::Content::decode(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    use pb::content::Body as B;
+    let body = match c.body.ok_or(DecodeError::Missing("body"))? {
+        B::Text(t) => ContentBody::Text {
+            text: text("text", t.text)?,
+            reply_to: if t.reply_to.is_empty() { None } else { Some(target("reply_to", &t.reply_to)?) },
+        },
+        B::Reaction(r) => ContentBody::Reaction {
+            target: target("target", &r.target)?,
+            emoji: bounded_str("emoji", r.emoji, MAX_EMOJI_BYTES)?,
+        },
+        B::Edit(e) => ContentBody::Edit { target: target("target", &e.target)?, text: text("text", e.text)? },
+        B::Delete(d) => ContentBody::Delete { target: target("target", &d.target)? },
+        B::Receipt(r) => {
+            if r.targets.is_empty() {
+                return Err(DecodeError::Missing("targets"));
+            }
+            if r.targets.len() > MAX_RECEIPT_TARGETS {
+                return Err(DecodeError::TooLarge {
+                    field: "targets",
+                    len: r.targets.len(),
+                    max: MAX_RECEIPT_TARGETS,
+                });
+            }
+            let kind = match pb::ReceiptKind::try_from(r.kind) {
+                Ok(pb::ReceiptKind::Delivered) => ReceiptKind::Delivered,
+                Ok(pb::ReceiptKind::Read) => ReceiptKind::Read,
+                _ => {
+                    return Err(DecodeError::Invalid { field: "kind", reason: "unknown receipt kind".into() });
+                }
+            };
+            ContentBody::Receipt {
+                kind,
+                targets: r.targets.iter().map(|t| target("targets", t)).collect::<Result<_, _>>()?,
+            }
+        }
+        B::Attachment(mut a) => {
+            if a.size > MAX_ATTACHMENT_BYTES {
+                return Err(DecodeError::Invalid { field: "size", reason: "larger than 100 MiB".into() });
+            }
+            let key = fixed("key", &a.key);
+            a.key.zeroize();
+            let name = bounded_str("name", a.name, 255)?;
+            if name.chars().any(char::is_control) {
+                return Err(DecodeError::Invalid { field: "name", reason: "control characters".into() });
+            }
+            ContentBody::Attachment(AttachmentPointer {
+                name,
+                mime: bounded_str("mime", a.mime, 128)?,
+                size: a.size,
+                blob_id: fixed("blob_id", &a.blob_id)?,
+                key: key?,
+                digest: fixed("digest", &a.digest)?,
+                caption: text("caption", a.caption)?,
+            })
+        }
+        B::Timer(t) => ContentBody::Timer { seconds: t.seconds },
+        B::GroupName(g) => ContentBody::GroupName(bounded_str("name", g.name, MAX_GROUP_NAME_BYTES)?),
+    };
+    Ok(Content { message_id: target("message_id", &c.message_id)?, sent_at_ms: c.sent_at_ms, body })
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use rampart_core::{
-    AccountId, DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
+    AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
 };
 
@@ -34,6 +34,27 @@ pub enum ClientRequest {
     RevokeDevice { device: DeviceId },
     SetUsername { username: Option<Username> },
     Ping,
+    PublishKeys { certificate: Option<Bytes>, key_packages: Vec<Bytes>, last_resort: Option<Bytes> },
+    CertifyDevice { device: DeviceId, certificate: Bytes },
+    LookupAccount { who: Recipient },
+    FetchKeys { accounts: Vec<AccountId> },
+    ClaimKeyPackages { devices: Vec<DeviceId> },
+    GroupCommit(GroupCommit),
+    GroupSend { group: GroupId, message_id: MessageId, body: Bytes },
+    LeaveGroup { group: GroupId },
+}
+
+/// An MLS commit handed to the delivery service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupCommit {
+    pub group: GroupId,
+    /// The epoch the commit was made in.
+    pub epoch: u64,
+    pub message_id: MessageId,
+    pub commit: Bytes,
+    pub welcome: Option<Bytes>,
+    pub added: Vec<DeviceId>,
+    pub removed: Vec<DeviceId>,
 }
 
 impl ClientRequest {
@@ -51,6 +72,14 @@ impl ClientRequest {
             ClientRequest::RevokeDevice { .. } => "revoke_device",
             ClientRequest::SetUsername { .. } => "set_username",
             ClientRequest::Ping => "ping",
+            ClientRequest::PublishKeys { .. } => "publish_keys",
+            ClientRequest::CertifyDevice { .. } => "certify_device",
+            ClientRequest::LookupAccount { .. } => "lookup_account",
+            ClientRequest::FetchKeys { .. } => "fetch_keys",
+            ClientRequest::ClaimKeyPackages { .. } => "claim_key_packages",
+            ClientRequest::GroupCommit(_) => "group_commit",
+            ClientRequest::GroupSend { .. } => "group_send",
+            ClientRequest::LeaveGroup { .. } => "leave_group",
         }
     }
 }
@@ -77,6 +106,12 @@ pub enum ErrorCode {
     WrongState,
     Unavailable,
     Internal,
+    StaleEpoch,
+    NoSuchGroup,
+    NotAMember,
+    NoKeyPackage,
+    BadKey,
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -102,6 +137,12 @@ impl ErrorCode {
             ErrorCode::WrongState => "wrong_state",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::StaleEpoch => "stale_epoch",
+            ErrorCode::NoSuchGroup => "no_such_group",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::NoKeyPackage => "no_key_package",
+            ErrorCode::BadKey => "bad_key",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }
@@ -134,6 +175,18 @@ pub enum ResponseBody {
     Sent { server_timestamp_ms: u64, recipient_devices: u32 },
     Devices(Vec<DeviceInfo>),
     Pong { server_time_ms: u64 },
+    AccountKeys(Vec<AccountDevices>),
+    KeyPackages(Vec<(DeviceId, Bytes)>),
+    CommitAccepted { epoch: u64 },
+    KeysPublished { one_time_left: u32 },
+}
+
+/// An account and its devices' certificates (`None` until a device has published one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDevices {
+    pub account: AccountId,
+    pub label: String,
+    pub devices: Vec<(DeviceId, Option<Bytes>)>,
 }
 
 /// A message pushed to its recipient device.
@@ -167,9 +220,95 @@ pub enum ServerFrame {
     Goodbye { reason: GoodbyeReason, message: String },
 }
 
-/// Client-side message content (inside `Send.body`; the server never decodes it).
+/// What a queued message is: written by the server into `Delivery.body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlainContent {
-    pub text: String,
+pub enum Envelope {
+    /// `Send`: opaque bytes for every device of an account.
+    Direct(Bytes),
+    /// An accepted MLS commit.
+    Commit { group: GroupId, payload: Bytes },
+    /// An MLS Welcome.
+    Welcome { group: GroupId, payload: Bytes },
+    /// An MLS application message.
+    Application { group: GroupId, payload: Bytes },
+    /// These devices left the group; some member should commit their removal.
+    MemberLeft { group: GroupId, devices: Vec<DeviceId> },
+}
+
+/// Binds a device's MLS signature key to its account and device id, signed by the device
+/// itself (an account's first device) or by an already trusted device of the same account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub signature_key: [u8; 32],
+    pub signer_key: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+/// End-to-end encrypted content: the plaintext of one MLS application message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    pub message_id: MessageId,
     pub sent_at_ms: u64,
+    pub body: ContentBody,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Delivered,
+    Read,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentBody {
+    Text {
+        text: String,
+        reply_to: Option<MessageId>,
+    },
+    /// An empty emoji removes the sender's reaction.
+    Reaction {
+        target: MessageId,
+        emoji: String,
+    },
+    Edit {
+        target: MessageId,
+        text: String,
+    },
+    Delete {
+        target: MessageId,
+    },
+    Receipt {
+        kind: ReceiptKind,
+        targets: Vec<MessageId>,
+    },
+    Attachment(AttachmentPointer),
+    /// Disappearing messages after this many seconds; 0 turns them off.
+    Timer {
+        seconds: u32,
+    },
+    GroupName(String),
+}
+
+/// Where an attachment's ciphertext is and how to open it. `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttachmentPointer {
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    pub blob_id: [u8; 16],
+    pub key: [u8; 32],
+    pub digest: [u8; 32],
+    pub caption: String,
+}
+
+impl std::fmt::Debug for AttachmentPointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachmentPointer")
+            .field("name", &self.name)
+            .field("mime", &self.mime)
+            .field("size", &self.size)
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }

@@ -27,7 +27,10 @@ async fn two_nodes_share_one_database() {
     alice.send_text("@bob", "across nodes").await.unwrap();
     match live.next_frame(Duration::from_secs(5)).await.unwrap() {
         Some(ServerFrame::Delivery(d)) => {
-            assert_eq!(rampart_proto::decode_plain_content(&d.body).unwrap().text, "across nodes");
+            assert!(matches!(
+                rampart_proto::decode_envelope(&d.body).unwrap(),
+                rampart_proto::Envelope::Welcome { .. }
+            ));
         }
         other => panic!("expected a live delivery from the other node, got {other:?}"),
     }
@@ -37,9 +40,11 @@ async fn two_nodes_share_one_database() {
     // A new device waits on node A; Bob approves it through node B.
     let mut laptop = Client::open(&dir_a.path().join("bob-laptop")).unwrap();
     let pending = laptop.begin_link(&node_a.address(), "laptop", None).await.unwrap();
-    bob.approve_link(&pending.code.display()).await.unwrap();
-    let me =
-        tokio::time::timeout(Duration::from_secs(10), laptop.finish_link(pending)).await.unwrap().unwrap();
+    let code = pending.code.display();
+    let me = tokio::time::timeout(Duration::from_secs(20), link_both(&mut bob, &mut laptop, pending, &code))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(me.label, "@bob");
 
     // Revoking through node B cuts off the laptop's connection on node A at once.

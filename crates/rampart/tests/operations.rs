@@ -68,8 +68,9 @@ async fn metrics_endpoint_counts_traffic() {
             .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
     };
     assert_eq!(value("rampart_messages_received_total"), 2.0);
-    assert_eq!(value("rampart_messages_delivered_total"), 2.0);
-    assert_eq!(value("rampart_messages_acked_total"), 2.0);
+    // Delivered and acknowledged: the conversation's Welcome and the two messages.
+    assert_eq!(value("rampart_messages_delivered_total"), 3.0);
+    assert_eq!(value("rampart_messages_acked_total"), 3.0);
     assert_eq!(value("rampart_errors_total{code=\"no_such_recipient\"}"), 1.0);
     assert!(text.contains("rampart_connections "), "{text}");
     let health = http.get(format!("{}/health", server.url())).send().await.unwrap();

@@ -106,6 +106,8 @@ pub struct RateLimits {
     pub verify_per_number: Bucket,
     /// Link approvals per device (a link code is guessable only this often).
     pub approve_per_device: Bucket,
+    /// End-to-end key operations per device, in key packages (uploads, claims, lookups).
+    pub keys_per_device: Bucket,
     /// Failed authentications per source address.
     pub auth_failures_per_address: Bucket,
 }
@@ -120,6 +122,7 @@ impl Default for RateLimits {
             verify_per_address: Bucket { burst: 30, per_minute: 6.0 },
             verify_per_number: Bucket { burst: 10, per_minute: 10.0 / 1440.0 },
             approve_per_device: Bucket { burst: 5, per_minute: 1.0 },
+            keys_per_device: Bucket { burst: 2_000, per_minute: 600.0 },
             auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
         }
     }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod delivery_service;
 mod limiter;
 pub mod metrics;
 mod server;

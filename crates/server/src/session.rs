@@ -39,9 +39,9 @@ const MAX_BAD_FRAMES: u32 = 16;
 /// Recipients remembered per connection, to spare the store a lookup per message.
 const RECIPIENT_CACHE: usize = 256;
 
-type Answer = Result<ResponseBody, ErrorBody>;
+pub(crate) type Answer = Result<ResponseBody, ErrorBody>;
 
-fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+pub(crate) fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
     ErrorBody { code, message: message.into(), retry_after_ms: 0 }
 }
 
@@ -54,7 +54,7 @@ fn slow_down(what: &str, retry: RetryAfter) -> ErrorBody {
     }
 }
 
-fn store_error(e: StoreError) -> ErrorBody {
+pub(crate) fn store_error(e: StoreError) -> ErrorBody {
     let code = match &e {
         StoreError::NoPendingCode => ErrorCode::NoPendingCode,
         StoreError::CodeExpired => ErrorCode::CodeExpired,
@@ -65,6 +65,12 @@ fn store_error(e: StoreError) -> ErrorBody {
         StoreError::QueueFull { .. } => ErrorCode::QueueFull,
         StoreError::NoSuchAccount => ErrorCode::NoSuchRecipient,
         StoreError::NoSuchDevice => ErrorCode::NoSuchDevice,
+        StoreError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
+        StoreError::NoSuchGroup => ErrorCode::NoSuchGroup,
+        StoreError::NotMember => ErrorCode::NotAMember,
+        StoreError::TooManyMembers { .. } => ErrorCode::Forbidden,
+        StoreError::NoKeyPackage(_) => ErrorCode::NoKeyPackage,
+        StoreError::Forbidden(_) => ErrorCode::Forbidden,
         StoreError::Backend(detail) => {
             warn!(%detail, "storage failure");
             return ErrorBody {
@@ -105,9 +111,9 @@ enum Event {
 /// Most events handled between two flushes.
 const MAX_BATCH: usize = 64;
 
-struct Connection {
-    shared: Arc<Shared>,
-    ip: IpAddr,
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) ip: IpAddr,
     id: u64,
     session: Session,
     /// How others see this account (`@username` or the number), set on authentication.
@@ -515,14 +521,28 @@ impl Connection {
             ClientRequest::ListDevices => self.list_devices().await,
             ClientRequest::RevokeDevice { device } => self.revoke(device).await,
             ClientRequest::SetUsername { username } => self.set_username(username).await,
+            ClientRequest::PublishKeys { certificate, key_packages, last_resort } => {
+                self.publish_keys(certificate, key_packages, last_resort).await
+            }
+            ClientRequest::CertifyDevice { device, certificate } => {
+                self.certify_device(device, certificate).await
+            }
+            ClientRequest::LookupAccount { who } => self.lookup_account(who).await,
+            ClientRequest::FetchKeys { accounts } => self.fetch_keys(accounts).await,
+            ClientRequest::ClaimKeyPackages { devices } => self.claim_key_packages(devices).await,
+            ClientRequest::GroupCommit(commit) => self.group_commit(commit).await,
+            ClientRequest::GroupSend { group, message_id, body } => {
+                self.group_send(group, message_id, body).await
+            }
+            ClientRequest::LeaveGroup { group } => self.leave_group(group).await,
         }
     }
 
-    fn identity(&self) -> Result<(AccountId, DeviceId), ErrorBody> {
+    pub(crate) fn identity(&self) -> Result<(AccountId, DeviceId), ErrorBody> {
         self.session.device().ok_or_else(|| err(ErrorCode::NotAuthenticated, "authenticate first"))
     }
 
-    fn limit<K: std::hash::Hash + Eq + Clone>(
+    pub(crate) fn limit<K: std::hash::Hash + Eq + Clone>(
         &self,
         limiter: &crate::limiter::Limiter<K>,
         key: &K,
@@ -707,7 +727,7 @@ impl Connection {
             message_id,
             received_at: now,
             expires_at: now + shared.config.limits.message_ttl_secs * 1000,
-            body: body.to_vec(),
+            body: rampart_proto::encode_envelope(&rampart_proto::Envelope::Direct(body)),
         };
         self.sends.push(Box::pin(async move {
             let stored = shared.store.enqueue(msg, shared.config.limits.max_queue_per_device).await;
@@ -724,7 +744,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn resolve(&mut self, to: &Recipient) -> Result<AccountId, ErrorBody> {
+    pub(crate) async fn resolve(&mut self, to: &Recipient) -> Result<AccountId, ErrorBody> {
         if let Some(a) = self.recipients.get(to) {
             return Ok(*a);
         }
@@ -825,6 +845,14 @@ fn request_class(request: &ClientRequest) -> RequestClass {
         | ClientRequest::Ack { .. }
         | ClientRequest::ListDevices
         | ClientRequest::RevokeDevice { .. }
-        | ClientRequest::SetUsername { .. } => RequestClass::Device,
+        | ClientRequest::SetUsername { .. }
+        | ClientRequest::PublishKeys { .. }
+        | ClientRequest::CertifyDevice { .. }
+        | ClientRequest::LookupAccount { .. }
+        | ClientRequest::FetchKeys { .. }
+        | ClientRequest::ClaimKeyPackages { .. }
+        | ClientRequest::GroupCommit(_)
+        | ClientRequest::GroupSend { .. }
+        | ClientRequest::LeaveGroup { .. } => RequestClass::Device,
     }
 }

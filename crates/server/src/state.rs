@@ -159,6 +159,7 @@ pub struct Limiters {
     pub verify_per_address: Limiter<IpAddr>,
     pub verify_per_number: Limiter<String>,
     pub approve_per_device: Limiter<DeviceId>,
+    pub keys_per_device: Limiter<DeviceId>,
     pub auth_failures_per_address: Limiter<IpAddr>,
 }
 
@@ -188,6 +189,7 @@ impl Limiters {
             verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
             verify_per_number: Limiter::new("verify_per_number", r.verify_per_number),
             approve_per_device: Limiter::new("approve_per_device", r.approve_per_device),
+            keys_per_device: Limiter::new("keys_per_device", r.keys_per_device),
             auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
         }
     }
@@ -200,6 +202,7 @@ impl Limiters {
         self.verify_per_address.sweep(now);
         self.verify_per_number.sweep(now);
         self.approve_per_device.sweep(now);
+        self.keys_per_device.sweep(now);
         self.auth_failures_per_address.sweep(now);
     }
 }

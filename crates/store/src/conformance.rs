@@ -31,11 +31,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rampart_core::{
+    AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 
 use crate::{
-    NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store,
-    StoreError, StoredMessage, UnixMillis,
+    GroupCommitRecord, GroupMessage, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
+    PendingRegistration, Purged, Registered, Store, StoreError, StoredMessage, UnixMillis,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check. `$runner` is a path to an async
@@ -84,6 +86,16 @@ macro_rules! conformance_tests {
             concurrent_links_race_for_last_slot,
             concurrent_use_of_one_link_code,
             concurrent_registrations,
+            certificates_are_set_once,
+            key_packages_are_handed_out_once,
+            account_keys_list_devices_and_certificates,
+            first_commit_creates_the_group,
+            one_commit_per_epoch,
+            commit_rules_for_members_and_creators,
+            group_messages_reach_other_members_only,
+            group_messages_skip_full_queues,
+            leaving_and_revoking_drop_membership,
+            concurrent_commits_one_wins,
         );
     };
 }
@@ -945,4 +957,274 @@ pub async fn concurrent_registrations<S: Store>(store: Arc<S>) {
         let account = store.account_by_phone(&phone(n)).await.unwrap().expect("account");
         assert_eq!(store.account_by_username(&user(&format!("user{n}"))).await.unwrap(), Some(account));
     }
+}
+
+// --- end-to-end keys and groups -------------------------------------------------------------
+
+/// A device's certificate is set once; the same bytes again are fine, different ones are not.
+pub async fn certificates_are_set_once<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    assert_eq!(store.device_certificate(a.device).await.unwrap(), None);
+    store.set_certificate(a.device, b"cert-1".to_vec()).await.unwrap();
+    store.set_certificate(a.device, b"cert-1".to_vec()).await.unwrap();
+    let r = store.set_certificate(a.device, b"cert-2".to_vec()).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    assert_eq!(store.device_certificate(a.device).await.unwrap(), Some(b"cert-1".to_vec()));
+    let r = store.set_certificate(DeviceId(987_654), b"x".to_vec()).await;
+    assert!(matches!(r, Err(StoreError::NoSuchDevice)), "{r:?}");
+}
+
+/// One-time packages go out once each, oldest first, then the last-resort one (repeatedly);
+/// the stock is capped; a device with nothing left fails the whole claim.
+pub async fn key_packages_are_handed_out_once<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let stock = store
+        .publish_key_packages(
+            a.device,
+            vec![b"kp1".to_vec(), b"kp2".to_vec(), b"kp3".to_vec()],
+            Some(b"last".to_vec()),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stock, 2, "the stock is capped");
+    let first = store.claim_key_packages(&[a.device]).await.unwrap();
+    assert_eq!(first, vec![(a.device, b"kp1".to_vec())]);
+    let second = store.claim_key_packages(&[a.device]).await.unwrap();
+    assert_eq!(second, vec![(a.device, b"kp2".to_vec())]);
+    for _ in 0..2 {
+        let last = store.claim_key_packages(&[a.device]).await.unwrap();
+        assert_eq!(last, vec![(a.device, b"last".to_vec())]);
+    }
+    // A new last-resort package replaces the old one.
+    assert_eq!(store.publish_key_packages(a.device, vec![], Some(b"last2".to_vec()), 10).await.unwrap(), 0);
+    assert_eq!(store.claim_key_packages(&[a.device]).await.unwrap(), vec![(a.device, b"last2".to_vec())]);
+    // B has none at all: claiming A's and B's together fails and takes nothing.
+    store.publish_key_packages(a.device, vec![b"kp4".to_vec()], None, 10).await.unwrap();
+    let r = store.claim_key_packages(&[a.device, b.device]).await;
+    assert!(matches!(r, Err(StoreError::NoKeyPackage(d)) if d == b.device), "{r:?}");
+    assert_eq!(store.claim_key_packages(&[a.device]).await.unwrap(), vec![(a.device, b"kp4".to_vec())]);
+    // Revoking a device deletes its packages.
+    store.revoke_device(a.account, a.device).await.unwrap();
+    let r = store.claim_key_packages(&[a.device]).await;
+    assert!(matches!(r, Err(StoreError::NoKeyPackage(_))), "{r:?}");
+}
+
+/// Account keys list every device with its certificate, and skip unknown accounts.
+pub async fn account_keys_list_devices_and_certificates<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, Some("alice")).await;
+    let second = link(&*store, a.account, 1).await;
+    store.set_certificate(a.device, b"c1".to_vec()).await.unwrap();
+    let keys = store.account_keys(&[a.account, AccountId(987_654)]).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].label, "@alice");
+    assert_eq!(keys[0].devices, vec![(a.device, Some(b"c1".to_vec())), (second, None)]);
+}
+
+fn group_of(creator: &Registered, n: u8) -> GroupId {
+    let mut bytes = creator.account.0.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[n; 16]);
+    GroupId::from_slice(&bytes).unwrap()
+}
+
+fn commit(
+    group: &GroupId,
+    from: &Registered,
+    epoch: u64,
+    added: &[DeviceId],
+    removed: &[DeviceId],
+    id: u32,
+) -> GroupCommitRecord {
+    GroupCommitRecord {
+        group: group.clone(),
+        sender_account: from.account,
+        sender_device: from.device,
+        epoch,
+        added: added.to_vec(),
+        removed: removed.to_vec(),
+        message_id: message_id(id),
+        commit_body: format!("commit {id}").into_bytes(),
+        welcome_body: (!added.is_empty()).then(|| format!("welcome {id}").into_bytes()),
+        received_at: T0,
+        expires_at: T0 + DAY,
+        max_members: 10,
+    }
+}
+
+fn group_message(group: &GroupId, from: &Registered, id: u32, body: &[u8]) -> GroupMessage {
+    GroupMessage {
+        group: group.clone(),
+        sender_account: from.account,
+        sender_device: from.device,
+        message_id: message_id(id),
+        body: body.to_vec(),
+        received_at: T0,
+        expires_at: T0 + DAY,
+    }
+}
+
+fn members(state: &GroupState) -> Vec<DeviceId> {
+    state.members.iter().map(|(d, _)| *d).collect()
+}
+
+/// The creator's first commit, in epoch 0, creates the group; the Welcome goes to the added
+/// devices only; nobody else can create a group under the creator's id.
+pub async fn first_commit_creates_the_group<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let g = group_of(&a, 1);
+    assert_eq!(store.group_state(&g).await.unwrap(), None);
+    let r = store.commit_group(commit(&g, &b, 0, &[a.device], &[], 1)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let r = store.commit_group(commit(&g, &a, 3, &[b.device], &[], 1)).await;
+    assert!(matches!(r, Err(StoreError::NoSuchGroup)), "{r:?}");
+
+    let (epoch, copies) = store.commit_group(commit(&g, &a, 0, &[b.device], &[], 1)).await.unwrap();
+    assert_eq!(epoch, 1);
+    assert_eq!(copies.len(), 1);
+    assert_eq!((copies[0].device, copies[0].body.as_slice()), (b.device, &b"welcome 1"[..]));
+    let state = store.group_state(&g).await.unwrap().unwrap();
+    assert_eq!(state.epoch, 1);
+    assert_eq!(members(&state), vec![a.device, b.device]);
+    assert_eq!(fetch_all(&*store, b.device).await.len(), 1);
+    assert!(fetch_all(&*store, a.device).await.is_empty());
+}
+
+/// Exactly one commit per epoch: the second commit made in the same epoch is stale.
+pub async fn one_commit_per_epoch<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let c = register(&*store, 3, None).await;
+    let g = group_of(&a, 1);
+    store.commit_group(commit(&g, &a, 0, &[b.device], &[], 1)).await.unwrap();
+    let (epoch, copies) = store.commit_group(commit(&g, &b, 1, &[], &[], 2)).await.unwrap();
+    assert_eq!(epoch, 2);
+    assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![a.device]);
+    let r = store.commit_group(commit(&g, &a, 1, &[c.device], &[], 3)).await;
+    assert!(matches!(r, Err(StoreError::StaleEpoch { current: 2 })), "{r:?}");
+    assert_eq!(members(&store.group_state(&g).await.unwrap().unwrap()), vec![a.device, b.device]);
+    assert!(fetch_all(&*store, c.device).await.is_empty(), "a refused commit's Welcome was queued");
+    let r = store.commit_group(commit(&g, &c, 2, &[], &[], 4)).await;
+    assert!(matches!(r, Err(StoreError::NotMember)), "{r:?}");
+}
+
+/// Members add their own new devices; only the creator adds new people or removes others.
+pub async fn commit_rules_for_members_and_creators<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let c = register(&*store, 3, None).await;
+    let b2 = link(&*store, b.account, 1).await;
+    let g = group_of(&a, 1);
+    store.commit_group(commit(&g, &a, 0, &[b.device], &[], 1)).await.unwrap();
+    let r = store.commit_group(commit(&g, &b, 1, &[c.device], &[], 2)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let r = store.commit_group(commit(&g, &b, 1, &[], &[a.device], 2)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let r = store.commit_group(commit(&g, &b, 1, &[DeviceId(987_654)], &[], 2)).await;
+    assert!(matches!(r, Err(StoreError::NoSuchDevice)), "{r:?}");
+    let r = store.commit_group(commit(&g, &b, 1, &[a.device], &[], 2)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let r = store.commit_group(commit(&g, &b, 1, &[], &[b.device], 2)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let mut no_welcome = commit(&g, &b, 1, &[b2], &[], 2);
+    no_welcome.welcome_body = None;
+    assert!(matches!(store.commit_group(no_welcome).await, Err(StoreError::Forbidden(_))));
+    store.commit_group(commit(&g, &b, 1, &[b2], &[], 2)).await.unwrap();
+    store.commit_group(commit(&g, &a, 2, &[c.device], &[b2], 3)).await.unwrap();
+    let state = store.group_state(&g).await.unwrap().unwrap();
+    assert_eq!((state.epoch, members(&state)), (3, vec![a.device, b.device, c.device]));
+    let mut big = commit(&g, &a, 3, &[b2], &[], 4);
+    big.max_members = 3;
+    let r = store.commit_group(big).await;
+    assert!(matches!(r, Err(StoreError::TooManyMembers { max: 3 })), "{r:?}");
+}
+
+/// Application messages reach every member device but the sender's; non-members cannot send;
+/// a retry is queued once.
+pub async fn group_messages_reach_other_members_only<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let c = register(&*store, 3, None).await;
+    let a2 = link(&*store, a.account, 1).await;
+    let g = group_of(&a, 1);
+    store.commit_group(commit(&g, &a, 0, &[b.device, a2], &[], 1)).await.unwrap();
+    let copies = store.send_group(group_message(&g, &a, 5, b"ciphertext"), MAX_QUEUE).await.unwrap();
+    let mut to: Vec<DeviceId> = copies.iter().map(|c| c.device).collect();
+    to.sort();
+    assert_eq!(to, vec![b.device, a2]);
+    let again = store.send_group(group_message(&g, &a, 5, b"ciphertext"), MAX_QUEUE).await.unwrap();
+    assert_eq!(ids(&again).len(), 2);
+    assert_eq!(fetch_all(&*store, b.device).await.len(), 2, "welcome + one copy");
+    let r = store.send_group(group_message(&g, &c, 6, b"x"), MAX_QUEUE).await;
+    assert!(matches!(r, Err(StoreError::NotMember)), "{r:?}");
+    let r = store.send_group(group_message(&group_of(&a, 9), &a, 7, b"x"), MAX_QUEUE).await;
+    assert!(matches!(r, Err(StoreError::NoSuchGroup)), "{r:?}");
+}
+
+/// One full queue does not stop a group message for everyone else.
+pub async fn group_messages_skip_full_queues<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let c = register(&*store, 3, None).await;
+    let g = group_of(&a, 1);
+    store.commit_group(commit(&g, &a, 0, &[b.device, c.device], &[], 1)).await.unwrap();
+    for i in 0..2 {
+        store.enqueue(message(c.account, &a, 100 + i, b"fill"), 3).await.unwrap();
+    }
+    assert_eq!(depth(&*store, c.device).await, 3);
+    let copies = store.send_group(group_message(&g, &a, 5, b"x"), 3).await.unwrap();
+    assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![b.device]);
+}
+
+/// Leaving drops the devices and tells the rest; a revoked device leaves every group.
+pub async fn leaving_and_revoking_drop_membership<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let c = register(&*store, 3, None).await;
+    let g = group_of(&a, 1);
+    store.commit_group(commit(&g, &a, 0, &[b.device, c.device], &[], 1)).await.unwrap();
+    let copies = store.leave_group(&[c.device], group_message(&g, &c, 9, b"left")).await.unwrap();
+    let mut to: Vec<DeviceId> = copies.iter().map(|c| c.device).collect();
+    to.sort();
+    assert_eq!(to, vec![a.device, b.device]);
+    assert_eq!(members(&store.group_state(&g).await.unwrap().unwrap()), vec![a.device, b.device]);
+    let r = store.leave_group(&[c.device], group_message(&g, &c, 10, b"left")).await;
+    assert!(matches!(r, Err(StoreError::NotMember)), "{r:?}");
+    // The departed device may be removed by anyone; the epoch moves on.
+    let (epoch, _) = store.commit_group(commit(&g, &b, 1, &[], &[c.device], 2)).await.unwrap();
+    assert_eq!(epoch, 2);
+    store.revoke_device(b.account, b.device).await.unwrap();
+    assert_eq!(members(&store.group_state(&g).await.unwrap().unwrap()), vec![a.device]);
+}
+
+/// Many members commit in the same epoch at once: exactly one wins.
+pub async fn concurrent_commits_one_wins<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let mut others = Vec::new();
+    for n in 2..8 {
+        others.push(register(&*store, n, None).await);
+    }
+    let g = group_of(&a, 1);
+    let mut first = commit(&g, &a, 0, &others.iter().map(|o| o.device).collect::<Vec<_>>(), &[], 1);
+    first.max_members = 100;
+    store.commit_group(first).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, o) in others.into_iter().enumerate() {
+        let store = store.clone();
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            store.commit_group(commit(&g, &o, 1, &[], &[], 10 + i as u32)).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok((2, _)) => won += 1,
+            Err(StoreError::StaleEpoch { current: 2 }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.group_state(&g).await.unwrap().unwrap().epoch, 2);
 }

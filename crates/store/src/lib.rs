@@ -18,7 +18,9 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rampart_core::{
+    AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 
 /// Milliseconds since the Unix epoch. Storage never reads a clock: callers pass `now`.
 pub type UnixMillis = u64;
@@ -157,11 +159,160 @@ pub enum StoreError {
     NoSuchAccount,
     #[error("no such device")]
     NoSuchDevice,
+    #[error(
+        "another commit was accepted for this epoch; the group is at epoch {current}: process pending messages and retry"
+    )]
+    StaleEpoch { current: u64 },
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("this device is not a member of the group")]
+    NotMember,
+    #[error("the group would have more than {max} member devices")]
+    TooManyMembers { max: u32 },
+    #[error("device {0} has no key package left")]
+    NoKeyPackage(DeviceId),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     #[error("storage backend failure: {0}")]
     Backend(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An account's devices and their certificates (`None` until a device has published one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountKeys {
+    pub account: AccountId,
+    pub label: String,
+    pub devices: Vec<(DeviceId, Option<Vec<u8>>)>,
+}
+
+/// An MLS commit for the delivery service. Bodies are the envelopes to queue, already encoded.
+#[derive(Debug, Clone)]
+pub struct GroupCommitRecord {
+    pub group: GroupId,
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    /// The epoch the commit was made in; it is accepted only if the group is still there.
+    pub epoch: u64,
+    pub added: Vec<DeviceId>,
+    pub removed: Vec<DeviceId>,
+    pub message_id: MessageId,
+    pub commit_body: Vec<u8>,
+    pub welcome_body: Option<Vec<u8>>,
+    pub received_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub max_members: u32,
+}
+
+/// A message for every other member device of a group.
+#[derive(Debug, Clone)]
+pub struct GroupMessage {
+    pub group: GroupId,
+    pub sender_account: AccountId,
+    pub sender_device: DeviceId,
+    pub message_id: MessageId,
+    pub body: Vec<u8>,
+    pub received_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+/// What the delivery service knows of a group: its epoch and member devices with accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub epoch: u64,
+    pub members: Vec<(DeviceId, AccountId)>,
+}
+
+/// What accepting a commit changes, decided by [`plan_commit`] for every backend alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPlan {
+    pub create: bool,
+    pub new_epoch: u64,
+    /// Members before the commit, other than the committing device: they get the commit.
+    pub commit_to: Vec<DeviceId>,
+    pub welcome_to: Vec<DeviceId>,
+    pub remove: Vec<DeviceId>,
+}
+
+/// The delivery service's rules for a commit, given the group's state (`None`: no such group
+/// yet) and the account of every added device (`None`: no such device).
+///
+/// - Exactly one commit per epoch: one made in an older epoch is stale.
+/// - A group is created by its creator's first commit, in epoch 0.
+/// - Only members commit. Any member may add devices of accounts already in the group (a
+///   newly linked device); only the creator adds new accounts or removes other accounts'
+///   devices; anyone may remove devices of their own account and devices that already left.
+pub fn plan_commit(
+    state: Option<&GroupState>,
+    c: &GroupCommitRecord,
+    added_accounts: &[Option<AccountId>],
+) -> StoreResult<CommitPlan> {
+    let is_creator = c.group.creator() == c.sender_account;
+    if c.added.is_empty() && c.removed.is_empty() && state.is_none() {
+        return Err(StoreError::NoSuchGroup);
+    }
+    if !c.added.is_empty() && c.welcome_body.is_none() {
+        return Err(StoreError::Forbidden("a commit that adds devices needs a Welcome".into()));
+    }
+    let (create, epoch, members) = match state {
+        None => {
+            if c.epoch != 0 {
+                return Err(StoreError::NoSuchGroup);
+            }
+            if !is_creator {
+                return Err(StoreError::Forbidden(
+                    "a group's id must start with its creator's account".into(),
+                ));
+            }
+            (true, 0, vec![(c.sender_device, c.sender_account)])
+        }
+        Some(s) => {
+            if !s.members.iter().any(|(d, _)| *d == c.sender_device) {
+                return Err(StoreError::NotMember);
+            }
+            if c.epoch != s.epoch {
+                return Err(StoreError::StaleEpoch { current: s.epoch });
+            }
+            (false, s.epoch, s.members.clone())
+        }
+    };
+    let member_accounts: Vec<AccountId> = members.iter().map(|(_, a)| *a).collect();
+    for (device, account) in c.added.iter().zip(added_accounts) {
+        let Some(account) = account else {
+            return Err(StoreError::NoSuchDevice);
+        };
+        if members.iter().any(|(d, _)| d == device) {
+            return Err(StoreError::Forbidden(format!("{device} is already a member")));
+        }
+        if !is_creator && !member_accounts.contains(account) {
+            return Err(StoreError::Forbidden("only the group's creator adds new people".into()));
+        }
+    }
+    let mut remove = Vec::new();
+    for device in &c.removed {
+        if *device == c.sender_device {
+            return Err(StoreError::Forbidden("a device cannot remove itself; leave the group".into()));
+        }
+        if let Some((_, account)) = members.iter().find(|(d, _)| d == device) {
+            if *account != c.sender_account && !is_creator {
+                return Err(StoreError::Forbidden("only the group's creator removes other people".into()));
+            }
+            remove.push(*device);
+        }
+    }
+    let after = members.len() + c.added.len() - remove.len();
+    if after > c.max_members as usize {
+        return Err(StoreError::TooManyMembers { max: c.max_members });
+    }
+    Ok(CommitPlan {
+        create,
+        new_epoch: epoch + 1,
+        commit_to: members.iter().map(|(d, _)| *d).filter(|d| *d != c.sender_device).collect(),
+        welcome_to: c.added.clone(),
+        remove,
+    })
+}
 
 /// Everything the server stores. Implementations must be safe to call from many tasks at once.
 #[async_trait]
@@ -260,4 +411,43 @@ pub trait Store: Send + Sync + 'static {
 
     async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()>;
     async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>>;
+
+    // --- end-to-end keys (opaque bytes: the server checks them before they get here) ----
+
+    /// Set a device's certificate. It never changes: setting a different one is forbidden.
+    async fn set_certificate(&self, device: DeviceId, certificate: Vec<u8>) -> StoreResult<()>;
+    async fn device_certificate(&self, device: DeviceId) -> StoreResult<Option<Vec<u8>>>;
+    /// Add one-time key packages (at most `max_stock` are kept) and replace the last-resort
+    /// one. Returns how many one-time packages the device has on the server.
+    async fn publish_key_packages(
+        &self,
+        device: DeviceId,
+        one_time: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+        max_stock: u32,
+    ) -> StoreResult<u32>;
+    /// Take one package per device: a one-time package (deleted as it is handed out), else the
+    /// last-resort one. Fails with `NoKeyPackage` if a device has neither.
+    async fn claim_key_packages(&self, devices: &[DeviceId]) -> StoreResult<Vec<(DeviceId, Vec<u8>)>>;
+    /// Unknown accounts are left out.
+    async fn account_keys(&self, accounts: &[AccountId]) -> StoreResult<Vec<AccountKeys>>;
+
+    // --- groups (the MLS delivery service) ----------------------------------------------
+
+    async fn group_state(&self, group: &GroupId) -> StoreResult<Option<GroupState>>;
+    /// Accept a commit by [`plan_commit`]'s rules, atomically: the epoch moves on, membership
+    /// changes, the commit is queued for the other members and the Welcome for the added
+    /// devices. Handshake messages ignore the queue cap: a member that missed one could never
+    /// read the group again.
+    async fn commit_group(&self, commit: GroupCommitRecord) -> StoreResult<(u64, Vec<StoredMessage>)>;
+    /// Queue an application message for every other member device. A device whose queue is
+    /// full misses it (`skipped`); the others still get it.
+    async fn send_group(&self, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// Drop `devices` from the group and queue `notice` (a message from one of them) for the
+    /// remaining members, atomically.
+    async fn leave_group(
+        &self,
+        devices: &[DeviceId],
+        notice: GroupMessage,
+    ) -> StoreResult<Vec<StoredMessage>>;
 }

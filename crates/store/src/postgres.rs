@@ -17,15 +17,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rampart_core::{
+    AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::convert::{fetch_keys, hash_from_db, key, pending_migrations, to_i64, to_u64};
 use crate::{
-    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
-    Registered, Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis,
+    AccountKeys, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage, GroupState, NewDevice,
+    NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store, StoreError,
+    StoreEvent, StoreResult, StoredMessage, UnixMillis, plan_commit,
 };
 
 const POOL_SIZE: usize = 16;
@@ -117,6 +120,32 @@ const MIGRATIONS: &[(i32, &str)] = &[
     END $$;
     CREATE TRIGGER queue_len AFTER INSERT OR DELETE ON queue
         FOR EACH ROW EXECUTE FUNCTION rampart_queue_len();
+    ",
+    ),
+    (
+        3,
+        // End-to-end encryption: device certificates, MLS key packages, and groups as the
+        // delivery service sees them (an epoch and member device ids, nothing else).
+        "
+    ALTER TABLE devices ADD COLUMN certificate BYTEA;
+    CREATE TABLE key_packages (
+        id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        device_id    BIGINT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        last_resort  BOOLEAN NOT NULL,
+        body         BYTEA NOT NULL
+    );
+    CREATE INDEX key_packages_device ON key_packages(device_id, last_resort, id);
+    CREATE TABLE groups (
+        id          BYTEA PRIMARY KEY,
+        epoch       BIGINT NOT NULL,
+        created_at  BIGINT NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_id   BYTEA NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        device_id  BIGINT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, device_id)
+    );
+    CREATE INDEX group_members_device ON group_members(device_id);
     ",
     ),
 ];
@@ -280,6 +309,175 @@ async fn insert_device(
     let row =
         tx.query_one(&st, &[&account, &device.name, &&device.secret_hash.0[..], &now]).await.map_err(pg)?;
     Ok(DeviceId(to_u64(get(&row, 0)?, "device id")?))
+}
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Most device ids in one notification: PostgreSQL caps a payload at 8,000 bytes.
+const NOTIFY_CHUNK: usize = 400;
+
+fn device_key(device: DeviceId) -> StoreResult<i64> {
+    key(device.0).ok_or(StoreError::NoSuchDevice)
+}
+
+/// One message to queue for several devices.
+struct Copy<'a> {
+    sender_account: AccountId,
+    sender_device: DeviceId,
+    sender_label: &'a str,
+    message_id: MessageId,
+    received_at: UnixMillis,
+    expires_at: UnixMillis,
+    body: &'a [u8],
+}
+
+/// Lock these devices' rows in id order (so concurrent fan-outs cannot deadlock) and read
+/// their queue lengths. Devices that no longer exist are left out.
+async fn lock_devices(tx: &Tx<'_>, devices: &[DeviceId]) -> StoreResult<Vec<(i64, i64)>> {
+    let ids = devices.iter().map(|d| device_key(*d)).collect::<StoreResult<Vec<i64>>>()?;
+    let st = tx
+        .prepare_cached("SELECT id, queue_len FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .await
+        .map_err(pg)?;
+    tx.query(&st, &[&ids])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?)))
+        .collect()
+}
+
+/// Queue `copy` once per device; `cap` leaves out devices whose queue is full.
+async fn queue_copies(
+    tx: &Tx<'_>,
+    devices: &[(i64, i64)],
+    copy: &Copy<'_>,
+    cap: Option<u32>,
+) -> StoreResult<Vec<StoredMessage>> {
+    let sender_account = to_i64(copy.sender_account.0, "sender account")?;
+    let sender_device = to_i64(copy.sender_device.0, "sender device")?;
+    let received_at = to_i64(copy.received_at, "timestamp")?;
+    let expires_at = to_i64(copy.expires_at, "timestamp")?;
+    let message_id = &copy.message_id.0[..];
+    let select_copy = tx
+        .prepare_cached(
+            "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
+                 received_at, expires_at, body
+             FROM queue WHERE device_id = $1 AND sender_account = $2 AND message_id = $3",
+        )
+        .await
+        .map_err(pg)?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,
+                 received_at, expires_at, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .await
+        .map_err(pg)?;
+    let mut copies = Vec::with_capacity(devices.len());
+    for &(device, depth) in devices {
+        if let Some(row) =
+            tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)?
+        {
+            copies.push(stored_message(&row)?);
+            continue;
+        }
+        if cap.is_some_and(|max| depth >= i64::from(max)) {
+            continue;
+        }
+        let row = tx
+            .query_one(
+                &insert,
+                &[
+                    &device,
+                    &sender_account,
+                    &sender_device,
+                    &copy.sender_label,
+                    &message_id,
+                    &received_at,
+                    &expires_at,
+                    &copy.body,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        copies.push(StoredMessage {
+            id: ServerMessageId(to_u64(get(&row, 0)?, "message id")?),
+            device: DeviceId(to_u64(device, "device id")?),
+            sender_account: copy.sender_account,
+            sender_device: copy.sender_device,
+            sender_label: copy.sender_label.to_owned(),
+            message_id: copy.message_id,
+            received_at: copy.received_at,
+            expires_at: copy.expires_at,
+            body: copy.body.to_vec(),
+        });
+    }
+    Ok(copies)
+}
+
+async fn group_state_tx(tx: &Tx<'_>, group: &GroupId, lock: bool) -> StoreResult<Option<GroupState>> {
+    let sql = if lock {
+        "SELECT epoch FROM groups WHERE id = $1 FOR UPDATE"
+    } else {
+        "SELECT epoch FROM groups WHERE id = $1"
+    };
+    let st = tx.prepare_cached(sql).await.map_err(pg)?;
+    let Some(row) = tx.query_opt(&st, &[&group.as_bytes()]).await.map_err(pg)? else {
+        return Ok(None);
+    };
+    let epoch: i64 = get(&row, 0)?;
+    let st = tx
+        .prepare_cached(
+            "SELECT m.device_id, d.account_id FROM group_members m JOIN devices d ON d.id = m.device_id
+             WHERE m.group_id = $1 ORDER BY m.device_id",
+        )
+        .await
+        .map_err(pg)?;
+    let members = tx
+        .query(&st, &[&group.as_bytes()])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| {
+            Ok((DeviceId(to_u64(get(r, 0)?, "device id")?), AccountId(to_u64(get(r, 1)?, "account id")?)))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(GroupState { epoch: to_u64(epoch, "epoch")?, members }))
+}
+
+async fn label_tx(tx: &Tx<'_>, account: AccountId) -> StoreResult<String> {
+    let id = key(account.0).ok_or(StoreError::NoSuchAccount)?;
+    let st = tx
+        .prepare_cached("SELECT COALESCE('@' || username, phone) FROM accounts WHERE id = $1")
+        .await
+        .map_err(pg)?;
+    let row = tx.query_opt(&st, &[&id]).await.map_err(pg)?;
+    get(&row.ok_or(StoreError::NoSuchAccount)?, 0)
+}
+
+impl PostgresStore {
+    async fn notify_queued(&self, tx: &Tx<'_>, copies: &[StoredMessage]) -> StoreResult<()> {
+        for chunk in copies.chunks(NOTIFY_CHUNK) {
+            let devices: Vec<String> = chunk.iter().map(|c| c.device.0.to_string()).collect();
+            self.notify(tx, "q", &devices.join(",")).await?;
+        }
+        Ok(())
+    }
+
+    async fn fan_out(
+        &self,
+        tx: &Tx<'_>,
+        to: &[DeviceId],
+        copy: &Copy<'_>,
+        cap: Option<u32>,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let devices = lock_devices(tx, to).await?;
+        let copies = queue_copies(tx, &devices, copy, cap).await?;
+        self.notify_queued(tx, &copies).await?;
+        Ok(copies)
+    }
 }
 
 #[async_trait]
@@ -853,6 +1051,256 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn set_certificate(&self, device: DeviceId, certificate: Vec<u8>) -> StoreResult<()> {
+        let id = device_key(device)?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "UPDATE devices SET certificate = COALESCE(certificate, $2) WHERE id = $1 RETURNING certificate",
+            )
+            .await
+            .map_err(pg)?;
+        let row =
+            client.query_opt(&st, &[&id, &certificate]).await.map_err(pg)?.ok_or(StoreError::NoSuchDevice)?;
+        let stored: Vec<u8> = get(&row, 0)?;
+        if stored == certificate {
+            Ok(())
+        } else {
+            Err(StoreError::Forbidden("this device already has a certificate".into()))
+        }
+    }
+
+    async fn device_certificate(&self, device: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+        let id = device_key(device)?;
+        let client = self.client().await?;
+        let st = client.prepare_cached("SELECT certificate FROM devices WHERE id = $1").await.map_err(pg)?;
+        let row = client.query_opt(&st, &[&id]).await.map_err(pg)?.ok_or(StoreError::NoSuchDevice)?;
+        get(&row, 0)
+    }
+
+    async fn publish_key_packages(
+        &self,
+        device: DeviceId,
+        one_time: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+        max_stock: u32,
+    ) -> StoreResult<u32> {
+        let id = device_key(device)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let st = tx.prepare_cached("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE").await.map_err(pg)?;
+        if tx.query_opt(&st, &[&id]).await.map_err(pg)?.is_none() {
+            return Err(StoreError::NoSuchDevice);
+        }
+        let insert = tx
+            .prepare_cached("INSERT INTO key_packages (device_id, last_resort, body) VALUES ($1, $2, $3)")
+            .await
+            .map_err(pg)?;
+        if let Some(body) = last_resort {
+            tx.execute("DELETE FROM key_packages WHERE device_id = $1 AND last_resort", &[&id])
+                .await
+                .map_err(pg)?;
+            tx.execute(&insert, &[&id, &true, &body]).await.map_err(pg)?;
+        }
+        let count = "SELECT COUNT(*) FROM key_packages WHERE device_id = $1 AND NOT last_resort";
+        let stock: i64 = get(&tx.query_one(count, &[&id]).await.map_err(pg)?, 0)?;
+        let room = i64::from(max_stock).saturating_sub(stock).max(0);
+        for body in one_time.into_iter().take(usize::try_from(room).unwrap_or(0)) {
+            tx.execute(&insert, &[&id, &false, &body]).await.map_err(pg)?;
+        }
+        let stock: i64 = get(&tx.query_one(count, &[&id]).await.map_err(pg)?, 0)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(u32::try_from(stock).unwrap_or(u32::MAX))
+    }
+
+    async fn claim_key_packages(&self, devices: &[DeviceId]) -> StoreResult<Vec<(DeviceId, Vec<u8>)>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // SKIP LOCKED: two claimers never get the same one-time package, and neither waits.
+        let take = tx
+            .prepare_cached(
+                "SELECT id, last_resort, body FROM key_packages WHERE device_id = $1
+                 ORDER BY last_resort, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .await
+            .map_err(pg)?;
+        let delete = tx.prepare_cached("DELETE FROM key_packages WHERE id = $1").await.map_err(pg)?;
+        let mut out = Vec::with_capacity(devices.len());
+        for &device in devices {
+            let id = device_key(device)?;
+            let Some(row) = tx.query_opt(&take, &[&id]).await.map_err(pg)? else {
+                return Err(StoreError::NoKeyPackage(device));
+            };
+            let package: i64 = get(&row, 0)?;
+            let last_resort: bool = get(&row, 1)?;
+            if !last_resort {
+                tx.execute(&delete, &[&package]).await.map_err(pg)?;
+            }
+            out.push((device, get(&row, 2)?));
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(out)
+    }
+
+    async fn account_keys(&self, accounts: &[AccountId]) -> StoreResult<Vec<AccountKeys>> {
+        let mut out = Vec::with_capacity(accounts.len());
+        for &account in accounts {
+            let Some(label) = self.account_label(account).await? else { continue };
+            let Some(id) = key(account.0) else { continue };
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached("SELECT id, certificate FROM devices WHERE account_id = $1 ORDER BY id")
+                .await
+                .map_err(pg)?;
+            let devices = client
+                .query(&st, &[&id])
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| Ok((DeviceId(to_u64(get(r, 0)?, "device id")?), get::<Option<Vec<u8>>>(r, 1)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            out.push(AccountKeys { account, label, devices });
+        }
+        Ok(out)
+    }
+
+    async fn group_state(&self, group: &GroupId) -> StoreResult<Option<GroupState>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        group_state_tx(&tx, group, false).await
+    }
+
+    async fn commit_group(&self, commit: GroupCommitRecord) -> StoreResult<(u64, Vec<StoredMessage>)> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // The group row lock orders commits: the first to take it wins the epoch.
+        let state = group_state_tx(&tx, &commit.group, true).await?;
+        let mut added_accounts = Vec::with_capacity(commit.added.len());
+        let st = tx.prepare_cached("SELECT account_id FROM devices WHERE id = $1").await.map_err(pg)?;
+        for d in &commit.added {
+            let row = tx.query_opt(&st, &[&device_key(*d)?]).await.map_err(pg)?;
+            added_accounts.push(match row {
+                Some(r) => Some(AccountId(to_u64(get(&r, 0)?, "account id")?)),
+                None => None,
+            });
+        }
+        let plan = plan_commit(state.as_ref(), &commit, &added_accounts)?;
+        let group = commit.group.as_bytes();
+        let new_epoch = to_i64(plan.new_epoch, "epoch")?;
+        let add_member = tx
+            .prepare_cached("INSERT INTO group_members (group_id, device_id) VALUES ($1, $2)")
+            .await
+            .map_err(pg)?;
+        if plan.create {
+            let created = tx
+                .execute(
+                    "INSERT INTO groups (id, epoch, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&group, &new_epoch, &to_i64(commit.received_at, "timestamp")?],
+                )
+                .await
+                .map_err(pg)?;
+            if created == 0 {
+                // Another creation of the same id won the race.
+                return Err(StoreError::StaleEpoch { current: 1 });
+            }
+            tx.execute(&add_member, &[&group, &device_key(commit.sender_device)?]).await.map_err(pg)?;
+        } else {
+            tx.execute("UPDATE groups SET epoch = $2 WHERE id = $1", &[&group, &new_epoch])
+                .await
+                .map_err(pg)?;
+        }
+        for d in &plan.remove {
+            tx.execute(
+                "DELETE FROM group_members WHERE group_id = $1 AND device_id = $2",
+                &[&group, &device_key(*d)?],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        for d in &plan.welcome_to {
+            tx.execute(&add_member, &[&group, &device_key(*d)?]).await.map_err(pg)?;
+        }
+        let label = label_tx(&tx, commit.sender_account).await?;
+        let mut copy = Copy {
+            sender_account: commit.sender_account,
+            sender_device: commit.sender_device,
+            sender_label: &label,
+            message_id: commit.message_id,
+            received_at: commit.received_at,
+            expires_at: commit.expires_at,
+            body: &commit.commit_body,
+        };
+        let mut copies = self.fan_out(&tx, &plan.commit_to, &copy, None).await?;
+        if let Some(welcome) = &commit.welcome_body {
+            let mut id = commit.message_id.0;
+            id[15] ^= 0x80;
+            copy.message_id = MessageId(id);
+            copy.body = welcome;
+            copies.extend(self.fan_out(&tx, &plan.welcome_to, &copy, None).await?);
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok((plan.new_epoch, copies))
+    }
+
+    async fn send_group(&self, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let state = group_state_tx(&tx, &msg.group, false).await?.ok_or(StoreError::NoSuchGroup)?;
+        if !state.members.iter().any(|(d, _)| *d == msg.sender_device) {
+            return Err(StoreError::NotMember);
+        }
+        let others: Vec<DeviceId> =
+            state.members.iter().map(|(d, _)| *d).filter(|d| *d != msg.sender_device).collect();
+        let label = label_tx(&tx, msg.sender_account).await?;
+        let copy = Copy {
+            sender_account: msg.sender_account,
+            sender_device: msg.sender_device,
+            sender_label: &label,
+            message_id: msg.message_id,
+            received_at: msg.received_at,
+            expires_at: msg.expires_at,
+            body: &msg.body,
+        };
+        let copies = self.fan_out(&tx, &others, &copy, Some(max_queue)).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(copies)
+    }
+
+    async fn leave_group(
+        &self,
+        devices: &[DeviceId],
+        notice: GroupMessage,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let state = group_state_tx(&tx, &notice.group, true).await?.ok_or(StoreError::NoSuchGroup)?;
+        if !state.members.iter().any(|(d, _)| devices.contains(d)) {
+            return Err(StoreError::NotMember);
+        }
+        let ids = devices.iter().map(|d| device_key(*d)).collect::<StoreResult<Vec<i64>>>()?;
+        tx.execute(
+            "DELETE FROM group_members WHERE group_id = $1 AND device_id = ANY($2)",
+            &[&notice.group.as_bytes(), &ids],
+        )
+        .await
+        .map_err(pg)?;
+        let rest: Vec<DeviceId> =
+            state.members.iter().map(|(d, _)| *d).filter(|d| !devices.contains(d)).collect();
+        let label = label_tx(&tx, notice.sender_account).await?;
+        let copy = Copy {
+            sender_account: notice.sender_account,
+            sender_device: notice.sender_device,
+            sender_label: &label,
+            message_id: notice.message_id,
+            received_at: notice.received_at,
+            expires_at: notice.expires_at,
+            body: &notice.body,
+        };
+        let copies = self.fan_out(&tx, &rest, &copy, None).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(copies)
     }
 }
 

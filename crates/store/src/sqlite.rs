@@ -17,14 +17,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rampart_core::{AccountId, DeviceId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username};
+use rampart_core::{
+    AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{fetch_keys, hash_from_db, key, pending_migrations, to_i64, to_u64};
 use crate::{
-    DeviceAuth, DeviceRecord, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
-    Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis,
+    AccountKeys, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage, GroupState, NewDevice,
+    NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store, StoreError,
+    StoreResult, StoredMessage, UnixMillis, plan_commit,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -115,6 +118,32 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE TRIGGER queue_len_delete AFTER DELETE ON queue BEGIN
         UPDATE devices SET queue_len = queue_len - 1 WHERE id = OLD.device_id;
     END;
+    ",
+    ),
+    (
+        3,
+        // End-to-end encryption: device certificates, MLS key packages, and groups as the
+        // delivery service sees them (an epoch and member device ids, nothing else).
+        "
+    ALTER TABLE devices ADD COLUMN certificate BLOB;
+    CREATE TABLE key_packages (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id    INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        last_resort  INTEGER NOT NULL,
+        body         BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX key_packages_device ON key_packages(device_id, last_resort, id);
+    CREATE TABLE groups (
+        id          BLOB PRIMARY KEY,
+        epoch       INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE group_members (
+        group_id   BLOB NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        device_id  INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+        PRIMARY KEY (group_id, device_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX group_members_device ON group_members(device_id);
     ",
     ),
 ];
@@ -786,7 +815,6 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
         }
     }
     let sender_account = to_i64(msg.sender_account.0, "sender account")?;
-    let sender_device = to_i64(msg.sender_device.0, "sender device")?;
     let sender_label: String = if devices.is_empty() {
         String::new()
     } else {
@@ -797,13 +825,55 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
             .db()?
             .ok_or(StoreError::NoSuchAccount)?
     };
-    let received_at = to_i64(msg.received_at, "timestamp")?;
-    let expires_at = to_i64(msg.expires_at, "timestamp")?;
-    let message_id = &msg.message_id.0[..];
-    let max = i64::from(max_queue);
+    let copy = Copy {
+        sender_account: msg.sender_account,
+        sender_device: msg.sender_device,
+        sender_label: &sender_label,
+        message_id: msg.message_id,
+        received_at: msg.received_at,
+        expires_at: msg.expires_at,
+        body: &msg.body,
+    };
+    queue_copies(c, &devices, &copy, WhenFull::Fail(max_queue))
+}
 
+/// What to do about a recipient device whose queue is full.
+#[derive(Clone, Copy)]
+enum WhenFull {
+    /// Refuse the whole message (the savepoint rolls back the copies already queued).
+    Fail(u32),
+    /// Leave that device out.
+    Skip(u32),
+    /// Queue anyway: handshake messages must reach every member.
+    Ignore,
+}
+
+/// One message to queue for several devices.
+struct Copy<'a> {
+    sender_account: AccountId,
+    sender_device: DeviceId,
+    sender_label: &'a str,
+    message_id: MessageId,
+    received_at: UnixMillis,
+    expires_at: UnixMillis,
+    body: &'a [u8],
+}
+
+/// Queue `copy` for each `(device, queue length)`, once: a device that already holds this
+/// sender's message id gets nothing new (the existing copy is returned).
+fn queue_copies(
+    c: &Connection,
+    devices: &[(i64, i64)],
+    copy: &Copy<'_>,
+    when_full: WhenFull,
+) -> StoreResult<Vec<StoredMessage>> {
+    let sender_account = to_i64(copy.sender_account.0, "sender account")?;
+    let sender_device = to_i64(copy.sender_device.0, "sender device")?;
+    let received_at = to_i64(copy.received_at, "timestamp")?;
+    let expires_at = to_i64(copy.expires_at, "timestamp")?;
+    let message_id = &copy.message_id.0[..];
     let mut copies = Vec::with_capacity(devices.len());
-    for (device, depth) in devices {
+    for &(device, depth) in devices {
         let existing = c
             .prepare_cached(SELECT_COPY)
             .db()?
@@ -814,9 +884,10 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
             copies.push(existing.into_stored()?);
             continue;
         }
-        if depth >= max {
-            // The savepoint rollback removes the copies already inserted for other devices.
-            return Err(StoreError::QueueFull { max: max_queue });
+        match when_full {
+            WhenFull::Fail(max) if depth >= i64::from(max) => return Err(StoreError::QueueFull { max }),
+            WhenFull::Skip(max) if depth >= i64::from(max) => continue,
+            _ => {}
         }
         c.prepare_cached(
             "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,
@@ -828,23 +899,23 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
             device,
             sender_account,
             sender_device,
-            sender_label,
+            copy.sender_label,
             message_id,
             received_at,
             expires_at,
-            &msg.body[..],
+            copy.body,
         ])
         .db()?;
         copies.push(StoredMessage {
             id: ServerMessageId(to_u64(c.last_insert_rowid(), "message id")?),
             device: DeviceId(to_u64(device, "device id")?),
-            sender_account: msg.sender_account,
-            sender_device: msg.sender_device,
-            sender_label: sender_label.clone(),
-            message_id: msg.message_id,
-            received_at: msg.received_at,
-            expires_at: msg.expires_at,
-            body: msg.body.clone(),
+            sender_account: copy.sender_account,
+            sender_device: copy.sender_device,
+            sender_label: copy.sender_label.to_owned(),
+            message_id: copy.message_id,
+            received_at: copy.received_at,
+            expires_at: copy.expires_at,
+            body: copy.body.to_vec(),
         });
     }
     Ok(copies)
@@ -932,6 +1003,281 @@ fn outbox_list(c: &Connection) -> StoreResult<Vec<OutboxEntry>> {
         out.push(OutboxEntry { phone, text, created_at: to_u64(created_at, "timestamp")? });
     }
     Ok(out)
+}
+
+// --- end-to-end keys and groups -----------------------------------------------------------
+
+fn device_key(device: DeviceId) -> StoreResult<i64> {
+    key(device.0).ok_or(StoreError::NoSuchDevice)
+}
+
+fn set_certificate(c: &Connection, device: DeviceId, cert: Vec<u8>) -> StoreResult<()> {
+    let id = device_key(device)?;
+    let current: Option<Option<Vec<u8>>> = c
+        .prepare_cached("SELECT certificate FROM devices WHERE id = ?1")
+        .db()?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .db()?;
+    match current {
+        None => Err(StoreError::NoSuchDevice),
+        Some(Some(existing)) if existing == cert => Ok(()),
+        Some(Some(_)) => Err(StoreError::Forbidden("this device already has a certificate".into())),
+        Some(None) => {
+            c.prepare_cached("UPDATE devices SET certificate = ?2 WHERE id = ?1")
+                .db()?
+                .execute(params![id, cert])
+                .db()?;
+            Ok(())
+        }
+    }
+}
+
+fn device_certificate(c: &Connection, device: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+    let id = device_key(device)?;
+    let cert: Option<Option<Vec<u8>>> = c
+        .prepare_cached("SELECT certificate FROM devices WHERE id = ?1")
+        .db()?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .db()?;
+    cert.ok_or(StoreError::NoSuchDevice)
+}
+
+fn publish_key_packages(
+    c: &Connection,
+    device: DeviceId,
+    one_time: Vec<Vec<u8>>,
+    last_resort: Option<Vec<u8>>,
+    max_stock: u32,
+) -> StoreResult<u32> {
+    let id = device_key(device)?;
+    if !c.prepare_cached("SELECT 1 FROM devices WHERE id = ?1").db()?.exists([id]).db()? {
+        return Err(StoreError::NoSuchDevice);
+    }
+    if let Some(body) = last_resort {
+        c.prepare_cached("DELETE FROM key_packages WHERE device_id = ?1 AND last_resort = 1")
+            .db()?
+            .execute([id])
+            .db()?;
+        c.prepare_cached("INSERT INTO key_packages (device_id, last_resort, body) VALUES (?1, 1, ?2)")
+            .db()?
+            .execute(params![id, body])
+            .db()?;
+    }
+    let stock = count(c, "SELECT COUNT(*) FROM key_packages WHERE device_id = ?1 AND last_resort = 0", [id])?;
+    let room = u64::from(max_stock).saturating_sub(stock);
+    for body in one_time.into_iter().take(usize::try_from(room).unwrap_or(usize::MAX)) {
+        c.prepare_cached("INSERT INTO key_packages (device_id, last_resort, body) VALUES (?1, 0, ?2)")
+            .db()?
+            .execute(params![id, body])
+            .db()?;
+    }
+    let stock = count(c, "SELECT COUNT(*) FROM key_packages WHERE device_id = ?1 AND last_resort = 0", [id])?;
+    Ok(u32::try_from(stock).unwrap_or(u32::MAX))
+}
+
+fn claim_key_packages(c: &Connection, devices: &[DeviceId]) -> StoreResult<Vec<(DeviceId, Vec<u8>)>> {
+    let mut out = Vec::with_capacity(devices.len());
+    for &device in devices {
+        let id = device_key(device)?;
+        // One-time packages first (last_resort = 0 sorts first), oldest first.
+        let row: Option<(i64, i64, Vec<u8>)> = c
+            .prepare_cached(
+                "SELECT id, last_resort, body FROM key_packages WHERE device_id = ?1
+                 ORDER BY last_resort, id LIMIT 1",
+            )
+            .db()?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
+            .db()?;
+        let Some((package, last_resort, body)) = row else {
+            return Err(StoreError::NoKeyPackage(device));
+        };
+        if last_resort == 0 {
+            c.prepare_cached("DELETE FROM key_packages WHERE id = ?1").db()?.execute([package]).db()?;
+        }
+        out.push((device, body));
+    }
+    Ok(out)
+}
+
+fn account_keys(c: &Connection, accounts: &[AccountId]) -> StoreResult<Vec<AccountKeys>> {
+    let mut out = Vec::with_capacity(accounts.len());
+    for &account in accounts {
+        let Some(id) = key(account.0) else { continue };
+        let Some(label) = account_label(c, account)? else { continue };
+        let mut st =
+            c.prepare_cached("SELECT id, certificate FROM devices WHERE account_id = ?1 ORDER BY id").db()?;
+        let devices = st
+            .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)))
+            .db()?
+            .map(|row| {
+                let (d, cert) = row.db()?;
+                Ok((DeviceId(to_u64(d, "device id")?), cert))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.push(AccountKeys { account, label, devices });
+    }
+    Ok(out)
+}
+
+fn group_state(c: &Connection, group: &GroupId) -> StoreResult<Option<GroupState>> {
+    let epoch: Option<i64> = c
+        .prepare_cached("SELECT epoch FROM groups WHERE id = ?1")
+        .db()?
+        .query_row([group.as_bytes()], |r| r.get(0))
+        .optional()
+        .db()?;
+    let Some(epoch) = epoch else { return Ok(None) };
+    let mut st = c
+        .prepare_cached(
+            "SELECT m.device_id, d.account_id FROM group_members m JOIN devices d ON d.id = m.device_id
+             WHERE m.group_id = ?1 ORDER BY m.device_id",
+        )
+        .db()?;
+    let members = st
+        .query_map([group.as_bytes()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .db()?
+        .map(|row| {
+            let (d, a) = row.db()?;
+            Ok((DeviceId(to_u64(d, "device id")?), AccountId(to_u64(a, "account id")?)))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(GroupState { epoch: to_u64(epoch, "epoch")?, members }))
+}
+
+fn device_account(c: &Connection, device: DeviceId) -> StoreResult<Option<AccountId>> {
+    let Some(id) = key(device.0) else { return Ok(None) };
+    let account: Option<i64> = c
+        .prepare_cached("SELECT account_id FROM devices WHERE id = ?1")
+        .db()?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .db()?;
+    account.map(|a| to_u64(a, "account id").map(AccountId)).transpose()
+}
+
+fn queue_depths(c: &Connection, devices: &[DeviceId]) -> StoreResult<Vec<(i64, i64)>> {
+    let mut st = c.prepare_cached("SELECT queue_len FROM devices WHERE id = ?1").db()?;
+    let mut out = Vec::with_capacity(devices.len());
+    for d in devices {
+        let id = device_key(*d)?;
+        if let Some(depth) = st.query_row([id], |r| r.get::<_, i64>(0)).optional().db()? {
+            out.push((id, depth));
+        }
+    }
+    Ok(out)
+}
+
+fn sender_label(c: &Connection, account: AccountId) -> StoreResult<String> {
+    account_label(c, account)?.ok_or(StoreError::NoSuchAccount)
+}
+
+fn commit_group(c: &Connection, commit: GroupCommitRecord) -> StoreResult<(u64, Vec<StoredMessage>)> {
+    let state = group_state(c, &commit.group)?;
+    let added_accounts =
+        commit.added.iter().map(|d| device_account(c, *d)).collect::<StoreResult<Vec<_>>>()?;
+    let plan = plan_commit(state.as_ref(), &commit, &added_accounts)?;
+    let group = commit.group.as_bytes();
+    let new_epoch = to_i64(plan.new_epoch, "epoch")?;
+    if plan.create {
+        c.prepare_cached("INSERT INTO groups (id, epoch, created_at) VALUES (?1, ?2, ?3)")
+            .db()?
+            .execute(params![group, new_epoch, to_i64(commit.received_at, "timestamp")?])
+            .db()?;
+        c.prepare_cached("INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![group, device_key(commit.sender_device)?])
+            .db()?;
+    } else {
+        c.prepare_cached("UPDATE groups SET epoch = ?2 WHERE id = ?1")
+            .db()?
+            .execute(params![group, new_epoch])
+            .db()?;
+    }
+    for d in &plan.remove {
+        c.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")
+            .db()?
+            .execute(params![group, device_key(*d)?])
+            .db()?;
+    }
+    for d in &plan.welcome_to {
+        c.prepare_cached("INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![group, device_key(*d)?])
+            .db()?;
+    }
+    let label = sender_label(c, commit.sender_account)?;
+    let mut copy = Copy {
+        sender_account: commit.sender_account,
+        sender_device: commit.sender_device,
+        sender_label: &label,
+        message_id: commit.message_id,
+        received_at: commit.received_at,
+        expires_at: commit.expires_at,
+        body: &commit.commit_body,
+    };
+    let mut copies = queue_copies(c, &queue_depths(c, &plan.commit_to)?, &copy, WhenFull::Ignore)?;
+    if let Some(welcome) = &commit.welcome_body {
+        // The Welcome is a different message from the same sender: give it its own id.
+        let mut id = commit.message_id.0;
+        id[15] ^= 0x80;
+        copy.message_id = MessageId(id);
+        copy.body = welcome;
+        copies.extend(queue_copies(c, &queue_depths(c, &plan.welcome_to)?, &copy, WhenFull::Ignore)?);
+    }
+    Ok((plan.new_epoch, copies))
+}
+
+fn send_group(c: &Connection, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+    let state = group_state(c, &msg.group)?.ok_or(StoreError::NoSuchGroup)?;
+    if !state.members.iter().any(|(d, _)| *d == msg.sender_device) {
+        return Err(StoreError::NotMember);
+    }
+    let others: Vec<DeviceId> =
+        state.members.iter().map(|(d, _)| *d).filter(|d| *d != msg.sender_device).collect();
+    let label = sender_label(c, msg.sender_account)?;
+    let copy = Copy {
+        sender_account: msg.sender_account,
+        sender_device: msg.sender_device,
+        sender_label: &label,
+        message_id: msg.message_id,
+        received_at: msg.received_at,
+        expires_at: msg.expires_at,
+        body: &msg.body,
+    };
+    queue_copies(c, &queue_depths(c, &others)?, &copy, WhenFull::Skip(max_queue))
+}
+
+fn leave_group(
+    c: &Connection,
+    devices: &[DeviceId],
+    notice: GroupMessage,
+) -> StoreResult<Vec<StoredMessage>> {
+    let state = group_state(c, &notice.group)?.ok_or(StoreError::NoSuchGroup)?;
+    if !state.members.iter().any(|(d, _)| devices.contains(d)) {
+        return Err(StoreError::NotMember);
+    }
+    for d in devices {
+        c.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")
+            .db()?
+            .execute(params![notice.group.as_bytes(), device_key(*d)?])
+            .db()?;
+    }
+    let rest: Vec<DeviceId> =
+        state.members.iter().map(|(d, _)| *d).filter(|d| !devices.contains(d)).collect();
+    let label = sender_label(c, notice.sender_account)?;
+    let copy = Copy {
+        sender_account: notice.sender_account,
+        sender_device: notice.sender_device,
+        sender_label: &label,
+        message_id: notice.message_id,
+        received_at: notice.received_at,
+        expires_at: notice.expires_at,
+        body: &notice.body,
+    };
+    queue_copies(c, &queue_depths(c, &rest)?, &copy, WhenFull::Ignore)
 }
 
 #[async_trait]
@@ -1051,5 +1397,55 @@ impl Store for SqliteStore {
 
     async fn outbox_list(&self) -> StoreResult<Vec<OutboxEntry>> {
         self.call(outbox_list).await
+    }
+
+    async fn set_certificate(&self, device: DeviceId, certificate: Vec<u8>) -> StoreResult<()> {
+        self.call(move |c| set_certificate(c, device, certificate)).await
+    }
+
+    async fn device_certificate(&self, device: DeviceId) -> StoreResult<Option<Vec<u8>>> {
+        self.call(move |c| device_certificate(c, device)).await
+    }
+
+    async fn publish_key_packages(
+        &self,
+        device: DeviceId,
+        one_time: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+        max_stock: u32,
+    ) -> StoreResult<u32> {
+        self.call(move |c| publish_key_packages(c, device, one_time, last_resort, max_stock)).await
+    }
+
+    async fn claim_key_packages(&self, devices: &[DeviceId]) -> StoreResult<Vec<(DeviceId, Vec<u8>)>> {
+        let devices = devices.to_vec();
+        self.call(move |c| claim_key_packages(c, &devices)).await
+    }
+
+    async fn account_keys(&self, accounts: &[AccountId]) -> StoreResult<Vec<AccountKeys>> {
+        let accounts = accounts.to_vec();
+        self.call(move |c| account_keys(c, &accounts)).await
+    }
+
+    async fn group_state(&self, group: &GroupId) -> StoreResult<Option<GroupState>> {
+        let group = group.clone();
+        self.call(move |c| group_state(c, &group)).await
+    }
+
+    async fn commit_group(&self, commit: GroupCommitRecord) -> StoreResult<(u64, Vec<StoredMessage>)> {
+        self.call(move |c| commit_group(c, commit)).await
+    }
+
+    async fn send_group(&self, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+        self.call(move |c| send_group(c, msg, max_queue)).await
+    }
+
+    async fn leave_group(
+        &self,
+        devices: &[DeviceId],
+        notice: GroupMessage,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let devices = devices.to_vec();
+        self.call(move |c| leave_group(c, &devices, notice)).await
     }
 }

@@ -262,3 +262,29 @@ pub fn cli(profile: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 pub const SECOND: Duration = Duration::from_secs(1);
+
+/// Approve a link on `existing` while `new` waits for it, as two people at two devices would:
+/// the approving device certifies the new device's key once the new device sends it.
+pub async fn link_both(
+    existing: &mut rampart_client::Client,
+    new: &mut rampart_client::Client,
+    pending: rampart_client::PendingLinkHandle,
+    code: &str,
+) -> Result<rampart_client::Identity, rampart_client::ClientError> {
+    let approve = existing.approve_link(code);
+    let finish = new.finish_link(pending);
+    tokio::pin!(approve, finish);
+    let mut approved = false;
+    loop {
+        tokio::select! {
+            r = &mut approve, if !approved => { r?; approved = true; }
+            r = &mut finish => {
+                let me = r?;
+                if !approved {
+                    approve.await?;
+                }
+                return Ok(me);
+            }
+        }
+    }
+}

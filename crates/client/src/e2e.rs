@@ -1,0 +1,673 @@
+//! End-to-end encryption on the client: this device's MLS engine, conversations, and the
+//! checks a device runs before it trusts anyone's keys.
+//!
+//! Trust: a contact's devices are trusted when their certificates chain to a key already
+//! trusted for that account. The first time an account is seen, its root (self-signed) key is
+//! pinned; a different root later (the number registered again) is accepted but announced in
+//! the conversation, and changes the safety number. A device whose certificate does not chain
+//! is never added to a conversation, and a commit or Welcome that brings one in is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
+use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
+use rampart_mls::identity::{self, certify, new_signature_key, public_key};
+use rampart_mls::{Engine, IncomingCommit, Member, MlsError, Processed, SignatureKeyPair, check_removals};
+use rampart_proto::{
+    AccountDevices, ClientRequest, Content, ContentBody, DeviceCertificate, Envelope, ErrorCode, GroupCommit,
+    Recipient, ResponseBody, ServerFrame, decode_content, decode_envelope, encode_certificate,
+    encode_content,
+};
+
+use crate::client::{Client, ClientError, now_ms};
+use crate::connection::Connection;
+
+/// How openmls' state is serialised in the profile.
+#[derive(Debug, Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Error = serde_json::Error;
+
+    fn to_vec<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
+        serde_json::to_vec(value)
+    }
+
+    fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
+        serde_json::from_slice(slice)
+    }
+}
+
+pub type MlsStorage = SqliteStorageProvider<JsonCodec, rusqlite::Connection>;
+pub type DeviceEngine = Engine<MlsStorage>;
+
+/// One-time key packages kept on the server.
+const KEY_PACKAGE_STOCK: usize = rampart_core::limits::KEY_PACKAGE_STOCK as usize;
+/// Retries of a commit that lost its epoch to another member's.
+const COMMIT_RETRIES: usize = 8;
+/// Devices claimed and added per commit (the frame limit bounds a commit's size).
+const ADD_BATCH: usize = 100;
+
+impl From<MlsError> for ClientError {
+    fn from(e: MlsError) -> Self {
+        ClientError::Crypto(e.to_string())
+    }
+}
+
+/// What one received delivery turned into.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Event {
+    Message { conversation: String, from: String, from_account: u64, message_id: String, text: String },
+    Joined { conversation: String, members: usize },
+    MembershipChanged { conversation: String, added: usize, removed: usize },
+    RemovedFromConversation { conversation: String },
+    KeysChanged { conversation: String, account: u64 },
+    Refused { reason: String },
+}
+
+/// Keys fetched from the server, checked against what this device trusts.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedAccount {
+    pub account: AccountId,
+    pub label: String,
+    /// Certified devices whose certificate chains to a trusted key.
+    pub trusted: Vec<DeviceCertificate>,
+    /// The account's root changed since we pinned it.
+    pub root_changed: bool,
+}
+
+fn open_storage(dir: &std::path::Path) -> Result<MlsStorage, ClientError> {
+    let path = dir.join("mls.db");
+    let conn = rusqlite::Connection::open(&path).map_err(|e| ClientError::Crypto(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    let _ = conn.pragma_update(None, "journal_mode", "WAL");
+    let mut storage = MlsStorage::new(conn);
+    storage.run_migrations().map_err(|e| ClientError::Crypto(e.to_string()))?;
+    Ok(storage)
+}
+
+impl Client {
+    /// This device's MLS engine, once it has a certificate.
+    pub(crate) fn engine(&mut self) -> Result<&mut DeviceEngine, ClientError> {
+        if self.engine.is_none() {
+            let cert = self.profile.get("certificate")?.ok_or(ClientError::NoKeys)?;
+            let cert = hex::decode(cert).map_err(|_| ClientError::Crypto("stored certificate".into()))?;
+            let cert = identity::parse_certificate(&cert)?;
+            let storage = open_storage(self.profile.dir())?;
+            let signer = SignatureKeyPair::read(
+                &storage,
+                &cert.signature_key,
+                openmls::prelude::SignatureScheme::ED25519,
+            )
+            .ok_or(ClientError::NoKeys)?;
+            self.engine = Some(Engine::new(storage, signer, cert)?);
+        }
+        self.engine.as_mut().ok_or(ClientError::NoKeys)
+    }
+
+    /// A new signature key for this device, kept in the MLS store; returns its public half.
+    fn new_device_key(&mut self) -> Result<SignatureKeyPair, ClientError> {
+        let key = new_signature_key()?;
+        let storage = open_storage(self.profile.dir())?;
+        key.store(&storage).map_err(|e| ClientError::Crypto(e.to_string()))?;
+        Ok(key)
+    }
+
+    fn save_certificate(&mut self, cert: &DeviceCertificate) -> Result<(), ClientError> {
+        self.profile.set("certificate", &hex::encode(encode_certificate(cert)))?;
+        self.profile.trust_key(cert.account, &cert.signature_key)?;
+        self.engine = None;
+        Ok(())
+    }
+
+    /// First device of an account: certify our own key and publish key packages.
+    pub(crate) async fn set_up_first_device(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        let key = self.new_device_key()?;
+        let cert = certify(&key, creds.account, creds.device, public_key(&key)?)?;
+        self.save_certificate(&cert)?;
+        self.publish_keys(conn, Some(encode_certificate(&cert))).await
+    }
+
+    /// Top up the server's stock of this device's key packages.
+    pub(crate) async fn publish_keys(
+        &mut self,
+        conn: &mut Connection,
+        certificate: Option<Vec<u8>>,
+    ) -> Result<(), ClientError> {
+        let engine = self.engine()?;
+        let packages = engine.key_packages(KEY_PACKAGE_STOCK)?;
+        let last = engine.last_resort_key_package()?;
+        conn.request(ClientRequest::PublishKeys {
+            certificate: certificate.map(Into::into),
+            key_packages: packages.into_iter().map(Into::into).collect(),
+            last_resort: Some(last.into()),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A linked device: send our key to our own account (the approving device certifies it),
+    /// wait for the certificate to appear, then publish key packages.
+    pub(crate) async fn set_up_linked_device(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        let key = self.new_device_key()?;
+        let subject = public_key(&key)?;
+        // A self-signed request: proves we hold the key.
+        let request = certify(&key, creds.account, creds.device, subject)?;
+        conn.request(ClientRequest::Send {
+            to: self.own_recipient()?,
+            message_id: MessageId::random(&mut rand::rng()),
+            body: encode_certificate(&request).into(),
+        })
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let keys = fetch_keys(conn, &[creds.account]).await?;
+            let mine = keys
+                .iter()
+                .flat_map(|a| a.devices.iter())
+                .find(|(d, _)| *d == creds.device)
+                .and_then(|(_, c)| c.clone());
+            if let Some(bytes) = mine {
+                let cert = identity::parse_certificate(&bytes)?;
+                if cert.signature_key != subject {
+                    return Err(ClientError::Crypto(
+                        "the server holds a certificate for a key this device does not have".into(),
+                    ));
+                }
+                // Trust the signer (our approving device) and the account's other devices.
+                self.profile.trust_key(creds.account, &cert.signer_key)?;
+                self.save_certificate(&cert)?;
+                self.publish_keys(conn, None).await?;
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Timeout("waiting for the approving device to certify this one"));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    fn own_recipient(&self) -> Result<Recipient, ClientError> {
+        let label = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.label;
+        crate::client::parse_recipient(&label)
+    }
+
+    /// On the approving device: wait for the new device's key request and certify it.
+    pub(crate) async fn certify_linked(
+        &mut self,
+        conn: &mut Connection,
+        device: DeviceId,
+    ) -> Result<(), ClientError> {
+        let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout("waiting for the new device's key"));
+            }
+            let Some(frame) = conn.next_frame(left).await? else { continue };
+            let ServerFrame::Delivery(d) = frame else { continue };
+            if d.sender_account != creds.account || d.sender_device != device {
+                // Leave other messages queued for `recv`.
+                continue;
+            }
+            conn.send(ClientRequest::Ack { ids: vec![d.server_id] }).await?;
+            let Ok(Envelope::Direct(body)) = decode_envelope(&d.body) else { continue };
+            let Ok(request) = identity::parse_certificate(&body) else { continue };
+            if request.account != creds.account
+                || request.device != device
+                || request.signer_key != request.signature_key
+            {
+                continue;
+            }
+            let cert = {
+                let own = self.engine()?.certificate().clone();
+                let storage = open_storage(self.profile.dir())?;
+                let signer = SignatureKeyPair::read(
+                    &storage,
+                    &own.signature_key,
+                    openmls::prelude::SignatureScheme::ED25519,
+                )
+                .ok_or(ClientError::NoKeys)?;
+                certify(&signer, creds.account, device, request.signature_key)?
+            };
+            conn.request(ClientRequest::CertifyDevice {
+                device,
+                certificate: encode_certificate(&cert).into(),
+            })
+            .await?;
+            self.profile.trust_key(creds.account, &cert.signature_key)?;
+            return Ok(());
+        }
+    }
+
+    /// Check fetched keys against what we trust, pinning a first-seen account's root.
+    fn check_accounts(&mut self, fetched: Vec<AccountDevices>) -> Result<Vec<CheckedAccount>, ClientError> {
+        let mut out = Vec::with_capacity(fetched.len());
+        for account in fetched {
+            let certs: Vec<DeviceCertificate> = account
+                .devices
+                .iter()
+                .filter_map(|(d, c)| {
+                    let cert = identity::parse_certificate(c.as_ref()?).ok()?;
+                    (cert.account == account.account && cert.device == *d).then_some(cert)
+                })
+                .collect();
+            let mut trusted_keys: BTreeSet<[u8; 32]> =
+                self.profile.trusted_keys(account.account)?.into_iter().collect();
+            let roots: Vec<&DeviceCertificate> =
+                certs.iter().filter(|c| c.signer_key == c.signature_key).collect();
+            let mut root_changed = false;
+            if !roots.iter().any(|r| trusted_keys.contains(&r.signature_key))
+                && !certs.iter().any(|c| trusted_keys.contains(&c.signature_key))
+            {
+                if let Some(root) = roots.first() {
+                    root_changed = !trusted_keys.is_empty();
+                    self.profile.trust_key(account.account, &root.signature_key)?;
+                    trusted_keys.insert(root.signature_key);
+                }
+            }
+            // Extend trust along certificate chains until nothing changes.
+            loop {
+                let before = trusted_keys.len();
+                for c in &certs {
+                    if trusted_keys.contains(&c.signer_key) && trusted_keys.insert(c.signature_key) {
+                        self.profile.trust_key(account.account, &c.signature_key)?;
+                    }
+                }
+                if trusted_keys.len() == before {
+                    break;
+                }
+            }
+            let trusted = certs.into_iter().filter(|c| trusted_keys.contains(&c.signature_key)).collect();
+            out.push(CheckedAccount {
+                account: account.account,
+                label: account.label,
+                trusted,
+                root_changed,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn checked_keys(
+        &mut self,
+        conn: &mut Connection,
+        accounts: &[AccountId],
+    ) -> Result<Vec<CheckedAccount>, ClientError> {
+        let fetched = fetch_keys(conn, accounts).await?;
+        self.check_accounts(fetched)
+    }
+
+    pub(crate) async fn lookup(
+        &mut self,
+        conn: &mut Connection,
+        who: Recipient,
+    ) -> Result<CheckedAccount, ClientError> {
+        match conn.request(ClientRequest::LookupAccount { who }).await? {
+            ResponseBody::AccountKeys(list) => {
+                self.check_accounts(list)?.into_iter().next().ok_or(ClientError::Unexpected("lookup"))
+            }
+            _ => Err(ClientError::Unexpected("lookup")),
+        }
+    }
+
+    /// The 1:1 conversation with `peer`, created if there is none.
+    pub(crate) async fn direct_conversation(
+        &mut self,
+        conn: &mut Connection,
+        peer: &CheckedAccount,
+    ) -> Result<GroupId, ClientError> {
+        if let Some(group) = self.profile.direct_conversation(peer.account)? {
+            if self.engine()?.has_group(&group) {
+                return Ok(group);
+            }
+        }
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+        let group = GroupId::new(me, &mut rand::rng());
+        self.engine()?.create_group(&group)?;
+        self.profile.save_conversation(&group, Some(peer.account), &peer.label)?;
+        self.sync_members(conn, &group, &[peer.account]).await?;
+        Ok(group)
+    }
+
+    /// Bring the group's devices in line with its accounts' trusted devices: add new ones
+    /// (a linked device), remove those no longer listed (a revoked one). `extra` accounts are
+    /// being added.
+    pub(crate) async fn sync_members(
+        &mut self,
+        conn: &mut Connection,
+        group: &GroupId,
+        extra: &[AccountId],
+    ) -> Result<(), ClientError> {
+        for _ in 0..COMMIT_RETRIES {
+            let members = self.engine()?.members(group)?;
+            let mut accounts: BTreeSet<AccountId> = members.iter().map(|m| m.account).collect();
+            accounts.extend(extra.iter().copied());
+            for left in self.profile.left_accounts(group)? {
+                accounts.remove(&left);
+            }
+            let accounts: Vec<AccountId> = accounts.into_iter().collect();
+            let checked = self.checked_keys(conn, &accounts).await?;
+            let wanted: BTreeMap<DeviceId, AccountId> =
+                checked.iter().flat_map(|a| a.trusted.iter().map(|c| (c.device, c.account))).collect();
+            let present: BTreeSet<DeviceId> = members.iter().map(|m| m.device).collect();
+            let to_add: Vec<DeviceId> =
+                wanted.keys().filter(|d| !present.contains(d)).copied().take(ADD_BATCH).collect();
+            let to_remove: Vec<DeviceId> =
+                present.iter().filter(|d| !wanted.contains_key(d)).copied().collect();
+            let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+            let to_remove: Vec<DeviceId> = to_remove.into_iter().filter(|d| *d != me.device).collect();
+            if to_add.is_empty() && to_remove.is_empty() {
+                return Ok(());
+            }
+            let bundle = if !to_remove.is_empty() {
+                self.engine()?.remove(group, &to_remove)?
+            } else {
+                let packages =
+                    match conn.request(ClientRequest::ClaimKeyPackages { devices: to_add.clone() }).await {
+                        Ok(ResponseBody::KeyPackages(list)) => list,
+                        Ok(_) => return Err(ClientError::Unexpected("claim key packages")),
+                        Err(e) => return Err(e),
+                    };
+                let mut valid = Vec::new();
+                for (device, kp) in packages {
+                    // The package must be for the device we asked for, with a trusted key.
+                    let (_, member) = self.engine()?.validate_key_package(&kp)?;
+                    let trusted = checked
+                        .iter()
+                        .flat_map(|a| a.trusted.iter())
+                        .any(|c| c.device == device && c.signature_key == member.signature_key);
+                    if member.device == device && trusted {
+                        valid.push(kp.to_vec());
+                    }
+                }
+                if valid.is_empty() {
+                    return Err(ClientError::Crypto("no valid key package for the new devices".into()));
+                }
+                self.engine()?.add(group, &valid)?
+            };
+            let request = ClientRequest::GroupCommit(GroupCommit {
+                group: group.clone(),
+                epoch: bundle.epoch,
+                message_id: MessageId::random(&mut rand::rng()),
+                commit: bundle.commit.into(),
+                welcome: bundle.welcome.map(Into::into),
+                added: bundle.added.iter().map(|m| m.device).collect(),
+                removed: bundle.removed.iter().map(|m| m.device).collect(),
+            });
+            match conn.request(request).await {
+                Ok(ResponseBody::CommitAccepted { .. }) => {
+                    self.engine()?.commit_accepted(group)?;
+                }
+                Err(ClientError::Server(e)) if e.code == ErrorCode::StaleEpoch => {
+                    // Another member's commit won this epoch: take it in, then try again.
+                    self.engine()?.commit_rejected(group)?;
+                    self.drain(conn, Duration::from_secs(5), &mut |_| {}).await?;
+                }
+                Err(e) => {
+                    self.engine()?.commit_rejected(group)?;
+                    return Err(e);
+                }
+                Ok(_) => return Err(ClientError::Unexpected("commit")),
+            }
+        }
+        Err(ClientError::Crypto("the group kept changing; try again".into()))
+    }
+
+    /// Encrypt `body` for the conversation and hand it to the server.
+    pub(crate) async fn send_content(
+        &mut self,
+        conn: &mut Connection,
+        group: &GroupId,
+        body: ContentBody,
+    ) -> Result<(MessageId, u32), ClientError> {
+        self.sync_members(conn, group, &[]).await?;
+        let message_id = MessageId::random(&mut rand::rng());
+        let plaintext = encode_content(&Content { message_id, sent_at_ms: now_ms(), body });
+        let ciphertext = self.engine()?.encrypt(group, &plaintext)?;
+        match conn
+            .request(ClientRequest::GroupSend { group: group.clone(), message_id, body: ciphertext.into() })
+            .await?
+        {
+            ResponseBody::Sent { recipient_devices, .. } => Ok((message_id, recipient_devices)),
+            _ => Err(ClientError::Unexpected("group send")),
+        }
+    }
+
+    /// Receive until the queue is drained (or `wait` passes): each delivery is decrypted,
+    /// checked, stored and acknowledged.
+    pub(crate) async fn drain(
+        &mut self,
+        conn: &mut Connection,
+        wait: Duration,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Vec<Event>, ClientError> {
+        let started = Instant::now();
+        let mut events = Vec::new();
+        loop {
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match conn.next_frame(left).await? {
+                Some(ServerFrame::Delivery(d)) => {
+                    let new = self.handle_delivery(conn, &d).await?;
+                    // Handled (stored or refused) first, acknowledged second: a crash in between
+                    // means a redelivery, which deduplication absorbs.
+                    conn.send(ClientRequest::Ack { ids: vec![d.server_id] }).await?;
+                    for e in new {
+                        on_event(&e);
+                        events.push(e);
+                    }
+                }
+                Some(ServerFrame::QueueDrained) => break,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        Ok(events)
+    }
+
+    async fn handle_delivery(
+        &mut self,
+        conn: &mut Connection,
+        d: &rampart_proto::Delivery,
+    ) -> Result<Vec<Event>, ClientError> {
+        let envelope = match decode_envelope(&d.body) {
+            Ok(e) => e,
+            Err(e) => return Ok(vec![Event::Refused { reason: format!("undecodable delivery: {e}") }]),
+        };
+        let refused = |e: &dyn std::fmt::Display| vec![Event::Refused { reason: e.to_string() }];
+        match envelope {
+            // Only linking uses direct messages (a key request for the approving device).
+            Envelope::Direct(_) => Ok(vec![]),
+            Envelope::Welcome { .. } => match self.accept_welcome(conn, d).await {
+                Ok(events) => Ok(events),
+                Err(ClientError::Crypto(e)) => Ok(refused(&e)),
+                Err(e) => Err(e),
+            },
+            Envelope::Commit { group, payload } => {
+                let processed = match self.engine()?.process(&group, &payload) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(refused(&e)),
+                };
+                match processed {
+                    Processed::Commit(commit) => self.accept_commit(conn, commit).await,
+                    _ => Ok(refused(&"a commit envelope without a commit")),
+                }
+            }
+            Envelope::Application { group, payload } => {
+                let (sender, plaintext) = match self.engine()?.process(&group, &payload) {
+                    Ok(Processed::Application { sender, plaintext }) => (sender, plaintext),
+                    Ok(_) => return Ok(refused(&"not an application message")),
+                    Err(MlsError::Duplicate) => return Ok(vec![]),
+                    Err(e) => return Ok(refused(&e)),
+                };
+                if sender.account != d.sender_account || sender.device != d.sender_device {
+                    return Ok(refused(&"the server's sender differs from the signed one"));
+                }
+                let content = match decode_content(&plaintext) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(refused(&e)),
+                };
+                self.store_content(&group, &sender, &d.sender_label, d.server_timestamp_ms, content)
+            }
+            Envelope::MemberLeft { group, devices } => {
+                if let Some(account) = devices.first().and(Some(d.sender_account)) {
+                    self.profile.mark_left(&group, account)?;
+                }
+                // Any member may commit the removal of devices that left; one of us will win.
+                if self.engine()?.has_group(&group) {
+                    let _ = Box::pin(self.sync_members(conn, &group, &[])).await;
+                }
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn store_content(
+        &mut self,
+        group: &GroupId,
+        sender: &Member,
+        label: &str,
+        server_ts: u64,
+        content: Content,
+    ) -> Result<Vec<Event>, ClientError> {
+        let text = match &content.body {
+            ContentBody::Text { text, .. } => text.clone(),
+            ContentBody::Reaction { emoji, .. } => format!("[reacted {emoji}]"),
+            ContentBody::Edit { text, .. } => format!("[edited] {text}"),
+            ContentBody::Delete { .. } => "[deleted a message]".into(),
+            ContentBody::Receipt { .. } => return Ok(vec![]),
+            ContentBody::Attachment(a) => format!("[attachment {} ({} bytes)]", a.name, a.size),
+            ContentBody::Timer { seconds } => format!("[disappearing messages: {seconds} s]"),
+            ContentBody::GroupName(name) => {
+                self.profile.rename_conversation(group, name)?;
+                format!("[named the group {name}]")
+            }
+        };
+        let new = self.profile.store_message(
+            Some(group),
+            sender.account,
+            sender.device,
+            label,
+            &content.message_id,
+            server_ts,
+            &text,
+        )?;
+        Ok(new
+            .map(|_| Event::Message {
+                conversation: group.to_hex(),
+                from: label.to_owned(),
+                from_account: sender.account.0,
+                message_id: content.message_id.to_string(),
+                text,
+            })
+            .into_iter()
+            .collect())
+    }
+
+    async fn accept_welcome(
+        &mut self,
+        conn: &mut Connection,
+        d: &rampart_proto::Delivery,
+    ) -> Result<Vec<Event>, ClientError> {
+        let Ok(Envelope::Welcome { payload, .. }) = decode_envelope(&d.body) else {
+            return Ok(vec![]);
+        };
+        let (group, members) = self.engine()?.join(&payload)?;
+        let accounts: Vec<AccountId> =
+            members.iter().map(|m| m.account).collect::<BTreeSet<_>>().into_iter().collect();
+        let checked = self.checked_keys(conn, &accounts).await?;
+        let untrusted = members.iter().find(|m| {
+            !checked.iter().flat_map(|a| a.trusted.iter()).any(|c| c.signature_key == m.signature_key)
+        });
+        if let Some(m) = untrusted {
+            self.engine()?.forget_group(&group)?;
+            return Err(ClientError::Crypto(format!(
+                "refused a conversation with {} of {}, whose key is not certified by its account",
+                m.device, m.account
+            )));
+        }
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+        let others: Vec<&CheckedAccount> = checked.iter().filter(|a| a.account != me).collect();
+        let (peer, label) = match others.as_slice() {
+            [one] => (Some(one.account), one.label.clone()),
+            [] => (None, "note to self".to_owned()),
+            many => (None, many.iter().map(|a| a.label.as_str()).collect::<Vec<_>>().join(", ")),
+        };
+        // A conversation made by someone else is 1:1 only if it has exactly two accounts and
+        // its creator is one of them.
+        let direct = peer.filter(|p| group.creator() == *p || group.creator() == me);
+        self.profile.save_conversation(&group, direct, &label)?;
+        Ok(vec![Event::Joined { conversation: group.to_hex(), members: members.len() }])
+    }
+
+    async fn accept_commit(
+        &mut self,
+        conn: &mut Connection,
+        commit: IncomingCommit,
+    ) -> Result<Vec<Event>, ClientError> {
+        let group = commit.group.clone();
+        let mut accounts: BTreeSet<AccountId> = commit.added.iter().map(|m| m.account).collect();
+        accounts.extend(commit.removed.iter().map(|m| m.account));
+        let checked = self.checked_keys(conn, &accounts.into_iter().collect::<Vec<_>>()).await?;
+        let listed = |m: &Member| {
+            checked
+                .iter()
+                .flat_map(|a| a.trusted.iter())
+                .any(|c| c.device == m.device && c.signature_key == m.signature_key)
+        };
+        // Removals need authority, unless the removed device has left its account.
+        let left = self.profile.left_accounts(&group)?;
+        if let Err(e) = check_removals(&group, &commit.committer, &commit.removed, |m| {
+            !listed(m) || left.contains(&m.account)
+        }) {
+            return Ok(vec![Event::Refused { reason: e.to_string() }]);
+        }
+        if let Some(m) = commit.added.iter().find(|m| !listed(m)) {
+            return Ok(vec![Event::Refused {
+                reason: format!(
+                    "a commit added {} of {}, whose key is not certified by its account",
+                    m.device, m.account
+                ),
+            }]);
+        }
+        let (added, removed, removes_us) = (commit.added.len(), commit.removed.len(), commit.removes_us);
+        let changed: Vec<AccountId> = checked.iter().filter(|a| a.root_changed).map(|a| a.account).collect();
+        self.engine()?.apply_commit(commit)?;
+        let conversation = group.to_hex();
+        let mut events =
+            vec![Event::MembershipChanged { conversation: conversation.clone(), added, removed }];
+        for account in changed {
+            events.push(Event::KeysChanged { conversation: conversation.clone(), account: account.0 });
+        }
+        if removes_us {
+            self.profile.mark_conversation_closed(&group)?;
+            events.push(Event::RemovedFromConversation { conversation });
+        }
+        Ok(events)
+    }
+}
+
+pub(crate) async fn fetch_keys(
+    conn: &mut Connection,
+    accounts: &[AccountId],
+) -> Result<Vec<AccountDevices>, ClientError> {
+    let mut out = Vec::new();
+    for chunk in accounts.chunks(rampart_core::limits::MAX_KEY_REQUEST_ITEMS) {
+        match conn.request(ClientRequest::FetchKeys { accounts: chunk.to_vec() }).await? {
+            ResponseBody::AccountKeys(list) => out.extend(list),
+            _ => return Err(ClientError::Unexpected("fetch keys")),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,525 @@
+//! One device's MLS state.
+//!
+//! Commits follow the delivery service's verdict: [`Engine::add`] and [`Engine::remove`] stage
+//! a commit and return its bytes; it takes effect only with [`Engine::commit_accepted`], and is
+//! thrown away with [`Engine::commit_rejected`] when another member's commit won the epoch. So a
+//! device never moves to an epoch the rest of the group has not, and nobody forks.
+
+use std::collections::HashMap;
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::{
+    Capabilities, ExtensionType, GroupId as MlsGroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, MlsGroup,
+    MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
+    ProtocolMessage, ProtocolVersion, SenderRatchetConfiguration, StagedCommit, StagedWelcome,
+};
+use openmls::prelude::{Member as MlsMember, Sender};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::RustCrypto;
+use openmls_traits::OpenMlsProvider;
+use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
+use rampart_core::{AccountId, DeviceId, GroupId};
+use rampart_proto::DeviceCertificate;
+
+use crate::identity::{credential_with_key, member_certificate, public_key};
+use crate::{CIPHERSUITE, MlsError};
+
+/// Past epochs whose keys are kept, so application messages sent just before a commit still
+/// decrypt after it.
+const MAX_PAST_EPOCHS: usize = 5;
+/// Messages of one sender that may arrive out of order, and how far ahead one may jump.
+const OUT_OF_ORDER_TOLERANCE: u32 = 100;
+const MAX_FORWARD_DISTANCE: u32 = 2_000;
+/// Ciphertexts are padded to a multiple of this, to blur message lengths.
+const PADDING: usize = 64;
+
+/// The group configuration every Rampart conversation uses.
+pub fn group_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(PADDING)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(
+            OUT_OF_ORDER_TOLERANCE,
+            MAX_FORWARD_DISTANCE,
+        ))
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(PADDING)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(
+            OUT_OF_ORDER_TOLERANCE,
+            MAX_FORWARD_DISTANCE,
+        ))
+        .build()
+}
+
+/// openmls' provider: pure-Rust crypto plus the caller's storage.
+#[derive(Debug)]
+struct Provider<S> {
+    crypto: RustCrypto,
+    storage: S,
+}
+
+impl<S: StorageProvider<CURRENT_VERSION>> OpenMlsProvider for Provider<S> {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = S;
+
+    fn storage(&self) -> &S {
+        &self.storage
+    }
+    fn crypto(&self) -> &RustCrypto {
+        &self.crypto
+    }
+    fn rand(&self) -> &RustCrypto {
+        &self.crypto
+    }
+}
+
+/// A member device of a conversation, as its certificate says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub account: AccountId,
+    pub device: DeviceId,
+    pub signature_key: [u8; 32],
+    /// The key that certified this device (its own for an account's first device).
+    pub signer_key: [u8; 32],
+    pub leaf: u32,
+}
+
+impl Member {
+    fn from_cert(cert: &DeviceCertificate, leaf: u32) -> Self {
+        Self {
+            account: cert.account,
+            device: cert.device,
+            signature_key: cert.signature_key,
+            signer_key: cert.signer_key,
+            leaf,
+        }
+    }
+
+    fn from_mls(m: &MlsMember) -> Result<Self, MlsError> {
+        let cert = member_certificate(&m.credential, &m.signature_key)?;
+        Ok(Self::from_cert(&cert, m.index.u32()))
+    }
+}
+
+/// A staged commit of ours, for the delivery service.
+#[derive(Debug, Clone)]
+pub struct CommitBundle {
+    pub group: GroupId,
+    /// The epoch the commit was made in.
+    pub epoch: u64,
+    pub commit: Vec<u8>,
+    pub welcome: Option<Vec<u8>>,
+    pub added: Vec<Member>,
+    pub removed: Vec<Member>,
+}
+
+/// Someone else's commit, verified but not applied: the caller checks it (who removed whom,
+/// whether new devices are trusted) and then applies it with [`Engine::apply_commit`].
+#[derive(Debug)]
+pub struct IncomingCommit {
+    pub group: GroupId,
+    pub committer: Member,
+    pub added: Vec<Member>,
+    pub removed: Vec<Member>,
+    /// This device is among the removed.
+    pub removes_us: bool,
+    pub new_epoch: u64,
+    staged: Box<StagedCommit>,
+}
+
+/// What a received MLS message turned out to be.
+#[derive(Debug)]
+pub enum Processed {
+    Application {
+        sender: Member,
+        plaintext: Vec<u8>,
+    },
+    Commit(IncomingCommit),
+    /// A valid message this client has no use for (a standalone proposal).
+    Ignored,
+}
+
+/// Who may remove whom. A member may remove devices of its own account; the account that
+/// created the group (named in its id) may remove anyone; and anyone may remove a device that
+/// has left or been revoked (`departed`), since that device cannot remove itself.
+pub fn check_removals(
+    group: &GroupId,
+    committer: &Member,
+    removed: &[Member],
+    departed: impl Fn(&Member) -> bool,
+) -> Result<(), MlsError> {
+    for r in removed {
+        let allowed = r.account == committer.account || committer.account == group.creator() || departed(r);
+        if !allowed {
+            return Err(MlsError::Unauthorized(format!(
+                "{} removed {} of {} without authority",
+                committer.device, r.device, r.account
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn state<E: std::fmt::Debug>(e: E) -> MlsError {
+    MlsError::State(format!("{e:?}"))
+}
+
+fn mls_id(group: &GroupId) -> MlsGroupId {
+    MlsGroupId::from_slice(group.as_bytes())
+}
+
+/// One device's MLS engine.
+pub struct Engine<S: StorageProvider<CURRENT_VERSION>> {
+    provider: Provider<S>,
+    signer: SignatureKeyPair,
+    cert: DeviceCertificate,
+    /// Groups loaded from storage; openmls writes every change through to storage itself.
+    groups: HashMap<GroupId, MlsGroup>,
+}
+
+impl<S: StorageProvider<CURRENT_VERSION>> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("device", &self.cert.device).finish_non_exhaustive()
+    }
+}
+
+impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
+    /// An engine for the device that holds `signer` and is certified by `cert`.
+    pub fn new(storage: S, signer: SignatureKeyPair, cert: DeviceCertificate) -> Result<Self, MlsError> {
+        if public_key(&signer)? != cert.signature_key {
+            return Err(MlsError::BadCertificate("certificate is for another key".into()));
+        }
+        crate::identity::verify_certificate(&cert)?;
+        Ok(Self {
+            provider: Provider { crypto: RustCrypto::default(), storage },
+            signer,
+            cert,
+            groups: HashMap::new(),
+        })
+    }
+
+    pub fn certificate(&self) -> &DeviceCertificate {
+        &self.cert
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.provider.storage
+    }
+
+    fn key_package(&self, last_resort: bool) -> Result<Vec<u8>, MlsError> {
+        // Every leaf declares it understands the last-resort extension, which a last-resort
+        // package carries.
+        let capabilities = Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None);
+        let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities);
+        if last_resort {
+            builder = builder.mark_as_last_resort();
+        }
+        let bundle = builder
+            .build(CIPHERSUITE, &self.provider, &self.signer, credential_with_key(&self.cert))
+            .map_err(state)?;
+        bundle.key_package().tls_serialize_detached().map_err(|e| MlsError::Crypto(e.to_string()))
+    }
+
+    /// `n` fresh one-time key packages (their private halves stay in storage).
+    pub fn key_packages(&self, n: usize) -> Result<Vec<Vec<u8>>, MlsError> {
+        (0..n).map(|_| self.key_package(false)).collect()
+    }
+
+    /// A last-resort key package, handed out when the one-time ones run out.
+    pub fn last_resort_key_package(&self) -> Result<Vec<u8>, MlsError> {
+        self.key_package(true)
+    }
+
+    fn group(&mut self, group: &GroupId) -> Result<&mut MlsGroup, MlsError> {
+        if !self.groups.contains_key(group) {
+            let loaded = MlsGroup::load(&self.provider.storage, &mls_id(group))
+                .map_err(|e| MlsError::Storage(format!("{e:?}")))?
+                .ok_or(MlsError::UnknownGroup)?;
+            self.groups.insert(group.clone(), loaded);
+        }
+        self.groups.get_mut(group).ok_or(MlsError::UnknownGroup)
+    }
+
+    pub fn has_group(&mut self, group: &GroupId) -> bool {
+        self.group(group).is_ok()
+    }
+
+    /// A new conversation with this device as its only member, at epoch 0.
+    pub fn create_group(&mut self, group: &GroupId) -> Result<(), MlsError> {
+        let created = MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &group_config(),
+            mls_id(group),
+            credential_with_key(&self.cert),
+        )
+        .map_err(state)?;
+        self.groups.insert(group.clone(), created);
+        Ok(())
+    }
+
+    pub fn epoch(&mut self, group: &GroupId) -> Result<u64, MlsError> {
+        Ok(self.group(group)?.epoch().as_u64())
+    }
+
+    /// Every member device, with its certificate checked.
+    pub fn members(&mut self, group: &GroupId) -> Result<Vec<Member>, MlsError> {
+        self.group(group)?.members().map(|m| Member::from_mls(&m)).collect()
+    }
+
+    /// Check key packages someone handed us: well formed, signed, our ciphersuite, and carrying
+    /// a valid certificate for the leaf's own key.
+    pub fn validate_key_package(&self, bytes: &[u8]) -> Result<(KeyPackage, Member), MlsError> {
+        validate_key_package(&self.provider.crypto, bytes)
+    }
+
+    /// Stage a commit adding these devices; send it, then call `commit_accepted` or
+    /// `commit_rejected`.
+    pub fn add(&mut self, group: &GroupId, key_packages: &[Vec<u8>]) -> Result<CommitBundle, MlsError> {
+        let mut packages = Vec::with_capacity(key_packages.len());
+        let mut added = Vec::with_capacity(key_packages.len());
+        for bytes in key_packages {
+            let (kp, member) = validate_key_package(&self.provider.crypto, bytes)?;
+            packages.push(kp);
+            added.push(member);
+        }
+        let Self { provider, signer, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        let epoch = g.epoch().as_u64();
+        let (commit, welcome, _) = g.add_members(provider, signer, &packages).map_err(state)?;
+        Ok(CommitBundle {
+            group: group.clone(),
+            epoch,
+            commit: commit.to_bytes().map_err(state)?,
+            welcome: Some(welcome.to_bytes().map_err(state)?),
+            added,
+            removed: vec![],
+        })
+    }
+
+    fn loaded<'a>(
+        groups: &'a mut HashMap<GroupId, MlsGroup>,
+        provider: &Provider<S>,
+        group: &GroupId,
+    ) -> Result<&'a mut MlsGroup, MlsError> {
+        if !groups.contains_key(group) {
+            let loaded = MlsGroup::load(&provider.storage, &mls_id(group))
+                .map_err(|e| MlsError::Storage(format!("{e:?}")))?
+                .ok_or(MlsError::UnknownGroup)?;
+            groups.insert(group.clone(), loaded);
+        }
+        groups.get_mut(group).ok_or(MlsError::UnknownGroup)
+    }
+
+    /// Stage a commit removing these devices (members that are not in the group are skipped).
+    pub fn remove(&mut self, group: &GroupId, devices: &[DeviceId]) -> Result<CommitBundle, MlsError> {
+        let members = self.members(group)?;
+        let removed: Vec<Member> = members.into_iter().filter(|m| devices.contains(&m.device)).collect();
+        if removed.is_empty() {
+            return Err(MlsError::State("none of these devices is a member".into()));
+        }
+        let leaves: Vec<LeafNodeIndex> = removed.iter().map(|m| LeafNodeIndex::new(m.leaf)).collect();
+        let Self { provider, signer, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        let epoch = g.epoch().as_u64();
+        let (commit, welcome, _) = g.remove_members(provider, signer, &leaves).map_err(state)?;
+        Ok(CommitBundle {
+            group: group.clone(),
+            epoch,
+            commit: commit.to_bytes().map_err(state)?,
+            welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(state)?,
+            added: vec![],
+            removed,
+        })
+    }
+
+    /// The delivery service accepted our staged commit: move to the next epoch.
+    pub fn commit_accepted(&mut self, group: &GroupId) -> Result<u64, MlsError> {
+        let Self { provider, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        g.merge_pending_commit(provider).map_err(state)?;
+        Ok(g.epoch().as_u64())
+    }
+
+    /// Another commit won the epoch: forget ours.
+    pub fn commit_rejected(&mut self, group: &GroupId) -> Result<(), MlsError> {
+        let Self { provider, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        g.clear_pending_commit(provider.storage()).map_err(state)
+    }
+
+    /// Encrypt and sign an application message for the group.
+    pub fn encrypt(&mut self, group: &GroupId, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
+        let Self { provider, signer, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        let msg = g.create_message(provider, signer, plaintext).map_err(state)?;
+        msg.to_bytes().map_err(state)
+    }
+
+    /// Join a group from a Welcome. Returns its id and members, every certificate checked;
+    /// the caller decides whether it trusts them.
+    pub fn join(&mut self, welcome: &[u8]) -> Result<(GroupId, Vec<Member>), MlsError> {
+        let msg = parse_message(welcome)?;
+        let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
+            return Err(MlsError::Malformed("not a Welcome".into()));
+        };
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
+            .map_err(|e| MlsError::Undecryptable(format!("{e:?}")))?;
+        let group = staged.into_group(&self.provider).map_err(state)?;
+        let id = GroupId::from_slice(group.group_id().as_slice())
+            .ok_or_else(|| MlsError::Malformed("group id of the wrong size".into()))?;
+        let members = group.members().map(|m| Member::from_mls(&m)).collect::<Result<Vec<_>, _>>();
+        let members = match members {
+            Ok(m) => m,
+            Err(e) => {
+                // A member we cannot identify: do not keep the group.
+                let mut group = group;
+                let _ = group.delete(self.provider.storage());
+                return Err(e);
+            }
+        };
+        self.groups.insert(id.clone(), group);
+        Ok((id, members))
+    }
+
+    /// Decrypt and verify a commit or application message of `group`.
+    pub fn process(&mut self, group: &GroupId, bytes: &[u8]) -> Result<Processed, MlsError> {
+        let msg = parse_message(bytes)?;
+        let protocol: ProtocolMessage = match msg.extract() {
+            MlsMessageBodyIn::PrivateMessage(m) => m.into(),
+            MlsMessageBodyIn::PublicMessage(m) => m.into(),
+            _ => return Err(MlsError::Malformed("not a group message".into())),
+        };
+        if protocol.group_id().as_slice() != group.as_bytes() {
+            return Err(MlsError::Malformed("message names another group".into()));
+        }
+        let Self { provider, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        let current = g.epoch().as_u64();
+        let got = protocol.epoch().as_u64();
+        if got > current {
+            return Err(MlsError::WrongEpoch { got, current });
+        }
+        let processed = g.process_message(provider, protocol).map_err(|e| {
+            let text = format!("{e:?}");
+            if text.contains("SecretReuse") || text.contains("Generation") && text.contains("Reuse") {
+                MlsError::Duplicate
+            } else if text.contains("WrongEpoch") || text.contains("NoPastEpochData") {
+                MlsError::WrongEpoch { got, current }
+            } else if text.contains("CannotDecryptOwnMessage") {
+                MlsError::Duplicate
+            } else {
+                MlsError::Undecryptable(text)
+            }
+        })?;
+        let sender_leaf = match processed.sender() {
+            Sender::Member(leaf) => *leaf,
+            _ => return Ok(Processed::Ignored),
+        };
+        let sender_cert = member_certificate(processed.credential(), &sender_signature_key(g, sender_leaf)?)?;
+        let sender = Member::from_cert(&sender_cert, sender_leaf.u32());
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                Ok(Processed::Application { sender, plaintext: app.into_bytes() })
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let mut added = Vec::new();
+                for add in staged.add_proposals() {
+                    let leaf = add.add_proposal().key_package().leaf_node();
+                    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
+                    added.push(Member::from_cert(&cert, u32::MAX));
+                }
+                let mut removed = Vec::new();
+                for rm in staged.remove_proposals() {
+                    let leaf = rm.remove_proposal().removed();
+                    let m = g
+                        .member_at(leaf)
+                        .ok_or_else(|| MlsError::Malformed("removal of an empty leaf".into()))?;
+                    removed.push(Member::from_mls(&m)?);
+                }
+                Ok(Processed::Commit(IncomingCommit {
+                    group: group.clone(),
+                    committer: sender,
+                    added,
+                    removed,
+                    removes_us: staged.self_removed(),
+                    new_epoch: staged.epoch().as_u64(),
+                    staged,
+                }))
+            }
+            _ => Ok(Processed::Ignored),
+        }
+    }
+
+    /// Apply a commit the caller has checked. If it removed this device, the group is deleted.
+    pub fn apply_commit(&mut self, commit: IncomingCommit) -> Result<(), MlsError> {
+        let Self { provider, .. } = self;
+        let group = commit.group.clone();
+        let g = Self::loaded(&mut self.groups, provider, &group)?;
+        g.merge_staged_commit(provider, *commit.staged).map_err(state)?;
+        if commit.removes_us {
+            self.forget_group(&group)?;
+        }
+        Ok(())
+    }
+
+    /// Delete a group's state (after leaving or being removed).
+    pub fn forget_group(&mut self, group: &GroupId) -> Result<(), MlsError> {
+        let Self { provider, .. } = self;
+        if let Ok(g) = Self::loaded(&mut self.groups, provider, group) {
+            g.delete(provider.storage()).map_err(|e| MlsError::Storage(format!("{e:?}")))?;
+        }
+        self.groups.remove(group);
+        Ok(())
+    }
+
+    /// A secret derived from the group's current epoch (RFC 9420 §8.5), e.g. for call media.
+    pub fn export_secret(
+        &mut self,
+        group: &GroupId,
+        label: &str,
+        context: &[u8],
+        len: usize,
+    ) -> Result<Vec<u8>, MlsError> {
+        let Self { provider, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        g.export_secret(provider.crypto(), label, context, len).map_err(state)
+    }
+}
+
+fn sender_signature_key(g: &MlsGroup, leaf: LeafNodeIndex) -> Result<Vec<u8>, MlsError> {
+    g.member_at(leaf)
+        .map(|m| m.signature_key)
+        .ok_or_else(|| MlsError::Malformed("sender is not a member".into()))
+}
+
+fn parse_message(bytes: &[u8]) -> Result<MlsMessageIn, MlsError> {
+    MlsMessageIn::tls_deserialize_exact(bytes).map_err(|e| MlsError::Malformed(e.to_string()))
+}
+
+pub(crate) fn validate_key_package(
+    crypto: &RustCrypto,
+    bytes: &[u8],
+) -> Result<(KeyPackage, Member), MlsError> {
+    let kp =
+        KeyPackageIn::tls_deserialize_exact(bytes).map_err(|e| MlsError::BadKeyPackage(e.to_string()))?;
+    let kp =
+        kp.validate(crypto, ProtocolVersion::Mls10).map_err(|e| MlsError::BadKeyPackage(format!("{e:?}")))?;
+    if kp.ciphersuite() != CIPHERSUITE {
+        return Err(MlsError::BadKeyPackage("wrong ciphersuite".into()));
+    }
+    let leaf = kp.leaf_node();
+    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())
+        .map_err(|e| MlsError::BadKeyPackage(e.to_string()))?;
+    let member = Member::from_cert(&cert, u32::MAX);
+    Ok((kp, member))
+}
