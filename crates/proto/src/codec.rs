@@ -980,7 +980,10 @@ pub fn decode_content(bytes: &[u8]) -> Result<Content, DecodeError> {
                 Ok(pb::ReceiptKind::Delivered) => ReceiptKind::Delivered,
                 Ok(pb::ReceiptKind::Read) => ReceiptKind::Read,
                 _ => {
-                    return Err(DecodeError::Invalid { field: "kind", reason: "unknown receipt kind".into() });
+                    return Err(DecodeError::Invalid {
+                        field: "kind",
+                        reason: "unknown receipt kind".into(),
+                    });
                 }
             };
             ContentBody::Receipt {

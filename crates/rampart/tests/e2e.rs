@@ -1,0 +1,141 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! End-to-end encryption through a real server: what the server keeps never holds content.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+/// Every file under `dir`, as raw bytes (database, its WAL and journal, logs, certificates).
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The secret, as bytes, in hex (as pg_dump writes bytea) and in base64-free plain text.
+fn needles(secret: &str) -> Vec<Vec<u8>> {
+    vec![secret.as_bytes().to_vec(), hex::encode(secret.as_bytes()).into_bytes()]
+}
+
+async fn secrets_never_reach_the_server(backend: Backend, database: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), backend, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155552001", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155552002", Some("bob")).await;
+    let mut carol = server.register(dir.path(), "carol", "+14155552003", Some("carol")).await;
+
+    let one_to_one = "SECRET-1to1-7f3a9c";
+    let in_group = "SECRET-group-51d0e2";
+    alice.send_text("@bob", one_to_one).await.unwrap();
+    let group = alice.create_group("plans", &["@bob".into(), "@carol".into()]).await.unwrap();
+    alice
+        .send_to_conversation(
+            &group,
+            rampart_proto::ContentBody::Text { text: in_group.into(), reply_to: None },
+        )
+        .await
+        .unwrap();
+
+    // The people it was meant for read it.
+    let got: Vec<String> = bob.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert!(got.contains(&one_to_one.to_owned()) && got.contains(&in_group.to_owned()), "{got:?}");
+    let got: Vec<String> = carol.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert!(got.contains(&in_group.to_owned()), "{got:?}");
+
+    // Send once more and leave it queued, so it sits in the server's storage right now.
+    alice.send_text("@bob", one_to_one).await.unwrap();
+
+    let mut places = files_under(&dir.path().join("server"));
+    places.push(("server log".into(), server.log().into_bytes()));
+    if let Some(url) = database {
+        let dump = std::process::Command::new("pg_dump").args(["--data-only", url]).output().unwrap();
+        assert!(dump.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+        assert!(dump.stdout.len() > 1000, "the dump holds the queue");
+        places.push(("database dump".into(), dump.stdout));
+    }
+    // The search can find things: what the server does keep (the sender's username) is there.
+    assert!(places.iter().any(|(_, b)| contains(b, b"@alice")), "the search found nothing at all");
+    for secret in [one_to_one, in_group] {
+        for needle in needles(secret) {
+            for (name, bytes) in &places {
+                assert!(!contains(bytes, &needle), "{secret} found in {name}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_server_sqlite() {
+    secrets_never_reach_the_server(Backend::Sqlite, None).await;
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_server_postgres() {
+    let Some((backend, _db)) = postgres_backend().await else { return };
+    let Backend::Postgres(url) = &backend else { unreachable!() };
+    let url = url.clone();
+    secrets_never_reach_the_server(backend, Some(&url)).await;
+}
+
+/// A member removed from a group reads nothing sent after; the rest carry on.
+#[tokio::test]
+async fn a_removed_member_reads_nothing_after_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155552101", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155552102", Some("bob")).await;
+    let mut carol = server.register(dir.path(), "carol", "+14155552103", Some("carol")).await;
+    let group = alice.create_group("team", &["@bob".into(), "@carol".into()]).await.unwrap();
+    let text = |t: &str| rampart_proto::ContentBody::Text { text: t.into(), reply_to: None };
+    alice.send_to_conversation(&group, text("before")).await.unwrap();
+    assert!(carol.receive(None, |_| {}).await.unwrap().iter().any(|m| m.text == "before"));
+
+    alice.group_remove(&group, &["@carol".into()]).await.unwrap();
+    alice.send_to_conversation(&group, text("after")).await.unwrap();
+    let carol_got: Vec<String> =
+        carol.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert!(!carol_got.contains(&"after".to_owned()), "{carol_got:?}");
+    let bob_got: Vec<String> = bob.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert!(bob_got.contains(&"before".to_owned()) && bob_got.contains(&"after".to_owned()), "{bob_got:?}");
+
+    // Bob (not the creator) cannot remove Alice: the server refuses it.
+    assert!(bob.group_remove(&group, &["@alice".into()]).await.is_err());
+}
+
+/// Both sides compute the same safety number; it changes when a device is added.
+#[tokio::test]
+async fn safety_numbers_match_and_change_with_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155552201", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155552202", Some("bob")).await;
+    let (_, from_alice) = alice.safety_number("@bob").await.unwrap();
+    let (_, from_bob) = bob.safety_number("@alice").await.unwrap();
+    assert_eq!(from_alice, from_bob);
+    assert_eq!(from_alice.len(), 60);
+
+    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
+    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
+    let code = pending.code.display();
+    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    let (_, after) = alice.safety_number("@bob").await.unwrap();
+    assert_ne!(after, from_alice, "a new device changes the safety number");
+    let (_, from_laptop) = laptop.safety_number("@alice").await.unwrap();
+    assert_eq!(after, from_laptop);
+}
