@@ -38,12 +38,26 @@ pub enum Command {
     /// List, approve (link) and revoke this account's devices.
     #[command(subcommand)]
     Devices(DevicesCommand),
-    /// Send a text message to +E164 or @username.
+    /// Send an end-to-end encrypted text to +E164, @username, or a group (by name or id).
+    ///
+    /// A person gets it in your 1:1 conversation, created on first use with every device of
+    /// both accounts. The server only ever sees MLS ciphertext.
     Send {
-        /// Recipient: a phone number in E.164 form (+14155550123) or @username.
+        /// Recipient: +14155550123, @username, or a group's name or id (see `conversations`).
         to: String,
         /// The message text.
         text: String,
+    },
+    /// List this device's conversations (1:1 and groups) with their ids.
+    Conversations,
+    /// Create and manage group conversations.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Show the safety number with a contact: compare it in person (or scan the QR code) to
+    /// be sure nobody sits between you. It changes when either of you adds a device.
+    Verify {
+        /// +E164 or @username.
+        who: String,
     },
     /// Receive queued messages (and wait for more with --wait).
     Recv {
@@ -59,6 +73,31 @@ pub enum Command {
     },
     /// Measure delivery throughput, latency and memory per idle device against a fresh server.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group: `rampart group create Friends --members @bob,+14155550123`.
+    Create {
+        name: String,
+        /// Comma-separated members (+E164 or @username).
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+    /// Add people to a group you created.
+    Add {
+        group: String,
+        #[arg(value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+    /// Remove people from a group you created.
+    Remove {
+        group: String,
+        #[arg(value_delimiter = ',', required = true)]
+        members: Vec<String>,
+    },
+    /// Leave a group; its other members stop including your devices.
+    Leave { group: String },
 }
 
 #[derive(Debug, Subcommand)]

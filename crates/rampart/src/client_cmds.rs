@@ -8,7 +8,7 @@ use rampart_client::{Client, ServerAddress};
 use rampart_core::DeviceId;
 use serde_json::json;
 
-use crate::cli::{AccountCommand, Command, DevicesCommand};
+use crate::cli::{AccountCommand, Command, DevicesCommand, GroupCommand};
 
 fn default_profile() -> PathBuf {
     directories::ProjectDirs::from("org", "rampart", "rampart")
@@ -49,7 +49,13 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
         Command::Account(cmd) => account(&mut client, cmd, json).await,
         Command::Devices(cmd) => devices(&mut client, cmd, json).await,
         Command::Send { to, text } => {
-            let receipt = client.send_text(&to, &text).await?;
+            let receipt = if to.starts_with('+') || to.starts_with('@') {
+                client.send_text(&to, &text).await?
+            } else {
+                client
+                    .send_to_conversation(&to, rampart_proto::ContentBody::Text { text: text.clone(), reply_to: None })
+                    .await?
+            };
             if json {
                 print_json(json!({ "ok": true, "sent": receipt }));
             } else {
@@ -58,6 +64,65 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
                     receipt.recipient_devices,
                     if receipt.recipient_devices == 1 { "" } else { "s" }
                 );
+            }
+            Ok(())
+        }
+        Command::Conversations => {
+            let list = client.profile().conversations()?;
+            if json {
+                print_json(json!({ "ok": true, "conversations": list }));
+            } else if list.is_empty() {
+                println!("No conversations yet. Start one with: rampart send @someone 'hello'");
+            } else {
+                for c in list {
+                    println!(
+                        "{}  {:<24} {}{} ({} messages)",
+                        &c.id[..12.min(c.id.len())],
+                        printable(&c.name),
+                        if c.direct { "1:1" } else { "group" },
+                        if c.closed { ", left" } else { "" },
+                        c.messages
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Group(cmd) => {
+            let (what, id) = match cmd {
+                GroupCommand::Create { name, members } => {
+                    let id = client.create_group(&name, &members).await?;
+                    ("created", id)
+                }
+                GroupCommand::Add { group, members } => {
+                    client.group_add(&group, &members).await?;
+                    ("updated", group)
+                }
+                GroupCommand::Remove { group, members } => {
+                    client.group_remove(&group, &members).await?;
+                    ("updated", group)
+                }
+                GroupCommand::Leave { group } => {
+                    client.group_leave(&group).await?;
+                    ("left", group)
+                }
+            };
+            if json {
+                print_json(json!({ "ok": true, "group": id, "result": what }));
+            } else {
+                println!("Group {what}: {id}");
+            }
+            Ok(())
+        }
+        Command::Verify { who } => {
+            let (label, number) = client.safety_number(&who).await?;
+            if json {
+                print_json(json!({ "ok": true, "with": label, "safety_number": number }));
+            } else {
+                println!("Safety number with {}:\n\n  {}\n", printable(&label), rampart_mls::safety::grouped(&number));
+                if let Some(qr) = qr(&number) {
+                    println!("{qr}");
+                }
+                println!("Compare it with theirs in person. It changes when either of you adds or replaces a device.");
             }
             Ok(())
         }
