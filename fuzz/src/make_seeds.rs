@@ -13,13 +13,13 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use rampart_core::{
-    AccountId, DeviceId, DeviceSecret, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
+    AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
 };
 use rampart_proto::{
     ClientFrame, ClientRequest, Delivery, DeviceInfo, ErrorBody, ErrorCode, GoodbyeReason,
-    PROTOCOL_VERSION, PlainContent, Recipient, ResponseBody, ServerFrame, encode_client_frame,
-    encode_plain_content, encode_server_frame,
+    PROTOCOL_VERSION, Content, ContentBody, Envelope, DeviceCertificate, Recipient, ResponseBody, ServerFrame, encode_client_frame,
+    encode_content, encode_envelope, encode_certificate, encode_server_frame,
 };
 
 type Seeds = Vec<(String, Vec<u8>)>;
@@ -113,10 +113,7 @@ fn client_seeds() -> Result<Seeds, String> {
             ClientRequest::Send {
                 to: Recipient::Phone(phone()?),
                 message_id: MessageId([1; 16]),
-                body: Bytes::from(encode_plain_content(&PlainContent {
-                    text: "hello".into(),
-                    sent_at_ms: 1_700_000_000_000,
-                })),
+                body: Bytes::from(encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hello".into(), reply_to: None } })),
             },
         ),
         (
@@ -295,10 +292,7 @@ fn server_seeds() -> Result<Seeds, String> {
                 sender_device: DeviceId(2),
                 sender_label: "+14155550123".into(),
                 server_timestamp_ms: 1_700_000_000_000,
-                body: Bytes::from(encode_plain_content(&PlainContent {
-                    text: "hi".into(),
-                    sent_at_ms: 1,
-                })),
+                body: Bytes::from(encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hi".into(), reply_to: None } })),
             }),
         ),
         ("queue-drained", ServerFrame::QueueDrained),
@@ -342,21 +336,32 @@ fn server_seeds() -> Result<Seeds, String> {
 }
 
 fn content_seeds() -> Seeds {
-    let text = encode_plain_content(&PlainContent {
-        text: "hello, world".into(),
-        sent_at_ms: 1_700_000_000_000,
-    });
+    let text = encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hello, world".into(), reply_to: None } });
     vec![
         ("text".into(), text.clone()),
         (
             "unicode".into(),
-            encode_plain_content(&PlainContent {
-                text: "grüße 👋".into(),
-                sent_at_ms: 1,
-            }),
+            encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "grüße 👋".into(), reply_to: None } }),
         ),
         ("empty".into(), Vec::new()),
         ("bad-truncated".into(), truncated(&text)),
+        (
+            "envelope-application".into(),
+            encode_envelope(&Envelope::Application {
+                group: GroupId::from_slice(&[7; 16]).expect("valid"),
+                payload: Bytes::from_static(b"mls"),
+            }),
+        ),
+        (
+            "certificate".into(),
+            encode_certificate(&DeviceCertificate {
+                account: AccountId(1),
+                device: DeviceId(2),
+                signature_key: [3; 32],
+                signer_key: [3; 32],
+                signature: [4; 64],
+            }),
+        ),
     ]
 }
 
@@ -398,7 +403,7 @@ fn run() -> Result<(), String> {
     };
     write(&dir, "client_frame", &client_seeds()?)?;
     write(&dir, "server_frame", &server_seeds()?)?;
-    write(&dir, "plain_content", &content_seeds())?;
+    write(&dir, "content", &content_seeds())?;
     write(&dir, "identifiers", &identifier_seeds())?;
     Ok(())
 }
