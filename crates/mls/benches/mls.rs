@@ -42,9 +42,8 @@ fn main() {
         let mut committer = device(10_000);
         let group = GroupId::new(AccountId(10_000), &mut rand::rng());
         committer.create_group(&group).unwrap();
-        let members: Vec<Vec<u8>> = (0..size - 1)
-            .map(|i| device(20_000 + i).key_packages(1).unwrap().remove(0))
-            .collect();
+        let members: Vec<Vec<u8>> =
+            (0..size - 1).map(|i| device(20_000 + i).key_packages(1).unwrap().remove(0)).collect();
         for chunk in members.chunks(100) {
             committer.add(&group, chunk).unwrap();
             committer.commit_accepted(&group).unwrap();

@@ -53,7 +53,10 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
                 client.send_text(&to, &text).await?
             } else {
                 client
-                    .send_to_conversation(&to, rampart_proto::ContentBody::Text { text: text.clone(), reply_to: None })
+                    .send_to_conversation(
+                        &to,
+                        rampart_proto::ContentBody::Text { text: text.clone(), reply_to: None },
+                    )
                     .await?
             };
             if json {
@@ -118,11 +121,17 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
             if json {
                 print_json(json!({ "ok": true, "with": label, "safety_number": number }));
             } else {
-                println!("Safety number with {}:\n\n  {}\n", printable(&label), rampart_mls::safety::grouped(&number));
+                println!(
+                    "Safety number with {}:\n\n  {}\n",
+                    printable(&label),
+                    rampart_mls::safety::grouped(&number)
+                );
                 if let Some(qr) = qr(&number) {
                     println!("{qr}");
                 }
-                println!("Compare it with theirs in person. It changes when either of you adds or replaces a device.");
+                println!(
+                    "Compare it with theirs in person. It changes when either of you adds or replaces a device."
+                );
             }
             Ok(())
         }
