@@ -52,7 +52,9 @@ pub enum ClientError {
     Crypto(String),
     #[error("this device has no end-to-end keys yet; run any command once it is registered or linked")]
     NoKeys,
-    #[error("no conversation {0}; `rampart conversations` lists them")]
+    #[error(
+        "no conversation named {0:?}: give +E164, @username, or a group's name or id (`rampart conversations` lists them)"
+    )]
     NoSuchConversation(String),
 }
 
@@ -533,7 +535,7 @@ impl Client {
         let mut conn = self.connect().await?;
         let result = async {
             // Top up key packages first, so others can keep adding this device.
-            self.publish_keys(&mut conn, None).await?;
+            self.top_up_keys(&mut conn).await?;
             let mut events =
                 self.drain(&mut conn, wait.unwrap_or(Duration::from_secs(30)), &mut on_event).await?;
             if let Some(w) = wait {

@@ -134,7 +134,29 @@ impl Client {
         self.publish_keys(conn, Some(encode_certificate(&cert))).await
     }
 
-    /// Top up the server's stock of this device's key packages.
+    /// Top up the server's stock of one-time key packages when it has run low. Asking costs
+    /// one small request; packages are generated (and their private halves stored) only for
+    /// the shortfall.
+    pub(crate) async fn top_up_keys(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        let ask = ClientRequest::PublishKeys { certificate: None, key_packages: vec![], last_resort: None };
+        let left = match conn.request(ask).await? {
+            ResponseBody::KeysPublished { one_time_left } => one_time_left as usize,
+            _ => return Err(ClientError::Unexpected("publish keys")),
+        };
+        if left >= KEY_PACKAGE_STOCK / 2 {
+            return Ok(());
+        }
+        let packages = self.engine()?.key_packages(KEY_PACKAGE_STOCK - left)?;
+        conn.request(ClientRequest::PublishKeys {
+            certificate: None,
+            key_packages: packages.into_iter().map(Into::into).collect(),
+            last_resort: None,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Publish a full stock of key packages and a last-resort one (a device's first time).
     pub(crate) async fn publish_keys(
         &mut self,
         conn: &mut Connection,
@@ -521,8 +543,9 @@ impl Client {
                 self.store_content(&group, &sender, &d.sender_label, d.server_timestamp_ms, content)
             }
             Envelope::MemberLeft { group, devices } => {
-                if let Some(account) = devices.first().and(Some(d.sender_account)) {
-                    self.profile.mark_left(&group, account)?;
+                // The server sends this notice from the leaving account, for its devices.
+                if !devices.is_empty() {
+                    self.profile.mark_left(&group, d.sender_account)?;
                 }
                 // Any member may commit the removal of devices that left; one of us will win.
                 if self.engine()?.has_group(&group) {

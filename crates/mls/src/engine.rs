@@ -240,13 +240,7 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
     }
 
     fn group(&mut self, group: &GroupId) -> Result<&mut MlsGroup, MlsError> {
-        if !self.groups.contains_key(group) {
-            let loaded = MlsGroup::load(&self.provider.storage, &mls_id(group))
-                .map_err(|e| MlsError::Storage(format!("{e:?}")))?
-                .ok_or(MlsError::UnknownGroup)?;
-            self.groups.insert(group.clone(), loaded);
-        }
-        self.groups.get_mut(group).ok_or(MlsError::UnknownGroup)
+        Self::loaded(&mut self.groups, &self.provider, group)
     }
 
     pub fn has_group(&mut self, group: &GroupId) -> bool {

@@ -179,16 +179,7 @@ impl Connection {
     pub(crate) async fn group_send(&mut self, group: GroupId, message_id: MessageId, body: Bytes) -> Answer {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
-        let max = shared.config.limits.max_message_bytes;
-        if body.len() > max {
-            return Err(err(
-                ErrorCode::MessageTooLarge,
-                format!("message of {} bytes exceeds this server's limit of {max} bytes", body.len()),
-            ));
-        }
-        self.limit(&shared.limits.send, &device, 1, "messages")?;
-        let kib = u32::try_from(body.len().div_ceil(1024)).unwrap_or(u32::MAX);
-        self.limit(&shared.limits.upload_kib, &device, kib, "bytes uploaded")?;
+        self.admit_message(device, body.len())?;
         ds::check_group_message(&body, &group, ds::Expect::Application)
             .map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
         let now = now_ms();

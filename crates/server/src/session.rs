@@ -708,16 +708,7 @@ impl Connection {
     ) -> Result<(), ErrorBody> {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
-        let max = shared.config.limits.max_message_bytes;
-        if body.len() > max {
-            return Err(err(
-                ErrorCode::MessageTooLarge,
-                format!("message of {} bytes exceeds this server's limit of {max} bytes", body.len()),
-            ));
-        }
-        self.limit(&shared.limits.send, &device, 1, "messages")?;
-        let kib = u32::try_from(body.len().div_ceil(1024)).unwrap_or(u32::MAX);
-        self.limit(&shared.limits.upload_kib, &device, kib, "bytes uploaded")?;
+        self.admit_message(device, body.len())?;
         let recipient = self.resolve(&to).await?;
         let now = now_ms();
         let msg = NewMessage {
@@ -742,6 +733,22 @@ impl Connection {
             (request_id, answer)
         }));
         Ok(())
+    }
+
+    /// The server's size limit and the sender's message and upload rate limits, for any
+    /// message that will be queued.
+    pub(crate) fn admit_message(&self, device: DeviceId, len: usize) -> Result<(), ErrorBody> {
+        let limits = &self.shared.limits;
+        let max = self.shared.config.limits.max_message_bytes;
+        if len > max {
+            return Err(err(
+                ErrorCode::MessageTooLarge,
+                format!("message of {len} bytes exceeds this server's limit of {max} bytes"),
+            ));
+        }
+        self.limit(&limits.send, &device, 1, "messages")?;
+        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.limit(&limits.upload_kib, &device, kib, "bytes uploaded")
     }
 
     pub(crate) async fn resolve(&mut self, to: &Recipient) -> Result<AccountId, ErrorBody> {

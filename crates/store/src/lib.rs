@@ -205,6 +205,16 @@ pub struct GroupCommitRecord {
     pub max_members: u32,
 }
 
+impl GroupCommitRecord {
+    /// The Welcome is a second message from the same sender: it gets its own id, derived from
+    /// the commit's so a retried commit queues it once.
+    pub fn welcome_message_id(&self) -> MessageId {
+        let mut id = self.message_id.0;
+        id[15] ^= 0x80;
+        MessageId(id)
+    }
+}
+
 /// A message for every other member device of a group.
 #[derive(Debug, Clone)]
 pub struct GroupMessage {

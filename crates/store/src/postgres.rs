@@ -1234,9 +1234,7 @@ impl Store for PostgresStore {
         };
         let mut copies = self.fan_out(&tx, &plan.commit_to, &copy, None).await?;
         if let Some(welcome) = &commit.welcome_body {
-            let mut id = commit.message_id.0;
-            id[15] ^= 0x80;
-            copy.message_id = MessageId(id);
+            copy.message_id = commit.welcome_message_id();
             copy.body = welcome;
             copies.extend(self.fan_out(&tx, &plan.welcome_to, &copy, None).await?);
         }

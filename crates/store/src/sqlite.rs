@@ -1220,10 +1220,7 @@ fn commit_group(c: &Connection, commit: GroupCommitRecord) -> StoreResult<(u64, 
     };
     let mut copies = queue_copies(c, &queue_depths(c, &plan.commit_to)?, &copy, WhenFull::Ignore)?;
     if let Some(welcome) = &commit.welcome_body {
-        // The Welcome is a different message from the same sender: give it its own id.
-        let mut id = commit.message_id.0;
-        id[15] ^= 0x80;
-        copy.message_id = MessageId(id);
+        copy.message_id = commit.welcome_message_id();
         copy.body = welcome;
         copies.extend(queue_copies(c, &queue_depths(c, &plan.welcome_to)?, &copy, WhenFull::Ignore)?);
     }
