@@ -52,6 +52,8 @@ pub enum ClientError {
     Crypto(String),
     #[error("this device has no end-to-end keys yet; run any command once it is registered or linked")]
     NoKeys,
+    #[error("attachment: {0}")]
+    Attachment(String),
     #[error(
         "no conversation named {0:?}: give +E164, @username, or a group's name or id (`rampart conversations` lists them)"
     )]
@@ -77,6 +79,7 @@ impl ClientError {
             ClientError::Crypto(_) => "crypto",
             ClientError::NoKeys => "no_keys",
             ClientError::NoSuchConversation(_) => "no_such_conversation",
+            ClientError::Attachment(_) => "attachment",
         }
     }
 }
@@ -133,11 +136,18 @@ pub struct Identity {
 pub struct Client {
     pub(crate) profile: Profile,
     pub(crate) engine: Option<crate::e2e::DeviceEngine>,
+    /// Messages received but not yet acknowledged to their senders with a delivery receipt.
+    pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
 }
 
 impl Client {
     pub fn open(profile_dir: &std::path::Path) -> Result<Self, ClientError> {
-        Ok(Self { profile: Profile::open(profile_dir)?, engine: None })
+        let profile = Profile::open(profile_dir)?;
+        // Disappearing messages go even when the device is offline.
+        for path in profile.purge_expired(now_ms())? {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(Self { profile, engine: None, unreceipted: Default::default() })
     }
 
     pub fn profile(&self) -> &Profile {
@@ -357,14 +367,7 @@ impl Client {
         to: Recipient,
         text: &str,
     ) -> Result<SendReceipt, ClientError> {
-        let peer = self.lookup(conn, to).await?;
-        if peer.trusted.is_empty() {
-            return Err(ClientError::Crypto(format!(
-                "{} has no device with end-to-end keys yet; they need to open Rampart once",
-                peer.label
-            )));
-        }
-        let group = self.direct_conversation(conn, &peer).await?;
+        let group = self.direct_with(conn, to).await?;
         self.send_to_group_on(conn, &group, ContentBody::Text { text: text.to_owned(), reply_to: None }).await
     }
 
@@ -392,6 +395,58 @@ impl Client {
         let group = self.resolve_conversation(conversation)?;
         let mut conn = self.connect().await?;
         let result = self.send_to_group_on(&mut conn, &group, body).await;
+        conn.close().await;
+        result
+    }
+
+    /// The conversation `to` names: a person (`+E164` or `@username`, the 1:1 with them,
+    /// created on first use) or a conversation's name or id.
+    pub async fn conversation_for(&mut self, conn: &mut Connection, to: &str) -> Result<GroupId, ClientError> {
+        if !(to.starts_with('+') || to.starts_with('@')) {
+            return self.resolve_conversation(to);
+        }
+        self.direct_with(conn, parse_recipient(to)?).await
+    }
+
+    /// The 1:1 conversation with a person, created on first use.
+    async fn direct_with(&mut self, conn: &mut Connection, to: Recipient) -> Result<GroupId, ClientError> {
+        let peer = self.lookup(conn, to).await?;
+        if peer.trusted.is_empty() {
+            return Err(ClientError::Crypto(format!(
+                "{} has no device with end-to-end keys yet; they need to open Rampart once",
+                peer.label
+            )));
+        }
+        self.direct_conversation(conn, &peer).await
+    }
+
+    /// Send a file to `to` (a person or a conversation), encrypted end to end.
+    pub async fn send_file(
+        &mut self,
+        to: &str,
+        path: &std::path::Path,
+        caption: &str,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<String, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = async {
+            let group = self.conversation_for(&mut conn, to).await?;
+            self.send_file_on(&mut conn, &group, path, caption, progress).await
+        }
+        .await;
+        conn.close().await;
+        result.map(|id| id.to_string())
+    }
+
+    /// Download the attachment on history line `seq` into `dest_dir`.
+    pub async fn download_attachment(
+        &mut self,
+        seq: i64,
+        dest_dir: &std::path::Path,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<std::path::PathBuf, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = self.download_attachment_on(&mut conn, seq, dest_dir, progress).await;
         conn.close().await;
         result
     }
@@ -505,6 +560,32 @@ impl Client {
         result
     }
 
+    /// Mark a conversation read on an open connection, sending read receipts (unless they
+    /// are turned off) for what had not been read.
+    pub async fn mark_read_on(&mut self, conn: &mut Connection, group: &GroupId) -> Result<usize, ClientError> {
+        let ids = self.profile.mark_read(group)?;
+        let n = ids.len();
+        if self.receipts_enabled()? {
+            self.send_receipt(conn, group, rampart_proto::ReceiptKind::Read, ids).await?;
+        }
+        Ok(n)
+    }
+
+    /// Receive on an open connection until the queue is drained or `wait` passes (the TUI
+    /// calls this in its loop). Delivery receipts go out at the end.
+    pub async fn pump(
+        &mut self,
+        conn: &mut Connection,
+        wait: Duration,
+    ) -> Result<Vec<crate::e2e::Event>, ClientError> {
+        let events = self.drain(conn, wait, &mut |_| {}).await?;
+        self.send_delivery_receipts(conn).await?;
+        for path in self.profile.purge_expired(now_ms())? {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(events)
+    }
+
     /// Receive queued messages: each is decrypted, checked, stored (deduplicated) and
     /// acknowledged; new ones go to `on_message`. Returns when the queue is drained, or after
     /// `wait` if given.
@@ -549,6 +630,7 @@ impl Client {
                     events.extend(more);
                 }
             }
+            self.send_delivery_receipts(&mut conn).await?;
             // Make sure the last acknowledgements reached the server before closing.
             let _ = conn.request(ClientRequest::Ping).await;
             Ok(events)

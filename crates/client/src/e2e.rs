@@ -16,12 +16,13 @@ use rampart_mls::identity::{self, certify, new_signature_key, public_key};
 use rampart_mls::{Engine, IncomingCommit, Member, MlsError, Processed, SignatureKeyPair, check_removals};
 use rampart_proto::{
     AccountDevices, ClientRequest, Content, ContentBody, DeviceCertificate, Envelope, ErrorCode, GroupCommit,
-    Recipient, ResponseBody, ServerFrame, decode_content, decode_envelope, encode_certificate,
+    MAX_RECEIPT_TARGETS, ReceiptKind, Recipient, ResponseBody, ServerFrame, decode_content, decode_envelope, encode_certificate,
     encode_content,
 };
 
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::Connection;
+use crate::history::{MessageKind, NewMessage};
 
 /// How openmls' state is serialised in the profile.
 #[derive(Debug, Default)]
@@ -453,15 +454,54 @@ impl Client {
     ) -> Result<(MessageId, u32), ClientError> {
         self.sync_members(conn, group, &[]).await?;
         let message_id = MessageId::random(&mut rand::rng());
-        let plaintext = encode_content(&Content { message_id, sent_at_ms: now_ms(), body });
-        let ciphertext = self.engine()?.encrypt(group, &plaintext)?;
+        let content = Content { message_id, sent_at_ms: now_ms(), body };
+        let ciphertext = self.engine()?.encrypt(group, &encode_content(&content))?;
         match conn
             .request(ClientRequest::GroupSend { group: group.clone(), message_id, body: ciphertext.into() })
             .await?
         {
-            ResponseBody::Sent { recipient_devices, .. } => Ok((message_id, recipient_devices)),
+            ResponseBody::Sent { recipient_devices, .. } => {
+                let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+                self.store_content(group, (creds.account, creds.device), &creds.label, &content)?;
+                Ok((message_id, recipient_devices))
+            }
             _ => Err(ClientError::Unexpected("group send")),
         }
+    }
+
+    /// Tell senders their messages arrived: one delivery receipt per conversation for what
+    /// was received since the last call. Off when the profile says `receipts = off`.
+    pub(crate) async fn send_delivery_receipts(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+        let pending = std::mem::take(&mut self.unreceipted);
+        if !self.receipts_enabled()? {
+            return Ok(());
+        }
+        for (group, ids) in pending {
+            self.send_receipt(conn, &group, ReceiptKind::Delivered, ids).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn receipts_enabled(&self) -> Result<bool, ClientError> {
+        Ok(self.profile.get("receipts")?.as_deref() != Some("off"))
+    }
+
+    pub(crate) async fn send_receipt(
+        &mut self,
+        conn: &mut Connection,
+        group: &GroupId,
+        kind: ReceiptKind,
+        ids: Vec<MessageId>,
+    ) -> Result<(), ClientError> {
+        // A conversation we were removed from or left cannot take receipts any more.
+        if ids.is_empty() || !self.engine()?.has_group(group) {
+            return Ok(());
+        }
+        for chunk in ids.chunks(MAX_RECEIPT_TARGETS) {
+            let body = ContentBody::Receipt { kind, targets: chunk.to_vec() };
+            self.send_content(conn, group, body).await?;
+        }
+        Ok(())
     }
 
     /// Receive until the queue is drained (or `wait` passes): each delivery is decrypted,
@@ -540,7 +580,7 @@ impl Client {
                     Ok(c) => c,
                     Err(e) => return Ok(refused(&e)),
                 };
-                self.store_content(&group, &sender, &d.sender_label, d.server_timestamp_ms, content)
+                self.store_content(&group, (sender.account, sender.device), &d.sender_label, &content)
             }
             Envelope::MemberLeft { group, devices } => {
                 // The server sends this notice from the leaving account, for its devices.
@@ -556,41 +596,93 @@ impl Client {
         }
     }
 
-    fn store_content(
+    /// Apply received content to the history: new lines for texts and attachments, changes
+    /// to earlier lines for edits, deletions, reactions and receipts.
+    ///
+    /// Our own sends go through here too, and so do messages from this account's other
+    /// devices: both are "from me" in the history.
+    pub(crate) fn store_content(
         &mut self,
         group: &GroupId,
-        sender: &Member,
+        sender: (AccountId, DeviceId),
         label: &str,
-        server_ts: u64,
-        content: Content,
+        content: &Content,
     ) -> Result<Vec<Event>, ClientError> {
-        let text = match &content.body {
-            ContentBody::Text { text, .. } => text.clone(),
-            ContentBody::Reaction { emoji, .. } => format!("[reacted {emoji}]"),
-            ContentBody::Edit { text, .. } => format!("[edited] {text}"),
-            ContentBody::Delete { .. } => "[deleted a message]".into(),
-            ContentBody::Receipt { .. } => return Ok(vec![]),
-            ContentBody::Attachment(a) => format!("[attachment {} ({} bytes)]", a.name, a.size),
-            ContentBody::Timer { seconds } => format!("[disappearing messages: {seconds} s]"),
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+        let outgoing = sender.0 == me;
+        let profile = &self.profile;
+        let now = now_ms();
+        let insert = |kind: MessageKind, text: &str, reply_to: Option<MessageId>| {
+            profile.insert_message(&NewMessage {
+            conversation: group,
+            sender_account: sender.0,
+            sender_device: sender.1,
+            sender_label: label,
+            message_id: content.message_id,
+            sent_at_ms: content.sent_at_ms,
+            received_at_ms: now,
+            outgoing,
+            kind,
+            text,
+            reply_to,
+            })
+        };
+        let (text, new) = match &content.body {
+            ContentBody::Text { text, reply_to } => {
+                (text.clone(), insert(MessageKind::Text, text, *reply_to)?)
+            }
+            ContentBody::Attachment(a) => {
+                let seq = insert(MessageKind::Attachment, &a.caption, None)?;
+                if let Some(seq) = seq {
+                    profile.save_attachment(seq, a)?;
+                }
+                (format!("[attachment {} ({} bytes)] {}", a.name, a.size, a.caption), seq)
+            }
+            ContentBody::Reaction { target, emoji } => {
+                profile.react(group, sender.0, target, emoji)?;
+                return Ok(vec![]);
+            }
+            ContentBody::Edit { target, text } => {
+                profile.edit_message(group, sender.0, target, text)?;
+                return Ok(vec![]);
+            }
+            ContentBody::Delete { target } => {
+                if let Some(path) = profile.delete_message(group, sender.0, target)? {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Ok(vec![]);
+            }
+            ContentBody::Receipt { kind, targets } => {
+                if !outgoing {
+                    profile.apply_receipt(group, *kind, targets)?;
+                }
+                return Ok(vec![]);
+            }
+            ContentBody::Timer { seconds } => {
+                profile.set_timer(group, *seconds)?;
+                let text = match seconds {
+                    0 => format!("{label} turned disappearing messages off"),
+                    s => format!("{label} set disappearing messages to {}", crate::history::human_duration(*s)),
+                };
+                profile.insert_notice(group, &text, now)?;
+                (text, None)
+            }
             ContentBody::GroupName(name) => {
-                self.profile.rename_conversation(group, name)?;
-                format!("[named the group {name}]")
+                profile.rename_conversation(group, name)?;
+                let text = format!("{label} named the group {name}");
+                profile.insert_notice(group, &text, now)?;
+                (text, None)
             }
         };
-        let new = self.profile.store_message(
-            Some(group),
-            sender.account,
-            sender.device,
-            label,
-            &content.message_id,
-            server_ts,
-            &text,
-        )?;
+        if new.is_none() || outgoing {
+            return Ok(vec![]);
+        }
+        self.unreceipted.entry(group.clone()).or_default().push(content.message_id);
         Ok(new
             .map(|_| Event::Message {
                 conversation: group.to_hex(),
                 from: label.to_owned(),
-                from_account: sender.account.0,
+                from_account: sender.0.0,
                 message_id: content.message_id.to_string(),
                 text,
             })
@@ -664,9 +756,42 @@ impl Client {
                 ),
             }]);
         }
-        let (added, removed, removes_us) = (commit.added.len(), commit.removed.len(), commit.removes_us);
+        let (added, removed) = (commit.added.len(), commit.removed.len());
         let changed: Vec<AccountId> = checked.iter().filter(|a| a.root_changed).map(|a| a.account).collect();
+        let accounts_of = |ms: &[Member]| ms.iter().map(|m| m.account).collect::<BTreeSet<_>>();
+        let before = accounts_of(&self.engine()?.members(&group)?);
+        let (added_accounts, removed_accounts) = (accounts_of(&commit.added), accounts_of(&commit.removed));
+        let removes_us = commit.removes_us;
         self.engine()?.apply_commit(commit)?;
+        // A group that removed us is gone from the engine.
+        let after = if removes_us { BTreeSet::new() } else { accounts_of(&self.engine()?.members(&group)?) };
+        // Say in the conversation what changed: people see a new device of a contact (the
+        // moment a server-added eavesdropper would show up) next to the messages.
+        let label = |a: &AccountId| {
+            checked.iter().find(|c| c.account == *a).map_or_else(|| a.to_string(), |c| c.label.clone())
+        };
+        let mut notices = Vec::new();
+        for a in &added_accounts {
+            notices.push(if before.contains(a) {
+                format!("{} has a new device; the safety number changed", label(a))
+            } else {
+                format!("{} joined", label(a))
+            });
+        }
+        for a in &removed_accounts {
+            notices.push(if after.contains(a) {
+                format!("{} removed a device; the safety number changed", label(a))
+            } else {
+                format!("{} left", label(a))
+            });
+        }
+        for a in &changed {
+            notices.push(format!("{}'s keys changed (registered again?): verify the safety number", label(a)));
+        }
+        let now = now_ms();
+        for n in notices {
+            self.profile.insert_notice(&group, &n, now)?;
+        }
         let conversation = group.to_hex();
         let mut events =
             vec![Event::MembershipChanged { conversation: conversation.clone(), added, removed }];

@@ -3,16 +3,20 @@
 //! the account, device and messaging operations the CLI and TUI are built on.
 #![forbid(unsafe_code)]
 
+mod attachment;
 mod client;
 mod connection;
 pub mod e2e;
+mod history;
 mod pin;
 mod profile;
 
+pub use attachment::{safe_file_name, sealed_len};
 pub use client::{
     Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SendReceipt,
     parse_recipient,
 };
 pub use connection::{Connection, ServerAddress};
 pub use pin::PinnedCertificate;
-pub use profile::{ConversationInfo, Credentials, Profile, ProfileError, StoredMessage};
+pub use history::{human_duration, AttachmentInfo, DeliveryStatus, HistoryItem, MessageKind, NewMessage, Reaction};
+pub use profile::{ConversationInfo, Credentials, Profile, ProfileError};

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rampart_core::{AccountId, DeviceId, DeviceSecret, GroupId, MessageId};
+use rampart_core::{AccountId, DeviceId, DeviceSecret, GroupId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::connection::ServerAddress;
@@ -29,21 +29,10 @@ pub struct Credentials {
     pub label: String,
 }
 
-/// A message as kept in the profile.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StoredMessage {
-    pub seq: i64,
-    pub sender_account: u64,
-    pub sender_label: String,
-    pub message_id: String,
-    pub server_timestamp_ms: u64,
-    pub text: String,
-}
-
 #[derive(Debug)]
 pub struct Profile {
     dir: PathBuf,
-    db: Connection,
+    pub(crate) db: Connection,
 }
 
 const SCHEMA: &str = "
@@ -74,7 +63,39 @@ CREATE TABLE IF NOT EXISTS trusted_keys(
     key BLOB NOT NULL,
     PRIMARY KEY (account, key)
 );
+CREATE TABLE IF NOT EXISTS reactions(
+    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+    account INTEGER NOT NULL,
+    emoji TEXT NOT NULL,
+    PRIMARY KEY (message_seq, account)
+);
+CREATE TABLE IF NOT EXISTS attachments(
+    message_seq INTEGER PRIMARY KEY REFERENCES messages(seq) ON DELETE CASCADE,
+    blob_id BLOB NOT NULL,
+    key BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    saved_path TEXT
+);
 ";
+
+/// Columns added after the first release of the profile, with their definitions: an older
+/// profile gains them when it is opened.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("messages", "conversation", "BLOB"),
+    ("messages", "outgoing", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "kind", "TEXT NOT NULL DEFAULT 'text'"),
+    ("messages", "status", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "reply_to", "BLOB"),
+    ("messages", "edited", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "deleted", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "sent_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "expires_at", "INTEGER"),
+    ("conversations", "read_seq", "INTEGER NOT NULL DEFAULT 0"),
+    ("conversations", "timer_secs", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// A conversation as listed to the user.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -84,9 +105,15 @@ pub struct ConversationInfo {
     pub direct: bool,
     pub closed: bool,
     pub messages: u64,
+    /// Messages from others not yet shown to the user.
+    pub unread: u64,
+    /// Disappearing-messages timer, 0 when off.
+    pub timer_secs: u32,
+    /// When the last message arrived or was sent (0 for none).
+    pub last_activity_ms: u64,
 }
 
-fn db_id(v: u64) -> Result<i64, ProfileError> {
+pub(crate) fn db_id(v: u64) -> Result<i64, ProfileError> {
     i64::try_from(v).map_err(|_| ProfileError::Corrupt("identifier out of range"))
 }
 
@@ -104,13 +131,16 @@ impl Profile {
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
-        // Profiles from before end-to-end encryption: messages gain their conversation.
-        let has_conversation = db
-            .prepare("SELECT 1 FROM pragma_table_info('messages') WHERE name = 'conversation'")?
-            .exists([])?;
-        if !has_conversation {
-            db.execute_batch("ALTER TABLE messages ADD COLUMN conversation BLOB")?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        for (table, column, definition) in ADDED_COLUMNS {
+            let present = db
+                .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+                .exists([column])?;
+            if !present {
+                db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+            }
         }
+        db.execute_batch("CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, seq)")?;
         Ok(Self { dir: dir.to_path_buf(), db })
     }
 
@@ -186,55 +216,6 @@ impl Profile {
         Ok(())
     }
 
-    /// Store a received message unless it is already there. True if it is new: the server
-    /// delivers at least once, this makes it exactly once for the user.
-    #[allow(clippy::too_many_arguments)]
-    pub fn store_message(
-        &self,
-        conversation: Option<&GroupId>,
-        sender_account: AccountId,
-        sender_device: DeviceId,
-        sender_label: &str,
-        message_id: &MessageId,
-        server_ts: u64,
-        text: &str,
-    ) -> Result<Option<i64>, ProfileError> {
-        let inserted = self.db.execute(
-            "INSERT OR IGNORE INTO messages(sender_account, sender_device, sender_label, message_id, server_ts, text,
-                 conversation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                i64::try_from(sender_account.0).map_err(|_| ProfileError::Corrupt("account id"))?,
-                i64::try_from(sender_device.0).map_err(|_| ProfileError::Corrupt("device id"))?,
-                sender_label,
-                &message_id.0[..],
-                i64::try_from(server_ts).unwrap_or(i64::MAX),
-                text,
-                conversation.map(|g| g.as_bytes().to_vec())
-            ],
-        )?;
-        Ok((inserted == 1).then(|| self.db.last_insert_rowid()))
-    }
-
-    /// Received messages, oldest first.
-    pub fn messages(&self, limit: u32) -> Result<Vec<StoredMessage>, ProfileError> {
-        let mut stmt = self.db.prepare(
-            "SELECT seq, sender_account, sender_label, message_id, server_ts, text FROM
-               (SELECT * FROM messages ORDER BY seq DESC LIMIT ?1) ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
-            let id: Vec<u8> = r.get(3)?;
-            Ok(StoredMessage {
-                seq: r.get(0)?,
-                sender_account: r.get::<_, i64>(1)? as u64,
-                sender_label: r.get(2)?,
-                message_id: hex::encode(id),
-                server_timestamp_ms: r.get::<_, i64>(4)? as u64,
-                text: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 impl Profile {
@@ -312,7 +293,11 @@ impl Profile {
     pub fn conversations(&self) -> Result<Vec<ConversationInfo>, ProfileError> {
         let mut st = self.db.prepare(
             "SELECT c.group_id, c.name, c.peer_account IS NOT NULL, c.closed,
-                    (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.group_id)
+                    (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.group_id AND m.kind != 'notice'),
+                    (SELECT COUNT(*) FROM messages m WHERE m.conversation = c.group_id AND m.seq > c.read_seq
+                        AND m.outgoing = 0 AND m.kind != 'notice' AND m.deleted = 0),
+                    c.timer_secs,
+                    (SELECT MAX(m.server_ts) FROM messages m WHERE m.conversation = c.group_id)
              FROM conversations c ORDER BY c.rowid",
         )?;
         let rows = st.query_map([], |r| {
@@ -323,6 +308,9 @@ impl Profile {
                 direct: r.get(2)?,
                 closed: r.get(3)?,
                 messages: r.get::<_, i64>(4)?.max(0) as u64,
+                unread: r.get::<_, i64>(5)?.max(0) as u64,
+                timer_secs: u32::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+                last_activity_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

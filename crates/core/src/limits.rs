@@ -50,3 +50,16 @@ pub const DEFAULT_MESSAGE_TTL_SECS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_CODE_TTL_SECS: u64 = 600;
 /// Wrong guesses allowed against one verification code before it is burnt.
 pub const MAX_CODE_ATTEMPTS: u32 = 5;
+
+/// Largest attachment (plaintext).
+pub const MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
+/// Plaintext bytes per sealed segment of an attachment (each carries a 16-byte tag).
+pub const ATTACHMENT_SEGMENT_BYTES: u64 = 64 * 1024;
+/// Largest attachment ciphertext the blob store accepts: the plaintext limit plus one tag per
+/// segment (an empty file still has one segment).
+pub const MAX_ATTACHMENT_CIPHERTEXT_BYTES: u64 =
+    MAX_ATTACHMENT_BYTES + (MAX_ATTACHMENT_BYTES / ATTACHMENT_SEGMENT_BYTES + 1) * 16;
+/// Largest piece of an attachment in one upload or download frame.
+pub const MAX_ATTACHMENT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Length of a blob id (random, chosen by the server; knowing it is what allows a download).
+pub const BLOB_ID_BYTES: usize = 16;

@@ -12,7 +12,7 @@ use rampart_core::limits::{
     DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CERTIFICATE_BYTES, MAX_CODE_BYTES,
     MAX_COMMIT_DEVICES, MAX_DEVICE_NAME_BYTES, MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES,
     MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES,
-    MAX_LISTED_DEVICES,
+    MAX_LISTED_DEVICES, MAX_ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_CIPHERTEXT_BYTES,
 };
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
@@ -33,9 +33,8 @@ const MAX_EMOJI_BYTES: usize = 32;
 /// Longest group name.
 const MAX_GROUP_NAME_BYTES: usize = 128;
 /// Most message ids in one receipt.
-const MAX_RECEIPT_TARGETS: usize = 256;
-/// Largest attachment.
-pub const MAX_ATTACHMENT_BYTES: u64 = 100 * 1024 * 1024;
+pub const MAX_RECEIPT_TARGETS: usize = 256;
+pub use rampart_core::limits::MAX_ATTACHMENT_BYTES;
 
 /// Why bytes are not a valid frame. Safe to show to the peer and to log: it never quotes the
 /// input.
@@ -348,6 +347,33 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
             body: body(r.body.into())?,
         },
         R::LeaveGroup(r) => ClientRequest::LeaveGroup { group: group_id(&r.group_id)? },
+        R::StartUpload(r) => {
+            if r.size == 0 {
+                return Err(DecodeError::Missing("size"));
+            }
+            if r.size > MAX_ATTACHMENT_CIPHERTEXT_BYTES {
+                return Err(DecodeError::Invalid { field: "size", reason: "larger than 100 MiB".into() });
+            }
+            ClientRequest::StartUpload { size: r.size }
+        }
+        R::UploadChunk(r) => ClientRequest::UploadChunk {
+            blob: fixed("blob_id", &r.blob_id)?,
+            offset: r.offset,
+            data: required_bytes("data", r.data, MAX_ATTACHMENT_CHUNK_BYTES)?,
+        },
+        R::Download(r) => {
+            if r.length == 0 {
+                return Err(DecodeError::Missing("length"));
+            }
+            if r.length as usize > MAX_ATTACHMENT_CHUNK_BYTES {
+                return Err(DecodeError::TooLarge {
+                    field: "length",
+                    len: r.length as usize,
+                    max: MAX_ATTACHMENT_CHUNK_BYTES,
+                });
+            }
+            ClientRequest::Download { blob: fixed("blob_id", &r.blob_id)?, offset: r.offset, length: r.length }
+        }
     };
     Ok(ClientFrame { request_id: frame.request_id, request })
 }
@@ -424,6 +450,13 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
         }),
         ClientRequest::LeaveGroup { group } => {
             R::LeaveGroup(pb::LeaveGroup { group_id: group.as_bytes().to_vec() })
+        }
+        ClientRequest::StartUpload { size } => R::StartUpload(pb::StartUpload { size: *size }),
+        ClientRequest::UploadChunk { blob, offset, data } => {
+            R::UploadChunk(pb::UploadChunk { blob_id: blob.to_vec(), offset: *offset, data: data.to_vec() })
+        }
+        ClientRequest::Download { blob, offset, length } => {
+            R::Download(pb::Download { blob_id: blob.to_vec(), offset: *offset, length: *length })
         }
     };
     let mut msg = pb::ClientFrame { request_id: frame.request_id, request: Some(request) };
@@ -612,6 +645,16 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 Ok(ResponseBody::KeysPublished { one_time_left }) => {
                     R::KeysPublished(pb::KeysPublished { one_time_left: *one_time_left })
                 }
+                Ok(ResponseBody::UploadStarted { blob, chunk_bytes }) => R::UploadStarted(pb::UploadStarted {
+                    blob_id: blob.to_vec(),
+                    chunk_bytes: *chunk_bytes,
+                }),
+                Ok(ResponseBody::ChunkStored { stored, complete }) => {
+                    R::ChunkStored(pb::ChunkStored { stored: *stored, complete: *complete })
+                }
+                Ok(ResponseBody::BlobData { total, data }) => {
+                    R::BlobData(pb::BlobData { total: *total, data: data.to_vec() })
+                }
             };
             F::Response(pb::Response { request_id: *request_id, result: Some(result) })
         }
@@ -776,6 +819,15 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                 }
                 R::CommitAccepted(c) => Ok(ResponseBody::CommitAccepted { epoch: c.epoch }),
                 R::KeysPublished(k) => Ok(ResponseBody::KeysPublished { one_time_left: k.one_time_left }),
+                R::UploadStarted(u) => Ok(ResponseBody::UploadStarted {
+                    blob: fixed("blob_id", &u.blob_id)?,
+                    chunk_bytes: u.chunk_bytes,
+                }),
+                R::ChunkStored(c) => Ok(ResponseBody::ChunkStored { stored: c.stored, complete: c.complete }),
+                R::BlobData(b) => Ok(ResponseBody::BlobData {
+                    total: b.total,
+                    data: bounded_bytes("data", b.data, MAX_ATTACHMENT_CHUNK_BYTES)?,
+                }),
             };
             ServerFrame::Response { request_id: r.request_id, result }
         }

@@ -42,7 +42,13 @@ pub enum ClientRequest {
     GroupCommit(GroupCommit),
     GroupSend { group: GroupId, message_id: MessageId, body: Bytes },
     LeaveGroup { group: GroupId },
+    StartUpload { size: u64 },
+    UploadChunk { blob: BlobId, offset: u64, data: Bytes },
+    Download { blob: BlobId, offset: u64, length: u32 },
 }
+
+/// Where an attachment's ciphertext lives in the server's blob store.
+pub type BlobId = [u8; rampart_core::limits::BLOB_ID_BYTES];
 
 /// An MLS commit handed to the delivery service.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +86,9 @@ impl ClientRequest {
             ClientRequest::GroupCommit(_) => "group_commit",
             ClientRequest::GroupSend { .. } => "group_send",
             ClientRequest::LeaveGroup { .. } => "leave_group",
+            ClientRequest::StartUpload { .. } => "start_upload",
+            ClientRequest::UploadChunk { .. } => "upload_chunk",
+            ClientRequest::Download { .. } => "download",
         }
     }
 }
@@ -179,6 +188,9 @@ pub enum ResponseBody {
     KeyPackages(Vec<(DeviceId, Bytes)>),
     CommitAccepted { epoch: u64 },
     KeysPublished { one_time_left: u32 },
+    UploadStarted { blob: BlobId, chunk_bytes: u32 },
+    ChunkStored { stored: u64, complete: bool },
+    BlobData { total: u64, data: Bytes },
 }
 
 /// An account and its devices' certificates (`None` until a device has published one).
@@ -296,7 +308,7 @@ pub struct AttachmentPointer {
     pub name: String,
     pub mime: String,
     pub size: u64,
-    pub blob_id: [u8; 16],
+    pub blob_id: BlobId,
     pub key: [u8; 32],
     pub digest: [u8; 32],
     pub caption: String,

@@ -17,7 +17,7 @@ mod pb {
 }
 
 pub use codec::{
-    DecodeError, MAX_ATTACHMENT_BYTES, MAX_ENVELOPE_BYTES, PROTOCOL_VERSION, decode_certificate,
+    DecodeError, MAX_ATTACHMENT_BYTES, MAX_ENVELOPE_BYTES, MAX_RECEIPT_TARGETS, PROTOCOL_VERSION, decode_certificate,
     decode_client_frame, decode_content, decode_envelope, decode_server_frame, encode_certificate,
     encode_client_frame, encode_content, encode_envelope, encode_server_frame,
 };

@@ -48,6 +48,29 @@ pub enum Command {
         /// The message text.
         text: String,
     },
+    /// Send a file (up to 100 MiB), encrypted end to end, to a person or a group.
+    ///
+    /// The file is sealed on this device with a fresh key; the server stores only ciphertext
+    /// and the key travels inside the MLS message. Shows a progress bar while uploading.
+    SendFile {
+        /// Recipient: +14155550123, @username, or a group's name or id.
+        to: String,
+        /// The file to send.
+        path: PathBuf,
+        /// Text shown with the file.
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+    /// Download and decrypt a received attachment (its number is shown by `history`).
+    ///
+    /// The file is saved only if it is whole and its digest matches what the sender sent.
+    Download {
+        /// The history line's number (`#12` in `rampart history`).
+        seq: i64,
+        /// Where to save it (default: your downloads folder).
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
     /// List this device's conversations (1:1 and groups) with their ids.
     Conversations,
     /// Create and manage group conversations.
@@ -65,11 +88,30 @@ pub enum Command {
         #[arg(long, value_name = "SECS")]
         wait: Option<u64>,
     },
-    /// Show messages received on this device.
+    /// Show the history kept on this device: every conversation, or one (by name or id).
+    ///
+    /// Your own messages show ✓ when the server took them, ✓✓ when a device of the recipient
+    /// received them, and "read" once they were read.
     History {
+        /// A conversation's name or id; all conversations when left out.
+        conversation: Option<String>,
         /// How many of the latest messages to show.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+    /// Open the chat window: conversations on the left, messages on the right, type below.
+    ///
+    /// Keys: Enter sends, Esc clears the line, Tab / Shift-Tab (or Ctrl-↓ / Ctrl-↑) switch
+    /// conversation, PgUp / PgDn scroll, ↑ on an empty line picks a message (then d downloads
+    /// its attachment, r reacts to it), F1 (or ? on an empty line) shows every key, Ctrl-C
+    /// quits. Commands: /react EMOJI, /msg @someone TEXT, /download, /quit.
+    ///
+    /// New messages appear as they arrive; the conversation on screen is marked read, which
+    /// sends read receipts. If the connection drops, it reconnects by itself.
+    Chat {
+        /// Open this conversation first (a name or id, see `conversations`); by default the
+        /// most recently active.
+        conversation: Option<String>,
     },
     /// Measure delivery throughput, latency and memory per idle device against a fresh server.
     Bench(bench::BenchArgs),

@@ -70,6 +70,31 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
             }
             Ok(())
         }
+        Command::SendFile { to, path, caption } => {
+            let bar = progress_bar(json, "sending");
+            let id = client.send_file(&to, &path, &caption, &mut |done, total| bar.update(done, total)).await;
+            bar.finish();
+            let id = id?;
+            if json {
+                print_json(json!({ "ok": true, "message_id": id }));
+            } else {
+                println!("Sent {} to {to}.", path.display());
+            }
+            Ok(())
+        }
+        Command::Download { seq, to } => {
+            let dir = to.unwrap_or_else(|| default_downloads(client.profile().dir()));
+            let bar = progress_bar(json, "downloading");
+            let saved = client.download_attachment(seq, &dir, &mut |done, total| bar.update(done, total)).await;
+            bar.finish();
+            let saved = saved?;
+            if json {
+                print_json(json!({ "ok": true, "saved": saved }));
+            } else {
+                println!("Saved {}", saved.display());
+            }
+            Ok(())
+        }
         Command::Conversations => {
             let list = client.profile().conversations()?;
             if json {
@@ -79,12 +104,18 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
             } else {
                 for c in list {
                     println!(
-                        "{}  {:<24} {}{} ({} messages)",
+                        "{}  {:<24} {}{} ({} messages{}{})",
                         &c.id[..12.min(c.id.len())],
                         printable(&c.name),
                         if c.direct { "1:1" } else { "group" },
                         if c.closed { ", left" } else { "" },
-                        c.messages
+                        c.messages,
+                        if c.unread > 0 { format!(", {} unread", c.unread) } else { String::new() },
+                        if c.timer_secs > 0 {
+                            format!(", disappearing after {}", rampart_client::human_duration(c.timer_secs))
+                        } else {
+                            String::new()
+                        }
                     );
                 }
             }
@@ -152,17 +183,19 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
             }
             Ok(())
         }
-        Command::History { limit } => {
-            let messages = client.profile().messages(limit)?;
+        Command::History { conversation, limit } => {
+            let group = conversation.as_deref().map(|c| client.resolve_conversation(c)).transpose()?;
+            let messages = client.profile().history(group.as_ref(), limit)?;
             if json {
                 print_json(json!({ "ok": true, "messages": messages }));
             } else {
                 for m in messages {
-                    println!("{}: {}", printable(&m.sender_label), printable(&m.text));
+                    println!("{}", history_line(&m));
                 }
             }
             Ok(())
         }
+        Command::Chat { conversation } => crate::chat::run(&mut client, conversation, json).await,
         Command::Serve(_) | Command::Admin(_) | Command::Bench(_) => Ok(()),
     }
 }
@@ -318,4 +351,77 @@ mod tests {
     fn escape_sequences_cannot_reach_the_terminal() {
         assert_eq!(printable("hi\x1b]0;pwned\x07 there\nok"), "hi\\u{1b}]0;pwned\\u{7} there\nok");
     }
+}
+
+/// One history line for the terminal: `alice: hello (edited) ✓✓ 👍1`.
+fn history_line(m: &rampart_client::HistoryItem) -> String {
+    use rampart_client::{DeliveryStatus, MessageKind};
+    if m.kind == MessageKind::Notice {
+        return format!("-- {} --", printable(&m.text));
+    }
+    let who = format!("#{} {}", m.seq, if m.from_me { "me".to_owned() } else { printable(&m.sender_label) });
+    let mut line = if m.deleted {
+        format!("{who}: (deleted)")
+    } else if let Some(a) = &m.attachment {
+        let saved = a.saved_path.as_deref().map(|p| format!(" saved at {p}")).unwrap_or_default();
+        format!("{who}: [file {} ({} bytes){saved}] {}", printable(&a.name), a.size, printable(&m.text))
+    } else {
+        format!("{who}: {}", printable(&m.text))
+    };
+    if m.edited {
+        line.push_str(" (edited)");
+    }
+    if m.from_me {
+        line.push_str(match m.status {
+            DeliveryStatus::Sent => " ✓",
+            DeliveryStatus::Delivered => " ✓✓",
+            DeliveryStatus::Read => " ✓✓ read",
+        });
+    }
+    for r in &m.reactions {
+        line.push_str(&format!(" {}", printable(&r.emoji)));
+    }
+    line
+}
+
+/// A progress bar on the terminal for transfers (hidden with --json or when not a terminal).
+struct Progress(Option<indicatif::ProgressBar>);
+
+fn progress_bar(json: bool, what: &'static str) -> Progress {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return Progress(None);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>11} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    Progress(Some(bar))
+}
+
+impl Progress {
+    fn update(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The user's downloads folder, or `downloads/` in the profile.
+fn default_downloads(profile: &std::path::Path) -> PathBuf {
+    directories::UserDirs::new()
+        .and_then(|d| d.download_dir().map(|p| p.to_path_buf()))
+        .unwrap_or_else(|| profile.join("downloads"))
 }

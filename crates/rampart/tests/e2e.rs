@@ -42,6 +42,8 @@ async fn secrets_never_reach_the_server(backend: Backend, database: Option<&str>
 
     let one_to_one = "SECRET-1to1-7f3a9c";
     let in_group = "SECRET-group-51d0e2";
+    let in_file = "SECRET-file-c28e44";
+    let file_name = "SECRET-name-90ab17.txt";
     alice.send_text("@bob", one_to_one).await.unwrap();
     let group = alice.create_group("plans", &["@bob".into(), "@carol".into()]).await.unwrap();
     alice
@@ -52,11 +54,21 @@ async fn secrets_never_reach_the_server(backend: Backend, database: Option<&str>
         .await
         .unwrap();
 
+    // An attachment (larger than one upload piece) whose name and content hold secrets.
+    let file = dir.path().join(file_name);
+    let content: Vec<u8> = in_file.as_bytes().iter().copied().cycle().take(1_500_000).collect();
+    std::fs::write(&file, &content).unwrap();
+    alice.send_file(&group, &file, in_group, &mut |_, _| {}).await.unwrap();
+
     // The people it was meant for read it.
     let got: Vec<String> = bob.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
     assert!(got.contains(&one_to_one.to_owned()) && got.contains(&in_group.to_owned()), "{got:?}");
     let got: Vec<String> = carol.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
     assert!(got.contains(&in_group.to_owned()), "{got:?}");
+    let line = carol.profile().history(None, 100).unwrap().into_iter().find(|m| m.attachment.is_some()).unwrap();
+    let saved = carol.download_attachment(line.seq, &dir.path().join("carol-downloads"), &mut |_, _| {}).await.unwrap();
+    assert_eq!(saved.file_name().unwrap().to_str().unwrap(), file_name);
+    assert_eq!(std::fs::read(&saved).unwrap(), content);
 
     // Send once more and leave it queued, so it sits in the server's storage right now.
     alice.send_text("@bob", one_to_one).await.unwrap();
@@ -71,7 +83,11 @@ async fn secrets_never_reach_the_server(backend: Backend, database: Option<&str>
     }
     // The search can find things: what the server does keep (the sender's username) is there.
     assert!(places.iter().any(|(_, b)| contains(b, b"@alice")), "the search found nothing at all");
-    for secret in [one_to_one, in_group] {
+    // The blob store is among the places searched, and holds the file's ciphertext.
+    let blobs: Vec<_> = places.iter().filter(|(n, _)| n.contains("attachments")).collect();
+    let names: Vec<&String> = blobs.iter().map(|(n, _)| n).collect();
+    assert!(blobs.iter().any(|(_, b)| b.len() > content.len()), "the blob store is searched: {names:?}");
+    for secret in [one_to_one, in_group, in_file, file_name] {
         for needle in needles(secret) {
             for (name, bytes) in &places {
                 assert!(!contains(bytes, &needle), "{secret} found in {name}");

@@ -67,7 +67,8 @@ async fn metrics_endpoint_counts_traffic() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
     };
-    assert_eq!(value("rampart_messages_received_total"), 2.0);
+    // The two messages, and Bob's delivery receipt for them.
+    assert_eq!(value("rampart_messages_received_total"), 3.0);
     // Delivered and acknowledged: the conversation's Welcome and the two messages.
     assert_eq!(value("rampart_messages_delivered_total"), 3.0);
     assert_eq!(value("rampart_messages_acked_total"), 3.0);

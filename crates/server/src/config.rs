@@ -59,6 +59,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Lifetime of verification and link codes.
     pub code_ttl_secs: u64,
+    /// How long an attachment's ciphertext is kept in the blob store.
+    pub attachment_ttl_secs: u64,
 }
 
 impl Default for Limits {
@@ -70,6 +72,7 @@ impl Default for Limits {
             max_devices: limits::DEFAULT_MAX_DEVICES,
             max_connections: 100_000,
             code_ttl_secs: limits::DEFAULT_CODE_TTL_SECS,
+            attachment_ttl_secs: limits::DEFAULT_MESSAGE_TTL_SECS,
         }
     }
 }
@@ -93,8 +96,10 @@ impl Bucket {
 pub struct RateLimits {
     /// Messages sent per device.
     pub send: Bucket,
-    /// Bytes uploaded per device, in KiB (attachments; counts message bodies today).
+    /// Bytes uploaded per device, in KiB (message bodies and attachments).
     pub upload_kib: Bucket,
+    /// Attachment bytes downloaded per device, in KiB.
+    pub download_kib: Bucket,
     /// Verification codes requested per phone number.
     pub register_per_number: Bucket,
     /// Verification codes requested per source address.
@@ -116,7 +121,9 @@ impl Default for RateLimits {
     fn default() -> Self {
         Self {
             send: Bucket { burst: 100, per_minute: 600.0 },
-            upload_kib: Bucket { burst: 100 * 1024, per_minute: 1024.0 * 1024.0 },
+            // A whole 100 MiB attachment (plus its tags) fits in one burst.
+            upload_kib: Bucket { burst: 128 * 1024, per_minute: 1024.0 * 1024.0 },
+            download_kib: Bucket { burst: 512 * 1024, per_minute: 4.0 * 1024.0 * 1024.0 },
             register_per_number: Bucket { burst: 3, per_minute: 0.2 },
             register_per_address: Bucket { burst: 20, per_minute: 2.0 },
             verify_per_address: Bucket { burst: 30, per_minute: 6.0 },

@@ -5,6 +5,8 @@
 //! adds the I/O, the clock and the randomness.
 #![forbid(unsafe_code)]
 
+mod attachment_service;
+pub mod blobs;
 pub mod config;
 mod delivery_service;
 mod limiter;

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub authenticated_devices: Gauge,
     pub queued_messages: Gauge,
     pub messages_received: Counter,
+    pub attachments_stored: Counter,
     pub messages_delivered: Counter,
     pub messages_acked: Counter,
     pub requests: Family<Labels, Counter>,
@@ -33,6 +34,7 @@ impl Default for Metrics {
             authenticated_devices: Gauge::default(),
             queued_messages: Gauge::default(),
             messages_received: Counter::default(),
+            attachments_stored: Counter::default(),
             messages_delivered: Counter::default(),
             messages_acked: Counter::default(),
             requests: Family::default(),
@@ -52,6 +54,11 @@ impl Default for Metrics {
             m.queued_messages.clone(),
         );
         registry.register("messages_received", "Messages accepted from senders", m.messages_received.clone());
+        registry.register(
+            "attachments_stored",
+            "Attachment uploads completed into the blob store",
+            m.attachments_stored.clone(),
+        );
         registry.register(
             "messages_delivered",
             "Message copies pushed to devices",

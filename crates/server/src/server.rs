@@ -47,6 +47,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error("cannot open the database: {0}")]
     Store(#[from] rampart_store::StoreError),
+    #[error("cannot open the blob store: {0}")]
+    Blobs(#[from] crate::blobs::BlobError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -102,8 +104,9 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let blobs = crate::blobs::BlobStore::open(&config.data_dir.join("attachments")).await?;
         let verifier = verifier::from_config(&config.verifier, store.clone());
-        let shared = Arc::new(Shared::new(config, store, verifier, log_key));
+        let shared = Arc::new(Shared::new(config, store, blobs, verifier, log_key));
         Ok(Self { shared, listener, acceptor, identity })
     }
 
@@ -290,5 +293,11 @@ async fn maintain(shared: Arc<Shared>) {
             shared.metrics.queued_messages.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         shared.limits.sweep(Instant::now());
+        let ttl = Duration::from_secs(shared.config.limits.attachment_ttl_secs);
+        match shared.blobs.sweep(ttl).await {
+            Ok(0) => {}
+            Ok(n) => info!(blobs = n, "deleted expired attachments"),
+            Err(e) => warn!(error = %e, "attachment sweep failed"),
+        }
     }
 }

@@ -130,6 +130,8 @@ pub(crate) struct Connection {
     /// Every message of this device with an id up to here has been read by `fill`.
     cursor: Option<ServerMessageId>,
     waiting_link: Option<SecretHash>,
+    /// The attachment upload under way on this connection.
+    pub(crate) upload: Option<crate::blobs::Upload>,
     /// Sends being stored; answered as they complete.
     sends: FuturesUnordered<PendingSend>,
     recipients: HashMap<Recipient, AccountId>,
@@ -157,6 +159,7 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
         refetch: false,
         cursor: None,
         waiting_link: None,
+        upload: None,
         sends: FuturesUnordered::new(),
         recipients: HashMap::new(),
         bad_frames: 0,
@@ -287,6 +290,9 @@ impl Connection {
         }
         if let Some(hash) = self.waiting_link.take() {
             self.shared.hub.forget_link(hash, self.id);
+        }
+        if let Some(upload) = self.upload.take() {
+            upload.abandon();
         }
         self.shared.metrics.connections.dec();
     }
@@ -535,6 +541,9 @@ impl Connection {
                 self.group_send(group, message_id, body).await
             }
             ClientRequest::LeaveGroup { group } => self.leave_group(group).await,
+            ClientRequest::StartUpload { size } => self.start_upload(size).await,
+            ClientRequest::UploadChunk { blob, offset, data } => self.upload_chunk(blob, offset, data).await,
+            ClientRequest::Download { blob, offset, length } => self.download(blob, offset, length).await,
         }
     }
 
@@ -860,6 +869,9 @@ fn request_class(request: &ClientRequest) -> RequestClass {
         | ClientRequest::ClaimKeyPackages { .. }
         | ClientRequest::GroupCommit(_)
         | ClientRequest::GroupSend { .. }
-        | ClientRequest::LeaveGroup { .. } => RequestClass::Device,
+        | ClientRequest::LeaveGroup { .. }
+        | ClientRequest::StartUpload { .. }
+        | ClientRequest::UploadChunk { .. }
+        | ClientRequest::Download { .. } => RequestClass::Device,
     }
 }

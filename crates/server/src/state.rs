@@ -154,6 +154,7 @@ impl Hub {
 pub struct Limiters {
     pub send: Limiter<DeviceId>,
     pub upload_kib: Limiter<DeviceId>,
+    pub download_kib: Limiter<DeviceId>,
     pub register_per_number: Limiter<String>,
     pub register_per_address: Limiter<IpAddr>,
     pub verify_per_address: Limiter<IpAddr>,
@@ -184,6 +185,7 @@ impl Limiters {
         Self {
             send: Limiter::new("send", r.send),
             upload_kib: Limiter::new("upload", r.upload_kib),
+            download_kib: Limiter::new("download", r.download_kib),
             register_per_number: Limiter::new("register_per_number", r.register_per_number),
             register_per_address: Limiter::new("register_per_address", r.register_per_address),
             verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
@@ -197,6 +199,7 @@ impl Limiters {
     pub fn sweep(&self, now: Instant) {
         self.send.sweep(now);
         self.upload_kib.sweep(now);
+        self.download_kib.sweep(now);
         self.register_per_number.sweep(now);
         self.register_per_address.sweep(now);
         self.verify_per_address.sweep(now);
@@ -211,6 +214,7 @@ impl Limiters {
 pub struct Shared {
     pub config: ServerConfig,
     pub store: Arc<dyn Store>,
+    pub blobs: crate::blobs::BlobStore,
     pub verifier: Arc<dyn Verifier>,
     pub metrics: Metrics,
     pub hub: Hub,
@@ -233,6 +237,7 @@ impl Shared {
     pub fn new(
         config: ServerConfig,
         store: Arc<dyn Store>,
+        blobs: crate::blobs::BlobStore,
         verifier: Arc<dyn Verifier>,
         log_key: [u8; 32],
     ) -> Self {
@@ -240,6 +245,7 @@ impl Shared {
         Self {
             config,
             store,
+            blobs,
             verifier,
             metrics: Metrics::default(),
             hub: Hub::default(),

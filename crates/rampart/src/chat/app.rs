@@ -1,0 +1,1026 @@
+//! The chat window's state and what each key does. No terminal and no network here: keys and
+//! updates go in, [`Action`]s come out for the event loop to carry out, so all of it is tested
+//! directly.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use rampart_client::{ConversationInfo, HistoryItem, MessageKind};
+
+/// How many history lines are loaded at first, and how many more each time the reader
+/// scrolls past the top of what is loaded.
+pub const HISTORY_PAGE: u32 = 200;
+
+/// Something for the event loop to do on the user's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Show this conversation (hex id) with its latest `limit` history lines, marking it read.
+    Show {
+        conversation: String,
+        limit: u32,
+    },
+    Send {
+        conversation: String,
+        text: String,
+    },
+    /// Send to a person (+E164 or @username), starting the 1:1 conversation if need be.
+    SendTo {
+        to: String,
+        text: String,
+    },
+    React {
+        conversation: String,
+        target: String,
+        emoji: String,
+    },
+    Download {
+        seq: i64,
+        name: String,
+    },
+    SendFile {
+        conversation: String,
+        path: PathBuf,
+    },
+    Quit,
+}
+
+/// The state of the connection to the server, as shown in the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected,
+    Offline { retry_at_ms: u64, error: String },
+}
+
+/// What the network side tells the window.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Conversations(Vec<ConversationInfo>),
+    History {
+        conversation: String,
+        items: Vec<HistoryItem>,
+    },
+    Link(Link),
+    /// A conversation now exists (after `/msg`): switch to it.
+    Opened(String),
+    Info(String),
+    Error(String),
+    /// A message could not be sent: its text goes back into the compose box.
+    SendFailed {
+        conversation: Option<String>,
+        text: String,
+        error: String,
+    },
+    /// A transfer going on: what ("Downloading menu.pdf"), bytes done, bytes in all.
+    Progress {
+        what: String,
+        done: u64,
+        total: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Typing in the compose box (the usual state).
+    Compose,
+    /// Picking a message in the history with the arrow keys.
+    Select,
+    Help,
+}
+
+/// The line being typed, with its cursor (counted in chars).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Compose {
+    text: String,
+    cursor: usize,
+}
+
+impl Compose {
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    fn byte_at(&self, chars: usize) -> usize {
+        self.text.char_indices().nth(chars).map_or(self.text.len(), |(b, _)| b)
+    }
+
+    fn len(&self) -> usize {
+        self.text.chars().count()
+    }
+
+    fn insert(&mut self, c: char) {
+        let at = self.byte_at(self.cursor);
+        self.text.insert(at, c);
+        self.cursor += 1;
+    }
+
+    fn insert_str(&mut self, s: &str) {
+        let at = self.byte_at(self.cursor);
+        self.text.insert_str(at, s);
+        self.cursor += s.chars().count();
+    }
+
+    fn backspace(&mut self) {
+        if self.cursor > 0 {
+            self.cursor -= 1;
+            let at = self.byte_at(self.cursor);
+            self.text.remove(at);
+        }
+    }
+
+    fn delete(&mut self) {
+        if self.cursor < self.len() {
+            let at = self.byte_at(self.cursor);
+            self.text.remove(at);
+        }
+    }
+
+    fn kill_to_start(&mut self) {
+        let at = self.byte_at(self.cursor);
+        self.text.replace_range(..at, "");
+        self.cursor = 0;
+    }
+
+    fn kill_to_end(&mut self) {
+        let at = self.byte_at(self.cursor);
+        self.text.truncate(at);
+    }
+
+    /// Ctrl-W: the word before the cursor, and the spaces after it.
+    fn delete_word(&mut self) {
+        let chars: Vec<char> = self.text.chars().take(self.cursor).collect();
+        let mut start = chars.len();
+        while start > 0 && chars.get(start - 1).is_some_and(|c| c.is_whitespace()) {
+            start -= 1;
+        }
+        while start > 0 && chars.get(start - 1).is_some_and(|c| !c.is_whitespace()) {
+            start -= 1;
+        }
+        let (from, to) = (self.byte_at(start), self.byte_at(self.cursor));
+        self.text.replace_range(from..to, "");
+        self.cursor = start;
+    }
+
+    fn set(&mut self, text: &str) {
+        self.text = text.to_owned();
+        self.cursor = self.len();
+    }
+
+    fn take(&mut self) -> String {
+        self.cursor = 0;
+        std::mem::take(&mut self.text)
+    }
+}
+
+/// A line in the status bar: what just happened, or what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+/// What the last frame found out about the history pane, for scrolling by pages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// Rows the history pane shows.
+    pub rows: usize,
+    /// Rows the loaded history takes once wrapped.
+    pub total: usize,
+    /// The scroll position actually used (clamped, and moved to keep a picked message in view).
+    pub scroll: usize,
+}
+
+/// The whole state of the chat window.
+#[derive(Debug)]
+pub struct App {
+    /// Who this device is, for the status bar.
+    pub me: String,
+    /// Most recently active first.
+    pub conversations: Vec<ConversationInfo>,
+    /// The conversation shown (hex id).
+    pub selected: Option<String>,
+    /// Which conversation `history` belongs to (it lags `selected` until the update arrives).
+    pub history_for: Option<String>,
+    pub history: Vec<HistoryItem>,
+    /// History lines asked for.
+    pub limit: u32,
+    /// Rows scrolled up from the bottom (0: the latest messages are in view).
+    pub scroll: usize,
+    pub metrics: Metrics,
+    pub compose: Compose,
+    /// Unsent text of the conversations not shown.
+    drafts: HashMap<String, Compose>,
+    pub mode: Mode,
+    /// The picked message (its `seq`): highlighted while selecting, then the target of
+    /// `/react` and `/download`.
+    pub picked: Option<i64>,
+    pub link: Link,
+    pub status: Option<Status>,
+    /// A transfer in progress: what, bytes done, bytes in all.
+    pub progress: Option<(String, u64, u64)>,
+    /// The conversation last asked for, so the loop is not asked twice.
+    requested: Option<String>,
+    /// The wall clock (ms since the epoch), set by the loop: rendering reads it, never the clock.
+    pub now_ms: u64,
+    /// The home directory, for `~/` in `/file ~/notes.txt`.
+    pub home: Option<PathBuf>,
+}
+
+/// Most recently active first; conversations without messages keep their creation order.
+pub fn sort_conversations(list: &mut [ConversationInfo]) {
+    list.sort_by_key(|c| std::cmp::Reverse(c.last_activity_ms));
+}
+
+/// The conversation a fresh window opens on: the wanted one if it exists, else the most
+/// recently active.
+pub fn initial_conversation(list: &[ConversationInfo], wanted: Option<&str>) -> Option<String> {
+    if let Some(w) = wanted
+        && list.iter().any(|c| c.id == w)
+    {
+        return Some(w.to_owned());
+    }
+    let mut sorted = list.to_vec();
+    sort_conversations(&mut sorted);
+    sorted.first().map(|c| c.id.clone())
+}
+
+/// `~/x` is `x` in the home directory, as in a shell.
+fn expand_home(path: &str, home: Option<&std::path::Path>) -> PathBuf {
+    match (path.strip_prefix("~/"), home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn is_selectable(m: &HistoryItem) -> bool {
+    m.kind != MessageKind::Notice
+}
+
+impl App {
+    pub fn new(me: String, wanted: Option<String>, now_ms: u64) -> Self {
+        App {
+            me,
+            conversations: Vec::new(),
+            selected: wanted,
+            history_for: None,
+            history: Vec::new(),
+            limit: HISTORY_PAGE,
+            scroll: 0,
+            metrics: Metrics::default(),
+            compose: Compose::default(),
+            drafts: HashMap::new(),
+            mode: Mode::Compose,
+            picked: None,
+            link: Link::Connecting,
+            status: None,
+            progress: None,
+            requested: None,
+            now_ms,
+            home: None,
+        }
+    }
+
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// What the last frame measured; keeps the scroll position within the history.
+    pub fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
+        self.scroll = metrics.scroll;
+    }
+
+    pub fn selected_conversation(&self) -> Option<&ConversationInfo> {
+        let id = self.selected.as_deref()?;
+        self.conversations.iter().find(|c| c.id == id)
+    }
+
+    /// The loaded history of the shown conversation (empty while it loads).
+    pub fn shown_history(&self) -> &[HistoryItem] {
+        if self.history_for.is_some() && self.history_for == self.selected { &self.history } else { &[] }
+    }
+
+    fn error(&mut self, text: impl Into<String>) {
+        self.status = Some(Status { text: text.into(), error: true });
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.status = Some(Status { text: text.into(), error: false });
+    }
+
+    /// Apply what the network side reports; may ask for the history of a conversation.
+    pub fn apply(&mut self, update: Update) -> Option<Action> {
+        match update {
+            Update::Conversations(mut list) => {
+                sort_conversations(&mut list);
+                self.conversations = list;
+                let known =
+                    self.selected.as_deref().is_some_and(|s| self.conversations.iter().any(|c| c.id == s));
+                if !known {
+                    self.selected = self.conversations.first().map(|c| c.id.clone());
+                }
+                self.request()
+            }
+            Update::History { conversation, items } => {
+                if self.selected.as_deref() == Some(conversation.as_str()) {
+                    self.history = items;
+                    self.history_for = Some(conversation);
+                    if let Some(seq) = self.picked
+                        && !self.history.iter().any(|m| m.seq == seq)
+                    {
+                        // The picked message is gone (deleted for everyone, or expired).
+                        self.picked = None;
+                        if self.mode == Mode::Select {
+                            self.mode = Mode::Compose;
+                        }
+                    }
+                }
+                None
+            }
+            Update::Link(link) => {
+                self.link = link;
+                None
+            }
+            Update::Opened(id) => self.switch_to(id),
+            Update::Info(text) => {
+                self.progress = None;
+                self.info(text);
+                None
+            }
+            Update::Error(text) => {
+                self.progress = None;
+                self.error(text);
+                None
+            }
+            Update::SendFailed { conversation, text, error } => {
+                let shown = conversation.is_none() || conversation == self.selected;
+                if shown && self.compose.is_empty() {
+                    self.compose.set(&text);
+                    self.error(format!("Not sent: {error} (the text is back in the box: Enter to retry)"));
+                } else if let Some(c) =
+                    conversation.filter(|c| self.drafts.get(c).is_none_or(Compose::is_empty))
+                {
+                    let mut draft = Compose::default();
+                    draft.set(&text);
+                    self.drafts.insert(c, draft);
+                    self.error(format!("Not sent: {error} (the text is kept as that conversation's draft)"));
+                } else {
+                    self.error(format!("Not sent: {error}: {text}"));
+                }
+                None
+            }
+            Update::Progress { what, done, total } => {
+                self.progress = Some((what, done, total));
+                None
+            }
+        }
+    }
+
+    /// Ask for the selected conversation's history if it was not asked for yet.
+    fn request(&mut self) -> Option<Action> {
+        let id = self.selected.clone()?;
+        if self.requested.as_deref() == Some(id.as_str()) {
+            return None;
+        }
+        self.requested = Some(id.clone());
+        Some(Action::Show { conversation: id, limit: self.limit })
+    }
+
+    fn switch_to(&mut self, id: String) -> Option<Action> {
+        if self.selected.as_deref() == Some(id.as_str()) {
+            return self.request();
+        }
+        if let Some(old) = self.selected.take() {
+            let draft = std::mem::take(&mut self.compose);
+            if !draft.is_empty() {
+                self.drafts.insert(old, draft);
+            }
+        }
+        self.compose = self.drafts.remove(&id).unwrap_or_default();
+        self.selected = Some(id);
+        self.scroll = 0;
+        self.limit = HISTORY_PAGE;
+        self.picked = None;
+        if self.mode == Mode::Select {
+            self.mode = Mode::Compose;
+        }
+        self.requested = None;
+        self.request()
+    }
+
+    /// Tab / Shift-Tab: the next or previous conversation in the list, wrapping around.
+    fn cycle(&mut self, forward: bool) -> Option<Action> {
+        let n = self.conversations.len();
+        if n == 0 {
+            self.error("No conversations yet: /msg @someone hello starts one");
+            return None;
+        }
+        let at = self.selected.as_deref().and_then(|s| self.conversations.iter().position(|c| c.id == s));
+        let next = match at {
+            Some(i) if forward => (i + 1) % n,
+            Some(i) => (i + n - 1) % n,
+            None => 0,
+        };
+        let id = self.conversations.get(next).map(|c| c.id.clone())?;
+        self.switch_to(id)
+    }
+
+    fn page(&self) -> usize {
+        self.metrics.rows.saturating_sub(2).max(1)
+    }
+
+    fn scroll_up(&mut self) -> Option<Action> {
+        let top = self.metrics.total.saturating_sub(self.metrics.rows);
+        self.scroll = (self.scroll + self.page()).min(top);
+        // At the top of what is loaded, and there may be more: load another page.
+        let more = self.shown_history().len() >= self.limit as usize;
+        if self.scroll >= top && more {
+            let conversation = self.selected.clone()?;
+            self.limit = self.limit.saturating_add(HISTORY_PAGE);
+            return Some(Action::Show { conversation, limit: self.limit });
+        }
+        None
+    }
+
+    fn scroll_down(&mut self) {
+        self.scroll = self.scroll.saturating_sub(self.page());
+    }
+
+    /// Pasted text goes into the compose box as it is (bracketed paste: newlines do not send).
+    pub fn paste(&mut self, text: &str) {
+        if self.mode != Mode::Compose {
+            self.mode = Mode::Compose;
+        }
+        let text = text.replace("\r\n", "\n").replace('\r', "\n").replace('\t', "    ");
+        self.compose.insert_str(&text);
+    }
+
+    /// What a key does. Keys that change only the window return `None`.
+    pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('c' | 'd')
+                if ctrl && (key.code == KeyCode::Char('c') || self.compose.is_empty()) =>
+            {
+                return Some(Action::Quit);
+            }
+            KeyCode::F(1) => {
+                self.mode = if self.mode == Mode::Help { Mode::Compose } else { Mode::Help };
+                return None;
+            }
+            _ => {}
+        }
+        if self.mode == Mode::Help {
+            // Any key closes the help.
+            self.mode = Mode::Compose;
+            return None;
+        }
+        // Keys that work the same while typing and while picking a message.
+        match key.code {
+            KeyCode::Tab => return self.cycle(true),
+            KeyCode::BackTab => return self.cycle(false),
+            KeyCode::Down if ctrl || alt => return self.cycle(true),
+            KeyCode::Up if ctrl || alt => return self.cycle(false),
+            KeyCode::Char('n') if ctrl => return self.cycle(true),
+            KeyCode::Char('p') if ctrl => return self.cycle(false),
+            KeyCode::PageUp => return self.scroll_up(),
+            KeyCode::PageDown => {
+                self.scroll_down();
+                return None;
+            }
+            _ => {}
+        }
+        match self.mode {
+            Mode::Select => self.select_key(key),
+            _ => self.compose_key(key, ctrl, alt),
+        }
+    }
+
+    fn compose_key(&mut self, key: KeyEvent, ctrl: bool, alt: bool) -> Option<Action> {
+        match key.code {
+            KeyCode::Enter => return self.submit(),
+            KeyCode::Esc => {
+                self.compose.take();
+                self.picked = None;
+                self.status = None;
+            }
+            KeyCode::Up if self.compose.is_empty() => self.pick_last(),
+            KeyCode::Char('?') if self.compose.is_empty() && !ctrl && !alt => self.mode = Mode::Help,
+            KeyCode::Char('a') if ctrl => self.compose.cursor = 0,
+            KeyCode::Char('e') if ctrl => self.compose.cursor = self.compose.len(),
+            KeyCode::Char('u') if ctrl => self.compose.kill_to_start(),
+            KeyCode::Char('k') if ctrl => self.compose.kill_to_end(),
+            KeyCode::Char('w') if ctrl => self.compose.delete_word(),
+            KeyCode::Char('h') if ctrl => self.compose.backspace(),
+            KeyCode::Char(c) if !ctrl && !alt => self.compose.insert(c),
+            KeyCode::Backspace if ctrl || alt => self.compose.delete_word(),
+            KeyCode::Backspace => self.compose.backspace(),
+            KeyCode::Delete => self.compose.delete(),
+            KeyCode::Left => self.compose.cursor = self.compose.cursor.saturating_sub(1),
+            KeyCode::Right => self.compose.cursor = (self.compose.cursor + 1).min(self.compose.len()),
+            KeyCode::Home => self.compose.cursor = 0,
+            KeyCode::End => self.compose.cursor = self.compose.len(),
+            _ => {}
+        }
+        None
+    }
+
+    /// ↑ on an empty line: pick the latest message, to download or react to it.
+    fn pick_last(&mut self) {
+        match self.shown_history().iter().rev().find(|m| is_selectable(m)) {
+            Some(m) => {
+                self.picked = Some(m.seq);
+                self.mode = Mode::Select;
+            }
+            None => self.error("No message to pick here yet"),
+        }
+    }
+
+    fn picked_item(&self) -> Option<&HistoryItem> {
+        let seq = self.picked?;
+        self.shown_history().iter().find(|m| m.seq == seq)
+    }
+
+    fn select_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let items: Vec<i64> =
+            self.shown_history().iter().filter(|m| is_selectable(m)).map(|m| m.seq).collect();
+        let at = self.picked.and_then(|p| items.iter().position(|s| *s == p));
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                if let Some(seq) = at.and_then(|i| i.checked_sub(1)).and_then(|i| items.get(i)) {
+                    self.picked = Some(*seq);
+                }
+            }
+            KeyCode::Down | KeyCode::Char('j') => match at.and_then(|i| items.get(i + 1)) {
+                Some(seq) => self.picked = Some(*seq),
+                None => self.leave_select(),
+            },
+            KeyCode::Home | KeyCode::Char('g') => self.picked = items.first().copied().or(self.picked),
+            KeyCode::End | KeyCode::Char('G') => self.picked = items.last().copied().or(self.picked),
+            KeyCode::Esc | KeyCode::Char('i' | 'q') => self.leave_select(),
+            KeyCode::Char('d') | KeyCode::Enter => return self.download(),
+            KeyCode::Char('r') => {
+                // Keep the pick as the target and let the user type the emoji.
+                self.mode = Mode::Compose;
+                self.compose.set("/react ");
+            }
+            KeyCode::Char(c) if !key.modifiers.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => {
+                // Typing goes back to the compose box, keeping the character.
+                self.leave_select();
+                self.compose.insert(c);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn leave_select(&mut self) {
+        self.mode = Mode::Compose;
+        self.picked = None;
+    }
+
+    fn download(&mut self) -> Option<Action> {
+        let target = match self.picked_item() {
+            Some(m) if m.attachment.is_some() => Some(m),
+            Some(_) => {
+                self.error("That message has no attachment to download");
+                return None;
+            }
+            None => self.shown_history().iter().rev().find(|m| m.attachment.is_some() && !m.deleted),
+        };
+        let Some((seq, name)) = target.and_then(|m| Some((m.seq, m.attachment.as_ref()?.name.clone())))
+        else {
+            self.error("No attachment in this conversation to download");
+            return None;
+        };
+        self.info(format!("Downloading {name}…"));
+        Some(Action::Download { seq, name })
+    }
+
+    /// Enter: send the line, or run it if it is a /command.
+    fn submit(&mut self) -> Option<Action> {
+        let line = self.compose.text().trim().to_owned();
+        if line.is_empty() {
+            return None;
+        }
+        let Some(command) = line.strip_prefix('/') else { return self.send(line) };
+        if command.starts_with('/') {
+            // `//text` sends `/text`.
+            return self.send(command.to_owned());
+        }
+        let (name, arg) = match command.split_once(char::is_whitespace) {
+            Some((n, a)) => (n, a.trim()),
+            None => (command, ""),
+        };
+        let action = match name {
+            "quit" | "q" | "exit" => Some(Action::Quit),
+            "help" | "h" | "?" => {
+                self.mode = Mode::Help;
+                None
+            }
+            "react" | "r" => {
+                if arg.is_empty() {
+                    self.error("Usage: /react EMOJI, e.g. /react 👍 (↑ first to pick the message)");
+                    return None;
+                }
+                // `?`: when there is nothing to react to, the line stays for fixing.
+                Some(self.react(arg)?)
+            }
+            "download" | "save" | "d" => Some(self.download()?),
+            "file" | "f" => {
+                if arg.is_empty() {
+                    self.error("Usage: /file PATH (sends the file to this conversation)");
+                    return None;
+                }
+                let conversation = self.writable_conversation()?;
+                Some(Action::SendFile { conversation, path: expand_home(arg, self.home.as_deref()) })
+            }
+            "msg" | "m" => {
+                let Some((to, text)) = arg.split_once(char::is_whitespace).map(|(t, x)| (t, x.trim())) else {
+                    self.error("Usage: /msg @username TEXT  or  /msg +15551234567 TEXT");
+                    return None;
+                };
+                if text.is_empty() {
+                    self.error("Usage: /msg @username TEXT  or  /msg +15551234567 TEXT");
+                    return None;
+                }
+                Some(Action::SendTo { to: to.to_owned(), text: text.to_owned() })
+            }
+            other => {
+                self.error(format!("Unknown command /{other}: /help lists them (start with // to send a /)"));
+                return None;
+            }
+        };
+        self.compose.take();
+        self.picked = None;
+        action
+    }
+
+    /// The shown conversation if it can take messages; else why not, in the status bar.
+    fn writable_conversation(&mut self) -> Option<String> {
+        let Some(conversation) = self.selected_conversation() else {
+            self.error("No conversation open: /msg @someone hello starts one");
+            return None;
+        };
+        if conversation.closed {
+            self.error("You left this conversation: it can be read, not written to");
+            return None;
+        }
+        Some(conversation.id.clone())
+    }
+
+    fn send(&mut self, text: String) -> Option<Action> {
+        let conversation = self.writable_conversation()?;
+        self.compose.take();
+        self.picked = None;
+        Some(Action::Send { conversation, text })
+    }
+
+    /// `/react EMOJI`: to the picked message, or else to the latest message from someone else.
+    fn react(&mut self, emoji: &str) -> Option<Action> {
+        let conversation = self.selected.clone()?;
+        let target = match self.picked_item() {
+            Some(m) => Some(m),
+            None => self.shown_history().iter().rev().find(|m| !m.from_me && is_selectable(m) && !m.deleted),
+        };
+        let Some(target) = target.map(|m| m.message_id.clone()) else {
+            self.error("Nothing to react to yet");
+            return None;
+        };
+        Some(Action::React { conversation, target, emoji: emoji.to_owned() })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use rampart_client::{AttachmentInfo, DeliveryStatus};
+
+    pub(crate) fn conversation(id: &str, name: &str, unread: u64, last: u64) -> ConversationInfo {
+        ConversationInfo {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            direct: true,
+            closed: false,
+            messages: 3,
+            unread,
+            timer_secs: 0,
+            last_activity_ms: last,
+        }
+    }
+
+    pub(crate) fn message(seq: i64, from_me: bool, text: &str) -> HistoryItem {
+        HistoryItem {
+            seq,
+            conversation: Some("aa".into()),
+            from_me,
+            sender_account: if from_me { 1 } else { 2 },
+            sender_label: if from_me { "@alice".into() } else { "@bob".into() },
+            message_id: format!("{seq:032x}"),
+            sent_at_ms: 1_700_000_000_000,
+            received_at_ms: 1_700_000_000_000,
+            kind: MessageKind::Text,
+            text: text.to_owned(),
+            status: DeliveryStatus::Delivered,
+            edited: false,
+            deleted: false,
+            reply_to: None,
+            reactions: Vec::new(),
+            attachment: None,
+            expires_at_ms: None,
+        }
+    }
+
+    fn key(code: KeyCode) -> KeyEvent {
+        KeyEvent::new(code, KeyModifiers::NONE)
+    }
+
+    fn ctrl(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL)
+    }
+
+    fn typed(app: &mut App, text: &str) {
+        for c in text.chars() {
+            assert_eq!(app.handle_key(key(KeyCode::Char(c))), None);
+        }
+    }
+
+    /// An app showing conversation "aa" (bob) with two messages, and "bb" (the team).
+    fn app() -> App {
+        let mut app = App::new("@alice".into(), None, 0);
+        let show = app.apply(Update::Conversations(vec![
+            conversation("bb", "team", 0, 10),
+            conversation("aa", "@bob", 2, 20),
+        ]));
+        assert_eq!(show, Some(Action::Show { conversation: "aa".into(), limit: HISTORY_PAGE }));
+        app.apply(Update::History {
+            conversation: "aa".into(),
+            items: vec![message(1, false, "hi alice"), message(2, true, "hi bob")],
+        });
+        app
+    }
+
+    #[test]
+    fn opens_on_the_most_recent_conversation_and_asks_once() {
+        let mut app = app();
+        assert_eq!(app.conversations[0].name, "@bob");
+        assert_eq!(app.apply(Update::Conversations(app.conversations.clone())), None);
+        assert_eq!(app.shown_history().len(), 2);
+    }
+
+    #[test]
+    fn a_wanted_conversation_is_opened_first() {
+        let mut app = App::new("me".into(), Some("bb".into()), 0);
+        let list = vec![conversation("aa", "@bob", 0, 20), conversation("bb", "team", 0, 10)];
+        assert_eq!(initial_conversation(&list, Some("bb")).as_deref(), Some("bb"));
+        assert_eq!(initial_conversation(&list, Some("zz")).as_deref(), Some("aa"));
+        assert_eq!(
+            app.apply(Update::Conversations(list)),
+            Some(Action::Show { conversation: "bb".into(), limit: HISTORY_PAGE })
+        );
+    }
+
+    #[test]
+    fn typing_and_enter_send_to_the_shown_conversation() {
+        let mut app = app();
+        typed(&mut app, "hello there");
+        assert_eq!(app.compose.text(), "hello there");
+        let sent = app.handle_key(key(KeyCode::Enter));
+        assert_eq!(sent, Some(Action::Send { conversation: "aa".into(), text: "hello there".into() }));
+        assert!(app.compose.is_empty());
+        // An empty line sends nothing.
+        typed(&mut app, "   ");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+    }
+
+    #[test]
+    fn editing_keys_move_the_cursor_and_esc_clears() {
+        let mut app = app();
+        typed(&mut app, "helo wrld");
+        app.handle_key(key(KeyCode::Home));
+        for _ in 0..3 {
+            app.handle_key(key(KeyCode::Right));
+        }
+        typed(&mut app, "l");
+        assert_eq!(app.compose.text(), "hello wrld");
+        app.handle_key(key(KeyCode::End));
+        app.handle_key(ctrl('w'));
+        assert_eq!(app.compose.text(), "hello ");
+        typed(&mut app, "wörld");
+        app.handle_key(key(KeyCode::Left));
+        app.handle_key(key(KeyCode::Backspace));
+        assert_eq!(app.compose.text(), "hello wörd");
+        assert_eq!(app.compose.cursor(), 9);
+        app.handle_key(key(KeyCode::Delete));
+        assert_eq!(app.compose.text(), "hello wör");
+        app.handle_key(key(KeyCode::Esc));
+        assert!(app.compose.is_empty());
+    }
+
+    #[test]
+    fn tab_switches_conversation_keeping_drafts() {
+        let mut app = app();
+        typed(&mut app, "draft for bob");
+        let show = app.handle_key(key(KeyCode::Tab));
+        assert_eq!(show, Some(Action::Show { conversation: "bb".into(), limit: HISTORY_PAGE }));
+        assert!(app.compose.is_empty(), "the draft stays with its conversation");
+        assert!(app.shown_history().is_empty(), "bob's messages are not shown under the team's name");
+        let back = app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+        assert_eq!(back, Some(Action::Show { conversation: "aa".into(), limit: HISTORY_PAGE }));
+        assert_eq!(app.compose.text(), "draft for bob");
+        // Ctrl-Down and Ctrl-Up too, wrapping around.
+        let down = KeyEvent::new(KeyCode::Down, KeyModifiers::CONTROL);
+        assert!(
+            matches!(app.handle_key(down), Some(Action::Show { conversation, .. }) if conversation == "bb")
+        );
+        assert!(
+            matches!(app.handle_key(down), Some(Action::Show { conversation, .. }) if conversation == "aa")
+        );
+    }
+
+    #[test]
+    fn quit_by_command_or_ctrl_c() {
+        let mut app = app();
+        assert_eq!(app.handle_key(ctrl('c')), Some(Action::Quit));
+        typed(&mut app, "/quit");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::Quit));
+    }
+
+    #[test]
+    fn react_targets_the_last_message_of_others_or_the_picked_one() {
+        let mut app = app();
+        typed(&mut app, "/react 👍");
+        let a = app.handle_key(key(KeyCode::Enter));
+        assert_eq!(
+            a,
+            Some(Action::React {
+                conversation: "aa".into(),
+                target: format!("{:032x}", 1),
+                emoji: "👍".into()
+            })
+        );
+        // ↑ picks my own last message; r starts a reaction to it.
+        assert_eq!(app.handle_key(key(KeyCode::Up)), None);
+        assert_eq!(app.mode, Mode::Select);
+        assert_eq!(app.picked, Some(2));
+        app.handle_key(key(KeyCode::Char('r')));
+        assert_eq!(app.compose.text(), "/react ");
+        typed(&mut app, "🎉");
+        let a = app.handle_key(key(KeyCode::Enter));
+        assert!(matches!(a, Some(Action::React { target, .. }) if target == format!("{:032x}", 2)));
+        // Without an emoji it explains itself.
+        typed(&mut app, "/react");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+        assert!(app.status.as_ref().unwrap().error);
+    }
+
+    #[test]
+    fn commands_and_slashes() {
+        let mut app = app();
+        typed(&mut app, "/nope");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+        assert!(app.status.as_ref().unwrap().text.contains("Unknown command /nope"));
+        assert_eq!(app.compose.text(), "/nope", "the line stays for fixing");
+        app.handle_key(key(KeyCode::Esc));
+        typed(&mut app, "//shrug");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::Send { conversation: "aa".into(), text: "/shrug".into() })
+        );
+        typed(&mut app, "/msg @carol hi carol");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::SendTo { to: "@carol".into(), text: "hi carol".into() })
+        );
+    }
+
+    #[test]
+    fn help_opens_with_question_mark_on_an_empty_line_and_any_key_closes_it() {
+        let mut app = app();
+        app.handle_key(key(KeyCode::Char('?')));
+        assert_eq!(app.mode, Mode::Help);
+        app.handle_key(key(KeyCode::Char('x')));
+        assert_eq!(app.mode, Mode::Compose);
+        assert!(app.compose.is_empty(), "the key that closed the help is not typed");
+        typed(&mut app, "why?");
+        assert_eq!(app.compose.text(), "why?");
+        app.handle_key(key(KeyCode::F(1)));
+        assert_eq!(app.mode, Mode::Help);
+    }
+
+    #[test]
+    fn download_picks_the_attachment() {
+        let mut app = app();
+        let mut file = message(3, false, "the report");
+        file.kind = MessageKind::Attachment;
+        file.attachment = Some(AttachmentInfo {
+            name: "report.pdf".into(),
+            mime: "application/pdf".into(),
+            size: 10,
+            saved_path: None,
+        });
+        let mut items = app.history.clone();
+        items.push(file);
+        items.push(message(4, false, "did you see it?"));
+        app.apply(Update::History { conversation: "aa".into(), items });
+        app.handle_key(key(KeyCode::Up));
+        assert_eq!(app.picked, Some(4));
+        assert_eq!(app.handle_key(key(KeyCode::Char('d'))), None, "no attachment on that one");
+        app.handle_key(key(KeyCode::Up));
+        assert_eq!(
+            app.handle_key(key(KeyCode::Char('d'))),
+            Some(Action::Download { seq: 3, name: "report.pdf".into() })
+        );
+        // Down past the last message goes back to typing.
+        app.handle_key(key(KeyCode::Down));
+        app.handle_key(key(KeyCode::Down));
+        assert_eq!(app.mode, Mode::Compose);
+        typed(&mut app, "/download");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::Download { seq: 3, name: "report.pdf".into() })
+        );
+    }
+
+    #[test]
+    fn page_up_scrolls_and_loads_more_at_the_top() {
+        let mut app = app();
+        app.set_metrics(Metrics { rows: 10, total: 25, scroll: 0 });
+        assert_eq!(app.handle_key(key(KeyCode::PageUp)), None);
+        assert_eq!(app.scroll, 8);
+        // Everything loaded is in view at the top; fewer lines than the limit: nothing more.
+        assert_eq!(app.handle_key(key(KeyCode::PageUp)), None);
+        assert_eq!(app.scroll, 15);
+        app.handle_key(key(KeyCode::PageDown));
+        assert_eq!(app.scroll, 7);
+        // A full page loaded: reaching the top asks for more.
+        app.limit = 2;
+        assert_eq!(
+            app.handle_key(key(KeyCode::PageUp)),
+            Some(Action::Show { conversation: "aa".into(), limit: 2 + HISTORY_PAGE })
+        );
+    }
+
+    #[test]
+    fn file_sends_a_path_with_the_home_expanded() {
+        let mut app = app();
+        app.home = Some(PathBuf::from("/home/alice"));
+        typed(&mut app, "/file ~/notes 2.txt");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::SendFile {
+                conversation: "aa".into(),
+                path: PathBuf::from("/home/alice/notes 2.txt")
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_send_gives_the_text_back() {
+        let mut app = app();
+        typed(&mut app, "important");
+        let a = app.handle_key(key(KeyCode::Enter));
+        assert!(matches!(a, Some(Action::Send { .. })));
+        app.apply(Update::SendFailed {
+            conversation: Some("aa".into()),
+            text: "important".into(),
+            error: "offline".into(),
+        });
+        assert_eq!(app.compose.text(), "important");
+        assert!(app.status.as_ref().unwrap().error);
+    }
+
+    #[test]
+    fn a_pasted_text_keeps_its_lines() {
+        let mut app = app();
+        app.paste("line one\r\nline two");
+        assert_eq!(app.compose.text(), "line one\nline two");
+        assert!(
+            matches!(app.handle_key(key(KeyCode::Enter)), Some(Action::Send { text, .. }) if text == "line one\nline two")
+        );
+    }
+
+    #[test]
+    fn sending_needs_an_open_conversation() {
+        let mut app = App::new("me".into(), None, 0);
+        app.apply(Update::Conversations(Vec::new()));
+        typed(&mut app, "hello");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+        assert!(app.status.as_ref().unwrap().text.contains("/msg"));
+    }
+}

@@ -1,0 +1,698 @@
+//! Drawing the chat window: a function of the [`App`] onto a ratatui frame. It returns what it
+//! measured of the history pane so that paging scrolls by what is actually on screen.
+
+use rampart_client::{DeliveryStatus, HistoryItem, MessageKind};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph};
+
+use super::app::{App, Link, Metrics, Mode};
+
+/// Columns of the time column ("12:34 "), and so the indent of a message's further lines.
+const TIME_WIDTH: usize = 6;
+
+const DIM: Style = Style::new().add_modifier(Modifier::DIM);
+
+pub fn draw(frame: &mut Frame, app: &App) -> Metrics {
+    let [main, compose, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(3), Constraint::Length(1)])
+            .areas(frame.area());
+    let list_width = (main.width / 4).clamp(18, 32);
+    let [list, history] =
+        Layout::horizontal([Constraint::Length(list_width), Constraint::Min(10)]).areas(main);
+    conversation_list(frame, list, app);
+    let metrics = history_pane(frame, history, app);
+    compose_box(frame, compose, app);
+    status_bar(frame, status, app);
+    if app.mode == Mode::Help {
+        help(frame, frame.area());
+    }
+    metrics
+}
+
+/// Text from others made safe and flat for the screen: control characters (which could move
+/// the cursor or rewrite the screen) are shown escaped; tabs become spaces.
+fn clean(text: &str) -> String {
+    crate::client_cmds::printable(text).replace('\t', "    ")
+}
+
+fn width_of(s: &str) -> usize {
+    Span::raw(s).width()
+}
+
+/// `s` cut to `max` columns, with an ellipsis when something was cut.
+fn fit(s: &str, max: usize) -> String {
+    if width_of(s) <= max {
+        return s.to_owned();
+    }
+    let span = Span::raw(s);
+    let mut out = String::new();
+    let mut used = 0;
+    for g in span.styled_graphemes(Style::default()) {
+        let w = width_of(g.symbol);
+        if used + w + 1 > max {
+            break;
+        }
+        out.push_str(g.symbol);
+        used += w;
+    }
+    out.push('…');
+    out
+}
+
+fn conversation_list(frame: &mut Frame, area: Rect, app: &App) {
+    let inner = usize::from(area.width.saturating_sub(2));
+    let items: Vec<ListItem> = app
+        .conversations
+        .iter()
+        .map(|c| {
+            let marker = if c.direct { "@ " } else { "# " };
+            let name = clean(if c.direct { c.name.strip_prefix('@').unwrap_or(&c.name) } else { &c.name });
+            let badge = if c.unread > 0 { format!(" {}", c.unread) } else { String::new() };
+            let left = if c.closed { " (left)" } else { "" };
+            let room = inner.saturating_sub(width_of(marker) + width_of(&badge) + width_of(left));
+            let name = fit(&name, room);
+            let pad = " ".repeat(room.saturating_sub(width_of(&name)));
+            let mut style = Style::new();
+            if c.unread > 0 {
+                style = style.add_modifier(Modifier::BOLD);
+            }
+            if c.closed {
+                style = style.add_modifier(Modifier::DIM);
+            }
+            ListItem::new(Line::from(vec![
+                Span::styled(marker, DIM),
+                Span::styled(name, style),
+                Span::styled(left, DIM),
+                Span::raw(pad),
+                Span::styled(badge, Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)),
+            ]))
+        })
+        .collect();
+    let selected = app.selected.as_deref().and_then(|s| app.conversations.iter().position(|c| c.id == s));
+    let list = List::new(items)
+        .block(Block::bordered().title(" Conversations "))
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected(selected);
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// Break styled text into rows of at most `width` columns, after a space where there is one;
+/// rows after the first start with `indent` spaces.
+fn wrap(spans: &[Span<'static>], width: usize, indent: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let indent = if width > indent + 8 { indent } else { 0 };
+    let mut rows: Vec<Vec<(String, Style)>> = Vec::new();
+    let mut row: Vec<(String, Style, usize)> = Vec::new();
+    let mut used = 0;
+    let mut space: Option<usize> = None;
+    for span in spans {
+        for g in span.styled_graphemes(Style::default()) {
+            let w = width_of(g.symbol);
+            let limit = if rows.is_empty() { width } else { width - indent };
+            if used + w > limit && !row.is_empty() {
+                let next_limit = width - indent;
+                let fits_after =
+                    |at: usize| row.iter().skip(at + 1).map(|(_, _, w)| w).sum::<usize>() + w <= next_limit;
+                // Break after the last space, unless the word carried over would not fit
+                // the next row either: then cut here.
+                let tail = match space {
+                    Some(at) if at + 1 < row.len() && fits_after(at) => row.split_off(at + 1),
+                    _ => Vec::new(),
+                };
+                rows.push(row.into_iter().map(|(s, st, _)| (s, st)).collect());
+                used = tail.iter().map(|(_, _, w)| w).sum();
+                row = tail;
+                space = None;
+            }
+            if g.symbol == " " {
+                space = Some(row.len());
+            }
+            row.push((g.symbol.to_owned(), g.style, w));
+            used += w;
+        }
+    }
+    rows.push(row.into_iter().map(|(s, st, _)| (s, st)).collect());
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, graphemes)| {
+            let mut line: Vec<Span<'static>> = Vec::new();
+            if i > 0 && indent > 0 {
+                line.push(Span::raw(" ".repeat(indent)));
+            }
+            // Runs of one style become one span.
+            let mut run = String::new();
+            let mut run_style = None;
+            for (s, st) in graphemes {
+                if run_style.is_some_and(|r| r != st) {
+                    line.push(Span::styled(std::mem::take(&mut run), run_style.unwrap_or_default()));
+                }
+                run_style = Some(st);
+                run.push_str(&s);
+            }
+            if !run.is_empty() {
+                line.push(Span::styled(run, run_style.unwrap_or_default()));
+            }
+            Line::from(line)
+        })
+        .collect()
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's method).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+}
+
+fn day_number(ms: u64) -> i64 {
+    i64::try_from(ms / 86_400_000).unwrap_or(0)
+}
+
+/// "12:34" (UTC: the profile keeps UTC milliseconds and there is no time zone database here).
+fn clock(ms: u64) -> String {
+    let minutes = (ms / 60_000) % (24 * 60);
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
+fn day_label(ms: u64, now_ms: u64) -> String {
+    let day = day_number(ms);
+    let today = day_number(now_ms);
+    if day == today {
+        return "Today".to_owned();
+    }
+    if day + 1 == today {
+        return "Yesterday".to_owned();
+    }
+    let (y, m, d) = civil_from_days(day);
+    format!("{y}-{m:02}-{d:02}")
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS.get(unit).copied().unwrap_or("TB"))
+}
+
+fn timer_label(seconds: u32) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A steady colour per person, so a group's senders are told apart at a glance.
+fn sender_color(account: u64) -> Color {
+    const PALETTE: [Color; 6] =
+        [Color::Cyan, Color::Green, Color::Magenta, Color::Blue, Color::LightRed, Color::LightYellow];
+    PALETTE.get((account % PALETTE.len() as u64) as usize).copied().unwrap_or(Color::Cyan)
+}
+
+/// Reactions as "👍 2  ❤️", counted per emoji in the order they first appear.
+fn reactions_text(m: &HistoryItem) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for r in &m.reactions {
+        let emoji = clean(&r.emoji);
+        match counts.iter_mut().find(|(e, _)| *e == emoji) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((emoji, 1)),
+        }
+    }
+    counts.into_iter().map(|(e, n)| if n > 1 { format!("{e} {n}") } else { e }).collect::<Vec<_>>().join("  ")
+}
+
+fn message_lines(app: &App, m: &HistoryItem, width: usize, out: &mut Vec<Line<'static>>) {
+    let time = if m.sent_at_ms > 0 { m.sent_at_ms } else { m.received_at_ms };
+    let who = if m.from_me { "me".to_owned() } else { clean(&m.sender_label) };
+    let who_style = if m.from_me {
+        Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().fg(sender_color(m.sender_account)).add_modifier(Modifier::BOLD)
+    };
+    if let Some(reply) = &m.reply_to {
+        let quoted = app.shown_history().iter().find(|o| &o.message_id == reply).map(|o| {
+            let from = if o.from_me { "me".to_owned() } else { clean(&o.sender_label) };
+            let text = clean(&o.text).replace('\n', " ");
+            format!("↪ {from}: {}", fit(&text, 60))
+        });
+        let quoted = quoted.unwrap_or_else(|| "↪ (an earlier message)".to_owned());
+        let spans =
+            [Span::raw(" ".repeat(TIME_WIDTH)), Span::styled(quoted, DIM.add_modifier(Modifier::ITALIC))];
+        out.extend(wrap(&spans, width, TIME_WIDTH));
+    }
+
+    // The body: one logical line per line of the text, the first after time and sender.
+    let mut body: Vec<Vec<Span<'static>>> = Vec::new();
+    if m.deleted {
+        body.push(vec![Span::styled("(deleted)", DIM.add_modifier(Modifier::ITALIC))]);
+    } else {
+        if let Some(a) = &m.attachment {
+            let mut spans = vec![Span::styled(
+                format!("[📎 {} ({})]", clean(&a.name), human_size(a.size)),
+                Style::new().fg(Color::Cyan),
+            )];
+            match &a.saved_path {
+                Some(p) => spans.push(Span::styled(format!(" saved at {}", clean(p)), DIM)),
+                None => spans.push(Span::styled(" ↑ then d to download", DIM)),
+            }
+            body.push(spans);
+        }
+        if !m.text.is_empty() || m.attachment.is_none() {
+            for line in clean(&m.text).split('\n') {
+                body.push(vec![Span::raw(line.to_owned())]);
+            }
+        }
+    }
+    let mut tail: Vec<Span<'static>> = Vec::new();
+    if m.edited && !m.deleted {
+        tail.push(Span::styled(" (edited)", DIM));
+    }
+    if m.expires_at_ms.is_some() {
+        tail.push(Span::styled(" ⏱", DIM));
+    }
+    if m.from_me && !m.deleted {
+        tail.push(match m.status {
+            DeliveryStatus::Sent => Span::styled(" ✓", DIM),
+            DeliveryStatus::Delivered => Span::styled(" ✓✓", Style::new().fg(Color::Gray)),
+            DeliveryStatus::Read => Span::styled(" ✓✓ read", Style::new().fg(Color::Green)),
+        });
+    }
+    let reactions = reactions_text(m);
+    if !reactions.is_empty() {
+        tail.push(Span::raw("  "));
+        tail.push(Span::styled(reactions, Style::new().fg(Color::Yellow)));
+    }
+    let last = body.len().saturating_sub(1);
+    for (i, mut spans) in body.into_iter().enumerate() {
+        let mut line = if i == 0 {
+            vec![
+                Span::styled(format!("{} ", clock(time)), DIM),
+                Span::styled(who.clone(), who_style),
+                Span::raw(": "),
+            ]
+        } else {
+            vec![Span::raw(" ".repeat(TIME_WIDTH))]
+        };
+        line.append(&mut spans);
+        if i == last {
+            line.append(&mut tail);
+        }
+        out.extend(wrap(&line, width, TIME_WIDTH));
+    }
+}
+
+/// Every row of the loaded history at this width, and the rows of the picked message.
+fn history_lines(app: &App, width: usize) -> (Vec<Line<'static>>, Option<(usize, usize)>) {
+    let mut lines = Vec::new();
+    let mut picked = None;
+    let mut last_day = None;
+    for m in app.shown_history() {
+        let time = if m.sent_at_ms > 0 { m.sent_at_ms } else { m.received_at_ms };
+        let day = day_number(time);
+        if last_day != Some(day) {
+            lines.push(Line::styled(format!("── {} ──", day_label(time, app.now_ms)), DIM).centered());
+            last_day = Some(day);
+        }
+        let start = lines.len();
+        if m.kind == MessageKind::Notice {
+            let spans = [Span::styled(format!("· {} ·", clean(&m.text)), DIM.add_modifier(Modifier::ITALIC))];
+            lines.extend(wrap(&spans, width, 0).into_iter().map(Line::centered));
+        } else {
+            message_lines(app, m, width, &mut lines);
+        }
+        if app.picked == Some(m.seq) {
+            for line in lines.iter_mut().skip(start) {
+                *line = std::mem::take(line).patch_style(Style::new().bg(Color::DarkGray));
+            }
+            picked = Some((start, lines.len()));
+        }
+    }
+    (lines, picked)
+}
+
+fn history_pane(frame: &mut Frame, area: Rect, app: &App) -> Metrics {
+    let conversation = app.selected_conversation();
+    let title = match conversation {
+        Some(c) => {
+            let mut t = format!(" {}{} ", if c.direct { "" } else { "# " }, clean(&c.name));
+            if c.timer_secs > 0 {
+                t.push_str(&format!("· disappearing after {} ", timer_label(c.timer_secs)));
+            }
+            if c.closed {
+                t.push_str("· you left ");
+            }
+            t
+        }
+        None => " Messages ".to_owned(),
+    };
+    let mut block = Block::bordered()
+        .title(Span::styled(title, Style::new().add_modifier(Modifier::BOLD)))
+        .title_top(Line::styled(" times UTC ", DIM).right_aligned());
+    let inner = block.inner(area);
+    let width = usize::from(inner.width);
+    let rows = usize::from(inner.height);
+
+    let placeholder = if app.conversations.is_empty() {
+        Some("No conversations yet. Start one with /msg @username hello")
+    } else if conversation.is_none() {
+        Some("Pick a conversation with Tab")
+    } else if app.history_for.is_none() || app.history_for != app.selected {
+        Some("Loading…")
+    } else if app.history.is_empty() {
+        Some("No messages yet: say hello!")
+    } else {
+        None
+    };
+    if let Some(text) = placeholder {
+        frame.render_widget(Paragraph::new(Line::styled(text, DIM).centered()).block(block), area);
+        return Metrics { rows, total: 0, scroll: 0 };
+    }
+
+    let (lines, picked) = history_lines(app, width);
+    let total = lines.len();
+    let top_limit = total.saturating_sub(rows);
+    let mut scroll = app.scroll.min(top_limit);
+    // Keep the picked message in view.
+    if let Some((start, end)) = picked {
+        let top = total.saturating_sub(rows + scroll);
+        if start < top {
+            scroll = total.saturating_sub(rows + start).min(top_limit);
+        } else if end > top + rows {
+            scroll = total.saturating_sub(end);
+        }
+    }
+    let top = total.saturating_sub(rows + scroll);
+    if scroll > 0 {
+        block =
+            block.title_bottom(Line::styled(format!(" ↓ {scroll} more rows: PgDn "), DIM).right_aligned());
+    }
+    // Like a messenger, the latest message sits just above the compose box, even when the
+    // conversation is short.
+    let mut visible: Vec<Line> = vec![Line::raw(""); rows.saturating_sub(total)];
+    visible.extend(lines.into_iter().skip(top).take(rows));
+    frame.render_widget(Paragraph::new(visible).block(block), area);
+    Metrics { rows, total, scroll }
+}
+
+fn compose_box(frame: &mut Frame, area: Rect, app: &App) {
+    let name = app.selected_conversation().map(|c| clean(&c.name)).unwrap_or_default();
+    let title = match app.mode {
+        Mode::Select => " ↑/↓ pick · d download · r react · Esc back ".to_owned(),
+        _ if app.picked.is_some() && app.compose.text().starts_with("/react") => {
+            " React to the picked message: /react EMOJI ".to_owned()
+        }
+        _ if name.is_empty() => " Message ".to_owned(),
+        _ => format!(" Message {name} "),
+    };
+    let keys = match app.mode {
+        Mode::Select => " Enter or d download · r react · type to write ",
+        _ => " Enter send · Esc clear · ? help ",
+    };
+    let block = Block::bordered()
+        .title(title)
+        .title_bottom(Line::styled(keys, DIM).right_aligned())
+        .border_style(if app.mode == Mode::Compose { Style::new().fg(Color::Cyan) } else { Style::new() });
+    let inner = block.inner(area);
+    let room = usize::from(inner.width).max(1);
+    if app.compose.is_empty() {
+        let hint = if app.mode == Mode::Select { "" } else { "Type a message; /help for commands" };
+        frame.render_widget(Paragraph::new(Line::styled(hint, DIM)).block(block), area);
+        if app.mode == Mode::Compose {
+            frame.set_cursor_position(Position::new(inner.x, inner.y));
+        }
+        return;
+    }
+    // Newlines (from a paste) show as ↵; both are one column, so the cursor arithmetic holds.
+    let chars: Vec<String> = app
+        .compose
+        .text()
+        .chars()
+        .map(|c| if c == '\n' { "↵".to_owned() } else { clean(&c.to_string()) })
+        .collect();
+    let cursor = app.compose.cursor().min(chars.len());
+    let widths: Vec<usize> = chars.iter().map(|c| width_of(c)).collect();
+    // Scroll sideways so the cursor stays in the box.
+    let mut start = 0;
+    while start < cursor && widths.get(start..cursor).map_or(0, |w| w.iter().sum::<usize>()) >= room {
+        start += 1;
+    }
+    let shown: String = chars.iter().skip(start).map(String::as_str).collect();
+    frame.render_widget(Paragraph::new(Line::raw(shown)).block(block), area);
+    if app.mode == Mode::Compose {
+        let x = widths.get(start..cursor).map_or(0, |w| w.iter().sum::<usize>());
+        let x =
+            inner.x.saturating_add(u16::try_from(x).unwrap_or(u16::MAX)).min(inner.right().saturating_sub(1));
+        frame.set_cursor_position(Position::new(x, inner.y));
+    }
+}
+
+fn status_bar(frame: &mut Frame, area: Rect, app: &App) {
+    let mut spans =
+        vec![Span::styled(format!(" {} ", clean(&app.me)), Style::new().add_modifier(Modifier::BOLD))];
+    match &app.link {
+        Link::Connected => spans.push(Span::styled("● online", Style::new().fg(Color::Green))),
+        Link::Connecting => spans.push(Span::styled("◌ connecting…", Style::new().fg(Color::Yellow))),
+        Link::Offline { retry_at_ms, error } => {
+            let secs = retry_at_ms.saturating_sub(app.now_ms).div_ceil(1000);
+            spans.push(Span::styled(
+                format!("✕ offline, retrying in {secs}s ({})", clean(error).replace('\n', " ")),
+                Style::new().fg(Color::Red),
+            ));
+        }
+    }
+    spans.push(Span::styled(" │ ", DIM));
+    if let Some((what, done, total)) = &app.progress {
+        let pct = done.saturating_mul(100).checked_div(*total).unwrap_or(100);
+        spans.push(Span::raw(format!("{}: {pct}% of {}", clean(what), human_size(*total))));
+    } else if let Some(status) = &app.status {
+        let style = if status.error { Style::new().fg(Color::Red) } else { Style::new() };
+        spans.push(Span::styled(clean(&status.text).replace('\n', " "), style));
+    } else {
+        spans.push(Span::styled(
+            "Tab next chat · PgUp/PgDn scroll · ↑ pick a message · ? help · Ctrl-C quit",
+            DIM,
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+pub const HELP: &[(&str, &str)] = &[
+    ("Enter", "send the message"),
+    ("Esc", "clear the line"),
+    ("Tab / Shift-Tab", "next / previous conversation (also Ctrl-↓/↑, Ctrl-N/P)"),
+    ("PgUp / PgDn", "scroll the history"),
+    ("↑ on an empty line", "pick a message: ↑/↓ move, d download, r react, Esc back"),
+    ("←/→ Home/End", "move in the line; Ctrl-W deletes a word, Ctrl-U the line"),
+    ("F1, or ? on an empty line", "this help"),
+    ("Ctrl-C, or /quit", "quit"),
+    ("", ""),
+    ("/react EMOJI", "react to the picked message, else to the latest from others"),
+    ("/msg @name TEXT", "write to someone (also +15551234567): opens your 1:1"),
+    ("/download", "save the picked (or the latest) attachment to Downloads"),
+    ("/file PATH", "send a file, encrypted end to end"),
+    ("//text", "send a line that starts with /"),
+    ("", ""),
+    ("✓  ✓✓  ✓✓ read", "sent to the server · delivered · read"),
+];
+
+fn help(frame: &mut Frame, area: Rect) {
+    let key_width = HELP.iter().map(|(k, _)| width_of(k)).max().unwrap_or(0);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<key_width$}  "), Style::new().fg(Color::Cyan)),
+                Span::raw(*v),
+            ])
+        })
+        .collect();
+    let width = u16::try_from(lines.iter().map(Line::width).max().unwrap_or(40) + 3).unwrap_or(u16::MAX);
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let popup = Rect {
+        x: area.x + area.width.saturating_sub(width) / 2,
+        y: area.y + area.height.saturating_sub(height) / 2,
+        width: width.min(area.width),
+        height: height.min(area.height),
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Keys and commands ")
+                .title_bottom(Line::styled(" any key closes ", DIM).right_aligned()),
+        ),
+        popup,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+    use crate::chat::app::{Update, tests as app_tests};
+    use rampart_client::{AttachmentInfo, Reaction};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    /// The screen as text, one string per row.
+    fn screen(app: &mut App, width: u16, height: u16) -> Vec<String> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        let mut metrics = Metrics::default();
+        terminal.draw(|f| metrics = draw(f, app)).unwrap();
+        app.set_metrics(metrics);
+        let buffer = terminal.backend().buffer();
+        (0..height)
+            .map(|y| {
+                let mut row = String::new();
+                let mut x = 0;
+                while x < width {
+                    let symbol = buffer[(x, y)].symbol();
+                    row.push_str(symbol);
+                    // A wide character covers the next cell too.
+                    x += u16::try_from(width_of(symbol).max(1)).unwrap();
+                }
+                row
+            })
+            .collect()
+    }
+
+    fn contains(screen: &[String], needle: &str) -> bool {
+        screen.iter().any(|row| row.contains(needle))
+    }
+
+    fn app() -> App {
+        let mut app = App::new("@alice".into(), None, 1_700_000_060_000);
+        let mut team = app_tests::conversation("bb", "team", 3, 10);
+        team.direct = false;
+        app.apply(Update::Conversations(vec![team, app_tests::conversation("aa", "@bob", 0, 20)]));
+        let mut theirs = app_tests::message(1, false, "hi alice, lunch?");
+        theirs.reactions = vec![Reaction { account: 1, emoji: "👍".into() }];
+        let mut mine = app_tests::message(2, true, "sure, at noon");
+        mine.status = DeliveryStatus::Delivered;
+        let mut read = app_tests::message(3, true, "see you");
+        read.status = DeliveryStatus::Read;
+        read.edited = true;
+        let mut notice = app_tests::message(4, false, "bob's safety number changed");
+        notice.kind = MessageKind::Notice;
+        let mut file = app_tests::message(5, false, "");
+        file.kind = MessageKind::Attachment;
+        file.attachment = Some(AttachmentInfo {
+            name: "menu.pdf".into(),
+            mime: "application/pdf".into(),
+            size: 2048,
+            saved_path: None,
+        });
+        app.apply(Update::History {
+            conversation: "aa".into(),
+            items: vec![theirs, mine, read, notice, file],
+        });
+        app.apply(Update::Link(Link::Connected));
+        app
+    }
+
+    #[test]
+    fn shows_conversations_unread_messages_and_ticks() {
+        let mut app = app();
+        let rows = screen(&mut app, 100, 20);
+        let text = rows.join("\n");
+        assert!(contains(&rows, "@ bob"), "{text}");
+        assert!(contains(&rows, "# team"), "{text}");
+        assert!(rows.iter().any(|r| r.contains("# team") && r.contains(" 3")), "unread count: {text}");
+        assert!(contains(&rows, "@bob: hi alice, lunch?  👍"), "{text}");
+        assert!(contains(&rows, "me: sure, at noon ✓✓"), "{text}");
+        assert!(contains(&rows, "me: see you (edited) ✓✓ read"), "{text}");
+        assert!(contains(&rows, "· bob's safety number changed ·"), "{text}");
+        assert!(contains(&rows, "[📎 menu.pdf (2.0 KB)]"), "{text}");
+        assert!(contains(&rows, "22:13 "), "UTC clock: {text}");
+        assert!(contains(&rows, "● online"), "{text}");
+        assert!(contains(&rows, "Message @bob"), "{text}");
+    }
+
+    #[test]
+    fn unread_conversations_are_bold() {
+        let mut app = app();
+        let mut terminal = Terminal::new(TestBackend::new(100, 20)).unwrap();
+        terminal
+            .draw(|f| {
+                draw(f, &app);
+            })
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        let row = (0..20)
+            .find(|y| (0..30).map(|x| buffer[(x, *y)].symbol()).collect::<String>().contains("team"))
+            .unwrap();
+        let name_cell = (0..30).find(|x| buffer[(*x, row)].symbol() == "t").unwrap();
+        assert!(buffer[(name_cell, row)].modifier.contains(Modifier::BOLD));
+        app.mode = Mode::Help;
+        let rows = screen(&mut app, 100, 24);
+        assert!(contains(&rows, "Keys and commands"));
+    }
+
+    #[test]
+    fn long_messages_wrap_and_scroll() {
+        let mut app = app();
+        let long = "word ".repeat(60);
+        let items: Vec<_> =
+            (1..=30).map(|i| app_tests::message(i, i % 2 == 0, &format!("{i} {long}"))).collect();
+        app.apply(Update::History { conversation: "aa".into(), items });
+        let rows = screen(&mut app, 80, 20);
+        assert!(app.metrics.total > app.metrics.rows);
+        assert!(contains(&rows, "30 word"), "the latest message is in view");
+        app.handle_key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::PageUp));
+        let rows = screen(&mut app, 80, 20);
+        assert!(contains(&rows, "more rows: PgDn"), "{}", rows.join("\n"));
+        // Every row fits the pane: nothing is cut mid-word beyond the width.
+        let lines = history_lines(&app, 40).0;
+        assert!(lines.iter().all(|l| l.width() <= 40));
+    }
+
+    #[test]
+    fn escape_sequences_from_others_are_shown_not_run() {
+        let mut app = app();
+        let evil = app_tests::message(9, false, "hi\x1b[2J\x1b]0;pwned\x07");
+        app.apply(Update::History { conversation: "aa".into(), items: vec![evil] });
+        let rows = screen(&mut app, 100, 12);
+        assert!(contains(&rows, "hi\\u{1b}[2J"), "{}", rows.join("\n"));
+    }
+
+    #[test]
+    fn offline_status_counts_down() {
+        let mut app = app();
+        app.apply(Update::Link(Link::Offline {
+            retry_at_ms: app.now_ms + 4_000,
+            error: "connection refused".into(),
+        }));
+        let rows = screen(&mut app, 120, 12);
+        assert!(contains(&rows, "offline, retrying in 4s (connection refused)"), "{}", rows.join("\n"));
+    }
+
+    #[test]
+    fn dates_and_sizes() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
+        assert_eq!(clock(1_700_000_000_000), "22:13");
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(5 * 1024 * 1024 + 1), "5.0 MB");
+        assert_eq!(fit("conversation", 6), "conve…");
+    }
+}

@@ -1,0 +1,371 @@
+//! The network side of the chat window: owns the client and its connection, carries out the
+//! window's actions, keeps receiving, and sends the window what changed.
+//!
+//! It runs on the command's async task while the window runs on its own thread, so a slow
+//! server (a connection attempt that hangs, a send that waits on a commit) never freezes the
+//! keyboard. `Client::pump` is never cancelled: it is only ever called with a short wait and
+//! awaited to the end, and actions queue up in the meantime.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use rampart_client::{Client, ClientError, Connection};
+use rampart_core::{GroupId, MessageId};
+use rampart_proto::ContentBody;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::app::{Action, HISTORY_PAGE, Link, Update, initial_conversation};
+
+/// How long one receive turn waits for pushed messages before actions are looked at again:
+/// the worst added latency of a key's effect.
+const PUMP_WAIT: Duration = Duration::from_millis(100);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that stayed up this long was healthy: the next failure starts the backoff over.
+const HEALTHY: Duration = Duration::from_secs(30);
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Errors after which the connection cannot be trusted to carry on.
+fn breaks_connection(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Io(_)
+            | ClientError::Tls(_)
+            | ClientError::Timeout(_)
+            | ClientError::Closed { .. }
+            | ClientError::Protocol(_)
+            | ClientError::Unexpected(_)
+    )
+}
+
+/// A progress callback for a transfer: one update per percent is plenty for the status bar.
+fn progress_reporter(updates: Sender<Update>, what: String) -> impl FnMut(u64, u64) + Send {
+    let mut last_percent = None;
+    move |done, total| {
+        let percent = done.saturating_mul(100).checked_div(total).unwrap_or(100);
+        if last_percent != Some(percent) {
+            last_percent = Some(percent);
+            let _ = updates.send(Update::Progress { what: what.clone(), done, total });
+        }
+    }
+}
+
+/// One line for the status bar.
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+struct Worker<'c> {
+    client: &'c mut Client,
+    conn: Option<Connection>,
+    updates: Sender<Update>,
+    selected: Option<GroupId>,
+    limit: u32,
+    /// The profile's change counter when the window was last brought up to date.
+    seen: Option<u64>,
+    backoff: Duration,
+    retry_at: Instant,
+    connected_at: Option<Instant>,
+    download_dir: PathBuf,
+}
+
+/// Run until the window quits (or goes away).
+pub async fn run(
+    client: &mut Client,
+    mut actions: UnboundedReceiver<Action>,
+    updates: Sender<Update>,
+    wanted: Option<String>,
+    download_dir: PathBuf,
+) {
+    let mut w = Worker {
+        client,
+        conn: None,
+        updates,
+        selected: None,
+        limit: HISTORY_PAGE,
+        seen: None,
+        backoff: FIRST_BACKOFF,
+        retry_at: Instant::now(),
+        connected_at: None,
+        download_dir,
+    };
+    // Show what the profile holds at once, before the network: the window opens on the same
+    // conversation it will pick from this list.
+    if let Ok(list) = w.client.profile().conversations() {
+        w.selected = initial_conversation(&list, wanted.as_deref()).and_then(|id| GroupId::from_hex(&id));
+    }
+    w.refresh(true).await;
+
+    let mut deferred: VecDeque<Action> = VecDeque::new();
+    loop {
+        loop {
+            let action = match deferred.pop_front() {
+                Some(a) => a,
+                None => match actions.try_recv() {
+                    Ok(a) => a,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return w.close().await,
+                },
+            };
+            if action == Action::Quit {
+                return w.close().await;
+            }
+            w.execute(action).await;
+        }
+
+        if w.conn.is_some() {
+            w.pump().await;
+        } else if Instant::now() >= w.retry_at {
+            w.send(Update::Link(Link::Connecting));
+            // A connection attempt may hang until its timeout: let Quit interrupt it
+            // (dropping a half-open connection is harmless), and keep other actions for later.
+            let result = {
+                let connect = w.client.connect();
+                tokio::pin!(connect);
+                loop {
+                    tokio::select! {
+                        r = &mut connect => break Some(r),
+                        a = actions.recv() => match a {
+                            None | Some(Action::Quit) => break None,
+                            Some(a) => deferred.push_back(a),
+                        },
+                    }
+                }
+            };
+            match result {
+                None => return w.close().await,
+                Some(Ok(conn)) => w.connected(conn).await,
+                Some(Err(e)) => w.offline(&e),
+            }
+        } else {
+            // Offline: wait for the next attempt, taking actions as they come.
+            let wait = w.retry_at.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+            match tokio::time::timeout(wait, actions.recv()).await {
+                Ok(Some(a)) => deferred.push_back(a),
+                Ok(None) => return w.close().await,
+                Err(_) => {}
+            }
+            // Disappearing messages go on time even offline.
+            if let Ok(files) = w.client.profile().purge_expired(now_ms()) {
+                for f in files {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+        }
+        w.refresh(false).await;
+    }
+}
+
+impl Worker<'_> {
+    fn send(&self, update: Update) {
+        // The window may be gone already (quitting): nothing to tell then.
+        let _ = self.updates.send(update);
+    }
+
+    fn error(&self, text: String) {
+        self.send(Update::Error(text));
+    }
+
+    async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+        }
+    }
+
+    async fn connected(&mut self, conn: Connection) {
+        self.conn = Some(conn);
+        self.connected_at = Some(Instant::now());
+        self.send(Update::Link(Link::Connected));
+        // What arrived while offline was not read yet: mark what is shown.
+        self.refresh(true).await;
+    }
+
+    /// The connection is lost (or could not be made): retry later, backing off.
+    fn offline(&mut self, e: &ClientError) {
+        self.conn = None;
+        let healthy = self.connected_at.take().is_some_and(|t| t.elapsed() >= HEALTHY);
+        if healthy {
+            self.backoff = FIRST_BACKOFF;
+        }
+        // Up to a fifth more, so that clients cut off together do not all return together.
+        let jitter = self.backoff.mul_f64(rand::random::<f64>() / 5.0);
+        let wait = self.backoff + jitter;
+        self.retry_at = Instant::now() + wait;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let retry_at_ms = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        self.send(Update::Link(Link::Offline { retry_at_ms, error: one_line(e) }));
+    }
+
+    /// A failed operation: shown, and if the connection is the cause, dropped for a new one.
+    fn failed(&mut self, what: &str, e: &ClientError) {
+        self.error(format!("{what}: {}", one_line(e)));
+        if breaks_connection(e) {
+            self.offline(e);
+        }
+    }
+
+    async fn pump(&mut self) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        match self.client.pump(conn, PUMP_WAIT).await {
+            Ok(events) => {
+                for e in events {
+                    if let rampart_client::e2e::Event::Refused { reason } = e {
+                        self.error(format!("A message was refused: {reason}"));
+                    }
+                }
+            }
+            Err(e) => self.offline(&e),
+        }
+    }
+
+    async fn execute(&mut self, action: Action) {
+        match action {
+            Action::Quit => {}
+            Action::Show { conversation, limit } => {
+                self.selected = GroupId::from_hex(&conversation);
+                self.limit = limit;
+                self.refresh(true).await;
+            }
+            Action::Send { conversation, text } => {
+                let body = ContentBody::Text { text: text.clone(), reply_to: None };
+                if let Err(error) = self.send_body(&conversation, body).await {
+                    self.send(Update::SendFailed { conversation: Some(conversation), text, error });
+                }
+            }
+            Action::React { conversation, target, emoji } => {
+                let Some(target) = hex::decode(&target).ok().and_then(|b| MessageId::from_slice(&b)) else {
+                    return self.error("That message cannot be reacted to".to_owned());
+                };
+                if let Err(e) = self.send_body(&conversation, ContentBody::Reaction { target, emoji }).await {
+                    self.error(format!("Reaction not sent: {e}"));
+                }
+            }
+            Action::SendTo { to, text } => self.send_to(&to, &text).await,
+            Action::Download { seq, name } => self.download(seq, &name).await,
+            Action::SendFile { conversation, path } => self.send_file(&conversation, &path).await,
+        }
+    }
+
+    /// Send content to a conversation; the error is returned as text for the window.
+    async fn send_body(&mut self, conversation: &str, body: ContentBody) -> Result<(), String> {
+        let group = GroupId::from_hex(conversation).ok_or("unknown conversation")?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err("offline, reconnecting".to_owned());
+        };
+        match self.client.send_to_group_on(conn, &group, body).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let text = one_line(&e);
+                if breaks_connection(&e) {
+                    self.offline(&e);
+                }
+                Err(text)
+            }
+        }
+    }
+
+    /// `/msg @someone text`: the 1:1 conversation is created on first use; then shown.
+    async fn send_to(&mut self, to: &str, text: &str) {
+        let recipient = match rampart_client::parse_recipient(to) {
+            Ok(r) => r,
+            Err(e) => return self.error(one_line(&e)),
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return self.send(Update::SendFailed {
+                conversation: None,
+                text: format!("/msg {to} {text}"),
+                error: "offline, reconnecting".to_owned(),
+            });
+        };
+        match self.client.send_text_on(conn, recipient, text).await {
+            Ok(receipt) => {
+                // The message is in the history now: its line says which conversation it went to.
+                let opened = self.client.profile().history(None, 50).ok().and_then(|items| {
+                    items.into_iter().rev().find(|m| m.message_id == receipt.message_id)?.conversation
+                });
+                self.refresh(false).await;
+                if let Some(id) = opened {
+                    self.send(Update::Opened(id));
+                }
+            }
+            Err(e) => {
+                self.send(Update::SendFailed {
+                    conversation: None,
+                    text: format!("/msg {to} {text}"),
+                    error: one_line(&e),
+                });
+                if breaks_connection(&e) {
+                    self.offline(&e);
+                }
+            }
+        }
+    }
+
+    async fn download(&mut self, seq: i64, name: &str) {
+        let Some(conn) = self.conn.as_mut() else {
+            return self.error("Offline: try again once connected".to_owned());
+        };
+        let mut progress = progress_reporter(self.updates.clone(), format!("Downloading {name}"));
+        match self.client.download_attachment_on(conn, seq, &self.download_dir, &mut progress).await {
+            Ok(path) => self.send(Update::Info(format!("Saved {name} to {}", path.display()))),
+            Err(e) => self.failed(&format!("Download of {name} failed"), &e),
+        }
+    }
+
+    /// `/file PATH`: encrypt, upload and send a file to the shown conversation.
+    async fn send_file(&mut self, conversation: &str, path: &Path) {
+        let Some(group) = GroupId::from_hex(conversation) else { return };
+        let Some(conn) = self.conn.as_mut() else {
+            return self.error("Offline: try again once connected".to_owned());
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut progress = progress_reporter(self.updates.clone(), format!("Sending {name}"));
+        match self.client.send_file_on(conn, &group, path, "", &mut progress).await {
+            Ok(_) => self.send(Update::Info(format!("Sent {name}"))),
+            Err(e) => self.failed(&format!("{name} not sent"), &e),
+        }
+    }
+
+    /// Bring the window up to date if the profile changed (or if `force`): the conversation
+    /// list, and the shown conversation's history, marked read first since it is on screen.
+    async fn refresh(&mut self, force: bool) {
+        let changes = self.client.profile().change_counter();
+        if !force && self.seen == Some(changes) {
+            return;
+        }
+        if let Err(e) = self.snapshot().await {
+            self.error(format!("Cannot read the profile: {}", one_line(&e)));
+        }
+        self.seen = Some(self.client.profile().change_counter());
+    }
+
+    async fn snapshot(&mut self) -> Result<(), ClientError> {
+        let mut list = self.client.profile().conversations()?;
+        let Some(group) = self.selected.clone() else {
+            self.send(Update::Conversations(list));
+            return Ok(());
+        };
+        let id = group.to_hex();
+        let unread = list.iter().any(|c| c.id == id && c.unread > 0);
+        // Read receipts need the connection; offline, the messages stay unread until it is back.
+        if unread && let Some(conn) = self.conn.as_mut() {
+            match self.client.mark_read_on(conn, &group).await {
+                Ok(_) => list = self.client.profile().conversations()?,
+                Err(e) => self.failed("Marking as read failed", &e),
+            }
+        }
+        let items = self.client.profile().history(Some(&group), self.limit)?;
+        self.send(Update::Conversations(list));
+        self.send(Update::History { conversation: id, items });
+        Ok(())
+    }
+}

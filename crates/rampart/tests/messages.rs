@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! What happens to messages after they are sent, through a real server: receipts, edits,
+//! deletions, reactions, disappearing timers, and attachments that fail their checks.
+
+mod support;
+
+use std::time::Duration;
+
+use rampart_client::{DeliveryStatus, MessageKind};
+use rampart_core::MessageId;
+use rampart_proto::ContentBody;
+use support::*;
+
+fn text(t: &str) -> ContentBody {
+    ContentBody::Text { text: t.into(), reply_to: None }
+}
+
+async fn send(c: &mut rampart_client::Client, conv: &rampart_core::GroupId, body: ContentBody) {
+    let mut conn = c.connect().await.unwrap();
+    c.send_to_group_on(&mut conn, conv, body).await.unwrap();
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn receipts_edits_deletions_reactions_and_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553001", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155553002", Some("bob")).await;
+
+    let sent = alice.send_text("@bob", "first").await.unwrap();
+    let id = MessageId::from_hex(&sent.message_id).unwrap();
+    let mine = alice.profile().history(None, 10).unwrap();
+    let line = mine.iter().find(|m| m.text == "first").unwrap();
+    assert!(line.from_me);
+    assert_eq!(line.status, DeliveryStatus::Sent);
+
+    // Bob receives (and his client says so); Alice sees ✓✓.
+    bob.receive(None, |_| {}).await.unwrap();
+    let conv = bob.resolve_conversation(&bob.profile().conversations().unwrap()[0].id).unwrap();
+    assert_eq!(bob.profile().conversations().unwrap()[0].unread, 1);
+    alice.receive(None, |_| {}).await.unwrap();
+    let status = |c: &rampart_client::Client| {
+        c.profile().history(None, 50).unwrap().into_iter().find(|m| m.message_id == sent.message_id).unwrap().status
+    };
+    assert_eq!(status(&alice), DeliveryStatus::Delivered);
+
+    // Bob reads it; Alice sees "read".
+    let mut conn = bob.connect().await.unwrap();
+    assert_eq!(bob.mark_read_on(&mut conn, &conv).await.unwrap(), 1);
+    conn.close().await;
+    assert_eq!(bob.profile().conversations().unwrap()[0].unread, 0);
+    alice.receive(None, |_| {}).await.unwrap();
+    assert_eq!(status(&alice), DeliveryStatus::Read);
+
+    // Alice edits and reacts; Bob tries to edit Alice's message, which must not work.
+    let alice_conv = alice.resolve_conversation(&alice.profile().conversations().unwrap()[0].id).unwrap();
+    send(&mut alice, &alice_conv, ContentBody::Edit { target: id, text: "first, edited".into() }).await;
+    send(&mut bob, &conv, ContentBody::Edit { target: id, text: "forged by bob".into() }).await;
+    send(&mut bob, &conv, ContentBody::Reaction { target: id, emoji: "👍".into() }).await;
+    bob.receive(None, |_| {}).await.unwrap();
+    alice.receive(None, |_| {}).await.unwrap();
+    for c in [&alice, &bob] {
+        let line = c.profile().history(None, 50).unwrap().into_iter().find(|m| m.message_id == sent.message_id).unwrap();
+        assert_eq!(line.text, "first, edited");
+        assert!(line.edited);
+        assert_eq!(line.reactions.len(), 1);
+        assert_eq!(line.reactions[0].emoji, "👍");
+    }
+
+    // Delete for everyone: a tombstone stays, the text goes.
+    send(&mut alice, &alice_conv, ContentBody::Delete { target: id }).await;
+    bob.receive(None, |_| {}).await.unwrap();
+    let line = bob.profile().history(None, 50).unwrap().into_iter().find(|m| m.message_id == sent.message_id).unwrap();
+    assert!(line.deleted);
+    assert_eq!(line.text, "");
+
+    // A disappearing timer: the change is announced, and later messages go when it runs out.
+    send(&mut alice, &alice_conv, ContentBody::Timer { seconds: 1 }).await;
+    send(&mut alice, &alice_conv, text("this will vanish")).await;
+    bob.receive(None, |_| {}).await.unwrap();
+    let history = bob.profile().history(None, 50).unwrap();
+    assert!(history.iter().any(|m| m.kind == MessageKind::Notice && m.text.contains("1 second")), "{history:?}");
+    let vanishing = history.iter().find(|m| m.text == "this will vanish").unwrap();
+    assert!(vanishing.expires_at_ms.is_some());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Reopening the profile purges, even offline.
+    let bob_dir = bob.profile().dir().to_path_buf();
+    drop(bob);
+    let bob = rampart_client::Client::open(&bob_dir).unwrap();
+    let history = bob.profile().history(None, 50).unwrap();
+    assert!(!history.iter().any(|m| m.text == "this will vanish"), "{history:?}");
+    assert!(history.iter().any(|m| m.message_id == sent.message_id), "messages from before the timer stay");
+}
+
+#[tokio::test]
+async fn a_tampered_or_truncated_attachment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553101", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155553102", Some("bob")).await;
+    let file = dir.path().join("photo.jpg");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&file, &content).unwrap();
+    let mut seen = Vec::new();
+    alice.send_file("@bob", &file, "look", &mut |done, total| seen.push((done, total))).await.unwrap();
+    assert_eq!(seen.last(), Some(&(300_000, 300_000)), "progress reaches the end");
+    bob.receive(None, |_| {}).await.unwrap();
+    let line = bob.profile().history(None, 10).unwrap().into_iter().find(|m| m.attachment.is_some()).unwrap();
+    assert_eq!(line.kind, MessageKind::Attachment);
+    assert_eq!(line.text, "look");
+    let a = line.attachment.clone().unwrap();
+    assert_eq!((a.name.as_str(), a.mime.as_str(), a.size), ("photo.jpg", "image/jpeg", 300_000));
+
+    let blob = std::fs::read_dir(dir.path().join("server").join("attachments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_file())
+        .unwrap();
+    let original = std::fs::read(&blob).unwrap();
+    let downloads = dir.path().join("downloads");
+
+    // One flipped bit in the stored ciphertext.
+    let mut flipped = original.clone();
+    flipped[100_000] ^= 0x10;
+    std::fs::write(&blob, &flipped).unwrap();
+    let e = bob.download_attachment(line.seq, &downloads, &mut |_, _| {}).await.unwrap_err();
+    assert!(e.to_string().contains("altered"), "{e}");
+
+    // Truncated.
+    std::fs::write(&blob, &original[..original.len() - 10]).unwrap();
+    let e = bob.download_attachment(line.seq, &downloads, &mut |_, _| {}).await.unwrap_err();
+    assert!(e.to_string().contains("bytes, its sender said"), "{e}");
+    // Nothing half-made is left behind.
+    assert_eq!(std::fs::read_dir(&downloads).unwrap().count(), 0);
+
+    // Restored: it opens, and is saved under its name.
+    std::fs::write(&blob, &original).unwrap();
+    let saved = bob.download_attachment(line.seq, &downloads, &mut |_, _| {}).await.unwrap();
+    assert_eq!(std::fs::read(&saved).unwrap(), content);
+    let line = bob.profile().history(None, 10).unwrap().into_iter().find(|m| m.attachment.is_some()).unwrap();
+    assert_eq!(line.attachment.unwrap().saved_path.as_deref(), Some(saved.to_str().unwrap()));
+}
