@@ -138,20 +138,62 @@ pub struct Client {
     pub(crate) engine: Option<crate::e2e::DeviceEngine>,
     /// Messages received but not yet acknowledged to their senders with a delivery receipt.
     pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
+    /// Opens the profile's databases when it is encrypted at rest.
+    pub(crate) key: Option<std::sync::Arc<crate::at_rest::ProfileKey>>,
 }
 
 impl Client {
+    /// Open a profile that is not encrypted at rest (or fail with `Locked`).
     pub fn open(profile_dir: &std::path::Path) -> Result<Self, ClientError> {
-        let profile = Profile::open(profile_dir)?;
+        Self::open_with_passphrase(profile_dir, None)
+    }
+
+    /// Open a profile; an encrypted one needs its passphrase (a plain one ignores it).
+    pub fn open_with_passphrase(
+        profile_dir: &std::path::Path,
+        passphrase: Option<&str>,
+    ) -> Result<Self, ClientError> {
+        crate::at_rest::finish_interrupted_change(profile_dir)?;
+        let key = if crate::at_rest::is_encrypted(profile_dir) {
+            let passphrase = passphrase.ok_or(ProfileError::Locked)?;
+            Some(std::sync::Arc::new(crate::at_rest::unlock(profile_dir, passphrase)?))
+        } else {
+            None
+        };
+        let profile = Profile::open(profile_dir, key.as_deref())?;
         // Disappearing messages go even when the device is offline.
         for path in profile.purge_expired(now_ms())? {
             let _ = std::fs::remove_file(path);
         }
-        Ok(Self { profile, engine: None, unreceipted: Default::default() })
+        Ok(Self { profile, engine: None, unreceipted: Default::default(), key })
     }
 
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// True if this profile is encrypted at rest.
+    pub fn is_encrypted(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Encrypt the profile under a new passphrase, change it, or (with `None`) store the
+    /// profile in the clear. The client reopens the profile under the new key.
+    pub fn set_passphrase(&mut self, new: Option<&str>) -> Result<(), ClientError> {
+        let dir = self.profile.dir().to_path_buf();
+        // Close every database first: the files are replaced underneath.
+        self.engine = None;
+        let placeholder = Profile::open_in_memory()?;
+        drop(std::mem::replace(&mut self.profile, placeholder));
+        let changed = crate::at_rest::change_passphrase(&dir, self.key.as_deref(), new);
+        let key = match (&changed, new) {
+            (Ok(()), Some(p)) => Some(std::sync::Arc::new(crate::at_rest::unlock(&dir, p)?)),
+            (Ok(()), None) => None,
+            (Err(_), _) => self.key.clone(),
+        };
+        self.profile = Profile::open(&dir, key.as_deref())?;
+        self.key = key;
+        Ok(changed?)
     }
 
     /// Open a connection to `addr`, pinning its certificate on first contact.

@@ -78,9 +78,10 @@ pub(crate) struct CheckedAccount {
     pub root_changed: bool,
 }
 
-fn open_storage(dir: &std::path::Path) -> Result<MlsStorage, ClientError> {
+fn open_storage(dir: &std::path::Path, key: Option<&crate::at_rest::ProfileKey>) -> Result<MlsStorage, ClientError> {
     let path = dir.join("mls.db");
     let conn = rusqlite::Connection::open(&path).map_err(|e| ClientError::Crypto(e.to_string()))?;
+    crate::at_rest::apply_key(&conn, key)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -99,7 +100,7 @@ impl Client {
             let cert = self.profile.get("certificate")?.ok_or(ClientError::NoKeys)?;
             let cert = hex::decode(cert).map_err(|_| ClientError::Crypto("stored certificate".into()))?;
             let cert = identity::parse_certificate(&cert)?;
-            let storage = open_storage(self.profile.dir())?;
+            let storage = open_storage(self.profile.dir(), self.key.as_deref())?;
             let signer = SignatureKeyPair::read(
                 &storage,
                 &cert.signature_key,
@@ -114,7 +115,7 @@ impl Client {
     /// A new signature key for this device, kept in the MLS store; returns its public half.
     fn new_device_key(&mut self) -> Result<SignatureKeyPair, ClientError> {
         let key = new_signature_key()?;
-        let storage = open_storage(self.profile.dir())?;
+        let storage = open_storage(self.profile.dir(), self.key.as_deref())?;
         key.store(&storage).map_err(|e| ClientError::Crypto(e.to_string()))?;
         Ok(key)
     }
@@ -252,7 +253,7 @@ impl Client {
             }
             let cert = {
                 let own = self.engine()?.certificate().clone();
-                let storage = open_storage(self.profile.dir())?;
+                let storage = open_storage(self.profile.dir(), self.key.as_deref())?;
                 let signer = SignatureKeyPair::read(
                     &storage,
                     &own.signature_key,

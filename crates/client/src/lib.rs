@@ -3,6 +3,7 @@
 //! the account, device and messaging operations the CLI and TUI are built on.
 #![forbid(unsafe_code)]
 
+pub mod at_rest;
 mod attachment;
 mod client;
 mod connection;

@@ -16,6 +16,12 @@ pub enum ProfileError {
     Db(#[from] rusqlite::Error),
     #[error("the profile is damaged: {0}")]
     Corrupt(&'static str),
+    #[error("wrong passphrase for this profile")]
+    WrongPassphrase,
+    #[error(
+        "this profile is encrypted: give its passphrase (you are asked on a terminal; scripts set RAMPART_PASSPHRASE or --passphrase-file)"
+    )]
+    Locked,
 }
 
 /// What a device needs to authenticate.
@@ -118,10 +124,12 @@ pub(crate) fn db_id(v: u64) -> Result<i64, ProfileError> {
 }
 
 impl Profile {
-    pub fn open(dir: &Path) -> Result<Self, ProfileError> {
+    /// Open (creating) the profile in `dir`; `key` opens an encrypted one.
+    pub fn open(dir: &Path, key: Option<&crate::at_rest::ProfileKey>) -> Result<Self, ProfileError> {
         create_private_dir(dir)?;
         let path = dir.join("profile.db");
         let db = Connection::open(&path)?;
+        crate::at_rest::apply_key(&db, key)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -142,6 +150,11 @@ impl Profile {
         }
         db.execute_batch("CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, seq)")?;
         Ok(Self { dir: dir.to_path_buf(), db })
+    }
+
+    /// A throwaway profile held in memory (while the real one's files are being replaced).
+    pub(crate) fn open_in_memory() -> Result<Self, ProfileError> {
+        Ok(Self { dir: PathBuf::new(), db: Connection::open_in_memory()? })
     }
 
     pub fn dir(&self) -> &Path {

@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Read the passphrase of an encrypted profile from this file (first line). Without it,
+    /// RAMPART_PASSPHRASE is used, or you are asked on the terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,6 +78,9 @@ pub enum Command {
     },
     /// List this device's conversations (1:1 and groups) with their ids.
     Conversations,
+    /// Encrypt this profile at rest under a passphrase, change it, or remove it.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Create and manage group conversations.
     #[command(subcommand)]
     Group(GroupCommand),
@@ -140,6 +148,20 @@ pub enum GroupCommand {
     },
     /// Leave a group; its other members stop including your devices.
     Leave { group: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Encrypt the profile (keys, messages, attachment keys) under a passphrase, or change it.
+    ///
+    /// The key is derived with Argon2id; both databases become SQLCipher files. Every later
+    /// command asks for the passphrase (or reads RAMPART_PASSPHRASE / --passphrase-file).
+    /// The new passphrase is asked twice, or read from RAMPART_NEW_PASSPHRASE.
+    Encrypt,
+    /// Store the profile in the clear again (asks for the current passphrase).
+    Decrypt,
+    /// Show where the profile is and whether it is encrypted.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -224,6 +246,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
         Command::Bench(args) => bench::run(args).await,
-        other => client_cmds::run(other, cli.profile, cli.json).await,
+        other => client_cmds::run(other, cli.profile, cli.passphrase_file, cli.json).await,
     }
 }

@@ -8,7 +8,7 @@ use rampart_client::{Client, ServerAddress};
 use rampart_core::DeviceId;
 use serde_json::json;
 
-use crate::cli::{AccountCommand, Command, DevicesCommand, GroupCommand};
+use crate::cli::{AccountCommand, Command, DevicesCommand, GroupCommand, ProfileCommand};
 
 fn default_profile() -> PathBuf {
     directories::ProjectDirs::from("org", "rampart", "rampart")
@@ -41,10 +41,20 @@ fn qr(text: &str) -> Option<String> {
     Some(code.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build())
 }
 
-pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+pub async fn run(
+    command: Command,
+    profile: Option<PathBuf>,
+    passphrase_file: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
     let dir = profile.unwrap_or_else(default_profile);
-    let mut client =
-        Client::open(&dir).with_context(|| format!("cannot open the profile at {}", dir.display()))?;
+    let passphrase = if rampart_client::at_rest::is_encrypted(&dir) {
+        Some(passphrase(passphrase_file.as_deref(), &dir)?)
+    } else {
+        None
+    };
+    let mut client = Client::open_with_passphrase(&dir, passphrase.as_ref().map(|p| p.as_str()))
+        .with_context(|| format!("cannot open the profile at {}", dir.display()))?;
     match command {
         Command::Account(cmd) => account(&mut client, cmd, json).await,
         Command::Devices(cmd) => devices(&mut client, cmd, json).await,
@@ -95,6 +105,7 @@ pub async fn run(command: Command, profile: Option<PathBuf>, json: bool) -> anyh
             }
             Ok(())
         }
+        Command::Profile(cmd) => profile_command(&mut client, cmd, json),
         Command::Conversations => {
             let list = client.profile().conversations()?;
             if json {
@@ -424,4 +435,71 @@ fn default_downloads(profile: &std::path::Path) -> PathBuf {
     directories::UserDirs::new()
         .and_then(|d| d.download_dir().map(|p| p.to_path_buf()))
         .unwrap_or_else(|| profile.join("downloads"))
+}
+
+/// The passphrase of an encrypted profile: from --passphrase-file, RAMPART_PASSPHRASE, or
+/// asked on the terminal.
+fn passphrase(file: Option<&std::path::Path>, dir: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if let Some(file) = file {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
+        );
+        return Ok(zeroize::Zeroizing::new(text.lines().next().unwrap_or("").to_owned()));
+    }
+    if let Ok(p) = std::env::var("RAMPART_PASSPHRASE") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    let prompt = format!("Passphrase for the profile at {}: ", dir.display());
+    let p = rpassword::prompt_password(prompt).context(
+        "this profile is encrypted and no terminal is there to ask for its passphrase; \
+         set RAMPART_PASSPHRASE or pass --passphrase-file",
+    )?;
+    Ok(zeroize::Zeroizing::new(p))
+}
+
+fn new_passphrase() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("RAMPART_NEW_PASSPHRASE") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    let first = zeroize::Zeroizing::new(
+        rpassword::prompt_password("New passphrase: ")
+            .context("no terminal to ask for the new passphrase; set RAMPART_NEW_PASSPHRASE")?,
+    );
+    let again = zeroize::Zeroizing::new(rpassword::prompt_password("Repeat it: ")?);
+    anyhow::ensure!(*first == *again, "the two passphrases differ; nothing changed");
+    Ok(first)
+}
+
+fn profile_command(client: &mut Client, cmd: ProfileCommand, json: bool) -> anyhow::Result<()> {
+    let dir = client.profile().dir().display().to_string();
+    match cmd {
+        ProfileCommand::Status => {
+            if json {
+                print_json(json!({ "ok": true, "profile": dir, "encrypted": client.is_encrypted() }));
+            } else {
+                let how = if client.is_encrypted() { "encrypted at rest (Argon2id + SQLCipher)" } else { "not encrypted" };
+                println!("Profile: {dir}\n  {how}");
+            }
+        }
+        ProfileCommand::Encrypt => {
+            let new = new_passphrase()?;
+            anyhow::ensure!(new.chars().count() >= 8, "choose a passphrase of at least 8 characters");
+            client.set_passphrase(Some(&new))?;
+            if json {
+                print_json(json!({ "ok": true, "profile": dir, "encrypted": true }));
+            } else {
+                println!("The profile at {dir} is now encrypted. Every command will ask for the passphrase.");
+                println!("There is no way to recover it if you forget it.");
+            }
+        }
+        ProfileCommand::Decrypt => {
+            client.set_passphrase(None)?;
+            if json {
+                print_json(json!({ "ok": true, "profile": dir, "encrypted": false }));
+            } else {
+                println!("The profile at {dir} is stored in the clear now.");
+            }
+        }
+    }
+    Ok(())
 }

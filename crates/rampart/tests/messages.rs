@@ -142,3 +142,59 @@ async fn a_tampered_or_truncated_attachment_is_refused() {
     let line = bob.profile().history(None, 10).unwrap().into_iter().find(|m| m.attachment.is_some()).unwrap();
     assert_eq!(line.attachment.unwrap().saved_path.as_deref(), Some(saved.to_str().unwrap()));
 }
+
+fn files_contain(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            hits.extend(files_contain(&path, needle));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn an_encrypted_profile_keeps_nothing_readable_and_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553201", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155553202", Some("bob")).await;
+    let secret = "SECRET-at-rest-4d1f0b";
+    alice.send_text("@bob", secret).await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    let bob_dir = bob.profile().dir().to_path_buf();
+    let device_secret = hex::encode(bob.profile().credentials().unwrap().unwrap().secret.as_bytes());
+    assert!(!files_contain(&bob_dir, secret.as_bytes()).is_empty(), "the search finds the plain profile's copy");
+
+    bob.set_passphrase(Some("correct horse battery")).unwrap();
+    assert!(bob.is_encrypted());
+    // Still works under the new key: history, and new messages through MLS state.
+    assert!(bob.profile().history(None, 10).unwrap().iter().any(|m| m.text == secret));
+    alice.send_text("@bob", "after encryption").await.unwrap();
+    let got = bob.receive(None, |_| {}).await.unwrap();
+    assert!(got.iter().any(|m| m.text == "after encryption"), "{got:?}");
+    drop(bob);
+    for needle in [secret.as_bytes(), device_secret.as_bytes(), b"after encryption", b"SQLite format 3"] {
+        let hits = files_contain(&bob_dir, needle);
+        assert!(hits.is_empty(), "{} found in {hits:?}", String::from_utf8_lossy(needle));
+    }
+
+    // Without the passphrase, or with a wrong one: a clear refusal, nothing changed.
+    let e = rampart_client::Client::open(&bob_dir).unwrap_err();
+    assert!(e.to_string().contains("encrypted"), "{e}");
+    let e = rampart_client::Client::open_with_passphrase(&bob_dir, Some("wrong")).unwrap_err();
+    assert!(e.to_string().contains("wrong passphrase"), "{e}");
+    let mut bob = rampart_client::Client::open_with_passphrase(&bob_dir, Some("correct horse battery")).unwrap();
+    assert!(bob.profile().history(None, 10).unwrap().iter().any(|m| m.text == "after encryption"));
+
+    // Back to the clear.
+    bob.set_passphrase(None).unwrap();
+    drop(bob);
+    let bob = rampart_client::Client::open(&bob_dir).unwrap();
+    assert!(bob.profile().history(None, 10).unwrap().iter().any(|m| m.text == secret));
+}
