@@ -88,6 +88,8 @@ fn open_storage(dir: &std::path::Path, key: Option<&crate::at_rest::ProfileKey>)
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
     }
     let _ = conn.pragma_update(None, "journal_mode", "WAL");
+    // synchronous stays FULL: a power cut must not roll back group state that the server was
+    // told (by an ack) we have. It costs an fsync per MLS write; measured in docs/benchmarks.md.
     let mut storage = MlsStorage::new(conn);
     storage.run_migrations().map_err(|e| ClientError::Crypto(e.to_string()))?;
     Ok(storage)
@@ -139,7 +141,7 @@ impl Client {
     /// Top up the server's stock of one-time key packages when it has run low. Asking costs
     /// one small request; packages are generated (and their private halves stored) only for
     /// the shortfall.
-    pub(crate) async fn top_up_keys(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+    pub async fn top_up_keys(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
         let ask = ClientRequest::PublishKeys { certificate: None, key_packages: vec![], last_resort: None };
         let left = match conn.request(ask).await? {
             ResponseBody::KeysPublished { one_time_left } => one_time_left as usize,

@@ -4,7 +4,10 @@
 //! 1. server memory per idle connected device (resident set size before and after N
 //!    authenticated idle connections, read from /proc);
 //! 2. delivered messages per second and delivery latency (sender's send call to recipient's
-//!    receipt of the pushed frame, p50/p99), with P sender/recipient pairs.
+//!    receipt of the pushed frame, p50/p99), with P sender/recipient pairs;
+//! 3. end-to-end encrypted messages per second between two real clients (profiles on disk):
+//!    MLS encryption on the sender, the server's group fan-out, and on the recipient MLS
+//!    decryption, storage in its profile and acknowledgement.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +42,9 @@ pub struct BenchArgs {
     /// Run the server on PostgreSQL instead of the embedded store (use an empty database).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+    /// End-to-end encrypted messages for the client-to-client measurement (0 to skip).
+    #[arg(long, default_value_t = 3000)]
+    pub e2e_messages: usize,
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
@@ -424,9 +430,110 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         server_cpu * 1e6 / total.max(1) as f64,
         server_cpu * 100.0 / elapsed
     );
+    if args.e2e_messages > 0 {
+        end_to_end(&server, &codes, &dir, args.e2e_messages, args.window.max(1)).await?;
+    }
     drop(server);
     if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
+    Ok(())
+}
+
+/// A real client (profile on disk) registered through the gateway's codes.
+async fn client(
+    server: &ServerProcess,
+    codes: &Arc<Mutex<HashMap<String, String>>>,
+    dir: &Path,
+    name: &str,
+    phone: &str,
+) -> anyhow::Result<rampart_client::Client> {
+    let mut c = rampart_client::Client::open(&dir.join(name))?;
+    let addr = ServerAddress::parse(&format!("https://{}", server.addr))?;
+    c.register(&addr, phone, Some(name), Some(server.fingerprint.clone())).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(code) = codes.lock().ok().and_then(|m| m.get(phone).cloned()) {
+            break code;
+        }
+        if Instant::now() > deadline {
+            bail!("no verification code for {name}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    c.verify(&code, "bench").await?;
+    Ok(c)
+}
+
+/// Messages/s between two real clients, end-to-end encrypted: the sender seals each with MLS
+/// and keeps `window` sends in flight; the recipient decrypts, stores and acknowledges each.
+async fn end_to_end(
+    server: &ServerProcess,
+    codes: &Arc<Mutex<HashMap<String, String>>>,
+    dir: &Path,
+    messages: usize,
+    window: usize,
+) -> anyhow::Result<()> {
+    let mut alice = client(server, codes, dir, "e2e_alice", "+15559990001").await?;
+    let mut bob = client(server, codes, dir, "e2e_bob", "+15559990002").await?;
+    // Set up the conversation (MLS group with both devices) before measuring.
+    alice.send_text("@e2e_bob", "hello").await?;
+    bob.receive(None, |_| {}).await?;
+    alice.receive(None, |_| {}).await?;
+    let group = alice.resolve_conversation("@e2e_bob")?;
+    let text = "x".repeat(200);
+
+    let receiver = tokio::spawn(async move {
+        let mut got = 0usize;
+        let mut last = Instant::now();
+        let mut conn = bob.connect().await?;
+        while got < messages {
+            let events = bob.pump(&mut conn, Duration::from_millis(100)).await?;
+            let n = events.iter().filter(|e| matches!(e, rampart_client::e2e::Event::Message { .. })).count();
+            if n == 0 && last.elapsed() > Duration::from_secs(30) {
+                bail!("messages stopped arriving after {got}");
+            }
+            if n > 0 {
+                last = Instant::now();
+            }
+            got += n;
+        }
+        conn.close().await;
+        Ok::<_, anyhow::Error>(Instant::now())
+    });
+    let mut conn = alice.connect().await?;
+    let started = Instant::now();
+    let (mut sent, mut answered) = (0usize, 0usize);
+    let mut seal = Duration::ZERO;
+    while answered < messages {
+        while sent < messages && sent - answered < window {
+            let t = Instant::now();
+            let request = alice.seal_text(&group, &text)?;
+            seal += t.elapsed();
+            conn.feed(request).await?;
+            sent += 1;
+        }
+        conn.flush().await?;
+        match conn.next_any(Duration::from_secs(30)).await? {
+            Some(ServerFrame::Response { result: Ok(_), .. }) => answered += 1,
+            Some(ServerFrame::Response { result: Err(e), .. }) => bail!("send refused: {}", e.message),
+            Some(_) => {}
+            None => bail!("no answer to sends for 30 s"),
+        }
+    }
+    let sent_at = Instant::now();
+    let finished = receiver.await??;
+    conn.close().await;
+    let elapsed = (finished - started).as_secs_f64();
+    println!(
+        "end-to-end encrypted: {messages} messages of {} bytes, 1:1, window {window}: sent in {:.2} s, all \
+         decrypted, stored and acknowledged by the recipient in {:.2} s = {:.0} messages/s \
+         (sender's MLS sealing {:.0} µs per message)",
+        text.len(),
+        (sent_at - started).as_secs_f64(),
+        elapsed,
+        messages as f64 / elapsed,
+        seal.as_secs_f64() * 1e6 / messages as f64
+    );
     Ok(())
 }

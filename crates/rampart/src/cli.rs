@@ -112,7 +112,7 @@ pub enum Command {
     /// Keys: Enter sends, Esc clears the line, Tab / Shift-Tab (or Ctrl-↓ / Ctrl-↑) switch
     /// conversation, PgUp / PgDn scroll, ↑ on an empty line picks a message (then d downloads
     /// its attachment, r reacts to it), F1 (or ? on an empty line) shows every key, Ctrl-C
-    /// quits. Commands: /react EMOJI, /msg @someone TEXT, /download, /quit.
+    /// quits. Commands: /react EMOJI, /msg @someone TEXT, /file PATH, /download, /quit.
     ///
     /// New messages appear as they arrive; the conversation on screen is marked read, which
     /// sends read receipts. If the connection drops, it reconnects by itself.

@@ -45,13 +45,16 @@ pub async fn run(client: &mut Client, conversation: Option<String>, json: bool) 
     let (terminal, restore) = term::enter().context("cannot set up the terminal")?;
     let window = std::thread::Builder::new()
         .name("chat-window".into())
-        .spawn(move || term::ui_loop(terminal, app, action_tx, update_rx))
+        .spawn(move || {
+            // The terminal is given back as soon as the window closes, while the network side
+            // is still saying goodbye to the server.
+            let _restore = restore;
+            term::ui_loop(terminal, app, action_tx, update_rx)
+        })
         .context("cannot start the chat window")?;
     let downloads = download_dir(client);
     worker::run(client, action_rx, update_tx, wanted, downloads).await;
-    let result = window.join();
-    drop(restore);
-    match result {
+    match window.join() {
         Ok(r) => r,
         Err(_) => anyhow::bail!("the chat window stopped unexpectedly"),
     }

@@ -503,7 +503,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("↑ on an empty line", "pick a message: ↑/↓ move, d download, r react, Esc back"),
     ("←/→ Home/End", "move in the line; Ctrl-W deletes a word, Ctrl-U the line"),
     ("F1, or ? on an empty line", "this help"),
-    ("Ctrl-C, or /quit", "quit"),
+    ("Ctrl-C, or /quit", "quit (Ctrl-D too, on an empty line)"),
     ("", ""),
     ("/react EMOJI", "react to the picked message, else to the latest from others"),
     ("/msg @name TEXT", "write to someone (also +15551234567): opens your 1:1"),

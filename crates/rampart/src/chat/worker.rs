@@ -181,7 +181,12 @@ impl Worker<'_> {
         }
     }
 
-    async fn connected(&mut self, conn: Connection) {
+    async fn connected(&mut self, mut conn: Connection) {
+        // Keep the server's stock of this device's key packages up, so others can keep
+        // adding it to conversations however long the window stays open.
+        if let Err(e) = self.client.top_up_keys(&mut conn).await {
+            self.error(format!("could not top up end-to-end keys: {e}"));
+        }
         self.conn = Some(conn);
         self.connected_at = Some(Instant::now());
         self.send(Update::Link(Link::Connected));

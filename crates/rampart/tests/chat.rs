@@ -1,0 +1,213 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! `rampart chat` in a real terminal: the binary runs inside tmux, Alice writes from the client
+//! library, and what Bob sees and types goes through his actual screen and keyboard.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rampart_client::{Client, DeliveryStatus};
+use support::*;
+
+/// How long anything in this test may take to show: generous, for a loaded CI machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A tmux server of its own (private socket) running one window of a fixed size.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn command(&self) -> Command {
+        let mut c = Command::new("tmux");
+        // -u: the pane speaks UTF-8 whatever the locale here, so ✓ shows as ✓.
+        c.arg("-u").arg("-S").arg(&self.socket);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out =
+            self.command().args(args).output().unwrap_or_else(|e| {
+                panic!("cannot run tmux ({e}): this test needs it (apt-get install tmux)")
+            });
+        assert!(out.status.success(), "tmux {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start `rampart chat` for the profile in a 120x36 window, with `home` as its home
+    /// directory. After it exits, the pane stays open showing its exit status, for the test
+    /// (and for whoever debugs it).
+    fn start(dir: &Path, profile: &Path, home: &Path) -> Tmux {
+        let tmux = Tmux { socket: dir.join("tmux.sock") };
+        let script = format!(
+            "HOME='{home}' XDG_CONFIG_HOME='{home}/.config' '{BIN}' --profile '{}' chat 2>'{}'; \
+             echo \"EXITED $?\"; sleep 600",
+            profile.display(),
+            dir.join("chat.stderr").display(),
+            home = home.display(),
+        );
+        tmux.run(&["new-session", "-d", "-s", "chat", "-x", "120", "-y", "36", "sh", "-c", &script]);
+        tmux
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "chat"])
+    }
+
+    /// Poll the screen until `found` says yes, or fail showing the last screen.
+    async fn wait_for(&self, what: &str, found: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen();
+            if found(&screen) {
+                return screen;
+            }
+            if started.elapsed() > DEADLINE {
+                panic!("timed out waiting for {what}; the screen:\n{screen}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_for_text(&self, text: &str) -> String {
+        self.wait_for(&format!("{text:?}"), |s| s.contains(text)).await
+    }
+
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "chat", "-l", text]);
+    }
+
+    fn press(&self, key: &str) {
+        self.run(&["send-keys", "-t", "chat", key]);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+/// Receive on Alice's side until a message with this text arrives.
+async fn alice_receives(alice: &mut Client, text: &str) {
+    let started = Instant::now();
+    loop {
+        let got = alice.receive(Some(Duration::from_secs(2)), |_| {}).await.unwrap();
+        if got.iter().any(|m| m.text == text) {
+            return;
+        }
+        assert!(started.elapsed() < DEADLINE, "Alice never received {text:?}");
+    }
+}
+
+/// The status of Alice's own message with this text, as her profile records it.
+fn status_of(alice: &Client, text: &str) -> Option<DeliveryStatus> {
+    alice.profile().messages(50).unwrap().into_iter().find(|m| m.from_me && m.text == text).map(|m| m.status)
+}
+
+#[tokio::test]
+async fn chat_window_shows_messages_live_sends_replies_and_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553001", Some("alice")).await;
+    // Bob's profile is used by the chat process only.
+    drop(server.register(dir.path(), "bob", "+14155553002", Some("bob")).await);
+
+    // Bob's Downloads folder, as his desktop would declare it.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config")).unwrap();
+    std::fs::write(home.join(".config/user-dirs.dirs"), "XDG_DOWNLOAD_DIR=\"$HOME/Downloads\"\n").unwrap();
+
+    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
+    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
+        .await;
+
+    // A message sent while Bob's window is open appears without a key press, in a new
+    // conversation that opens by itself.
+    let hello = "Hello Bob, this is Alice";
+    alice.send_text("@bob", hello).await.unwrap();
+    let screen = tmux.wait_for_text(hello).await;
+    assert!(screen.contains("@alice: Hello Bob"), "sender shown: {screen}");
+    assert!(screen.contains("@ alice"), "the 1:1 is listed: {screen}");
+
+    // It is on Bob's screen, so it was marked read: Alice gets the read receipt.
+    let started = Instant::now();
+    while status_of(&alice, hello) != Some(DeliveryStatus::Read) {
+        assert!(started.elapsed() < DEADLINE, "no read receipt: {:?}", status_of(&alice, hello));
+        alice.receive(Some(Duration::from_secs(1)), |_| {}).await.unwrap();
+    }
+
+    // Bob types a reply with the keyboard and sends it with Enter.
+    let reply = "Hi Alice, typed in the chat window";
+    tmux.type_text(reply);
+    tmux.wait_for_text(reply).await;
+    tmux.press("Enter");
+    alice_receives(&mut alice, reply).await;
+    // Alice's device took it: Bob's screen shows it delivered.
+    tmux.wait_for_text(&format!("me: {reply} ✓✓")).await;
+
+    // A reaction from the command line of the window.
+    tmux.type_text("/react 👍");
+    tmux.press("Enter");
+    let started = Instant::now();
+    loop {
+        alice.receive(Some(Duration::from_secs(1)), |_| {}).await.unwrap();
+        let mine = alice.profile().messages(50).unwrap().into_iter().find(|m| m.text == hello).unwrap();
+        if mine.reactions.iter().any(|r| r.emoji == "👍") {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "the reaction never reached Alice: {mine:?}");
+    }
+
+    // A file from Alice: listed with its size; ↑ picks it and d downloads it to Downloads.
+    let menu = dir.path().join("menu.txt");
+    let content = "soup\nbread\n".repeat(1000);
+    std::fs::write(&menu, &content).unwrap();
+    alice.send_file("@bob", &menu, "for lunch", &mut |_, _| {}).await.unwrap();
+    tmux.wait_for_text("[📎 menu.txt (10.7 KB)]").await;
+    tmux.press("Up");
+    tmux.wait_for_text("↑/↓ pick").await;
+    tmux.press("d");
+    let saved = home.join("Downloads/menu.txt");
+    tmux.wait_for_text(&format!("saved at {}", saved.display())).await;
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), content);
+
+    // And one from Bob, with /file.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "bring a spoon").unwrap();
+    // Wait for Esc to be taken before typing on: a terminal cannot tell an Esc followed at
+    // once by "/" from Alt-/.
+    tmux.press("Escape");
+    tmux.wait_for("the compose box back", |s| s.contains("Message @alice")).await;
+    tmux.type_text(&format!("/file {}", notes.display()));
+    tmux.press("Enter");
+    tmux.wait_for_text("[📎 notes.txt (13 B)]").await;
+    let started = Instant::now();
+    loop {
+        alice.receive(Some(Duration::from_secs(1)), |_| {}).await.unwrap();
+        let got = alice.profile().messages(50).unwrap();
+        if got.iter().any(|m| m.attachment.as_ref().is_some_and(|a| a.name == "notes.txt")) {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "Bob's file never reached Alice: {got:?}");
+    }
+
+    // The server goes away: the window says so, and comes back by itself when it returns.
+    server.kill();
+    tmux.wait_for_text("offline, retrying").await;
+    server.restart();
+    tmux.wait_for("the window to reconnect", |s| s.contains("● online")).await;
+    let again = "Still there after the restart?";
+    alice.send_text("@bob", again).await.unwrap();
+    tmux.wait_for_text(again).await;
+
+    // /quit leaves cleanly: exit status 0 and the terminal given back.
+    tmux.type_text("/quit");
+    tmux.press("Enter");
+    let screen = tmux.wait_for("chat to exit", |s| s.contains("EXITED")).await;
+    let stderr = std::fs::read_to_string(dir.path().join("chat.stderr")).unwrap_or_default();
+    assert!(screen.contains("EXITED 0"), "{screen}\nstderr: {stderr}");
+    assert!(!screen.contains("Conversations"), "the alternate screen was left: {screen}");
+}
