@@ -120,7 +120,7 @@ impl GroupId {
 
     /// Parse what [`GroupId::to_hex`] printed.
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() % 2 != 0 || !s.is_ascii() {
+        if !s.len().is_multiple_of(2) || !s.is_ascii() {
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..s.len())

@@ -5,6 +5,7 @@
 //! tested deterministically and reused by the server, the client and the fuzzers alike.
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod codes;
 pub mod ids;
 pub mod limits;
