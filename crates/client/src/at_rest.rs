@@ -92,7 +92,8 @@ pub(crate) fn apply_key(db: &Connection, key: Option<&ProfileKey>) -> Result<(),
     let Some(key) = key else { return Ok(()) };
     // A wrong passphrase is reported as our error; SQLCipher's own log would print it again.
     let _ = db.execute_batch("PRAGMA cipher_log_level = NONE;");
-    let mut statement = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", hex::encode(key.0.as_ref())));
+    let key_hex = Zeroizing::new(hex::encode(key.0.as_ref()));
+    let mut statement = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", key_hex.as_str()));
     let keyed = db.execute_batch(&statement);
     statement.zeroize();
     keyed?;
@@ -175,11 +176,11 @@ pub fn change_passphrase(dir: &Path, current: Option<&ProfileKey>, new: Option<&
         let conn = Connection::open(&path)?;
         apply_key(&conn, current)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        let key_sql = new_key.as_ref().map(|k| hex::encode(k.0.as_ref())).unwrap_or_default();
+        let key_sql = Zeroizing::new(new_key.as_ref().map(|k| hex::encode(k.0.as_ref())).unwrap_or_default());
         let mut attach = Zeroizing::new(format!(
             "ATTACH DATABASE '{}' AS rekeyed KEY \"{}\";",
             target.to_string_lossy().replace('\'', "''"),
-            if key_sql.is_empty() { String::new() } else { format!("x'{key_sql}'") }
+            if key_sql.is_empty() { String::new() } else { format!("x'{}'", key_sql.as_str()) }
         ));
         let attached = conn.execute_batch(&attach);
         attach.zeroize();
@@ -188,6 +189,12 @@ pub fn change_passphrase(dir: &Path, current: Option<&ProfileKey>, new: Option<&
         conn.execute_batch("DETACH DATABASE rekeyed;")?;
         drop(conn);
         restrict(&target);
+    }
+    // Every database that exists must have its export before the change may commit.
+    for db in DATABASES {
+        if dir.join(db).exists() && !part(dir, db).exists() {
+            return Err(ProfileError::Corrupt("a re-exported database went missing; nothing changed"));
+        }
     }
     // 2. Commit, in one rename: the new parameters (or "no passphrase").
     let contents = match &params {
@@ -209,5 +216,41 @@ fn restrict(path: &Path) {
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// An advisory lock on a profile directory (`profile.lock`): every open client holds it
+/// shared; a passphrase change and the recovery of an interrupted one need it exclusive, so
+/// they never replace databases under a process that has them open.
+#[derive(Debug)]
+pub(crate) struct ProfileLock {
+    _file: std::fs::File,
+}
+
+impl ProfileLock {
+    fn file(dir: &Path) -> Result<std::fs::File, ProfileError> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("profile.lock"))
+            .map_err(|_| ProfileError::Corrupt("cannot open profile.lock"))
+    }
+
+    /// Wait for any passphrase change to finish, then hold the profile shared.
+    pub(crate) fn shared(dir: &Path) -> Result<Self, ProfileError> {
+        let file = Self::file(dir)?;
+        file.lock_shared().map_err(|_| ProfileError::Corrupt("cannot lock profile.lock"))?;
+        Ok(Self { _file: file })
+    }
+
+    /// The profile to ourselves, if no other process has it open.
+    pub(crate) fn try_exclusive(dir: &Path) -> Result<Option<Self>, ProfileError> {
+        let file = Self::file(dir)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(_)) => Err(ProfileError::Corrupt("cannot lock profile.lock")),
+        }
     }
 }

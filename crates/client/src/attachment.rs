@@ -139,7 +139,14 @@ impl Opener {
 /// hidden files, no control characters.
 pub fn safe_file_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(120).collect();
+    // At most 200 bytes (file systems allow 255; a download adds a temporary suffix).
+    let mut cleaned = String::new();
+    for c in base.chars().filter(|c| !c.is_control()) {
+        if cleaned.len() + c.len_utf8() > 200 {
+            break;
+        }
+        cleaned.push(c);
+    }
     let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
     if cleaned.is_empty() { "attachment".to_owned() } else { cleaned }
 }
@@ -407,6 +414,8 @@ mod tests {
         assert_eq!(safe_file_name(""), "attachment");
         assert_eq!(safe_file_name(".."), "attachment");
         assert_eq!(safe_file_name("report.pdf"), "report.pdf");
+        let long = "é".repeat(200);
+        assert!(safe_file_name(&long).len() <= 200);
     }
 
     #[test]

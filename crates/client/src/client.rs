@@ -140,6 +140,8 @@ pub struct Client {
     pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
     /// Opens the profile's databases when it is encrypted at rest.
     pub(crate) key: Option<std::sync::Arc<crate::at_rest::ProfileKey>>,
+    /// Held shared while the client lives (see `at_rest::ProfileLock`).
+    lock: Option<crate::at_rest::ProfileLock>,
 }
 
 impl Client {
@@ -153,7 +155,14 @@ impl Client {
         profile_dir: &std::path::Path,
         passphrase: Option<&str>,
     ) -> Result<Self, ClientError> {
-        crate::at_rest::finish_interrupted_change(profile_dir)?;
+        std::fs::create_dir_all(profile_dir)
+            .map_err(|source| ProfileError::Create { path: profile_dir.to_path_buf(), source })?;
+        // Finish an interrupted passphrase change only when no other process has the profile
+        // open; then hold it shared for as long as this client lives.
+        if let Some(_alone) = crate::at_rest::ProfileLock::try_exclusive(profile_dir)? {
+            crate::at_rest::finish_interrupted_change(profile_dir)?;
+        }
+        let lock = crate::at_rest::ProfileLock::shared(profile_dir)?;
         let key = if crate::at_rest::is_encrypted(profile_dir) {
             let passphrase = passphrase.ok_or(ProfileError::Locked)?;
             Some(std::sync::Arc::new(crate::at_rest::unlock(profile_dir, passphrase)?))
@@ -165,7 +174,7 @@ impl Client {
         for path in profile.purge_expired(now_ms())? {
             let _ = std::fs::remove_file(path);
         }
-        Ok(Self { profile, engine: None, unreceipted: Default::default(), key })
+        Ok(Self { profile, engine: None, unreceipted: Default::default(), key, lock: Some(lock) })
     }
 
     pub fn profile(&self) -> &Profile {
@@ -181,6 +190,15 @@ impl Client {
     /// profile in the clear. The client reopens the profile under the new key.
     pub fn set_passphrase(&mut self, new: Option<&str>) -> Result<(), ClientError> {
         let dir = self.profile.dir().to_path_buf();
+        // Only with the profile to ourselves: another process (a `rampart chat`) would go on
+        // writing to the files this replaces.
+        self.lock = None;
+        let Some(exclusive) = crate::at_rest::ProfileLock::try_exclusive(&dir)? else {
+            self.lock = Some(crate::at_rest::ProfileLock::shared(&dir)?);
+            return Err(ClientError::Input(
+                "another rampart process has this profile open (a `rampart chat`?); close it and try again".into(),
+            ));
+        };
         // Close every database first: the files are replaced underneath.
         self.engine = None;
         let placeholder = Profile::open_in_memory()?;
@@ -191,6 +209,8 @@ impl Client {
             (Ok(()), None) => None,
             (Err(_), _) => self.key.clone(),
         };
+        drop(exclusive);
+        self.lock = Some(crate::at_rest::ProfileLock::shared(&dir)?);
         self.profile = Profile::open(&dir, key.as_deref())?;
         self.key = key;
         Ok(changed?)

@@ -480,7 +480,14 @@ impl Client {
             return Ok(());
         }
         for (group, ids) in pending {
-            self.send_receipt(conn, &group, ReceiptKind::Delivered, ids).await?;
+            match self.send_receipt(conn, &group, ReceiptKind::Delivered, ids.clone()).await {
+                Ok(()) => {}
+                // Receipts wait for the next round rather than fail the receive.
+                Err(ClientError::Server(e)) if e.code == ErrorCode::RateLimited => {
+                    self.unreceipted.entry(group).or_default().extend(ids);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -496,8 +503,11 @@ impl Client {
         kind: ReceiptKind,
         ids: Vec<MessageId>,
     ) -> Result<(), ClientError> {
-        // A conversation we were removed from or left cannot take receipts any more.
-        if ids.is_empty() || !self.engine()?.has_group(group) {
+        // A conversation we were removed from or left cannot take receipts any more. Receipts
+        // go in 1:1 conversations only: an MLS message reaches every member, so in a group
+        // every member's receipts would go to every member (traffic growing with the square
+        // of the group, filling offline members' queues).
+        if ids.is_empty() || !self.engine()?.has_group(group) || !self.profile.is_direct(group)? {
             return Ok(());
         }
         for chunk in ids.chunks(MAX_RECEIPT_TARGETS) {

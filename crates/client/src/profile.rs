@@ -272,6 +272,17 @@ impl Profile {
         Ok(())
     }
 
+    /// True for a 1:1 conversation.
+    pub fn is_direct(&self, group: &GroupId) -> Result<bool, ProfileError> {
+        Ok(self
+            .db
+            .query_row("SELECT peer_account IS NOT NULL FROM conversations WHERE group_id = ?1", [group.as_bytes()], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(false))
+    }
+
     pub fn mark_conversation_closed(&self, group: &GroupId) -> Result<(), ProfileError> {
         self.db.execute("UPDATE conversations SET closed = 1 WHERE group_id = ?1", [group.as_bytes()])?;
         Ok(())

@@ -171,6 +171,11 @@ async fn an_encrypted_profile_keeps_nothing_readable_and_still_works() {
     let device_secret = hex::encode(bob.profile().credentials().unwrap().unwrap().secret.as_bytes());
     assert!(!files_contain(&bob_dir, secret.as_bytes()).is_empty(), "the search finds the plain profile's copy");
 
+    // Not while another client (another `rampart chat`, say) has the profile open.
+    let other = rampart_client::Client::open(&bob_dir).unwrap();
+    let e = bob.set_passphrase(Some("correct horse battery")).unwrap_err();
+    assert!(e.to_string().contains("another rampart process"), "{e}");
+    drop(other);
     bob.set_passphrase(Some("correct horse battery")).unwrap();
     assert!(bob.is_encrypted());
     // Still works under the new key: history, and new messages through MLS state.

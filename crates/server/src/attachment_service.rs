@@ -27,10 +27,12 @@ fn blob_error(e: BlobError) -> rampart_proto::ErrorBody {
 impl Connection {
     /// Start an upload on this connection; one at a time, a new one abandons the last.
     pub(crate) async fn start_upload(&mut self, size: u64) -> Answer {
-        let (_, device) = self.identity()?;
+        let (account, device) = self.identity()?;
         if size > MAX_ATTACHMENT_CIPHERTEXT_BYTES {
             return Err(err(ErrorCode::MessageTooLarge, "attachments are limited to 100 MiB"));
         }
+        let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.limit(&self.shared.limits.stored_kib_per_account, &account, kib, "attachment storage")?;
         if let Some(old) = self.upload.take() {
             old.abandon();
         }

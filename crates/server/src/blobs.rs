@@ -48,13 +48,11 @@ fn name(id: &BlobId) -> String {
 }
 
 impl BlobStore {
-    /// Open (creating) the store. Uploads left half-done by an earlier run are deleted.
+    /// Open (creating) the store. Uploads left half-done by an earlier run are deleted by
+    /// the sweep once they are an hour old, not here: with several server nodes sharing the
+    /// directory, another node's upload may be under way.
     pub async fn open(dir: &Path) -> Result<Self, BlobError> {
         fs::create_dir_all(dir.join("incoming")).await?;
-        let mut stale = fs::read_dir(dir.join("incoming")).await?;
-        while let Some(e) = stale.next_entry().await? {
-            let _ = fs::remove_file(e.path()).await;
-        }
         Ok(Self { dir: dir.to_path_buf() })
     }
 
@@ -94,7 +92,8 @@ impl BlobStore {
         for (dir, max_age) in [(self.dir.clone(), ttl), (self.dir.join("incoming"), Duration::from_secs(3600))] {
             let mut entries = fs::read_dir(&dir).await?;
             while let Some(e) = entries.next_entry().await? {
-                let meta = e.metadata().await?;
+                // An upload may complete or be abandoned while we look: skip, do not stop.
+                let Ok(meta) = e.metadata().await else { continue };
                 if !meta.is_file() {
                     continue;
                 }
@@ -125,6 +124,11 @@ impl Upload {
         }
         self.file.sync_all().await?;
         fs::rename(&self.incoming, &self.done).await?;
+        // The rename is durable only once the directory is: the sender is about to tell
+        // recipients the blob exists.
+        if let Some(dir) = self.done.parent() {
+            fs::File::open(dir).await?.sync_all().await?;
+        }
         Ok(true)
     }
 
@@ -167,8 +171,14 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path().join("incoming")).unwrap().count(), 0);
         let up2 = store.create(10).await.unwrap();
         drop(up2);
-        // Reopening clears what an earlier run left half-done.
-        let _ = BlobStore::open(dir.path()).await.unwrap();
+        // Left half-done: kept while it may still be someone's upload, swept when stale.
+        assert_eq!(store.sweep(Duration::from_secs(3600)).await.unwrap(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("incoming")).unwrap().count(), 1);
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        for e in std::fs::read_dir(dir.path().join("incoming")).unwrap().flatten() {
+            std::fs::File::options().write(true).open(e.path()).unwrap().set_modified(old).unwrap();
+        }
+        assert_eq!(store.sweep(Duration::from_secs(3600)).await.unwrap(), 1);
         assert_eq!(std::fs::read_dir(dir.path().join("incoming")).unwrap().count(), 0);
     }
 }

@@ -100,6 +100,9 @@ pub struct RateLimits {
     pub upload_kib: Bucket,
     /// Attachment bytes downloaded per device, in KiB.
     pub download_kib: Bucket,
+    /// Attachment bytes an account may put in the blob store, in KiB (charged in full when an
+    /// upload starts). Bounds the disk one account can fill.
+    pub stored_kib_per_account: Bucket,
     /// Verification codes requested per phone number.
     pub register_per_number: Bucket,
     /// Verification codes requested per source address.
@@ -124,6 +127,8 @@ impl Default for RateLimits {
             // A whole 100 MiB attachment (plus its tags) fits in one burst.
             upload_kib: Bucket { burst: 128 * 1024, per_minute: 1024.0 * 1024.0 },
             download_kib: Bucket { burst: 512 * 1024, per_minute: 4.0 * 1024.0 * 1024.0 },
+            // 2 GiB at once, 2 GiB a day.
+            stored_kib_per_account: Bucket { burst: 2 * 1024 * 1024, per_minute: 2.0 * 1024.0 * 1024.0 / 1440.0 },
             register_per_number: Bucket { burst: 3, per_minute: 0.2 },
             register_per_address: Bucket { burst: 20, per_minute: 2.0 },
             verify_per_address: Bucket { burst: 30, per_minute: 6.0 },

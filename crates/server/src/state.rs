@@ -155,6 +155,7 @@ pub struct Limiters {
     pub send: Limiter<DeviceId>,
     pub upload_kib: Limiter<DeviceId>,
     pub download_kib: Limiter<DeviceId>,
+    pub stored_kib_per_account: Limiter<AccountId>,
     pub register_per_number: Limiter<String>,
     pub register_per_address: Limiter<IpAddr>,
     pub verify_per_address: Limiter<IpAddr>,
@@ -186,6 +187,7 @@ impl Limiters {
             send: Limiter::new("send", r.send),
             upload_kib: Limiter::new("upload", r.upload_kib),
             download_kib: Limiter::new("download", r.download_kib),
+            stored_kib_per_account: Limiter::new("stored_per_account", r.stored_kib_per_account),
             register_per_number: Limiter::new("register_per_number", r.register_per_number),
             register_per_address: Limiter::new("register_per_address", r.register_per_address),
             verify_per_address: Limiter::new("verify_per_address", r.verify_per_address),
@@ -200,6 +202,7 @@ impl Limiters {
         self.send.sweep(now);
         self.upload_kib.sweep(now);
         self.download_kib.sweep(now);
+        self.stored_kib_per_account.sweep(now);
         self.register_per_number.sweep(now);
         self.register_per_address.sweep(now);
         self.verify_per_address.sweep(now);

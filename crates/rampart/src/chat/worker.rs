@@ -228,7 +228,9 @@ impl Worker<'_> {
                     }
                 }
             }
-            Err(e) => self.offline(&e),
+            // A refusal (a rate limit, say) is shown; only a broken connection goes offline.
+            Err(e) if breaks_connection(&e) => self.offline(&e),
+            Err(e) => self.error(e.to_string()),
         }
     }
 
