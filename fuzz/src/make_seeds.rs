@@ -1,5 +1,6 @@
 //! Writes the seed corpora: one valid frame of every request and server frame kind, some valid
-//! identifiers and contents, and a few hand-made bad inputs, to `corpus/<target>/seed-<name>`.
+//! identifiers and contents, STUN/TURN messages (RFC 5769's vectors among them), and a few
+//! hand-made bad inputs, to `corpus/<target>/seed-<name>`.
 //!
 //! Not a fuzz target. Run from `fuzz/`: `cargo run --bin make-seeds` (optionally with an output
 //! directory instead of `corpus`). Deterministic: the same source always writes the same bytes.
@@ -385,6 +386,172 @@ fn identifier_seeds() -> Seeds {
     .collect()
 }
 
+/// STUN/TURN messages a relay receives and sends: RFC 5769's four vectors, one message of every
+/// TURN method, ChannelData both framings, a REST username, and a few bad inputs.
+fn turn_seeds() -> Result<Seeds, String> {
+    use rampart_turn::attribute::AddressFamily;
+    use rampart_turn::integrity::encode_protected;
+    use rampart_turn::{
+        Attribute, ChannelData, ChannelNumber, Class, Data, ErrorCode, IntegrityKey, Message, Method, Nonce, Realm,
+        ReservationToken, Sha256Tag, SharedSecret, Software, TransactionId, Transport, TransportProtocol,
+        UnknownAttributes, Username, credentials, rfc5769,
+    };
+
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let id = TransactionId([0x5a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb]);
+    let secret = SharedSecret::new(b"0123456789abcdef-shared-secret".to_vec()).map_err(|x| e(&x))?;
+    let credential = credentials::mint(&secret, "device-42", 1_700_000_000, 600).map_err(|x| e(&x))?;
+    let realm = Realm::new("rampart.example").map_err(|x| e(&x))?;
+    let nonce = Nonce::new("0123456789abcdef").map_err(|x| e(&x))?;
+    let key = IntegrityKey::long_term(credential.username().as_str(), realm.as_str(), credential.password())
+        .map_err(|x| e(&x))?;
+    let peer4: std::net::SocketAddr = ([192, 0, 2, 10], 5000).into();
+    let peer6: std::net::SocketAddr = ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10], 6000).into();
+    let channel = ChannelNumber::new(0x4001).map_err(|x| e(&x))?;
+    let authenticated = |message: Message| {
+        message
+            .with(Attribute::Username(credential.username().clone()))
+            .with(Attribute::Realm(realm.clone()))
+            .with(Attribute::Nonce(nonce.clone()))
+    };
+
+    let protected: Vec<(&str, Message, bool)> = vec![
+        (
+            "allocate-request",
+            Message::new(Class::Request, Method::Allocate, id)
+                .with(Attribute::RequestedTransport(TransportProtocol::UDP))
+                .with(Attribute::DontFragment),
+            false,
+        ),
+        (
+            "allocate-401",
+            Message::new(Class::ErrorResponse, Method::Allocate, id)
+                .with(Attribute::ErrorCode(ErrorCode::new(401, "Unauthenticated").map_err(|x| e(&x))?))
+                .with(Attribute::Realm(realm.clone()))
+                .with(Attribute::Nonce(nonce.clone()))
+                .with(Attribute::Software(Software::new("rampart").map_err(|x| e(&x))?)),
+            false,
+        ),
+        (
+            "allocate-authenticated",
+            authenticated(
+                Message::new(Class::Request, Method::Allocate, id)
+                    .with(Attribute::RequestedTransport(TransportProtocol::UDP))
+                    .with(Attribute::Lifetime { seconds: 600 })
+                    .with(Attribute::EvenPort { reserve_next: true })
+                    .with(Attribute::RequestedAddressFamily(AddressFamily::IPV4))
+                    .with(Attribute::AdditionalAddressFamily(AddressFamily::IPV6)),
+            ),
+            true,
+        ),
+        (
+            "allocate-reservation",
+            authenticated(
+                Message::new(Class::Request, Method::Allocate, id)
+                    .with(Attribute::RequestedTransport(TransportProtocol::UDP))
+                    .with(Attribute::ReservationToken(ReservationToken([1, 2, 3, 4, 5, 6, 7, 8]))),
+            ),
+            true,
+        ),
+        (
+            "allocate-success",
+            Message::new(Class::SuccessResponse, Method::Allocate, id)
+                .with(Attribute::XorRelayedAddress(([203, 0, 113, 5], 49152).into()))
+                .with(Attribute::XorMappedAddress(([198, 51, 100, 7], 6000).into()))
+                .with(Attribute::Lifetime { seconds: 600 }),
+            true,
+        ),
+        (
+            "refresh-delete",
+            authenticated(Message::new(Class::Request, Method::Refresh, id).with(Attribute::Lifetime { seconds: 0 })),
+            true,
+        ),
+        (
+            "create-permission",
+            authenticated(
+                Message::new(Class::Request, Method::CreatePermission, id)
+                    .with(Attribute::XorPeerAddress(peer4))
+                    .with(Attribute::XorPeerAddress(peer6)),
+            ),
+            true,
+        ),
+        (
+            "channel-bind",
+            authenticated(
+                Message::new(Class::Request, Method::ChannelBind, id)
+                    .with(Attribute::ChannelNumber(channel))
+                    .with(Attribute::XorPeerAddress(peer4)),
+            ),
+            true,
+        ),
+        (
+            "send-indication",
+            Message::new(Class::Indication, Method::Send, id)
+                .with(Attribute::XorPeerAddress(peer6))
+                .with(Attribute::Data(Data::new(b"\x80\x60srtp".to_vec()).map_err(|x| e(&x))?))
+                .with(Attribute::DontFragment),
+            false,
+        ),
+        (
+            "data-indication",
+            Message::new(Class::Indication, Method::Data, id)
+                .with(Attribute::XorPeerAddress(peer4))
+                .with(Attribute::Data(Data::new(b"\x16\xfe\xfddtls".to_vec()).map_err(|x| e(&x))?)),
+            false,
+        ),
+        ("binding-indication", Message::new(Class::Indication, Method::Binding, id), false),
+        (
+            "error-420",
+            Message::new(Class::ErrorResponse, Method::Allocate, id)
+                .with(Attribute::ErrorCode(ErrorCode::new(420, "Unknown Attribute").map_err(|x| e(&x))?))
+                .with(Attribute::UnknownAttributes(
+                    UnknownAttributes::new(vec![rampart_turn::AttributeType(0x0024)]).map_err(|x| e(&x))?,
+                )),
+            false,
+        ),
+    ];
+    let mut seeds: Seeds = vec![
+        ("rfc5769-2.1-request".into(), rfc5769::SAMPLE_REQUEST.to_vec()),
+        ("rfc5769-2.2-ipv4-response".into(), rfc5769::SAMPLE_IPV4_RESPONSE.to_vec()),
+        ("rfc5769-2.3-ipv6-response".into(), rfc5769::SAMPLE_IPV6_RESPONSE.to_vec()),
+        ("rfc5769-2.4-long-term-request".into(), rfc5769::SAMPLE_REQUEST_LONG_TERM.to_vec()),
+    ];
+    for (name, message, with_integrity) in protected {
+        let bytes = encode_protected(&message, with_integrity.then_some(&key), true).map_err(|x| e(&x))?;
+        seeds.push((name.to_owned(), bytes));
+    }
+    let sha256 = Message::new(Class::Request, Method::Binding, id)
+        .with(Attribute::Username(Username::new("user").map_err(|x| e(&x))?))
+        .with(Attribute::MessageIntegrity([7; 20]))
+        .with(Attribute::MessageIntegritySha256(Sha256Tag::new(vec![9; 32]).map_err(|x| e(&x))?))
+        .with(Attribute::Fingerprint(0));
+    seeds.push(("integrity-sha256".into(), sha256.encode().map_err(|x| e(&x))?));
+
+    // 13 bytes, so the stream framing pads and the datagram framing does not.
+    let media = b"\x80\x60\x00\x01srtp pay!";
+    for (name, transport) in [("channel-data-datagram", Transport::Datagram), ("channel-data-stream", Transport::Stream)] {
+        let bytes = ChannelData { channel, data: media }.encode(transport).map_err(|x| e(&x))?;
+        seeds.push((name.into(), bytes));
+    }
+    seeds.push(("rest-username".into(), credential.username().as_str().as_bytes().to_vec()));
+
+    seeds.push(("bad-empty".into(), Vec::new()));
+    seeds.push(("bad-truncated-2.1".into(), truncated(&rfc5769::SAMPLE_REQUEST)));
+    let mut bad_cookie = rfc5769::SAMPLE_IPV4_RESPONSE.to_vec();
+    if let Some(byte) = bad_cookie.get_mut(4) {
+        *byte ^= 0xff;
+    }
+    seeds.push(("bad-cookie".into(), bad_cookie));
+    let mut after_fingerprint = rfc5769::SAMPLE_IPV4_RESPONSE.to_vec();
+    after_fingerprint.extend_from_slice(&[0x80, 0x22, 0x00, 0x00]);
+    if let Some(length) = after_fingerprint.get_mut(2..4) {
+        length.copy_from_slice(&0x40u16.to_be_bytes());
+    }
+    seeds.push(("bad-attribute-after-fingerprint".into(), after_fingerprint));
+    seeds.push(("bad-channel-reserved".into(), vec![0x50, 0x00, 0x00, 0x01, 0xff]));
+    Ok(seeds)
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -405,6 +572,7 @@ fn run() -> Result<(), String> {
     write(&dir, "server_frame", &server_seeds()?)?;
     write(&dir, "content", &content_seeds())?;
     write(&dir, "identifiers", &identifier_seeds())?;
+    write(&dir, "turn_message", &turn_seeds()?)?;
     Ok(())
 }
 
