@@ -552,6 +552,29 @@ fn turn_seeds() -> Result<Seeds, String> {
     Ok(seeds)
 }
 
+/// Event sequences for `call_machine` (first byte: ring policy and contact flag; then one
+/// event per byte, decoded as in fuzz_targets/call_machine.rs).
+fn call_seeds() -> Seeds {
+    const OFFER: u8 = 0;
+    const ANSWER: u8 = 1;
+    const CONNECT: u8 = 3;
+    const UPDATE: u8 = 4;
+    const HANGUP: u8 = 5;
+    const ACCEPT: u8 = 128;
+    const DECLINE: u8 = 152;
+    const ANSWER_SENT: u8 = 160;
+    const TIMEOUT: u8 = 184;
+    const CONTACTS_CONTACT: u8 = 0x05;
+    const CONTACTS_STRANGER: u8 = 0x01;
+    vec![
+        ("accepted-call".into(), vec![CONTACTS_CONTACT, ACCEPT, OFFER, ANSWER, ANSWER_SENT, UPDATE, HANGUP]),
+        ("signal-2019-connect-while-ringing".into(), vec![CONTACTS_CONTACT, CONNECT, ANSWER_SENT, ACCEPT, CONNECT]),
+        ("messenger-update-while-ringing".into(), vec![CONTACTS_CONTACT, UPDATE, OFFER, ANSWER_SENT, TIMEOUT]),
+        ("stranger".into(), vec![CONTACTS_STRANGER, OFFER, ACCEPT, ANSWER_SENT]),
+        ("declined".into(), vec![CONTACTS_CONTACT, DECLINE, ACCEPT, OFFER]),
+    ]
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -573,6 +596,7 @@ fn run() -> Result<(), String> {
     write(&dir, "content", &content_seeds())?;
     write(&dir, "identifiers", &identifier_seeds())?;
     write(&dir, "turn_message", &turn_seeds()?)?;
+    write(&dir, "call_machine", &call_seeds())?;
     Ok(())
 }
 
