@@ -16,7 +16,26 @@ fn device(n: u64) -> Engine<MemoryStorage> {
     Engine::new(MemoryStorage::default(), key, cert).unwrap()
 }
 
+/// The bound every MLS application message meets: one Ed25519 signature and one verification.
+fn signature_baseline() {
+    use openmls_traits::crypto::OpenMlsCrypto;
+    use openmls_traits::signatures::Signer;
+    let key = new_signature_key().unwrap();
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let payload = vec![0x42u8; 1024];
+    let public = key.to_public_vec();
+    let n = 5_000;
+    let started = Instant::now();
+    for _ in 0..n {
+        let sig = key.sign(&payload).unwrap();
+        crypto.verify_signature(openmls_traits::types::SignatureScheme::ED25519, &payload, &public, &sig).unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("Ed25519 sign+verify alone (the bound): {:.0} per second (one core)", n as f64 / secs);
+}
+
 fn main() {
+    signature_baseline();
     // 1:1, 1 KiB messages: encrypt on one device, decrypt on the other.
     let mut a = device(1);
     let mut b = device(2);
