@@ -153,7 +153,11 @@ fn replace_database(dir: &Path, db: &str, from: &Path) -> std::io::Result<()> {
 
 /// Encrypt the profile in `dir` under `new` (or, with `None`, store it in the clear).
 /// `current` opens it as it is now. The profile must not be in use by another process.
-pub fn change_passphrase(dir: &Path, current: Option<&ProfileKey>, new: Option<&str>) -> Result<(), ProfileError> {
+pub fn change_passphrase(
+    dir: &Path,
+    current: Option<&ProfileKey>,
+    new: Option<&str>,
+) -> Result<(), ProfileError> {
     finish_interrupted_change(dir)?;
     let params = new.map(|_| KdfParams {
         kdf: "argon2id".into(),

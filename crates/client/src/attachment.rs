@@ -110,12 +110,14 @@ impl Opener {
     }
 
     fn open_segment(&mut self, last: bool, out: &mut impl Write) -> Result<(), ClientError> {
-        let tampered = |_| attachment_error("the attachment was altered or truncated (a segment failed to open)");
+        let tampered =
+            |_| attachment_error("the attachment was altered or truncated (a segment failed to open)");
         let plain = if last {
             let stream = self.stream.take().ok_or_else(|| attachment_error("data past the last segment"))?;
             stream.decrypt_last(self.buffer.as_slice()).map_err(tampered)?
         } else {
-            let stream = self.stream.as_mut().ok_or_else(|| attachment_error("data past the last segment"))?;
+            let stream =
+                self.stream.as_mut().ok_or_else(|| attachment_error("data past the last segment"))?;
             stream.decrypt_next(self.buffer.as_slice()).map_err(tampered)?
         };
         self.sealed_left -= self.buffer.len() as u64;
@@ -161,10 +163,7 @@ fn unused_path(dir: &Path, name: &str) -> PathBuf {
         Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
         _ => (name, String::new()),
     };
-    (1..)
-        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    (1..).map(|n| dir.join(format!("{stem} ({n}){ext}"))).find(|p| !p.exists()).unwrap_or(first)
 }
 
 fn guess_mime(name: &str) -> &'static str {
@@ -186,7 +185,10 @@ fn guess_mime(name: &str) -> &'static str {
 }
 
 /// Retry a request the server rate-limited, after the wait it asked for.
-async fn request_patiently(conn: &mut Connection, request: ClientRequest) -> Result<ResponseBody, ClientError> {
+async fn request_patiently(
+    conn: &mut Connection,
+    request: ClientRequest,
+) -> Result<ResponseBody, ClientError> {
     loop {
         match conn.request(request.clone()).await {
             Err(ClientError::Server(e)) if e.code == ErrorCode::RateLimited && e.retry_after_ms > 0 => {
@@ -218,7 +220,8 @@ impl Client {
                 path.display()
             )));
         }
-        let name = safe_file_name(&path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let name =
+            safe_file_name(&path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let key = Zeroizing::new(rand::random::<[u8; 32]>());
         let total = sealed_len(len);
         let (blob, chunk) = match request_patiently(conn, ClientRequest::StartUpload { size: total }).await? {
@@ -235,7 +238,8 @@ impl Client {
         loop {
             let want = usize::try_from((len - read_total).min(SEGMENT as u64)).unwrap_or(SEGMENT);
             let piece = segment.get_mut(..want).ok_or_else(|| attachment_error("segment size"))?;
-            file.read_exact(piece).map_err(|_| attachment_error("the file changed while it was being sent"))?;
+            file.read_exact(piece)
+                .map_err(|_| attachment_error("the file changed while it was being sent"))?;
             read_total += want as u64;
             sealer.seal(piece, &mut pending)?;
             let last = read_total == len;
@@ -243,7 +247,9 @@ impl Client {
                 let take = pending.len().min(chunk);
                 let data: Vec<u8> = pending.drain(..take).collect();
                 let sent = data.len() as u64;
-                match request_patiently(conn, ClientRequest::UploadChunk { blob, offset, data: data.into() }).await? {
+                match request_patiently(conn, ClientRequest::UploadChunk { blob, offset, data: data.into() })
+                    .await?
+                {
                     ResponseBody::ChunkStored { stored, complete } => {
                         offset += sent;
                         if stored != offset || complete != (offset == total) {
@@ -281,8 +287,10 @@ impl Client {
         dest_dir: &Path,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<PathBuf, ClientError> {
-        let pointer =
-            self.profile.attachment(seq)?.ok_or_else(|| attachment_error(format!("message {seq} has no attachment")))?;
+        let pointer = self
+            .profile
+            .attachment(seq)?
+            .ok_or_else(|| attachment_error(format!("message {seq} has no attachment")))?;
         std::fs::create_dir_all(dest_dir)
             .map_err(|e| attachment_error(format!("cannot create {}: {e}", dest_dir.display())))?;
         let name = safe_file_name(&pointer.name);
@@ -293,7 +301,8 @@ impl Client {
             return Err(e);
         }
         let path = unused_path(dest_dir, &name);
-        std::fs::rename(&partial, &path).map_err(|e| attachment_error(format!("cannot save the file: {e}")))?;
+        std::fs::rename(&partial, &path)
+            .map_err(|e| attachment_error(format!("cannot save the file: {e}")))?;
         self.profile.set_attachment_path(seq, &path.to_string_lossy())?;
         Ok(path)
     }
@@ -306,7 +315,8 @@ async fn download_into(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<(), ClientError> {
     let mut out = std::io::BufWriter::new(
-        std::fs::File::create(partial).map_err(|e| attachment_error(format!("cannot create the file: {e}")))?,
+        std::fs::File::create(partial)
+            .map_err(|e| attachment_error(format!("cannot create the file: {e}")))?,
     );
     let total = sealed_len(pointer.size);
     let mut opener = Opener::new(&pointer.key, pointer.size);
@@ -341,6 +351,7 @@ async fn download_into(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -357,7 +368,13 @@ mod tests {
         (out, s.digest.finalize().into())
     }
 
-    fn open_all(key: &[u8; 32], len: u64, sealed: &[u8], digest: &[u8; 32], piece: usize) -> Result<Vec<u8>, ClientError> {
+    fn open_all(
+        key: &[u8; 32],
+        len: u64,
+        sealed: &[u8],
+        digest: &[u8; 32],
+        piece: usize,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut o = Opener::new(key, len);
         let mut out = Vec::new();
         for p in sealed.chunks(piece.max(1)) {

@@ -196,7 +196,8 @@ impl Client {
         let Some(exclusive) = crate::at_rest::ProfileLock::try_exclusive(&dir)? else {
             self.lock = Some(crate::at_rest::ProfileLock::shared(&dir)?);
             return Err(ClientError::Input(
-                "another rampart process has this profile open (a `rampart chat`?); close it and try again".into(),
+                "another rampart process has this profile open (a `rampart chat`?); close it and try again"
+                    .into(),
             ));
         };
         // Close every database first: the files are replaced underneath.
@@ -463,7 +464,11 @@ impl Client {
 
     /// The conversation `to` names: a person (`+E164` or `@username`, the 1:1 with them,
     /// created on first use) or a conversation's name or id.
-    pub async fn conversation_for(&mut self, conn: &mut Connection, to: &str) -> Result<GroupId, ClientError> {
+    pub async fn conversation_for(
+        &mut self,
+        conn: &mut Connection,
+        to: &str,
+    ) -> Result<GroupId, ClientError> {
         if !(to.starts_with('+') || to.starts_with('@')) {
             return self.resolve_conversation(to);
         }
@@ -624,7 +629,11 @@ impl Client {
 
     /// Mark a conversation read on an open connection, sending read receipts (unless they
     /// are turned off) for what had not been read.
-    pub async fn mark_read_on(&mut self, conn: &mut Connection, group: &GroupId) -> Result<usize, ClientError> {
+    pub async fn mark_read_on(
+        &mut self,
+        conn: &mut Connection,
+        group: &GroupId,
+    ) -> Result<usize, ClientError> {
         let ids = self.profile.mark_read(group)?;
         let n = ids.len();
         if self.receipts_enabled()? {

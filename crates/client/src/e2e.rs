@@ -16,8 +16,8 @@ use rampart_mls::identity::{self, certify, new_signature_key, public_key};
 use rampart_mls::{Engine, IncomingCommit, Member, MlsError, Processed, SignatureKeyPair, check_removals};
 use rampart_proto::{
     AccountDevices, ClientRequest, Content, ContentBody, DeviceCertificate, Envelope, ErrorCode, GroupCommit,
-    MAX_RECEIPT_TARGETS, ReceiptKind, Recipient, ResponseBody, ServerFrame, decode_content, decode_envelope, encode_certificate,
-    encode_content,
+    MAX_RECEIPT_TARGETS, ReceiptKind, Recipient, ResponseBody, ServerFrame, decode_content, decode_envelope,
+    encode_certificate, encode_content,
 };
 
 use crate::client::{Client, ClientError, now_ms};
@@ -78,7 +78,10 @@ pub(crate) struct CheckedAccount {
     pub root_changed: bool,
 }
 
-fn open_storage(dir: &std::path::Path, key: Option<&crate::at_rest::ProfileKey>) -> Result<MlsStorage, ClientError> {
+fn open_storage(
+    dir: &std::path::Path,
+    key: Option<&crate::at_rest::ProfileKey>,
+) -> Result<MlsStorage, ClientError> {
     let path = dir.join("mls.db");
     let conn = rusqlite::Connection::open(&path).map_err(|e| ClientError::Crypto(e.to_string()))?;
     crate::at_rest::apply_key(&conn, key)?;
@@ -293,12 +296,11 @@ impl Client {
             let mut root_changed = false;
             if !roots.iter().any(|r| trusted_keys.contains(&r.signature_key))
                 && !certs.iter().any(|c| trusted_keys.contains(&c.signature_key))
+                && let Some(root) = roots.first()
             {
-                if let Some(root) = roots.first() {
-                    root_changed = !trusted_keys.is_empty();
-                    self.profile.trust_key(account.account, &root.signature_key)?;
-                    trusted_keys.insert(root.signature_key);
-                }
+                root_changed = !trusted_keys.is_empty();
+                self.profile.trust_key(account.account, &root.signature_key)?;
+                trusted_keys.insert(root.signature_key);
             }
             // Extend trust along certificate chains until nothing changes.
             loop {
@@ -351,10 +353,10 @@ impl Client {
         conn: &mut Connection,
         peer: &CheckedAccount,
     ) -> Result<GroupId, ClientError> {
-        if let Some(group) = self.profile.direct_conversation(peer.account)? {
-            if self.engine()?.has_group(&group) {
-                return Ok(group);
-            }
+        if let Some(group) = self.profile.direct_conversation(peer.account)?
+            && self.engine()?.has_group(&group)
+        {
+            return Ok(group);
         }
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
         let group = GroupId::new(me, &mut rand::rng());
@@ -627,17 +629,17 @@ impl Client {
         let now = now_ms();
         let insert = |kind: MessageKind, text: &str, reply_to: Option<MessageId>| {
             profile.insert_message(&NewMessage {
-            conversation: group,
-            sender_account: sender.0,
-            sender_device: sender.1,
-            sender_label: label,
-            message_id: content.message_id,
-            sent_at_ms: content.sent_at_ms,
-            received_at_ms: now,
-            outgoing,
-            kind,
-            text,
-            reply_to,
+                conversation: group,
+                sender_account: sender.0,
+                sender_device: sender.1,
+                sender_label: label,
+                message_id: content.message_id,
+                sent_at_ms: content.sent_at_ms,
+                received_at_ms: now,
+                outgoing,
+                kind,
+                text,
+                reply_to,
             })
         };
         let (text, new) = match &content.body {
@@ -675,7 +677,9 @@ impl Client {
                 profile.set_timer(group, *seconds)?;
                 let text = match seconds {
                     0 => format!("{label} turned disappearing messages off"),
-                    s => format!("{label} set disappearing messages to {}", crate::history::human_duration(*s)),
+                    s => {
+                        format!("{label} set disappearing messages to {}", crate::history::human_duration(*s))
+                    }
                 };
                 profile.insert_notice(group, &text, now)?;
                 (text, None)
@@ -799,7 +803,8 @@ impl Client {
             });
         }
         for a in &changed {
-            notices.push(format!("{}'s keys changed (registered again?): verify the safety number", label(a)));
+            notices
+                .push(format!("{}'s keys changed (registered again?): verify the safety number", label(a)));
         }
         let now = now_ms();
         for n in notices {

@@ -117,7 +117,8 @@ fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-const HISTORY_COLUMNS: &str = "m.seq, m.conversation, m.outgoing, m.sender_account, m.sender_label, m.message_id,
+const HISTORY_COLUMNS: &str =
+    "m.seq, m.conversation, m.outgoing, m.sender_account, m.sender_label, m.message_id,
      m.sent_at, m.server_ts, m.kind, m.text, m.status, m.edited, m.deleted, m.reply_to, m.expires_at,
      a.name, a.mime, a.size, a.saved_path";
 
@@ -325,9 +326,11 @@ impl Profile {
     pub fn timer(&self, conversation: &GroupId) -> Result<u32, ProfileError> {
         let secs: Option<i64> = self
             .db
-            .query_row("SELECT timer_secs FROM conversations WHERE group_id = ?1", [conversation.as_bytes()], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT timer_secs FROM conversations WHERE group_id = ?1",
+                [conversation.as_bytes()],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(secs.and_then(|s| u32::try_from(s).ok()).unwrap_or(0))
     }
@@ -377,12 +380,17 @@ impl Profile {
     }
 
     pub fn set_attachment_path(&self, seq: i64, path: &str) -> Result<(), ProfileError> {
-        self.db.execute("UPDATE attachments SET saved_path = ?2 WHERE message_seq = ?1", params![seq, path])?;
+        self.db
+            .execute("UPDATE attachments SET saved_path = ?2 WHERE message_seq = ?1", params![seq, path])?;
         Ok(())
     }
 
     /// History, oldest first: of one conversation, or of all of them.
-    pub fn history(&self, conversation: Option<&GroupId>, limit: u32) -> Result<Vec<HistoryItem>, ProfileError> {
+    pub fn history(
+        &self,
+        conversation: Option<&GroupId>,
+        limit: u32,
+    ) -> Result<Vec<HistoryItem>, ProfileError> {
         let sql = format!(
             "SELECT * FROM (SELECT {HISTORY_COLUMNS} FROM messages m LEFT JOIN attachments a ON a.message_seq = m.seq
                WHERE ?1 IS NULL OR m.conversation = ?1 ORDER BY m.seq DESC LIMIT ?2) ORDER BY seq"
@@ -421,7 +429,9 @@ impl Profile {
             let mut ids = Vec::new();
             for r in rows {
                 let bytes = r?;
-                ids.push(MessageId(bytes.as_slice().try_into().map_err(|_| ProfileError::Corrupt("message id"))?));
+                ids.push(MessageId(
+                    bytes.as_slice().try_into().map_err(|_| ProfileError::Corrupt("message id"))?,
+                ));
             }
             ids
         };

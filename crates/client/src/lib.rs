@@ -18,6 +18,8 @@ pub use client::{
     parse_recipient,
 };
 pub use connection::{Connection, ServerAddress};
+pub use history::{
+    AttachmentInfo, DeliveryStatus, HistoryItem, MessageKind, NewMessage, Reaction, human_duration,
+};
 pub use pin::PinnedCertificate;
-pub use history::{human_duration, AttachmentInfo, DeliveryStatus, HistoryItem, MessageKind, NewMessage, Reaction};
 pub use profile::{ConversationInfo, Credentials, Profile, ProfileError};

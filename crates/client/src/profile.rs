@@ -148,7 +148,9 @@ impl Profile {
                 db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
             }
         }
-        db.execute_batch("CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, seq)")?;
+        db.execute_batch(
+            "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, seq)",
+        )?;
         Ok(Self { dir: dir.to_path_buf(), db })
     }
 
@@ -228,7 +230,6 @@ impl Profile {
         tx.commit()?;
         Ok(())
     }
-
 }
 
 impl Profile {
@@ -276,9 +277,11 @@ impl Profile {
     pub fn is_direct(&self, group: &GroupId) -> Result<bool, ProfileError> {
         Ok(self
             .db
-            .query_row("SELECT peer_account IS NOT NULL FROM conversations WHERE group_id = ?1", [group.as_bytes()], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT peer_account IS NOT NULL FROM conversations WHERE group_id = ?1",
+                [group.as_bytes()],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(false))
     }

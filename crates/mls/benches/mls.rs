@@ -28,7 +28,9 @@ fn signature_baseline() {
     let started = Instant::now();
     for _ in 0..n {
         let sig = key.sign(&payload).unwrap();
-        crypto.verify_signature(openmls_traits::types::SignatureScheme::ED25519, &payload, &public, &sig).unwrap();
+        crypto
+            .verify_signature(openmls_traits::types::SignatureScheme::ED25519, &payload, &public, &sig)
+            .unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
     println!("Ed25519 sign+verify alone (the bound): {:.0} per second (one core)", n as f64 / secs);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 //! MLS conversations between in-memory devices, with the test acting as delivery service.
 
 use openmls_memory_storage::MemoryStorage;

@@ -9,10 +9,10 @@
 use bytes::Bytes;
 use prost::Message;
 use rampart_core::limits::{
-    DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_BODY_BYTES, MAX_CERTIFICATE_BYTES, MAX_CODE_BYTES,
-    MAX_COMMIT_DEVICES, MAX_DEVICE_NAME_BYTES, MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES,
-    MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES,
-    MAX_LISTED_DEVICES, MAX_ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_CIPHERTEXT_BYTES,
+    DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_CIPHERTEXT_BYTES,
+    MAX_BODY_BYTES, MAX_CERTIFICATE_BYTES, MAX_CODE_BYTES, MAX_COMMIT_DEVICES, MAX_DEVICE_NAME_BYTES,
+    MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES, MAX_KEY_PACKAGE_BYTES,
+    MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
 };
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
@@ -372,7 +372,11 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                     max: MAX_ATTACHMENT_CHUNK_BYTES,
                 });
             }
-            ClientRequest::Download { blob: fixed("blob_id", &r.blob_id)?, offset: r.offset, length: r.length }
+            ClientRequest::Download {
+                blob: fixed("blob_id", &r.blob_id)?,
+                offset: r.offset,
+                length: r.length,
+            }
         }
     };
     Ok(ClientFrame { request_id: frame.request_id, request })
@@ -645,10 +649,9 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 Ok(ResponseBody::KeysPublished { one_time_left }) => {
                     R::KeysPublished(pb::KeysPublished { one_time_left: *one_time_left })
                 }
-                Ok(ResponseBody::UploadStarted { blob, chunk_bytes }) => R::UploadStarted(pb::UploadStarted {
-                    blob_id: blob.to_vec(),
-                    chunk_bytes: *chunk_bytes,
-                }),
+                Ok(ResponseBody::UploadStarted { blob, chunk_bytes }) => {
+                    R::UploadStarted(pb::UploadStarted { blob_id: blob.to_vec(), chunk_bytes: *chunk_bytes })
+                }
                 Ok(ResponseBody::ChunkStored { stored, complete }) => {
                     R::ChunkStored(pb::ChunkStored { stored: *stored, complete: *complete })
                 }

@@ -95,7 +95,8 @@ pub async fn run(
         Command::Download { seq, to } => {
             let dir = to.unwrap_or_else(|| default_downloads(client.profile().dir()));
             let bar = progress_bar(json, "downloading");
-            let saved = client.download_attachment(seq, &dir, &mut |done, total| bar.update(done, total)).await;
+            let saved =
+                client.download_attachment(seq, &dir, &mut |done, total| bar.update(done, total)).await;
             bar.finish();
             let saved = saved?;
             if json {
@@ -354,16 +355,6 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn escape_sequences_cannot_reach_the_terminal() {
-        assert_eq!(printable("hi\x1b]0;pwned\x07 there\nok"), "hi\\u{1b}]0;pwned\\u{7} there\nok");
-    }
-}
-
 /// One history line for the terminal: `alice: hello (edited) ✓✓ 👍1`.
 fn history_line(m: &rampart_client::HistoryItem) -> String {
     use rampart_client::{DeliveryStatus, MessageKind};
@@ -439,7 +430,10 @@ fn default_downloads(profile: &std::path::Path) -> PathBuf {
 
 /// The passphrase of an encrypted profile: from --passphrase-file, RAMPART_PASSPHRASE, or
 /// asked on the terminal.
-fn passphrase(file: Option<&std::path::Path>, dir: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+fn passphrase(
+    file: Option<&std::path::Path>,
+    dir: &std::path::Path,
+) -> anyhow::Result<zeroize::Zeroizing<String>> {
     if let Some(file) = file {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?,
@@ -449,6 +443,13 @@ fn passphrase(file: Option<&std::path::Path>, dir: &std::path::Path) -> anyhow::
     if let Ok(p) = std::env::var("RAMPART_PASSPHRASE") {
         return Ok(zeroize::Zeroizing::new(p));
     }
+    use std::io::IsTerminal;
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "the profile at {} is encrypted: set RAMPART_PASSPHRASE or pass --passphrase-file \
+         (there is no terminal to ask on)",
+        dir.display()
+    );
     let prompt = format!("Passphrase for the profile at {}: ", dir.display());
     let p = rpassword::prompt_password(prompt).context(
         "this profile is encrypted and no terminal is there to ask for its passphrase; \
@@ -461,6 +462,11 @@ fn new_passphrase() -> anyhow::Result<zeroize::Zeroizing<String>> {
     if let Ok(p) = std::env::var("RAMPART_NEW_PASSPHRASE") {
         return Ok(zeroize::Zeroizing::new(p));
     }
+    use std::io::IsTerminal;
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "no terminal to ask for the new passphrase; set RAMPART_NEW_PASSPHRASE"
+    );
     let first = zeroize::Zeroizing::new(
         rpassword::prompt_password("New passphrase: ")
             .context("no terminal to ask for the new passphrase; set RAMPART_NEW_PASSPHRASE")?,
@@ -477,7 +483,11 @@ fn profile_command(client: &mut Client, cmd: ProfileCommand, json: bool) -> anyh
             if json {
                 print_json(json!({ "ok": true, "profile": dir, "encrypted": client.is_encrypted() }));
             } else {
-                let how = if client.is_encrypted() { "encrypted at rest (Argon2id + SQLCipher)" } else { "not encrypted" };
+                let how = if client.is_encrypted() {
+                    "encrypted at rest (Argon2id + SQLCipher)"
+                } else {
+                    "not encrypted"
+                };
                 println!("Profile: {dir}\n  {how}");
             }
         }
@@ -502,4 +512,14 @@ fn profile_command(client: &mut Client, cmd: ProfileCommand, json: bool) -> anyh
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_cannot_reach_the_terminal() {
+        assert_eq!(printable("hi\x1b]0;pwned\x07 there\nok"), "hi\\u{1b}]0;pwned\\u{7} there\nok");
+    }
 }

@@ -65,8 +65,12 @@ async fn secrets_never_reach_the_server(backend: Backend, database: Option<&str>
     assert!(got.contains(&one_to_one.to_owned()) && got.contains(&in_group.to_owned()), "{got:?}");
     let got: Vec<String> = carol.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
     assert!(got.contains(&in_group.to_owned()), "{got:?}");
-    let line = carol.profile().history(None, 100).unwrap().into_iter().find(|m| m.attachment.is_some()).unwrap();
-    let saved = carol.download_attachment(line.seq, &dir.path().join("carol-downloads"), &mut |_, _| {}).await.unwrap();
+    let line =
+        carol.profile().history(None, 100).unwrap().into_iter().find(|m| m.attachment.is_some()).unwrap();
+    let saved = carol
+        .download_attachment(line.seq, &dir.path().join("carol-downloads"), &mut |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(saved.file_name().unwrap().to_str().unwrap(), file_name);
     assert_eq!(std::fs::read(&saved).unwrap(), content);
 

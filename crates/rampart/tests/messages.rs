@@ -41,7 +41,13 @@ async fn receipts_edits_deletions_reactions_and_timers() {
     assert_eq!(bob.profile().conversations().unwrap()[0].unread, 1);
     alice.receive(None, |_| {}).await.unwrap();
     let status = |c: &rampart_client::Client| {
-        c.profile().history(None, 50).unwrap().into_iter().find(|m| m.message_id == sent.message_id).unwrap().status
+        c.profile()
+            .history(None, 50)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.message_id == sent.message_id)
+            .unwrap()
+            .status
     };
     assert_eq!(status(&alice), DeliveryStatus::Delivered);
 
@@ -61,7 +67,13 @@ async fn receipts_edits_deletions_reactions_and_timers() {
     bob.receive(None, |_| {}).await.unwrap();
     alice.receive(None, |_| {}).await.unwrap();
     for c in [&alice, &bob] {
-        let line = c.profile().history(None, 50).unwrap().into_iter().find(|m| m.message_id == sent.message_id).unwrap();
+        let line = c
+            .profile()
+            .history(None, 50)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.message_id == sent.message_id)
+            .unwrap();
         assert_eq!(line.text, "first, edited");
         assert!(line.edited);
         assert_eq!(line.reactions.len(), 1);
@@ -71,7 +83,13 @@ async fn receipts_edits_deletions_reactions_and_timers() {
     // Delete for everyone: a tombstone stays, the text goes.
     send(&mut alice, &alice_conv, ContentBody::Delete { target: id }).await;
     bob.receive(None, |_| {}).await.unwrap();
-    let line = bob.profile().history(None, 50).unwrap().into_iter().find(|m| m.message_id == sent.message_id).unwrap();
+    let line = bob
+        .profile()
+        .history(None, 50)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.message_id == sent.message_id)
+        .unwrap();
     assert!(line.deleted);
     assert_eq!(line.text, "");
 
@@ -80,7 +98,10 @@ async fn receipts_edits_deletions_reactions_and_timers() {
     send(&mut alice, &alice_conv, text("this will vanish")).await;
     bob.receive(None, |_| {}).await.unwrap();
     let history = bob.profile().history(None, 50).unwrap();
-    assert!(history.iter().any(|m| m.kind == MessageKind::Notice && m.text.contains("1 second")), "{history:?}");
+    assert!(
+        history.iter().any(|m| m.kind == MessageKind::Notice && m.text.contains("1 second")),
+        "{history:?}"
+    );
     let vanishing = history.iter().find(|m| m.text == "this will vanish").unwrap();
     assert!(vanishing.expires_at_ms.is_some());
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -169,7 +190,10 @@ async fn an_encrypted_profile_keeps_nothing_readable_and_still_works() {
     bob.receive(None, |_| {}).await.unwrap();
     let bob_dir = bob.profile().dir().to_path_buf();
     let device_secret = hex::encode(bob.profile().credentials().unwrap().unwrap().secret.as_bytes());
-    assert!(!files_contain(&bob_dir, secret.as_bytes()).is_empty(), "the search finds the plain profile's copy");
+    assert!(
+        !files_contain(&bob_dir, secret.as_bytes()).is_empty(),
+        "the search finds the plain profile's copy"
+    );
 
     // Not while another client (another `rampart chat`, say) has the profile open.
     let other = rampart_client::Client::open(&bob_dir).unwrap();
@@ -194,7 +218,8 @@ async fn an_encrypted_profile_keeps_nothing_readable_and_still_works() {
     assert!(e.to_string().contains("encrypted"), "{e}");
     let e = rampart_client::Client::open_with_passphrase(&bob_dir, Some("wrong")).unwrap_err();
     assert!(e.to_string().contains("wrong passphrase"), "{e}");
-    let mut bob = rampart_client::Client::open_with_passphrase(&bob_dir, Some("correct horse battery")).unwrap();
+    let mut bob =
+        rampart_client::Client::open_with_passphrase(&bob_dir, Some("correct horse battery")).unwrap();
     assert!(bob.profile().history(None, 10).unwrap().iter().any(|m| m.text == "after encryption"));
 
     // Back to the clear.
@@ -202,4 +227,82 @@ async fn an_encrypted_profile_keeps_nothing_readable_and_still_works() {
     drop(bob);
     let bob = rampart_client::Client::open(&bob_dir).unwrap();
     assert!(bob.profile().history(None, 10).unwrap().iter().any(|m| m.text == secret));
+}
+
+/// The file and profile commands through the real binary, as a script would use them.
+#[tokio::test]
+async fn cli_files_history_and_profile_encryption() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let url = server.url();
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    for (profile, phone, name) in [(&alice, "+14155553301", "alice"), (&bob, "+14155553302", "bob")] {
+        let (ok, _, err) =
+            cli(profile, &["account", "register", "--server", &url, "--phone", phone, "--username", name]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = cli(profile, &["account", "verify", &server.latest_code(phone)]);
+        assert!(ok, "{err}");
+    }
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "meeting at noon\n".repeat(5000)).unwrap();
+    let (ok, out, err) =
+        cli(&alice, &["--json", "send-file", "@bob", file.to_str().unwrap(), "--caption", "the notes"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["ok"], true);
+
+    let (ok, out, err) = cli(&bob, &["--json", "recv"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("notes.txt"), "{out}");
+    let (ok, out, err) = cli(&bob, &["--json", "history"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let line =
+        v["messages"].as_array().unwrap().iter().find(|m| m["attachment"].is_object()).unwrap().clone();
+    assert_eq!(line["text"], "the notes");
+    assert_eq!(line["attachment"]["name"], "notes.txt");
+    let seq = line["seq"].as_i64().unwrap().to_string();
+    let downloads = dir.path().join("dl");
+    let (ok, out, err) = cli(&bob, &["--json", "download", &seq, "--to", downloads.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let saved =
+        serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["saved"].as_str().unwrap().to_owned();
+    assert_eq!(std::fs::read(&saved).unwrap(), std::fs::read(&file).unwrap());
+    let (ok, out, _) = cli(&bob, &["history"]);
+    assert!(ok);
+    assert!(out.contains(&format!("#{seq} @alice: [file notes.txt")) && out.contains("saved at"), "{out}");
+
+    // Encrypt the profile; afterwards it opens only with the passphrase.
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .arg("--profile")
+            .arg(&bob)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&[("RAMPART_NEW_PASSPHRASE", "a long passphrase")], &["profile", "encrypt"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[], &["--json", "history"]);
+    assert!(!ok);
+    assert!(out.contains("RAMPART_PASSPHRASE"), "the refusal says how to give the passphrase: {out} {err}");
+    let (ok, _, err) = run(&[], &["history"]);
+    assert!(!ok && err.contains("RAMPART_PASSPHRASE"), "{err}");
+    let (ok, _, err) = run(&[("RAMPART_PASSPHRASE", "not it")], &["history"]);
+    assert!(!ok && err.contains("wrong passphrase"), "{err}");
+    let (ok, out, err) =
+        run(&[("RAMPART_PASSPHRASE", "a long passphrase")], &["--json", "profile", "status"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["encrypted"], true);
+    let pass_file = dir.path().join("pass");
+    std::fs::write(&pass_file, "a long passphrase\n").unwrap();
+    let (ok, out, err) = run(&[], &["--passphrase-file", pass_file.to_str().unwrap(), "history"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("notes.txt"), "{out}");
 }

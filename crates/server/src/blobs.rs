@@ -89,7 +89,9 @@ impl BlobStore {
     pub async fn sweep(&self, ttl: Duration) -> Result<usize, BlobError> {
         let now = SystemTime::now();
         let mut removed = 0;
-        for (dir, max_age) in [(self.dir.clone(), ttl), (self.dir.join("incoming"), Duration::from_secs(3600))] {
+        for (dir, max_age) in
+            [(self.dir.clone(), ttl), (self.dir.join("incoming"), Duration::from_secs(3600))]
+        {
             let mut entries = fs::read_dir(&dir).await?;
             while let Some(e) = entries.next_entry().await? {
                 // An upload may complete or be abandoned while we look: skip, do not stop.
@@ -141,6 +143,7 @@ impl Upload {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

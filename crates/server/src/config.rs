@@ -128,7 +128,10 @@ impl Default for RateLimits {
             upload_kib: Bucket { burst: 128 * 1024, per_minute: 1024.0 * 1024.0 },
             download_kib: Bucket { burst: 512 * 1024, per_minute: 4.0 * 1024.0 * 1024.0 },
             // 2 GiB at once, 2 GiB a day.
-            stored_kib_per_account: Bucket { burst: 2 * 1024 * 1024, per_minute: 2.0 * 1024.0 * 1024.0 / 1440.0 },
+            stored_kib_per_account: Bucket {
+                burst: 2 * 1024 * 1024,
+                per_minute: 2.0 * 1024.0 * 1024.0 / 1440.0,
+            },
             register_per_number: Bucket { burst: 3, per_minute: 0.2 },
             register_per_address: Bucket { burst: 20, per_minute: 2.0 },
             verify_per_address: Bucket { burst: 30, per_minute: 6.0 },
