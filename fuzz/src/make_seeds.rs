@@ -575,6 +575,30 @@ fn call_seeds() -> Seeds {
     ]
 }
 
+/// Datagrams for `media_shape`: an SRTP packet, one with CSRCs and an extension, an SRTCP
+/// receiver report, and broken ones.
+fn media_seeds() -> Seeds {
+    let mut srtp = vec![0x80, 111, 0, 7, 0, 0, 3, 0xc0, 0xde, 0xad, 0xbe, 0xef];
+    srtp.extend([0xaa; 80 + 16]);
+    let mut with_ext = vec![0x92, 111, 0, 8, 0, 0, 3, 0xc0, 0xde, 0xad, 0xbe, 0xef];
+    with_ext.extend([0, 0, 0, 1, 0, 0, 0, 2, 0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0]);
+    with_ext.extend([0xaa; 40 + 16]);
+    let mut rr = vec![0x81, 201, 0, 7, 0, 0, 0, 42];
+    rr.extend([0x55; 24 + 4 + 16]);
+    let mut lying_csrc = srtp.clone();
+    if let Some(b) = lying_csrc.first_mut() {
+        *b |= 0x0f;
+    }
+    lying_csrc.truncate(40);
+    vec![
+        ("srtp".into(), srtp),
+        ("srtp-csrc-extension".into(), with_ext),
+        ("srtcp-rr".into(), rr),
+        ("bad-csrc-count".into(), lying_csrc),
+        ("bad-version".into(), vec![0x40; 40]),
+    ]
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -597,6 +621,7 @@ fn run() -> Result<(), String> {
     write(&dir, "identifiers", &identifier_seeds())?;
     write(&dir, "turn_message", &turn_seeds()?)?;
     write(&dir, "call_machine", &call_seeds())?;
+    write(&dir, "media_shape", &media_seeds())?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! - [`credentials`]: the TURN REST API scheme of coturn's `--use-auth-secret` (time-limited
 //!   usernames, passwords derived from a shared secret).
 //! - [`channel`]: ChannelData framing and the demultiplexing of what arrives on a port.
+//! - [`media_shape`]: the SRTP/SRTCP shape check the relay applies to call media.
 //! - [`limits`]: the size limit of every message and field.
 //! - [`rfc5769`]: the RFC 5769 test vectors, for tests and fuzz seeds.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod channel;
 pub mod credentials;
 pub mod integrity;
 pub mod limits;
+pub mod media_shape;
 pub mod message;
 pub mod rfc5769;
 
