@@ -134,6 +134,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         println!("  storage       embedded SQLite: {}", data_dir.join("rampart.db").display());
     }
+    println!("  attachments   {} (ciphertext only)", data_dir.join("attachments").display());
     let origin = if id.created { "created now (self-signed)" } else { "from" };
     println!("  certificate   {origin} {}", id.source.display());
     println!("  fingerprint   {}", id.fingerprint());
