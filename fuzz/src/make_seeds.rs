@@ -599,6 +599,52 @@ fn media_seeds() -> Seeds {
     ]
 }
 
+/// Seeds for the `srtp` target: SRTP and SRTCP packets really protected under the target's fixed
+/// key and SSRC (so the accepting path is reachable), clear RTP packets with CSRCs and an
+/// extension (for the parse → protect → unprotect path), and damaged ones.
+fn media_srtp_seeds() -> Result<Seeds, String> {
+    use rampart_media::{SrtcpContext, SrtpContext, SrtpKeys};
+    const SSRC: u32 = 0x5501_a0b2;
+    let keys = SrtpKeys { master_key: [0x42; 32], master_salt: [0x24; 12] };
+    let mut rtp = vec![0x80, 111, 0xff, 0xfe, 0, 0, 3, 0xc0];
+    rtp.extend(SSRC.to_be_bytes());
+    rtp.extend(b"an opus frame would be here");
+    let mut rtp_ext = vec![0x92, 0xef, 0, 8, 0, 0, 3, 0xc0];
+    rtp_ext.extend(SSRC.to_be_bytes());
+    rtp_ext.extend([0, 0, 0, 1, 0, 0, 0, 2, 0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0]);
+    rtp_ext.extend([0xaa; 20]);
+    let mut rtcp = vec![0x81, 201, 0, 7];
+    rtcp.extend(SSRC.to_be_bytes());
+    rtcp.extend([0x55; 24]);
+
+    let mut srtp_sender = SrtpContext::new(&keys, SSRC);
+    let srtp = srtp_sender.protect(&rtp).map_err(|e| e.to_string())?;
+    let srtp_ext = srtp_sender.protect(&rtp_ext).map_err(|e| e.to_string())?;
+    let srtcp = SrtcpContext::new(&keys, SSRC).protect(&rtcp).map_err(|e| e.to_string())?;
+    let mut flipped = srtp.clone();
+    if let Some(last) = flipped.last_mut() {
+        *last ^= 1;
+    }
+    let mut lying_csrc = rtp.clone();
+    if let Some(first) = lying_csrc.first_mut() {
+        *first |= 0x0f;
+    }
+    Ok(vec![
+        ("rtp".into(), rtp),
+        ("rtp-csrc-extension".into(), rtp_ext),
+        ("rtcp-rr".into(), rtcp),
+        ("srtp".into(), srtp.clone()),
+        ("srtp-csrc-extension".into(), srtp_ext),
+        ("srtcp".into(), srtcp.clone()),
+        ("srtp-tag-flipped".into(), flipped),
+        ("srtp-truncated".into(), truncated(&srtp)),
+        ("srtcp-truncated".into(), truncated(&srtcp)),
+        ("rtp-bad-csrc-count".into(), lying_csrc),
+        ("bad-version".into(), vec![0x40; 40]),
+        ("empty".into(), Vec::new()),
+    ])
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -622,6 +668,7 @@ fn run() -> Result<(), String> {
     write(&dir, "turn_message", &turn_seeds()?)?;
     write(&dir, "call_machine", &call_seeds())?;
     write(&dir, "media_shape", &media_seeds())?;
+    write(&dir, "srtp", &media_srtp_seeds()?)?;
     Ok(())
 }
 
