@@ -193,7 +193,17 @@ impl Client {
         // Only with the profile to ourselves: another process (a `rampart chat`) would go on
         // writing to the files this replaces.
         self.lock = None;
-        let Some(exclusive) = crate::at_rest::ProfileLock::try_exclusive(&dir)? else {
+        // A moment's grace: a child process between fork and exec still shares our (just
+        // dropped) lock for an instant; a real other client holds it for good.
+        let mut exclusive = None;
+        for _ in 0..20 {
+            exclusive = crate::at_rest::ProfileLock::try_exclusive(&dir)?;
+            if exclusive.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let Some(exclusive) = exclusive else {
             self.lock = Some(crate::at_rest::ProfileLock::shared(&dir)?);
             return Err(ClientError::Input(
                 "another rampart process has this profile open (a `rampart chat`?); close it and try again"

@@ -149,7 +149,9 @@ impl Profile {
             }
         }
         db.execute_batch(
-            "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, seq)",
+            "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, seq);
+             -- purge_expired runs on every receive: only disappearing messages are looked at.
+             CREATE INDEX IF NOT EXISTS messages_expiring ON messages(expires_at) WHERE expires_at IS NOT NULL;",
         )?;
         Ok(Self { dir: dir.to_path_buf(), db })
     }
