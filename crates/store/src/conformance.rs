@@ -31,13 +31,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use rampart_core::call::CallId;
 use rampart_core::{
     AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
 };
 
 use crate::{
-    GroupCommitRecord, GroupMessage, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
-    PendingRegistration, Purged, Registered, Store, StoreError, StoredMessage, UnixMillis,
+    CALL_KEEP_AFTER_EXPIRY_MS, CallMisfit, CallRecord, GroupCommitRecord, GroupMessage, GroupState,
+    NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store,
+    StoreError, StoredMessage, UnixMillis,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check. `$runner` is a path to an async
@@ -96,6 +98,15 @@ macro_rules! conformance_tests {
             group_messages_skip_full_queues,
             leaving_and_revoking_drop_membership,
             concurrent_commits_one_wins,
+            calls_are_created_once,
+            a_call_is_answered_by_one_device,
+            concurrent_answers_one_wins,
+            expired_calls_cannot_be_answered,
+            ended_calls_drop_the_offer,
+            misfits_are_counted_per_reason,
+            top_misfits_highest_first,
+            calls_placed_since_counts_the_callers_calls,
+            purge_removes_only_old_calls,
         );
     };
 }
@@ -736,7 +747,7 @@ pub async fn purge_removes_expired_rows<S: Store>(store: Arc<S>) {
     store.outbox_push(entry(T0)).await.unwrap();
 
     let purged = store.purge_expired(T0 + 10, 100).await.unwrap();
-    assert_eq!(purged, Purged { messages: 1, registrations: 1, links: 1, outbox: 1 });
+    assert_eq!(purged, Purged { messages: 1, registrations: 1, links: 1, outbox: 1, calls: 0 });
     assert_eq!(store.purge_expired(T0 + 10, 100).await.unwrap(), Purged::default());
     // A TTL longer than the epoch offset removes nothing instead of overflowing.
     assert_eq!(store.purge_expired(T0 + 10, u64::MAX).await.unwrap(), Purged::default());
@@ -753,7 +764,7 @@ pub async fn purge_removes_expired_rows<S: Store>(store: Arc<S>) {
     store.complete_link(link_code(11), bob.account, T0, MAX_DEVICES).await.unwrap();
 
     let purged = store.purge_expired(T0 + 2 * DAY, 0).await.unwrap();
-    assert_eq!(purged, Purged { messages: 1, registrations: 0, links: 0, outbox: 1 });
+    assert_eq!(purged, Purged { messages: 1, registrations: 0, links: 0, outbox: 1, calls: 0 });
     assert_eq!(store.total_queued().await.unwrap(), 0);
 }
 
@@ -1227,4 +1238,257 @@ pub async fn concurrent_commits_one_wins<S: Store>(store: Arc<S>) {
     }
     assert_eq!(won, 1);
     assert_eq!(store.group_state(&g).await.unwrap().unwrap().epoch, 2);
+}
+
+// --- calls ----------------------------------------------------------------------------------
+
+const RING: u64 = 60_000;
+
+fn call_id(n: u32) -> CallId {
+    let mut b = [0xca; 16];
+    b[12..].copy_from_slice(&n.to_be_bytes());
+    CallId(b)
+}
+
+/// Call `n` from `caller` to `callee`, placed at T0 and ringing for a minute.
+fn call_record(n: u32, caller: &Registered, callee: &Registered) -> CallRecord {
+    CallRecord {
+        call: call_id(n),
+        caller: caller.account,
+        caller_device: caller.device,
+        callee: callee.account,
+        group: group_of(caller, 0x77),
+        offer: format!("offer {n}").into_bytes(),
+        created_at: T0,
+        expires_at: T0 + RING,
+        answered_by: None,
+        ended: false,
+    }
+}
+
+async fn place<S: Store>(store: &S, call: CallRecord) {
+    assert!(store.create_call(call).await.unwrap(), "the call id was free");
+}
+
+/// A call id is taken once: a second record with the same id changes nothing. Unknown ids
+/// find nothing; unknown accounts cannot place or receive calls.
+pub async fn calls_are_created_once<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), None);
+    let first = call_record(1, &a, &b);
+    assert!(store.create_call(first.clone()).await.unwrap());
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), Some(first.clone()));
+
+    let mut other = call_record(1, &b, &a);
+    other.offer = b"another offer".to_vec();
+    other.created_at = T0 + 5;
+    assert!(!store.create_call(other).await.unwrap());
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), Some(first));
+    assert_eq!(store.call(&call_id(2)).await.unwrap(), None);
+
+    let mut ghost = call_record(3, &a, &b);
+    ghost.callee = AccountId(987_654_321);
+    let r = store.create_call(ghost).await;
+    assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
+    let mut ghost = call_record(4, &a, &b);
+    ghost.caller = AccountId(u64::MAX);
+    let r = store.create_call(ghost).await;
+    assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
+    assert_eq!(store.call(&call_id(3)).await.unwrap(), None);
+    assert_eq!(store.call(&call_id(4)).await.unwrap(), None);
+}
+
+/// The first callee device to answer gets the call (with the offer); another device then gets
+/// nothing, while the answering device may ask again (a retry) and still gets it.
+pub async fn a_call_is_answered_by_one_device<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let tablet = link(&*store, b.account, 1).await;
+    let placed = call_record(1, &a, &b);
+    place(&*store, placed.clone()).await;
+
+    let answered = store.answer_call(&call_id(1), tablet, T0 + 1).await.unwrap();
+    let expected = CallRecord { answered_by: Some(tablet), ..placed };
+    assert_eq!(answered, Some(expected.clone()));
+    assert_eq!(store.answer_call(&call_id(1), b.device, T0 + 2).await.unwrap(), None);
+    assert_eq!(store.answer_call(&call_id(1), tablet, T0 + 3).await.unwrap(), Some(expected.clone()));
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), Some(expected));
+
+    assert_eq!(store.answer_call(&call_id(2), b.device, T0).await.unwrap(), None);
+    assert_eq!(store.answer_call(&call_id(1), DeviceId(u64::MAX), T0).await.unwrap(), None);
+}
+
+/// Every device of the callee answering at once: exactly one gets the call.
+pub async fn concurrent_answers_one_wins<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let mut devices = vec![b.device];
+    for n in 1..MAX_DEVICES {
+        devices.push(link(&*store, b.account, n).await);
+    }
+    for round in 0..4u32 {
+        place(&*store, call_record(round, &a, &b)).await;
+        let devices = devices.clone();
+        let results = race(&store, devices.len(), move |store, i| {
+            let device = devices[i];
+            async move { (device, store.answer_call(&call_id(round), device, T0 + 1).await.unwrap()) }
+        })
+        .await;
+        let winners: Vec<DeviceId> = results
+            .iter()
+            .filter_map(|(d, r)| r.as_ref().map(|r| (*d, r)))
+            .map(|(d, r)| {
+                assert_eq!(r.answered_by, Some(d));
+                d
+            })
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let stored = store.call(&call_id(round)).await.unwrap().unwrap();
+        assert_eq!(stored.answered_by, Some(winners[0]));
+    }
+}
+
+/// A call stops ringing at `expires_at`: answering then (or later) gets nothing.
+pub async fn expired_calls_cannot_be_answered<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    place(&*store, call_record(1, &a, &b)).await;
+    place(&*store, call_record(2, &a, &b)).await;
+    assert_eq!(store.answer_call(&call_id(1), b.device, T0 + RING).await.unwrap(), None);
+    assert_eq!(store.answer_call(&call_id(1), b.device, T0 + RING + HOUR).await.unwrap(), None);
+    assert_eq!(store.call(&call_id(1)).await.unwrap().unwrap().answered_by, None);
+    let answered = store.answer_call(&call_id(2), b.device, T0 + RING - 1).await.unwrap().unwrap();
+    assert_eq!(answered.answered_by, Some(b.device));
+    // Once the ring time is over, even the device that answered gets nothing more.
+    assert_eq!(store.answer_call(&call_id(2), b.device, T0 + RING).await.unwrap(), None);
+}
+
+/// Ending a call empties the held offer; an ended call cannot be answered, not even by the
+/// device that answered it. Ending is idempotent and unknown ids are fine.
+pub async fn ended_calls_drop_the_offer<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let placed = call_record(1, &a, &b);
+    place(&*store, placed.clone()).await;
+    store.end_call(&call_id(1)).await.unwrap();
+    let ended = CallRecord { offer: Vec::new(), ended: true, ..placed };
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), Some(ended.clone()));
+    assert_eq!(store.answer_call(&call_id(1), b.device, T0 + 1).await.unwrap(), None);
+    store.end_call(&call_id(1)).await.unwrap();
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), Some(ended));
+    store.end_call(&call_id(99)).await.unwrap();
+    assert_eq!(store.call(&call_id(99)).await.unwrap(), None);
+
+    place(&*store, call_record(2, &a, &b)).await;
+    assert!(store.answer_call(&call_id(2), b.device, T0 + 1).await.unwrap().is_some());
+    store.end_call(&call_id(2)).await.unwrap();
+    assert_eq!(store.answer_call(&call_id(2), b.device, T0 + 2).await.unwrap(), None);
+    let stored = store.call(&call_id(2)).await.unwrap().unwrap();
+    assert_eq!((stored.answered_by, stored.ended, stored.offer), (Some(b.device), true, Vec::new()));
+    // A new call with an ended one's id is still refused.
+    assert!(!store.create_call(call_record(2, &a, &b)).await.unwrap());
+}
+
+/// Misfits count per account and reason, listed by reason; `last_at` keeps the latest time.
+pub async fn misfits_are_counted_per_reason<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    assert!(store.call_misfits(a.account).await.unwrap().is_empty());
+    assert_eq!(store.count_call_misfit(a.account, "schema", T0).await.unwrap(), 1);
+    assert_eq!(store.count_call_misfit(a.account, "schema", T0 + 5).await.unwrap(), 2);
+    assert_eq!(store.count_call_misfit(a.account, "not_a_party", T0 + 1).await.unwrap(), 1);
+    assert_eq!(store.count_call_misfit(a.account, "Zulu", T0 + 2).await.unwrap(), 1);
+    // An older `now` (another node's clock) counts, but does not move last_at back.
+    assert_eq!(store.count_call_misfit(a.account, "schema", T0 + 3).await.unwrap(), 3);
+    assert_eq!(store.count_call_misfit(b.account, "schema", T0).await.unwrap(), 1);
+    let misfit = |reason: &str, count, last_at| CallMisfit { reason: reason.to_owned(), count, last_at };
+    assert_eq!(
+        store.call_misfits(a.account).await.unwrap(),
+        vec![misfit("Zulu", 1, T0 + 2), misfit("not_a_party", 1, T0 + 1), misfit("schema", 3, T0 + 5)]
+    );
+    assert_eq!(store.call_misfits(b.account).await.unwrap(), vec![misfit("schema", 1, T0)]);
+    assert!(store.call_misfits(AccountId(u64::MAX)).await.unwrap().is_empty());
+
+    let longest = "x".repeat(crate::MAX_MISFIT_REASON);
+    assert_eq!(store.count_call_misfit(b.account, &longest, T0).await.unwrap(), 1);
+    let r = store.count_call_misfit(b.account, &format!("{longest}x"), T0).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let r = store.count_call_misfit(AccountId(987_654_321), "schema", T0).await;
+    assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
+    assert_eq!(store.call_misfits(b.account).await.unwrap().len(), 2);
+}
+
+/// The operator's list: totals over all reasons, highest first, ties by account id, capped.
+pub async fn top_misfits_highest_first<S: Store>(store: Arc<S>) {
+    assert!(store.top_call_misfits(10).await.unwrap().is_empty());
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let c = register(&*store, 3, None).await;
+    let d = register(&*store, 4, None).await;
+    let counts = [(&a, "schema", 2), (&a, "unknown_call", 1), (&b, "schema", 5), (&c, "not_a_party", 3)];
+    for (who, reason, n) in counts {
+        for _ in 0..n {
+            store.count_call_misfit(who.account, reason, T0).await.unwrap();
+        }
+    }
+    store.count_call_misfit(d.account, "not_in_conversation", T0).await.unwrap();
+    let (first, second) = if a.account < c.account { (a.account, c.account) } else { (c.account, a.account) };
+    assert_eq!(
+        store.top_call_misfits(10).await.unwrap(),
+        vec![(b.account, 5), (first, 3), (second, 3), (d.account, 1)]
+    );
+    assert_eq!(store.top_call_misfits(2).await.unwrap(), vec![(b.account, 5), (first, 3)]);
+    assert!(store.top_call_misfits(0).await.unwrap().is_empty());
+}
+
+/// Calls a caller placed at or after a time; calls received and other callers' do not count.
+pub async fn calls_placed_since_counts_the_callers_calls<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    assert_eq!(store.calls_placed_since(a.account, 0).await.unwrap(), 0);
+    for n in 0..5u32 {
+        let mut call = call_record(n, &a, &b);
+        call.created_at = T0 + u64::from(n) * 1_000;
+        call.expires_at = call.created_at + RING;
+        place(&*store, call).await;
+    }
+    place(&*store, call_record(10, &b, &a)).await;
+    assert_eq!(store.calls_placed_since(a.account, 0).await.unwrap(), 5);
+    assert_eq!(store.calls_placed_since(a.account, T0 + 2_000).await.unwrap(), 3);
+    assert_eq!(store.calls_placed_since(a.account, T0 + 2_001).await.unwrap(), 2);
+    assert_eq!(store.calls_placed_since(a.account, T0 + 10_000).await.unwrap(), 0);
+    assert_eq!(store.calls_placed_since(b.account, T0).await.unwrap(), 1);
+    assert_eq!(store.calls_placed_since(AccountId(u64::MAX), 0).await.unwrap(), 0);
+    // Ending does not undo placing.
+    store.end_call(&call_id(4)).await.unwrap();
+    assert_eq!(store.calls_placed_since(a.account, T0 + 2_000).await.unwrap(), 3);
+}
+
+/// Calls stay (ended or not) for an hour after they stopped ringing, then go; misfit counters
+/// are evidence and stay.
+pub async fn purge_removes_only_old_calls<S: Store>(store: Arc<S>) {
+    let a = register(&*store, 1, None).await;
+    let b = register(&*store, 2, None).await;
+    let mut early = call_record(1, &a, &b);
+    early.expires_at = T0 + 10;
+    place(&*store, early).await;
+    place(&*store, call_record(2, &a, &b)).await;
+    store.end_call(&call_id(2)).await.unwrap();
+    store.count_call_misfit(a.account, "schema", T0).await.unwrap();
+
+    // Exactly the keep time after expiry: still there.
+    let at = T0 + 10 + CALL_KEEP_AFTER_EXPIRY_MS;
+    assert_eq!(store.purge_expired(at, DAY).await.unwrap(), Purged::default());
+    assert!(store.call(&call_id(1)).await.unwrap().is_some());
+    assert_eq!(store.purge_expired(at + 1, DAY).await.unwrap(), Purged { calls: 1, ..Purged::default() });
+    assert_eq!(store.call(&call_id(1)).await.unwrap(), None);
+    assert!(store.call(&call_id(2)).await.unwrap().is_some());
+
+    assert_eq!(store.purge_expired(T0 + RING + 2 * HOUR, DAY).await.unwrap().calls, 1);
+    assert_eq!(store.call(&call_id(2)).await.unwrap(), None);
+    assert_eq!(store.calls_placed_since(a.account, 0).await.unwrap(), 0);
+    assert_eq!(store.call_misfits(a.account).await.unwrap().len(), 1);
+    // A time before the keep period ends removes nothing instead of underflowing.
+    assert_eq!(store.purge_expired(1, 0).await.unwrap(), Purged::default());
 }

@@ -1,9 +1,10 @@
 //! Conversions between the domain's unsigned ids and timestamps and the signed 64-bit integers
 //! both databases store, shared by the backends. None of them can panic.
 
+use rampart_core::call::CallId;
 use rampart_core::{DeviceId, SecretHash, ServerMessageId};
 
-use crate::{StoreError, StoreResult};
+use crate::{CALL_KEEP_AFTER_EXPIRY_MS, MAX_MISFIT_REASON, StoreError, StoreResult, UnixMillis};
 
 pub(crate) fn to_i64(value: u64, what: &str) -> StoreResult<i64> {
     i64::try_from(value).map_err(|_| StoreError::Backend(format!("{what} out of range")))
@@ -22,6 +23,24 @@ pub(crate) fn hash_from_db(bytes: Vec<u8>) -> StoreResult<SecretHash> {
     <[u8; 32]>::try_from(bytes)
         .map(SecretHash)
         .map_err(|_| StoreError::Backend("stored hash has the wrong length".into()))
+}
+
+pub(crate) fn call_id_from_db(bytes: Vec<u8>) -> StoreResult<CallId> {
+    <[u8; 16]>::try_from(bytes)
+        .map(CallId)
+        .map_err(|_| StoreError::Backend("stored call id has the wrong length".into()))
+}
+
+pub(crate) fn check_misfit_reason(reason: &str) -> StoreResult<()> {
+    if reason.len() > MAX_MISFIT_REASON {
+        return Err(StoreError::Forbidden(format!("a misfit reason is at most {MAX_MISFIT_REASON} bytes")));
+    }
+    Ok(())
+}
+
+/// Calls with `expires_at` below this are purged at `now`; `None` when none can be yet.
+pub(crate) fn call_purge_cutoff(now: UnixMillis) -> StoreResult<Option<i64>> {
+    now.checked_sub(CALL_KEEP_AFTER_EXPIRY_MS).map(|cutoff| to_i64(cutoff, "time")).transpose()
 }
 
 /// The keys of a queue read: the device, and the id to read after (0 for the head). `None`

@@ -18,6 +18,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use rampart_core::call::CallId;
 use rampart_core::{
     AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
 };
@@ -119,6 +120,42 @@ pub struct Purged {
     pub registrations: u64,
     pub links: u64,
     pub outbox: u64,
+    pub calls: u64,
+}
+
+/// How long a call is kept after it can no longer be answered, so late signals still find it
+/// (ended) instead of an unknown id: [`Store::purge_expired`] removes calls whose `expires_at`
+/// is more than this before `now`.
+pub const CALL_KEEP_AFTER_EXPIRY_MS: u64 = 3_600_000;
+
+/// Longest misfit reason [`Store::count_call_misfit`] accepts, in bytes.
+pub const MAX_MISFIT_REASON: usize = 64;
+
+/// A call the signaling server is setting up: who calls whom, in which 1:1 conversation, and the
+/// caller's offer (opaque end-to-end ciphertext) held until one callee device accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub call: rampart_core::call::CallId,
+    pub caller: AccountId,
+    pub caller_device: DeviceId,
+    pub callee: AccountId,
+    pub group: GroupId,
+    pub offer: Vec<u8>,
+    pub created_at: UnixMillis,
+    /// After this the call can no longer be answered (ring timeout) and may be purged.
+    pub expires_at: UnixMillis,
+    /// The callee device that accepted, once one did.
+    pub answered_by: Option<DeviceId>,
+    pub ended: bool,
+}
+
+/// How often one account's call requests did not fit the call schema, by reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMisfit {
+    pub reason: String,
+    pub count: u64,
+    /// The latest `now` this reason was counted at (it never moves backwards).
+    pub last_at: UnixMillis,
 }
 
 /// Something another server node sharing this store did that connections on this node must
@@ -413,8 +450,9 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_depth(&self, device: DeviceId) -> StoreResult<u64>;
     async fn total_queued(&self) -> StoreResult<u64>;
 
-    /// Remove expired messages, registrations and link codes, and outbox entries created more
-    /// than `outbox_ttl_ms` before `now`.
+    /// Remove expired messages, registrations and link codes, outbox entries created more than
+    /// `outbox_ttl_ms` before `now`, and calls that expired more than
+    /// [`CALL_KEEP_AFTER_EXPIRY_MS`] before `now`. Call misfit counters are never purged.
     async fn purge_expired(&self, now: UnixMillis, outbox_ttl_ms: u64) -> StoreResult<Purged>;
 
     // --- embedded verifier outbox -------------------------------------------------------
@@ -460,4 +498,34 @@ pub trait Store: Send + Sync + 'static {
         devices: &[DeviceId],
         notice: GroupMessage,
     ) -> StoreResult<Vec<StoredMessage>>;
+
+    // --- calls (set-up through the signaling server) ----------------------------------------
+
+    /// Record a new call. `false` when the call id is already taken (the record is unchanged).
+    /// `NoSuchAccount` when the caller or the callee account does not exist.
+    async fn create_call(&self, call: CallRecord) -> StoreResult<bool>;
+    async fn call(&self, id: &CallId) -> StoreResult<Option<CallRecord>>;
+    /// Claim the call for one callee-account device, atomically: returns the record (with its
+    /// offer) when `device` is now, or already was, the device that answered; `None` when another
+    /// device answered first, or the call is unknown, ended, or expired at `now`. The caller
+    /// checks that `device` belongs to the callee account before calling.
+    async fn answer_call(
+        &self,
+        id: &CallId,
+        device: DeviceId,
+        now: UnixMillis,
+    ) -> StoreResult<Option<CallRecord>>;
+    /// Mark the call ended and drop the held offer (set it empty). Idempotent; unknown ids are fine.
+    async fn end_call(&self, id: &CallId) -> StoreResult<()>;
+    /// Count one misfit of `account` for `reason` (<= 64 bytes, e.g. "schema", "not_a_party",
+    /// "unknown_call", "not_in_conversation"); returns the new count for that reason.
+    /// `Forbidden` for a longer reason, `NoSuchAccount` for an unknown account.
+    async fn count_call_misfit(&self, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64>;
+    /// Misfit counts of one account, ordered by reason (bytewise).
+    async fn call_misfits(&self, account: AccountId) -> StoreResult<Vec<CallMisfit>>;
+    /// Accounts with the most misfits in total (for the operator), highest first (ties by
+    /// account id), at most `limit`.
+    async fn top_call_misfits(&self, limit: u32) -> StoreResult<Vec<(AccountId, u64)>>;
+    /// How many calls `caller` placed with created_at >= since (for rate limits and detection).
+    async fn calls_placed_since(&self, caller: AccountId, since: UnixMillis) -> StoreResult<u64>;
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use rampart_core::call::CallId;
 use rampart_core::{
     AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
 };
@@ -24,11 +25,14 @@ use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-use crate::convert::{fetch_keys, hash_from_db, key, pending_migrations, to_i64, to_u64};
+use crate::convert::{
+    call_id_from_db, call_purge_cutoff, check_misfit_reason, fetch_keys, hash_from_db, key,
+    pending_migrations, to_i64, to_u64,
+};
 use crate::{
-    AccountKeys, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage, GroupState, NewDevice,
-    NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store, StoreError,
-    StoreEvent, StoreResult, StoredMessage, UnixMillis, plan_commit,
+    AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage,
+    GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered,
+    Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis, plan_commit,
 };
 
 const POOL_SIZE: usize = 16;
@@ -148,6 +152,39 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX group_members_device ON group_members(device_id);
     ",
     ),
+    (
+        4,
+        // Call set-up through the signaling server, and per-account counts of call requests
+        // that did not fit the call schema (evidence: never purged). Reasons sort bytewise
+        // (COLLATE "C"), as in SQLite, whatever the database's locale.
+        r#"
+    CREATE TABLE calls (
+        call_id         BYTEA PRIMARY KEY CHECK (octet_length(call_id) = 16),
+        caller_account  BIGINT NOT NULL
+            CONSTRAINT calls_caller_account_fkey REFERENCES accounts(id) ON DELETE CASCADE,
+        caller_device   BIGINT NOT NULL,
+        callee_account  BIGINT NOT NULL
+            CONSTRAINT calls_callee_account_fkey REFERENCES accounts(id) ON DELETE CASCADE,
+        group_id        BYTEA NOT NULL,
+        offer           BYTEA NOT NULL,
+        created_at      BIGINT NOT NULL,
+        expires_at      BIGINT NOT NULL,
+        -- No foreign key: a revoked device must neither block purges nor rewrite the record.
+        answered_by     BIGINT,
+        ended           BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    CREATE INDEX calls_caller ON calls(caller_account, created_at);
+    CREATE INDEX calls_expires ON calls(expires_at);
+    CREATE TABLE call_misfits (
+        account_id  BIGINT NOT NULL
+            CONSTRAINT call_misfits_account_id_fkey REFERENCES accounts(id) ON DELETE CASCADE,
+        reason      TEXT COLLATE "C" NOT NULL,
+        count       BIGINT NOT NULL,
+        last_at     BIGINT NOT NULL,
+        PRIMARY KEY (account_id, reason)
+    );
+    "#,
+    ),
 ];
 
 /// A store on a PostgreSQL database, through a pool of connections.
@@ -259,6 +296,20 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
         if *db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("accounts_username_key") {
             return StoreError::UsernameTaken;
         }
+        // A call or misfit of an account that does not exist: the constraint decides, in the
+        // same statement as the insert.
+        if *db.code() == SqlState::FOREIGN_KEY_VIOLATION
+            && matches!(
+                db.constraint(),
+                Some(
+                    "calls_caller_account_fkey"
+                        | "calls_callee_account_fkey"
+                        | "call_misfits_account_id_fkey"
+                )
+            )
+        {
+            return StoreError::NoSuchAccount;
+        }
         return StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()));
     }
     match std::error::Error::source(&e) {
@@ -309,6 +360,27 @@ async fn insert_device(
     let row =
         tx.query_one(&st, &[&account, &device.name, &&device.secret_hash.0[..], &now]).await.map_err(pg)?;
     Ok(DeviceId(to_u64(get(&row, 0)?, "device id")?))
+}
+
+const CALL_COLUMNS: &str = "call_id, caller_account, caller_device, callee_account, group_id, offer,
+     created_at, expires_at, answered_by, ended";
+
+/// Columns in [`CALL_COLUMNS`] order.
+fn call_record(row: &Row) -> StoreResult<CallRecord> {
+    let group: Vec<u8> = get(row, 4)?;
+    Ok(CallRecord {
+        call: call_id_from_db(get(row, 0)?)?,
+        caller: AccountId(to_u64(get(row, 1)?, "account id")?),
+        caller_device: DeviceId(to_u64(get(row, 2)?, "device id")?),
+        callee: AccountId(to_u64(get(row, 3)?, "account id")?),
+        group: GroupId::from_slice(&group)
+            .ok_or_else(|| StoreError::Backend("stored group id has the wrong length".into()))?,
+        offer: get(row, 5)?,
+        created_at: to_u64(get(row, 6)?, "timestamp")?,
+        expires_at: to_u64(get(row, 7)?, "timestamp")?,
+        answered_by: get::<Option<i64>>(row, 8)?.map(|d| to_u64(d, "device id").map(DeviceId)).transpose()?,
+        ended: get(row, 9)?,
+    })
 }
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
@@ -1021,7 +1093,15 @@ impl Store for PostgresStore {
             }
             None => 0,
         };
-        Ok(Purged { messages, registrations, links, outbox })
+        let calls = match call_purge_cutoff(now)? {
+            Some(cutoff) => {
+                let st =
+                    client.prepare_cached("DELETE FROM calls WHERE expires_at < $1").await.map_err(pg)?;
+                client.execute(&st, &[&cutoff]).await.map_err(pg)?
+            }
+            None => 0,
+        };
+        Ok(Purged { messages, registrations, links, outbox, calls })
     }
 
     async fn outbox_push(&self, entry: OutboxEntry) -> StoreResult<()> {
@@ -1299,6 +1379,169 @@ impl Store for PostgresStore {
         let copies = self.fan_out(&tx, &rest, &copy, None).await?;
         tx.commit().await.map_err(pg)?;
         Ok(copies)
+    }
+
+    async fn create_call(&self, call: CallRecord) -> StoreResult<bool> {
+        let (Some(caller), Some(callee)) = (key(call.caller.0), key(call.callee.0)) else {
+            return Err(StoreError::NoSuchAccount);
+        };
+        let caller_device = to_i64(call.caller_device.0, "device id")?;
+        let created_at = to_i64(call.created_at, "timestamp")?;
+        let expires_at = to_i64(call.expires_at, "timestamp")?;
+        let answered_by = call.answered_by.map(|d| to_i64(d.0, "device id")).transpose()?;
+        let client = self.client().await?;
+        // An unknown account fails the foreign key, which `pg` turns into NoSuchAccount.
+        let st = client
+            .prepare_cached(
+                "INSERT INTO calls (call_id, caller_account, caller_device, callee_account, group_id,
+                     offer, created_at, expires_at, answered_by, ended)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (call_id) DO NOTHING",
+            )
+            .await
+            .map_err(pg)?;
+        let inserted = client
+            .execute(
+                &st,
+                &[
+                    &&call.call.0[..],
+                    &caller,
+                    &caller_device,
+                    &callee,
+                    &call.group.as_bytes(),
+                    &call.offer,
+                    &created_at,
+                    &expires_at,
+                    &answered_by,
+                    &call.ended,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(inserted > 0)
+    }
+
+    async fn call(&self, id: &CallId) -> StoreResult<Option<CallRecord>> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_id = $1"))
+            .await
+            .map_err(pg)?;
+        let row = client.query_opt(&st, &[&&id.0[..]]).await.map_err(pg)?;
+        row.as_ref().map(call_record).transpose()
+    }
+
+    async fn answer_call(
+        &self,
+        id: &CallId,
+        device: DeviceId,
+        now: UnixMillis,
+    ) -> StoreResult<Option<CallRecord>> {
+        let Some(device) = key(device.0) else {
+            return Ok(None);
+        };
+        let now = to_i64(now, "time")?;
+        let client = self.client().await?;
+        // One statement: a racing answer on another node waits for the row lock, then
+        // re-checks the condition against the winner's committed row and matches nothing.
+        let st = client
+            .prepare_cached(&format!(
+                "UPDATE calls SET answered_by = $2
+                 WHERE call_id = $1 AND NOT ended AND expires_at > $3
+                     AND (answered_by IS NULL OR answered_by = $2)
+                 RETURNING {CALL_COLUMNS}"
+            ))
+            .await
+            .map_err(pg)?;
+        let row = client.query_opt(&st, &[&&id.0[..], &device, &now]).await.map_err(pg)?;
+        row.as_ref().map(call_record).transpose()
+    }
+
+    async fn end_call(&self, id: &CallId) -> StoreResult<()> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("UPDATE calls SET ended = TRUE, offer = ''::BYTEA WHERE call_id = $1")
+            .await
+            .map_err(pg)?;
+        client.execute(&st, &[&&id.0[..]]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn count_call_misfit(&self, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64> {
+        check_misfit_reason(reason)?;
+        let Some(account) = key(account.0) else {
+            return Err(StoreError::NoSuchAccount);
+        };
+        let now = to_i64(now, "time")?;
+        let client = self.client().await?;
+        // An unknown account fails the foreign key, which `pg` turns into NoSuchAccount.
+        let st = client
+            .prepare_cached(
+                "INSERT INTO call_misfits (account_id, reason, count, last_at) VALUES ($1, $2, 1, $3)
+                 ON CONFLICT (account_id, reason) DO UPDATE SET count = call_misfits.count + 1,
+                     last_at = GREATEST(call_misfits.last_at, excluded.last_at)
+                 RETURNING count",
+            )
+            .await
+            .map_err(pg)?;
+        let row = client.query_one(&st, &[&account, &reason, &now]).await.map_err(pg)?;
+        to_u64(get(&row, 0)?, "count")
+    }
+
+    async fn call_misfits(&self, account: AccountId) -> StoreResult<Vec<CallMisfit>> {
+        let Some(account) = key(account.0) else {
+            return Ok(Vec::new());
+        };
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "SELECT reason, count, last_at FROM call_misfits WHERE account_id = $1 ORDER BY reason",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&st, &[&account]).await.map_err(pg)?;
+        rows.iter()
+            .map(|r| {
+                Ok(CallMisfit {
+                    reason: get(r, 0)?,
+                    count: to_u64(get(r, 1)?, "count")?,
+                    last_at: to_u64(get(r, 2)?, "timestamp")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn top_call_misfits(&self, limit: u32) -> StoreResult<Vec<(AccountId, u64)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        // SUM of BIGINT is NUMERIC in PostgreSQL: cast it back.
+        let st = client
+            .prepare_cached(
+                "SELECT account_id, SUM(count)::BIGINT AS total FROM call_misfits
+                 GROUP BY account_id ORDER BY total DESC, account_id LIMIT $1",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = client.query(&st, &[&i64::from(limit)]).await.map_err(pg)?;
+        rows.iter()
+            .map(|r| Ok((AccountId(to_u64(get(r, 0)?, "account id")?), to_u64(get(r, 1)?, "count")?)))
+            .collect()
+    }
+
+    async fn calls_placed_since(&self, caller: AccountId, since: UnixMillis) -> StoreResult<u64> {
+        let Some(caller) = key(caller.0) else {
+            return Ok(0);
+        };
+        let since = to_i64(since, "time")?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("SELECT COUNT(*) FROM calls WHERE caller_account = $1 AND created_at >= $2")
+            .await
+            .map_err(pg)?;
+        let row = client.query_one(&st, &[&caller, &since]).await.map_err(pg)?;
+        to_u64(get(&row, 0)?, "count")
     }
 }
 

@@ -17,17 +17,21 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rampart_core::call::CallId;
 use rampart_core::{
     AccountId, DeviceId, GroupId, MessageId, PhoneNumber, SecretHash, ServerMessageId, Username,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::convert::{fetch_keys, hash_from_db, key, pending_migrations, to_i64, to_u64};
+use crate::convert::{
+    call_id_from_db, call_purge_cutoff, check_misfit_reason, fetch_keys, hash_from_db, key,
+    pending_migrations, to_i64, to_u64,
+};
 use crate::{
-    AccountKeys, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage, GroupState, NewDevice,
-    NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store, StoreError,
-    StoreResult, StoredMessage, UnixMillis, plan_commit,
+    AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage,
+    GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered,
+    Store, StoreError, StoreResult, StoredMessage, UnixMillis, plan_commit,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -144,6 +148,35 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (group_id, device_id)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX group_members_device ON group_members(device_id);
+    ",
+    ),
+    (
+        4,
+        // Call set-up through the signaling server, and per-account counts of call requests
+        // that did not fit the call schema (evidence: never purged).
+        "
+    CREATE TABLE calls (
+        call_id         BLOB PRIMARY KEY CHECK (length(call_id) = 16),
+        caller_account  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        caller_device   INTEGER NOT NULL,
+        callee_account  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        group_id        BLOB NOT NULL,
+        offer           BLOB NOT NULL,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        -- No foreign key: a revoked device must neither block purges nor rewrite the record.
+        answered_by     INTEGER,
+        ended           INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX calls_caller ON calls(caller_account, created_at);
+    CREATE INDEX calls_expires ON calls(expires_at);
+    CREATE TABLE call_misfits (
+        account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        reason      TEXT NOT NULL,
+        count       INTEGER NOT NULL,
+        last_at     INTEGER NOT NULL,
+        PRIMARY KEY (account_id, reason)
+    ) STRICT, WITHOUT ROWID;
     ",
     ),
 ];
@@ -979,7 +1012,11 @@ fn purge_expired(c: &Connection, now: UnixMillis, outbox_ttl_ms: u64) -> StoreRe
         }
         None => 0,
     };
-    Ok(Purged { messages, registrations, links, outbox })
+    let calls = match call_purge_cutoff(now)? {
+        Some(cutoff) => delete("DELETE FROM calls WHERE expires_at < ?1", cutoff)?,
+        None => 0,
+    };
+    Ok(Purged { messages, registrations, links, outbox, calls })
 }
 
 fn outbox_push(c: &Connection, entry: OutboxEntry) -> StoreResult<()> {
@@ -1277,6 +1314,198 @@ fn leave_group(
     queue_copies(c, &queue_depths(c, &rest)?, &copy, WhenFull::Ignore)
 }
 
+// --- calls --------------------------------------------------------------------------------
+
+const CALL_COLUMNS: &str = "call_id, caller_account, caller_device, callee_account, group_id, offer,
+     created_at, expires_at, answered_by, ended";
+
+struct RawCall {
+    call_id: Vec<u8>,
+    caller_account: i64,
+    caller_device: i64,
+    callee_account: i64,
+    group_id: Vec<u8>,
+    offer: Vec<u8>,
+    created_at: i64,
+    expires_at: i64,
+    answered_by: Option<i64>,
+    ended: i64,
+}
+
+impl RawCall {
+    /// Columns in [`CALL_COLUMNS`] order.
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            call_id: r.get(0)?,
+            caller_account: r.get(1)?,
+            caller_device: r.get(2)?,
+            callee_account: r.get(3)?,
+            group_id: r.get(4)?,
+            offer: r.get(5)?,
+            created_at: r.get(6)?,
+            expires_at: r.get(7)?,
+            answered_by: r.get(8)?,
+            ended: r.get(9)?,
+        })
+    }
+
+    fn into_record(self) -> StoreResult<CallRecord> {
+        Ok(CallRecord {
+            call: call_id_from_db(self.call_id)?,
+            caller: AccountId(to_u64(self.caller_account, "account id")?),
+            caller_device: DeviceId(to_u64(self.caller_device, "device id")?),
+            callee: AccountId(to_u64(self.callee_account, "account id")?),
+            group: GroupId::from_slice(&self.group_id)
+                .ok_or_else(|| StoreError::Backend("stored group id has the wrong length".into()))?,
+            offer: self.offer,
+            created_at: to_u64(self.created_at, "timestamp")?,
+            expires_at: to_u64(self.expires_at, "timestamp")?,
+            answered_by: self.answered_by.map(|d| to_u64(d, "device id").map(DeviceId)).transpose()?,
+            ended: self.ended != 0,
+        })
+    }
+}
+
+fn account_exists(c: &Connection, account: i64) -> StoreResult<bool> {
+    c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([account]).db()
+}
+
+fn create_call(c: &Connection, call: CallRecord) -> StoreResult<bool> {
+    let (Some(caller), Some(callee)) = (key(call.caller.0), key(call.callee.0)) else {
+        return Err(StoreError::NoSuchAccount);
+    };
+    if !account_exists(c, caller)? || !account_exists(c, callee)? {
+        return Err(StoreError::NoSuchAccount);
+    }
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO calls (call_id, caller_account, caller_device, callee_account, group_id, offer,
+                 created_at, expires_at, answered_by, ended)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (call_id) DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            &call.call.0[..],
+            caller,
+            to_i64(call.caller_device.0, "device id")?,
+            callee,
+            call.group.as_bytes(),
+            call.offer,
+            to_i64(call.created_at, "timestamp")?,
+            to_i64(call.expires_at, "timestamp")?,
+            call.answered_by.map(|d| to_i64(d.0, "device id")).transpose()?,
+            i64::from(call.ended),
+        ])
+        .db()?;
+    Ok(inserted > 0)
+}
+
+fn get_call(c: &Connection, id: CallId) -> StoreResult<Option<CallRecord>> {
+    c.prepare_cached(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_id = ?1"))
+        .db()?
+        .query_row([&id.0[..]], RawCall::from_row)
+        .optional()
+        .db()?
+        .map(RawCall::into_record)
+        .transpose()
+}
+
+fn answer_call(
+    c: &Connection,
+    id: CallId,
+    device: DeviceId,
+    now: UnixMillis,
+) -> StoreResult<Option<CallRecord>> {
+    let Some(device) = key(device.0) else {
+        return Ok(None);
+    };
+    c.prepare_cached(&format!(
+        "UPDATE calls SET answered_by = ?2
+         WHERE call_id = ?1 AND NOT ended AND expires_at > ?3 AND (answered_by IS NULL OR answered_by = ?2)
+         RETURNING {CALL_COLUMNS}"
+    ))
+    .db()?
+    .query_row(params![&id.0[..], device, to_i64(now, "time")?], RawCall::from_row)
+    .optional()
+    .db()?
+    .map(RawCall::into_record)
+    .transpose()
+}
+
+fn end_call(c: &Connection, id: CallId) -> StoreResult<()> {
+    c.prepare_cached("UPDATE calls SET ended = 1, offer = x'' WHERE call_id = ?1")
+        .db()?
+        .execute([&id.0[..]])
+        .db()?;
+    Ok(())
+}
+
+fn count_call_misfit(c: &Connection, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64> {
+    let Some(account) = key(account.0) else {
+        return Err(StoreError::NoSuchAccount);
+    };
+    if !account_exists(c, account)? {
+        return Err(StoreError::NoSuchAccount);
+    }
+    let count: i64 = c
+        .prepare_cached(
+            "INSERT INTO call_misfits (account_id, reason, count, last_at) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (account_id, reason) DO UPDATE SET count = call_misfits.count + 1,
+                 last_at = MAX(call_misfits.last_at, excluded.last_at)
+             RETURNING count",
+        )
+        .db()?
+        .query_row(params![account, reason, to_i64(now, "time")?], |r| r.get(0))
+        .db()?;
+    to_u64(count, "count")
+}
+
+fn call_misfits(c: &Connection, account: AccountId) -> StoreResult<Vec<CallMisfit>> {
+    let Some(account) = key(account.0) else {
+        return Ok(Vec::new());
+    };
+    let mut st = c
+        .prepare_cached(
+            "SELECT reason, count, last_at FROM call_misfits WHERE account_id = ?1 ORDER BY reason",
+        )
+        .db()?;
+    let rows = st
+        .query_map([account], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+        .db()?;
+    rows.map(|row| {
+        let (reason, count, last_at) = row.db()?;
+        Ok(CallMisfit { reason, count: to_u64(count, "count")?, last_at: to_u64(last_at, "timestamp")? })
+    })
+    .collect()
+}
+
+fn top_call_misfits(c: &Connection, limit: u32) -> StoreResult<Vec<(AccountId, u64)>> {
+    let mut st = c
+        .prepare_cached(
+            "SELECT account_id, SUM(count) AS total FROM call_misfits
+             GROUP BY account_id ORDER BY total DESC, account_id LIMIT ?1",
+        )
+        .db()?;
+    let rows = st.query_map([i64::from(limit)], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).db()?;
+    rows.map(|row| {
+        let (account, total) = row.db()?;
+        Ok((AccountId(to_u64(account, "account id")?), to_u64(total, "count")?))
+    })
+    .collect()
+}
+
+fn calls_placed_since(c: &Connection, caller: AccountId, since: UnixMillis) -> StoreResult<u64> {
+    let Some(caller) = key(caller.0) else {
+        return Ok(0);
+    };
+    count(
+        c,
+        "SELECT COUNT(*) FROM calls WHERE caller_account = ?1 AND created_at >= ?2",
+        params![caller, to_i64(since, "time")?],
+    )
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend_name(&self) -> &'static str {
@@ -1444,5 +1673,50 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoredMessage>> {
         let devices = devices.to_vec();
         self.call(move |c| leave_group(c, &devices, notice)).await
+    }
+
+    async fn create_call(&self, call: CallRecord) -> StoreResult<bool> {
+        self.call(move |c| create_call(c, call)).await
+    }
+
+    async fn call(&self, id: &CallId) -> StoreResult<Option<CallRecord>> {
+        let id = *id;
+        self.call(move |c| get_call(c, id)).await
+    }
+
+    async fn answer_call(
+        &self,
+        id: &CallId,
+        device: DeviceId,
+        now: UnixMillis,
+    ) -> StoreResult<Option<CallRecord>> {
+        let id = *id;
+        self.call(move |c| answer_call(c, id, device, now)).await
+    }
+
+    async fn end_call(&self, id: &CallId) -> StoreResult<()> {
+        let id = *id;
+        self.call(move |c| end_call(c, id)).await
+    }
+
+    async fn count_call_misfit(&self, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64> {
+        check_misfit_reason(reason)?;
+        let reason = reason.to_owned();
+        self.call(move |c| count_call_misfit(c, account, &reason, now)).await
+    }
+
+    async fn call_misfits(&self, account: AccountId) -> StoreResult<Vec<CallMisfit>> {
+        self.call(move |c| call_misfits(c, account)).await
+    }
+
+    async fn top_call_misfits(&self, limit: u32) -> StoreResult<Vec<(AccountId, u64)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.call(move |c| top_call_misfits(c, limit)).await
+    }
+
+    async fn calls_placed_since(&self, caller: AccountId, since: UnixMillis) -> StoreResult<u64> {
+        self.call(move |c| calls_placed_since(c, caller, since)).await
     }
 }
