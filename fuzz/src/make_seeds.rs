@@ -645,6 +645,106 @@ fn media_srtp_seeds() -> Result<Seeds, String> {
     ])
 }
 
+/// Seeds for `rtp_rtcp`: datagrams of a real `AudioSender` (a 440 Hz tone, so the decoder gets
+/// real Opus) under the target's fixed key, each behind the target's 16-bit word (length, and
+/// 20 ms of pacing): in order, reordered with a duplicate, with a loss, and mixed with an
+/// SRTCP report and junk; and one bare SRTP datagram.
+fn media_rtp_rtcp_seeds() -> Result<Seeds, String> {
+    use rampart_core::call::{CallEvent, CallId, CallerCall, SealedSignal, SignalKind};
+    use rampart_media::tone::sine;
+    use rampart_media::{AudioSender, SrtcpContext, SrtpKeys};
+    const SSRC: u32 = 0x5501_a0b2;
+    let keys = SrtpKeys { master_key: [0x42; 32], master_salt: [0x24; 12] };
+    let mut call = CallerCall::dial(CallId([1; 16]), 0);
+    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
+    call.answer_applied();
+    let permit = std::iter::from_fn(|| call.poll_event())
+        .find_map(|event| match event {
+            CallEvent::EnableMedia(permit) => Some(permit),
+            _ => None,
+        })
+        .ok_or("no media permit")?;
+    // Starts just below the sequence number wrap.
+    let mut sender = AudioSender::new(permit, keys.clone(), SSRC, 0xfffa, 0x1234).map_err(|e| e.to_string())?;
+    let datagrams = sine(440.0, 0.5, 16)
+        .iter()
+        .map(|frame| sender.encode_frame(frame))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut rtcp = vec![0x80, 201, 0, 1];
+    rtcp.extend(SSRC.to_be_bytes());
+    let srtcp = SrtcpContext::new(&keys, SSRC).protect(&rtcp).map_err(|e| e.to_string())?;
+    const STEP_20_MS: u16 = 4 << 11;
+    let framed = |parts: &[&[u8]]| -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in parts {
+            let len = u16::try_from(part.len()).unwrap_or(0x07ff) & 0x07ff;
+            out.extend((STEP_20_MS | len).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    };
+    let pick = |order: &[usize]| -> Vec<&[u8]> {
+        order.iter().filter_map(|&i| datagrams.get(i).map(Vec::as_slice)).collect()
+    };
+    let in_order: Vec<usize> = (0..datagrams.len()).collect();
+    let reordered = [0, 2, 1, 3, 3, 5, 4, 6, 8, 7, 9, 10, 12, 11, 13, 15, 14];
+    let lossy: Vec<usize> = (0..datagrams.len()).filter(|&i| i != 5 && i != 6).collect();
+    let mut mixed = pick(&[0, 1]);
+    mixed.push(&srtcp);
+    mixed.push(&[0x80, 0xc0, 0, 0]);
+    mixed.push(&[0x40; 20]);
+    mixed.extend(pick(&[2, 3, 4]));
+    mixed.push(&srtcp);
+    Ok(vec![
+        ("in-order".into(), framed(&pick(&in_order))),
+        ("reordered-duplicate".into(), framed(&pick(&reordered))),
+        ("loss".into(), framed(&pick(&lossy))),
+        ("rtcp-and-junk".into(), framed(&mixed)),
+        ("bare-srtp".into(), datagrams.first().cloned().unwrap_or_default()),
+        ("empty".into(), Vec::new()),
+    ])
+}
+
+/// Seeds for `jitter`: 4-byte operations after a configuration byte. Kind byte: `0 | step << 2`
+/// pushes an absolute sequence number and lets `step` ms pass, `2` lets time pass and drains.
+fn jitter_seeds() -> Seeds {
+    let push = |seq: u16, step: u8| {
+        let [high, low] = seq.to_be_bytes();
+        [step << 2, high, low, 0x0b]
+    };
+    const DRAIN: [u8; 4] = [2, 0, 0, 0];
+    let stream = |order: &[u16]| -> Vec<u8> {
+        let mut out = vec![0];
+        for &seq in order {
+            out.extend(push(seq, 20));
+            out.extend(DRAIN);
+        }
+        out.extend([2, 0, 200, 0, 2, 1, 0, 0]);
+        out
+    };
+    let in_order: Vec<u16> = (0..20).collect();
+    let wrapping: Vec<u16> = (0..20u16).map(|i| 65_530u16.wrapping_add(i)).collect();
+    let mut burst = vec![0];
+    for seq in 0..5u16 {
+        burst.extend(push(seq, 20));
+        burst.extend(DRAIN);
+    }
+    burst.extend([2, 0, 140, 0]);
+    for seq in 5..12u16 {
+        burst.extend(push(seq, 0));
+    }
+    burst.extend([2, 0, 100, 0]);
+    vec![
+        ("in-order".into(), stream(&in_order)),
+        ("reordered".into(), stream(&[0, 2, 1, 3, 5, 4, 6, 8, 7, 9])),
+        ("loss-and-duplicate".into(), stream(&[0, 1, 2, 2, 4, 5, 6, 1, 3, 7, 8])),
+        ("wrap".into(), stream(&wrapping)),
+        ("burst".into(), burst),
+        ("far-jump".into(), stream(&[0, 1, 2, 3, 40_000, 40_001, 4])),
+    ]
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -669,6 +769,8 @@ fn run() -> Result<(), String> {
     write(&dir, "call_machine", &call_seeds())?;
     write(&dir, "media_shape", &media_seeds())?;
     write(&dir, "srtp", &media_srtp_seeds()?)?;
+    write(&dir, "rtp_rtcp", &media_rtp_rtcp_seeds()?)?;
+    write(&dir, "jitter", &jitter_seeds())?;
     Ok(())
 }
 

@@ -1,0 +1,86 @@
+//! Microseconds per 20 ms frame for each stage of the audio pipeline: Opus encode, Opus
+//! decode, concealment, and the whole send path (encode + RTP + SRTP) and receive path (SRTP +
+//! jitter buffer + decode). `cargo bench -p rampart-media --bench audio`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rampart_core::call::{CallEvent, CallId, CallerCall, MediaPermit, SealedSignal, SignalKind};
+use rampart_media::tone::sine;
+use rampart_media::{AudioReceiver, AudioSender, CallDirection, OpusDecoder, OpusEncoder, SrtpKeys};
+
+const FRAMES: usize = 2_000;
+
+fn permit() -> MediaPermit {
+    let mut call = CallerCall::dial(CallId([9; 16]), 0);
+    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
+    assert!(call.answer_applied());
+    std::iter::from_fn(|| call.poll_event())
+        .find_map(|event| match event {
+            CallEvent::EnableMedia(permit) => Some(permit),
+            _ => None,
+        })
+        .expect("media enabled")
+}
+
+fn report(name: &str, start: Instant, frames: usize) {
+    let micros = start.elapsed().as_secs_f64() * 1e6 / frames as f64;
+    // 20 ms of audio per frame: the share of one core a real-time call spends here.
+    println!("{name:<32} {micros:>8.1} µs/frame  ({:.2}% of real time)", micros / 200.0);
+}
+
+fn main() {
+    // A tone with some noise-like harmonics keeps the encoder out of its cheapest paths.
+    let frames: Vec<_> = sine(440.0, 0.4, FRAMES)
+        .into_iter()
+        .zip(sine(1_733.0, 0.2, FRAMES))
+        .map(|(a, b)| {
+            let mut mixed = a;
+            for (x, y) in mixed.iter_mut().zip(b) {
+                *x = x.saturating_add(y);
+            }
+            mixed
+        })
+        .collect();
+
+    let mut encoder = OpusEncoder::new().unwrap();
+    let start = Instant::now();
+    let packets: Vec<Vec<u8>> = frames.iter().map(|f| encoder.encode(f).unwrap()).collect();
+    report("opus encode (24 kbit/s, FEC)", start, FRAMES);
+    let bytes: usize = packets.iter().map(Vec::len).sum();
+    println!("{:<32} {:>8.1} bytes/packet", "  packet size", bytes as f64 / FRAMES as f64);
+
+    let mut decoder = OpusDecoder::new().unwrap();
+    let start = Instant::now();
+    for packet in &packets {
+        black_box(decoder.decode(Some(packet)).unwrap());
+    }
+    report("opus decode", start, FRAMES);
+
+    let start = Instant::now();
+    for _ in 0..FRAMES {
+        black_box(decoder.decode(None).unwrap());
+    }
+    report("opus concealment (PLC)", start, FRAMES);
+
+    let keys = SrtpKeys::from_exporter_secret(&[5; 64], CallDirection::CallerToCallee).unwrap();
+    let mut sender = AudioSender::new(permit(), keys.clone(), 0xabcd_ef01, 1, 1).unwrap();
+    let start = Instant::now();
+    let datagrams: Vec<Vec<u8>> = frames.iter().map(|f| sender.encode_frame(f).unwrap()).collect();
+    report("send: encode + RTP + SRTP", start, FRAMES);
+
+    let mut receiver = AudioReceiver::new(permit(), keys).unwrap();
+    let start = Instant::now();
+    let mut played = 0;
+    for (i, datagram) in datagrams.iter().enumerate() {
+        let now = i as u64 * 20;
+        receiver.handle_datagram(datagram, now);
+        while let Some(frame) = receiver.poll_frame(now) {
+            black_box(frame);
+            played += 1;
+        }
+    }
+    report("receive: SRTP + jitter + decode", start, FRAMES);
+    assert!(played > FRAMES - 10, "{played}");
+}
