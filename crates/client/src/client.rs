@@ -54,6 +54,8 @@ pub enum ClientError {
     NoKeys,
     #[error("attachment: {0}")]
     Attachment(String),
+    #[error("call: {0}")]
+    Call(String),
     #[error(
         "no conversation named {0:?}: give +E164, @username, or a group's name or id (`rampart conversations` lists them)"
     )]
@@ -80,6 +82,7 @@ impl ClientError {
             ClientError::NoKeys => "no_keys",
             ClientError::NoSuchConversation(_) => "no_such_conversation",
             ClientError::Attachment(_) => "attachment",
+            ClientError::Call(_) => "call",
         }
     }
 }
@@ -138,6 +141,8 @@ pub struct Client {
     pub(crate) engine: Option<crate::e2e::DeviceEngine>,
     /// Messages received but not yet acknowledged to their senders with a delivery receipt.
     pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
+    /// Ring notices and call signals received, still sealed, for a call driver.
+    pub(crate) call_inputs: std::collections::VecDeque<crate::calls::CallInput>,
     /// Opens the profile's databases when it is encrypted at rest.
     pub(crate) key: Option<std::sync::Arc<crate::at_rest::ProfileKey>>,
     /// Held shared while the client lives (see `at_rest::ProfileLock`).
@@ -174,7 +179,14 @@ impl Client {
         for path in profile.purge_expired(now_ms())? {
             let _ = std::fs::remove_file(path);
         }
-        Ok(Self { profile, engine: None, unreceipted: Default::default(), key, lock: Some(lock) })
+        Ok(Self {
+            profile,
+            engine: None,
+            unreceipted: Default::default(),
+            call_inputs: Default::default(),
+            key,
+            lock: Some(lock),
+        })
     }
 
     pub fn profile(&self) -> &Profile {

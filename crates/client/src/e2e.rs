@@ -65,6 +65,9 @@ pub enum Event {
     RemovedFromConversation { conversation: String },
     KeysChanged { conversation: String, account: u64 },
     Refused { reason: String },
+    /// A ring notice: `rings` is false for a caller the ring policy keeps silent (a missed call
+    /// request) or a notice that arrived too late.
+    IncomingCall { call: String, from: String, from_account: u64, rings: bool },
 }
 
 /// Keys fetched from the server, checked against what this device trusts.
@@ -597,6 +600,34 @@ impl Client {
                 };
                 self.store_content(&group, (sender.account, sender.device), &d.sender_label, &content)
             }
+            // Calls: queued for a call driver, sealed. Nothing of the caller's is decrypted or
+            // parsed here (docs/calls.md).
+            Envelope::Ring(notice) => {
+                let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+                if notice.caller != d.sender_account || notice.caller_device != d.sender_device {
+                    return Ok(refused(&"a ring notice that does not match its delivery"));
+                }
+                if notice.caller == me {
+                    return Ok(vec![]);
+                }
+                let rings = self.on_ring_notice(notice, &d.sender_label)?;
+                Ok(vec![Event::IncomingCall {
+                    call: hex::encode(notice.call.0),
+                    from: d.sender_label.clone(),
+                    from_account: notice.caller.0,
+                    rings,
+                }])
+            }
+            Envelope::CallSignal { call, kind, group, payload } => {
+                self.push_call_input(crate::calls::CallInput::Signal {
+                    call,
+                    kind,
+                    group,
+                    payload,
+                    from: (d.sender_account, d.sender_device),
+                });
+                Ok(vec![])
+            }
             Envelope::MemberLeft { group, devices } => {
                 // The server sends this notice from the leaving account, for its devices.
                 if !devices.is_empty() {
@@ -661,6 +692,9 @@ impl Client {
                 profile.edit_message(group, sender.0, target, text)?;
                 return Ok(vec![]);
             }
+            // Call signals count only on the call path (released by a call machine); one that
+            // came as an ordinary message is ignored.
+            ContentBody::Call(_) => return Ok(vec![]),
             ContentBody::Delete { target } => {
                 if let Some(path) = profile.delete_message(group, sender.0, target)? {
                     let _ = std::fs::remove_file(path);

@@ -5,6 +5,7 @@
 
 pub mod at_rest;
 mod attachment;
+pub mod calls;
 mod client;
 mod connection;
 pub mod e2e;

@@ -43,6 +43,18 @@ pub struct Profile {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts(account INTEGER PRIMARY KEY, label TEXT NOT NULL, added_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS call_log(
+    call_id BLOB PRIMARY KEY,
+    peer_account INTEGER NOT NULL,
+    peer_label TEXT NOT NULL,
+    outgoing INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    answered_at INTEGER,
+    ended_at INTEGER,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE IF NOT EXISTS messages(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     sender_account INTEGER NOT NULL,

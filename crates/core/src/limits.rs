@@ -63,3 +63,12 @@ pub const MAX_ATTACHMENT_CIPHERTEXT_BYTES: u64 =
 pub const MAX_ATTACHMENT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Length of a blob id (random, chosen by the server; knowing it is what allows a download).
 pub const BLOB_ID_BYTES: usize = 16;
+
+/// Largest call offer (an MLS application message) the server holds until accept.
+pub const MAX_CALL_OFFER_BYTES: usize = 16 * 1024;
+/// Largest later call signal (answer, candidates, update...).
+pub const MAX_CALL_SIGNAL_BYTES: usize = 8 * 1024;
+/// Largest encoded ring-notice envelope: the fixed schema fits in well under this.
+pub const MAX_RING_ENVELOPE_BYTES: usize = 128;
+/// Most relays offered in one set of relay credentials.
+pub const MAX_RELAYS: usize = 4;

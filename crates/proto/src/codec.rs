@@ -14,6 +14,7 @@ use rampart_core::limits::{
     MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES, MAX_KEY_PACKAGE_BYTES,
     MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
 };
+use rampart_core::limits::{MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES};
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
@@ -54,6 +55,10 @@ pub enum DecodeError {
     TooLarge { field: &'static str, len: usize, max: usize },
     #[error("field `{field}` is invalid: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// A call request that does not fit the call schema: the server counts these against the
+    /// caller (a sign of a hostile client probing call set-up).
+    #[error("call envelope: {0}")]
+    CallEnvelope(Box<DecodeError>),
 }
 
 impl DecodeError {
@@ -66,6 +71,83 @@ impl DecodeError {
             _ => ErrorCode::BadRequest,
         }
     }
+
+    /// True for a call request that did not fit the call schema.
+    pub fn is_call_envelope(&self) -> bool {
+        matches!(self, DecodeError::CallEnvelope(_))
+    }
+
+    fn in_call(self) -> Self {
+        DecodeError::CallEnvelope(Box::new(self))
+    }
+}
+
+// ---------------------------------------------------------------- call fields
+
+fn call_id(bytes: &[u8]) -> Result<CallId, DecodeError> {
+    fixed("call_id", bytes).map(CallId)
+}
+
+fn media_kind(v: i32) -> Result<MediaKind, DecodeError> {
+    match pb::MediaKind::try_from(v) {
+        Ok(pb::MediaKind::Audio) => Ok(MediaKind::Audio),
+        _ => Err(DecodeError::Invalid { field: "media", reason: "unknown media kind".into() }),
+    }
+}
+
+fn media_kind_to_pb(m: MediaKind) -> pb::MediaKind {
+    match m {
+        MediaKind::Audio => pb::MediaKind::Audio,
+    }
+}
+
+fn signal_kind(v: i32) -> Result<SignalKind, DecodeError> {
+    use pb::SignalKind as P;
+    Ok(match P::try_from(v) {
+        Ok(P::Offer) => SignalKind::Offer,
+        Ok(P::Answer) => SignalKind::Answer,
+        Ok(P::Candidates) => SignalKind::Candidates,
+        Ok(P::Connect) => SignalKind::Connect,
+        Ok(P::Update) => SignalKind::Update,
+        Ok(P::Hangup) => SignalKind::Hangup,
+        Ok(P::Busy) => SignalKind::Busy,
+        Ok(P::Reject) => SignalKind::Reject,
+        Ok(P::Unspecified) | Err(_) => {
+            return Err(DecodeError::Invalid { field: "kind", reason: "unknown signal kind".into() });
+        }
+    })
+}
+
+fn signal_kind_to_pb(k: SignalKind) -> pb::SignalKind {
+    use pb::SignalKind as P;
+    match k {
+        SignalKind::Offer => P::Offer,
+        SignalKind::Answer => P::Answer,
+        SignalKind::Candidates => P::Candidates,
+        SignalKind::Connect => P::Connect,
+        SignalKind::Update => P::Update,
+        SignalKind::Hangup => P::Hangup,
+        SignalKind::Busy => P::Busy,
+        SignalKind::Reject => P::Reject,
+    }
+}
+
+/// Signals that carry no end-to-end content: the kind says it all.
+fn signal_may_be_empty(kind: SignalKind) -> bool {
+    matches!(kind, SignalKind::Hangup | SignalKind::Busy | SignalKind::Reject)
+}
+
+fn decode_call_signal(r: pb::CallSignal) -> Result<ClientRequest, DecodeError> {
+    let kind = signal_kind(r.kind)?;
+    if kind == SignalKind::Offer {
+        return Err(DecodeError::Invalid { field: "kind", reason: "offers go with PlaceCall".into() });
+    }
+    let body = if signal_may_be_empty(kind) {
+        bounded_bytes("body", r.body, MAX_CALL_SIGNAL_BYTES)?
+    } else {
+        required_bytes("body", r.body, MAX_CALL_SIGNAL_BYTES)?
+    };
+    Ok(ClientRequest::CallSignal { call: call_id(&r.call_id)?, kind, body })
 }
 
 fn split_frame(bytes: &[u8]) -> Result<&[u8], DecodeError> {
@@ -378,6 +460,21 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                 length: r.length,
             }
         }
+        R::PlaceCall(r) => (|| {
+            Ok(ClientRequest::PlaceCall {
+                call: call_id(&r.call_id)?,
+                callee: AccountId(nonzero("callee_account_id", r.callee_account_id)?),
+                group: group_id(&r.group_id)?,
+                media: media_kind(r.media)?,
+                offer: required_bytes("offer", r.offer, MAX_CALL_OFFER_BYTES)?,
+            })
+        })()
+        .map_err(DecodeError::in_call)?,
+        R::FetchOffer(r) => ClientRequest::FetchOffer { call: call_id(&r.call_id).map_err(DecodeError::in_call)? },
+        R::CallSignal(r) => decode_call_signal(r).map_err(DecodeError::in_call)?,
+        R::FetchRelayCredentials(r) => {
+            ClientRequest::FetchRelayCredentials { call: call_id(&r.call_id).map_err(DecodeError::in_call)? }
+        }
     };
     Ok(ClientFrame { request_id: frame.request_id, request })
 }
@@ -461,6 +558,22 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
         }
         ClientRequest::Download { blob, offset, length } => {
             R::Download(pb::Download { blob_id: blob.to_vec(), offset: *offset, length: *length })
+        }
+        ClientRequest::PlaceCall { call, callee, group, media, offer } => R::PlaceCall(pb::PlaceCall {
+            call_id: call.0.to_vec(),
+            callee_account_id: callee.0,
+            group_id: group.as_bytes().to_vec(),
+            media: media_kind_to_pb(*media) as i32,
+            offer: offer.to_vec(),
+        }),
+        ClientRequest::FetchOffer { call } => R::FetchOffer(pb::FetchOffer { call_id: call.0.to_vec() }),
+        ClientRequest::CallSignal { call, kind, body } => R::CallSignal(pb::CallSignal {
+            call_id: call.0.to_vec(),
+            kind: signal_kind_to_pb(*kind) as i32,
+            body: body.to_vec(),
+        }),
+        ClientRequest::FetchRelayCredentials { call } => {
+            R::FetchRelayCredentials(pb::FetchRelayCredentials { call_id: call.0.to_vec() })
         }
     };
     let mut msg = pb::ClientFrame { request_id: frame.request_id, request: Some(request) };
@@ -658,6 +771,19 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 Ok(ResponseBody::BlobData { total, data }) => {
                     R::BlobData(pb::BlobData { total: *total, data: data.to_vec() })
                 }
+                Ok(ResponseBody::CallPlaced { ringing_devices }) => {
+                    R::CallPlaced(pb::CallPlaced { ringing_devices: *ringing_devices })
+                }
+                Ok(ResponseBody::CallOffer { group, offer }) => R::CallOffer(pb::CallOffer {
+                    group_id: group.as_bytes().to_vec(),
+                    offer: offer.to_vec(),
+                }),
+                Ok(ResponseBody::RelayCredentials(c)) => R::RelayCredentials(pb::RelayCredentials {
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                    relays: c.relays.clone(),
+                    expires_at_ms: c.expires_at_ms,
+                }),
             };
             F::Response(pb::Response { request_id: *request_id, result: Some(result) })
         }
@@ -831,6 +957,26 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                     total: b.total,
                     data: bounded_bytes("data", b.data, MAX_ATTACHMENT_CHUNK_BYTES)?,
                 }),
+                R::CallPlaced(c) => Ok(ResponseBody::CallPlaced { ringing_devices: c.ringing_devices }),
+                R::CallOffer(c) => Ok(ResponseBody::CallOffer {
+                    group: group_id(&c.group_id)?,
+                    offer: required_bytes("offer", c.offer, MAX_CALL_OFFER_BYTES)?,
+                }),
+                R::RelayCredentials(c) => {
+                    if c.relays.is_empty() || c.relays.len() > MAX_RELAYS {
+                        return Err(DecodeError::Invalid { field: "relays", reason: "1 to 4 relays".into() });
+                    }
+                    Ok(ResponseBody::RelayCredentials(RelayCredentials {
+                        username: bounded_str("username", c.username, 128)?,
+                        password: bounded_str("password", c.password, 64)?,
+                        relays: c
+                            .relays
+                            .into_iter()
+                            .map(|r| bounded_str("relays", r, 255))
+                            .collect::<Result<_, _>>()?,
+                        expires_at_ms: c.expires_at_ms,
+                    }))
+                }
             };
             ServerFrame::Response { request_id: r.request_id, result }
         }
@@ -871,12 +1017,38 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
         Envelope::MemberLeft { group, devices } => {
             (K::MemberLeft, Some(group), vec![], devices.iter().map(|d| d.0).collect())
         }
+        Envelope::Ring(n) => {
+            return pb::Envelope {
+                kind: K::Ring as i32,
+                ring: Some(pb::RingNotice {
+                    call_id: n.call.0.to_vec(),
+                    caller_account_id: n.caller.0,
+                    caller_device_id: n.caller_device.0,
+                    media: media_kind_to_pb(n.media) as i32,
+                    sent_at_ms: n.sent_at_ms,
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec();
+        }
+        Envelope::CallSignal { call, kind, group, payload } => {
+            return pb::Envelope {
+                kind: K::CallSignal as i32,
+                group_id: group.as_bytes().to_vec(),
+                payload: payload.to_vec(),
+                call_id: call.0.to_vec(),
+                signal: signal_kind_to_pb(*kind) as i32,
+                ..Default::default()
+            }
+            .encode_to_vec();
+        }
     };
     pb::Envelope {
         kind: kind as i32,
         group_id: group.map(|g| g.as_bytes().to_vec()).unwrap_or_default(),
         payload,
         devices,
+        ..Default::default()
     }
     .encode_to_vec()
 }
@@ -891,6 +1063,24 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     let kind = K::try_from(e.kind).unwrap_or(K::Unspecified);
     if kind == K::Direct {
         return Ok(Envelope::Direct(bounded_bytes("payload", e.payload, MAX_BODY_BYTES)?));
+    }
+    if kind == K::Ring {
+        // The fixed schema, and nothing else: a ring notice with extra fields set (or bigger
+        // than the schema allows) is not a ring notice.
+        if bytes.len() > MAX_RING_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge { field: "ring", len: bytes.len(), max: MAX_RING_ENVELOPE_BYTES });
+        }
+        if !e.group_id.is_empty() || !e.payload.is_empty() || !e.devices.is_empty() || !e.call_id.is_empty() {
+            return Err(DecodeError::Invalid { field: "ring", reason: "fields outside the ring schema".into() });
+        }
+        let n = e.ring.ok_or(DecodeError::Missing("ring"))?;
+        return Ok(Envelope::Ring(RingNotice {
+            call: call_id(&n.call_id)?,
+            caller: AccountId(nonzero("caller_account_id", n.caller_account_id)?),
+            caller_device: DeviceId(nonzero("caller_device_id", n.caller_device_id)?),
+            media: media_kind(n.media)?,
+            sent_at_ms: n.sent_at_ms,
+        }));
     }
     let group = group_id(&e.group_id)?;
     Ok(match kind {
@@ -907,7 +1097,17 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             group,
             devices: id_list("devices", e.devices, 1, MAX_LISTED_DEVICES, DeviceId)?,
         },
-        K::Direct | K::Unspecified => {
+        K::CallSignal => {
+            let kind = signal_kind(e.signal)?;
+            let payload = if signal_may_be_empty(kind) {
+                bounded_bytes("payload", e.payload, MAX_CALL_SIGNAL_BYTES)?
+            } else {
+                let max = if kind == SignalKind::Offer { MAX_CALL_OFFER_BYTES } else { MAX_CALL_SIGNAL_BYTES };
+                required_bytes("payload", e.payload, max)?
+            };
+            Envelope::CallSignal { call: call_id(&e.call_id)?, kind, group, payload }
+        }
+        K::Direct | K::Ring | K::Unspecified => {
             return Err(DecodeError::Invalid { field: "kind", reason: "unknown envelope kind".into() });
         }
     })
@@ -988,6 +1188,16 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
         }),
         ContentBody::Timer { seconds } => B::Timer(pb::Timer { seconds: *seconds }),
         ContentBody::GroupName(name) => B::GroupName(pb::GroupName { name: name.clone() }),
+        ContentBody::Call(c) => B::Call(pb::CallMessage {
+            call_id: c.call.0.to_vec(),
+            kind: signal_kind_to_pb(c.kind) as i32,
+            session: c.session.as_ref().map(|m| pb::MediaSession {
+                relay_address: m.relay_address.to_string(),
+                ssrc: m.ssrc,
+                epoch: m.epoch,
+                codec: m.codec.clone(),
+            }),
+        }),
     };
     let mut msg = pb::Content {
         message_id: content.message_id.0.to_vec(),
@@ -1068,6 +1278,27 @@ pub fn decode_content(bytes: &[u8]) -> Result<Content, DecodeError> {
         }
         B::Timer(t) => ContentBody::Timer { seconds: t.seconds },
         B::GroupName(g) => ContentBody::GroupName(bounded_str("name", g.name, MAX_GROUP_NAME_BYTES)?),
+        B::Call(c) => ContentBody::Call(decode_call_message(c)?),
     };
     Ok(Content { message_id: target("message_id", &c.message_id)?, sent_at_ms: c.sent_at_ms, body })
+}
+
+/// A call signal's content: bounded, and the session's shape checked, before anyone uses it.
+fn decode_call_message(c: pb::CallMessage) -> Result<CallMessage, DecodeError> {
+    let kind = signal_kind(c.kind)?;
+    let session = match c.session {
+        None => None,
+        Some(m) => {
+            let address = bounded_str("relay_address", m.relay_address, 64)?;
+            let relay_address = address.parse().map_err(|_| DecodeError::Invalid {
+                field: "relay_address",
+                reason: "not an ip:port address".into(),
+            })?;
+            Some(MediaSession { relay_address, ssrc: m.ssrc, epoch: m.epoch, codec: bounded_str("codec", m.codec, 32)? })
+        }
+    };
+    if matches!(kind, SignalKind::Offer | SignalKind::Answer) && session.is_none() {
+        return Err(DecodeError::Missing("session"));
+    }
+    Ok(CallMessage { call: call_id(&c.call_id)?, kind, session })
 }

@@ -2,6 +2,7 @@
 //! already passed its size and shape checks.
 
 use bytes::Bytes;
+pub use rampart_core::call::{CallId, MediaKind, RingNotice, SignalKind};
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
@@ -45,6 +46,10 @@ pub enum ClientRequest {
     StartUpload { size: u64 },
     UploadChunk { blob: BlobId, offset: u64, data: Bytes },
     Download { blob: BlobId, offset: u64, length: u32 },
+    PlaceCall { call: CallId, callee: AccountId, group: GroupId, media: MediaKind, offer: Bytes },
+    FetchOffer { call: CallId },
+    CallSignal { call: CallId, kind: SignalKind, body: Bytes },
+    FetchRelayCredentials { call: CallId },
 }
 
 /// Where an attachment's ciphertext lives in the server's blob store.
@@ -89,6 +94,10 @@ impl ClientRequest {
             ClientRequest::StartUpload { .. } => "start_upload",
             ClientRequest::UploadChunk { .. } => "upload_chunk",
             ClientRequest::Download { .. } => "download",
+            ClientRequest::PlaceCall { .. } => "place_call",
+            ClientRequest::FetchOffer { .. } => "fetch_offer",
+            ClientRequest::CallSignal { .. } => "call_signal",
+            ClientRequest::FetchRelayCredentials { .. } => "fetch_relay_credentials",
         }
     }
 }
@@ -191,6 +200,30 @@ pub enum ResponseBody {
     UploadStarted { blob: BlobId, chunk_bytes: u32 },
     ChunkStored { stored: u64, complete: bool },
     BlobData { total: u64, data: Bytes },
+    CallPlaced { ringing_devices: u32 },
+    CallOffer { group: GroupId, offer: Bytes },
+    RelayCredentials(RelayCredentials),
+}
+
+/// Short-lived TURN credentials for one call. `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayCredentials {
+    pub username: String,
+    pub password: String,
+    /// TURN servers over UDP, as `host:port`.
+    pub relays: Vec<String>,
+    pub expires_at_ms: u64,
+}
+
+impl std::fmt::Debug for RelayCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("relays", &self.relays)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
 }
 
 /// An account and its devices' certificates (`None` until a device has published one).
@@ -245,6 +278,10 @@ pub enum Envelope {
     Application { group: GroupId, payload: Bytes },
     /// These devices left the group; some member should commit their removal.
     MemberLeft { group: GroupId, devices: Vec<DeviceId> },
+    /// Ring: a notice the server filled in itself.
+    Ring(RingNotice),
+    /// A later signal of a call, still end-to-end encrypted.
+    CallSignal { call: CallId, kind: SignalKind, group: GroupId, payload: Bytes },
 }
 
 /// Binds a device's MLS signature key to its account and device id, signed by the device
@@ -300,7 +337,30 @@ pub enum ContentBody {
         seconds: u32,
     },
     GroupName(String),
+    /// A call signal (offer, answer, candidates...). Only released signals get here.
+    Call(CallMessage),
 }
+
+/// The end-to-end content of a call signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallMessage {
+    pub call: CallId,
+    pub kind: SignalKind,
+    pub session: Option<MediaSession>,
+}
+
+/// One side's media parameters: where it can be reached on the relay, its stream, and the
+/// MLS epoch whose exporter keys the media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSession {
+    pub relay_address: std::net::SocketAddr,
+    pub ssrc: u32,
+    pub epoch: u64,
+    pub codec: String,
+}
+
+/// The only codec this build speaks.
+pub const OPUS_CODEC: &str = "opus/48000/1";
 
 /// Where an attachment's ciphertext is and how to open it. `Debug` leaves the key out.
 #[derive(Clone, PartialEq, Eq)]

@@ -123,6 +123,69 @@ pub enum Command {
     },
     /// Measure delivery throughput, latency and memory per idle device against a fresh server.
     Bench(bench::BenchArgs),
+    /// Run only the TURN relay for calls (on a separate host), sharing the server's secret.
+    ///
+    /// `rampart serve` already starts one beside itself; use this to move media off the
+    /// signaling host. Point the server at it with `[calls] relays = ["HOST:3478"]` and give
+    /// both the same secret file (`relay_secret_file`). coturn works in its place too
+    /// (`use-auth-secret`, `static-auth-secret` = the file's contents).
+    Relay(serve::RelayArgs),
+    /// Call a person (voice, end-to-end encrypted, through the server's relay).
+    ///
+    /// Their devices ring only if you are one of their contacts (or they allow everyone);
+    /// nothing of the call reaches their device before they accept. Media goes through the
+    /// relay only, so neither side learns the other's IP address.
+    ///
+    /// Example: rampart call @bob --play greeting.wav --record reply.wav --duration 30
+    Call {
+        /// +14155550123 or @username.
+        to: String,
+        /// Send this WAV file (any rate, mono or stereo; resampled to 48 kHz mono), then silence.
+        #[arg(long, value_name = "FILE.wav")]
+        play: Option<PathBuf>,
+        /// Save what the other side says to this WAV file (48 kHz mono) when the call ends.
+        #[arg(long, value_name = "FILE.wav")]
+        record: Option<PathBuf>,
+        /// Hang up after this many seconds of talking (default: when the other side does, or
+        /// `rampart hangup`).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+    },
+    /// Wait for the next incoming call that may ring this device, accept it, and talk.
+    Answer {
+        /// Send this WAV file, then silence.
+        #[arg(long, value_name = "FILE.wav")]
+        play: Option<PathBuf>,
+        /// Save what the caller says to this WAV file when the call ends.
+        #[arg(long, value_name = "FILE.wav")]
+        record: Option<PathBuf>,
+        /// Give up if no call rings within this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
+        /// Hang up after this many seconds of talking.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+    },
+    /// Hang up the call in progress on this profile (started by `call` or `answer`).
+    Hangup,
+    /// The call log: calls made and received, missed calls, and call requests from people who
+    /// are not your contacts (they did not ring).
+    Calls {
+        /// How many of the latest calls to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Who may make this device ring: everyone, contacts (default: people you saved or wrote
+    /// to), or nobody. Without an argument, shows the current setting.
+    RingPolicy {
+        #[arg(value_parser = ["everyone", "contacts", "nobody"])]
+        policy: Option<String>,
+    },
+    /// Save someone as a contact, so that they may ring this device.
+    AddContact {
+        /// +14155550123 or @username.
+        who: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +309,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Relay(args) => serve::relay(args).await,
         other => client_cmds::run(other, cli.profile, cli.passphrase_file, cli.json).await,
     }
 }

@@ -208,7 +208,17 @@ pub async fn run(
             Ok(())
         }
         Command::Chat { conversation } => crate::chat::run(&mut client, conversation, json).await,
-        Command::Serve(_) | Command::Admin(_) | Command::Bench(_) => Ok(()),
+        Command::Call { to, play, record, duration } => {
+            crate::call_cmds::call(&mut client, &to, play, record, duration, json).await
+        }
+        Command::Answer { play, record, wait, duration } => {
+            crate::call_cmds::answer(&mut client, play, record, wait, duration, json).await
+        }
+        Command::Hangup => crate::call_cmds::hangup(&client, json),
+        Command::Calls { limit } => crate::call_cmds::calls(&client, limit, json),
+        Command::RingPolicy { policy } => crate::call_cmds::ring_policy(&client, policy, json),
+        Command::AddContact { who } => crate::call_cmds::add_contact(&mut client, &who, json).await,
+        Command::Serve(_) | Command::Admin(_) | Command::Bench(_) | Command::Relay(_) => Ok(()),
     }
 }
 

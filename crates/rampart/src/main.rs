@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod call_cmds;
 mod chat;
 mod cli;
 mod client_cmds;

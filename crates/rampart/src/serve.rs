@@ -40,6 +40,24 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// UDP address of the TURN listener (default from the config's [calls.relay], 127.0.0.1:3478).
+    #[arg(long, env = "RAMPART_RELAY_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// The address clients reach relayed ports on, if not the listen address.
+    #[arg(long, env = "RAMPART_RELAY_ADVERTISED_IP", value_name = "IP")]
+    pub advertised_ip: Option<std::net::IpAddr>,
+    /// File holding the secret shared with the signaling server (default DATA_DIR/relay.secret).
+    #[arg(long, env = "RAMPART_RELAY_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -119,6 +137,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.tls_key = args.tls_key.clone();
     }
     let data_dir = config.data_dir.clone();
+    // The relay starts first: the server hands out its address with call credentials.
+    let relay = if config.calls.relay.enabled && config.calls.relays.is_empty() {
+        let secret = rampart_server::load_or_create_relay_secret(&config).context("the relay could not start")?;
+        let handle = start_relay(&config.calls.relay, secret).await?;
+        let advertised = handle.local_addr();
+        let advertised = match config.calls.relay.advertised_ip {
+            Some(ip) => SocketAddr::new(ip, advertised.port()),
+            None => advertised,
+        };
+        config.calls.relays = vec![advertised.to_string()];
+        Some(handle)
+    } else {
+        None
+    };
+    let relays = config.calls.relays.clone();
     let using_postgres = config.database_url.is_some();
     let outbox = matches!(config.verifier, rampart_server::config::VerifierConfig::Outbox);
     let server = Server::bind(config).await.context("the server could not start")?;
@@ -135,6 +168,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("  storage       embedded SQLite: {}", data_dir.join("rampart.db").display());
     }
     println!("  attachments   {} (ciphertext only)", data_dir.join("attachments").display());
+    match (&relay, relays.is_empty()) {
+        (Some(_), _) => println!("  relay         TURN over UDP {} (calls; media relayed only)", relays.join(", ")),
+        (None, false) => println!("  relay         external: {}", relays.join(", ")),
+        (None, true) => println!("  relay         none: calls are off"),
+    }
     let origin = if id.created { "created now (self-signed)" } else { "from" };
     println!("  certificate   {origin} {}", id.source.display());
     println!("  fingerprint   {}", id.fingerprint());
@@ -150,6 +188,72 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Stop with Ctrl-C; queued messages are kept.");
 
     server.run(shutdown_signal()).await;
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Start the TURN relay with the server's relay settings.
+async fn start_relay(
+    settings: &rampart_server::config::RelaySettings,
+    secret: rampart_turn::credentials::SharedSecret,
+) -> anyhow::Result<rampart_relay::RelayHandle> {
+    let relay_ip = settings.listen.ip();
+    if relay_ip.is_unspecified() && settings.advertised_ip.is_none() {
+        anyhow::bail!(
+            "the relay listens on {} but has no advertised_ip: set [calls.relay] advertised_ip to the address clients reach",
+            settings.listen
+        );
+    }
+    if settings.min_port > settings.max_port {
+        anyhow::bail!("[calls.relay] min_port is above max_port");
+    }
+    let mut config = rampart_relay::RelayConfig::new(settings.listen, relay_ip, "rampart", secret);
+    config.advertised_ip = settings.advertised_ip;
+    config.port_range = settings.min_port..=settings.max_port;
+    config.max_allocations_per_user = settings.allocations_per_user;
+    config.bandwidth_bytes_per_sec = settings.bandwidth_kib_per_sec.saturating_mul(1024);
+    config.media_check = settings.media_check;
+    // Relayed media goes from one relayed port to another: on a loopback-only relay those
+    // peers are loopback addresses, and nothing else can reach it anyway.
+    config.allow_loopback_peers = relay_ip.is_loopback();
+    rampart_relay::start(config)
+        .await
+        .with_context(|| format!("the relay could not listen on UDP {} (set [calls.relay] listen, or enabled = false)", settings.listen))
+}
+
+/// `rampart relay`: only the TURN relay, for a separate host.
+pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let mut config = load_config(&args.store)?;
+    if let Some(listen) = args.listen {
+        config.calls.relay.listen = listen;
+    }
+    if args.advertised_ip.is_some() {
+        config.calls.relay.advertised_ip = args.advertised_ip;
+    }
+    if args.secret_file.is_some() {
+        config.calls.relay_secret_file = args.secret_file.clone();
+    }
+    let secret = rampart_server::load_or_create_relay_secret(&config).context("cannot read the relay secret")?;
+    let handle = start_relay(&config.calls.relay, secret).await?;
+    let secret_path = config.calls.relay_secret_file.clone().unwrap_or_else(|| config.data_dir.join("relay.secret"));
+    println!("Rampart relay {} is running.", env!("CARGO_PKG_VERSION"));
+    println!("  listening     TURN over UDP {}", handle.local_addr());
+    println!(
+        "  ports         {}-{} (relayed media)",
+        config.calls.relay.min_port, config.calls.relay.max_port
+    );
+    println!("  secret        {} (share it with the server: relay_secret_file)", secret_path.display());
+    println!();
+    println!("On the signaling server, set in its configuration:");
+    println!("  [calls]\n  relays = [\"{}\"]", handle.local_addr());
+    println!("Stop with Ctrl-C.");
+    shutdown_signal().await;
+    let stats = handle.stats();
+    handle.shutdown().await;
+    tracing::info!(?stats, "relay stopped");
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub struct ServerConfig {
     pub rate_limits: RateLimits,
     pub timeouts: Timeouts,
     pub verifier: VerifierConfig,
+    pub calls: CallConfig,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +41,7 @@ impl Default for ServerConfig {
             rate_limits: RateLimits::default(),
             timeouts: Timeouts::default(),
             verifier: VerifierConfig::default(),
+            calls: CallConfig::default(),
         }
     }
 }
@@ -118,6 +120,10 @@ pub struct RateLimits {
     pub keys_per_device: Bucket,
     /// Failed authentications per source address.
     pub auth_failures_per_address: Bucket,
+    /// Calls placed per account.
+    pub calls_per_account: Bucket,
+    /// Call signals and relay credential requests per device.
+    pub call_signals_per_device: Bucket,
 }
 
 impl Default for RateLimits {
@@ -139,6 +145,8 @@ impl Default for RateLimits {
             approve_per_device: Bucket { burst: 5, per_minute: 1.0 },
             keys_per_device: Bucket { burst: 2_000, per_minute: 600.0 },
             auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
+            calls_per_account: Bucket { burst: 10, per_minute: 10.0 },
+            call_signals_per_device: Bucket { burst: 200, per_minute: 600.0 },
         }
     }
 }
@@ -249,5 +257,69 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(ServerConfig::from_toml("lisen = \"x\"").is_err());
+    }
+}
+
+/// Voice calls: the TURN relays handed to callers and, for `rampart serve`, the relay it starts
+/// beside itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallConfig {
+    /// TURN relays (UDP, `host:port`) handed out with call credentials, e.g. a coturn or a
+    /// `rampart relay` on another host. Empty: the embedded relay below.
+    pub relays: Vec<String>,
+    /// The secret shared with the relays (coturn's `static-auth-secret`). Default:
+    /// DATA_DIR/relay.secret, created on first start.
+    pub relay_secret_file: Option<PathBuf>,
+    /// How long relay credentials stay valid.
+    pub credential_ttl_secs: u64,
+    pub relay: RelaySettings,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        Self {
+            relays: Vec::new(),
+            relay_secret_file: None,
+            credential_ttl_secs: 600,
+            relay: RelaySettings::default(),
+        }
+    }
+}
+
+/// The TURN relay's own settings (embedded in `serve`, or `rampart relay`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySettings {
+    /// Start the relay beside the server (`serve` only).
+    pub enabled: bool,
+    /// UDP address of the TURN listener.
+    pub listen: SocketAddr,
+    /// The address clients and peers reach relayed ports on, when not the listen address
+    /// (behind NAT, or listening on 0.0.0.0).
+    pub advertised_ip: Option<std::net::IpAddr>,
+    /// Relayed ports are taken from this range.
+    pub min_port: u16,
+    pub max_port: u16,
+    /// Allocations one account may hold at once.
+    pub allocations_per_user: u32,
+    /// Bandwidth per allocation, KiB/s (Opus voice needs about 8); 0 = unlimited.
+    pub bandwidth_kib_per_sec: u64,
+    /// Drop (and count per caller) datagrams that are not well-formed SRTP/SRTCP.
+    pub media_check: bool,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            advertised_ip: None,
+            min_port: 49152,
+            max_port: 65535,
+            allocations_per_user: 4,
+            bandwidth_kib_per_sec: 64,
+            media_check: true,
+        }
     }
 }

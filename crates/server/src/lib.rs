@@ -7,6 +7,7 @@
 
 mod attachment_service;
 pub mod blobs;
+mod call_service;
 pub mod config;
 mod delivery_service;
 mod limiter;
@@ -18,4 +19,4 @@ pub mod tls;
 pub mod verifier;
 
 pub use config::ServerConfig;
-pub use server::{Server, ServerError, open_store};
+pub use server::{Server, ServerError, load_or_create_relay_secret, open_store};

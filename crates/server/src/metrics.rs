@@ -23,6 +23,8 @@ pub struct Metrics {
     pub errors: Family<Labels, Counter>,
     pub rate_limited: Family<Labels, Counter>,
     pub connections_refused: Counter,
+    pub calls_placed: Counter,
+    pub call_misfits: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -41,7 +43,15 @@ impl Default for Metrics {
             errors: Family::default(),
             rate_limited: Family::default(),
             connections_refused: Counter::default(),
+            calls_placed: Counter::default(),
+            call_misfits: Family::default(),
         };
+        registry.register("calls_placed", "Calls placed (ring notices sent)", m.calls_placed.clone());
+        registry.register(
+            "call_misfits",
+            "Call requests refused for not fitting the call schema, by reason",
+            m.call_misfits.clone(),
+        );
         registry.register("connections", "Open WebSocket sessions", m.connections.clone());
         registry.register(
             "authenticated_devices",
@@ -101,6 +111,10 @@ impl Metrics {
 
     pub fn error(&self, code: &'static str) {
         self.errors.get_or_create(&[("code", code)]).inc();
+    }
+
+    pub fn call_misfit(&self, reason: &'static str) {
+        self.call_misfits.get_or_create(&[("reason", reason)]).inc();
     }
 
     pub fn limited(&self, limit: &'static str) {

@@ -49,6 +49,8 @@ pub enum ServerError {
     Store(#[from] rampart_store::StoreError),
     #[error("cannot open the blob store: {0}")]
     Blobs(#[from] crate::blobs::BlobError),
+    #[error("cannot read the relay secret: {0}")]
+    RelaySecret(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -88,6 +90,34 @@ fn load_or_create_log_key(dir: &Path) -> Result<[u8; 32], ServerError> {
     Ok(key)
 }
 
+/// The secret shared with the TURN relays: the configured file, else DATA_DIR/relay.secret
+/// (created on first start, 32 random bytes as hex, readable by the owner only).
+pub fn load_or_create_relay_secret(
+    config: &ServerConfig,
+) -> Result<rampart_turn::credentials::SharedSecret, ServerError> {
+    let secret_error = |e: &dyn std::fmt::Display| ServerError::RelaySecret(e.to_string());
+    let path = match &config.calls.relay_secret_file {
+        Some(p) => p.clone(),
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+            let path = config.data_dir.join("relay.secret");
+            if !path.exists() {
+                let secret: [u8; 32] = rand::random();
+                tls::write_private(&path, hex::encode(secret).as_bytes())?;
+            }
+            path
+        }
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&path).map_err(|e| secret_error(&format!("{}: {e}", path.display())))?,
+    );
+    rampart_turn::credentials::SharedSecret::new(text.trim().as_bytes().to_vec())
+        .map_err(|e| secret_error(&e))
+}
+
 impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
@@ -106,7 +136,18 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let blobs = crate::blobs::BlobStore::open(&config.data_dir.join("attachments")).await?;
         let verifier = verifier::from_config(&config.verifier, store.clone());
-        let shared = Arc::new(Shared::new(config, store, blobs, verifier, log_key));
+        let relay = if config.calls.relays.is_empty() {
+            None
+        } else {
+            Some(crate::state::RelayAccess {
+                secret: load_or_create_relay_secret(&config)?,
+                relays: config.calls.relays.clone(),
+                ttl_secs: config.calls.credential_ttl_secs,
+            })
+        };
+        let mut shared = Shared::new(config, store, blobs, verifier, log_key);
+        shared.relay = relay;
+        let shared = Arc::new(shared);
         Ok(Self { shared, listener, acceptor, identity })
     }
 

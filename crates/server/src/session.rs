@@ -490,6 +490,12 @@ impl Connection {
     async fn on_bad_frame(&mut self, ws: &mut WebSocket, e: DecodeError) -> Flow {
         self.bad_frames += 1;
         self.shared.metrics.error(e.code().as_str());
+        if e.is_call_envelope()
+            && let Some((account, _)) = self.session.device()
+        {
+            let shared = self.shared.clone();
+            crate::call_service::count_misfit(&shared, account, crate::call_service::Misfit::Schema).await;
+        }
         debug!(conn = self.id, error = %e, "undecodable frame");
         let fatal = matches!(e, DecodeError::UnsupportedVersion { .. }) || self.bad_frames >= MAX_BAD_FRAMES;
         let reply = ServerFrame::Response { request_id: 0, result: Err(err(e.code(), e.to_string())) };
@@ -544,6 +550,12 @@ impl Connection {
             ClientRequest::StartUpload { size } => self.start_upload(size).await,
             ClientRequest::UploadChunk { blob, offset, data } => self.upload_chunk(blob, offset, data).await,
             ClientRequest::Download { blob, offset, length } => self.download(blob, offset, length).await,
+            ClientRequest::PlaceCall { call, callee, group, media, offer } => {
+                self.place_call(call, callee, group, media, offer).await
+            }
+            ClientRequest::FetchOffer { call } => self.fetch_offer(call).await,
+            ClientRequest::CallSignal { call, kind, body } => self.call_signal(call, kind, body).await,
+            ClientRequest::FetchRelayCredentials { call } => self.fetch_relay_credentials(call).await,
         }
     }
 
@@ -872,6 +884,10 @@ fn request_class(request: &ClientRequest) -> RequestClass {
         | ClientRequest::LeaveGroup { .. }
         | ClientRequest::StartUpload { .. }
         | ClientRequest::UploadChunk { .. }
-        | ClientRequest::Download { .. } => RequestClass::Device,
+        | ClientRequest::Download { .. }
+        | ClientRequest::PlaceCall { .. }
+        | ClientRequest::FetchOffer { .. }
+        | ClientRequest::CallSignal { .. }
+        | ClientRequest::FetchRelayCredentials { .. } => RequestClass::Device,
     }
 }

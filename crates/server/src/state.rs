@@ -163,6 +163,8 @@ pub struct Limiters {
     pub approve_per_device: Limiter<DeviceId>,
     pub keys_per_device: Limiter<DeviceId>,
     pub auth_failures_per_address: Limiter<IpAddr>,
+    pub calls_per_account: Limiter<AccountId>,
+    pub call_signals_per_device: Limiter<DeviceId>,
 }
 
 /// The key a source address is rate-limited under: IPv4 addresses as they are, IPv6 addresses
@@ -195,6 +197,8 @@ impl Limiters {
             approve_per_device: Limiter::new("approve_per_device", r.approve_per_device),
             keys_per_device: Limiter::new("keys_per_device", r.keys_per_device),
             auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
+            calls_per_account: Limiter::new("calls_per_account", r.calls_per_account),
+            call_signals_per_device: Limiter::new("call_signals_per_device", r.call_signals_per_device),
         }
     }
 
@@ -210,6 +214,22 @@ impl Limiters {
         self.approve_per_device.sweep(now);
         self.keys_per_device.sweep(now);
         self.auth_failures_per_address.sweep(now);
+        self.calls_per_account.sweep(now);
+        self.call_signals_per_device.sweep(now);
+    }
+}
+
+/// How the signaling server hands out relay credentials (coturn's `--use-auth-secret` scheme).
+pub struct RelayAccess {
+    pub secret: rampart_turn::credentials::SharedSecret,
+    /// `host:port` of each TURN relay (UDP).
+    pub relays: Vec<String>,
+    pub ttl_secs: u64,
+}
+
+impl std::fmt::Debug for RelayAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayAccess").field("relays", &self.relays).field("ttl_secs", &self.ttl_secs).finish()
     }
 }
 
@@ -222,6 +242,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub hub: Hub,
     pub limits: Limiters,
+    /// The TURN relays calls use and the secret shared with them; `None`: no calls.
+    pub relay: Option<RelayAccess>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for their goodbyes.
@@ -253,6 +275,7 @@ impl Shared {
             metrics: Metrics::default(),
             hub: Hub::default(),
             limits,
+            relay: None,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),

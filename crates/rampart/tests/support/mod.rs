@@ -110,6 +110,10 @@ impl TestServer {
             toml.push_str(&format!("database_url = \"{url}\"\n"));
         }
         toml.push_str(extra_toml);
+        // Tests run servers side by side: each embedded relay takes a free port.
+        if !extra_toml.contains("[calls.relay]") {
+            toml.push_str("\n[calls.relay]\nlisten = \"127.0.0.1:0\"\n");
+        }
         std::fs::write(&config_path, toml).unwrap();
         Self::spawn(dir, config_path, data_dir, backend, level)
     }

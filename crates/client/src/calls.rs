@@ -1,0 +1,888 @@
+//! Voice calls: the typed call machines of `rampart-core` driven over a server connection, a
+//! TURN allocation on the relay, and the audio pipeline of `rampart-media`.
+//!
+//! The order of things is the security argument (docs/calls.md):
+//! - a received ring notice or call signal is only queued here ([`CallInput`]); nothing is
+//!   decrypted while receiving;
+//! - the machine decides what may be opened: a callee's machine releases the caller's offer
+//!   only after the local accept, and only then is it MLS-decrypted and parsed;
+//! - relay credentials are fetched, and a socket opened, only on the machine's
+//!   `FetchRelayCredentials`, which a callee's machine emits only after accept;
+//! - the audio pipeline needs the machine's `MediaPermit` to exist at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rampart_core::call::{
+    CallEvent, CallId, CalleeCall, CallerCall, EndReason, MediaKind, MediaPermit, RING_TIMEOUT_MS, RingNotice,
+    RingPolicy, SealedSignal, SignalCounters, SignalKind,
+};
+use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
+use rampart_media::{AudioReceiver, AudioSender, CallDirection, Frame, SrtpKeys};
+use rampart_mls::Processed;
+use rampart_proto::{
+    CallMessage, ClientRequest, Content, ContentBody, MediaSession, OPUS_CODEC, ResponseBody, decode_content,
+    encode_content,
+};
+use rampart_relay::TurnClient;
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::client::{Client, ClientError, now_ms};
+use crate::connection::Connection;
+use crate::profile::{Profile, ProfileError, db_id};
+
+/// The MLS exporter label that keys call media (docs/calls.md).
+const EXPORTER_LABEL: &str = "rampart call";
+const EXPORTER_BYTES: usize = 64;
+/// Inputs kept for a call driver when none is running (e.g. while only receiving messages).
+const MAX_CALL_INPUTS: usize = 256;
+/// How long the driver waits on the connection per turn of its loop.
+const SIGNAL_POLL: Duration = Duration::from_millis(40);
+/// Opus frame length.
+const FRAME_MS: u64 = 20;
+
+/// What a received delivery for calls turned into, queued for a call driver. Nothing here has
+/// been decrypted.
+#[derive(Debug, Clone)]
+pub enum CallInput {
+    Ring { notice: RingNotice, label: String, may_ring: bool },
+    Signal { call: CallId, kind: SignalKind, group: GroupId, payload: Bytes, from: (AccountId, DeviceId) },
+}
+
+/// One line of the local call log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallLogEntry {
+    pub call: String,
+    pub peer: String,
+    pub peer_account: u64,
+    pub outgoing: bool,
+    pub started_at_ms: u64,
+    pub answered_at_ms: Option<u64>,
+    pub ended_at_ms: Option<u64>,
+    /// dialing, ringing, missed, request (a stranger's call that did not ring), active,
+    /// answered, declined, ended, failed...
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl CallLogEntry {
+    pub fn duration_secs(&self) -> u64 {
+        match (self.answered_at_ms, self.ended_at_ms) {
+            (Some(a), Some(e)) => e.saturating_sub(a) / 1000,
+            _ => 0,
+        }
+    }
+}
+
+impl Profile {
+    pub(crate) fn log_call(
+        &self,
+        call: &CallId,
+        peer: AccountId,
+        label: &str,
+        outgoing: bool,
+        outcome: &str,
+        now: u64,
+    ) -> Result<(), ProfileError> {
+        self.db.execute(
+            "INSERT INTO call_log(call_id, peer_account, peer_label, outgoing, started_at, outcome, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, '') ON CONFLICT(call_id) DO NOTHING",
+            params![call.0.as_slice(), db_id(peer.0)?, label, outgoing, db_id(now)?, outcome],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn update_call(
+        &self,
+        call: &CallId,
+        outcome: &str,
+        detail: &str,
+        answered_at: Option<u64>,
+        ended_at: Option<u64>,
+    ) -> Result<(), ProfileError> {
+        self.db.execute(
+            "UPDATE call_log SET outcome = ?2, detail = ?3,
+                 answered_at = COALESCE(answered_at, ?4), ended_at = COALESCE(ended_at, ?5)
+             WHERE call_id = ?1",
+            params![
+                call.0.as_slice(),
+                outcome,
+                detail,
+                answered_at.map(db_id).transpose()?,
+                ended_at.map(db_id).transpose()?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The call log, newest first.
+    pub fn call_log(&self, limit: u32) -> Result<Vec<CallLogEntry>, ProfileError> {
+        let mut st = self.db.prepare(
+            "SELECT call_id, peer_label, peer_account, outgoing, started_at, answered_at, ended_at, outcome, detail
+             FROM call_log ORDER BY started_at DESC, rowid DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([limit], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            let peer_account: i64 = r.get(2)?;
+            let started: i64 = r.get(4)?;
+            let answered: Option<i64> = r.get(5)?;
+            let ended: Option<i64> = r.get(6)?;
+            Ok(CallLogEntry {
+                call: hex::encode(id),
+                peer: r.get(1)?,
+                peer_account: peer_account as u64,
+                outgoing: r.get(3)?,
+                started_at_ms: started as u64,
+                answered_at_ms: answered.map(|v| v as u64),
+                ended_at_ms: ended.map(|v| v as u64),
+                outcome: r.get(7)?,
+                detail: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Who may make this device ring.
+    pub fn ring_policy(&self) -> Result<RingPolicy, ProfileError> {
+        Ok(self.get("ring_policy")?.as_deref().and_then(RingPolicy::parse).unwrap_or_default())
+    }
+
+    pub fn set_ring_policy(&self, policy: RingPolicy) -> Result<(), ProfileError> {
+        self.set("ring_policy", policy.as_str())
+    }
+
+    /// Save an account as a contact (it may then ring this device under the default policy).
+    pub fn save_contact(&self, account: AccountId, label: &str) -> Result<(), ProfileError> {
+        self.db.execute(
+            "INSERT INTO contacts(account, label, added_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(account) DO UPDATE SET label = excluded.label",
+            params![db_id(account.0)?, label, db_id(now_ms())?],
+        )?;
+        Ok(())
+    }
+
+    /// A contact is an account the user saved, or wrote to in a 1:1 conversation.
+    pub fn is_contact(&self, account: AccountId) -> Result<bool, ProfileError> {
+        let id = db_id(account.0)?;
+        let saved = self.db.prepare("SELECT 1 FROM contacts WHERE account = ?1")?.exists([id])?;
+        if saved {
+            return Ok(true);
+        }
+        Ok(self
+            .db
+            .prepare(
+                "SELECT 1 FROM conversations c JOIN messages m ON m.conversation = c.group_id
+                 WHERE c.peer_account = ?1 AND m.outgoing = 1 AND m.kind IN ('text', 'attachment') LIMIT 1",
+            )?
+            .exists([id])?)
+    }
+
+    /// The other person of a 1:1 conversation.
+    pub fn conversation_peer(&self, group: &GroupId) -> Result<Option<AccountId>, ProfileError> {
+        let peer: Option<Option<i64>> = self
+            .db
+            .query_row("SELECT peer_account FROM conversations WHERE group_id = ?1", [group.as_bytes()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(peer.flatten().map(|p| AccountId(p as u64)))
+    }
+}
+
+/// Where a call's outgoing audio comes from and where incoming audio goes.
+#[derive(Debug, Clone, Default)]
+pub struct CallMedia {
+    /// Frames to send (48 kHz mono, 20 ms each); silence after they run out. `None`: silence.
+    pub play: Option<Vec<Frame>>,
+    /// Write what is received here as a WAV file when the call ends.
+    pub record: Option<PathBuf>,
+}
+
+/// How a call went, for the terminal and `--json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallReport {
+    pub call: String,
+    pub peer: String,
+    pub outgoing: bool,
+    pub outcome: String,
+    pub detail: String,
+    pub media_ms: u64,
+    pub frames_sent: u64,
+    pub packets_received: u64,
+    pub packets_rejected: u64,
+    pub frames_decoded: u64,
+    pub frames_concealed: u64,
+    pub frames_recorded: u64,
+    /// Of the caller's signals: dropped before accept, dropped out of place, released.
+    pub signals_dropped_before_accept: u64,
+    pub signals_dropped_out_of_place: u64,
+    pub signals_released: u64,
+    pub relay: String,
+}
+
+/// When a call stops without the other side's doing.
+#[derive(Debug, Clone, Default)]
+pub struct CallLimits {
+    /// Hang up after this long with media.
+    pub duration: Option<Duration>,
+    /// Hang up when this file appears (what `rampart hangup` creates); it is removed.
+    pub hangup_file: Option<PathBuf>,
+}
+
+enum Machine {
+    Caller(CallerCall),
+    Callee(CalleeCall),
+}
+
+impl Machine {
+    fn poll_event(&mut self) -> Option<CallEvent> {
+        match self {
+            Machine::Caller(m) => m.poll_event(),
+            Machine::Callee(m) => m.poll_event(),
+        }
+    }
+    fn handle_signal(&mut self, s: SealedSignal) {
+        match self {
+            Machine::Caller(m) => m.handle_signal(s),
+            Machine::Callee(m) => m.handle_signal(s),
+        }
+    }
+    fn handle_timeout(&mut self, now: u64) {
+        match self {
+            Machine::Caller(m) => m.handle_timeout(now),
+            Machine::Callee(m) => m.handle_timeout(now),
+        }
+    }
+    fn hang_up(&mut self) {
+        match self {
+            Machine::Caller(m) => m.hang_up(),
+            Machine::Callee(m) => m.hang_up(),
+        }
+    }
+    fn ended(&self) -> Option<EndReason> {
+        match self {
+            Machine::Caller(m) => m.ended(),
+            Machine::Callee(m) => m.ended(),
+        }
+    }
+    fn counters(&self) -> SignalCounters {
+        match self {
+            Machine::Caller(m) => m.counters(),
+            Machine::Callee(m) => m.counters(),
+        }
+    }
+    fn is_caller(&self) -> bool {
+        matches!(self, Machine::Caller(_))
+    }
+}
+
+/// One call in progress.
+struct Active {
+    call: CallId,
+    group: GroupId,
+    peer: AccountId,
+    peer_label: String,
+    /// The caller's device, known to a callee from the ring notice.
+    peer_device: Option<DeviceId>,
+    machine: Machine,
+    turn: Option<Arc<TurnClient>>,
+    relay_server: Option<SocketAddr>,
+    local_ssrc: u32,
+    peer_session: Option<MediaSession>,
+    media: Option<MediaTask>,
+    answered_at: Option<u64>,
+    failure: Option<String>,
+}
+
+fn reason_outcome(reason: EndReason) -> &'static str {
+    match reason {
+        EndReason::NotAllowedToRing => "request",
+        EndReason::Unanswered => "unanswered",
+        EndReason::DeclinedLocally => "declined",
+        EndReason::RemoteHangup => "ended",
+        EndReason::HungUpLocally => "ended",
+        EndReason::Rejected => "rejected",
+        EndReason::SetupTimeout => "failed",
+    }
+}
+
+fn call_error(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Call(e.to_string())
+}
+
+impl Client {
+    /// Queue a received ring notice for a call driver and log it: as missed until a driver
+    /// answers, or as a call request when the caller may not ring this device.
+    pub(crate) fn on_ring_notice(&mut self, notice: RingNotice, label: &str) -> Result<bool, ClientError> {
+        let policy = self.profile.ring_policy()?;
+        let contact = self.profile.is_contact(notice.caller)?;
+        let may_ring = policy.may_ring(contact);
+        let stale = now_ms().saturating_sub(notice.sent_at_ms) > RING_TIMEOUT_MS;
+        let outcome = if !may_ring { "request" } else { "missed" };
+        self.profile.log_call(&notice.call, notice.caller, label, false, outcome, notice.sent_at_ms)?;
+        let may_ring = may_ring && !stale;
+        self.push_call_input(CallInput::Ring { notice, label: label.to_owned(), may_ring });
+        Ok(may_ring)
+    }
+
+    /// Save `who` (+E164 or @username) as a contact; returns how they are shown.
+    pub async fn add_contact(&mut self, who: &str) -> Result<String, ClientError> {
+        let mut conn = self.connect().await?;
+        let found = self.lookup(&mut conn, crate::client::parse_recipient(who)?).await;
+        conn.close().await;
+        let found = found?;
+        self.profile.save_contact(found.account, &found.label)?;
+        Ok(found.label)
+    }
+
+    pub(crate) fn push_call_input(&mut self, input: CallInput) {
+        if self.call_inputs.len() >= MAX_CALL_INPUTS {
+            self.call_inputs.pop_front();
+        }
+        self.call_inputs.push_back(input);
+    }
+
+    /// Call `to` (+E164, @username or a 1:1 conversation) and stay in the call until either
+    /// side hangs up or `limits` say so.
+    pub async fn call(
+        &mut self,
+        to: &str,
+        media: CallMedia,
+        limits: CallLimits,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<CallReport, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = async {
+            let group = self.conversation_for(&mut conn, to).await?;
+            let peer = self
+                .profile
+                .conversation_peer(&group)?
+                .ok_or_else(|| ClientError::Input("calls are 1:1: name a person, not a group".into()))?;
+            let label = self.conversation_name(&group)?;
+            // Writing to someone (here: calling them) makes them a contact.
+            self.profile.save_contact(peer, &label)?;
+            let call = CallId(rand::random());
+            let now = now_ms();
+            self.profile.log_call(&call, peer, &label, true, "dialing", now)?;
+            progress(&format!("calling {label}…"));
+            let mut active = Active {
+                call,
+                group,
+                peer,
+                peer_label: label,
+                peer_device: None,
+                machine: Machine::Caller(CallerCall::dial(call, now)),
+                turn: None,
+                relay_server: None,
+                local_ssrc: rand::random(),
+                peer_session: None,
+                media: None,
+                answered_at: None,
+                failure: None,
+            };
+            self.drive(&mut conn, &mut active, &media, &limits, progress).await
+        }
+        .await;
+        conn.close().await;
+        result
+    }
+
+    /// Wait up to `wait` for an incoming call that may ring this device, accept it, and stay
+    /// in it until either side hangs up or `limits` say so.
+    pub async fn answer(
+        &mut self,
+        wait: Duration,
+        media: CallMedia,
+        limits: CallLimits,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<CallReport, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = async {
+            let started = Instant::now();
+            let (notice, label) = loop {
+                let left = wait.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(ClientError::Call(format!(
+                        "no call rang this device within {} s",
+                        wait.as_secs()
+                    )));
+                }
+                self.drain(&mut conn, left.min(Duration::from_millis(500)), &mut |_| {}).await?;
+                let mut found = None;
+                while let Some(input) = self.call_inputs.pop_front() {
+                    if let CallInput::Ring { notice, label, may_ring: true } = input {
+                        found = Some((notice, label));
+                    }
+                }
+                if let Some(found) = found {
+                    break found;
+                }
+            };
+            let policy = self.profile.ring_policy()?;
+            let contact = self.profile.is_contact(notice.caller)?;
+            let group = self.profile.direct_conversation(notice.caller)?.ok_or_else(|| {
+                ClientError::Call("a call from someone without a 1:1 conversation with this device".into())
+            })?;
+            let mut machine = CalleeCall::on_ring(notice, policy, contact, now_ms());
+            progress(&format!("{label} is calling; accepting"));
+            // Running `answer` is the user's consent.
+            machine.accept(now_ms());
+            let mut active = Active {
+                call: notice.call,
+                group,
+                peer: notice.caller,
+                peer_label: label,
+                peer_device: Some(notice.caller_device),
+                machine: Machine::Callee(machine),
+                turn: None,
+                relay_server: None,
+                local_ssrc: rand::random(),
+                peer_session: None,
+                media: None,
+                answered_at: Some(now_ms()),
+                failure: None,
+            };
+            self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
+            self.drive(&mut conn, &mut active, &media, &limits, progress).await
+        }
+        .await;
+        conn.close().await;
+        result
+    }
+
+    fn conversation_name(&self, group: &GroupId) -> Result<String, ClientError> {
+        Ok(self
+            .profile
+            .conversations()?
+            .into_iter()
+            .find(|c| GroupId::from_hex(&c.id).as_ref() == Some(group))
+            .map(|c| c.name)
+            .unwrap_or_else(|| "?".into()))
+    }
+
+    /// The call loop: machine events out, signals in, until the call ends.
+    async fn drive(
+        &mut self,
+        conn: &mut Connection,
+        active: &mut Active,
+        media: &CallMedia,
+        limits: &CallLimits,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<CallReport, ClientError> {
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        let mut media_started: Option<Instant> = None;
+        loop {
+            while let Some(event) = active.machine.poll_event() {
+                if let Err(e) = self.on_call_event(conn, active, media, event, progress).await {
+                    // A failure of ours ends the call cleanly: the other side hears a hang-up.
+                    active.failure = Some(e.to_string());
+                    active.machine.hang_up();
+                }
+                if active.media.is_some() && media_started.is_none() {
+                    media_started = Some(Instant::now());
+                }
+            }
+            if active.machine.ended().is_some() {
+                break;
+            }
+            if let (Some(d), Some(started)) = (limits.duration, media_started)
+                && started.elapsed() >= d
+            {
+                active.machine.hang_up();
+                continue;
+            }
+            if let Some(path) = &limits.hangup_file
+                && path.exists()
+            {
+                let _ = std::fs::remove_file(path);
+                progress("hanging up");
+                active.machine.hang_up();
+                continue;
+            }
+            if active.media.as_ref().is_some_and(|m| m.handle.is_finished()) {
+                active.failure = Some("the media path failed".into());
+                active.machine.hang_up();
+                continue;
+            }
+            self.drain(conn, SIGNAL_POLL, &mut |_| {}).await?;
+            while let Some(input) = self.call_inputs.pop_front() {
+                match input {
+                    CallInput::Signal { call, kind, payload, from, .. } if call == active.call => {
+                        let from_peer = from.0 == active.peer
+                            && active.peer_device.is_none_or(|d| d == from.1);
+                        // Another of my devices answered (or declined): the server says so
+                        // with a payload-less hang-up from my own account.
+                        let answered_elsewhere = from.0 == me.account && from.1 != me.device;
+                        if from_peer || (answered_elsewhere && kind == SignalKind::Hangup) {
+                            if active.peer_device.is_none() && from_peer {
+                                active.peer_device = Some(from.1);
+                            }
+                            active.machine.handle_signal(SealedSignal::new(kind, payload.to_vec()));
+                        }
+                    }
+                    CallInput::Ring { notice, .. } if notice.call != active.call => {
+                        // Busy with this call: the other stays in the log as missed.
+                    }
+                    _ => {}
+                }
+            }
+            active.machine.handle_timeout(now_ms());
+        }
+        let reason = active.machine.ended().unwrap_or(EndReason::HungUpLocally);
+        let mut report = self.finish(active, reason).await;
+        report.outcome = if active.failure.is_some() { "failed".into() } else { reason_outcome(reason).into() };
+        let counters = active.machine.counters();
+        report.signals_dropped_before_accept = counters.dropped_before_accept;
+        report.signals_dropped_out_of_place = counters.dropped_out_of_place;
+        report.signals_released = counters.released;
+        self.profile.update_call(&active.call, &report.outcome, &report.detail, None, Some(now_ms()))?;
+        Ok(report)
+    }
+
+    /// Stop media, release the allocation, write the recording.
+    async fn finish(&mut self, active: &mut Active, reason: EndReason) -> CallReport {
+        let mut report = CallReport {
+            call: hex::encode(active.call.0),
+            peer: active.peer_label.clone(),
+            outgoing: active.machine.is_caller(),
+            detail: active.failure.clone().unwrap_or_else(|| format!("{reason:?}")),
+            relay: active.relay_server.map(|r| r.to_string()).unwrap_or_default(),
+            ..CallReport::default()
+        };
+        if let Some(task) = active.media.take() {
+            let _ = task.stop.send(());
+            if let Ok(outcome) = task.handle.await {
+                report.media_ms = outcome.media_ms;
+                report.frames_sent = outcome.frames_sent;
+                let stats = outcome.receiver;
+                report.packets_received = stats.packets_received;
+                report.packets_rejected = stats.packets_rejected;
+                report.frames_decoded = stats.frames_decoded;
+                report.frames_concealed = stats.frames_concealed;
+                report.frames_recorded = outcome.recorded.len() as u64;
+                if let Some(path) = &task.record
+                    && let Err(e) = rampart_media::wav::write_wav(path, &outcome.recorded)
+                {
+                    report.detail = format!("cannot write {}: {e}", path.display());
+                }
+                if let Some(e) = outcome.error {
+                    report.detail = e;
+                }
+            }
+        }
+        if let Some(turn) = active.turn.take() {
+            let _ = turn.close().await;
+        }
+        report
+    }
+
+    async fn on_call_event(
+        &mut self,
+        conn: &mut Connection,
+        active: &mut Active,
+        media: &CallMedia,
+        event: CallEvent,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), ClientError> {
+        match event {
+            CallEvent::Ring(_) => {}
+            CallEvent::FetchOffer => {
+                let answer = conn.request(ClientRequest::FetchOffer { call: active.call }).await?;
+                match answer {
+                    ResponseBody::CallOffer { group, offer } if group == active.group => {
+                        active.machine.handle_signal(SealedSignal::new(SignalKind::Offer, offer.to_vec()));
+                    }
+                    ResponseBody::CallOffer { .. } => {
+                        return Err(call_error("the offer belongs to another conversation"));
+                    }
+                    _ => return Err(ClientError::Unexpected("fetch offer")),
+                }
+            }
+            CallEvent::FetchRelayCredentials => {
+                let answer = conn.request(ClientRequest::FetchRelayCredentials { call: active.call }).await?;
+                let ResponseBody::RelayCredentials(creds) = answer else {
+                    return Err(ClientError::Unexpected("relay credentials"));
+                };
+                let password = Zeroizing::new(creds.password.clone());
+                let mut last_error = String::from("no relay offered");
+                for relay in &creds.relays {
+                    let Some(addr) = tokio::net::lookup_host(relay.as_str()).await.ok().and_then(|mut a| a.next())
+                    else {
+                        last_error = format!("cannot resolve relay {relay}");
+                        continue;
+                    };
+                    match TurnClient::allocate(addr, &creds.username, &password).await {
+                        Ok(turn) => {
+                            active.relay_server = Some(addr);
+                            active.turn = Some(Arc::new(turn));
+                            break;
+                        }
+                        Err(e) => last_error = format!("relay {relay}: {e}"),
+                    }
+                }
+                if active.turn.is_none() {
+                    return Err(call_error(last_error));
+                }
+            }
+            CallEvent::Send(SignalKind::Offer) => {
+                let session = self.local_session(active)?;
+                let offer = self.seal_call_message(active, SignalKind::Offer, Some(session))?;
+                let answer = conn
+                    .request(ClientRequest::PlaceCall {
+                        call: active.call,
+                        callee: active.peer,
+                        group: active.group.clone(),
+                        media: MediaKind::Audio,
+                        offer,
+                    })
+                    .await?;
+                if let ResponseBody::CallPlaced { ringing_devices } = answer {
+                    progress(&format!("ringing ({ringing_devices} device(s))"));
+                    self.profile.update_call(&active.call, "ringing", "", None, None)?;
+                }
+            }
+            CallEvent::Send(kind) => {
+                let body = match kind {
+                    SignalKind::Hangup | SignalKind::Busy | SignalKind::Reject => Bytes::new(),
+                    _ => {
+                        let session = self.local_session(active)?;
+                        self.seal_call_message(active, kind, Some(session))?
+                    }
+                };
+                // Ending signals are best effort: the call is over for us either way.
+                let sent = conn.request(ClientRequest::CallSignal { call: active.call, kind, body }).await;
+                if let Err(e) = sent
+                    && !matches!(kind, SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy)
+                {
+                    return Err(e);
+                }
+            }
+            CallEvent::Released(signal) => self.on_released(conn, active, signal).await?,
+            CallEvent::EnableMedia(permit) => {
+                self.start_media(active, permit, media)?;
+                progress(&format!("connected with {} (relay {})", active.peer_label, display_relay(active)));
+                if active.answered_at.is_none() {
+                    active.answered_at = Some(now_ms());
+                    self.profile.update_call(&active.call, "active", "", active.answered_at, None)?;
+                }
+            }
+            CallEvent::Ended(reason) => {
+                progress(&format!("call ended: {}", reason_outcome(reason)));
+            }
+        }
+        Ok(())
+    }
+
+    /// A released signal: now, and only now, decrypt and parse it.
+    async fn on_released(
+        &mut self,
+        conn: &mut Connection,
+        active: &mut Active,
+        signal: rampart_core::call::ReleasedSignal,
+    ) -> Result<(), ClientError> {
+        let (sender, plaintext) = match self.engine()?.process(&active.group, &signal.bytes)? {
+            Processed::Application { sender, plaintext } => (sender, plaintext),
+            _ => return Err(call_error("a call signal that is not an application message")),
+        };
+        if sender.account != active.peer {
+            return Err(call_error("a call signal signed by someone else"));
+        }
+        let content = decode_content(&plaintext).map_err(call_error)?;
+        let ContentBody::Call(CallMessage { call, kind, session }) = content.body else {
+            return Err(call_error("a call signal without call content"));
+        };
+        if call != active.call || kind != signal.kind {
+            return Err(call_error("a call signal whose content does not match its envelope"));
+        }
+        match kind {
+            SignalKind::Offer | SignalKind::Answer => {
+                let session = session.ok_or_else(|| call_error("no media session"))?;
+                if session.codec != OPUS_CODEC {
+                    return Err(call_error(format!("unsupported codec {:?}", session.codec)));
+                }
+                let epoch = self.engine()?.epoch(&active.group)?;
+                if session.epoch != epoch {
+                    return Err(call_error(
+                        "the conversation's keys changed during set-up (different MLS epochs); call again",
+                    ));
+                }
+                let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
+                turn.create_permission(session.relay_address).await.map_err(call_error)?;
+                turn.channel_bind(session.relay_address).await.map_err(call_error)?;
+                active.peer_session = Some(session);
+                if active.machine.is_caller() {
+                    if let Machine::Caller(m) = &mut active.machine {
+                        m.answer_applied();
+                    }
+                } else {
+                    let session = self.local_session(active)?;
+                    let body = self.seal_call_message(active, SignalKind::Answer, Some(session))?;
+                    conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Answer, body }).await?;
+                    if let Machine::Callee(m) = &mut active.machine {
+                        m.answer_sent();
+                    }
+                }
+            }
+            // Relay-only media: no new candidates to act on; updates are accepted and ignored.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn local_session(&mut self, active: &Active) -> Result<MediaSession, ClientError> {
+        let turn = active.turn.as_ref().ok_or_else(|| call_error("no relay allocation"))?;
+        Ok(MediaSession {
+            relay_address: turn.relayed_address(),
+            ssrc: active.local_ssrc,
+            epoch: self.engine()?.epoch(&active.group)?,
+            codec: OPUS_CODEC.into(),
+        })
+    }
+
+    fn seal_call_message(
+        &mut self,
+        active: &Active,
+        kind: SignalKind,
+        session: Option<MediaSession>,
+    ) -> Result<Bytes, ClientError> {
+        let content = Content {
+            message_id: MessageId::random(&mut rand::rng()),
+            sent_at_ms: now_ms(),
+            body: ContentBody::Call(CallMessage { call: active.call, kind, session }),
+        };
+        Ok(Bytes::from(self.engine()?.encrypt(&active.group, &encode_content(&content))?))
+    }
+
+    fn start_media(&mut self, active: &mut Active, permit: MediaPermit, media: &CallMedia) -> Result<(), ClientError> {
+        let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
+        let peer = active.peer_session.as_ref().ok_or_else(|| call_error("no media session"))?.relay_address;
+        let secret =
+            Zeroizing::new(self.engine()?.export_secret(&active.group, EXPORTER_LABEL, &active.call.0, EXPORTER_BYTES)?);
+        let (send_dir, recv_dir) = if active.machine.is_caller() {
+            (CallDirection::CallerToCallee, CallDirection::CalleeToCaller)
+        } else {
+            (CallDirection::CalleeToCaller, CallDirection::CallerToCallee)
+        };
+        let send_keys = SrtpKeys::from_exporter_secret(&secret, send_dir).map_err(call_error)?;
+        let recv_keys = SrtpKeys::from_exporter_secret(&secret, recv_dir).map_err(call_error)?;
+        let sender = AudioSender::new(permit, send_keys, active.local_ssrc, rand::random(), rand::random())
+            .map_err(call_error)?;
+        let receiver = AudioReceiver::new(permit, recv_keys).map_err(call_error)?;
+        active.media = Some(MediaTask::spawn(turn, peer, sender, receiver, media.clone()));
+        Ok(())
+    }
+}
+
+fn display_relay(active: &Active) -> String {
+    active.relay_server.map(|r| r.to_string()).unwrap_or_else(|| "?".into())
+}
+
+/// What the media task hands back when it stops.
+struct MediaOutcome {
+    media_ms: u64,
+    frames_sent: u64,
+    receiver: rampart_media::ReceiverStats,
+    recorded: Vec<Frame>,
+    error: Option<String>,
+}
+
+struct MediaTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<MediaOutcome>,
+    record: Option<PathBuf>,
+}
+
+impl MediaTask {
+    fn spawn(
+        turn: Arc<TurnClient>,
+        peer: SocketAddr,
+        sender: AudioSender,
+        receiver: AudioReceiver,
+        media: CallMedia,
+    ) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let record = media.record.clone();
+        let handle = tokio::spawn(run_media(turn, peer, sender, receiver, media, stopped));
+        MediaTask { stop, handle, record }
+    }
+}
+
+/// Send one frame every 20 ms, receive whatever arrives, and play out (record) at 20 ms.
+async fn run_media(
+    turn: Arc<TurnClient>,
+    peer: SocketAddr,
+    mut sender: AudioSender,
+    mut receiver: AudioReceiver,
+    media: CallMedia,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) -> MediaOutcome {
+    let started = Instant::now();
+    let now = || started.elapsed().as_millis() as u64;
+    let silence: Frame = [0; rampart_media::FRAME_SAMPLES];
+    let source = media.play.unwrap_or_default();
+    let mut next = source.iter();
+    let mut recorded = Vec::new();
+    let mut frames_sent = 0u64;
+    let mut error = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(FRAME_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // Receiving runs on its own task so a slow send never delays reading the socket.
+    let (datagrams_tx, mut datagrams) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+    let reader_turn = turn.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok((from, data)) = reader_turn.recv_from().await {
+            // Only the peer's relayed address may feed the pipeline (the relay enforces the
+            // permission too).
+            if from == peer && datagrams_tx.send(data).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = tick.tick() => {
+                let frame = next.next().unwrap_or(&silence);
+                match sender.encode_frame(frame) {
+                    Ok(datagram) => {
+                        if let Err(e) = turn.send_to(peer, &datagram).await {
+                            error = Some(format!("sending media: {e}"));
+                            break;
+                        }
+                        frames_sent += 1;
+                    }
+                    Err(e) => {
+                        error = Some(format!("encoding: {e}"));
+                        break;
+                    }
+                }
+                while let Some(frame) = receiver.poll_frame(now()) {
+                    if media.record.is_some() {
+                        recorded.push(frame);
+                    }
+                }
+            }
+            got = datagrams.recv() => match got {
+                Some(d) => {
+                    receiver.handle_datagram(&d, now());
+                }
+                None => {
+                    error = Some("the relay socket closed".into());
+                    break;
+                }
+            },
+        }
+    }
+    reader.abort();
+    MediaOutcome { media_ms: now(), frames_sent, receiver: receiver.stats(), recorded, error }
+}
+
+/// Unix milliseconds now, for callers showing the call log.
+pub fn now_ms_public() -> u64 {
+    now_ms()
+}

@@ -1,0 +1,166 @@
+//! `rampart call`, `answer`, `hangup`, `calls`, `ring-policy` and `add-contact`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use rampart_client::Client;
+use rampart_client::calls::{CallLimits, CallMedia, CallReport};
+use rampart_core::call::RingPolicy;
+use serde_json::json;
+
+/// Where `rampart hangup` leaves word for the running call.
+fn hangup_file(client: &Client) -> PathBuf {
+    client.profile().dir().join("call.hangup")
+}
+
+fn media(play: Option<PathBuf>, record: Option<PathBuf>, json: bool) -> anyhow::Result<CallMedia> {
+    let play = match play {
+        Some(path) => Some(
+            rampart_media::wav::read_wav(&path).with_context(|| format!("cannot play {}", path.display()))?,
+        ),
+        None => None,
+    };
+    if play.is_none() && record.is_none() && !json {
+        // This build has no sound card support: say so instead of pretending.
+        eprintln!("note: this build does not use the sound card; sending silence (use --play / --record WAV files)");
+    }
+    Ok(CallMedia { play, record })
+}
+
+fn limits(client: &Client, duration: Option<u64>) -> CallLimits {
+    let hangup = hangup_file(client);
+    // A stale request from an earlier call must not end this one.
+    let _ = std::fs::remove_file(&hangup);
+    CallLimits { duration: duration.map(Duration::from_secs), hangup_file: Some(hangup) }
+}
+
+fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
+    if json {
+        println!("{}", json!({ "ok": true, "call": report }));
+        return;
+    }
+    println!("Call with {}: {} ({}).", report.peer, report.outcome, report.detail);
+    if report.media_ms > 0 {
+        let frames = report.frames_decoded + report.frames_concealed;
+        let lost = if frames == 0 { 0.0 } else { 100.0 * report.frames_concealed as f64 / frames as f64 };
+        println!(
+            "  {:.1} s of media through relay {}: {} frames sent, {} received, {:.1}% concealed",
+            report.media_ms as f64 / 1000.0,
+            report.relay,
+            report.frames_sent,
+            report.frames_decoded,
+            lost
+        );
+    }
+    if let Some(path) = record {
+        println!("  recorded {} frames to {}", report.frames_recorded, path.display());
+    }
+}
+
+fn progress(json: bool) -> impl FnMut(&str) + Send {
+    move |line: &str| {
+        if !json {
+            eprintln!("{line}");
+        }
+    }
+}
+
+pub async fn call(
+    client: &mut Client,
+    to: &str,
+    play: Option<PathBuf>,
+    record: Option<PathBuf>,
+    duration: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let media = media(play, record.clone(), json)?;
+    let limits = limits(client, duration);
+    let report = client.call(to, media, limits, &mut progress(json)).await?;
+    print_report(&report, record.as_deref(), json);
+    Ok(())
+}
+
+pub async fn answer(
+    client: &mut Client,
+    play: Option<PathBuf>,
+    record: Option<PathBuf>,
+    wait: u64,
+    duration: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let media = media(play, record.clone(), json)?;
+    let limits = limits(client, duration);
+    if !json {
+        eprintln!("waiting up to {wait} s for a call…");
+    }
+    let report = client.answer(Duration::from_secs(wait), media, limits, &mut progress(json)).await?;
+    print_report(&report, record.as_deref(), json);
+    Ok(())
+}
+
+pub fn hangup(client: &Client, json: bool) -> anyhow::Result<()> {
+    let path = hangup_file(client);
+    std::fs::write(&path, b"hang up\n").with_context(|| format!("cannot write {}", path.display()))?;
+    if json {
+        println!("{}", json!({ "ok": true }));
+    } else {
+        println!("Asked the call on this profile to hang up.");
+    }
+    Ok(())
+}
+
+pub fn calls(client: &Client, limit: u32, json: bool) -> anyhow::Result<()> {
+    let log = client.profile().call_log(limit)?;
+    if json {
+        println!("{}", json!({ "ok": true, "calls": log }));
+        return Ok(());
+    }
+    if log.is_empty() {
+        println!("No calls yet. Call someone with: rampart call @someone");
+        return Ok(());
+    }
+    for c in log {
+        let arrow = if c.outgoing { "→" } else { "←" };
+        let when = rampart_client::human_duration(
+            u32::try_from(rampart_client::calls::now_ms_public().saturating_sub(c.started_at_ms) / 1000)
+                .unwrap_or(u32::MAX),
+        );
+        let length = if c.duration_secs() > 0 { format!(" {} s", c.duration_secs()) } else { String::new() };
+        let outcome = match c.outcome.as_str() {
+            "request" => "call request (not a contact; did not ring)".to_owned(),
+            other => other.to_owned(),
+        };
+        println!("{arrow} {:<24} {outcome}{length}  ({when} ago)", c.peer);
+    }
+    Ok(())
+}
+
+pub fn ring_policy(client: &Client, policy: Option<String>, json: bool) -> anyhow::Result<()> {
+    if let Some(p) = policy {
+        let p = RingPolicy::parse(&p).context("the policy is everyone, contacts or nobody")?;
+        client.profile().set_ring_policy(p)?;
+    }
+    let p = client.profile().ring_policy()?;
+    if json {
+        println!("{}", json!({ "ok": true, "ring_policy": p.as_str() }));
+    } else {
+        let who = match p {
+            RingPolicy::Everyone => "anyone",
+            RingPolicy::Contacts => "only your contacts (people you saved or wrote to)",
+            RingPolicy::Nobody => "nobody",
+        };
+        println!("Calls from {who} make this device ring; others show up as call requests in `rampart calls`.");
+    }
+    Ok(())
+}
+
+pub async fn add_contact(client: &mut Client, who: &str, json: bool) -> anyhow::Result<()> {
+    let label = client.add_contact(who).await?;
+    if json {
+        println!("{}", json!({ "ok": true, "contact": label }));
+    } else {
+        println!("Saved {label} as a contact: their calls ring this device.");
+    }
+    Ok(())
+}
