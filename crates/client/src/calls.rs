@@ -232,6 +232,8 @@ pub struct CallLimits {
     pub duration: Option<Duration>,
     /// Hang up when this file appears (what `rampart hangup` creates); it is removed.
     pub hangup_file: Option<PathBuf>,
+    /// Hang up when this turns true (the chat window's hang-up key).
+    pub hangup_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 enum Machine {
@@ -357,39 +359,73 @@ impl Client {
         progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<CallReport, ClientError> {
         let mut conn = self.connect().await?;
-        let result = async {
-            let group = self.conversation_for(&mut conn, to).await?;
-            let peer = self
-                .profile
-                .conversation_peer(&group)?
-                .ok_or_else(|| ClientError::Input("calls are 1:1: name a person, not a group".into()))?;
-            let label = self.conversation_name(&group)?;
-            // Writing to someone (here: calling them) makes them a contact.
-            self.profile.save_contact(peer, &label)?;
-            let call = CallId(rand::random());
-            let now = now_ms();
-            self.profile.log_call(&call, peer, &label, true, "dialing", now)?;
-            progress(&format!("calling {label}…"));
-            let mut active = Active {
-                call,
-                group,
-                peer,
-                peer_label: label,
-                peer_device: None,
-                machine: Machine::Caller(CallerCall::dial(call, now)),
-                turn: None,
-                relay_server: None,
-                local_ssrc: rand::random(),
-                peer_session: None,
-                media: None,
-                answered_at: None,
-                failure: None,
-            };
-            self.drive(&mut conn, &mut active, &media, &limits, progress).await
-        }
-        .await;
+        let result = self.call_on(&mut conn, to, media, limits, progress).await;
         conn.close().await;
         result
+    }
+
+    /// [`Client::call`] on an open connection (the chat window's).
+    pub async fn call_on(
+        &mut self,
+        conn: &mut Connection,
+        to: &str,
+        media: CallMedia,
+        limits: CallLimits,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<CallReport, ClientError> {
+        let group = self.conversation_for(conn, to).await?;
+        let peer = self
+            .profile
+            .conversation_peer(&group)?
+            .ok_or_else(|| ClientError::Input("calls are 1:1: name a person, not a group".into()))?;
+        let label = self.conversation_name(&group)?;
+        // Calling someone is writing to them: they become a contact.
+        self.profile.save_contact(peer, &label)?;
+        let call = CallId(rand::random());
+        let now = now_ms();
+        self.profile.log_call(&call, peer, &label, true, "dialing", now)?;
+        progress(&format!("calling {label}…"));
+        let mut active = Active {
+            call,
+            group,
+            peer,
+            peer_label: label,
+            peer_device: None,
+            machine: Machine::Caller(CallerCall::dial(call, now)),
+            turn: None,
+            relay_server: None,
+            local_ssrc: rand::random(),
+            peer_session: None,
+            media: None,
+            answered_at: None,
+            failure: None,
+        };
+        self.drive(conn, &mut active, &media, &limits, progress).await
+    }
+
+    /// Ring notices that arrived (and may ring this device), oldest first; other call inputs
+    /// stay queued.
+    pub fn take_rings(&mut self) -> Vec<(RingNotice, String)> {
+        let mut rings = Vec::new();
+        self.call_inputs.retain(|input| match input {
+            CallInput::Ring { notice, label, may_ring } => {
+                if *may_ring {
+                    rings.push((*notice, label.clone()));
+                }
+                false
+            }
+            CallInput::Signal { .. } => true,
+        });
+        rings
+    }
+
+    /// Whether the caller of `call` gave up (hung up) while it rang; consumes that signal.
+    pub fn caller_gave_up(&mut self, call: &CallId) -> bool {
+        let before = self.call_inputs.len();
+        self.call_inputs.retain(|input| {
+            !matches!(input, CallInput::Signal { call: c, kind: SignalKind::Hangup, .. } if c == call)
+        });
+        self.call_inputs.len() != before
     }
 
     /// Wait up to `wait` for an incoming call that may ring this device, accept it, and stay
@@ -413,46 +449,61 @@ impl Client {
                     )));
                 }
                 self.drain(&mut conn, left.min(Duration::from_millis(500)), &mut |_| {}).await?;
-                let mut found = None;
-                while let Some(input) = self.call_inputs.pop_front() {
-                    if let CallInput::Ring { notice, label, may_ring: true } = input {
-                        found = Some((notice, label));
-                    }
-                }
-                if let Some(found) = found {
-                    break found;
+                if let Some(ring) = self.take_rings().pop() {
+                    break ring;
                 }
             };
-            let policy = self.profile.ring_policy()?;
-            let contact = self.profile.is_contact(notice.caller)?;
-            let group = self.profile.direct_conversation(notice.caller)?.ok_or_else(|| {
-                ClientError::Call("a call from someone without a 1:1 conversation with this device".into())
-            })?;
-            let mut machine = CalleeCall::on_ring(notice, policy, contact, now_ms());
             progress(&format!("{label} is calling; accepting"));
-            // Running `answer` is the user's consent.
-            machine.accept(now_ms());
-            let mut active = Active {
-                call: notice.call,
-                group,
-                peer: notice.caller,
-                peer_label: label,
-                peer_device: Some(notice.caller_device),
-                machine: Machine::Callee(machine),
-                turn: None,
-                relay_server: None,
-                local_ssrc: rand::random(),
-                peer_session: None,
-                media: None,
-                answered_at: Some(now_ms()),
-                failure: None,
-            };
-            self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
-            self.drive(&mut conn, &mut active, &media, &limits, progress).await
+            self.accept_on(&mut conn, notice, &label, media, limits, progress).await
         }
         .await;
         conn.close().await;
         result
+    }
+
+    /// The user accepted a ringing call: fetch the offer, connect, and stay in the call.
+    pub async fn accept_on(
+        &mut self,
+        conn: &mut Connection,
+        notice: RingNotice,
+        label: &str,
+        media: CallMedia,
+        limits: CallLimits,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<CallReport, ClientError> {
+        let policy = self.profile.ring_policy()?;
+        let contact = self.profile.is_contact(notice.caller)?;
+        let group = self.profile.direct_conversation(notice.caller)?.ok_or_else(|| {
+            ClientError::Call("a call from someone without a 1:1 conversation with this device".into())
+        })?;
+        let mut machine = CalleeCall::on_ring(notice, policy, contact, now_ms());
+        if !machine.accept(now_ms()) {
+            return Err(ClientError::Call("this call may not ring this device".into()));
+        }
+        let mut active = Active {
+            call: notice.call,
+            group,
+            peer: notice.caller,
+            peer_label: label.to_owned(),
+            peer_device: Some(notice.caller_device),
+            machine: Machine::Callee(machine),
+            turn: None,
+            relay_server: None,
+            local_ssrc: rand::random(),
+            peer_session: None,
+            media: None,
+            answered_at: Some(now_ms()),
+            failure: None,
+        };
+        self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
+        self.drive(conn, &mut active, &media, &limits, progress).await
+    }
+
+    /// The user declined a ringing call: the caller hears "rejected".
+    pub async fn decline_on(&mut self, conn: &mut Connection, call: CallId) -> Result<(), ClientError> {
+        self.profile.update_call(&call, "declined", "", None, Some(now_ms()))?;
+        conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Reject, body: Bytes::new() }).await?;
+        Ok(())
     }
 
     fn conversation_name(&self, group: &GroupId) -> Result<String, ClientError> {
@@ -500,6 +551,11 @@ impl Client {
                 && path.exists()
             {
                 let _ = std::fs::remove_file(path);
+                progress("hanging up");
+                active.machine.hang_up();
+                continue;
+            }
+            if limits.hangup_flag.as_ref().is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel)) {
                 progress("hanging up");
                 active.machine.hang_up();
                 continue;

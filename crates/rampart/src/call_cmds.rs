@@ -32,7 +32,7 @@ fn limits(client: &Client, duration: Option<u64>) -> CallLimits {
     let hangup = hangup_file(client);
     // A stale request from an earlier call must not end this one.
     let _ = std::fs::remove_file(&hangup);
-    CallLimits { duration: duration.map(Duration::from_secs), hangup_file: Some(hangup) }
+    CallLimits { duration: duration.map(Duration::from_secs), hangup_file: Some(hangup), hangup_flag: None }
 }
 
 fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
