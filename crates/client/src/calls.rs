@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rampart_core::call::{
-    CallEvent, CallId, CalleeCall, CallerCall, EndReason, MediaKind, MediaPermit, RING_TIMEOUT_MS, RingNotice,
-    RingPolicy, SealedSignal, SignalCounters, SignalKind,
+    CallEvent, CallId, CalleeCall, CallerCall, EndReason, MediaKind, MediaPermit, RING_TIMEOUT_MS,
+    RingNotice, RingPolicy, SealedSignal, SignalCounters, SignalKind,
 };
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
 use rampart_media::{AudioReceiver, AudioSender, CallDirection, Frame, SrtpKeys};
@@ -186,9 +186,11 @@ impl Profile {
     pub fn conversation_peer(&self, group: &GroupId) -> Result<Option<AccountId>, ProfileError> {
         let peer: Option<Option<i64>> = self
             .db
-            .query_row("SELECT peer_account FROM conversations WHERE group_id = ?1", [group.as_bytes()], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT peer_account FROM conversations WHERE group_id = ?1",
+                [group.as_bytes()],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(peer.flatten().map(|p| AccountId(p as u64)))
     }
@@ -223,6 +225,22 @@ pub struct CallReport {
     pub signals_dropped_out_of_place: u64,
     pub signals_released: u64,
     pub relay: String,
+}
+
+/// What ringing calls did while nobody picked up ([`Client::watch_rings`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RingWatch {
+    pub ring_notices: u64,
+    /// Calls that rang (their caller may ring this device).
+    pub rang: u64,
+    pub signals_received: u64,
+    pub dropped_before_accept: u64,
+    pub dropped_out_of_place: u64,
+    /// Signals released for decryption and parsing: offers parsed included.
+    pub released: u64,
+    /// Offer or relay-credential fetches (each would open something).
+    pub fetches: u64,
+    pub media_enabled: u64,
 }
 
 /// When a call stops without the other side's doing.
@@ -499,10 +517,64 @@ impl Client {
         self.drive(conn, &mut active, &media, &limits, progress).await
     }
 
+    /// Let calls ring for `duration` without ever accepting, feeding everything that arrives
+    /// for them to their callee machines, and say what the machines did with it. What a device
+    /// does while it rings and nobody picks up (and what the hostile-caller test checks).
+    pub async fn watch_rings(
+        &mut self,
+        conn: &mut Connection,
+        duration: Duration,
+    ) -> Result<RingWatch, ClientError> {
+        let policy = self.profile.ring_policy()?;
+        let started = Instant::now();
+        let mut machines: std::collections::HashMap<CallId, CalleeCall> = Default::default();
+        let mut watch = RingWatch::default();
+        while started.elapsed() < duration {
+            self.drain(conn, SIGNAL_POLL, &mut |_| {}).await?;
+            for input in std::mem::take(&mut self.call_inputs) {
+                match input {
+                    CallInput::Ring { notice, .. } => {
+                        watch.ring_notices += 1;
+                        let contact = self.profile.is_contact(notice.caller)?;
+                        machines
+                            .entry(notice.call)
+                            .or_insert_with(|| CalleeCall::on_ring(notice, policy, contact, now_ms()));
+                    }
+                    CallInput::Signal { call, kind, payload, .. } => {
+                        watch.signals_received += 1;
+                        if let Some(m) = machines.get_mut(&call) {
+                            m.handle_signal(SealedSignal::new(kind, payload.to_vec()));
+                        }
+                    }
+                }
+            }
+            for m in machines.values_mut() {
+                m.handle_timeout(now_ms());
+                while let Some(event) = m.poll_event() {
+                    match event {
+                        CallEvent::Ring(_) => watch.rang += 1,
+                        CallEvent::Released(_) => watch.released += 1,
+                        CallEvent::FetchOffer | CallEvent::FetchRelayCredentials => watch.fetches += 1,
+                        CallEvent::EnableMedia(_) => watch.media_enabled += 1,
+                        CallEvent::Send(_) | CallEvent::Ended(_) => {}
+                    }
+                }
+            }
+        }
+        for m in machines.values() {
+            let c = m.counters();
+            watch.dropped_before_accept += c.dropped_before_accept;
+            watch.dropped_out_of_place += c.dropped_out_of_place;
+            watch.released += c.released.saturating_sub(watch.released);
+        }
+        Ok(watch)
+    }
+
     /// The user declined a ringing call: the caller hears "rejected".
     pub async fn decline_on(&mut self, conn: &mut Connection, call: CallId) -> Result<(), ClientError> {
         self.profile.update_call(&call, "declined", "", None, Some(now_ms()))?;
-        conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Reject, body: Bytes::new() }).await?;
+        conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Reject, body: Bytes::new() })
+            .await?;
         Ok(())
     }
 
@@ -555,7 +627,8 @@ impl Client {
                 active.machine.hang_up();
                 continue;
             }
-            if limits.hangup_flag.as_ref().is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel)) {
+            if limits.hangup_flag.as_ref().is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel))
+            {
                 progress("hanging up");
                 active.machine.hang_up();
                 continue;
@@ -569,8 +642,8 @@ impl Client {
             while let Some(input) = self.call_inputs.pop_front() {
                 match input {
                     CallInput::Signal { call, kind, payload, from, .. } if call == active.call => {
-                        let from_peer = from.0 == active.peer
-                            && active.peer_device.is_none_or(|d| d == from.1);
+                        let from_peer =
+                            from.0 == active.peer && active.peer_device.is_none_or(|d| d == from.1);
                         // Another of my devices answered (or declined): the server says so
                         // with a payload-less hang-up from my own account.
                         let answered_elsewhere = from.0 == me.account && from.1 != me.device;
@@ -591,7 +664,8 @@ impl Client {
         }
         let reason = active.machine.ended().unwrap_or(EndReason::HungUpLocally);
         let mut report = self.finish(active, reason).await;
-        report.outcome = if active.failure.is_some() { "failed".into() } else { reason_outcome(reason).into() };
+        report.outcome =
+            if active.failure.is_some() { "failed".into() } else { reason_outcome(reason).into() };
         let counters = active.machine.counters();
         report.signals_dropped_before_accept = counters.dropped_before_accept;
         report.signals_dropped_out_of_place = counters.dropped_out_of_place;
@@ -667,7 +741,8 @@ impl Client {
                 let password = Zeroizing::new(creds.password.clone());
                 let mut last_error = String::from("no relay offered");
                 for relay in &creds.relays {
-                    let Some(addr) = tokio::net::lookup_host(relay.as_str()).await.ok().and_then(|mut a| a.next())
+                    let Some(addr) =
+                        tokio::net::lookup_host(relay.as_str()).await.ok().and_then(|mut a| a.next())
                     else {
                         last_error = format!("cannot resolve relay {relay}");
                         continue;
@@ -814,11 +889,20 @@ impl Client {
         Ok(Bytes::from(self.engine()?.encrypt(&active.group, &encode_content(&content))?))
     }
 
-    fn start_media(&mut self, active: &mut Active, permit: MediaPermit, media: &CallMedia) -> Result<(), ClientError> {
+    fn start_media(
+        &mut self,
+        active: &mut Active,
+        permit: MediaPermit,
+        media: &CallMedia,
+    ) -> Result<(), ClientError> {
         let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
         let peer = active.peer_session.as_ref().ok_or_else(|| call_error("no media session"))?.relay_address;
-        let secret =
-            Zeroizing::new(self.engine()?.export_secret(&active.group, EXPORTER_LABEL, &active.call.0, EXPORTER_BYTES)?);
+        let secret = Zeroizing::new(self.engine()?.export_secret(
+            &active.group,
+            EXPORTER_LABEL,
+            &active.call.0,
+            EXPORTER_BYTES,
+        )?);
         let (send_dir, recv_dir) = if active.machine.is_caller() {
             (CallDirection::CallerToCallee, CallDirection::CalleeToCaller)
         } else {

@@ -114,6 +114,12 @@ pub enum Command {
     /// its attachment, r reacts to it), F1 (or ? on an empty line) shows every key, Ctrl-C
     /// quits. Commands: /react EMOJI, /msg @someone TEXT, /file PATH, /download, /quit.
     ///
+    /// Calls: an incoming call shows a banner: Ctrl-Y accepts, Ctrl-X declines (it rings for
+    /// up to a minute). /call calls the person of the 1:1 on screen, /call @someone anyone;
+    /// during a call a bar shows how long it has lasted and Ctrl-X hangs up (quitting does
+    /// too). /calls shows the call log; missed calls and call requests are counted in the
+    /// status bar until then. Audio: this build sends silence (no sound card support).
+    ///
     /// New messages appear as they arrive; the conversation on screen is marked read, which
     /// sends read receipts. If the connection drops, it reconnects by itself.
     Chat {
@@ -231,6 +237,10 @@ pub enum ProfileCommand {
 pub enum AdminCommand {
     /// Show verification codes waiting in the embedded verifier's outbox.
     Outbox(serve::StoreArgs),
+    /// Accounts whose call requests did not fit the call schema, most first, with the reasons:
+    /// the evidence of a look-alike client probing call set-up (kept across restarts, shared
+    /// by every node on PostgreSQL).
+    CallMisfits(serve::StoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,6 +318,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
+        Command::Admin(AdminCommand::CallMisfits(args)) => serve::call_misfits(args, cli.json).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Relay(args) => serve::relay(args).await,
         other => client_cmds::run(other, cli.profile, cli.passphrase_file, cli.json).await,

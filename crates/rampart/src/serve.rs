@@ -139,7 +139,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     // The relay starts first: the server hands out its address with call credentials.
     let relay = if config.calls.relay.enabled && config.calls.relays.is_empty() {
-        let secret = rampart_server::load_or_create_relay_secret(&config).context("the relay could not start")?;
+        let secret =
+            rampart_server::load_or_create_relay_secret(&config).context("the relay could not start")?;
         let handle = start_relay(&config.calls.relay, secret).await?;
         let advertised = handle.local_addr();
         let advertised = match config.calls.relay.advertised_ip {
@@ -169,7 +170,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("  attachments   {} (ciphertext only)", data_dir.join("attachments").display());
     match (&relay, relays.is_empty()) {
-        (Some(_), _) => println!("  relay         TURN over UDP {} (calls; media relayed only)", relays.join(", ")),
+        (Some(_), _) => {
+            println!("  relay         TURN over UDP {} (calls; media relayed only)", relays.join(", "))
+        }
         (None, false) => println!("  relay         external: {}", relays.join(", ")),
         (None, true) => println!("  relay         none: calls are off"),
     }
@@ -218,9 +221,12 @@ async fn start_relay(
     // Relayed media goes from one relayed port to another: on a loopback-only relay those
     // peers are loopback addresses, and nothing else can reach it anyway.
     config.allow_loopback_peers = relay_ip.is_loopback();
-    rampart_relay::start(config)
-        .await
-        .with_context(|| format!("the relay could not listen on UDP {} (set [calls.relay] listen, or enabled = false)", settings.listen))
+    rampart_relay::start(config).await.with_context(|| {
+        format!(
+            "the relay could not listen on UDP {} (set [calls.relay] listen, or enabled = false)",
+            settings.listen
+        )
+    })
 }
 
 /// `rampart relay`: only the TURN relay, for a separate host.
@@ -236,9 +242,11 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     if args.secret_file.is_some() {
         config.calls.relay_secret_file = args.secret_file.clone();
     }
-    let secret = rampart_server::load_or_create_relay_secret(&config).context("cannot read the relay secret")?;
+    let secret =
+        rampart_server::load_or_create_relay_secret(&config).context("cannot read the relay secret")?;
     let handle = start_relay(&config.calls.relay, secret).await?;
-    let secret_path = config.calls.relay_secret_file.clone().unwrap_or_else(|| config.data_dir.join("relay.secret"));
+    let secret_path =
+        config.calls.relay_secret_file.clone().unwrap_or_else(|| config.data_dir.join("relay.secret"));
     println!("Rampart relay {} is running.", env!("CARGO_PKG_VERSION"));
     println!("  listening     TURN over UDP {}", handle.local_addr());
     println!(
@@ -294,6 +302,37 @@ pub async fn outbox(args: StoreArgs, json: bool) -> anyhow::Result<()> {
     } else {
         for e in entries {
             println!("{}  {}", e.phone, e.text);
+        }
+    }
+    Ok(())
+}
+
+pub async fn call_misfits(args: StoreArgs, json: bool) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
+    let store = rampart_server::open_store(&config).await.context("cannot open the server's store")?;
+    let top = store.top_call_misfits(50).await?;
+    let mut accounts = Vec::new();
+    for (account, total) in top {
+        let reasons = store.call_misfits(account).await?;
+        let label = store.account_label(account).await?.unwrap_or_default();
+        accounts.push((account, label, total, reasons));
+    }
+    if json {
+        let list: Vec<_> = accounts
+            .iter()
+            .map(|(a, label, total, reasons)| {
+                let reasons: serde_json::Map<String, serde_json::Value> =
+                    reasons.iter().map(|r| (r.reason.clone(), serde_json::json!(r.count))).collect();
+                serde_json::json!({ "account": a.0, "label": label, "misfits": total, "reasons": reasons })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "ok": true, "accounts": list }));
+    } else if accounts.is_empty() {
+        println!("No call request has been refused for not fitting the call schema.");
+    } else {
+        for (a, label, total, reasons) in accounts {
+            let why: Vec<String> = reasons.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
+            println!("account {} {label}: {total} refused ({})", a.0, why.join(", "));
         }
     }
     Ok(())

@@ -82,6 +82,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub backend: Backend,
     pub stderr_path: PathBuf,
+    /// The embedded TURN relay's address, when the server started one.
+    pub relay: Option<SocketAddr>,
     config_path: PathBuf,
 }
 
@@ -141,7 +143,11 @@ impl TestServer {
         let mut lines = BufReader::new(stdout).lines();
         let mut addr = None;
         let mut fingerprint = None;
+        let mut relay = None;
         while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line.trim().strip_prefix("relay") {
+                relay = rest.split_whitespace().find_map(|w| w.parse::<SocketAddr>().ok());
+            }
             let line = line.trim().to_owned();
             if let Some(rest) = line.strip_prefix("listening") {
                 let url = rest.split_whitespace().next().unwrap();
@@ -160,7 +166,11 @@ impl TestServer {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             panic!("server did not start; its log:\n{log}");
         };
-        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, config_path }
+        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, relay, config_path }
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     pub fn address(&self) -> ServerAddress {

@@ -1,0 +1,407 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! Voice calls through a real server and a real relay: a tone crosses both ways (through the
+//! Rampart relay and through coturn), strangers do not ring, and a hostile caller's flood
+//! reaches nothing on a ringing callee.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rampart_core::AccountId;
+use rampart_core::call::{CallId, MediaKind, SignalKind};
+use rampart_media::{tone, wav};
+use rampart_proto::ClientRequest;
+use serde_json::Value;
+use support::*;
+
+/// The relay, server and both clients share two cores: give a call a little slack.
+const CALL_SECS: &str = "4";
+
+fn write_tone(path: &Path, hz: f32) {
+    wav::write_wav(path, &tone::sine(hz, 0.3, 5 * 50)).unwrap();
+}
+
+/// Two people who have written to each other (so each may ring the other).
+async fn two_contacts(server: &TestServer, dir: &Path) {
+    let mut alice = server.register(dir, "alice", "+14155557001", Some("alice")).await;
+    let mut bob = server.register(dir, "bob", "+14155557002", Some("bob")).await;
+    alice.send_text("@bob", "call me?").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    bob.send_text("@alice", "sure").await.unwrap();
+    alice.receive(None, |_| {}).await.unwrap();
+}
+
+fn json_of(out: &str) -> Value {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn concealed_share(report: &Value) -> f64 {
+    let decoded = report["frames_decoded"].as_f64().unwrap();
+    let concealed = report["frames_concealed"].as_f64().unwrap();
+    assert!(decoded > 0.0, "{report}");
+    concealed / (decoded + concealed)
+}
+
+fn dominant(path: &Path) -> f32 {
+    let samples: Vec<i16> = wav::read_wav(path).unwrap().concat();
+    assert!(samples.len() >= 48_000 * 2, "{} samples in {}", samples.len(), path.display());
+    // The middle second: away from the jitter buffer's start and the hang-up.
+    let mid = samples.len() / 2;
+    tone::dominant_frequency(&samples[mid - 24_000..mid + 24_000], 48_000)
+}
+
+/// A 440 Hz tone from Alice reaches Bob and an 880 Hz tone from Bob reaches Alice, through the
+/// relay the server hands out, with under 1% of frames lost.
+/// Returns the relay the call went through.
+fn tone_both_ways(dir: &Path) -> String {
+    let (a_play, b_play) = (dir.join("a440.wav"), dir.join("b880.wav"));
+    let (a_rec, b_rec) = (dir.join("at-alice.wav"), dir.join("at-bob.wav"));
+    write_tone(&a_play, 440.0);
+    write_tone(&b_play, 880.0);
+    let bob = Command::new(BIN)
+        .arg("--profile")
+        .arg(dir.join("bob"))
+        .args(["--json", "answer", "--wait", "60", "--play"])
+        .arg(&b_play)
+        .arg("--record")
+        .arg(&b_rec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let alice_profile = dir.join("alice");
+    let (ok, out, err) = cli(
+        &alice_profile,
+        &[
+            "--json",
+            "call",
+            "@bob",
+            "--play",
+            a_play.to_str().unwrap(),
+            "--record",
+            a_rec.to_str().unwrap(),
+            "--duration",
+            CALL_SECS,
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let bob = bob.wait_with_output().unwrap();
+    let bob_out = String::from_utf8_lossy(&bob.stdout).into_owned();
+    assert!(bob.status.success(), "{bob_out}\n{}", String::from_utf8_lossy(&bob.stderr));
+
+    let at_alice = json_of(&out)["call"].clone();
+    let at_bob = json_of(&bob_out)["call"].clone();
+    assert_eq!(at_alice["outcome"], "ended", "{at_alice}");
+    assert_eq!(at_bob["outcome"], "ended", "{at_bob}");
+    for report in [&at_alice, &at_bob] {
+        assert!(report["frames_decoded"].as_u64().unwrap() >= 150, "{report}");
+        assert!(concealed_share(report) < 0.01, "more than 1% lost: {report}");
+        assert_eq!(report["packets_rejected"], 0, "{report}");
+    }
+    let heard_by_bob = dominant(&b_rec);
+    let heard_by_alice = dominant(&a_rec);
+    assert!((heard_by_bob - 440.0).abs() <= 5.0, "Bob heard {heard_by_bob} Hz");
+    assert!((heard_by_alice - 880.0).abs() <= 5.0, "Alice heard {heard_by_alice} Hz");
+
+    // Both call logs keep the call.
+    let (_, log, _) = cli(&alice_profile, &["--json", "calls"]);
+    let log = json_of(&log);
+    assert_eq!(log["calls"][0]["outgoing"], true, "{log}");
+    assert_eq!(log["calls"][0]["outcome"], "ended", "{log}");
+    assert_eq!(at_alice["relay"], at_bob["relay"]);
+    at_alice["relay"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tone_crosses_the_rampart_relay_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    two_contacts(&server, dir.path()).await;
+    let path = dir.path().to_owned();
+    let relay = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
+    assert_eq!(Some(relay), server.relay.map(|r| r.to_string()), "the call went through the server's relay");
+    // Nothing of the call's content is in the server's log.
+    assert!(!server.log().contains("opus"), "the log mentions the codec payload");
+}
+
+/// coturn in place of the Rampart relay: the server's credentials work there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_works_through_coturn() {
+    if !std::path::Path::new("/usr/bin/turnserver").exists() {
+        assert!(std::env::var_os("CI").is_none(), "coturn (turnserver) is missing under CI");
+        eprintln!("SKIPPED: coturn is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("relay.secret");
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    std::fs::write(&secret_file, &secret).unwrap();
+    let port = free_udp_port();
+    let min_port = rand::random_range(20_000u16..40_000);
+    let log = dir.path().join("coturn.log");
+    let mut coturn = Command::new("/usr/bin/turnserver")
+        .args(["--use-auth-secret", "--static-auth-secret", &secret, "--realm", "rampart"])
+        .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+        .arg(port.to_string())
+        .arg("--min-port")
+        .arg(min_port.to_string())
+        .arg("--max-port")
+        .arg((min_port + 200).to_string())
+        .args(["--no-tls", "--no-dtls", "--no-tcp", "--no-tcp-relay", "--no-cli", "--no-rfc5780"])
+        .args(["--allow-loopback-peers", "--log-file", "stdout", "--simple-log"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let extra = format!(
+        "[calls]\nrelays = [\"127.0.0.1:{port}\"]\nrelay_secret_file = \"{}\"\n[calls.relay]\nenabled = false\n",
+        secret_file.display()
+    );
+    let server = TestServer::start(dir.path(), Backend::Sqlite, &extra);
+    two_contacts(&server, dir.path()).await;
+    let path = dir.path().to_owned();
+    let result = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await;
+    let _ = coturn.kill();
+    let _ = coturn.wait();
+    match result {
+        Ok(relay) => assert_eq!(relay, format!("127.0.0.1:{port}"), "the call went through coturn"),
+        Err(e) => panic!("{e:?}\ncoturn log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A caller who is not a contact does not ring: the callee sees a call request afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_do_not_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut stranger = server.register(dir.path(), "stranger", "+14155557003", Some("stranger")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155557004", Some("bob")).await;
+    // The stranger writes first, so a 1:1 conversation exists, but Bob never wrote back.
+    stranger.send_text("@bob", "hello, it's me").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    drop((stranger, bob));
+
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let bob = Command::new(BIN)
+            .arg("--profile")
+            .arg(path.join("bob"))
+            .args(["--json", "answer", "--wait", "6"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let caller = Command::new(BIN)
+            .arg("--profile")
+            .arg(path.join("stranger"))
+            .args(["--json", "call", "@bob"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let bob = bob.wait_with_output().unwrap();
+        // Nothing rang: `answer` gave up.
+        assert!(!bob.status.success());
+        let out = json_of(&String::from_utf8_lossy(&bob.stdout));
+        assert_eq!(out["error"], "call", "{out}");
+        // The caller gives up.
+        cli(&path.join("stranger"), &["hangup"]);
+        let caller = caller.wait_with_output().unwrap();
+        let report = json_of(&String::from_utf8_lossy(&caller.stdout));
+        assert_eq!(report["call"]["frames_sent"], 0, "{report}");
+        // Bob's log shows a call request, not a missed call.
+        let (_, log, _) = cli(&path.join("bob"), &["--json", "calls"]);
+        let log = json_of(&log);
+        assert_eq!(log["calls"][0]["outcome"], "request", "{log}");
+        assert_eq!(log["calls"][0]["peer"], "@stranger", "{log}");
+    })
+    .await
+    .unwrap();
+}
+
+/// The hostile caller of the threat model, loopback only: it is Bob's contact (so Bob's device
+/// rings), places one real call, then sends 10,000 oversized, truncated, out-of-order and
+/// malformed call envelopes and valid-looking signals while Bob's device rings, plus junk
+/// datagrams at the relay. Bob's device parses no offer, fetches nothing, handles no media;
+/// the server counts every misfit against the caller; and afterwards Alice and Bob can still
+/// talk and call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
+    let dir = tempfile::tempdir().unwrap();
+    // Lift the per-caller rate limits so that every envelope is judged on its content (with
+    // the default limits most of the flood would be refused before that).
+    let limits = "[rate_limits.calls_per_account]\nburst = 100000\nper_minute = 100000.0\n\
+                  [rate_limits.call_signals_per_device]\nburst = 100000\nper_minute = 100000.0\n\
+                  [rate_limits.send]\nburst = 100000\nper_minute = 100000.0\n";
+    let server = TestServer::start(dir.path(), Backend::Sqlite, limits);
+    let relay_addr = relay_of(&server);
+    let mut mallory = server.register(dir.path(), "mallory", "+14155557005", Some("mallory")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155557006", Some("bob")).await;
+    mallory.send_text("@bob", "hi bob").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    let mallory_id = AccountId(mallory.identity().unwrap().account_id);
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+    // Bob knows Mallory: her calls ring (the worst case for the callee).
+    bob.profile().save_contact(mallory_id, "@mallory").unwrap();
+
+    let mut bob_conn = bob.connect().await.unwrap();
+    let watcher = tokio::spawn(async move {
+        let watch = bob.watch_rings(&mut bob_conn, Duration::from_secs(25)).await.unwrap();
+        bob_conn.close().await;
+        (bob, watch)
+    });
+
+    let mut conn = mallory.connect().await.unwrap();
+    let group = mallory.conversation_for(&mut conn, "@bob").await.unwrap();
+    // A real MLS application message of the conversation, to look valid.
+    let ClientRequest::GroupSend { body: mls, .. } = mallory.seal_text(&group, "not an offer").unwrap()
+    else {
+        panic!("seal_text gives a GroupSend")
+    };
+    let ringing = CallId(rand::random());
+    let placed = conn
+        .request(ClientRequest::PlaceCall {
+            call: ringing,
+            callee: bob_id,
+            group: group.clone(),
+            media: MediaKind::Audio,
+            offer: mls.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(placed, rampart_proto::ResponseBody::CallPlaced { ringing_devices: 1 }), "{placed:?}");
+
+    let garbage = |n: usize| Bytes::from((0..n).map(|_| rand::random::<u8>()).collect::<Vec<u8>>());
+    let mut sent = 0u32;
+    let mut refused = 0u32;
+    let mut reconnects = 0u32;
+    for i in 0..10_000u32 {
+        let request = match i % 10 {
+            0 => ClientRequest::PlaceCall {
+                call: CallId(rand::random()),
+                callee: bob_id,
+                group: group.clone(),
+                media: MediaKind::Audio,
+                offer: garbage(17 * 1024),
+            },
+            1 => ClientRequest::PlaceCall {
+                call: CallId(rand::random()),
+                callee: bob_id,
+                group: group.clone(),
+                media: MediaKind::Audio,
+                offer: garbage(300),
+            },
+            // Signal 2019: "connect" while ringing.
+            2 => ClientRequest::CallSignal { call: ringing, kind: SignalKind::Connect, body: mls.clone() },
+            // Messenger 2020: a session update while ringing.
+            3 => ClientRequest::CallSignal { call: ringing, kind: SignalKind::Update, body: mls.clone() },
+            4 => {
+                ClientRequest::CallSignal { call: ringing, kind: SignalKind::Candidates, body: garbage(200) }
+            }
+            5 => ClientRequest::CallSignal { call: ringing, kind: SignalKind::Answer, body: mls.clone() },
+            6 => ClientRequest::CallSignal { call: ringing, kind: SignalKind::Offer, body: mls.clone() },
+            7 => ClientRequest::FetchOffer { call: ringing },
+            8 => ClientRequest::CallSignal {
+                call: CallId(rand::random()),
+                kind: SignalKind::Update,
+                body: mls.clone(),
+            },
+            _ => ClientRequest::CallSignal {
+                call: ringing,
+                kind: SignalKind::Candidates,
+                body: garbage(9 * 1024),
+            },
+        };
+        sent += 1;
+        match conn.request(request).await {
+            Ok(_) => {}
+            Err(rampart_client::ClientError::Server(_)) => refused += 1,
+            Err(_) => {
+                // Undecodable envelopes count as bad frames: after enough of them the server
+                // hangs up, and the hostile client just comes back.
+                reconnects += 1;
+                conn = mallory.connect().await.unwrap();
+            }
+        }
+        if i % 1000 == 0 {
+            // Truncated and malformed frames too.
+            let _ = conn.send_raw(vec![1, 0xa2, 0x02, 0x05, 0x0a]).await;
+            let _ = conn.send_raw(garbage(64).to_vec()).await;
+        }
+    }
+    // Junk at the relay: STUN-looking, truncated, oversized and RTP-looking datagrams.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..2_000u32 {
+        let mut d = garbage(1 + (i as usize * 37) % 1600).to_vec();
+        if i % 3 == 0 && d.len() >= 20 {
+            d[0] = 0x00;
+            d[1] = 0x03; // an Allocate request type with garbage after it
+        }
+        if i % 3 == 1 {
+            d[0] = 0x80; // RTP version 2
+        }
+        let _ = udp.send_to(&d, relay_addr);
+    }
+    assert!(refused > 5_000, "only {refused} of {sent} refused ({reconnects} reconnects)");
+    conn.close().await;
+
+    let (mut bob, watch) = watcher.await.unwrap();
+    assert_eq!(watch.rang, 1, "{watch:?}");
+    assert_eq!(watch.released, 0, "an offer or signal was released before accept: {watch:?}");
+    assert_eq!(watch.fetches, 0, "{watch:?}");
+    assert_eq!(watch.media_enabled, 0, "{watch:?}");
+
+    // The evidence: the server counted the misfits against Mallory.
+    let (ok, out, err) = cli_admin(&server, &["call-misfits", "--json"]);
+    assert!(ok, "{out}\n{err}");
+    let misfits = json_of(&out);
+    let total = misfits["accounts"][0]["misfits"].as_u64().unwrap();
+    assert_eq!(misfits["accounts"][0]["account"], mallory_id.0, "{misfits}");
+    assert!(total >= 8_000, "{misfits}");
+
+    // And everyone else is fine: Bob can still write, and a call still connects.
+    let mut alice = server.register(dir.path(), "alice", "+14155557007", Some("alice")).await;
+    alice.send_text("@bob", "still there?").await.unwrap();
+    let got = bob.receive(None, |_| {}).await.unwrap();
+    assert!(got.iter().any(|m| m.text == "still there?"));
+    bob.send_text("@alice", "yes").await.unwrap();
+    alice.receive(None, |_| {}).await.unwrap();
+    drop((alice, bob, mallory));
+    let path = dir.path().to_owned();
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+fn relay_of(server: &TestServer) -> std::net::SocketAddr {
+    server.relay.expect("the server started a relay")
+}
+
+fn cli_admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["admin"])
+        .args(args)
+        .arg("--config")
+        .arg(server.config_path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
