@@ -59,15 +59,40 @@ impl From<MlsError> for ClientError {
 /// What one received delivery turned into.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum Event {
-    Message { conversation: String, from: String, from_account: u64, message_id: String, text: String },
-    Joined { conversation: String, members: usize },
-    MembershipChanged { conversation: String, added: usize, removed: usize },
-    RemovedFromConversation { conversation: String },
-    KeysChanged { conversation: String, account: u64 },
-    Refused { reason: String },
+    Message {
+        conversation: String,
+        from: String,
+        from_account: u64,
+        message_id: String,
+        text: String,
+    },
+    Joined {
+        conversation: String,
+        members: usize,
+    },
+    MembershipChanged {
+        conversation: String,
+        added: usize,
+        removed: usize,
+    },
+    RemovedFromConversation {
+        conversation: String,
+    },
+    KeysChanged {
+        conversation: String,
+        account: u64,
+    },
+    Refused {
+        reason: String,
+    },
     /// A ring notice: `rings` is false for a caller the ring policy keeps silent (a missed call
     /// request) or a notice that arrived too late.
-    IncomingCall { call: String, from: String, from_account: u64, rings: bool },
+    IncomingCall {
+        call: String,
+        from: String,
+        from_account: u64,
+        rings: bool,
+    },
 }
 
 /// Keys fetched from the server, checked against what this device trusts.

@@ -14,7 +14,9 @@ use rampart_core::limits::{
     MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES, MAX_KEY_PACKAGE_BYTES,
     MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
 };
-use rampart_core::limits::{MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES};
+use rampart_core::limits::{
+    MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES,
+};
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
@@ -470,7 +472,9 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
             })
         })()
         .map_err(DecodeError::in_call)?,
-        R::FetchOffer(r) => ClientRequest::FetchOffer { call: call_id(&r.call_id).map_err(DecodeError::in_call)? },
+        R::FetchOffer(r) => {
+            ClientRequest::FetchOffer { call: call_id(&r.call_id).map_err(DecodeError::in_call)? }
+        }
         R::CallSignal(r) => decode_call_signal(r).map_err(DecodeError::in_call)?,
         R::FetchRelayCredentials(r) => {
             ClientRequest::FetchRelayCredentials { call: call_id(&r.call_id).map_err(DecodeError::in_call)? }
@@ -774,10 +778,9 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 Ok(ResponseBody::CallPlaced { ringing_devices }) => {
                     R::CallPlaced(pb::CallPlaced { ringing_devices: *ringing_devices })
                 }
-                Ok(ResponseBody::CallOffer { group, offer }) => R::CallOffer(pb::CallOffer {
-                    group_id: group.as_bytes().to_vec(),
-                    offer: offer.to_vec(),
-                }),
+                Ok(ResponseBody::CallOffer { group, offer }) => {
+                    R::CallOffer(pb::CallOffer { group_id: group.as_bytes().to_vec(), offer: offer.to_vec() })
+                }
                 Ok(ResponseBody::RelayCredentials(c)) => R::RelayCredentials(pb::RelayCredentials {
                     username: c.username.clone(),
                     password: c.password.clone(),
@@ -1068,10 +1071,17 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
         // The fixed schema, and nothing else: a ring notice with extra fields set (or bigger
         // than the schema allows) is not a ring notice.
         if bytes.len() > MAX_RING_ENVELOPE_BYTES {
-            return Err(DecodeError::TooLarge { field: "ring", len: bytes.len(), max: MAX_RING_ENVELOPE_BYTES });
+            return Err(DecodeError::TooLarge {
+                field: "ring",
+                len: bytes.len(),
+                max: MAX_RING_ENVELOPE_BYTES,
+            });
         }
         if !e.group_id.is_empty() || !e.payload.is_empty() || !e.devices.is_empty() || !e.call_id.is_empty() {
-            return Err(DecodeError::Invalid { field: "ring", reason: "fields outside the ring schema".into() });
+            return Err(DecodeError::Invalid {
+                field: "ring",
+                reason: "fields outside the ring schema".into(),
+            });
         }
         let n = e.ring.ok_or(DecodeError::Missing("ring"))?;
         return Ok(Envelope::Ring(RingNotice {
@@ -1102,7 +1112,8 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             let payload = if signal_may_be_empty(kind) {
                 bounded_bytes("payload", e.payload, MAX_CALL_SIGNAL_BYTES)?
             } else {
-                let max = if kind == SignalKind::Offer { MAX_CALL_OFFER_BYTES } else { MAX_CALL_SIGNAL_BYTES };
+                let max =
+                    if kind == SignalKind::Offer { MAX_CALL_OFFER_BYTES } else { MAX_CALL_SIGNAL_BYTES };
                 required_bytes("payload", e.payload, max)?
             };
             Envelope::CallSignal { call: call_id(&e.call_id)?, kind, group, payload }
@@ -1294,7 +1305,12 @@ fn decode_call_message(c: pb::CallMessage) -> Result<CallMessage, DecodeError> {
                 field: "relay_address",
                 reason: "not an ip:port address".into(),
             })?;
-            Some(MediaSession { relay_address, ssrc: m.ssrc, epoch: m.epoch, codec: bounded_str("codec", m.codec, 32)? })
+            Some(MediaSession {
+                relay_address,
+                ssrc: m.ssrc,
+                epoch: m.epoch,
+                codec: bounded_str("codec", m.codec, 32)?,
+            })
         }
     };
     if matches!(kind, SignalKind::Offer | SignalKind::Answer) && session.is_none() {

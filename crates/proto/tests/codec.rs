@@ -268,7 +268,8 @@ fn call_requests_that_misfit_are_marked_as_call_envelopes() {
         },
     ];
     for request in bad {
-        let err = decode_client_frame(&encode_client_frame(&ClientFrame { request_id: 1, request })).unwrap_err();
+        let err =
+            decode_client_frame(&encode_client_frame(&ClientFrame { request_id: 1, request })).unwrap_err();
         assert!(err.is_call_envelope(), "{err}");
         assert_eq!(err.code(), ErrorCode::BadRequest);
     }
@@ -324,7 +325,11 @@ fn call_content_round_trips_and_needs_a_session_for_offers() {
     };
     assert_eq!(decode_content(&encode_content(&content)).unwrap(), content);
     let no_session = Content {
-        body: ContentBody::Call(CallMessage { call: call::CallId([2; 16]), kind: call::SignalKind::Answer, session: None }),
+        body: ContentBody::Call(CallMessage {
+            call: call::CallId([2; 16]),
+            kind: call::SignalKind::Answer,
+            session: None,
+        }),
         ..content
     };
     assert_eq!(decode_content(&encode_content(&no_session)).unwrap_err(), DecodeError::Missing("session"));

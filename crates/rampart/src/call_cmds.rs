@@ -23,7 +23,9 @@ fn media(play: Option<PathBuf>, record: Option<PathBuf>, json: bool) -> anyhow::
     };
     if play.is_none() && record.is_none() && !json {
         // This build has no sound card support: say so instead of pretending.
-        eprintln!("note: this build does not use the sound card; sending silence (use --play / --record WAV files)");
+        eprintln!(
+            "note: this build does not use the sound card; sending silence (use --play / --record WAV files)"
+        );
     }
     Ok(CallMedia { play, record })
 }
@@ -150,7 +152,9 @@ pub fn ring_policy(client: &Client, policy: Option<String>, json: bool) -> anyho
             RingPolicy::Contacts => "only your contacts (people you saved or wrote to)",
             RingPolicy::Nobody => "nobody",
         };
-        println!("Calls from {who} make this device ring; others show up as call requests in `rampart calls`.");
+        println!(
+            "Calls from {who} make this device ring; others show up as call requests in `rampart calls`."
+        );
     }
     Ok(())
 }
