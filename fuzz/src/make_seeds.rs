@@ -336,6 +336,57 @@ fn server_seeds() -> Result<Seeds, String> {
     Ok(seeds)
 }
 
+fn call_envelope_seeds() -> Result<Seeds, String> {
+    use rampart_proto::{CallId, CallMessage, MediaKind, MediaSession, RingNotice, SignalKind, OPUS_CODEC};
+    let group = GroupId::from_slice(&[7; 16]).ok_or("group id")?;
+    let call = CallId([3; 16]);
+    let frame = |request| encode_client_frame(&ClientFrame { request_id: 1, request });
+    let place = frame(ClientRequest::PlaceCall {
+        call,
+        callee: AccountId(2),
+        group: group.clone(),
+        media: MediaKind::Audio,
+        offer: Bytes::from_static(b"mls private message"),
+    });
+    let session = MediaSession {
+        relay_address: "127.0.0.1:50000".parse().map_err(|_| "address")?,
+        ssrc: 7,
+        epoch: 2,
+        codec: OPUS_CODEC.into(),
+    };
+    let offer = encode_content(&Content {
+        message_id: MessageId([9; 16]),
+        sent_at_ms: 1,
+        body: ContentBody::Call(CallMessage { call, kind: SignalKind::Offer, session: Some(session) }),
+    });
+    let ring = encode_envelope(&Envelope::Ring(RingNotice {
+        call,
+        caller: AccountId(1),
+        caller_device: DeviceId(2),
+        media: MediaKind::Audio,
+        sent_at_ms: 5,
+    }));
+    Ok(vec![
+        ("place-call".into(), place.clone()),
+        ("fetch-offer".into(), frame(ClientRequest::FetchOffer { call })),
+        ("fetch-relay".into(), frame(ClientRequest::FetchRelayCredentials { call })),
+        (
+            "signal-answer".into(),
+            frame(ClientRequest::CallSignal { call, kind: SignalKind::Answer, body: Bytes::from_static(b"mls") }),
+        ),
+        ("signal-hangup".into(), frame(ClientRequest::CallSignal { call, kind: SignalKind::Hangup, body: Bytes::new() })),
+        ("offer-content".into(), offer.clone()),
+        ("ring".into(), ring.clone()),
+        (
+            "call-signal-envelope".into(),
+            encode_envelope(&Envelope::CallSignal { call, kind: SignalKind::Update, group, payload: Bytes::from_static(b"mls") }),
+        ),
+        ("bad-truncated-place-call".into(), truncated(&place)),
+        ("bad-truncated-offer".into(), truncated(&offer)),
+        ("bad-truncated-ring".into(), truncated(&ring)),
+    ])
+}
+
 fn content_seeds() -> Seeds {
     let text = encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hello, world".into(), reply_to: None } });
     vec![
@@ -764,6 +815,7 @@ fn run() -> Result<(), String> {
     write(&dir, "client_frame", &client_seeds()?)?;
     write(&dir, "server_frame", &server_seeds()?)?;
     write(&dir, "content", &content_seeds())?;
+    write(&dir, "call_envelope", &call_envelope_seeds()?)?;
     write(&dir, "identifiers", &identifier_seeds())?;
     write(&dir, "turn_message", &turn_seeds()?)?;
     write(&dir, "call_machine", &call_seeds())?;
