@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rampart_client::calls::{CallLimits, CallMedia};
 use rampart_client::{Client, DeliveryStatus};
 use support::*;
 
@@ -194,6 +198,8 @@ async fn chat_window_shows_messages_live_sends_replies_and_reconnects() {
         assert!(started.elapsed() < DEADLINE, "Bob's file never reached Alice: {got:?}");
     }
 
+    calls(&tmux, &mut alice).await;
+
     // The server goes away: the window says so, and comes back by itself when it returns.
     server.kill();
     tmux.wait_for_text("offline, retrying").await;
@@ -210,4 +216,88 @@ async fn chat_window_shows_messages_live_sends_replies_and_reconnects() {
     let stderr = std::fs::read_to_string(dir.path().join("chat.stderr")).unwrap_or_default();
     assert!(screen.contains("EXITED 0"), "{screen}\nstderr: {stderr}");
     assert!(!screen.contains("Conversations"), "the alternate screen was left: {screen}");
+}
+
+/// The call bar is gone and the status bar says how the call ended.
+async fn call_over(tmux: &Tmux) -> String {
+    tmux.wait_for("the call to end", |s| {
+        !s.contains("In call with") && s.contains("Call with @alice: ended after")
+    })
+    .await
+}
+
+/// Alice calls Bob's window (Bob wrote to her, so her calls ring): a call he misses, one he
+/// declines, one he accepts; then he calls her with /call, and looks at his call log.
+async fn calls(tmux: &Tmux, alice: &mut Client) {
+    let limits = |duration: Option<u64>, flag: Option<Arc<AtomicBool>>| CallLimits {
+        duration: duration.map(Duration::from_secs),
+        hangup_file: None,
+        hangup_flag: flag,
+    };
+
+    let mut quiet = |_: &str| {};
+
+    // Missed: Alice gives up while it rings.
+    let give_up = Arc::new(AtomicBool::new(false));
+    let (report, ()) = tokio::join!(
+        alice.call("@bob", CallMedia::default(), limits(None, Some(give_up.clone())), &mut quiet),
+        async {
+            tmux.wait_for_text("Incoming call from @alice").await;
+            tmux.wait_for_text("Ctrl-Y accept").await;
+            give_up.store(true, Ordering::Release);
+            tmux.wait_for_text("Missed call from @alice").await;
+        }
+    );
+    let report = report.unwrap();
+    assert_ne!(report.outcome, "failed", "{report:?}");
+    let screen = tmux.wait_for_text("1 missed call (/calls)").await;
+    assert!(!screen.contains("Incoming call"), "the banner went: {screen}");
+
+    // Declined with Ctrl-X: Alice hears "rejected".
+    let (report, ()) =
+        tokio::join!(alice.call("@bob", CallMedia::default(), limits(Some(30), None), &mut quiet), async {
+            tmux.wait_for_text("Incoming call from @alice").await;
+            tmux.press("C-x");
+            tmux.wait_for_text("Declined the call from @alice").await;
+        });
+    assert_eq!(report.unwrap().outcome, "rejected");
+
+    // Accepted with Ctrl-Y: the call bar counts the time until Alice hangs up.
+    let (report, ()) =
+        tokio::join!(alice.call("@bob", CallMedia::default(), limits(Some(4), None), &mut quiet), async {
+            tmux.wait_for_text("Incoming call from @alice").await;
+            tmux.press("C-y");
+            let screen = tmux.wait_for_text("In call with @alice").await;
+            assert!(screen.contains("Ctrl-X hang up"), "{screen}");
+            call_over(tmux).await;
+        });
+    let report = report.unwrap();
+    assert_eq!(report.outcome, "ended", "{report:?}");
+    assert!(report.packets_received > 0, "Bob's window sent audio (silence): {report:?}");
+    let screen = tmux.screen();
+    assert!(!screen.contains("In call with"), "the call bar went: {screen}");
+
+    // Bob calls Alice with /call in their 1:1; she answers, and hangs up after 2 s.
+    let (report, ()) = tokio::join!(
+        alice.answer(DEADLINE, CallMedia::default(), limits(Some(2), None), &mut quiet),
+        async {
+            tmux.type_text("/call");
+            tmux.press("Enter");
+            tmux.wait_for_text("In call with @alice").await;
+            // (The status of the call before says the same: the call bar going tells them apart.)
+            call_over(tmux).await;
+        }
+    );
+    assert_eq!(report.unwrap().outcome, "ended");
+
+    // The call log: newest first, the missed one in it; once seen, no longer counted.
+    tmux.type_text("/calls");
+    tmux.press("Enter");
+    let screen = tmux.wait_for_text("Calls (times UTC)").await;
+    for line in ["→ @alice", "← @alice", "missed", "declined"] {
+        assert!(screen.contains(line), "{line:?} in the call log: {screen}");
+    }
+    tmux.press("Escape");
+    let screen = tmux.wait_for("the call log to close", |s| !s.contains("Calls (times UTC)")).await;
+    assert!(!screen.contains("missed call"), "seen: {screen}");
 }

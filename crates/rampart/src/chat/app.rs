@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use rampart_client::calls::CallLogEntry;
 use rampart_client::{ConversationInfo, HistoryItem, MessageKind};
 
 /// How many history lines are loaded at first, and how many more each time the reader
@@ -41,6 +42,22 @@ pub enum Action {
     SendFile {
         conversation: String,
         path: PathBuf,
+    },
+    /// Answer the ringing call (hex call id).
+    AcceptCall {
+        call: String,
+    },
+    DeclineCall {
+        call: String,
+    },
+    /// Call a person: +E164, @username, or a 1:1 conversation's id.
+    Call {
+        to: String,
+    },
+    HangUp,
+    /// The call log was looked at: missed calls up to then are no longer counted.
+    CallsSeen {
+        at_ms: u64,
     },
     Quit,
 }
@@ -78,6 +95,66 @@ pub enum Update {
         done: u64,
         total: u64,
     },
+    /// A call rings this device (hex call id, who calls).
+    Ring {
+        call: String,
+        from: String,
+    },
+    /// It stopped ringing without an answer here: the caller gave up, another device of
+    /// this account answered, or it rang too long.
+    RingEnded {
+        call: String,
+    },
+    /// A step of the call in progress ("ringing (1 device(s))"); `connected` once audio flows.
+    CallProgress {
+        text: String,
+        connected: bool,
+    },
+    /// The call is over: how it ended ("ended", "rejected"...), or why it failed.
+    CallEnded {
+        outcome: String,
+        detail: String,
+        failed: bool,
+    },
+    /// The latest calls, newest first, and when the log was last looked at.
+    CallLog {
+        entries: Vec<CallLogEntry>,
+        seen_ms: u64,
+    },
+}
+
+/// A call ringing this device, not answered yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ring {
+    /// Hex call id.
+    pub call: String,
+    pub from: String,
+    /// When it started ringing here (the window's clock).
+    pub since_ms: u64,
+}
+
+/// The call in progress, from dialing or accepting until it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub peer: String,
+    pub outgoing: bool,
+    /// The latest step reported ("calling @bob…", "ringing (1 device(s))").
+    pub state: String,
+    /// When audio started flowing (the window's clock): the shown duration counts from here.
+    pub connected_at_ms: Option<u64>,
+    pub hanging_up: bool,
+}
+
+/// "01:23", or "1:02:03" past an hour.
+pub fn call_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 { format!("{h}:{m:02}:{s:02}") } else { format!("{m:02}:{s:02}") }
+}
+
+/// Whether a call log entry is a call the user has not answered: one that rang unanswered, or
+/// a stranger's call request that did not ring.
+pub fn is_missed(entry: &CallLogEntry) -> bool {
+    !entry.outgoing && matches!(entry.outcome.as_str(), "missed" | "request")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +164,8 @@ pub enum Mode {
     /// Picking a message in the history with the arrow keys.
     Select,
     Help,
+    /// The call log, over the window; any key closes it.
+    Calls,
 }
 
 /// The line being typed, with its cursor (counted in chars).
@@ -233,6 +312,13 @@ pub struct App {
     pub now_ms: u64,
     /// The home directory, for `~/` in `/file ~/notes.txt`.
     pub home: Option<PathBuf>,
+    /// Calls ringing this device, oldest first: the banner offers the first.
+    pub rings: Vec<Ring>,
+    pub call: Option<Call>,
+    pub call_log: Vec<CallLogEntry>,
+    /// When the call log was last looked at (ms since the epoch): older missed calls are not
+    /// counted in the status bar.
+    pub calls_seen_ms: u64,
 }
 
 /// Most recently active first; conversations without messages keep their creation order.
@@ -286,7 +372,20 @@ impl App {
             requested: None,
             now_ms,
             home: None,
+            rings: Vec::new(),
+            call: None,
+            call_log: Vec::new(),
+            calls_seen_ms: 0,
         }
+    }
+
+    /// Missed calls and call requests since the log was last looked at (not the one ringing).
+    pub fn missed_calls(&self) -> usize {
+        self.call_log
+            .iter()
+            .filter(|e| is_missed(e) && e.started_at_ms > self.calls_seen_ms)
+            .filter(|e| !self.rings.iter().any(|r| r.call == e.call))
+            .count()
     }
 
     pub fn tick(&mut self, now_ms: u64) {
@@ -382,7 +481,128 @@ impl App {
                 self.progress = Some((what, done, total));
                 None
             }
+            Update::Ring { call, from } => {
+                if !self.rings.iter().any(|r| r.call == call) {
+                    self.rings.push(Ring { call, from, since_ms: self.now_ms });
+                }
+                None
+            }
+            Update::RingEnded { call } => {
+                if let Some(at) = self.rings.iter().position(|r| r.call == call) {
+                    let ring = self.rings.remove(at);
+                    self.info(format!("Missed call from {}", ring.from));
+                }
+                None
+            }
+            Update::CallProgress { text, connected } => {
+                if let Some(call) = &mut self.call {
+                    call.state = text;
+                    if connected && call.connected_at_ms.is_none() {
+                        call.connected_at_ms = Some(self.now_ms);
+                    }
+                }
+                None
+            }
+            Update::CallEnded { outcome, detail, failed } => {
+                let call = self.call.take();
+                let peer = call.as_ref().map_or("?", |c| c.peer.as_str());
+                let length = call
+                    .as_ref()
+                    .and_then(|c| c.connected_at_ms)
+                    .map(|t| format!(" after {}", call_duration(self.now_ms.saturating_sub(t) / 1000)))
+                    .unwrap_or_default();
+                if failed {
+                    self.error(format!("Call with {peer} failed: {detail}"));
+                } else {
+                    let how = match outcome.as_str() {
+                        "rejected" => "declined by them".to_owned(),
+                        "unanswered" => "no answer".to_owned(),
+                        "failed" => format!("failed ({detail})"),
+                        other => other.to_owned(),
+                    };
+                    self.info(format!("Call with {peer}: {how}{length}"));
+                }
+                None
+            }
+            Update::CallLog { entries, seen_ms } => {
+                self.call_log = entries;
+                self.calls_seen_ms = self.calls_seen_ms.max(seen_ms);
+                None
+            }
         }
+    }
+
+    /// Ctrl-Y: answer the ringing call. Any other ringing call is left to ring out as missed,
+    /// since the network side is busy with this one.
+    fn accept_call(&mut self) -> Option<Action> {
+        if self.rings.is_empty() {
+            self.error("No call is ringing");
+            return None;
+        }
+        let ring = self.rings.remove(0);
+        self.rings.clear();
+        self.call = Some(Call {
+            peer: ring.from,
+            outgoing: false,
+            state: "connecting…".to_owned(),
+            connected_at_ms: None,
+            hanging_up: false,
+        });
+        Some(Action::AcceptCall { call: ring.call })
+    }
+
+    /// Ctrl-X: decline the ringing call, else hang up (or cancel) the call in progress.
+    fn decline_or_hang_up(&mut self) -> Option<Action> {
+        if !self.rings.is_empty() {
+            let ring = self.rings.remove(0);
+            self.info(format!("Declined the call from {}", ring.from));
+            return Some(Action::DeclineCall { call: ring.call });
+        }
+        match &mut self.call {
+            Some(call) if !call.hanging_up => {
+                call.hanging_up = true;
+                call.state = "hanging up…".to_owned();
+                Some(Action::HangUp)
+            }
+            Some(_) => None,
+            None => {
+                self.error("No call to hang up");
+                None
+            }
+        }
+    }
+
+    /// `/call` (the person of the shown 1:1) or `/call @someone`.
+    fn start_call(&mut self, arg: &str) -> Option<Action> {
+        if self.call.is_some() {
+            self.error("Already in a call: Ctrl-X hangs up");
+            return None;
+        }
+        if !self.rings.is_empty() {
+            self.error("A call is ringing: Ctrl-Y accepts, Ctrl-X declines");
+            return None;
+        }
+        let (to, peer) = if arg.is_empty() {
+            let Some(c) = self.selected_conversation() else {
+                self.error("Usage: /call @username (or /call in a 1:1 conversation)");
+                return None;
+            };
+            if !c.direct || c.closed {
+                self.error("Calls are 1:1: /call @username, or /call in a 1:1 conversation");
+                return None;
+            }
+            (c.id.clone(), c.name.clone())
+        } else {
+            (arg.to_owned(), arg.to_owned())
+        };
+        self.call = Some(Call {
+            peer: peer.clone(),
+            outgoing: true,
+            state: format!("calling {peer}…"),
+            connected_at_ms: None,
+            hanging_up: false,
+        });
+        Some(Action::Call { to })
     }
 
     /// Ask for the selected conversation's history if it was not asked for yet.
@@ -481,10 +701,14 @@ impl App {
                 self.mode = if self.mode == Mode::Help { Mode::Compose } else { Mode::Help };
                 return None;
             }
+            // Call keys work whatever else is on screen: a ringing call does not wait. Ctrl-Y
+            // and Ctrl-X, not letters, since a call may ring in the middle of typing a word.
+            KeyCode::Char('y') if ctrl => return self.accept_call(),
+            KeyCode::Char('x') if ctrl => return self.decline_or_hang_up(),
             _ => {}
         }
-        if self.mode == Mode::Help {
-            // Any key closes the help.
+        if matches!(self.mode, Mode::Help | Mode::Calls) {
+            // Any key closes the help and the call log.
             self.mode = Mode::Compose;
             return None;
         }
@@ -640,6 +864,14 @@ impl App {
                 Some(self.react(arg)?)
             }
             "download" | "save" | "d" => Some(self.download()?),
+            "call" => Some(self.start_call(arg)?),
+            "calls" => {
+                self.mode = Mode::Calls;
+                self.calls_seen_ms = self.now_ms;
+                Some(Action::CallsSeen { at_ms: self.now_ms })
+            }
+            "accept" | "answer" => Some(self.accept_call()?),
+            "decline" | "hangup" => Some(self.decline_or_hang_up()?),
             "file" | "f" => {
                 if arg.is_empty() {
                     self.error("Usage: /file PATH (sends the file to this conversation)");
@@ -686,6 +918,10 @@ impl App {
         let conversation = self.writable_conversation()?;
         self.compose.take();
         self.picked = None;
+        if self.call.is_some() {
+            // The connection is the call's until it ends (see worker.rs).
+            self.info("In a call: the message goes out when the call ends");
+        }
         Some(Action::Send { conversation, text })
     }
 
@@ -1022,5 +1258,153 @@ pub(crate) mod tests {
         typed(&mut app, "hello");
         assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
         assert!(app.status.as_ref().unwrap().text.contains("/msg"));
+    }
+
+    pub(crate) fn log_entry(call: &str, peer: &str, outgoing: bool, outcome: &str, at: u64) -> CallLogEntry {
+        CallLogEntry {
+            call: call.to_owned(),
+            peer: peer.to_owned(),
+            peer_account: 2,
+            outgoing,
+            started_at_ms: at,
+            answered_at_ms: None,
+            ended_at_ms: None,
+            outcome: outcome.to_owned(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_ringing_call_is_accepted_with_ctrl_y_and_hung_up_with_ctrl_x() {
+        let mut app = app();
+        typed(&mut app, "half a wo");
+        app.apply(Update::Ring { call: "c1".into(), from: "@bob".into() });
+        assert_eq!(app.rings.len(), 1);
+        // Typing goes on into the box: letters never answer a call.
+        typed(&mut app, "rd");
+        assert_eq!(app.compose.text(), "half a word");
+        assert_eq!(app.handle_key(ctrl('y')), Some(Action::AcceptCall { call: "c1".into() }));
+        assert!(app.rings.is_empty());
+        let call = app.call.clone().unwrap();
+        assert_eq!((call.peer.as_str(), call.outgoing, call.connected_at_ms), ("@bob", false, None));
+
+        // Audio flows: the duration counts from then.
+        app.tick(5_000);
+        app.apply(Update::CallProgress {
+            text: "connected with @bob (relay 1.2.3.4:3478)".into(),
+            connected: true,
+        });
+        assert_eq!(app.call.as_ref().unwrap().connected_at_ms, Some(5_000));
+        app.apply(Update::CallProgress { text: "later".into(), connected: true });
+        assert_eq!(app.call.as_ref().unwrap().connected_at_ms, Some(5_000), "the first one counts");
+
+        assert_eq!(app.handle_key(ctrl('x')), Some(Action::HangUp));
+        assert!(app.call.as_ref().unwrap().hanging_up);
+        assert_eq!(app.handle_key(ctrl('x')), None, "asked once");
+        app.tick(68_000);
+        app.apply(Update::CallEnded {
+            outcome: "ended".into(),
+            detail: "HungUpLocally".into(),
+            failed: false,
+        });
+        assert!(app.call.is_none());
+        assert_eq!(app.status.as_ref().unwrap().text, "Call with @bob: ended after 01:03");
+        // Nothing left to hang up.
+        assert_eq!(app.handle_key(ctrl('x')), None);
+        assert!(app.status.as_ref().unwrap().error);
+    }
+
+    #[test]
+    fn ctrl_x_declines_and_a_ring_can_end_by_itself() {
+        let mut app = app();
+        app.apply(Update::Ring { call: "c1".into(), from: "@bob".into() });
+        app.apply(Update::Ring { call: "c1".into(), from: "@bob".into() });
+        app.apply(Update::Ring { call: "c2".into(), from: "@carol".into() });
+        assert_eq!(app.rings.len(), 2, "the same ring twice is one");
+        // Call keys work over the help too.
+        app.handle_key(key(KeyCode::F(1)));
+        assert_eq!(app.handle_key(ctrl('x')), Some(Action::DeclineCall { call: "c1".into() }));
+        assert_eq!(app.rings[0].from, "@carol");
+        app.apply(Update::RingEnded { call: "c2".into() });
+        assert!(app.rings.is_empty());
+        assert_eq!(app.status.as_ref().unwrap().text, "Missed call from @carol");
+        assert_eq!(app.handle_key(ctrl('y')), None, "nothing rings any more");
+        assert!(app.call.is_none());
+    }
+
+    #[test]
+    fn slash_call_calls_the_person_of_the_one_to_one_or_someone_named() {
+        let mut app = app();
+        typed(&mut app, "/call");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::Call { to: "aa".into() }));
+        let call = app.call.clone().unwrap();
+        assert_eq!((call.peer.as_str(), call.outgoing), ("@bob", true));
+        // One call at a time.
+        typed(&mut app, "/call @carol");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+        assert!(app.status.as_ref().unwrap().text.contains("Already in a call"));
+        // Messages typed meanwhile still go (once the call is over).
+        app.handle_key(key(KeyCode::Esc));
+        typed(&mut app, "brb");
+        assert!(matches!(app.handle_key(key(KeyCode::Enter)), Some(Action::Send { .. })));
+        assert!(app.status.as_ref().unwrap().text.contains("when the call ends"));
+        // Ctrl-X before an answer cancels; a failure says why.
+        assert_eq!(app.handle_key(ctrl('x')), Some(Action::HangUp));
+        app.apply(Update::CallEnded { outcome: "failed".into(), detail: "no relay".into(), failed: true });
+        assert!(app.call.is_none());
+        assert_eq!(app.status.as_ref().unwrap().text, "Call with @bob failed: no relay");
+
+        typed(&mut app, "/call @carol");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::Call { to: "@carol".into() }));
+        app.apply(Update::CallEnded { outcome: "rejected".into(), detail: String::new(), failed: false });
+        assert_eq!(app.status.as_ref().unwrap().text, "Call with @carol: declined by them");
+
+        // Not in a group.
+        app.handle_key(key(KeyCode::Tab));
+        typed(&mut app, "/call");
+        app.conversations.iter_mut().find(|c| c.id == "bb").unwrap().direct = false;
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+        assert!(app.status.as_ref().unwrap().text.contains("Calls are 1:1"));
+    }
+
+    #[test]
+    fn missed_calls_are_counted_until_the_log_is_seen() {
+        let mut app = app();
+        app.tick(1_000_000);
+        app.apply(Update::CallLog {
+            entries: vec![
+                log_entry("c4", "@bob", false, "missed", 900_000),
+                log_entry("c3", "@eve", false, "request", 800_000),
+                log_entry("c2", "@bob", true, "unanswered", 700_000),
+                log_entry("c1", "@bob", false, "missed", 100),
+            ],
+            seen_ms: 500,
+        });
+        assert_eq!(app.missed_calls(), 2, "older than the last look: not counted");
+        // The one ringing now is not missed (yet).
+        app.apply(Update::Ring { call: "c4".into(), from: "@bob".into() });
+        assert_eq!(app.missed_calls(), 1);
+        app.apply(Update::RingEnded { call: "c4".into() });
+        assert_eq!(app.missed_calls(), 2);
+
+        typed(&mut app, "/calls");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::CallsSeen { at_ms: 1_000_000 }));
+        assert_eq!(app.mode, Mode::Calls);
+        assert_eq!(app.missed_calls(), 0);
+        // An older "seen" from the profile does not bring them back.
+        let entries = app.call_log.clone();
+        app.apply(Update::CallLog { entries, seen_ms: 500 });
+        assert_eq!(app.missed_calls(), 0);
+        // Any key closes the log, and is not typed.
+        assert_eq!(app.handle_key(key(KeyCode::Char('q'))), None);
+        assert_eq!(app.mode, Mode::Compose);
+        assert!(app.compose.is_empty());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(call_duration(0), "00:00");
+        assert_eq!(call_duration(83), "01:23");
+        assert_eq!(call_duration(3_723), "1:02:03");
     }
 }

@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph};
 
-use super::app::{App, Link, Metrics, Mode};
+use super::app::{App, Call, Link, Metrics, Mode, call_duration, is_missed};
 
 /// Columns of the time column ("12:34 "), and so the indent of a message's further lines.
 const TIME_WIDTH: usize = 6;
@@ -16,20 +16,158 @@ const TIME_WIDTH: usize = 6;
 const DIM: Style = Style::new().add_modifier(Modifier::DIM);
 
 pub fn draw(frame: &mut Frame, app: &App) -> Metrics {
-    let [main, compose, status] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(3), Constraint::Length(1)])
-            .areas(frame.area());
+    // The call bar is there only during a call.
+    let bar_rows = u16::from(app.call.is_some());
+    let [main, bar, compose, status] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(bar_rows),
+        Constraint::Length(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
     let list_width = (main.width / 4).clamp(18, 32);
     let [list, history] =
         Layout::horizontal([Constraint::Length(list_width), Constraint::Min(10)]).areas(main);
     conversation_list(frame, list, app);
     let metrics = history_pane(frame, history, app);
+    if let Some(call) = &app.call {
+        call_bar(frame, bar, app, call);
+    }
     compose_box(frame, compose, app);
     status_bar(frame, status, app);
-    if app.mode == Mode::Help {
-        help(frame, frame.area());
+    match app.mode {
+        Mode::Help => help(frame, frame.area()),
+        Mode::Calls => call_log(frame, frame.area(), app),
+        _ => {}
     }
+    // Over everything else: a ringing call is the one thing that cannot wait.
+    ring_banner(frame, history, app);
     metrics
+}
+
+/// A rectangle of `width` x `height` centred in `area` horizontally, `top` rows down.
+fn popup_at(area: Rect, width: u16, height: u16, top: Option<u16>) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + top.unwrap_or((area.height - height) / 2).min(area.height - height),
+        width,
+        height,
+    }
+}
+
+/// The incoming call, over the top of the messages.
+fn ring_banner(frame: &mut Frame, area: Rect, app: &App) {
+    let Some(ring) = app.rings.first() else { return };
+    let from = clean(&ring.from);
+    let ringing = call_duration(app.now_ms.saturating_sub(ring.since_ms) / 1000);
+    let mut lines = vec![
+        Line::styled(
+            format!("Incoming call from {from}"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        Line::from(vec![
+            Span::styled("Ctrl-Y", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)),
+            Span::raw(" accept   "),
+            Span::styled("Ctrl-X", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+            Span::raw(" decline"),
+            Span::styled(format!("   ringing {ringing}"), DIM),
+        ]),
+    ];
+    if app.rings.len() > 1 {
+        lines.push(Line::styled(format!("and {} more calling", app.rings.len() - 1), DIM));
+    }
+    let width = u16::try_from(lines.iter().map(Line::width).max().unwrap_or(40) + 4).unwrap_or(u16::MAX);
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let popup = popup_at(area, width, height, Some(1));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).centered().block(
+            Block::bordered()
+                .title(Span::styled(" Call ", Style::new().add_modifier(Modifier::BOLD)))
+                .border_style(Style::new().fg(Color::Yellow)),
+        ),
+        popup,
+    );
+}
+
+/// One row above the compose box during a call: with whom, how it goes, how long.
+fn call_bar(frame: &mut Frame, area: Rect, app: &App, call: &Call) {
+    let peer = clean(&call.peer);
+    let key = if call.connected_at_ms.is_some() || !call.outgoing { "hang up" } else { "cancel" };
+    let mut spans = match call.connected_at_ms {
+        Some(since) if !call.hanging_up => {
+            let length = call_duration(app.now_ms.saturating_sub(since) / 1000);
+            vec![
+                Span::styled(
+                    format!(" ● In call with {peer}  {length} "),
+                    Style::new().fg(Color::Black).bg(Color::Green).add_modifier(Modifier::BOLD),
+                ),
+                // Said plainly rather than pretending: this build has no sound card support.
+                Span::styled(" silence sent (no sound card support)", DIM),
+            ]
+        }
+        _ => {
+            let state = clean(&call.state).replace('\n', " ");
+            let what = if call.outgoing { format!("Call to {peer}") } else { format!("Call from {peer}") };
+            vec![Span::styled(
+                format!(" ◌ {what}: {state} "),
+                Style::new().fg(Color::Black).bg(Color::Yellow).add_modifier(Modifier::BOLD),
+            )]
+        }
+    };
+    if !call.hanging_up {
+        spans.push(Span::styled(format!(" · Ctrl-X {key}"), DIM));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// `/calls`: the latest calls, newest first.
+fn call_log(frame: &mut Frame, area: Rect, app: &App) {
+    let peer_width = app.call_log.iter().map(|e| width_of(&clean(&e.peer))).max().unwrap_or(0).clamp(8, 24);
+    let mut lines: Vec<Line> = app
+        .call_log
+        .iter()
+        .map(|e| {
+            let arrow = if e.outgoing { "→" } else { "←" };
+            let outcome = match e.outcome.as_str() {
+                "request" => "call request".to_owned(),
+                other => other.to_owned(),
+            };
+            let length = match e.duration_secs() {
+                0 => String::new(),
+                s => format!(" {}", call_duration(s)),
+            };
+            let style = if is_missed(e) { Style::new().fg(Color::Yellow) } else { Style::new() };
+            let peer = fit(&clean(&e.peer), peer_width);
+            Line::from(vec![
+                Span::styled(format!(" {arrow} "), DIM),
+                Span::styled(format!("{peer:<peer_width$}  "), Style::new().add_modifier(Modifier::BOLD)),
+                Span::styled(format!("{:<20}", format!("{outcome}{length}")), style),
+                Span::styled(
+                    format!("{} {} ", day_label(e.started_at_ms, app.now_ms), clock(e.started_at_ms)),
+                    DIM,
+                ),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::styled(" No calls yet: /call @someone ", DIM));
+    }
+    let width =
+        u16::try_from(lines.iter().map(Line::width).max().unwrap_or(40).max(44) + 2).unwrap_or(u16::MAX);
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let popup = popup_at(area, width, height, None);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" Calls (times UTC) ")
+                .title_bottom(Line::styled(" any key closes ", DIM).right_aligned()),
+        ),
+        popup,
+    );
 }
 
 /// Text from others made safe and flat for the screen: control characters (which could move
@@ -480,6 +618,15 @@ fn status_bar(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     spans.push(Span::styled(" │ ", DIM));
+    let missed = app.missed_calls();
+    if missed > 0 {
+        let s = if missed == 1 { "" } else { "s" };
+        spans.push(Span::styled(
+            format!("{missed} missed call{s} (/calls)"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::styled(" │ ", DIM));
+    }
     if let Some((what, done, total)) = &app.progress {
         let pct = done.saturating_mul(100).checked_div(*total).unwrap_or(100);
         spans.push(Span::raw(format!("{}: {pct}% of {}", clean(what), human_size(*total))));
@@ -503,8 +650,12 @@ pub const HELP: &[(&str, &str)] = &[
     ("↑ on an empty line", "pick a message: ↑/↓ move, d download, r react, Esc back"),
     ("←/→ Home/End", "move in the line; Ctrl-W deletes a word, Ctrl-U the line"),
     ("F1, or ? on an empty line", "this help"),
-    ("Ctrl-C, or /quit", "quit (Ctrl-D too, on an empty line)"),
+    ("Ctrl-C, or /quit", "quit (Ctrl-D too, on an empty line); hangs up a call"),
+    ("Ctrl-Y", "accept the ringing call"),
+    ("Ctrl-X", "decline the ringing call, or hang up"),
     ("", ""),
+    ("/call, /call @name", "voice call the person of this 1:1, or someone"),
+    ("/calls", "the call log: missed calls, call requests (not ringing)"),
     ("/react EMOJI", "react to the picked message, else to the latest from others"),
     ("/msg @name TEXT", "write to someone (also +15551234567): opens your 1:1"),
     ("/download", "save the picked (or the latest) attachment to Downloads"),
@@ -527,12 +678,7 @@ fn help(frame: &mut Frame, area: Rect) {
         .collect();
     let width = u16::try_from(lines.iter().map(Line::width).max().unwrap_or(40) + 3).unwrap_or(u16::MAX);
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let popup = Rect {
-        x: area.x + area.width.saturating_sub(width) / 2,
-        y: area.y + area.height.saturating_sub(height) / 2,
-        width: width.min(area.width),
-        height: height.min(area.height),
-    };
+    let popup = popup_at(area, width, height, None);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(
@@ -694,5 +840,88 @@ mod tests {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(5 * 1024 * 1024 + 1), "5.0 MB");
         assert_eq!(fit("conversation", 6), "conve…");
+    }
+
+    #[test]
+    fn a_ringing_call_shows_a_banner_with_its_keys() {
+        let mut app = app();
+        app.apply(Update::Ring { call: "c1".into(), from: "@bob\x1b[2J".into() });
+        app.tick(app.now_ms + 7_000);
+        let rows = screen(&mut app, 100, 20);
+        let text = rows.join("\n");
+        assert!(contains(&rows, "Incoming call from @bob\\u{1b}[2J"), "escaped: {text}");
+        assert!(contains(&rows, "Ctrl-Y accept   Ctrl-X decline   ringing 00:07"), "{text}");
+        // Over the top of the history pane, not hiding the latest messages.
+        let row = rows.iter().position(|r| r.contains("Incoming call")).unwrap();
+        assert!(row <= 3, "{text}");
+        assert!(contains(&rows, "menu.pdf"), "{text}");
+        // Shown over the help too.
+        app.mode = Mode::Help;
+        let rows = screen(&mut app, 100, 30);
+        assert!(contains(&rows, "Incoming call from"));
+        assert!(contains(&rows, "accept the ringing call"), "the help lists the call keys");
+    }
+
+    #[test]
+    fn a_call_in_progress_has_a_bar_with_its_duration() {
+        let mut app = app();
+        app.apply(Update::Ring { call: "c1".into(), from: "@bob".into() });
+        app.handle_key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('y'),
+            crossterm::event::KeyModifiers::CONTROL,
+        ));
+        let rows = screen(&mut app, 100, 20);
+        let text = rows.join("\n");
+        assert!(!contains(&rows, "Incoming call"), "{text}");
+        assert!(contains(&rows, "◌ Call from @bob: connecting…"), "{text}");
+        app.apply(Update::CallProgress {
+            text: "connected with @bob (relay 1.2.3.4:3478)".into(),
+            connected: true,
+        });
+        app.tick(app.now_ms + 83_000);
+        let rows = screen(&mut app, 100, 20);
+        let text = rows.join("\n");
+        assert!(contains(&rows, "● In call with @bob  01:23"), "{text}");
+        assert!(contains(&rows, "Ctrl-X hang up"), "{text}");
+        // The bar sits just above the compose box.
+        let bar = rows.iter().position(|r| r.contains("In call with")).unwrap();
+        assert!(rows[bar + 1].contains("Message @bob"), "{text}");
+        // The latest message is still in view above it.
+        assert!(contains(&rows, "menu.pdf"), "{text}");
+    }
+
+    #[test]
+    fn the_call_log_lists_calls_and_missed_ones_are_counted() {
+        let mut app = app();
+        let now = app.now_ms;
+        let mut answered = app_tests::log_entry("c3", "@bob", true, "ended", now - 3_600_000);
+        answered.answered_at_ms = Some(now - 3_600_000);
+        answered.ended_at_ms = Some(now - 3_600_000 + 95_000);
+        app.apply(Update::CallLog {
+            entries: vec![
+                app_tests::log_entry("c5", "@bob", false, "missed", now - 60_000),
+                app_tests::log_entry("c4", "@eve", false, "request", now - 120_000),
+                answered,
+            ],
+            seen_ms: 0,
+        });
+        let rows = screen(&mut app, 120, 24);
+        assert!(contains(&rows, "2 missed calls (/calls)"), "{}", rows.join("\n"));
+        app.paste("/calls");
+        app.handle_key(crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Enter));
+        let rows = screen(&mut app, 120, 24);
+        let text = rows.join("\n");
+        assert!(contains(&rows, "Calls (times UTC)"), "{text}");
+        assert!(
+            rows.iter().any(|r| r.contains("← @bob") && r.contains("missed") && r.contains("Today 22:13")),
+            "{text}"
+        );
+        assert!(rows.iter().any(|r| r.contains("← @eve") && r.contains("call request")), "{text}");
+        assert!(rows.iter().any(|r| r.contains("→ @bob") && r.contains("ended 01:35")), "{text}");
+        assert!(!contains(&rows, "missed calls (/calls)"), "seen now: {text}");
+        // Empty, it says how to call.
+        app.apply(Update::CallLog { entries: Vec::new(), seen_ms: 0 });
+        let rows = screen(&mut app, 120, 24);
+        assert!(contains(&rows, "No calls yet: /call @someone"));
     }
 }

@@ -5,13 +5,21 @@
 //! server (a connection attempt that hangs, a send that waits on a commit) never freezes the
 //! keyboard. `Client::pump` is never cancelled: it is only ever called with a short wait and
 //! awaited to the end, and actions queue up in the meantime.
+//!
+//! A call holds the client and its connection until it ends (`accept_on` and `call_on` drive
+//! it to the end): meanwhile only hang-up and quit are acted on, other actions wait their
+//! turn, and messages received during the call are shown once it is over.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
+use rampart_client::calls::{CallLimits, CallMedia};
 use rampart_client::{Client, ClientError, Connection};
+use rampart_core::call::{RING_TIMEOUT_MS, RingNotice};
 use rampart_core::{GroupId, MessageId};
 use rampart_proto::ContentBody;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -26,6 +34,11 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A connection that stayed up this long was healthy: the next failure starts the backoff over.
 const HEALTHY: Duration = Duration::from_secs(30);
+/// Where the profile keeps when the chat window's call log was last looked at, so missed
+/// calls are counted until the user has seen them, across restarts.
+const CALLS_SEEN_KEY: &str = "chat.calls_seen_ms";
+/// How many calls the window's call log shows.
+const CALL_LOG_LEN: u32 = 50;
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -64,6 +77,20 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A call ringing this device, waiting for the user.
+struct PendingRing {
+    notice: RingNotice,
+    label: String,
+    /// When it stops ringing if nobody answers.
+    deadline: Instant,
+}
+
+/// The call the user started or accepted.
+enum CallStart {
+    Dial(String),
+    Accept(RingNotice, String),
+}
+
 struct Worker<'c> {
     client: &'c mut Client,
     conn: Option<Connection>,
@@ -76,6 +103,7 @@ struct Worker<'c> {
     retry_at: Instant,
     connected_at: Option<Instant>,
     download_dir: PathBuf,
+    rings: Vec<PendingRing>,
 }
 
 /// Run until the window quits (or goes away).
@@ -97,6 +125,7 @@ pub async fn run(
         retry_at: Instant::now(),
         connected_at: None,
         download_dir,
+        rings: Vec::new(),
     };
     // Show what the profile holds at once, before the network: the window opens on the same
     // conversation it will pick from this list.
@@ -116,10 +145,30 @@ pub async fn run(
                     Err(TryRecvError::Disconnected) => return w.close().await,
                 },
             };
-            if action == Action::Quit {
+            let quit = match action {
+                Action::Quit => true,
+                Action::AcceptCall { call } => match w.take_ring(&call) {
+                    Some((notice, label)) => {
+                        w.in_call(CallStart::Accept(notice, label), &mut actions, &mut deferred).await
+                    }
+                    None => {
+                        w.send(Update::CallEnded {
+                            outcome: "missed".into(),
+                            detail: "it stopped ringing".into(),
+                            failed: true,
+                        });
+                        false
+                    }
+                },
+                Action::Call { to } => w.in_call(CallStart::Dial(to), &mut actions, &mut deferred).await,
+                other => {
+                    w.execute(other).await;
+                    false
+                }
+            };
+            if quit {
                 return w.close().await;
             }
-            w.execute(action).await;
         }
 
         if w.conn.is_some() {
@@ -161,6 +210,7 @@ pub async fn run(
                 }
             }
         }
+        w.check_rings();
         w.refresh(false).await;
     }
 }
@@ -234,9 +284,138 @@ impl Worker<'_> {
         }
     }
 
+    /// New rings go to the window; rings whose caller gave up, or that rang too long, stop.
+    fn check_rings(&mut self) {
+        for (notice, label) in self.client.take_rings() {
+            // The notice may have waited in the server's queue: it rings for what is left of
+            // the caller's minute.
+            let age = now_ms().saturating_sub(notice.sent_at_ms).min(RING_TIMEOUT_MS);
+            let deadline = Instant::now() + Duration::from_millis(RING_TIMEOUT_MS - age);
+            self.send(Update::Ring { call: hex::encode(notice.call.0), from: label.clone() });
+            self.rings.push(PendingRing { notice, label, deadline });
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while let Some(ring) = self.rings.get(i) {
+            // Asked even past the deadline, to consume the caller's hang-up signal.
+            let gave_up = self.client.caller_gave_up(&ring.notice.call);
+            if gave_up || now >= ring.deadline {
+                self.send(Update::RingEnded { call: hex::encode(ring.notice.call.0) });
+                self.rings.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The ringing call the user answered. The others are left as missed: this device can
+    /// be in one call at a time.
+    fn take_ring(&mut self, call: &str) -> Option<(RingNotice, String)> {
+        let at = self.rings.iter().position(|r| hex::encode(r.notice.call.0) == call)?;
+        let ring = self.rings.remove(at);
+        for other in self.rings.drain(..) {
+            let _ = self.updates.send(Update::RingEnded { call: hex::encode(other.notice.call.0) });
+        }
+        Some((ring.notice, ring.label))
+    }
+
+    /// Carry out a call until it ends, acting on hang-up and quit meanwhile and keeping other
+    /// actions for after. Returns whether the window quit (the call was hung up for it).
+    async fn in_call(
+        &mut self,
+        start: CallStart,
+        actions: &mut UnboundedReceiver<Action>,
+        deferred: &mut VecDeque<Action>,
+    ) -> bool {
+        let client = &mut *self.client;
+        let Some(conn) = self.conn.as_mut() else {
+            let _ = self.updates.send(Update::CallEnded {
+                outcome: "failed".into(),
+                detail: "offline, reconnecting: try again once online".into(),
+                failed: true,
+            });
+            return false;
+        };
+        let flag = Arc::new(AtomicBool::new(false));
+        let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(flag.clone()) };
+        let updates = self.updates.clone();
+        let mut progress = move |line: &str| {
+            // The client's progress lines are for people; "connected" is the one that says
+            // audio flows, which starts the window's call timer.
+            let connected = line.starts_with("connected");
+            let _ = updates.send(Update::CallProgress { text: line.to_owned(), connected });
+        };
+        let mut quit = false;
+        let result = {
+            let call = async move {
+                match start {
+                    CallStart::Accept(notice, label) => {
+                        client
+                            .accept_on(conn, notice, &label, CallMedia::default(), limits, &mut progress)
+                            .await
+                    }
+                    CallStart::Dial(to) => {
+                        client.call_on(conn, &to, CallMedia::default(), limits, &mut progress).await
+                    }
+                }
+            };
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    r = &mut call => break r,
+                    a = actions.recv(), if !quit => match a {
+                        // Leaving hangs up: the call loop sees the flag within a turn.
+                        None | Some(Action::Quit) => {
+                            quit = true;
+                            flag.store(true, Ordering::Release);
+                        }
+                        Some(Action::HangUp) => flag.store(true, Ordering::Release),
+                        Some(a) => deferred.push_back(a),
+                    },
+                }
+            }
+        };
+        match result {
+            Ok(report) => self.send(Update::CallEnded {
+                outcome: report.outcome,
+                detail: one_line(&report.detail),
+                failed: false,
+            }),
+            Err(e) => {
+                self.send(Update::CallEnded { outcome: "failed".into(), detail: one_line(&e), failed: true });
+                if breaks_connection(&e) {
+                    self.offline(&e);
+                }
+            }
+        }
+        // Whatever arrived during the call is shown now.
+        self.refresh(true).await;
+        quit
+    }
+
+    async fn decline(&mut self, call: &str) {
+        let Some(at) = self.rings.iter().position(|r| hex::encode(r.notice.call.0) == call) else { return };
+        let ring = self.rings.remove(at);
+        let Some(conn) = self.conn.as_mut() else {
+            return self.error("Offline: the call could not be declined; it rings out".to_owned());
+        };
+        if let Err(e) = self.client.decline_on(conn, ring.notice.call).await {
+            self.failed("Declining the call failed", &e);
+        }
+    }
+
     async fn execute(&mut self, action: Action) {
         match action {
-            Action::Quit => {}
+            // Quit and the calls themselves are the main loop's.
+            Action::Quit | Action::AcceptCall { .. } | Action::Call { .. } => {}
+            // Nothing to hang up outside a call (it ended as the key was pressed).
+            Action::HangUp => {}
+            Action::DeclineCall { call } => self.decline(&call).await,
+            Action::CallsSeen { at_ms } => {
+                if let Err(e) = self.client.profile().set(CALLS_SEEN_KEY, &at_ms.to_string()) {
+                    self.error(format!("Cannot save that the calls were seen: {}", one_line(&e)));
+                }
+            }
             Action::Show { conversation, limit } => {
                 self.selected = GroupId::from_hex(&conversation);
                 self.limit = limit;
@@ -359,7 +538,7 @@ impl Worker<'_> {
         let mut list = self.client.profile().conversations()?;
         let Some(group) = self.selected.clone() else {
             self.send(Update::Conversations(list));
-            return Ok(());
+            return self.send_call_log();
         };
         let id = group.to_hex();
         let unread = list.iter().any(|c| c.id == id && c.unread > 0);
@@ -373,6 +552,14 @@ impl Worker<'_> {
         let items = self.client.profile().history(Some(&group), self.limit)?;
         self.send(Update::Conversations(list));
         self.send(Update::History { conversation: id, items });
+        self.send_call_log()
+    }
+
+    fn send_call_log(&self) -> Result<(), ClientError> {
+        let entries = self.client.profile().call_log(CALL_LOG_LEN)?;
+        let seen_ms =
+            self.client.profile().get(CALLS_SEEN_KEY)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        self.send(Update::CallLog { entries, seen_ms });
         Ok(())
     }
 }
