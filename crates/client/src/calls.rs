@@ -224,6 +224,8 @@ pub struct CallReport {
     pub signals_dropped_before_accept: u64,
     pub signals_dropped_out_of_place: u64,
     pub signals_released: u64,
+    /// Released signals that did not decrypt or parse (dropped).
+    pub signals_unusable: u64,
     pub relay: String,
 }
 
@@ -241,6 +243,42 @@ pub struct RingWatch {
     /// Offer or relay-credential fetches (each would open something).
     pub fetches: u64,
     pub media_enabled: u64,
+}
+
+/// A step of a call, for the terminal and the chat window (`Display` says it for people).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallProgress {
+    Calling {
+        peer: String,
+    },
+    Ringing {
+        devices: u32,
+    },
+    Accepting {
+        peer: String,
+    },
+    /// Media flows.
+    Connected {
+        peer: String,
+        relay: String,
+    },
+    HangingUp,
+    Ended {
+        outcome: &'static str,
+    },
+}
+
+impl std::fmt::Display for CallProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallProgress::Calling { peer } => write!(f, "calling {peer}…"),
+            CallProgress::Ringing { devices } => write!(f, "ringing ({devices} device(s))"),
+            CallProgress::Accepting { peer } => write!(f, "{peer} is calling; accepting"),
+            CallProgress::Connected { peer, relay } => write!(f, "connected with {peer} (relay {relay})"),
+            CallProgress::HangingUp => write!(f, "hanging up"),
+            CallProgress::Ended { outcome } => write!(f, "call ended: {outcome}"),
+        }
+    }
 }
 
 /// When a call stops without the other side's doing.
@@ -317,6 +355,8 @@ struct Active {
     media: Option<MediaTask>,
     answered_at: Option<u64>,
     failure: Option<String>,
+    /// Released signals (after the offer/answer) that did not decrypt or parse.
+    unusable_signals: u64,
 }
 
 fn reason_outcome(reason: EndReason) -> &'static str {
@@ -374,7 +414,7 @@ impl Client {
         to: &str,
         media: CallMedia,
         limits: CallLimits,
-        progress: &mut (dyn FnMut(&str) + Send),
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let mut conn = self.connect().await?;
         let result = self.call_on(&mut conn, to, media, limits, progress).await;
@@ -389,7 +429,7 @@ impl Client {
         to: &str,
         media: CallMedia,
         limits: CallLimits,
-        progress: &mut (dyn FnMut(&str) + Send),
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let group = self.conversation_for(conn, to).await?;
         let peer = self
@@ -402,7 +442,7 @@ impl Client {
         let call = CallId(rand::random());
         let now = now_ms();
         self.profile.log_call(&call, peer, &label, true, "dialing", now)?;
-        progress(&format!("calling {label}…"));
+        progress(&CallProgress::Calling { peer: label.clone() });
         let mut active = Active {
             call,
             group,
@@ -417,6 +457,7 @@ impl Client {
             media: None,
             answered_at: None,
             failure: None,
+            unusable_signals: 0,
         };
         self.drive(conn, &mut active, &media, &limits, progress).await
     }
@@ -453,7 +494,7 @@ impl Client {
         wait: Duration,
         media: CallMedia,
         limits: CallLimits,
-        progress: &mut (dyn FnMut(&str) + Send),
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let mut conn = self.connect().await?;
         let result = async {
@@ -471,7 +512,7 @@ impl Client {
                     break ring;
                 }
             };
-            progress(&format!("{label} is calling; accepting"));
+            progress(&CallProgress::Accepting { peer: label.clone() });
             self.accept_on(&mut conn, notice, &label, media, limits, progress).await
         }
         .await;
@@ -487,7 +528,7 @@ impl Client {
         label: &str,
         media: CallMedia,
         limits: CallLimits,
-        progress: &mut (dyn FnMut(&str) + Send),
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let policy = self.profile.ring_policy()?;
         let contact = self.profile.is_contact(notice.caller)?;
@@ -512,6 +553,7 @@ impl Client {
             media: None,
             answered_at: Some(now_ms()),
             failure: None,
+            unusable_signals: 0,
         };
         self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
         self.drive(conn, &mut active, &media, &limits, progress).await
@@ -595,7 +637,7 @@ impl Client {
         active: &mut Active,
         media: &CallMedia,
         limits: &CallLimits,
-        progress: &mut (dyn FnMut(&str) + Send),
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
         let mut media_started: Option<Instant> = None;
@@ -623,13 +665,13 @@ impl Client {
                 && path.exists()
             {
                 let _ = std::fs::remove_file(path);
-                progress("hanging up");
+                progress(&CallProgress::HangingUp);
                 active.machine.hang_up();
                 continue;
             }
             if limits.hangup_flag.as_ref().is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel))
             {
-                progress("hanging up");
+                progress(&CallProgress::HangingUp);
                 active.machine.hang_up();
                 continue;
             }
@@ -670,6 +712,7 @@ impl Client {
         report.signals_dropped_before_accept = counters.dropped_before_accept;
         report.signals_dropped_out_of_place = counters.dropped_out_of_place;
         report.signals_released = counters.released;
+        report.signals_unusable = active.unusable_signals;
         self.profile.update_call(&active.call, &report.outcome, &report.detail, None, Some(now_ms()))?;
         Ok(report)
     }
@@ -717,7 +760,7 @@ impl Client {
         active: &mut Active,
         media: &CallMedia,
         event: CallEvent,
-        progress: &mut (dyn FnMut(&str) + Send),
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<(), ClientError> {
         match event {
             CallEvent::Ring(_) => {}
@@ -773,7 +816,7 @@ impl Client {
                     })
                     .await?;
                 if let ResponseBody::CallPlaced { ringing_devices } = answer {
-                    progress(&format!("ringing ({ringing_devices} device(s))"));
+                    progress(&CallProgress::Ringing { devices: ringing_devices });
                     self.profile.update_call(&active.call, "ringing", "", None, None)?;
                 }
             }
@@ -796,14 +839,17 @@ impl Client {
             CallEvent::Released(signal) => self.on_released(conn, active, signal).await?,
             CallEvent::EnableMedia(permit) => {
                 self.start_media(active, permit, media)?;
-                progress(&format!("connected with {} (relay {})", active.peer_label, display_relay(active)));
+                progress(&CallProgress::Connected {
+                    peer: active.peer_label.clone(),
+                    relay: display_relay(active),
+                });
                 if active.answered_at.is_none() {
                     active.answered_at = Some(now_ms());
                     self.profile.update_call(&active.call, "active", "", active.answered_at, None)?;
                 }
             }
             CallEvent::Ended(reason) => {
-                progress(&format!("call ended: {}", reason_outcome(reason)));
+                progress(&CallProgress::Ended { outcome: reason_outcome(reason) });
             }
         }
         Ok(())
@@ -811,6 +857,25 @@ impl Client {
 
     /// A released signal: now, and only now, decrypt and parse it.
     async fn on_released(
+        &mut self,
+        conn: &mut Connection,
+        active: &mut Active,
+        signal: rampart_core::call::ReleasedSignal,
+    ) -> Result<(), ClientError> {
+        let kind = signal.kind;
+        match self.open_released(conn, active, signal).await {
+            // Offer and answer make the call: without them there is none. A later signal
+            // that does not open or parse is dropped, so a bad one cannot end a call.
+            Err(e) if !matches!(kind, SignalKind::Offer | SignalKind::Answer) => {
+                active.unusable_signals += 1;
+                tracing::debug!(error = %e, "dropped an unusable call signal");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn open_released(
         &mut self,
         conn: &mut Connection,
         active: &mut Active,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rampart_client::Client;
-use rampart_client::calls::{CallLimits, CallMedia, CallReport};
+use rampart_client::calls::{CallLimits, CallMedia, CallProgress, CallReport};
 use rampart_core::call::RingPolicy;
 use serde_json::json;
 
@@ -60,10 +60,10 @@ fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
     }
 }
 
-fn progress(json: bool) -> impl FnMut(&str) + Send {
-    move |line: &str| {
+fn progress(json: bool) -> impl FnMut(&CallProgress) + Send {
+    move |step: &CallProgress| {
         if !json {
-            eprintln!("{line}");
+            eprintln!("{step}");
         }
     }
 }

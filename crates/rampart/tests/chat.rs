@@ -235,7 +235,7 @@ async fn calls(tmux: &Tmux, alice: &mut Client) {
         hangup_flag: flag,
     };
 
-    let mut quiet = |_: &str| {};
+    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
 
     // Missed: Alice gives up while it rings.
     let give_up = Arc::new(AtomicBool::new(false));

@@ -339,11 +339,10 @@ impl Worker<'_> {
         let flag = Arc::new(AtomicBool::new(false));
         let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(flag.clone()) };
         let updates = self.updates.clone();
-        let mut progress = move |line: &str| {
-            // The client's progress lines are for people; "connected" is the one that says
-            // audio flows, which starts the window's call timer.
-            let connected = line.starts_with("connected");
-            let _ = updates.send(Update::CallProgress { text: line.to_owned(), connected });
+        let mut progress = move |step: &rampart_client::calls::CallProgress| {
+            // Connected means audio flows, which starts the window's call timer.
+            let connected = matches!(step, rampart_client::calls::CallProgress::Connected { .. });
+            let _ = updates.send(Update::CallProgress { text: step.to_string(), connected });
         };
         let mut quit = false;
         let result = {
