@@ -221,6 +221,11 @@ async fn start_relay(
     // Relayed media goes from one relayed port to another: on a loopback-only relay those
     // peers are loopback addresses, and nothing else can reach it anyway.
     config.allow_loopback_peers = relay_ip.is_loopback();
+    // Calls are relay-only: a peer is always a relayed address of this relay (or of another
+    // relay of the same deployment).
+    let mut peers = vec![settings.advertised_ip.unwrap_or(relay_ip)];
+    peers.extend(settings.peer_relays.iter().copied());
+    config.peer_ips = Some(peers);
     rampart_relay::start(config).await.with_context(|| {
         format!(
             "the relay could not listen on UDP {} (set [calls.relay] listen, or enabled = false)",

@@ -51,6 +51,11 @@ pub struct RelayConfig {
     /// `--allow-loopback-peers` is off by default for the same reason). Tests on 127.0.0.1
     /// turn it on.
     pub allow_loopback_peers: bool,
+    /// When set, the only peer addresses permitted: for relay-only calls, the relays' own
+    /// addresses. Everything else (private networks, the relay host's services, the open
+    /// internet) is refused with 403, so credentials cannot turn the relay into a proxy.
+    /// Default `None` (a general-purpose TURN server, as coturn).
+    pub peer_ips: Option<Vec<IpAddr>>,
 }
 
 impl RelayConfig {
@@ -71,6 +76,7 @@ impl RelayConfig {
             media_check: true,
             max_media_datagram: DEFAULT_MAX_MEDIA_DATAGRAM,
             allow_loopback_peers: false,
+            peer_ips: None,
         }
     }
 }

@@ -213,6 +213,11 @@ fn peer_allowed(config: &RelayConfig, peer: IpAddr) -> bool {
         IpAddr::V4(_) => peer,
     };
     let broadcast = matches!(peer, IpAddr::V4(v4) if v4.is_broadcast());
+    if let Some(only) = &config.peer_ips
+        && !only.contains(&peer)
+    {
+        return false;
+    }
     !(peer.is_unspecified()
         || peer.is_multicast()
         || broadcast
@@ -741,6 +746,16 @@ async fn peer_loop(shared: Arc<Shared>, allocation: Arc<Allocation>, client: Soc
         };
         if len > MAX_DATA_LEN {
             bump(&counters.dropped_garbage);
+            continue;
+        }
+        // Media is checked both ways: what reaches a calling device from a peer must be
+        // SRTP/SRTCP-shaped too (a peer could be anything the other side named).
+        if let Some(max) = shared.media_check
+            && buf
+                .get(CHANNEL_DATA_HEADER_LEN..CHANNEL_DATA_HEADER_LEN + len)
+                .is_none_or(|d| media_shape::check(d, max).is_err())
+        {
+            bump(&counters.dropped_malformed);
             continue;
         }
         let decision = allocation.state().from_peer(peer, len, Instant::now());

@@ -307,6 +307,9 @@ pub struct RelaySettings {
     pub bandwidth_kib_per_sec: u64,
     /// Drop (and count per caller) datagrams that are not well-formed SRTP/SRTCP.
     pub media_check: bool,
+    /// Other relays of the deployment whose relayed addresses may be peers of this one (calls
+    /// are relay-only: no other peer is permitted).
+    pub peer_relays: Vec<std::net::IpAddr>,
 }
 
 impl Default for RelaySettings {
@@ -320,6 +323,7 @@ impl Default for RelaySettings {
             allocations_per_user: 4,
             bandwidth_kib_per_sec: 64,
             media_check: true,
+            peer_relays: Vec::new(),
         }
     }
 }

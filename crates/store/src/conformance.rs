@@ -1487,6 +1487,16 @@ pub async fn purge_removes_only_old_calls<S: Store>(store: Arc<S>) {
 
     assert_eq!(store.purge_expired(T0 + RING + 2 * HOUR, DAY).await.unwrap().calls, 1);
     assert_eq!(store.call(&call_id(2)).await.unwrap(), None);
+
+    // An answered call still in progress outlives the keep time by a day.
+    place(&*store, call_record(3, &a, &b)).await;
+    assert!(store.answer_call(&call_id(3), b.device, T0 + 1).await.unwrap().is_some());
+    let expiry = T0 + RING;
+    let late = expiry + CALL_KEEP_AFTER_EXPIRY_MS + HOUR;
+    assert_eq!(store.purge_expired(late, DAY).await.unwrap().calls, 0);
+    assert!(store.call(&call_id(3)).await.unwrap().is_some());
+    let later = expiry + CALL_KEEP_AFTER_EXPIRY_MS + crate::ANSWERED_CALL_KEEP_MS + 1;
+    assert_eq!(store.purge_expired(later, DAY).await.unwrap().calls, 1);
     assert_eq!(store.calls_placed_since(a.account, 0).await.unwrap(), 0);
     assert_eq!(store.call_misfits(a.account).await.unwrap().len(), 1);
     // A time before the keep period ends removes nothing instead of underflowing.

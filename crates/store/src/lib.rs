@@ -126,6 +126,9 @@ pub struct Purged {
 /// How long a call is kept after it can no longer be answered, so late signals still find it
 /// (ended) instead of an unknown id: [`Store::purge_expired`] removes calls whose `expires_at`
 /// is more than this before `now`.
+/// An answered call that has not ended is kept this much longer than others, so that its
+/// hang-up (and late signals) still find it.
+pub const ANSWERED_CALL_KEEP_MS: u64 = 24 * 60 * 60 * 1000;
 pub const CALL_KEEP_AFTER_EXPIRY_MS: u64 = 3_600_000;
 
 /// Longest misfit reason [`Store::count_call_misfit`] accepts, in bytes.

@@ -30,9 +30,9 @@ use crate::convert::{
     pending_migrations, to_i64, to_u64,
 };
 use crate::{
-    AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage,
-    GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered,
-    Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis, plan_commit,
+    ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
+    GroupMessage, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
+    Registered, Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis, plan_commit,
 };
 
 const POOL_SIZE: usize = 16;
@@ -1095,9 +1095,16 @@ impl Store for PostgresStore {
         };
         let calls = match call_purge_cutoff(now)? {
             Some(cutoff) => {
-                let st =
-                    client.prepare_cached("DELETE FROM calls WHERE expires_at < $1").await.map_err(pg)?;
-                client.execute(&st, &[&cutoff]).await.map_err(pg)?
+                // An answered call that has not ended is kept a day longer: its hang-up is
+                // still to come.
+                let st = client
+                    .prepare_cached(
+                        "DELETE FROM calls WHERE expires_at < $1
+                         AND (answered_by IS NULL OR ended OR expires_at < $1 - $2)",
+                    )
+                    .await
+                    .map_err(pg)?;
+                client.execute(&st, &[&cutoff, &to_i64(ANSWERED_CALL_KEEP_MS, "time")?]).await.map_err(pg)?
             }
             None => 0,
         };

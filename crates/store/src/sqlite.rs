@@ -29,9 +29,9 @@ use crate::convert::{
     pending_migrations, to_i64, to_u64,
 };
 use crate::{
-    AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord, GroupMessage,
-    GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered,
-    Store, StoreError, StoreResult, StoredMessage, UnixMillis, plan_commit,
+    ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
+    GroupMessage, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
+    Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis, plan_commit,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -1013,7 +1013,15 @@ fn purge_expired(c: &Connection, now: UnixMillis, outbox_ttl_ms: u64) -> StoreRe
         None => 0,
     };
     let calls = match call_purge_cutoff(now)? {
-        Some(cutoff) => delete("DELETE FROM calls WHERE expires_at < ?1", cutoff)?,
+        // An answered call that has not ended is kept a day longer: its hang-up is still to come.
+        Some(cutoff) => c
+            .prepare_cached(
+                "DELETE FROM calls WHERE expires_at < ?1
+                 AND (answered_by IS NULL OR ended OR expires_at < ?1 - ?2)",
+            )
+            .db()?
+            .execute(params![cutoff, to_i64(ANSWERED_CALL_KEEP_MS, "time")?])
+            .db()? as u64,
         None => 0,
     };
     Ok(Purged { messages, registrations, links, outbox, calls })
