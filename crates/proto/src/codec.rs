@@ -135,7 +135,7 @@ fn signal_kind_to_pb(k: SignalKind) -> pb::SignalKind {
 }
 
 /// Signals that carry no end-to-end content: the kind says it all.
-fn signal_may_be_empty(kind: SignalKind) -> bool {
+fn signal_is_bare(kind: SignalKind) -> bool {
     matches!(kind, SignalKind::Hangup | SignalKind::Busy | SignalKind::Reject)
 }
 
@@ -144,8 +144,13 @@ fn decode_call_signal(r: pb::CallSignal) -> Result<ClientRequest, DecodeError> {
     if kind == SignalKind::Offer {
         return Err(DecodeError::Invalid { field: "kind", reason: "offers go with PlaceCall".into() });
     }
-    let body = if signal_may_be_empty(kind) {
-        bounded_bytes("body", r.body, MAX_CALL_SIGNAL_BYTES)?
+    // Ending signals are their kind alone: a ringing callee acts on the kind, so they carry no
+    // bytes at all (nothing of the caller's rides along to a device that has not accepted).
+    let body = if signal_is_bare(kind) {
+        if !r.body.is_empty() {
+            return Err(DecodeError::Invalid { field: "body", reason: "must be empty for this kind".into() });
+        }
+        Bytes::new()
     } else {
         required_bytes("body", r.body, MAX_CALL_SIGNAL_BYTES)?
     };
@@ -1109,8 +1114,14 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
         },
         K::CallSignal => {
             let kind = signal_kind(e.signal)?;
-            let payload = if signal_may_be_empty(kind) {
-                bounded_bytes("payload", e.payload, MAX_CALL_SIGNAL_BYTES)?
+            let payload = if signal_is_bare(kind) {
+                if !e.payload.is_empty() {
+                    return Err(DecodeError::Invalid {
+                        field: "payload",
+                        reason: "must be empty for this kind".into(),
+                    });
+                }
+                Bytes::new()
             } else {
                 let max =
                     if kind == SignalKind::Offer { MAX_CALL_OFFER_BYTES } else { MAX_CALL_SIGNAL_BYTES };

@@ -204,6 +204,7 @@ impl Connection {
     pub(crate) async fn fetch_offer(&mut self, call: CallId) -> Answer {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
+        self.limit(&shared.limits.call_signals_per_device, &device, 1, "call requests")?;
         let Some(record) = shared.store.call(&call).await.map_err(store_error)? else {
             return Err(
                 refuse(&shared, account, Misfit::UnknownCall, ErrorCode::WrongState, "no such call").await
@@ -274,6 +275,11 @@ impl Connection {
                 SignalKind::Reject | SignalKind::Busy if record.answered_by.is_none() => {}
                 SignalKind::Answer | SignalKind::Candidates | SignalKind::Update | SignalKind::Hangup
                     if answered_here => {}
+                // Declining or hanging up on a device after another one answered is a race an
+                // honest user runs into, not a probe: refuse it without counting.
+                SignalKind::Reject | SignalKind::Busy | SignalKind::Hangup => {
+                    return Err(err(ErrorCode::WrongState, "the call was answered on another device"));
+                }
                 _ => {
                     return Err(refuse(
                         &shared,
