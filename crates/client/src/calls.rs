@@ -45,6 +45,11 @@ const MAX_CALL_INPUTS: usize = 256;
 const SIGNAL_POLL: Duration = Duration::from_millis(40);
 /// Opus frame length.
 const FRAME_MS: u64 = 20;
+/// A call whose media stopped arriving this long ago has failed (the relay or the network
+/// dropped it); it is hung up rather than left "connected" in silence.
+const NO_MEDIA_TIMEOUT: Duration = Duration::from_secs(15);
+/// `--record` keeps at most an hour (about 330 MiB of samples in memory).
+const MAX_RECORDED_FRAMES: usize = 3600 * 50;
 
 /// What a received delivery for calls turned into, queued for a call driver. Nothing here has
 /// been decrypted.
@@ -357,6 +362,11 @@ struct Active {
     failure: Option<String>,
     /// Released signals (after the offer/answer) that did not decrypt or parse.
     unusable_signals: u64,
+    /// The server holds this call: the caller's PlaceCall was accepted, or the callee got the
+    /// offer. Before that there is nothing to hang up on the server.
+    known_to_server: bool,
+    /// The relays' addresses: the only places the other side's relayed address may be.
+    relay_ips: Vec<std::net::IpAddr>,
 }
 
 fn reason_outcome(reason: EndReason) -> &'static str {
@@ -458,6 +468,8 @@ impl Client {
             answered_at: None,
             failure: None,
             unusable_signals: 0,
+            known_to_server: false,
+            relay_ips: Vec::new(),
         };
         self.drive(conn, &mut active, &media, &limits, progress).await
     }
@@ -554,6 +566,8 @@ impl Client {
             answered_at: Some(now_ms()),
             failure: None,
             unusable_signals: 0,
+            known_to_server: false,
+            relay_ips: Vec::new(),
         };
         self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
         self.drive(conn, &mut active, &media, &limits, progress).await
@@ -643,6 +657,16 @@ impl Client {
         let mut media_started: Option<Instant> = None;
         loop {
             while let Some(event) = active.machine.poll_event() {
+                // Once the call has failed or ended, only its ending is carried out: work queued
+                // before (fetching credentials, say) would only bother the server.
+                let ending = matches!(
+                    event,
+                    CallEvent::Ended(_)
+                        | CallEvent::Send(SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy)
+                );
+                if (active.failure.is_some() || active.machine.ended().is_some()) && !ending {
+                    continue;
+                }
                 if let Err(e) = self.on_call_event(conn, active, media, event, progress).await {
                     // A failure of ours ends the call cleanly: the other side hears a hang-up.
                     active.failure = Some(e.to_string());
@@ -680,7 +704,14 @@ impl Client {
                 active.machine.hang_up();
                 continue;
             }
-            self.drain(conn, SIGNAL_POLL, &mut |_| {}).await?;
+            if let Err(e) = self.drain(conn, SIGNAL_POLL, &mut |_| {}).await {
+                // The connection is gone: no hang-up can be sent, but media, the relay
+                // allocation and the call log are still closed properly below.
+                active.failure = Some(format!("lost the connection to the server: {e}"));
+                active.machine.hang_up();
+                while active.machine.poll_event().is_some() {}
+                break;
+            }
             while let Some(input) = self.call_inputs.pop_front() {
                 match input {
                     CallInput::Signal { call, kind, payload, from, .. } if call == active.call => {
@@ -768,6 +799,7 @@ impl Client {
                 let answer = conn.request(ClientRequest::FetchOffer { call: active.call }).await?;
                 match answer {
                     ResponseBody::CallOffer { group, offer } if group == active.group => {
+                        active.known_to_server = true;
                         active.machine.handle_signal(SealedSignal::new(SignalKind::Offer, offer.to_vec()));
                     }
                     ResponseBody::CallOffer { .. } => {
@@ -790,11 +822,14 @@ impl Client {
                         last_error = format!("cannot resolve relay {relay}");
                         continue;
                     };
+                    active.relay_ips.push(addr.ip());
+                    if active.turn.is_some() {
+                        continue;
+                    }
                     match TurnClient::allocate(addr, &creds.username, &password).await {
                         Ok(turn) => {
                             active.relay_server = Some(addr);
                             active.turn = Some(Arc::new(turn));
-                            break;
                         }
                         Err(e) => last_error = format!("relay {relay}: {e}"),
                     }
@@ -815,10 +850,16 @@ impl Client {
                         offer,
                     })
                     .await?;
+                active.known_to_server = true;
                 if let ResponseBody::CallPlaced { ringing_devices } = answer {
                     progress(&CallProgress::Ringing { devices: ringing_devices });
                     self.profile.update_call(&active.call, "ringing", "", None, None)?;
                 }
+            }
+            CallEvent::Send(SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy)
+                if !active.known_to_server && active.machine.is_caller() =>
+            {
+                // Never placed: nobody to tell.
             }
             CallEvent::Send(kind) => {
                 let body = match kind {
@@ -905,6 +946,13 @@ impl Client {
                 if session.epoch != epoch {
                     return Err(call_error(
                         "the conversation's keys changed during set-up (different MLS epochs); call again",
+                    ));
+                }
+                // Relay-only: the other side must be reachable through one of our relays, never
+                // at an address of its choosing.
+                if !active.relay_ips.contains(&session.relay_address.ip()) {
+                    return Err(call_error(
+                        "the other side's media address is not on a relay of this server",
                     ));
                 }
                 let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
@@ -1034,6 +1082,7 @@ async fn run_media(
     let mut recorded = Vec::new();
     let mut frames_sent = 0u64;
     let mut error = None;
+    let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(FRAME_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     // Receiving runs on its own task so a slow send never delays reading the socket.
@@ -1067,14 +1116,20 @@ async fn run_media(
                     }
                 }
                 while let Some(frame) = receiver.poll_frame(now()) {
-                    if media.record.is_some() {
+                    if media.record.is_some() && recorded.len() < MAX_RECORDED_FRAMES {
                         recorded.push(frame);
                     }
+                }
+                if last_heard.elapsed() > NO_MEDIA_TIMEOUT {
+                    error = Some(format!("nothing heard from the other side for {} s", NO_MEDIA_TIMEOUT.as_secs()));
+                    break;
                 }
             }
             got = datagrams.recv() => match got {
                 Some(d) => {
-                    receiver.handle_datagram(&d, now());
+                    if matches!(receiver.handle_datagram(&d, now()), rampart_media::DatagramOutcome::Audio) {
+                        last_heard = Instant::now();
+                    }
                 }
                 None => {
                     error = Some("the relay socket closed".into());

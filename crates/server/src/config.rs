@@ -271,7 +271,8 @@ pub struct CallConfig {
     /// The secret shared with the relays (coturn's `static-auth-secret`). Default:
     /// DATA_DIR/relay.secret, created on first start.
     pub relay_secret_file: Option<PathBuf>,
-    /// How long relay credentials stay valid.
+    /// How long relay credentials stay valid. Relays re-check the expiry when an allocation is
+    /// refreshed, so this is also the longest a call can last.
     pub credential_ttl_secs: u64,
     pub relay: RelaySettings,
 }
@@ -281,7 +282,7 @@ impl Default for CallConfig {
         Self {
             relays: Vec::new(),
             relay_secret_file: None,
-            credential_ttl_secs: 600,
+            credential_ttl_secs: 4 * 60 * 60,
             relay: RelaySettings::default(),
         }
     }
