@@ -96,7 +96,7 @@ impl Profile {
     ) -> Result<(), ProfileError> {
         self.db.execute(
             "INSERT INTO call_log(call_id, peer_account, peer_label, outgoing, started_at, outcome, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, '') ON CONFLICT(call_id) DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, '') ON CONFLICT DO NOTHING",
             params![call.0.as_slice(), db_id(peer.0)?, label, outgoing, db_id(now)?, outcome],
         )?;
         Ok(())
@@ -113,7 +113,7 @@ impl Profile {
         self.db.execute(
             "UPDATE call_log SET outcome = ?2, detail = ?3,
                  answered_at = COALESCE(answered_at, ?4), ended_at = COALESCE(ended_at, ?5)
-             WHERE call_id = ?1",
+             WHERE id = (SELECT max(id) FROM call_log WHERE call_id = ?1)",
             params![
                 call.0.as_slice(),
                 outcome,
@@ -129,7 +129,7 @@ impl Profile {
     pub fn call_log(&self, limit: u32) -> Result<Vec<CallLogEntry>, ProfileError> {
         let mut st = self.db.prepare(
             "SELECT call_id, peer_label, peer_account, outgoing, started_at, answered_at, ended_at, outcome, detail
-             FROM call_log ORDER BY started_at DESC, rowid DESC LIMIT ?1",
+             FROM call_log ORDER BY started_at DESC, id DESC LIMIT ?1",
         )?;
         let rows = st.query_map([limit], |r| {
             let id: Vec<u8> = r.get(0)?;
@@ -1145,4 +1145,41 @@ async fn run_media(
 /// Unix milliseconds now, for callers showing the call log.
 pub fn now_ms_public() -> u64 {
     now_ms()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_call_id_gets_its_own_log_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::open(dir.path(), None).unwrap();
+        let call = CallId([1; 16]);
+        let peer = AccountId(7);
+        profile.log_call(&call, peer, "@mallory", false, "missed", 1_000).unwrap();
+        // The same notice again (a redelivery): still one line.
+        profile.log_call(&call, peer, "@mallory", false, "missed", 1_000).unwrap();
+        assert_eq!(profile.call_log(10).unwrap().len(), 1);
+        // The caller reuses the id later: a second line, and the first one is left as it was.
+        profile.log_call(&call, peer, "@mallory", false, "missed", 9_000).unwrap();
+        profile.update_call(&call, "answered", "", Some(9_500), None).unwrap();
+        let log = profile.call_log(10).unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!((log[0].started_at_ms, log[0].outcome.as_str()), (9_000, "answered"));
+        assert_eq!((log[1].started_at_ms, log[1].outcome.as_str()), (1_000, "missed"));
+    }
+
+    #[test]
+    fn contacts_are_saved_or_written_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::open(dir.path(), None).unwrap();
+        assert!(!profile.is_contact(AccountId(3)).unwrap());
+        profile.save_contact(AccountId(3), "@carol").unwrap();
+        assert!(profile.is_contact(AccountId(3)).unwrap());
+        assert_eq!(profile.ring_policy().unwrap(), RingPolicy::Contacts);
+        profile.set_ring_policy(RingPolicy::Nobody).unwrap();
+        assert_eq!(profile.ring_policy().unwrap(), RingPolicy::Nobody);
+    }
 }

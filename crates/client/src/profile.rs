@@ -44,8 +44,12 @@ pub struct Profile {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS contacts(account INTEGER PRIMARY KEY, label TEXT NOT NULL, added_at INTEGER NOT NULL);
+-- Keyed by its own row id, not the caller-chosen call id: a caller reusing an id gets a new
+-- line instead of overwriting (or hiding behind) an old one. A ring notice delivered twice
+-- has the same server time and stays one line.
 CREATE TABLE IF NOT EXISTS call_log(
-    call_id BLOB PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id BLOB NOT NULL,
     peer_account INTEGER NOT NULL,
     peer_label TEXT NOT NULL,
     outgoing INTEGER NOT NULL,
@@ -53,7 +57,8 @@ CREATE TABLE IF NOT EXISTS call_log(
     answered_at INTEGER,
     ended_at INTEGER,
     outcome TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT '',
+    UNIQUE(call_id, peer_account, started_at)
 );
 CREATE TABLE IF NOT EXISTS messages(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
