@@ -519,6 +519,13 @@ impl Client {
                         wait.as_secs()
                     )));
                 }
+                // `rampart hangup` while waiting stops the wait (it must not end the next call).
+                if let Some(path) = &limits.hangup_file
+                    && path.exists()
+                {
+                    let _ = std::fs::remove_file(path);
+                    return Err(ClientError::Call("stopped waiting for a call".into()));
+                }
                 self.drain(&mut conn, left.min(Duration::from_millis(500)), &mut |_| {}).await?;
                 if let Some(ring) = self.take_rings().pop() {
                     break ring;

@@ -141,7 +141,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let relay = if config.calls.relay.enabled && config.calls.relays.is_empty() {
         let secret =
             rampart_server::load_or_create_relay_secret(&config).context("the relay could not start")?;
-        let handle = start_relay(&config.calls.relay, secret).await?;
+        let handle = match start_relay(&config.calls.relay, secret).await {
+            Ok(handle) => handle,
+            Err(e)
+                if config.calls.relay.listen == rampart_server::config::RelaySettings::default().listen =>
+            {
+                // The default port is taken (often by a coturn on the same machine). Any port
+                // will do: clients learn the relay's address from the server.
+                let mut settings = config.calls.relay.clone();
+                settings.listen.set_port(0);
+                eprintln!("note: {e:#}; the relay takes a free port instead");
+                let secret = rampart_server::load_or_create_relay_secret(&config)?;
+                start_relay(&settings, secret).await?
+            }
+            Err(e) => return Err(e),
+        };
         let advertised = handle.local_addr();
         let advertised = match config.calls.relay.advertised_ip {
             Some(ip) => SocketAddr::new(ip, advertised.port()),
