@@ -259,7 +259,11 @@ fn call_requests_that_misfit_are_marked_as_call_envelopes() {
         // Offers do not travel as later signals.
         ClientRequest::CallSignal { call, kind: call::SignalKind::Offer, body: Bytes::from_static(b"x") },
         // A hang-up smuggling bytes (ending signals are their kind alone).
-        ClientRequest::CallSignal { call, kind: call::SignalKind::Hangup, body: Bytes::from_static(b"payload") },
+        ClientRequest::CallSignal {
+            call,
+            kind: call::SignalKind::Hangup,
+            body: Bytes::from_static(b"payload"),
+        },
         // An answer without content.
         ClientRequest::CallSignal { call, kind: call::SignalKind::Answer, body: Bytes::new() },
         // A signal over the limit.
