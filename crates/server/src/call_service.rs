@@ -114,6 +114,17 @@ async fn queue_call_envelope(
     Ok(count)
 }
 
+/// The call's record, or a refusal counted against `account`: asking about a call that does
+/// not exist is a misfit.
+async fn known_call(shared: &Shared, account: AccountId, call: &CallId) -> Result<CallRecord, ErrorBody> {
+    match shared.store.call(call).await.map_err(store_error)? {
+        Some(record) => Ok(record),
+        None => {
+            Err(refuse(shared, account, Misfit::UnknownCall, ErrorCode::WrongState, "no such call").await)
+        }
+    }
+}
+
 impl Connection {
     pub(crate) async fn place_call(
         &mut self,
@@ -205,11 +216,7 @@ impl Connection {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.call_signals_per_device, &device, 1, "call requests")?;
-        let Some(record) = shared.store.call(&call).await.map_err(store_error)? else {
-            return Err(
-                refuse(&shared, account, Misfit::UnknownCall, ErrorCode::WrongState, "no such call").await
-            );
-        };
+        let record = known_call(&shared, account, &call).await?;
         if record.callee != account {
             return Err(
                 refuse(&shared, account, Misfit::NotAParty, ErrorCode::Forbidden, "not your call").await
@@ -236,11 +243,7 @@ impl Connection {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.call_signals_per_device, &device, 1, "call signals")?;
-        let Some(record) = shared.store.call(&call).await.map_err(store_error)? else {
-            return Err(
-                refuse(&shared, account, Misfit::UnknownCall, ErrorCode::WrongState, "no such call").await
-            );
-        };
+        let record = known_call(&shared, account, &call).await?;
         let from_caller = account == record.caller && device == record.caller_device;
         let from_callee = account == record.callee;
         let recipient = if from_caller {

@@ -155,19 +155,8 @@ fn call_log(frame: &mut Frame, area: Rect, app: &App) {
     if lines.is_empty() {
         lines.push(Line::styled(" No calls yet: /call @someone ", DIM));
     }
-    let width =
-        u16::try_from(lines.iter().map(Line::width).max().unwrap_or(40).max(44) + 2).unwrap_or(u16::MAX);
-    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-    let popup = popup_at(area, width, height, None);
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(" Calls (times UTC) ")
-                .title_bottom(Line::styled(" any key closes ", DIM).right_aligned()),
-        ),
-        popup,
-    );
+    let width = lines.iter().map(Line::width).max().unwrap_or(40).max(44) + 2;
+    closable_popup(frame, area, lines, width, " Calls (times UTC) ");
 }
 
 /// Text from others made safe and flat for the screen: control characters (which could move
@@ -676,14 +665,20 @@ fn help(frame: &mut Frame, area: Rect) {
             ])
         })
         .collect();
-    let width = u16::try_from(lines.iter().map(Line::width).max().unwrap_or(40) + 3).unwrap_or(u16::MAX);
+    let width = lines.iter().map(Line::width).max().unwrap_or(40) + 3;
+    closable_popup(frame, area, lines, width, " Keys and commands ");
+}
+
+/// A bordered popup over the window that any key closes.
+fn closable_popup(frame: &mut Frame, area: Rect, lines: Vec<Line>, width: usize, title: &str) {
+    let width = u16::try_from(width).unwrap_or(u16::MAX);
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
     let popup = popup_at(area, width, height, None);
     frame.render_widget(Clear, popup);
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::bordered()
-                .title(" Keys and commands ")
+                .title(title)
                 .title_bottom(Line::styled(" any key closes ", DIM).right_aligned()),
         ),
         popup,
