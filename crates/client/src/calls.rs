@@ -232,6 +232,10 @@ pub struct CallReport {
     /// Released signals that did not decrypt or parse (dropped).
     pub signals_unusable: u64,
     pub relay: String,
+    /// Our relayed address on the relay (what our offer or answer named), and our media SSRC:
+    /// for diagnosing a call, and for tests that check the server never learns either.
+    pub relayed_address: String,
+    pub ssrc: u32,
 }
 
 /// What ringing calls did while nobody picked up ([`Client::watch_rings`]).
@@ -490,6 +494,19 @@ impl Client {
         rings
     }
 
+    /// The queued signals for `call`, oldest first, taken out of the queue (still sealed).
+    fn take_call_signals(&mut self, call: &CallId) -> Vec<(SignalKind, Bytes, (AccountId, DeviceId))> {
+        let mut taken = Vec::new();
+        self.call_inputs.retain(|input| match input {
+            CallInput::Signal { call: c, kind, payload, from, .. } if c == call => {
+                taken.push((*kind, payload.clone(), *from));
+                false
+            }
+            _ => true,
+        });
+        taken
+    }
+
     /// Whether the caller of `call` gave up (hung up) while it rang; consumes that signal.
     pub fn caller_gave_up(&mut self, call: &CallId) -> bool {
         let before = self.call_inputs.len();
@@ -555,8 +572,24 @@ impl Client {
             ClientError::Call("a call from someone without a 1:1 conversation with this device".into())
         })?;
         let mut machine = CalleeCall::on_ring(notice, policy, contact, now_ms());
+        // Whatever arrived for this call while it rang goes to the ringing machine now, before
+        // the accept: it drops each signal unread and counts it (a caller's hang-up ends the
+        // ring). Fed after the accept instead, a caller's (or a lying server's) early signals
+        // would be released and parsed as if they had come after it.
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        for (kind, payload, from) in self.take_call_signals(&notice.call) {
+            let from_caller = from == (notice.caller, notice.caller_device);
+            let answered_elsewhere = from.0 == me.account && from.1 != me.device;
+            if from_caller || (answered_elsewhere && kind == SignalKind::Hangup) {
+                machine.handle_signal(SealedSignal::new(kind, payload.to_vec()));
+            }
+        }
         if !machine.accept(now_ms()) {
-            return Err(ClientError::Call("this call may not ring this device".into()));
+            let why = match machine.ended() {
+                Some(EndReason::RemoteHangup) => "the caller hung up (or another device answered)",
+                _ => "this call may not ring this device",
+            };
+            return Err(ClientError::Call(why.into()));
         }
         let mut active = Active {
             call: notice.call,
@@ -763,6 +796,12 @@ impl Client {
             outgoing: active.machine.is_caller(),
             detail: active.failure.clone().unwrap_or_else(|| format!("{reason:?}")),
             relay: active.relay_server.map(|r| r.to_string()).unwrap_or_default(),
+            relayed_address: active
+                .turn
+                .as_ref()
+                .map(|t| t.relayed_address().to_string())
+                .unwrap_or_default(),
+            ssrc: active.local_ssrc,
             ..CallReport::default()
         };
         if let Some(task) = active.media.take() {
@@ -985,6 +1024,17 @@ impl Client {
         Ok(())
     }
 
+    /// The MLS exporter secret that keys a call's media in the 1:1 conversation `group`: both
+    /// devices derive the SRTP keys of each direction from it (docs/calls.md). It never leaves
+    /// the device; this exists for diagnostics and for tests that check exactly that.
+    pub fn call_media_secret(
+        &mut self,
+        group: &GroupId,
+        call: &CallId,
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        Ok(Zeroizing::new(self.engine()?.export_secret(group, EXPORTER_LABEL, &call.0, EXPORTER_BYTES)?))
+    }
+
     fn local_session(&mut self, active: &Active) -> Result<MediaSession, ClientError> {
         let turn = active.turn.as_ref().ok_or_else(|| call_error("no relay allocation"))?;
         Ok(MediaSession {
@@ -1155,7 +1205,7 @@ pub fn now_ms_public() -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -655,8 +655,10 @@ mod tests {
         assert_eq!(rejected.ended(), Some(EndReason::Rejected));
     }
 
-    /// Every sequence of up to 6 inputs: media is never enabled without a local accept, and
-    /// nothing is released before it.
+    /// Every sequence of five inputs: media is never enabled without a local accept, nothing is
+    /// released before it, and every signal that reaches a ringing callee is dropped unread and
+    /// counted. The sequences also reach the states that matter (media on, a signal released,
+    /// a ringing call dropping signals), so the invariants are checked where they could break.
     #[test]
     fn exhaustive_short_sequences_keep_the_invariant() {
         #[derive(Clone, Copy, Debug)]
@@ -671,7 +673,7 @@ mod tests {
         let mut inputs: Vec<Input> = ALL_KINDS.iter().map(|k| Input::Signal(*k)).collect();
         inputs.extend([Input::Accept, Input::Decline, Input::AnswerSent, Input::Timeout, Input::HangUp]);
         let n = inputs.len();
-        let mut checked = 0u64;
+        let (mut media_on, mut released_after_accept, mut dropped_while_ringing) = (0u64, 0u64, 0u64);
         for code in 0..n.pow(5) {
             let mut c = ringing();
             let mut accepted = false;
@@ -679,7 +681,8 @@ mod tests {
             for _ in 0..5 {
                 let input = inputs[rest % n];
                 rest /= n;
-                let before = c.counters().released;
+                let before = c.counters();
+                let was_ringing = matches!(c.state, CalleeState::Ringing { .. });
                 match input {
                     Input::Signal(k) => c.handle_signal(SealedSignal::new(k, vec![1, 2, 3])),
                     Input::Accept => accepted |= c.accept(0),
@@ -691,18 +694,33 @@ mod tests {
                     Input::HangUp => c.hang_up(),
                 }
                 if !accepted {
-                    assert_eq!(c.counters().released, before, "released before accept: {input:?}");
+                    assert_eq!(c.counters().released, before.released, "released before accept: {input:?}");
+                }
+                if was_ringing && let Input::Signal(_) = input {
+                    assert_eq!(
+                        c.counters().dropped_before_accept,
+                        before.dropped_before_accept + 1,
+                        "a signal to a ringing callee is counted as dropped"
+                    );
+                    dropped_while_ringing += 1;
                 }
                 while let Some(e) = c.poll_event() {
                     if matches!(e, CallEvent::EnableMedia(_) | CallEvent::Released(_) | CallEvent::FetchOffer)
                     {
                         assert!(accepted, "{e:?} before accept");
                     }
+                    if let CallEvent::Released(_) = e {
+                        released_after_accept += 1;
+                    }
                 }
                 assert!(!c.media_enabled() || c.locally_accepted());
-                checked += 1;
+                if c.media_enabled() {
+                    media_on += 1;
+                }
             }
         }
-        assert_eq!(checked, (n.pow(5) * 5) as u64);
+        assert!(media_on > 0, "no sequence reached media: the check above never ran where it matters");
+        assert!(released_after_accept > 0, "no sequence released a signal");
+        assert!(dropped_while_ringing > 0, "no sequence sent a signal to a ringing callee");
     }
 }

@@ -147,15 +147,22 @@ fn oversized_body_is_message_too_large() {
 #[test]
 fn every_truncation_is_an_error_not_a_panic() {
     for request in all_client_requests() {
-        let bytes = encode_client_frame(&ClientFrame { request_id: 77, request });
+        let frame = ClientFrame { request_id: 77, request };
+        let bytes = encode_client_frame(&frame);
+        assert_eq!(decode_client_frame(&bytes).as_ref(), Ok(&frame), "the whole frame round-trips");
+        let mut refused = 0;
         for cut in 0..bytes.len() {
-            // Some prefixes are themselves valid frames (protobuf has no length header), so
-            // only "no panic" and "no silent success with a different request" are required.
-            if let Ok(f) = decode_client_frame(&bytes[..cut]) {
-                assert!(bytes[..cut].len() < bytes.len());
-                let _ = f;
+            // Some prefixes are themselves valid frames (protobuf has no length header, so
+            // dropping whole trailing fields leaves a well-formed message). What must never
+            // happen is a cut frame decoding as the frame it was cut from: the missing bytes
+            // would have been ignored.
+            match decode_client_frame(&bytes[..cut]) {
+                Ok(f) => assert_ne!(f, frame, "a frame cut at {cut} of {} decodes as the whole", bytes.len()),
+                Err(_) => refused += 1,
             }
         }
+        // At least the empty and the version-only prefixes are refused.
+        assert!(refused >= 2.min(bytes.len()), "{frame:?}: {refused} of {} prefixes refused", bytes.len());
     }
 }
 

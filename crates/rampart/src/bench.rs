@@ -20,7 +20,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use rampart_client::{Connection, ServerAddress};
 use rampart_core::{DeviceId, DeviceSecret, MessageId, PhoneNumber, ServerMessageId, VerificationCode};
-use rampart_proto::{ClientRequest, Recipient, ResponseBody, ServerFrame};
+use rampart_proto::{ClientRequest, Envelope, Recipient, ResponseBody, ServerFrame, decode_envelope};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -247,6 +247,27 @@ async fn register_parallel(
     Ok(all)
 }
 
+/// The send time a bench sender stamped into a message, read back out of the envelope the
+/// server wraps every `Send` body in, and the latency it implies at `now` (both in µs since the
+/// bench's epoch). A missing stamp, or one from the future, is an error: a figure computed
+/// from it would be made up.
+fn latency_of(delivered: &[u8], now_us: u64) -> anyhow::Result<u64> {
+    let Envelope::Direct(body) =
+        decode_envelope(delivered).map_err(|e| anyhow!("a delivery that is not an envelope: {e}"))?
+    else {
+        bail!("a delivery that is not a direct message");
+    };
+    let stamp = body
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| anyhow!("a delivered message without a send-time stamp ({} bytes)", body.len()))?;
+    if stamp == 0 || stamp > now_us {
+        bail!("an implausible send-time stamp: sent at {stamp} µs, received at {now_us} µs");
+    }
+    Ok(now_us - stamp)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -255,7 +276,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted.get(idx).copied().unwrap_or(0)
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     let temp;
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -277,6 +298,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
     // --- memory per idle connected device -------------------------------------------
+    let mut idle_kib_per_device = None;
     if args.idle > 0 {
         let devices = register_parallel(&server, &codes, 0, args.idle).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -294,6 +316,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = rss_kib(pid)?;
         let per = (after.saturating_sub(before)) as f64 / idle.len() as f64;
+        idle_kib_per_device = Some(per);
         println!(
             "idle devices: {}  server RSS {} KiB -> {} KiB  = {:.1} KiB per idle connected device",
             idle.len(),
@@ -327,10 +350,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     if pending_acks.is_empty() { Duration::from_secs(30) } else { Duration::from_millis(2) };
                 let quiet = match conn.next_frame(wait).await? {
                     Some(ServerFrame::Delivery(d)) => {
-                        let sent =
-                            d.body.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes);
                         let now = epoch.elapsed().as_micros() as u64;
-                        latencies.push(now.saturating_sub(sent.unwrap_or(now)));
+                        latencies.push(latency_of(&d.body, now)?);
                         pending_acks.push(d.server_id);
                         false
                     }
@@ -407,6 +428,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let server_cpu = cpu_secs(pid)? - cpu_before;
     latencies.sort_unstable();
     let total = latencies.len();
+    if total != args.pairs * args.messages {
+        bail!("{total} latencies measured for {} messages sent", args.pairs * args.messages);
+    }
+    if elapsed <= 0.0 || total == 0 {
+        bail!("nothing was measured");
+    }
+    let mean_us = latencies.iter().sum::<u64>() as f64 / total as f64;
+    let rate = total as f64 / elapsed;
+    // Little's law: messages in flight = rate x mean latency. The senders keep at most
+    // `window` unanswered sends each, so a figure far above pairs x window would mean the
+    // latencies are not what the clock measured.
+    let in_flight = rate * mean_us / 1e6;
     println!(
         "delivery: {} pairs x {} messages of {} bytes, window {}: {} delivered in {:.2} s = {:.0} messages/s",
         args.pairs,
@@ -417,21 +450,54 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         elapsed,
         total as f64 / elapsed
     );
-    println!(
-        "latency (send call to push received): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+    let (p50, p99, max) = (
         percentile(&latencies, 0.50) as f64 / 1000.0,
         percentile(&latencies, 0.99) as f64 / 1000.0,
-        latencies.last().copied().unwrap_or(0) as f64 / 1000.0
+        latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
     );
     println!(
-        "server CPU: {:.2} s for {} messages = {:.1} µs per delivered message ({:.0}% of one core; the rest of the machine ran the bench clients)",
-        server_cpu,
-        total,
-        server_cpu * 1e6 / total.max(1) as f64,
-        server_cpu * 100.0 / elapsed
+        "latency (send call to push received): p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  mean {:.2} ms",
+        mean_us / 1000.0
     );
-    if args.e2e_messages > 0 {
-        end_to_end(&server, &codes, &dir, args.e2e_messages, args.window.max(1)).await?;
+    println!(
+        "Little's law: {rate:.0} messages/s x {:.2} ms mean = {in_flight:.1} messages in flight (senders allow at most {})",
+        mean_us / 1000.0,
+        args.pairs * args.window.max(1)
+    );
+    // /proc counts CPU time in 10 ms ticks: below 20 of them the figure would be mostly rounding.
+    let cpu_us_per_message = if server_cpu >= 0.2 {
+        println!(
+            "server CPU: {:.2} s for {} messages = {:.1} µs per delivered message ({:.0}% of one core; the rest of the machine ran the bench clients)",
+            server_cpu,
+            total,
+            server_cpu * 1e6 / total as f64,
+            server_cpu * 100.0 / elapsed
+        );
+        Some(server_cpu * 1e6 / total as f64)
+    } else {
+        println!("server CPU: {server_cpu:.2} s, too little to measure per message (run more messages)");
+        None
+    };
+    let e2e_rate = if args.e2e_messages > 0 {
+        Some(end_to_end(&server, &codes, &dir, args.e2e_messages, args.window.max(1)).await?)
+    } else {
+        None
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "delivered": total,
+                "seconds": elapsed,
+                "messages_per_sec": rate,
+                "latency_ms": { "p50": p50, "p99": p99, "max": max, "mean": mean_us / 1000.0 },
+                "in_flight": in_flight,
+                "max_in_flight": args.pairs * args.window.max(1),
+                "server_cpu_us_per_message": cpu_us_per_message,
+                "idle_kib_per_device": idle_kib_per_device,
+                "e2e_messages_per_sec": e2e_rate,
+            })
+        );
     }
     drop(server);
     if args.data_dir.is_none() {
@@ -473,7 +539,7 @@ async fn end_to_end(
     dir: &Path,
     messages: usize,
     window: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<f64> {
     let mut alice = client(server, codes, dir, "e2e_alice", "+15559990001").await?;
     let mut bob = client(server, codes, dir, "e2e_bob", "+15559990002").await?;
     // Set up the conversation (MLS group with both devices) before measuring.
@@ -535,5 +601,5 @@ async fn end_to_end(
         messages as f64 / elapsed,
         seal.as_secs_f64() * 1e6 / messages as f64
     );
-    Ok(())
+    Ok(messages as f64 / elapsed)
 }

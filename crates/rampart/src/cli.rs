@@ -319,7 +319,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
         Command::Admin(AdminCommand::CallMisfits(args)) => serve::call_misfits(args, cli.json).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => bench::run(args, cli.json).await,
         Command::Relay(args) => serve::relay(args).await,
         other => client_cmds::run(other, cli.profile, cli.passphrase_file, cli.json).await,
     }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -170,6 +171,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let using_postgres = config.database_url.is_some();
     let outbox = matches!(config.verifier, rampart_server::config::VerifierConfig::Outbox);
     let server = Server::bind(config).await.context("the server could not start")?;
+    if let Some(relay) = &relay {
+        tokio::spawn(report_relay(relay.stats_reader(), server.metrics_sink()));
+    }
     let addr = server.local_addr().context("no local address")?;
     let id = server.identity();
     let url = format!("https://{addr}");
@@ -209,6 +213,27 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         relay.shutdown().await;
     }
     Ok(())
+}
+
+/// Copy the embedded relay's counters to the server's `/metrics` once a second.
+async fn report_relay(relay: rampart_relay::RelayStatsReader, sink: rampart_server::MetricsSink) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let s = relay.stats();
+        for (outcome, total) in [
+            ("relayed_to_peer", s.relayed_to_peer),
+            ("relayed_to_client", s.relayed_to_client),
+            ("dropped_malformed_media", s.dropped_malformed),
+            ("dropped_over_bandwidth", s.dropped_over_bandwidth),
+            ("dropped_no_permission", s.dropped_no_permission),
+            ("dropped_garbage", s.dropped_garbage),
+            ("rejected_auth", s.rejected_auth),
+            ("rejected_quota", s.rejected_quota),
+        ] {
+            sink.relay_total(outcome, total);
+        }
+    }
 }
 
 /// Start the TURN relay with the server's relay settings.

@@ -89,8 +89,13 @@ async fn malformed_truncated_and_unknown_version_frames() {
     }
     assert_eq!(closed(&mut conn).await, Some(GoodbyeReason::ProtocolViolation));
 
-    // A frame over the 128 KiB cap is refused before it is buffered whole, and the
-    // connection closed.
+    // A frame of exactly the cap (2 MiB + 16 KiB, `MAX_FRAME_BYTES`) is read and judged on its
+    // content (garbage here: a clear error, the connection stays)...
+    let mut conn = raw(&server).await;
+    conn.send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES]).await.unwrap();
+    let (code, _) = error_of(conn.next_any(Duration::from_secs(10)).await.unwrap());
+    assert_eq!(code, ErrorCode::BadRequest, "a frame at the cap is not too large");
+    // ...and one byte more is refused before it is buffered whole, and the connection closed.
     let mut conn = raw(&server).await;
     // The server may reset the connection while the frame is still being written.
     if conn.send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES + 1]).await.is_ok() {
@@ -272,8 +277,12 @@ async fn a_changed_certificate_is_refused_with_a_clear_message() {
     }
 }
 
-/// A device that stops reading while messages pour in is disconnected after the idle
+/// A device that stops reading while messages pour in is cut off by the server's write
 /// deadline instead of holding its task and buffers forever; nothing it missed is lost.
+///
+/// The stalled device keeps sending (a ping every half second), so the idle deadline never
+/// applies to it; the sender stays alive and answered throughout, so the one connection that
+/// closes is the reader's, and only a write that could not finish can have closed it.
 #[tokio::test]
 async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +293,22 @@ async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
     );
     let mut alice = server.register(dir.path(), "alice", "+14155551301", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155551302", Some("bob")).await;
-    let stalled = bob.connect().await.unwrap(); // authenticated, and never read again
+    // Authenticated, never reads again, but keeps talking.
+    let mut stalled = bob.connect().await.unwrap();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let talker = tokio::spawn(async move {
+        let mut sent = 0u32;
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => return (sent, false),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if stalled.send(ClientRequest::Ping).await.is_err() {
+                return (sent, true);
+            }
+            sent += 1;
+        }
+    });
 
     let mut conn = alice.connect().await.unwrap();
     let to = rampart_client::parse_recipient("@bob").unwrap();
@@ -295,6 +319,8 @@ async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
     let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
     let mut cut_off = false;
     for _ in 0..40 {
+        // The sender stays alive: it asks and is answered the whole time.
+        conn.request(ClientRequest::Ping).await.unwrap();
         let text = http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap();
         let open = text
             .lines()
@@ -308,7 +334,12 @@ async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(cut_off, "the stalled connection is still open");
-    drop(stalled);
+    // The connection still open is the sender's.
+    conn.request(ClientRequest::Ping).await.unwrap();
+    let _ = stop_tx.send(());
+    let (pings, _) = talker.await.unwrap();
+    assert!(pings >= 4, "the stalled device kept talking past the idle deadline ({pings} pings)");
+    conn.close().await;
     let got = bob.receive(None, |_| {}).await.unwrap();
     assert_eq!(got.len(), 300, "everything queued is delivered after reconnecting");
 }

@@ -60,8 +60,8 @@ fn dominant(path: &Path) -> f32 {
 
 /// A 440 Hz tone from Alice reaches Bob and an 880 Hz tone from Bob reaches Alice, through the
 /// relay the server hands out, with under 1% of frames lost.
-/// Returns the relay the call went through.
-fn tone_both_ways(dir: &Path) -> String {
+/// Returns the relay the call went through and both sides' call reports.
+fn tone_both_ways(dir: &Path) -> (String, Value, Value) {
     let (a_play, b_play) = (dir.join("a440.wav"), dir.join("b880.wav"));
     let (a_rec, b_rec) = (dir.join("at-alice.wav"), dir.join("at-bob.wav"));
     write_tone(&a_play, 440.0);
@@ -117,19 +117,111 @@ fn tone_both_ways(dir: &Path) -> String {
     assert_eq!(log["calls"][0]["outgoing"], true, "{log}");
     assert_eq!(log["calls"][0]["outcome"], "ended", "{log}");
     assert_eq!(at_alice["relay"], at_bob["relay"]);
-    at_alice["relay"].as_str().unwrap().to_owned()
+    (at_alice["relay"].as_str().unwrap().to_owned(), at_alice, at_bob)
+}
+
+/// A call through the server's own relay, then a search of everything the server keeps — its
+/// data directory (database, WAL, blobs), its log at debug level, and on PostgreSQL a dump of
+/// the database — for what the call's offer and answer said (codec line, relayed addresses,
+/// SSRCs) and for its keys (the MLS exporter secret and the SRTP master keys and salts of both
+/// directions), as bytes and as hex. The call id, which the server does keep, is found: the
+/// search can find a call's bytes.
+async fn call_content_never_reaches_the_server(backend: Backend, database: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), backend, "");
+    two_contacts(&server, dir.path()).await;
+    let path = dir.path().to_owned();
+    let (relay, at_alice, at_bob) = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
+    assert_eq!(Some(relay), server.relay.map(|r| r.to_string()), "the call went through the server's relay");
+
+    let call = CallId(hex::decode(at_alice["call"].as_str().unwrap()).unwrap().try_into().unwrap());
+    let mut alice = rampart_client::Client::open(&dir.path().join("alice")).unwrap();
+    let group = alice.resolve_conversation("@bob").unwrap();
+    let secret = alice.call_media_secret(&group, &call).unwrap();
+    let mut needles: Vec<(String, Vec<u8>)> = vec![
+        ("codec line".into(), rampart_proto::OPUS_CODEC.as_bytes().to_vec()),
+        ("exporter secret".into(), secret.to_vec()),
+    ];
+    for direction in
+        [rampart_media::CallDirection::CallerToCallee, rampart_media::CallDirection::CalleeToCaller]
+    {
+        let keys = rampart_media::SrtpKeys::from_exporter_secret(&secret, direction).unwrap();
+        needles.push((format!("{direction:?} master key"), keys.master_key.to_vec()));
+        needles.push((format!("{direction:?} master salt"), keys.master_salt.to_vec()));
+    }
+    for report in [&at_alice, &at_bob] {
+        let relayed = report["relayed_address"].as_str().unwrap();
+        assert!(relayed.parse::<std::net::SocketAddr>().is_ok(), "{report}");
+        needles.push(("relayed address".into(), relayed.as_bytes().to_vec()));
+        let ssrc = report["ssrc"].as_u64().unwrap() as u32;
+        needles.push(("SSRC".into(), ssrc.to_string().into_bytes()));
+        // (Not its four raw bytes: a few megabytes of database hold any four bytes by chance.)
+        needles.push(("SSRC".into(), format!("{ssrc:08x}").into_bytes()));
+    }
+    let mut places = files_under(&server.data_dir);
+    let log = server.log();
+    assert!(log.contains("rampart_relay"), "the embedded relay logs into the server log");
+    // The relay allocated the relayed addresses and logs its own allocations (at debug level):
+    // it has to know them. Everything else in the process must not: its log lines are searched
+    // for the relayed addresses, and the whole log for everything else.
+    let without_relay: String =
+        log.lines().filter(|l| !l.contains("rampart_relay")).flat_map(|l| [l, "\n"]).collect();
+    places.push(("server log".into(), log.into_bytes()));
+    if let Some(url) = database {
+        let dump = Command::new("pg_dump").args(["--data-only", url]).output().unwrap();
+        assert!(dump.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+        places.push(("database dump".into(), dump.stdout));
+    }
+    // Positive control: the server keeps the call id (in its calls table), and the search finds it.
+    let id_found =
+        places.iter().any(|(_, b)| contains(b, &call.0) || contains(b, hex::encode(call.0).as_bytes()));
+    assert!(id_found, "the search does not even find the call id");
+    for (what, needle) in &needles {
+        for form in [needle.clone(), hex::encode(needle).into_bytes(), hex::encode_upper(needle).into_bytes()]
+        {
+            for (name, bytes) in &places {
+                if what == "relayed address" && name == "server log" {
+                    assert!(!contains(without_relay.as_bytes(), &form), "the call's {what} is in {name}");
+                    continue;
+                }
+                assert!(!contains(bytes, &form), "the call's {what} is in {name}");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tone_crosses_the_rampart_relay_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    two_contacts(&server, dir.path()).await;
-    let path = dir.path().to_owned();
-    let relay = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
-    assert_eq!(Some(relay), server.relay.map(|r| r.to_string()), "the call went through the server's relay");
-    // Nothing of the call's content is in the server's log.
-    assert!(!server.log().contains("opus"), "the log mentions the codec payload");
+async fn a_tone_crosses_the_rampart_relay_both_ways_and_the_server_keeps_nothing_of_it() {
+    call_content_never_reaches_the_server(Backend::Sqlite, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_content_never_reaches_the_server_postgres() {
+    let Some((backend, _db)) = postgres_backend().await else { return };
+    let Backend::Postgres(url) = &backend else { unreachable!() };
+    let url = url.clone();
+    call_content_never_reaches_the_server(backend, Some(&url)).await;
+}
+
+/// Every file under `dir`, as raw bytes.
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// coturn in place of the Rampart relay: the server's credentials work there too.
@@ -162,7 +254,7 @@ async fn a_call_works_through_coturn() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_stun(port);
     let extra = format!(
         "[calls]\nrelays = [\"127.0.0.1:{port}\"]\nrelay_secret_file = \"{}\"\n[calls.relay]\nenabled = false\n",
         secret_file.display()
@@ -174,8 +266,29 @@ async fn a_call_works_through_coturn() {
     let _ = coturn.kill();
     let _ = coturn.wait();
     match result {
-        Ok(relay) => assert_eq!(relay, format!("127.0.0.1:{port}"), "the call went through coturn"),
+        Ok((relay, ..)) => assert_eq!(relay, format!("127.0.0.1:{port}"), "the call went through coturn"),
         Err(e) => panic!("{e:?}\ncoturn log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+    }
+}
+
+/// Readiness probe: a STUN Binding request (RFC 8489 §6) to 127.0.0.1:`port`, repeated until a
+/// response comes back (ten seconds at most).
+fn wait_for_stun(port: u16) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend(rand::random::<[u8; 12]>());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 1500];
+    loop {
+        assert!(Instant::now() < deadline, "nothing answers STUN on port {port}");
+        let _ = socket.send_to(&request, ("127.0.0.1", port));
+        if let Ok((n, _)) = socket.recv_from(&mut buf)
+            && n >= 20
+            && buf[8..20] == request[8..20]
+        {
+            return;
+        }
     }
 }
 
@@ -355,12 +468,24 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
             d[0] = 0x80; // RTP version 2
         }
         let _ = udp.send_to(&d, relay_addr);
+        if i % 20 == 19 {
+            // Paced, so that the count below measures the relay, not loopback buffer overflows.
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
     assert!(refused > 5_000, "only {refused} of {sent} refused ({reconnects} reconnects)");
     conn.close().await;
+    // The relay dropped the junk and counted it (loopback UDP may lose a few under load).
+    let garbage = relay_datagrams(&server, "dropped_garbage").await;
+    assert!(garbage >= 1_800, "the relay counted {garbage} of 2000 junk datagrams");
+    assert_eq!(relay_datagrams(&server, "relayed_to_client").await, 0, "the relay passed junk on");
 
     let (mut bob, watch) = watcher.await.unwrap();
     assert_eq!(watch.rang, 1, "{watch:?}");
+    // The server is the first guard: none of the flood reached Bob's device at all (what a
+    // ringing callee does with signals that do get through is the lying-server test's).
+    assert_eq!(watch.signals_received, 0, "the server let caller signals through before accept: {watch:?}");
+    assert_eq!(watch.dropped_before_accept, 0, "{watch:?}");
     assert_eq!(watch.released, 0, "an offer or signal was released before accept: {watch:?}");
     assert_eq!(watch.fetches, 0, "{watch:?}");
     assert_eq!(watch.media_enabled, 0, "{watch:?}");
@@ -387,6 +512,28 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
     assert!(started.elapsed() < Duration::from_secs(60));
 }
 
+/// The embedded relay's count of datagrams with `outcome`, from the server's `/metrics` (copied
+/// there once a second: read until it stops moving).
+async fn relay_datagrams(server: &TestServer, outcome: &str) -> u64 {
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let line = format!("rampart_relay_datagrams_total{{outcome=\"{outcome}\"}} ");
+    let mut last = None;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let text = http.get(format!("{}/metrics", server.url())).send().await.unwrap().text().await.unwrap();
+        let now = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .map(|v| v.trim().parse::<u64>().unwrap())
+            .unwrap_or(0);
+        if last == Some(now) {
+            return now;
+        }
+        last = Some(now);
+    }
+    last.unwrap_or(0)
+}
+
 fn relay_of(server: &TestServer) -> std::net::SocketAddr {
     server.relay.expect("the server started a relay")
 }
@@ -404,4 +551,152 @@ fn cli_admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A man in the middle holding the server's own TLS key: what a compromised server, or anyone
+/// with its key, can do. It forwards every frame both ways, and right before it hands a device
+/// a ring notice it slips in `forged` call signals for that ringing call, written as the server
+/// writes a caller's signals (the real server refuses them before accept: `before_accept`).
+/// Returns its address and how many signals it injected.
+async fn start_lying_server(
+    server: &TestServer,
+    group: rampart_core::GroupId,
+    forged: Vec<(SignalKind, Bytes)>,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use futures_util::{SinkExt, StreamExt};
+    use rampart_proto::{
+        Delivery, Envelope, ServerFrame, decode_envelope, decode_server_frame, encode_envelope,
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let identity = rampart_server::tls::load_or_create(&server.data_dir, None, None, &[]).unwrap();
+    assert_eq!(identity.fingerprint(), server.fingerprint, "the proxy presents the server's certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.rustls_config().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let injected = Arc::new(AtomicU64::new(0));
+    let (upstream, fingerprint) = (server.addr, server.fingerprint.clone());
+    let counter = injected.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, fingerprint, forged, group, counter) =
+                (acceptor.clone(), fingerprint.clone(), forged.clone(), group.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(downstream) = tokio_tungstenite::accept_async(tls).await else { return };
+                // Upstream: the real server, its certificate pinned as clients pin it.
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let verifier = Arc::new(rampart_client::PinnedCertificate::new(Some(fingerprint), &provider));
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier)
+                    .with_no_client_auth();
+                let tcp = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from(upstream.ip().to_string()).unwrap();
+                let tls =
+                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+                let url = format!("wss://{upstream}/v1/ws");
+                let (up, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+                let (mut up_tx, mut up_rx) = up.split();
+                let (mut down_tx, mut down_rx) = downstream.split();
+                let to_server = async move {
+                    while let Some(Ok(m)) = down_rx.next().await {
+                        if up_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = up_tx.close().await;
+                };
+                let to_device = async move {
+                    while let Some(Ok(m)) = up_rx.next().await {
+                        if let Message::Binary(data) = &m
+                            && let Ok(ServerFrame::Delivery(d)) = decode_server_frame(data)
+                            && let Ok(Envelope::Ring(notice)) = decode_envelope(&d.body)
+                        {
+                            for (kind, payload) in &forged {
+                                let envelope = Envelope::CallSignal {
+                                    call: notice.call,
+                                    kind: *kind,
+                                    group: group.clone(),
+                                    payload: payload.clone(),
+                                };
+                                let fake = Delivery {
+                                    server_id: rampart_core::ServerMessageId(rand::random::<u32>().into()),
+                                    message_id: rampart_core::MessageId::random(&mut rand::rng()),
+                                    body: encode_envelope(&envelope).into(),
+                                    ..d.clone()
+                                };
+                                let frame = rampart_proto::encode_server_frame(&ServerFrame::Delivery(fake));
+                                if down_tx.send(Message::Binary(frame.into())).await.is_err() {
+                                    return;
+                                }
+                                counter.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        if down_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = down_tx.close().await;
+                };
+                tokio::join!(to_server, to_device);
+            });
+        }
+    });
+    (addr, injected)
+}
+
+/// The server is an adversary too: a lying server (or a man in the middle with its key) lets
+/// the caller's "connect", session updates, candidates, answers and offers through to a ringing
+/// callee. `rampart answer` — the real accept path, shared with the chat window — hands them to
+/// the ringing call machine, which drops every one unread and counts it; only the offer fetched
+/// after the accept is released, and the call itself works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_a_lying_server_forwards_to_a_ringing_callee_are_dropped_unread_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155557011", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155557012", Some("bob")).await;
+    alice.send_text("@bob", "call me?").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    bob.send_text("@alice", "sure").await.unwrap();
+    alice.receive(None, |_| {}).await.unwrap();
+    // Real MLS application messages of the conversation, signed by Alice: valid-looking bytes
+    // that would decrypt if anything tried.
+    let group = alice.resolve_conversation("@bob").unwrap();
+    let kinds = [
+        SignalKind::Connect,
+        SignalKind::Update,
+        SignalKind::Candidates,
+        SignalKind::Answer,
+        SignalKind::Offer,
+    ];
+    let forged: Vec<(SignalKind, Bytes)> = (0..20)
+        .map(|i| {
+            let ClientRequest::GroupSend { body, .. } = alice.seal_text(&group, "not a signal").unwrap()
+            else {
+                panic!("seal_text gives a GroupSend")
+            };
+            (kinds[i % kinds.len()], body)
+        })
+        .collect();
+    let (proxy, injected) = start_lying_server(&server, group, forged).await;
+    // Bob's device talks to the lying server (same certificate, so his pin holds).
+    let profile = bob.profile();
+    profile
+        .set_server(&rampart_client::ServerAddress { host: "127.0.0.1".into(), port: proxy.port() })
+        .unwrap();
+    profile.set("fingerprint", &server.fingerprint).unwrap();
+    drop((alice, bob));
+
+    let path = dir.path().to_owned();
+    let (_, _, at_bob) = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
+    assert_eq!(injected.load(std::sync::atomic::Ordering::SeqCst), 20, "the proxy injected its signals");
+    assert_eq!(at_bob["signals_dropped_before_accept"], 20, "{at_bob}");
+    assert_eq!(at_bob["signals_released"], 1, "only the offer fetched after accept: {at_bob}");
+    assert_eq!(at_bob["signals_unusable"], 0, "{at_bob}");
 }

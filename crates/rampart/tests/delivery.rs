@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::MessageId;
-use rampart_proto::{ClientRequest, ErrorCode, ServerFrame};
+use rampart_proto::{ClientRequest, ErrorCode, GoodbyeReason, ServerFrame};
 use support::*;
 
 async fn offline_delivery_survives_sigkill(backend: Backend) {
@@ -232,24 +232,86 @@ async fn cli_walkthrough_from_the_readme() {
     assert!(err.contains("username") || err.contains('+'), "{err}");
 }
 
+/// SIGTERM while sends are still in flight: the server tells the connection it is shutting down
+/// (a killed process cannot), exits cleanly, and every send it acknowledged before stopping is
+/// delivered after the restart. Sends it never answered may or may not have been stored; the
+/// sender's client retries those with the same message id.
 #[tokio::test]
 async fn graceful_shutdown_keeps_queued_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut server = TestServer::start(
+        dir.path(),
+        Backend::Sqlite,
+        "[rate_limits]\nsend = { burst = 100000, per_minute = 1e9 }\n",
+    );
     let mut alice = server.register(dir.path(), "alice", "+14155550051", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550052", Some("bob")).await;
+    alice.send_text("@bob", "before").await.unwrap();
+    assert_eq!(bob.receive(None, |_| {}).await.unwrap().len(), 1);
+    let group = alice.resolve_conversation("@bob").unwrap();
     let mut conn = alice.connect().await.unwrap();
-    for i in 0..20 {
-        alice
-            .send_text_on(&mut conn, rampart_client::parse_recipient("@bob").unwrap(), &format!("m{i}"))
-            .await
-            .unwrap();
+    const SENT: usize = 3000;
+    let mut ids = std::collections::HashMap::new();
+    let (mut fed, mut answered) = (0usize, 0usize);
+    let mut acknowledged = Vec::new();
+    let mut goodbye = None;
+    let mut signalled = false;
+    let mut writable = true;
+    let mut ended_with = None;
+    loop {
+        // Up to 256 sends in flight, the rest fed as answers come back. Once the server stops
+        // reading, writes fail; what it said before closing is still there to read.
+        while writable && fed < SENT && fed - answered < 256 {
+            let request = alice.seal_text(&group, &format!("m{fed}")).unwrap();
+            match conn.feed(request).await {
+                Ok(id) => ids.insert(id, format!("m{fed}")),
+                Err(_) => {
+                    writable = false;
+                    break;
+                }
+            };
+            fed += 1;
+        }
+        if writable && conn.flush().await.is_err() {
+            writable = false;
+        }
+        match conn.next_any(Duration::from_secs(10)).await {
+            Ok(Some(ServerFrame::Response { request_id, result })) => {
+                answered += 1;
+                if result.is_ok() {
+                    acknowledged.push(ids[&request_id].clone());
+                }
+                if acknowledged.len() == 20 && !signalled {
+                    server.send_sigterm();
+                    signalled = true;
+                }
+            }
+            Ok(Some(ServerFrame::Goodbye { reason, .. })) | Err(ClientError::Closed { reason, .. }) => {
+                goodbye = Some(reason);
+                break;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("neither answers nor a goodbye for 10 s"),
+            Err(e) => {
+                ended_with = Some(e);
+                break;
+            }
+        }
     }
-    let status = server.terminate();
+    assert!(signalled, "fewer than 20 sends were answered");
+    assert_eq!(
+        goodbye,
+        Some(GoodbyeReason::ShuttingDown),
+        "the connection was told why it closes: {ended_with:?}"
+    );
+    assert!(acknowledged.len() < SENT, "SIGTERM came after every send was answered: nothing was in flight");
+    let status = server.wait_exit();
     assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
     server.restart();
-    let got = bob.receive(None, |_| {}).await.unwrap();
-    assert_eq!(got.len(), 20);
+    let got: std::collections::HashSet<String> =
+        bob.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|t| !got.contains(*t)).collect();
+    assert!(lost.is_empty(), "{} acknowledged sends were lost, e.g. {:?}", lost.len(), lost.first());
 }
 
 /// More than the in-flight window (256) and the push channel (512): exercises the backlog
@@ -282,7 +344,8 @@ async fn floods_beyond_the_window_arrive_complete_and_once() {
         let got = bob.receive(Some(Duration::from_secs(20)), |_| {}).await.unwrap();
         (bob, got)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Bob is online (Alice's connection and his are both authenticated) before the flood.
+    server.wait_for_metric("rampart_authenticated_devices", 2.0).await;
     let mut outstanding = 0;
     let group = alice.resolve_conversation("@bob").unwrap();
     for i in 0..1500 {

@@ -28,7 +28,13 @@ async fn logs_hold_no_numbers_content_codes_or_secrets() {
     // A failed registration attempt with a number that is never registered.
     let mut eve = Client::open(&dir.path().join("eve")).unwrap();
     eve.register(&server.address(), "+14155550903", None, None).await.unwrap();
-    let _ = eve.verify("000001", "x").await;
+    // (A real code is 6 digits from a CSPRNG; 000001 is wrong but for one chance in a million.)
+    match eve.verify("000001", "x").await {
+        Err(rampart_client::ClientError::Server(e)) => {
+            assert_eq!(e.code, rampart_proto::ErrorCode::WrongCode, "{e:?}")
+        }
+        other => panic!("a wrong code must be refused as such, got {other:?}"),
+    }
 
     let log = server.log();
     assert!(log.contains("verification code issued"), "the log should record events:\n{log}");
@@ -127,4 +133,38 @@ async fn webhook_verifier_posts_codes_to_the_gateway() {
     assert!(
         matches!(r, Err(rampart_client::ClientError::Server(e)) if e.code == rampart_proto::ErrorCode::Unavailable)
     );
+}
+
+/// `rampart bench` measures what it prints: a tiny run through the real binary gives every
+/// message a latency taken from its own send-time stamp, and figures that agree with each other
+/// (non-zero percentiles in order; Little's law within what the senders' window allows).
+#[test]
+fn a_tiny_bench_run_prints_measured_figures() {
+    let out = std::process::Command::new(BIN)
+        .args(["--json", "bench", "--idle", "0", "--pairs", "1", "--messages", "20", "--e2e-messages", "0"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{stdout}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["delivered"], 20, "{v}");
+    let lat = &v["latency_ms"];
+    let (p50, p99, max, mean) = (
+        lat["p50"].as_f64().unwrap(),
+        lat["p99"].as_f64().unwrap(),
+        lat["max"].as_f64().unwrap(),
+        lat["mean"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{v}");
+    // A loopback delivery takes well under ten seconds, even on a loaded machine.
+    assert!(max < 10_000.0 && mean > 0.0 && mean <= max, "{v}");
+    let rate = v["messages_per_sec"].as_f64().unwrap();
+    let seconds = v["seconds"].as_f64().unwrap();
+    assert!(rate > 0.0 && (rate * seconds - 20.0).abs() < 0.5, "{v}");
+    // Little's law: one sender with a window of 8 has at most 8 messages in flight (a little
+    // over, because a delivery can reach the recipient after its send was answered).
+    let in_flight = v["in_flight"].as_f64().unwrap();
+    assert!(in_flight > 0.0 && in_flight <= 2.0 * v["max_in_flight"].as_f64().unwrap(), "{v}");
 }

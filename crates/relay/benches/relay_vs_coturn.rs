@@ -1,12 +1,26 @@
 //! Rampart's relay against coturn under the same load: `cargo bench -p rampart-relay`.
 //!
-//! N pairs of TURN clients (ours, `TurnClient`) relay fixed-size SRTP-shaped ChannelData to
-//! each other in both directions, each flow keeping a fixed window of packets in flight, for
-//! a few seconds per relay. Reported: end-to-end relayed packets per second, and the relay's
-//! CPU time per relayed packet read from /proc (our relay's runtime threads only, so the load
-//! generator's own cost stays out; coturn's whole process).
+//! N pairs of TURN clients (ours, `TurnClient`) relay SRTP-shaped ChannelData to each other in
+//! both directions, each flow keeping a fixed window of packets in flight. Two packet sizes:
+//! a voice packet (92 bytes: 12-byte RTP header, a 64-byte Opus frame at 24 kbit/s, 16-byte
+//! GCM tag) and a larger 172-byte one. Each (relay, size) is run ROUNDS times, in ABBA order
+//! (Rampart first in even rounds, coturn first in odd ones) so that drift in the shared
+//! machine's load does not favour one relay; each run gets a fresh relay. Every packet that
+//! arrives is checked byte for byte against what its sequence number says was sent; one that
+//! differs stops the bench.
 //!
-//! Environment: BENCH_PAIRS (default 8), BENCH_SECONDS (default 5), BENCH_WINDOW (default 16).
+//! Reported per (relay, size): the median, min and max over the rounds of end-to-end relayed
+//! packets per second and of the relay's CPU time per relayed packet read from /proc (our
+//! relay's runtime threads only, so the load generator's own cost stays out; coturn's whole
+//! process).
+//!
+//! Configuration, the same for both relays where they have the setting: loopback peers
+//! allowed, no TLS/DTLS/TCP. Our relay runs with its SRTP shape check on and its per-allocation
+//! bandwidth cap set to 1 GiB/s, so the cap's accounting runs on every packet but drops none
+//! (coturn's per-session cap is off by default).
+//!
+//! Environment: BENCH_PAIRS (default 8), BENCH_SECONDS (default 3), BENCH_WINDOW (default 16),
+//! BENCH_ROUNDS (default 5).
 // A benchmark driver: failures should stop it loudly, and all data is its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -24,8 +38,11 @@ use tokio::sync::Notify;
 const SECRET: &str = "bench-shared-secret-0123456789";
 const REALM: &str = "rampart.bench";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// An Opus voice packet's size on the wire: RTP header, ~144 bytes of payload, 16-byte tag.
-const PACKET_BYTES: usize = 172;
+/// The packet sizes measured: a voice packet (12-byte RTP header, a 64-byte Opus frame at
+/// 24 kbit/s, 16-byte tag) and a larger one.
+const PACKET_SIZES: [usize; 2] = [92, 172];
+/// The cap our relay runs with: high enough never to drop, so only its accounting is measured.
+const BANDWIDTH_CAP: u64 = 1 << 30;
 /// The name of our relay's runtime threads, by which their CPU time is found in /proc.
 const RELAY_THREAD: &str = "rampart-relay";
 const TURNSERVER: &str = "/usr/bin/turnserver";
@@ -38,13 +55,19 @@ fn secret() -> SharedSecret {
     SharedSecret::new(SECRET.as_bytes().to_vec()).unwrap()
 }
 
-fn srtp(sequence: u16) -> Vec<u8> {
+fn srtp(sequence: u16, size: usize) -> Vec<u8> {
     let mut packet = vec![0x80, 111];
     packet.extend_from_slice(&sequence.to_be_bytes());
-    packet.extend_from_slice(&(u32::from(sequence) * 960).to_be_bytes());
+    packet.extend_from_slice(&(u32::from(sequence).wrapping_mul(960)).to_be_bytes());
     packet.extend_from_slice(&0xbeef_cafeu32.to_be_bytes());
-    packet.resize(PACKET_BYTES, 0xa5);
+    packet.resize(size, 0xa5);
     packet
+}
+
+/// Whether `packet` is exactly what [`srtp`] made for the sequence number it carries.
+fn intact(packet: &[u8], size: usize) -> bool {
+    let Some(sequence) = packet.get(2..4).map(|s| u16::from_be_bytes([s[0], s[1]])) else { return false };
+    packet == srtp(sequence, size).as_slice()
 }
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ), from `getconf`; 100 almost
@@ -94,6 +117,15 @@ struct Outcome {
     cpu_seconds: f64,
 }
 
+impl Outcome {
+    fn per_second(&self) -> f64 {
+        self.delivered as f64 / self.elapsed.as_secs_f64()
+    }
+    fn cpu_us_per_packet(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.delivered as f64
+    }
+}
+
 /// One direction of one pair: packets sent and received, and the packets given up as lost.
 #[derive(Default)]
 struct Flow {
@@ -107,6 +139,7 @@ async fn run_load(
     server: SocketAddr,
     pairs: usize,
     window: u64,
+    size: usize,
     measure: Duration,
     cpu: impl Fn() -> f64,
 ) -> Outcome {
@@ -125,14 +158,20 @@ async fn run_load(
         b.channel_bind(a.relayed_address()).await.unwrap();
     }
     let delivered = Arc::new(AtomicU64::new(0));
+    let damaged = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for pair in clients.chunks(2) {
         for (from, to) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
             let flow = Arc::new(Flow::default());
             let (receiver, flow_in, delivered) = (Arc::clone(to), Arc::clone(&flow), Arc::clone(&delivered));
+            let damaged = Arc::clone(&damaged);
             tasks.push(tokio::spawn(async move {
-                while receiver.recv_from().await.is_ok() {
+                while let Ok((_, packet)) = receiver.recv_from().await {
+                    if !intact(&packet, size) {
+                        damaged.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     flow_in.received.fetch_add(1, Ordering::Relaxed);
                     delivered.fetch_add(1, Ordering::Relaxed);
                     flow_in.notify.notify_one();
@@ -157,7 +196,7 @@ async fn run_load(
                         continue;
                     }
                     sequence = sequence.wrapping_add(1);
-                    if sender.send_to(peer, &srtp(sequence)).await.is_ok() {
+                    if sender.send_to(peer, &srtp(sequence, size)).await.is_ok() {
                         sent += 1;
                     }
                 }
@@ -175,16 +214,32 @@ async fn run_load(
     for client in &clients {
         let _ = client.close().await;
     }
-    Outcome { delivered: delivered_end - delivered_start, elapsed, cpu_seconds: cpu_end - cpu_start }
+    let damaged = damaged.load(Ordering::Relaxed);
+    assert_eq!(damaged, 0, "{damaged} packets arrived different from what was sent");
+    let outcome =
+        Outcome { delivered: delivered_end - delivered_start, elapsed, cpu_seconds: cpu_end - cpu_start };
+    // Refuse figures that were not measured: packets must have flowed, the relay must have
+    // used CPU for them, and the window must have been the one asked for.
+    assert!(outcome.delivered > 0, "nothing was relayed");
+    assert!(outcome.cpu_seconds > 0.0, "no relay CPU time was read: {outcome:?}");
+    assert!(elapsed >= measure, "measured {elapsed:?} of {measure:?}");
+    outcome
 }
 
-fn report(name: &str, outcome: &Outcome) {
-    let per_second = outcome.delivered as f64 / outcome.elapsed.as_secs_f64();
-    let cpu_per_packet_us = outcome.cpu_seconds * 1e6 / outcome.delivered.max(1) as f64;
-    let per_cpu_second = outcome.delivered as f64 / outcome.cpu_seconds.max(1e-9);
+/// Median, min and max.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+fn report(name: &str, size: usize, runs: &[Outcome]) {
+    let (rate, rate_min, rate_max) = spread(runs.iter().map(Outcome::per_second).collect());
+    let (cpu, cpu_min, cpu_max) = spread(runs.iter().map(Outcome::cpu_us_per_packet).collect());
     println!(
-        "{name:<8} {per_second:>12.0} {:>10.2} {cpu_per_packet_us:>14.2} {per_cpu_second:>16.0}",
-        outcome.cpu_seconds
+        "{name:<8} {size:>5} B {:>3} runs  packets/s {rate:>8.0} ({rate_min:.0}-{rate_max:.0})  \
+         CPU µs/packet {cpu:>6.2} ({cpu_min:.2}-{cpu_max:.2})  packets/CPU-s {:>7.0}",
+        runs.len(),
+        1e6 / cpu
     );
 }
 
@@ -221,7 +276,7 @@ fn start_ours(
             runtime.block_on(async move {
                 let mut config = RelayConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK, REALM, secret());
                 config.allow_loopback_peers = true;
-                config.bandwidth_bytes_per_sec = 0;
+                config.bandwidth_bytes_per_sec = BANDWIDTH_CAP;
                 config.max_allocations_per_user = 64;
                 let relay = rampart_relay::start(config).await.unwrap();
                 address_tx.send(relay.local_addr()).unwrap();
@@ -287,16 +342,22 @@ fn start_coturn() -> Option<(Killed, SocketAddr)> {
 fn main() {
     // `cargo bench` passes "--bench"; anything else (a filter) is ignored.
     let pairs = usize::try_from(env_or("BENCH_PAIRS", 8)).unwrap_or(8);
-    let measure = Duration::from_secs(env_or("BENCH_SECONDS", 5));
+    let measure = Duration::from_secs(env_or("BENCH_SECONDS", 3));
     let window = env_or("BENCH_WINDOW", 16);
+    let rounds = env_or("BENCH_ROUNDS", 5).max(1);
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let ticks = clock_ticks();
     println!("machine: {}", machine());
     println!(
-        "load: {pairs} pairs, both directions, {PACKET_BYTES}-byte SRTP-shaped ChannelData, window {window} per \
-         direction, {} s per relay; our relay: {threads} runtime threads, media check on",
-        measure.as_secs()
+        "load: {pairs} pairs, both directions, SRTP-shaped ChannelData of {PACKET_SIZES:?} bytes, window {window} \
+         per direction, {} s per run, {rounds} rounds in ABBA order; our relay: {threads} runtime threads, \
+         media check on, bandwidth cap {} MiB/s per allocation (never reached)",
+        measure.as_secs(),
+        BANDWIDTH_CAP >> 20
     );
+    if !Path::new(TURNSERVER).exists() {
+        println!("coturn not installed ({TURNSERVER}): measuring Rampart's relay alone");
+    }
     let load = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("load")
@@ -304,38 +365,42 @@ fn main() {
         .build()
         .unwrap();
 
-    let (address, stop, thread) = start_ours(threads);
-    let ours = load.block_on(run_load(address, pairs, window, measure, || relay_threads_cpu(ticks)));
-    let _ = stop.send(());
-    let stats = thread.join().unwrap();
-
-    let coturn = start_coturn().map(|(child, server)| {
-        let pid = child.0.id();
-        let outcome = load.block_on(run_load(server, pairs, window, measure, || process_cpu(pid, ticks)));
-        drop(child);
-        outcome
-    });
-
-    println!();
-    println!(
-        "{:<8} {:>12} {:>10} {:>14} {:>16}",
-        "relay", "packets/s", "CPU s", "CPU µs/packet", "packets/CPU-s"
-    );
-    report("rampart", &ours);
-    if let Some(coturn) = &coturn {
-        report("coturn", coturn);
+    for size in PACKET_SIZES {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let mut counters = Vec::new();
+        for round in 0..rounds {
+            let rampart_first = round % 2 == 0;
+            for turn in 0..2 {
+                if (turn == 0) == rampart_first {
+                    let (address, stop, thread) = start_ours(threads);
+                    let outcome = load.block_on(run_load(address, pairs, window, size, measure, || {
+                        relay_threads_cpu(ticks)
+                    }));
+                    let _ = stop.send(());
+                    let stats = thread.join().unwrap();
+                    // The relay's own count agrees: it relayed at least what arrived while measured.
+                    assert!(stats.relayed_to_client >= outcome.delivered, "{stats:?} vs {outcome:?}");
+                    counters.push(stats);
+                    ours.push(outcome);
+                } else if let Some((child, server)) = start_coturn() {
+                    let pid = child.0.id();
+                    theirs.push(load.block_on(run_load(server, pairs, window, size, measure, || {
+                        process_cpu(pid, ticks)
+                    })));
+                }
+            }
+        }
+        report("rampart", size, &ours);
+        if !theirs.is_empty() {
+            report("coturn", size, &theirs);
+        }
+        let dropped: u64 = counters.iter().map(|s| s.dropped_malformed + s.dropped_over_bandwidth).sum();
+        println!(
+            "         (rampart relay dropped {dropped} packets as malformed or over the cap in these runs)"
+        );
     }
-    println!();
     println!(
-        "rampart relay counters: relayed to peers {}, to clients {}, dropped malformed {}, no permission {}, \
-         over bandwidth {}",
-        stats.relayed_to_peer,
-        stats.relayed_to_client,
-        stats.dropped_malformed,
-        stats.dropped_no_permission,
-        stats.dropped_over_bandwidth
-    );
-    println!(
-        "(a relayed packet is one delivered end to end: client -> relay -> relayed port -> relay -> client)"
+        "(a relayed packet is one delivered end to end: client -> relay -> relayed port -> relay -> client; \
+         ranges are min-max over the rounds)"
     );
 }

@@ -22,7 +22,7 @@ pub mod stats;
 
 pub use client::{TurnClient, TurnClientError};
 pub use config::RelayConfig;
-pub use server::{RelayError, RelayHandle, start};
+pub use server::{RelayError, RelayHandle, RelayStatsReader, start};
 pub use stats::RelayStats;
 
 /// The SOFTWARE attribute the relay and the client send (RFC 8489 §14.14).

@@ -77,12 +77,30 @@ impl RelayHandle {
         self.counters.snapshot()
     }
 
+    /// A reader of the counters that outlives this handle (for a metrics task).
+    pub fn stats_reader(&self) -> RelayStatsReader {
+        RelayStatsReader { counters: Arc::clone(&self.counters) }
+    }
+
     /// Stops the relay: every allocation is released and every socket closed.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Err(error) = self.task.await {
             warn!(%error, "relay task ended abnormally");
         }
+    }
+}
+
+/// Reads a running relay's counters; cheap to clone and to keep.
+#[derive(Debug, Clone)]
+pub struct RelayStatsReader {
+    counters: Arc<Counters>,
+}
+
+impl RelayStatsReader {
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> RelayStats {
+        self.counters.snapshot()
     }
 }
 

@@ -19,4 +19,4 @@ pub mod tls;
 pub mod verifier;
 
 pub use config::ServerConfig;
-pub use server::{Server, ServerError, load_or_create_relay_secret, open_store};
+pub use server::{MetricsSink, Server, ServerError, load_or_create_relay_secret, open_store};

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     pub calls_placed: Counter,
     pub call_misfits: Family<Labels, Counter>,
+    /// The embedded relay's datagrams by outcome (relayed, or dropped and why).
+    pub relay_datagrams: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -45,7 +47,13 @@ impl Default for Metrics {
             connections_refused: Counter::default(),
             calls_placed: Counter::default(),
             call_misfits: Family::default(),
+            relay_datagrams: Family::default(),
         };
+        registry.register(
+            "relay_datagrams",
+            "Datagrams at the embedded TURN relay, by outcome (relayed or dropped, and why)",
+            m.relay_datagrams.clone(),
+        );
         registry.register("calls_placed", "Calls placed (ring notices sent)", m.calls_placed.clone());
         registry.register(
             "call_misfits",
@@ -115,6 +123,15 @@ impl Metrics {
 
     pub fn call_misfit(&self, reason: &'static str) {
         self.call_misfits.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Bring a relay counter up to `total` (the relay keeps its own running totals).
+    pub fn relay_total(&self, outcome: &'static str, total: u64) {
+        let counter = self.relay_datagrams.get_or_create(&[("outcome", outcome)]);
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
     }
 
     pub fn limited(&self, limit: &'static str) {

@@ -118,6 +118,25 @@ pub fn load_or_create_relay_secret(
         .map_err(|e| secret_error(&e))
 }
 
+/// A handle on the server's metrics for components outside the server crate.
+#[derive(Clone)]
+pub struct MetricsSink {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MetricsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsSink")
+    }
+}
+
+impl MetricsSink {
+    /// The embedded relay's running total of datagrams with this outcome.
+    pub fn relay_total(&self, outcome: &'static str, total: u64) {
+        self.shared.metrics.relay_total(outcome, total);
+    }
+}
+
 impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
@@ -157,6 +176,12 @@ impl Server {
 
     pub fn identity(&self) -> &ServerIdentity {
         &self.identity
+    }
+
+    /// Where the binary reports figures of components that run beside the server (the
+    /// embedded relay), so that they appear on `/metrics`.
+    pub fn metrics_sink(&self) -> MetricsSink {
+        MetricsSink { shared: self.shared.clone() }
     }
 
     pub fn store_backend(&self) -> &'static str {

@@ -230,6 +230,18 @@ impl SqliteStore {
         Ok(SqliteStore { sender: Some(sender), writer: Mutex::new(Some(writer)) })
     }
 
+    /// How the writer's connection is set up for durability: the journal mode and the
+    /// `synchronous` level (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA). Read from the connection that
+    /// writes, since both are per-connection settings; tests hold the store to FULL.
+    pub async fn durability(&self) -> StoreResult<(String, i64)> {
+        self.call(|c| {
+            let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).db()?;
+            let level: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).db()?;
+            Ok((mode, level))
+        })
+        .await
+    }
+
     /// Finish every command already queued, close the database and stop the writer thread.
     /// Calls made afterwards fail with a `Backend` error. Dropping the store does the same.
     pub async fn close(&self) {

@@ -126,3 +126,16 @@ async fn in_memory_store_passes_a_check() {
     assert_eq!(store.backend_name(), "sqlite");
     assert!(store.fetch_queue(DeviceId(1), Some(ServerMessageId(0)), NOW, 1).await.is_ok());
 }
+
+/// An acknowledged write must survive a crash or power loss, not only a killed process (whose
+/// writes the page cache keeps either way, so a SIGKILL test cannot tell FULL from OFF): the
+/// writer runs in WAL mode with synchronous=FULL, which fsyncs the WAL at every commit.
+#[tokio::test]
+async fn the_writer_fsyncs_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("rampart.db")).unwrap();
+    let (mode, synchronous) = store.durability().await.unwrap();
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    assert_eq!(synchronous, 2, "synchronous must be FULL (2)");
+    store.close().await;
+}

@@ -193,6 +193,33 @@ impl TestServer {
         self.child.wait().unwrap()
     }
 
+    /// The value of an unlabelled metric on `/metrics`, if the server reports it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().ok()?;
+        let text = http.get(format!("{}/metrics", self.url())).send().await.ok()?.text().await.ok()?;
+        let prefix = format!("{name} ");
+        text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Wait (up to ten seconds) until `name` reads `value`: a readiness probe, not a sleep.
+    pub async fn wait_for_metric(&self, name: &str, value: f64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.metric(name).await != Some(value) {
+            assert!(std::time::Instant::now() < deadline, "{name} never reached {value}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM without waiting (the server starts its graceful shutdown).
+    pub fn send_sigterm(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
+    /// Wait for the server process to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     /// Start again with the same configuration, data, database and port.
     pub fn restart(&mut self) {
         let dir = self.data_dir.parent().unwrap().to_path_buf();
