@@ -73,6 +73,10 @@ pub struct CallLogEntry {
     /// answered, declined, ended, failed...
     pub outcome: String,
     pub detail: String,
+    /// Of the other side's signals: how many reached this device before the local accept
+    /// (dropped unread), and how many were released for decryption and parsing.
+    pub signals_dropped_before_accept: u64,
+    pub signals_released: u64,
 }
 
 impl CallLogEntry {
@@ -125,10 +129,26 @@ impl Profile {
         Ok(())
     }
 
+    /// What became of the other side's signals in the latest call with this id.
+    pub(crate) fn record_call_signals(
+        &self,
+        call: &CallId,
+        dropped_before_accept: u64,
+        released: u64,
+    ) -> Result<(), ProfileError> {
+        self.db.execute(
+            "UPDATE call_log SET signals_dropped_before_accept = ?2, signals_released = ?3
+             WHERE id = (SELECT max(id) FROM call_log WHERE call_id = ?1)",
+            params![call.0.as_slice(), db_id(dropped_before_accept)?, db_id(released)?],
+        )?;
+        Ok(())
+    }
+
     /// The call log, newest first.
     pub fn call_log(&self, limit: u32) -> Result<Vec<CallLogEntry>, ProfileError> {
         let mut st = self.db.prepare(
-            "SELECT call_id, peer_label, peer_account, outgoing, started_at, answered_at, ended_at, outcome, detail
+            "SELECT call_id, peer_label, peer_account, outgoing, started_at, answered_at, ended_at, outcome, detail,
+                    signals_dropped_before_accept, signals_released
              FROM call_log ORDER BY started_at DESC, id DESC LIMIT ?1",
         )?;
         let rows = st.query_map([limit], |r| {
@@ -147,6 +167,8 @@ impl Profile {
                 ended_at_ms: ended.map(|v| v as u64),
                 outcome: r.get(7)?,
                 detail: r.get(8)?,
+                signals_dropped_before_accept: r.get::<_, i64>(9)? as u64,
+                signals_released: r.get::<_, i64>(10)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -785,6 +807,7 @@ impl Client {
         report.signals_released = counters.released;
         report.signals_unusable = active.unusable_signals;
         self.profile.update_call(&active.call, &report.outcome, &report.detail, None, Some(now_ms()))?;
+        self.profile.record_call_signals(&active.call, counters.dropped_before_accept, counters.released)?;
         Ok(report)
     }
 

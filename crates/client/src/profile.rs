@@ -118,6 +118,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("messages", "expires_at", "INTEGER"),
     ("conversations", "read_seq", "INTEGER NOT NULL DEFAULT 0"),
     ("conversations", "timer_secs", "INTEGER NOT NULL DEFAULT 0"),
+    ("call_log", "signals_dropped_before_accept", "INTEGER NOT NULL DEFAULT 0"),
+    ("call_log", "signals_released", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// A conversation as listed to the user.

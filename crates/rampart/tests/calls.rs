@@ -553,103 +553,6 @@ fn cli_admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A man in the middle holding the server's own TLS key: what a compromised server, or anyone
-/// with its key, can do. It forwards every frame both ways, and right before it hands a device
-/// a ring notice it slips in `forged` call signals for that ringing call, written as the server
-/// writes a caller's signals (the real server refuses them before accept: `before_accept`).
-/// Returns its address and how many signals it injected.
-async fn start_lying_server(
-    server: &TestServer,
-    group: rampart_core::GroupId,
-    forged: Vec<(SignalKind, Bytes)>,
-) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-    use futures_util::{SinkExt, StreamExt};
-    use rampart_proto::{
-        Delivery, Envelope, ServerFrame, decode_envelope, decode_server_frame, encode_envelope,
-    };
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use tokio_tungstenite::tungstenite::Message;
-
-    let identity = rampart_server::tls::load_or_create(&server.data_dir, None, None, &[]).unwrap();
-    assert_eq!(identity.fingerprint(), server.fingerprint, "the proxy presents the server's certificate");
-    let acceptor = tokio_rustls::TlsAcceptor::from(identity.rustls_config().unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let injected = Arc::new(AtomicU64::new(0));
-    let (upstream, fingerprint) = (server.addr, server.fingerprint.clone());
-    let counter = injected.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, fingerprint, forged, group, counter) =
-                (acceptor.clone(), fingerprint.clone(), forged.clone(), group.clone(), counter.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let Ok(downstream) = tokio_tungstenite::accept_async(tls).await else { return };
-                // Upstream: the real server, its certificate pinned as clients pin it.
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let verifier = Arc::new(rampart_client::PinnedCertificate::new(Some(fingerprint), &provider));
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .unwrap()
-                    .dangerous()
-                    .with_custom_certificate_verifier(verifier)
-                    .with_no_client_auth();
-                let tcp = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                let name = rustls::pki_types::ServerName::try_from(upstream.ip().to_string()).unwrap();
-                let tls =
-                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
-                let url = format!("wss://{upstream}/v1/ws");
-                let (up, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-                let (mut up_tx, mut up_rx) = up.split();
-                let (mut down_tx, mut down_rx) = downstream.split();
-                let to_server = async move {
-                    while let Some(Ok(m)) = down_rx.next().await {
-                        if up_tx.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = up_tx.close().await;
-                };
-                let to_device = async move {
-                    while let Some(Ok(m)) = up_rx.next().await {
-                        if let Message::Binary(data) = &m
-                            && let Ok(ServerFrame::Delivery(d)) = decode_server_frame(data)
-                            && let Ok(Envelope::Ring(notice)) = decode_envelope(&d.body)
-                        {
-                            for (kind, payload) in &forged {
-                                let envelope = Envelope::CallSignal {
-                                    call: notice.call,
-                                    kind: *kind,
-                                    group: group.clone(),
-                                    payload: payload.clone(),
-                                };
-                                let fake = Delivery {
-                                    server_id: rampart_core::ServerMessageId(rand::random::<u32>().into()),
-                                    message_id: rampart_core::MessageId::random(&mut rand::rng()),
-                                    body: encode_envelope(&envelope).into(),
-                                    ..d.clone()
-                                };
-                                let frame = rampart_proto::encode_server_frame(&ServerFrame::Delivery(fake));
-                                if down_tx.send(Message::Binary(frame.into())).await.is_err() {
-                                    return;
-                                }
-                                counter.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                        if down_tx.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = down_tx.close().await;
-                };
-                tokio::join!(to_server, to_device);
-            });
-        }
-    });
-    (addr, injected)
-}
-
 /// The server is an adversary too: a lying server (or a man in the middle with its key) lets
 /// the caller's "connect", session updates, candidates, answers and offers through to a ringing
 /// callee. `rampart answer` — the real accept path, shared with the chat window — hands them to
@@ -659,44 +562,17 @@ async fn start_lying_server(
 async fn signals_a_lying_server_forwards_to_a_ringing_callee_are_dropped_unread_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server.register(dir.path(), "alice", "+14155557011", Some("alice")).await;
-    let mut bob = server.register(dir.path(), "bob", "+14155557012", Some("bob")).await;
-    alice.send_text("@bob", "call me?").await.unwrap();
-    bob.receive(None, |_| {}).await.unwrap();
-    bob.send_text("@alice", "sure").await.unwrap();
-    alice.receive(None, |_| {}).await.unwrap();
-    // Real MLS application messages of the conversation, signed by Alice: valid-looking bytes
-    // that would decrypt if anything tried.
-    let group = alice.resolve_conversation("@bob").unwrap();
-    let kinds = [
-        SignalKind::Connect,
-        SignalKind::Update,
-        SignalKind::Candidates,
-        SignalKind::Answer,
-        SignalKind::Offer,
-    ];
-    let forged: Vec<(SignalKind, Bytes)> = (0..20)
-        .map(|i| {
-            let ClientRequest::GroupSend { body, .. } = alice.seal_text(&group, "not a signal").unwrap()
-            else {
-                panic!("seal_text gives a GroupSend")
-            };
-            (kinds[i % kinds.len()], body)
-        })
-        .collect();
-    let (proxy, injected) = start_lying_server(&server, group, forged).await;
-    // Bob's device talks to the lying server (same certificate, so his pin holds).
-    let profile = bob.profile();
-    profile
-        .set_server(&rampart_client::ServerAddress { host: "127.0.0.1".into(), port: proxy.port() })
-        .unwrap();
-    profile.set("fingerprint", &server.fingerprint).unwrap();
-    drop((alice, bob));
-
+    let injected =
+        lying_server::alice_and_bob_behind_it(&server, dir.path(), "+14155557011", "+14155557012").await;
     let path = dir.path().to_owned();
     let (_, _, at_bob) = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
-    assert_eq!(injected.load(std::sync::atomic::Ordering::SeqCst), 20, "the proxy injected its signals");
-    assert_eq!(at_bob["signals_dropped_before_accept"], 20, "{at_bob}");
+    assert_eq!(injected.load(std::sync::atomic::Ordering::SeqCst), lying_server::FORGED as u64);
+    assert_eq!(at_bob["signals_dropped_before_accept"], lying_server::FORGED, "{at_bob}");
     assert_eq!(at_bob["signals_released"], 1, "only the offer fetched after accept: {at_bob}");
     assert_eq!(at_bob["signals_unusable"], 0, "{at_bob}");
+    // The call log keeps the counts.
+    let (_, log, _) = cli(&dir.path().join("bob"), &["--json", "calls"]);
+    let log = json_of(&log);
+    assert_eq!(log["calls"][0]["signals_dropped_before_accept"], lying_server::FORGED, "{log}");
+    assert_eq!(log["calls"][0]["signals_released"], 1, "{log}");
 }

@@ -301,3 +301,41 @@ async fn calls(tmux: &Tmux, alice: &mut Client) {
     let screen = tmux.wait_for("the call log to close", |s| !s.contains("Calls (times UTC)")).await;
     assert!(!screen.contains("missed call"), "seen: {screen}");
 }
+
+/// The chat window's accept (Ctrl-Y) is the same path as `rampart answer`: a lying server slips
+/// caller signals in while Bob's window rings, and after the call his call log says every one
+/// was dropped unread before he accepted and only the offer fetched after it was released.
+#[tokio::test]
+async fn a_lying_servers_early_call_signals_are_dropped_unread_in_the_chat_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let injected =
+        lying_server::alice_and_bob_behind_it(&server, dir.path(), "+14155553101", "+14155553102").await;
+    let mut alice = Client::open(&dir.path().join("alice")).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
+    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
+        .await;
+    let limits = CallLimits { duration: Some(Duration::from_secs(3)), hangup_file: None, hangup_flag: None };
+    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let (report, _) = tokio::join!(alice.call("@bob", CallMedia::default(), limits, &mut quiet), async {
+        tmux.wait_for_text("Incoming call from @alice").await;
+        tmux.press("C-y");
+        tmux.wait_for_text("In call with @alice").await;
+        call_over(&tmux).await;
+    });
+    assert_eq!(report.unwrap().outcome, "ended");
+    tmux.type_text("/quit");
+    tmux.press("Enter");
+    tmux.wait_for("chat to exit", |s| s.contains("EXITED 0")).await;
+
+    assert_eq!(injected.load(Ordering::SeqCst), lying_server::FORGED as u64, "the lying server injected");
+    let (ok, out, err) = cli(&dir.path().join("bob"), &["--json", "calls"]);
+    assert!(ok, "{err}");
+    let log: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let call = &log["calls"][0];
+    assert_eq!(call["outcome"], "ended", "{log}");
+    assert_eq!(call["signals_dropped_before_accept"], lying_server::FORGED, "{log}");
+    assert_eq!(call["signals_released"], 1, "{log}");
+}

@@ -1271,6 +1271,8 @@ pub(crate) mod tests {
             ended_at_ms: None,
             outcome: outcome.to_owned(),
             detail: String::new(),
+            signals_dropped_before_accept: 0,
+            signals_released: 0,
         }
     }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use rampart_client::{Client, ServerAddress};
 
+pub mod lying_server;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
 /// Which store the server under test uses.
