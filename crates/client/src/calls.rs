@@ -530,10 +530,19 @@ impl Client {
     }
 
     /// Whether the caller of `call` gave up (hung up) while it rang; consumes that signal.
-    pub fn caller_gave_up(&mut self, call: &CallId) -> bool {
+    /// Only the caller's own device, or another device of this account (which took or
+    /// declined the call), can end a ring this way.
+    pub fn caller_gave_up(&mut self, notice: &RingNotice) -> bool {
+        let me = self.profile.credentials().ok().flatten().map(|c| (c.account, c.device));
         let before = self.call_inputs.len();
-        self.call_inputs.retain(|input| {
-            !matches!(input, CallInput::Signal { call: c, kind: SignalKind::Hangup, .. } if c == call)
+        self.call_inputs.retain(|input| match input {
+            CallInput::Signal { call, kind: SignalKind::Hangup, from, .. } if *call == notice.call => {
+                let from_caller = *from == (notice.caller, notice.caller_device);
+                let my_other_device =
+                    me.is_some_and(|(account, device)| from.0 == account && from.1 != device);
+                !(from_caller || my_other_device)
+            }
+            _ => true,
         });
         self.call_inputs.len() != before
     }
@@ -599,18 +608,31 @@ impl Client {
         // ring). Fed after the accept instead, a caller's (or a lying server's) early signals
         // would be released and parsed as if they had come after it.
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        let mut answered_elsewhere = false;
         for (kind, payload, from) in self.take_call_signals(&notice.call) {
             let from_caller = from == (notice.caller, notice.caller_device);
-            let answered_elsewhere = from.0 == me.account && from.1 != me.device;
-            if from_caller || (answered_elsewhere && kind == SignalKind::Hangup) {
+            let my_other_device = from.0 == me.account && from.1 != me.device;
+            if from_caller || (my_other_device && kind == SignalKind::Hangup) {
+                answered_elsewhere |= my_other_device && machine.ended().is_none();
                 machine.handle_signal(SealedSignal::new(kind, payload.to_vec()));
             }
         }
         if !machine.accept(now_ms()) {
-            let why = match machine.ended() {
-                Some(EndReason::RemoteHangup) => "the caller hung up (or another device answered)",
-                _ => "this call may not ring this device",
+            // Too late: the log says how it ended and keeps what the ring dropped.
+            let (outcome, why) = match machine.ended() {
+                Some(EndReason::RemoteHangup) if answered_elsewhere => {
+                    ("answered elsewhere", "another of your devices took the call")
+                }
+                Some(EndReason::RemoteHangup) => ("missed", "the caller hung up"),
+                _ => ("request", "this call may not ring this device"),
             };
+            let counters = machine.counters();
+            self.profile.update_call(&notice.call, outcome, why, None, Some(now_ms()))?;
+            self.profile.record_call_signals(
+                &notice.call,
+                counters.dropped_before_accept,
+                counters.released,
+            )?;
             return Err(ClientError::Call(why.into()));
         }
         let mut active = Active {
@@ -649,7 +671,11 @@ impl Client {
         let mut watch = RingWatch::default();
         while started.elapsed() < duration {
             self.drain(conn, SIGNAL_POLL, &mut |_| {}).await?;
-            for input in std::mem::take(&mut self.call_inputs) {
+            // Rings first: a signal that came in the same batch as (even ahead of) its ring
+            // still finds the ringing machine.
+            let mut inputs: Vec<CallInput> = std::mem::take(&mut self.call_inputs).into();
+            inputs.sort_by_key(|input| matches!(input, CallInput::Signal { .. }));
+            for input in inputs {
                 match input {
                     CallInput::Ring { notice, .. } => {
                         watch.ring_notices += 1;
@@ -679,12 +705,16 @@ impl Client {
                 }
             }
         }
+        let mut released_by_machines = 0;
         for m in machines.values() {
             let c = m.counters();
             watch.dropped_before_accept += c.dropped_before_accept;
             watch.dropped_out_of_place += c.dropped_out_of_place;
-            watch.released += c.released.saturating_sub(watch.released);
+            released_by_machines += c.released;
         }
+        // Released events were counted as they came out; keep the larger count if a machine
+        // saw more than it emitted (it cannot, but the watch must not under-report).
+        watch.released = watch.released.max(released_by_machines);
         Ok(watch)
     }
 
@@ -1049,7 +1079,8 @@ impl Client {
 
     /// The MLS exporter secret that keys a call's media in the 1:1 conversation `group`: both
     /// devices derive the SRTP keys of each direction from it (docs/calls.md). It never leaves
-    /// the device; this exists for diagnostics and for tests that check exactly that.
+    /// the device: this exists only for tests that check exactly that (feature `test-support`).
+    #[cfg(feature = "test-support")]
     pub fn call_media_secret(
         &mut self,
         group: &GroupId,

@@ -436,9 +436,9 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     }
     let mean_us = latencies.iter().sum::<u64>() as f64 / total as f64;
     let rate = total as f64 / elapsed;
-    // Little's law: messages in flight = rate x mean latency. The senders keep at most
-    // `window` unanswered sends each, so a figure far above pairs x window would mean the
-    // latencies are not what the clock measured.
+    // Little's law: messages in flight (sent, not yet received) = rate x mean latency. The
+    // senders' windows bound unanswered sends only: a message the server has answered but
+    // not yet pushed is still in flight on this clock, so the figure may exceed the windows.
     let in_flight = rate * mean_us / 1e6;
     println!(
         "delivery: {} pairs x {} messages of {} bytes, window {}: {} delivered in {:.2} s = {:.0} messages/s",
@@ -460,7 +460,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         mean_us / 1000.0
     );
     println!(
-        "Little's law: {rate:.0} messages/s x {:.2} ms mean = {in_flight:.1} messages in flight (senders allow at most {})",
+        "Little's law: {rate:.0} messages/s x {:.2} ms mean = {in_flight:.1} messages in flight (the senders' windows hold {} unanswered sends)",
         mean_us / 1000.0,
         args.pairs * args.window.max(1)
     );
@@ -492,7 +492,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
                 "messages_per_sec": rate,
                 "latency_ms": { "p50": p50, "p99": p99, "max": max, "mean": mean_us / 1000.0 },
                 "in_flight": in_flight,
-                "max_in_flight": args.pairs * args.window.max(1),
+                "send_windows": args.pairs * args.window.max(1),
                 "server_cpu_us_per_message": cpu_us_per_message,
                 "idle_kib_per_device": idle_kib_per_device,
                 "e2e_messages_per_sec": e2e_rate,

@@ -171,9 +171,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let using_postgres = config.database_url.is_some();
     let outbox = matches!(config.verifier, rampart_server::config::VerifierConfig::Outbox);
     let server = Server::bind(config).await.context("the server could not start")?;
-    if let Some(relay) = &relay {
-        tokio::spawn(report_relay(relay.stats_reader(), server.metrics_sink()));
-    }
+    let reporter =
+        relay.as_ref().map(|r| tokio::spawn(report_relay(r.stats_reader(), server.metrics_sink())));
     let addr = server.local_addr().context("no local address")?;
     let id = server.identity();
     let url = format!("https://{addr}");
@@ -209,6 +208,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("Stop with Ctrl-C; queued messages are kept.");
 
     server.run(shutdown_signal()).await;
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
     if let Some(relay) = relay {
         relay.shutdown().await;
     }

@@ -339,7 +339,9 @@ async fn floods_beyond_the_window_arrive_complete_and_once() {
     let expected: Vec<String> = (0..600).map(|i| format!("offline {i}")).collect();
     assert_eq!(texts, expected, "a backlog arrives in order");
 
-    // 1500 pipelined while Bob is online and reading.
+    // 1500 pipelined while Bob is online and reading. His earlier connection is gone first
+    // (only Alice's is authenticated), so the probe below sees his new one.
+    server.wait_for_metric("rampart_authenticated_devices", 1.0).await;
     let receiver = tokio::spawn(async move {
         let got = bob.receive(Some(Duration::from_secs(20)), |_| {}).await.unwrap();
         (bob, got)

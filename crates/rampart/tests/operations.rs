@@ -137,7 +137,7 @@ async fn webhook_verifier_posts_codes_to_the_gateway() {
 
 /// `rampart bench` measures what it prints: a tiny run through the real binary gives every
 /// message a latency taken from its own send-time stamp, and figures that agree with each other
-/// (non-zero percentiles in order; Little's law within what the senders' window allows).
+/// (non-zero percentiles in order, every latency inside the measured interval, Little's law).
 #[test]
 fn a_tiny_bench_run_prints_measured_figures() {
     let out = std::process::Command::new(BIN)
@@ -160,11 +160,12 @@ fn a_tiny_bench_run_prints_measured_figures() {
     assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{v}");
     // A loopback delivery takes well under ten seconds, even on a loaded machine.
     assert!(max < 10_000.0 && mean > 0.0 && mean <= max, "{v}");
-    let rate = v["messages_per_sec"].as_f64().unwrap();
+    // Every message was sent and received inside the measured interval, so no latency can be
+    // longer than it: a stamp from before the run, or a clock mix-up, breaks this.
     let seconds = v["seconds"].as_f64().unwrap();
-    assert!(rate > 0.0 && (rate * seconds - 20.0).abs() < 0.5, "{v}");
-    // Little's law: one sender with a window of 8 has at most 8 messages in flight (a little
-    // over, because a delivery can reach the recipient after its send was answered).
+    assert!(max <= seconds * 1000.0, "{v}");
+    // Little's law: rate x mean latency is the average number in flight, which cannot exceed
+    // the messages there are.
     let in_flight = v["in_flight"].as_f64().unwrap();
-    assert!(in_flight > 0.0 && in_flight <= 2.0 * v["max_in_flight"].as_f64().unwrap(), "{v}");
+    assert!(in_flight > 0.0 && in_flight <= 20.0, "{v}");
 }

@@ -2,12 +2,13 @@
 //!
 //! N pairs of TURN clients (ours, `TurnClient`) relay SRTP-shaped ChannelData to each other in
 //! both directions, each flow keeping a fixed window of packets in flight. Two packet sizes:
-//! a voice packet (92 bytes: 12-byte RTP header, a 64-byte Opus frame at 24 kbit/s, 16-byte
+//! a voice packet (88 bytes: 12-byte RTP header, a 60-byte Opus frame at 24 kbit/s, 16-byte
 //! GCM tag) and a larger 172-byte one. Each (relay, size) is run ROUNDS times, in ABBA order
 //! (Rampart first in even rounds, coturn first in odd ones) so that drift in the shared
 //! machine's load does not favour one relay; each run gets a fresh relay. Every packet that
-//! arrives is checked byte for byte against what its sequence number says was sent; one that
-//! differs stops the bench.
+//! arrives is checked byte for byte against what its flow (the SSRC) and sequence number say
+//! was sent, and must come from that flow's sender: a damaged, misrouted or foreign packet
+//! stops the bench.
 //!
 //! Reported per (relay, size): the median, min and max over the rounds of end-to-end relayed
 //! packets per second and of the relay's CPU time per relayed packet read from /proc (our
@@ -20,7 +21,7 @@
 //! (coturn's per-session cap is off by default).
 //!
 //! Environment: BENCH_PAIRS (default 8), BENCH_SECONDS (default 3), BENCH_WINDOW (default 16),
-//! BENCH_ROUNDS (default 5).
+//! BENCH_ROUNDS (default 6, so that each relay goes first equally often).
 // A benchmark driver: failures should stop it loudly, and all data is its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -38,9 +39,9 @@ use tokio::sync::Notify;
 const SECRET: &str = "bench-shared-secret-0123456789";
 const REALM: &str = "rampart.bench";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// The packet sizes measured: a voice packet (12-byte RTP header, a 64-byte Opus frame at
+/// The packet sizes measured: a voice packet (12-byte RTP header, a 60-byte Opus frame at
 /// 24 kbit/s, 16-byte tag) and a larger one.
-const PACKET_SIZES: [usize; 2] = [92, 172];
+const PACKET_SIZES: [usize; 2] = [88, 172];
 /// The cap our relay runs with: high enough never to drop, so only its accounting is measured.
 const BANDWIDTH_CAP: u64 = 1 << 30;
 /// The name of our relay's runtime threads, by which their CPU time is found in /proc.
@@ -55,19 +56,21 @@ fn secret() -> SharedSecret {
     SharedSecret::new(SECRET.as_bytes().to_vec()).unwrap()
 }
 
-fn srtp(sequence: u16, size: usize) -> Vec<u8> {
+/// Flow `ssrc`'s packet number `sequence`.
+fn srtp(ssrc: u32, sequence: u16, size: usize) -> Vec<u8> {
     let mut packet = vec![0x80, 111];
     packet.extend_from_slice(&sequence.to_be_bytes());
     packet.extend_from_slice(&(u32::from(sequence).wrapping_mul(960)).to_be_bytes());
-    packet.extend_from_slice(&0xbeef_cafeu32.to_be_bytes());
+    packet.extend_from_slice(&ssrc.to_be_bytes());
     packet.resize(size, 0xa5);
     packet
 }
 
-/// Whether `packet` is exactly what [`srtp`] made for the sequence number it carries.
-fn intact(packet: &[u8], size: usize) -> bool {
+/// Whether `packet` is exactly what [`srtp`] made for flow `ssrc` and the sequence number the
+/// packet carries.
+fn intact(packet: &[u8], ssrc: u32, size: usize) -> bool {
     let Some(sequence) = packet.get(2..4).map(|s| u16::from_be_bytes([s[0], s[1]])) else { return false };
-    packet == srtp(sequence, size).as_slice()
+    packet == srtp(ssrc, sequence, size).as_slice()
 }
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ), from `getconf`; 100 almost
@@ -163,12 +166,14 @@ async fn run_load(
     let mut tasks = Vec::new();
     for pair in clients.chunks(2) {
         for (from, to) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
+            let ssrc = 0x5000_0000 + tasks.len() as u32;
+            let source = from.relayed_address();
             let flow = Arc::new(Flow::default());
             let (receiver, flow_in, delivered) = (Arc::clone(to), Arc::clone(&flow), Arc::clone(&delivered));
             let damaged = Arc::clone(&damaged);
             tasks.push(tokio::spawn(async move {
-                while let Ok((_, packet)) = receiver.recv_from().await {
-                    if !intact(&packet, size) {
+                while let Ok((sender, packet)) = receiver.recv_from().await {
+                    if sender != source || !intact(&packet, ssrc, size) {
                         damaged.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
@@ -196,7 +201,7 @@ async fn run_load(
                         continue;
                     }
                     sequence = sequence.wrapping_add(1);
-                    if sender.send_to(peer, &srtp(sequence, size)).await.is_ok() {
+                    if sender.send_to(peer, &srtp(ssrc, sequence, size)).await.is_ok() {
                         sent += 1;
                     }
                 }
@@ -215,7 +220,7 @@ async fn run_load(
         let _ = client.close().await;
     }
     let damaged = damaged.load(Ordering::Relaxed);
-    assert_eq!(damaged, 0, "{damaged} packets arrived different from what was sent");
+    assert_eq!(damaged, 0, "{damaged} packets arrived damaged, misrouted or from the wrong sender");
     let outcome =
         Outcome { delivered: delivered_end - delivered_start, elapsed, cpu_seconds: cpu_end - cpu_start };
     // Refuse figures that were not measured: packets must have flowed, the relay must have
@@ -344,7 +349,7 @@ fn main() {
     let pairs = usize::try_from(env_or("BENCH_PAIRS", 8)).unwrap_or(8);
     let measure = Duration::from_secs(env_or("BENCH_SECONDS", 3));
     let window = env_or("BENCH_WINDOW", 16);
-    let rounds = env_or("BENCH_ROUNDS", 5).max(1);
+    let rounds = env_or("BENCH_ROUNDS", 6).max(1);
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let ticks = clock_ticks();
     println!("machine: {}", machine());
@@ -368,6 +373,7 @@ fn main() {
     for size in PACKET_SIZES {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let mut counters = Vec::new();
+        let mut skipped = 0;
         for round in 0..rounds {
             let rampart_first = round % 2 == 0;
             for turn in 0..2 {
@@ -387,12 +393,17 @@ fn main() {
                     theirs.push(load.block_on(run_load(server, pairs, window, size, measure, || {
                         process_cpu(pid, ticks)
                     })));
+                } else if Path::new(TURNSERVER).exists() {
+                    skipped += 1;
                 }
             }
         }
         report("rampart", size, &ours);
         if !theirs.is_empty() {
             report("coturn", size, &theirs);
+        }
+        if skipped > 0 {
+            println!("         (coturn did not start for {skipped} of its runs: those runs are missing)");
         }
         let dropped: u64 = counters.iter().map(|s| s.dropped_malformed + s.dropped_over_bandwidth).sum();
         println!(

@@ -239,7 +239,7 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub blobs: crate::blobs::BlobStore,
     pub verifier: Arc<dyn Verifier>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub hub: Hub,
     pub limits: Limiters,
     /// The TURN relays calls use and the secret shared with them; `None`: no calls.
@@ -272,7 +272,7 @@ impl Shared {
             store,
             blobs,
             verifier,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             hub: Hub::default(),
             limits,
             relay: None,

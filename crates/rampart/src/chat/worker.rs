@@ -298,7 +298,7 @@ impl Worker<'_> {
         let mut i = 0;
         while let Some(ring) = self.rings.get(i) {
             // Asked even past the deadline, to consume the caller's hang-up signal.
-            let gave_up = self.client.caller_gave_up(&ring.notice.call);
+            let gave_up = self.client.caller_gave_up(&ring.notice);
             if gave_up || now >= ring.deadline {
                 self.send(Update::RingEnded { call: hex::encode(ring.notice.call.0) });
                 self.rings.remove(i);
