@@ -23,6 +23,7 @@ use rampart_proto::{
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::Connection;
 use crate::history::{MessageKind, NewMessage};
+use crate::trust::{IdentityChange, Question};
 
 /// How openmls' state is serialised in the profile.
 #[derive(Debug, Default)]
@@ -305,50 +306,42 @@ impl Client {
         }
     }
 
-    /// Check fetched keys against what we trust, pinning a first-seen account's root.
-    fn check_accounts(&mut self, fetched: Vec<AccountDevices>) -> Result<Vec<CheckedAccount>, ClientError> {
-        let mut out = Vec::with_capacity(fetched.len());
-        for account in fetched {
-            let certs: Vec<DeviceCertificate> = account
-                .devices
-                .iter()
-                .filter_map(|(d, c)| {
-                    let cert = identity::parse_certificate(c.as_ref()?).ok()?;
-                    (cert.account == account.account && cert.device == *d).then_some(cert)
-                })
-                .collect();
-            let mut trusted_keys: BTreeSet<[u8; 32]> =
-                self.profile.trusted_keys(account.account)?.into_iter().collect();
-            let roots: Vec<&DeviceCertificate> =
-                certs.iter().filter(|c| c.signer_key == c.signature_key).collect();
-            let mut root_changed = false;
-            if !roots.iter().any(|r| trusted_keys.contains(&r.signature_key))
-                && !certs.iter().any(|c| trusted_keys.contains(&c.signature_key))
-                && let Some(root) = roots.first()
-            {
-                root_changed = !trusted_keys.is_empty();
-                self.profile.trust_key(account.account, &root.signature_key)?;
-                trusted_keys.insert(root.signature_key);
+    /// Judge the server's answer to `question` against what this device pinned
+    /// ([`crate::trust::judge`]), then carry the verdict out: pin what it says to pin, and say in
+    /// the conversation when a known account's identity changed.
+    fn check_accounts(
+        &mut self,
+        question: Question<'_>,
+        fetched: Vec<AccountDevices>,
+    ) -> Result<Vec<CheckedAccount>, ClientError> {
+        let mut pins: BTreeMap<AccountId, BTreeSet<[u8; 32]>> = BTreeMap::new();
+        for entry in &fetched {
+            if let std::collections::btree_map::Entry::Vacant(slot) = pins.entry(entry.account) {
+                slot.insert(self.profile.trusted_keys(entry.account)?.into_iter().collect());
             }
-            // Extend trust along certificate chains until nothing changes.
-            loop {
-                let before = trusted_keys.len();
-                for c in &certs {
-                    if trusted_keys.contains(&c.signer_key) && trusted_keys.insert(c.signature_key) {
-                        self.profile.trust_key(account.account, &c.signature_key)?;
-                    }
-                }
-                if trusted_keys.len() == before {
-                    break;
+        }
+        let verdict = crate::trust::judge(question, fetched, |a| pins.get(&a).cloned().unwrap_or_default());
+        for ignored in &verdict.ignored {
+            tracing::warn!(?ignored, "the server answered beyond the question; that part is ignored");
+        }
+        let mut out = Vec::with_capacity(verdict.accounts.len());
+        for a in verdict.accounts {
+            let root_changed = a.change == Some(IdentityChange::RootChanged);
+            if root_changed {
+                self.profile.forget_trusted_keys(a.account)?;
+                if let Some(group) = self.profile.direct_conversation(a.account)? {
+                    let text = format!(
+                        "{}'s identity key changed: the safety number is new. If you did not expect this, \
+                         compare it again in person (rampart verify {})",
+                        a.label, a.label
+                    );
+                    self.profile.insert_notice(&group, &text, now_ms())?;
                 }
             }
-            let trusted = certs.into_iter().filter(|c| trusted_keys.contains(&c.signature_key)).collect();
-            out.push(CheckedAccount {
-                account: account.account,
-                label: account.label,
-                trusted,
-                root_changed,
-            });
+            for key in &a.newly_trusted {
+                self.profile.trust_key(a.account, key)?;
+            }
+            out.push(CheckedAccount { account: a.account, label: a.label, trusted: a.trusted, root_changed });
         }
         Ok(out)
     }
@@ -359,7 +352,7 @@ impl Client {
         accounts: &[AccountId],
     ) -> Result<Vec<CheckedAccount>, ClientError> {
         let fetched = fetch_keys(conn, accounts).await?;
-        self.check_accounts(fetched)
+        self.check_accounts(Question::Keys(accounts), fetched)
     }
 
     pub(crate) async fn lookup(
@@ -368,9 +361,11 @@ impl Client {
         who: Recipient,
     ) -> Result<CheckedAccount, ClientError> {
         match conn.request(ClientRequest::LookupAccount { who }).await? {
-            ResponseBody::AccountKeys(list) => {
-                self.check_accounts(list)?.into_iter().next().ok_or(ClientError::Unexpected("lookup"))
-            }
+            ResponseBody::AccountKeys(list) => self
+                .check_accounts(Question::Lookup, list)?
+                .into_iter()
+                .next()
+                .ok_or(ClientError::Unexpected("lookup")),
             _ => Err(ClientError::Unexpected("lookup")),
         }
     }

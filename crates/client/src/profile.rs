@@ -262,6 +262,12 @@ impl Profile {
         Ok(())
     }
 
+    /// A new identity for `account`: its earlier keys are no longer trusted.
+    pub fn forget_trusted_keys(&self, account: AccountId) -> Result<(), ProfileError> {
+        self.db.execute("DELETE FROM trusted_keys WHERE account = ?1", params![db_id(account.0)?])?;
+        Ok(())
+    }
+
     pub fn trusted_keys(&self, account: AccountId) -> Result<Vec<[u8; 32]>, ProfileError> {
         let mut st = self.db.prepare_cached("SELECT key FROM trusted_keys WHERE account = ?1")?;
         let keys = st.query_map([db_id(account.0)?], |r| r.get::<_, Vec<u8>>(0))?;

@@ -1,6 +1,6 @@
 //! Call set-up as sans-IO state machines: what a device may do with a call, and when.
 //!
-//! The 2019 attack (../shared/THREAT-MODEL.md) ran its exploit through the callee's handling of
+//! The 2019 attack (docs/threat-model.md) ran its exploit through the callee's handling of
 //! call set-up messages *before anyone answered*. The rule here is that, until the local user
 //! accepts, a callee handles exactly one thing: the server's fixed-schema [`RingNotice`].
 //! Everything the caller sends (offer, candidates, "connect", session updates) reaches the
