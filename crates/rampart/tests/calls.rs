@@ -214,27 +214,6 @@ async fn call_content_never_reaches_the_server_postgres() {
     call_content_never_reaches_the_server(backend, Some(&url)).await;
 }
 
-/// Every file under `dir`, as raw bytes.
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path.display().to_string(), bytes));
-            }
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// coturn in place of the Rampart relay: the server's credentials work there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_works_through_coturn() {

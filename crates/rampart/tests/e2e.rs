@@ -3,30 +3,7 @@
 
 mod support;
 
-use std::path::Path;
-
 use support::*;
-
-/// Every file under `dir`, as raw bytes (database, its WAL and journal, logs, certificates).
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path.display().to_string(), bytes));
-            }
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 /// The secret, as bytes, in hex (as pg_dump writes bytea) and in base64-free plain text.
 fn needles(secret: &str) -> Vec<Vec<u8>> {
