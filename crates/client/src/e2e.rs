@@ -805,6 +805,7 @@ impl Client {
         let group = commit.group.clone();
         let mut accounts: BTreeSet<AccountId> = commit.added.iter().map(|m| m.account).collect();
         accounts.extend(commit.removed.iter().map(|m| m.account));
+        accounts.extend(commit.updated.iter().map(|m| m.account));
         let checked = self.checked_keys(conn, &accounts.into_iter().collect::<Vec<_>>()).await?;
         let listed = |m: &Member| {
             checked
@@ -818,6 +819,16 @@ impl Client {
             !listed(m) || left.contains(&m.account)
         }) {
             return Ok(vec![Event::Refused { reason: e.to_string() }]);
+        }
+        // A renewed leaf (the engine made sure it is still the same account and device) keeps
+        // a key its account certifies.
+        if let Some(m) = commit.updated.iter().find(|m| !listed(m)) {
+            return Ok(vec![Event::Refused {
+                reason: format!(
+                    "a commit renewed {} of {} with a key its account does not certify",
+                    m.device, m.account
+                ),
+            }]);
         }
         if let Some(m) = commit.added.iter().find(|m| !listed(m)) {
             return Ok(vec![Event::Refused {

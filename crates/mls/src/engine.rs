@@ -130,6 +130,9 @@ pub struct IncomingCommit {
     pub committer: Member,
     pub added: Vec<Member>,
     pub removed: Vec<Member>,
+    /// Leaves the commit renews (its update path, Update proposals): each still the same
+    /// account and device, possibly with a new signature key the caller must trust.
+    pub updated: Vec<Member>,
     /// This device is among the removed.
     pub removes_us: bool,
     pub new_epoch: u64,
@@ -440,11 +443,45 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
                         .ok_or_else(|| MlsError::Malformed("removal of an empty leaf".into()))?;
                     removed.push(Member::from_mls(&m)?);
                 }
+                // openmls checks the syntax and signatures of new leaves; whose they are is ours
+                // to check (RFC 9420 §5.3.1). A member may renew its own leaf, never turn it into
+                // another account's or device's: otherwise it could take the creator's identity
+                // and remove anyone.
+                let mut updated = Vec::new();
+                if let Some(leaf) = staged.update_path_leaf_node() {
+                    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
+                    if (cert.account, cert.device) != (sender.account, sender.device) {
+                        return Err(MlsError::Unauthorized(format!(
+                            "{} of {} renewed its leaf as {} of {}",
+                            sender.device, sender.account, cert.device, cert.account
+                        )));
+                    }
+                    updated.push(Member::from_cert(&cert, sender_leaf.u32()));
+                }
+                for update in staged.update_proposals() {
+                    let Sender::Member(owner_leaf) = update.sender() else {
+                        return Err(MlsError::Unauthorized("an update from outside the group".into()));
+                    };
+                    let owner = g
+                        .member_at(*owner_leaf)
+                        .ok_or_else(|| MlsError::Malformed("an update of an empty leaf".into()))?;
+                    let owner = Member::from_mls(&owner)?;
+                    let leaf = update.update_proposal().leaf_node();
+                    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
+                    if (cert.account, cert.device) != (owner.account, owner.device) {
+                        return Err(MlsError::Unauthorized(format!(
+                            "{} of {} was updated as {} of {}",
+                            owner.device, owner.account, cert.device, cert.account
+                        )));
+                    }
+                    updated.push(Member::from_cert(&cert, owner_leaf.u32()));
+                }
                 Ok(Processed::Commit(IncomingCommit {
                     group: group.clone(),
                     committer: sender,
                     added,
                     removed,
+                    updated,
                     removes_us: staged.self_removed(),
                     new_epoch: staged.epoch().as_u64(),
                     staged,
@@ -516,4 +553,88 @@ pub(crate) fn validate_key_package(
         .map_err(|e| MlsError::BadKeyPackage(e.to_string()))?;
     let member = Member::from_cert(&cert, u32::MAX);
     Ok((kp, member))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::identity::{certify, new_signature_key};
+    use openmls::prelude::{LeafNodeParameters, NewSignerBundle};
+    use openmls_memory_storage::MemoryStorage;
+
+    fn device(n: u64) -> Engine<MemoryStorage> {
+        let key = new_signature_key().unwrap();
+        let cert = certify(&key, AccountId(n), DeviceId(n), public_key(&key).unwrap()).unwrap();
+        Engine::new(MemoryStorage::default(), key, cert).unwrap()
+    }
+
+    /// Alice's group with Bob and Mallory, every device joined.
+    fn three(group: &GroupId) -> (Engine<MemoryStorage>, Engine<MemoryStorage>, Engine<MemoryStorage>) {
+        let (mut alice, mut bob, mut mallory) = (device(1), device(2), device(3));
+        alice.create_group(group).unwrap();
+        let packages = [bob.key_packages(1).unwrap().remove(0), mallory.key_packages(1).unwrap().remove(0)];
+        let bundle = alice.add(group, &packages).unwrap();
+        alice.commit_accepted(group).unwrap();
+        let welcome = bundle.welcome.unwrap();
+        bob.join(&welcome).unwrap();
+        mallory.join(&welcome).unwrap();
+        (alice, bob, mallory)
+    }
+
+    /// What Mallory's own client can send: a commit whose update path renews her leaf with
+    /// `cert` and its key, built with openmls directly (no check of ours runs on her side).
+    fn renewal(
+        mallory: &mut Engine<MemoryStorage>,
+        group: &GroupId,
+        key: &SignatureKeyPair,
+        cert: &DeviceCertificate,
+    ) -> Vec<u8> {
+        let Engine { provider, signer, groups, .. } = mallory;
+        let g = Engine::<MemoryStorage>::loaded(groups, provider, group).unwrap();
+        let bundle = g
+            .self_update_with_new_signer(
+                provider,
+                &*signer,
+                NewSignerBundle { signer: key, credential_with_key: credential_with_key(cert) },
+                LeafNodeParameters::default(),
+            )
+            .unwrap();
+        let bytes = bundle.commit().tls_serialize_detached().unwrap();
+        g.clear_pending_commit(provider.storage()).unwrap();
+        bytes
+    }
+
+    /// RFC 9420 leaves credential checks of new leaves to the application: a member that
+    /// renews its leaf with a certificate naming the creator's account (self-signed, so it
+    /// verifies) would become "the creator" and could remove anyone. Refused; an honest renewal
+    /// of one's own leaf goes through and is reported for the key check.
+    #[test]
+    fn a_member_cannot_renew_its_leaf_as_another_account() {
+        let group = GroupId::new(AccountId(1), &mut rand::rng());
+        let (_alice, mut bob, mut mallory) = three(&group);
+
+        let key = new_signature_key().unwrap();
+        let as_alice = certify(&key, AccountId(1), DeviceId(1), public_key(&key).unwrap()).unwrap();
+        let forged = renewal(&mut mallory, &group, &key, &as_alice);
+        match bob.process(&group, &forged) {
+            Err(MlsError::Unauthorized(why)) => assert!(why.contains("renewed its leaf as"), "{why}"),
+            other => panic!("a leaf renewed as another account must be refused: {other:?}"),
+        }
+
+        let key = new_signature_key().unwrap();
+        let as_herself = certify(&key, AccountId(3), DeviceId(3), public_key(&key).unwrap()).unwrap();
+        let honest = renewal(&mut mallory, &group, &key, &as_herself);
+        match bob.process(&group, &honest).unwrap() {
+            Processed::Commit(commit) => {
+                assert_eq!(commit.updated.len(), 1);
+                assert_eq!(
+                    (commit.updated[0].account, commit.updated[0].device),
+                    (AccountId(3), DeviceId(3))
+                );
+                assert_eq!(commit.updated[0].signature_key, as_herself.signature_key);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
