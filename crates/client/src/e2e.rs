@@ -740,6 +740,10 @@ impl Client {
             }
             ContentBody::GroupName(name) => {
                 profile.rename_conversation(group, name)?;
+                // Only groups are named, by their creator: a two-person group is not a 1:1.
+                if sender.0 == group.creator() {
+                    profile.mark_group(group)?;
+                }
                 let text = format!("{label} named the group {name}");
                 profile.insert_notice(group, &text, now)?;
                 (text, None)

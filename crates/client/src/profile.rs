@@ -300,6 +300,16 @@ impl Profile {
         Ok(())
     }
 
+    /// The conversation is a group, not a 1:1 (a two-person group looks like a 1:1 in its
+    /// Welcome until its creator names it).
+    pub fn mark_group(&self, group: &GroupId) -> Result<(), ProfileError> {
+        self.db.execute(
+            "UPDATE conversations SET peer_account = NULL WHERE group_id = ?1",
+            [group.as_bytes()],
+        )?;
+        Ok(())
+    }
+
     /// True for a 1:1 conversation.
     pub fn is_direct(&self, group: &GroupId) -> Result<bool, ProfileError> {
         Ok(self

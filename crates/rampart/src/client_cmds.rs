@@ -117,7 +117,9 @@ pub async fn run(
                 for c in list {
                     println!(
                         "{}  {:<24} {}{} ({} messages{}{})",
-                        &c.id[..12.min(c.id.len())],
+                        // In full: ids begin with the creator's account number, so any fixed
+                        // prefix would print the same digits for every conversation.
+                        c.id,
                         printable(&c.name),
                         if c.direct { "1:1" } else { "group" },
                         if c.closed { ", left" } else { "" },

@@ -306,3 +306,43 @@ async fn cli_files_history_and_profile_encryption() {
     assert!(ok, "{err}");
     assert!(out.contains("notes.txt"), "{out}");
 }
+
+/// Through the binary: a two-person group is a group on the invited member's device too (not a
+/// 1:1 with its creator), and `rampart conversations` prints ids that tell conversations apart
+/// and that `send` takes.
+#[tokio::test]
+async fn groups_stay_groups_and_conversation_ids_tell_them_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    drop(server.register(dir.path(), "alice", "+14155554101", Some("alice")).await);
+    drop(server.register(dir.path(), "bob", "+14155554102", Some("bob")).await);
+    let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
+    for name in ["Friends", "Hikers"] {
+        let (ok, _, err) = cli(&alice, &["group", "create", name, "--members", "@bob"]);
+        assert!(ok, "{err}");
+    }
+    let (ok, _, err) = cli(&bob, &["recv"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&bob, &["--json", "conversations"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let list = list["conversations"].as_array().unwrap();
+    let mut names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["Friends", "Hikers"], "{list:?}");
+    assert!(list.iter().all(|c| c["direct"] == false), "a group shows as a 1:1: {list:?}");
+
+    let (ok, out, err) = cli(&bob, &["conversations"]);
+    assert!(ok, "{err}");
+    let ids: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(ids.len(), 2, "{out}");
+    assert_ne!(ids[0], ids[1], "every conversation printed with the same id: {out}");
+    for (id, c) in ids.iter().zip(list) {
+        assert_eq!(*id, c["id"].as_str().unwrap(), "{out}");
+    }
+    // The printed id is one `send` takes.
+    let (ok, _, err) = cli(&bob, &["send", ids[1], "hello by id"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&alice, &["--json", "recv"]);
+    assert!(ok && out.contains("hello by id"), "{out}");
+}
