@@ -669,11 +669,14 @@ impl Client {
     /// devices: both are "from me" in the history.
     pub(crate) fn store_content(
         &mut self,
-        group: &GroupId,
+        arrived_in: &GroupId,
         sender: (AccountId, DeviceId),
         label: &str,
         content: &Content,
     ) -> Result<Vec<Event>, ClientError> {
+        // A 1:1 merged into its twin shows there (`Profile::converge_direct`).
+        let shown = self.profile.shown_conversation(arrived_in)?;
+        let group = &shown;
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
         let outgoing = sender.0 == me;
         let profile = &self.profile;
@@ -752,7 +755,8 @@ impl Client {
         if new.is_none() || outgoing {
             return Ok(vec![]);
         }
-        self.unreceipted.entry(group.clone()).or_default().push(content.message_id);
+        // Receipts go back in the MLS group the message came in.
+        self.unreceipted.entry(arrived_in.clone()).or_default().push(content.message_id);
         Ok(new
             .map(|_| Event::Message {
                 conversation: group.to_hex(),
@@ -798,6 +802,9 @@ impl Client {
         // its creator is one of them.
         let direct = peer.filter(|p| group.creator() == *p || group.creator() == me);
         self.profile.save_conversation(&group, direct, &label)?;
+        if let Some(peer) = direct {
+            self.profile.converge_direct(peer)?;
+        }
         Ok(vec![Event::Joined { conversation: group.to_hex(), members: members.len() }])
     }
 

@@ -118,6 +118,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("messages", "expires_at", "INTEGER"),
     ("conversations", "read_seq", "INTEGER NOT NULL DEFAULT 0"),
     ("conversations", "timer_secs", "INTEGER NOT NULL DEFAULT 0"),
+    ("conversations", "merged_into", "BLOB"),
     ("call_log", "signals_dropped_before_accept", "INTEGER NOT NULL DEFAULT 0"),
     ("call_log", "signals_released", "INTEGER NOT NULL DEFAULT 0"),
 ];
@@ -300,6 +301,42 @@ impl Profile {
         Ok(())
     }
 
+    /// Two people who wrote to each other at the same time each created a 1:1 conversation;
+    /// once both are known here, both devices keep the one with the smaller id (the same choice
+    /// on both sides) and merge the other into it: its history moves over, and what still
+    /// arrives in it is shown in the kept one ([`Profile::shown_conversation`]).
+    pub fn converge_direct(&self, peer: AccountId) -> Result<(), ProfileError> {
+        let mut st = self.db.prepare(
+            "SELECT group_id FROM conversations
+             WHERE peer_account = ?1 AND closed = 0 AND merged_into IS NULL ORDER BY group_id",
+        )?;
+        let groups: Vec<Vec<u8>> = st.query_map([db_id(peer.0)?], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let Some((kept, others)) = groups.split_first() else { return Ok(()) };
+        for other in others {
+            self.db.execute(
+                "UPDATE messages SET conversation = ?1 WHERE conversation = ?2",
+                params![kept, other],
+            )?;
+            self.db.execute(
+                "UPDATE conversations SET merged_into = ?1 WHERE group_id = ?2",
+                params![kept, other],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The conversation whose history shows what arrives in `group`: itself, or the one it
+    /// was merged into.
+    pub fn shown_conversation(&self, group: &GroupId) -> Result<GroupId, ProfileError> {
+        let merged: Option<Option<Vec<u8>>> = self
+            .db
+            .query_row("SELECT merged_into FROM conversations WHERE group_id = ?1", [group.as_bytes()], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(merged.flatten().and_then(|b| GroupId::from_slice(&b)).unwrap_or_else(|| group.clone()))
+    }
+
     /// The conversation is a group, not a 1:1 (a two-person group looks like a 1:1 in its
     /// Welcome until its creator names it).
     pub fn mark_group(&self, group: &GroupId) -> Result<(), ProfileError> {
@@ -333,7 +370,8 @@ impl Profile {
         let id: Option<Vec<u8>> = self
             .db
             .query_row(
-                "SELECT group_id FROM conversations WHERE peer_account = ?1 AND closed = 0 ORDER BY rowid DESC LIMIT 1",
+                "SELECT group_id FROM conversations
+                 WHERE peer_account = ?1 AND closed = 0 AND merged_into IS NULL ORDER BY rowid DESC LIMIT 1",
                 [db_id(peer.0)?],
                 |r| r.get(0),
             )
@@ -362,7 +400,7 @@ impl Profile {
                         AND m.outgoing = 0 AND m.kind != 'notice' AND m.deleted = 0),
                     c.timer_secs,
                     (SELECT MAX(m.server_ts) FROM messages m WHERE m.conversation = c.group_id)
-             FROM conversations c ORDER BY c.rowid",
+             FROM conversations c WHERE c.merged_into IS NULL ORDER BY c.rowid",
         )?;
         let rows = st.query_map([], |r| {
             let id: Vec<u8> = r.get(0)?;

@@ -568,3 +568,38 @@ async fn signals_a_lying_server_forwards_to_a_ringing_callee_are_dropped_unread_
     assert_eq!(log["calls"][0]["signals_dropped_before_accept"], lying_server::FORGED, "{log}");
     assert_eq!(log["calls"][0]["signals_released"], 1, "{log}");
 }
+
+/// Alice and Bob write to each other before either has received the other's first message:
+/// each device created a 1:1 conversation. Once both messages arrive, both devices keep the
+/// same one (the other merged into it, history included), and a call works right away (it
+/// failed with "the offer belongs to another conversation").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_first_messages_converge_on_one_conversation_and_calls_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155557021", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155557022", Some("bob")).await;
+    alice.send_text("@bob", "hi Bob").await.unwrap();
+    bob.send_text("@alice", "hi Alice").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    alice.receive(None, |_| {}).await.unwrap();
+    drop((alice, bob));
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut ids = Vec::new();
+        for who in ["alice", "bob"] {
+            let (ok, out, err) = cli(&path.join(who), &["--json", "conversations"]);
+            assert!(ok, "{err}");
+            let list = json_of(&out);
+            let list = list["conversations"].as_array().unwrap().clone();
+            assert_eq!(list.len(), 1, "{who} sees {list:?}");
+            assert_eq!(list[0]["direct"], true);
+            assert_eq!(list[0]["messages"], 2, "both messages in the one conversation: {list:?}");
+            ids.push(list[0]["id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(ids[0], ids[1], "both devices keep the same conversation");
+        tone_both_ways(&path);
+    })
+    .await
+    .unwrap();
+}
