@@ -10,7 +10,8 @@ use rampart_client::{Client, ClientError, Connection};
 use rampart_core::limits::MAX_FRAME_BYTES;
 use rampart_core::{DeviceId, DeviceSecret, PhoneNumber, VerificationCode};
 use rampart_proto::{
-    ClientFrame, ClientRequest, ErrorCode, GoodbyeReason, PROTOCOL_VERSION, ServerFrame, encode_client_frame,
+    ClientFrame, ClientRequest, ErrorCode, GoodbyeReason, PROTOCOL_VERSION, ResponseBody, ServerFrame,
+    encode_client_frame,
 };
 use support::*;
 
@@ -342,4 +343,76 @@ async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
     conn.close().await;
     let got = bob.receive(None, |_| {}).await.unwrap();
     assert_eq!(got.len(), 300, "everything queued is delivered after reconnecting");
+}
+
+/// Who is registered cannot be enumerated for free: an account that asks about 10,000 numbers
+/// nobody has gets "no such account" for the first few hundred at most, then "slow down";
+/// looking up someone already asked about stays free.
+#[tokio::test]
+async fn enumerating_unknown_numbers_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut eve = server.register(dir.path(), "eve", "+14155551501", None).await;
+    let _bob = server.register(dir.path(), "bob", "+14155551502", Some("bob")).await;
+    let mut conn = eve.connect().await.unwrap();
+    let lookup =
+        |who: &str| ClientRequest::LookupAccount { who: rampart_client::parse_recipient(who).unwrap() };
+    conn.request(lookup("@bob")).await.unwrap();
+    let (mut answered, mut limited) = (0u32, 0u32);
+    for i in 0..10_000u32 {
+        match conn.request(lookup(&format!("+1999{i:07}"))).await {
+            Err(ClientError::Server(e)) if e.code == ErrorCode::NoSuchRecipient => answered += 1,
+            Err(ClientError::Server(e)) if e.code == ErrorCode::RateLimited => limited += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(answered <= 200, "{answered} unknown numbers answered");
+    assert_eq!(answered + limited, 10_000);
+    // Someone already looked up is still found.
+    let mut again = eve.connect().await.unwrap();
+    assert!(matches!(again.request(lookup("@bob")).await, Ok(ResponseBody::AccountKeys(_))));
+}
+
+/// Lock-out attempts do not stop the rightful user: verification attempts for a number with no
+/// code pending, and failed logins from the same address (everyone behind one NAT), leave the
+/// number's owner able to register and a device able to log in.
+#[tokio::test]
+async fn lock_out_attempts_do_not_stop_the_rightful_user() {
+    let dir = tempfile::tempdir().unwrap();
+    // Lift the per-address limit on verifications: the attacker would use other addresses, and
+    // the per-number limit is what is tested here.
+    let server = TestServer::start(
+        dir.path(),
+        Backend::Sqlite,
+        "[rate_limits.verify_per_address]\nburst = 100000\nper_minute = 100000.0\n",
+    );
+    let victim = "+14155551601";
+    let mut conn = raw(&server).await;
+    for i in 0..50u32 {
+        let guess = ClientRequest::Verify {
+            phone: PhoneNumber::parse(victim).unwrap(),
+            code: VerificationCode::parse(&format!("{:06}", i * 7919 % 1_000_000)).unwrap(),
+            device_name: "x".into(),
+            secret: DeviceSecret::generate(&mut rand::rng()),
+        };
+        let r = conn.request(guess).await;
+        assert!(matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::NoPendingCode), "{i}");
+    }
+    let mut owner = server.register(dir.path(), "owner", victim, None).await;
+
+    // 30 failed logins from this address (more than the 20 the address may fail), then the
+    // owner's device logs in from the same address.
+    for _ in 0..30 {
+        let r = conn
+            .request(ClientRequest::Authenticate {
+                device: DeviceId(rand::random_range(1_000..1_000_000)),
+                secret: DeviceSecret::generate(&mut rand::rng()),
+            })
+            .await;
+        assert!(
+            matches!(&r, Err(ClientError::Server(e)) if e.code == ErrorCode::InvalidCredentials || e.code == ErrorCode::RateLimited),
+            "{r:?}"
+        );
+    }
+    owner.connect().await.expect("a valid login is not refused because others failed");
 }

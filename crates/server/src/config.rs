@@ -118,8 +118,13 @@ pub struct RateLimits {
     pub approve_per_device: Bucket,
     /// End-to-end key operations per device, in key packages (uploads, claims, lookups).
     pub keys_per_device: Bucket,
-    /// Failed authentications per source address.
+    /// Failed authentications per source address. A valid login is never refused by it.
     pub auth_failures_per_address: Bucket,
+    /// Failed authentications per device. A valid login is never refused by it.
+    pub auth_failures_per_device: Bucket,
+    /// Distinct accounts (numbers or usernames, found or not) an account may look up; asking
+    /// again for one already looked up is free. Bounds enumeration of who is registered.
+    pub lookups_per_account: Bucket,
     /// Calls placed per account.
     pub calls_per_account: Bucket,
     /// Call signals and relay credential requests per device.
@@ -145,6 +150,9 @@ impl Default for RateLimits {
             approve_per_device: Bucket { burst: 5, per_minute: 1.0 },
             keys_per_device: Bucket { burst: 2_000, per_minute: 600.0 },
             auth_failures_per_address: Bucket { burst: 20, per_minute: 30.0 },
+            auth_failures_per_device: Bucket { burst: 10, per_minute: 10.0 },
+            // 200 new people at once, 200 more a day.
+            lookups_per_account: Bucket { burst: 200, per_minute: 200.0 / 1440.0 },
             calls_per_account: Bucket { burst: 10, per_minute: 10.0 },
             call_signals_per_device: Bucket { burst: 200, per_minute: 600.0 },
         }

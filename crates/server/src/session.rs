@@ -625,7 +625,13 @@ impl Connection {
             "verification attempts from this address",
         )?;
         let tag = shared.phone_tag(&phone);
-        self.limit(&shared.limits.verify_per_number, &tag, 1, "verification attempts for this number")?;
+        // The per-number budget bounds guessing, so only wrong guesses against a pending code
+        // spend it: attempts while no code is pending cannot lock the number's owner out.
+        let per_number = &shared.limits.verify_per_number;
+        if !per_number.would_allow(&tag, Instant::now()) {
+            shared.metrics.limited(per_number.name);
+            return Err(slow_down("wrong codes for this number", RetryAfter(Duration::from_secs(600))));
+        }
         let device = NewDevice { name: default_name(device_name, "primary"), secret_hash };
         let done = shared
             .store
@@ -636,8 +642,11 @@ impl Connection {
                 now_ms(),
                 MAX_CODE_ATTEMPTS,
             )
-            .await
-            .map_err(store_error)?;
+            .await;
+        if matches!(done, Err(StoreError::WrongCode { .. })) {
+            let _ = per_number.check(&tag, 1, Instant::now());
+        }
+        let done = done.map_err(store_error)?;
         for removed in &done.removed_devices {
             shared.hub.revoke(*removed);
         }
@@ -651,17 +660,21 @@ impl Connection {
 
     async fn authenticate(&mut self, device: DeviceId, presented: SecretHash) -> Answer {
         let shared = self.shared.clone();
-        let failures = &shared.limits.auth_failures_per_address;
-        if !failures.would_allow(&self.ip, Instant::now()) {
-            shared.metrics.limited(failures.name);
-            return Err(slow_down(
-                "failed authentications from this address",
-                RetryAfter(Duration::from_secs(2)),
-            ));
-        }
+        // Failures are limited per address and per device, and only failures: a valid login is
+        // never refused because someone else (behind the same NAT, or guessing at this device)
+        // failed. A device secret is 256 random bits, so the limits shape floods, not guessing.
+        let (by_address, by_device) =
+            (&shared.limits.auth_failures_per_address, &shared.limits.auth_failures_per_device);
+        let now = Instant::now();
+        let flooding = !by_address.would_allow(&self.ip, now) || !by_device.would_allow(&device, now);
         let record = shared.store.device_auth(device).await.map_err(store_error)?;
         let Some(record) = record.filter(|r| r.secret_hash.matches(&presented)) else {
-            let _ = failures.check(&self.ip, 1, Instant::now());
+            let _ = by_address.check(&self.ip, 1, now);
+            let _ = by_device.check(&device, 1, now);
+            if flooding {
+                shared.metrics.limited(by_address.name);
+                return Err(slow_down("failed authentications", RetryAfter(Duration::from_secs(2))));
+            }
             return Err(err(
                 ErrorCode::InvalidCredentials,
                 "unknown device or wrong credentials (was this device revoked or the account registered again?)",
@@ -776,6 +789,23 @@ impl Connection {
         if let Some(a) = self.recipients.get(to) {
             return Ok(*a);
         }
+        // Every new person asked about costs, found or not: a miss says "not registered" as
+        // clearly as a hit says "registered".
+        let (me, _) = self.identity()?;
+        let target = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            match to {
+                Recipient::Phone(p) => ("phone", self.shared.phone_tag(p)).hash(&mut h),
+                Recipient::Username(u) => ("username", u.as_str().to_lowercase()).hash(&mut h),
+            }
+            h.finish()
+        };
+        let lookups = &self.shared.limits.lookups_per_account;
+        lookups.check(&me, target, Instant::now()).map_err(|retry| {
+            self.shared.metrics.limited(lookups.name);
+            slow_down("new people looked up", retry)
+        })?;
         let store = &self.shared.store;
         let found = match to {
             Recipient::Phone(p) => store.account_by_phone(p).await,

@@ -163,6 +163,8 @@ pub struct Limiters {
     pub approve_per_device: Limiter<DeviceId>,
     pub keys_per_device: Limiter<DeviceId>,
     pub auth_failures_per_address: Limiter<IpAddr>,
+    pub auth_failures_per_device: Limiter<DeviceId>,
+    pub lookups_per_account: crate::limiter::DistinctLimiter<AccountId>,
     pub calls_per_account: Limiter<AccountId>,
     pub call_signals_per_device: Limiter<DeviceId>,
 }
@@ -197,6 +199,11 @@ impl Limiters {
             approve_per_device: Limiter::new("approve_per_device", r.approve_per_device),
             keys_per_device: Limiter::new("keys_per_device", r.keys_per_device),
             auth_failures_per_address: Limiter::new("auth_failures_per_address", r.auth_failures_per_address),
+            auth_failures_per_device: Limiter::new("auth_failures_per_device", r.auth_failures_per_device),
+            lookups_per_account: crate::limiter::DistinctLimiter::new(
+                "lookups_per_account",
+                r.lookups_per_account,
+            ),
             calls_per_account: Limiter::new("calls_per_account", r.calls_per_account),
             call_signals_per_device: Limiter::new("call_signals_per_device", r.call_signals_per_device),
         }
@@ -214,6 +221,8 @@ impl Limiters {
         self.approve_per_device.sweep(now);
         self.keys_per_device.sweep(now);
         self.auth_failures_per_address.sweep(now);
+        self.auth_failures_per_device.sweep(now);
+        self.lookups_per_account.sweep(now);
         self.calls_per_account.sweep(now);
         self.call_signals_per_device.sweep(now);
     }
