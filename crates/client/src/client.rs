@@ -560,6 +560,9 @@ impl Client {
 
     /// Create a named group with these members (`+E164` or `@username` each).
     pub async fn create_group(&mut self, name: &str, members: &[String]) -> Result<String, ClientError> {
+        // The name every member will decode: refused here as it would be there.
+        let name =
+            &rampart_proto::group_name(name.to_owned()).map_err(|e| ClientError::Input(e.to_string()))?;
         let mut conn = self.connect().await?;
         let result = async {
             let mut accounts = Vec::new();

@@ -188,6 +188,16 @@ fn bounded_str(field: &'static str, s: String, max: usize) -> Result<String, Dec
     Ok(s)
 }
 
+/// Group names are shown to people (in lists, call bars, reports): bounded and free of
+/// control characters, so a member cannot move the cursor or rewrite a terminal.
+pub fn group_name(s: String) -> Result<String, DecodeError> {
+    let s = bounded_str("name", s, MAX_GROUP_NAME_BYTES)?;
+    if s.chars().any(char::is_control) {
+        return Err(DecodeError::Invalid { field: "name", reason: "control characters".into() });
+    }
+    Ok(s)
+}
+
 /// Device names are shown to people: bounded and free of control characters.
 fn device_name(s: String) -> Result<String, DecodeError> {
     let s = bounded_str("device_name", s, MAX_DEVICE_NAME_BYTES)?;
@@ -1299,7 +1309,7 @@ pub fn decode_content(bytes: &[u8]) -> Result<Content, DecodeError> {
             })
         }
         B::Timer(t) => ContentBody::Timer { seconds: t.seconds },
-        B::GroupName(g) => ContentBody::GroupName(bounded_str("name", g.name, MAX_GROUP_NAME_BYTES)?),
+        B::GroupName(g) => ContentBody::GroupName(group_name(g.name)?),
         B::Call(c) => ContentBody::Call(decode_call_message(c)?),
     };
     Ok(Content { message_id: target("message_id", &c.message_id)?, sent_at_ms: c.sent_at_ms, body })

@@ -347,3 +347,23 @@ fn call_content_round_trips_and_needs_a_session_for_offers() {
     };
     assert_eq!(decode_content(&encode_content(&no_session)).unwrap_err(), DecodeError::Missing("session"));
 }
+
+#[test]
+fn group_names_with_control_characters_are_refused() {
+    use rampart_proto::{Content, ContentBody, decode_content, encode_content};
+    let content = |name: &str| Content {
+        message_id: rampart_core::MessageId([1; 16]),
+        sent_at_ms: 1,
+        body: ContentBody::GroupName(name.into()),
+    };
+    assert!(decode_content(&encode_content(&content("Friends ✓"))).is_ok());
+    for bad in ["\u{1b}[2J\u{1b}[Hpwned", "line\nbreak", "bell\u{7}", "\u{9b}31m"] {
+        assert!(
+            matches!(
+                decode_content(&encode_content(&content(bad))),
+                Err(DecodeError::Invalid { field: "name", .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}

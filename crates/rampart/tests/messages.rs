@@ -321,6 +321,9 @@ async fn groups_stay_groups_and_conversation_ids_tell_them_apart() {
         let (ok, _, err) = cli(&alice, &["group", "create", name, "--members", "@bob"]);
         assert!(ok, "{err}");
     }
+    // A name that would drive the terminal is refused, with a clear error.
+    let (ok, _, err) = cli(&alice, &["group", "create", "\u{1b}[2J\u{1b}[Hpwned", "--members", "@bob"]);
+    assert!(!ok && err.contains("control characters"), "{err}");
     let (ok, _, err) = cli(&bob, &["recv"]);
     assert!(ok, "{err}");
     let (ok, out, err) = cli(&bob, &["--json", "conversations"]);
