@@ -334,7 +334,22 @@ async fn relay_store_events(shared: Arc<Shared>, mut events: tokio::sync::mpsc::
             StoreEvent::Linked { code_hash, account, device } => {
                 shared.hub.complete_link(code_hash, account, device);
             }
-            StoreEvent::Resync => shared.hub.nudge_all(),
+            StoreEvent::Resync => {
+                shared.hub.nudge_all();
+                recheck_revocations(&shared).await;
+            }
+        }
+    }
+}
+
+/// Notices may have been missed while the listening connection was down, revocations among
+/// them: every device connected here is looked up again, and one that is gone is cut off.
+async fn recheck_revocations(shared: &Shared) {
+    for device in shared.hub.attached_devices() {
+        match shared.store.device_auth(device).await {
+            Ok(None) => shared.hub.revoke(device),
+            Ok(Some(_)) => {}
+            Err(error) => warn!(%error, "cannot re-check revocations after a resync"),
         }
     }
 }

@@ -690,6 +690,14 @@ impl Connection {
                 "slow down: this device already has the most connections allowed; close one first",
             ));
         }
+        // A revocation that committed after the check above but before the attach found no
+        // session to flag. Look again now that this one is attached: a revocation from here on
+        // finds and flags it, and one before this read shows here.
+        let still = shared.store.device_auth(device).await.map_err(store_error)?;
+        if !still.is_some_and(|r| r.secret_hash.matches(&presented)) {
+            shared.hub.detach(device, self.id);
+            return Err(err(ErrorCode::InvalidCredentials, "this device was revoked while it logged in"));
+        }
         self.session = Session::Authenticated { account: record.account, device };
         self.label = label.clone();
         shared.metrics.authenticated_devices.inc();
@@ -723,7 +731,7 @@ impl Connection {
         self.limit(&shared.limits.approve_per_device, &device, 1, "link approvals from this device")?;
         let device = shared
             .store
-            .complete_link(code.hash(), account, now_ms(), shared.config.limits.max_devices)
+            .complete_link(code.hash(), device, account, now_ms(), shared.config.limits.max_devices)
             .await
             .map_err(store_error)?;
         let notified = shared.hub.complete_link(code.hash(), account, device);

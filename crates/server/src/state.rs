@@ -74,6 +74,11 @@ impl Hub {
         true
     }
 
+    /// The devices with a connection here.
+    pub fn attached_devices(&self) -> Vec<DeviceId> {
+        self.devices.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+    }
+
     pub fn detach(&self, device: DeviceId, conn: u64) {
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(peers) = map.get_mut(&device) {

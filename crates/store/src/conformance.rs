@@ -70,6 +70,7 @@ macro_rules! conformance_tests {
             revoke_device_deletes_its_queue,
             link_respects_device_cap,
             link_code_is_single_use,
+            link_needs_an_existing_approving_device,
             link_code_expiry_and_replacement,
             enqueue_fans_out_to_every_device,
             enqueue_is_idempotent,
@@ -180,7 +181,8 @@ async fn begin_link<S: Store>(store: &S, n: u32, expires_at: UnixMillis) {
 /// Link a new device (link code `n`) to `account`, asserting success.
 async fn link<S: Store>(store: &S, account: AccountId, n: u32) -> DeviceId {
     begin_link(store, n, T0 + HOUR).await;
-    store.complete_link(link_code(n), account, T0, MAX_DEVICES).await.expect("complete_link")
+    let approver = store.list_devices(account).await.expect("devices")[0].id;
+    store.complete_link(link_code(n), approver, account, T0, MAX_DEVICES).await.expect("complete_link")
 }
 
 fn message(to: AccountId, from: &Registered, id: u32, body: &[u8]) -> NewMessage {
@@ -468,31 +470,50 @@ pub async fn link_respects_device_cap<S: Store>(store: Arc<S>) {
     assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 
     begin_link(&*store, 99, T0 + HOUR).await;
-    let r = store.complete_link(link_code(99), reg.account, T0, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(99), reg.device, reg.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::TooManyDevices { max: MAX_DEVICES })), "{r:?}");
     assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 
     let victim = store.list_devices(reg.account).await.unwrap()[1].id;
     store.revoke_device(reg.account, victim).await.unwrap();
     let added = store
-        .complete_link(link_code(99), reg.account, T0, MAX_DEVICES)
+        .complete_link(link_code(99), reg.device, reg.account, T0, MAX_DEVICES)
         .await
         .expect("the same code works once a slot is free");
     assert_eq!(store.device_auth(added).await.unwrap().map(|a| a.account), Some(reg.account));
     assert_eq!(store.list_devices(reg.account).await.unwrap().len(), MAX_DEVICES as usize);
 
-    let r = store.complete_link(link_code(99), AccountId(987_654_321), T0, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(99), reg.device, AccountId(987_654_321), T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "{r:?}");
+}
+
+/// A device revoked while it approves a link adds nothing, and the code stays valid for a
+/// device that still exists.
+pub async fn link_needs_an_existing_approving_device<S: Store>(store: Arc<S>) {
+    let reg = register(&*store, 1, None).await;
+    let laptop = link(&*store, reg.account, 4).await;
+    store.revoke_device(reg.account, laptop).await.unwrap();
+    begin_link(&*store, 5, T0 + HOUR).await;
+    let r = store.complete_link(link_code(5), laptop, reg.account, T0, MAX_DEVICES).await;
+    assert!(matches!(r, Err(StoreError::NoSuchDevice)), "a revoked approver: {r:?}");
+    let other = register(&*store, 2, None).await;
+    let r = store.complete_link(link_code(5), other.device, reg.account, T0, MAX_DEVICES).await;
+    assert!(matches!(r, Err(StoreError::NoSuchDevice)), "another account's device: {r:?}");
+    assert_eq!(store.list_devices(reg.account).await.unwrap().len(), 1);
+    store
+        .complete_link(link_code(5), reg.device, reg.account, T0, MAX_DEVICES)
+        .await
+        .expect("the code is still valid");
 }
 
 /// A link code adds exactly one device.
 pub async fn link_code_is_single_use<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, None).await;
-    let r = store.complete_link(link_code(7), reg.account, T0, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(7), reg.device, reg.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "unknown code: {r:?}");
 
     link(&*store, reg.account, 7).await;
-    let r = store.complete_link(link_code(7), reg.account, T0, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(7), reg.device, reg.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "used code: {r:?}");
     assert_eq!(store.list_devices(reg.account).await.unwrap().len(), 2);
 }
@@ -502,9 +523,9 @@ pub async fn link_code_is_single_use<S: Store>(store: Arc<S>) {
 pub async fn link_code_expiry_and_replacement<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, None).await;
     begin_link(&*store, 1, T0).await;
-    let r = store.complete_link(link_code(1), reg.account, T0, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(1), reg.device, reg.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "expires_at == now is expired: {r:?}");
-    let r = store.complete_link(link_code(1), reg.account, T0 - 1, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(1), reg.device, reg.account, T0 - 1, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "expired code was deleted: {r:?}");
 
     begin_link(&*store, 2, T0 + HOUR).await;
@@ -513,7 +534,7 @@ pub async fn link_code_expiry_and_replacement<S: Store>(store: Arc<S>) {
         .begin_link(PendingLink { code_hash: link_code(2), device: replacement, expires_at: T0 + HOUR })
         .await
         .unwrap();
-    let device = store.complete_link(link_code(2), reg.account, T0, MAX_DEVICES).await.unwrap();
+    let device = store.complete_link(link_code(2), reg.device, reg.account, T0, MAX_DEVICES).await.unwrap();
     let record = store.list_devices(reg.account).await.unwrap().into_iter().find(|d| d.id == device);
     assert_eq!(record.map(|d| d.name).as_deref(), Some("laptop"));
     let auth = store.device_auth(device).await.unwrap().expect("device");
@@ -759,9 +780,9 @@ pub async fn purge_removes_expired_rows<S: Store>(store: Arc<S>) {
     let r = store.complete_registration(&phone(10), code(10), new_device("p", 10), T0, MAX_ATTEMPTS).await;
     assert!(matches!(r, Err(StoreError::NoPendingCode)), "{r:?}");
     store.complete_registration(&phone(11), code(11), new_device("p", 11), T0, MAX_ATTEMPTS).await.unwrap();
-    let r = store.complete_link(link_code(10), bob.account, T0, MAX_DEVICES).await;
+    let r = store.complete_link(link_code(10), bob.device, bob.account, T0, MAX_DEVICES).await;
     assert!(matches!(r, Err(StoreError::NoSuchLink)), "{r:?}");
-    store.complete_link(link_code(11), bob.account, T0, MAX_DEVICES).await.unwrap();
+    store.complete_link(link_code(11), bob.device, bob.account, T0, MAX_DEVICES).await.unwrap();
 
     let purged = store.purge_expired(T0 + 2 * DAY, 0).await.unwrap();
     assert_eq!(purged, Purged { messages: 1, registrations: 0, links: 0, outbox: 1, calls: 0 });
@@ -914,7 +935,7 @@ pub async fn concurrent_links_race_for_last_slot<S: Store>(store: Arc<S>) {
         begin_link(&*store, 100 + n, T0 + HOUR).await;
     }
     let results = race(&store, RACERS as usize, |store, n| async move {
-        store.complete_link(link_code(100 + n as u32), reg.account, T0, MAX_DEVICES).await
+        store.complete_link(link_code(100 + n as u32), reg.device, reg.account, T0, MAX_DEVICES).await
     })
     .await;
     let (mut won, mut refused) = (0, 0);
@@ -935,7 +956,7 @@ pub async fn concurrent_use_of_one_link_code<S: Store>(store: Arc<S>) {
     let reg = register(&*store, 1, None).await;
     begin_link(&*store, 1, T0 + HOUR).await;
     let results = race(&store, RACERS as usize, |store, _| async move {
-        store.complete_link(link_code(1), reg.account, T0, MAX_DEVICES).await
+        store.complete_link(link_code(1), reg.device, reg.account, T0, MAX_DEVICES).await
     })
     .await;
     let (mut won, mut refused) = (0, 0);

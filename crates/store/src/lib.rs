@@ -417,10 +417,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn begin_link(&self, pending: PendingLink) -> StoreResult<()>;
     /// Consume the link code and add its device to `account`, unless the account already has
-    /// `max_devices`. `NoSuchLink` for an unknown, used or expired code.
+    /// `max_devices`. `NoSuchLink` for an unknown, used or expired code; `NoSuchDevice` when
+    /// `approver` is no longer a device of `account` (revoked while it approved; the code stays
+    /// valid).
     async fn complete_link(
         &self,
         code_hash: SecretHash,
+        approver: DeviceId,
         account: AccountId,
         now: UnixMillis,
         max_devices: u32,

@@ -836,6 +836,7 @@ impl Store for PostgresStore {
     async fn complete_link(
         &self,
         code_hash: SecretHash,
+        approver: DeviceId,
         account: AccountId,
         now: UnixMillis,
         max_devices: u32,
@@ -871,6 +872,15 @@ impl Store for PostgresStore {
         let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE").await.map_err(pg)?;
         if tx.query_opt(&st, &[&account]).await.map_err(pg)?.is_none() {
             return Err(StoreError::NoSuchAccount);
+        }
+        // The approving device must still be there (revocation takes the same account lock).
+        let Some(approver) = key(approver.0) else {
+            return Err(StoreError::NoSuchDevice);
+        };
+        let st =
+            tx.prepare_cached("SELECT 1 FROM devices WHERE id = $1 AND account_id = $2").await.map_err(pg)?;
+        if tx.query_opt(&st, &[&approver, &account]).await.map_err(pg)?.is_none() {
+            return Err(StoreError::NoSuchDevice);
         }
         let st = tx.prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = $1").await.map_err(pg)?;
         let count: i64 = get(&tx.query_one(&st, &[&account]).await.map_err(pg)?, 0)?;

@@ -792,6 +792,7 @@ fn begin_link(c: &Connection, p: PendingLink) -> StoreResult<()> {
 fn complete_link(
     c: &Connection,
     code_hash: SecretHash,
+    approver: DeviceId,
     account: AccountId,
     now: UnixMillis,
     max_devices: u32,
@@ -824,6 +825,18 @@ fn complete_link(
     let exists = c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([account]).db()?;
     if !exists {
         return Ok(Err(StoreError::NoSuchAccount));
+    }
+    // The approving device must still be there: one revoked while it approved adds nothing.
+    let Some(approver) = key(approver.0) else {
+        return Ok(Err(StoreError::NoSuchDevice));
+    };
+    let approving = c
+        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1 AND account_id = ?2")
+        .db()?
+        .exists([approver, account])
+        .db()?;
+    if !approving {
+        return Ok(Err(StoreError::NoSuchDevice));
     }
     let count: i64 = c
         .prepare_cached("SELECT COUNT(*) FROM devices WHERE account_id = ?1")
@@ -1590,11 +1603,12 @@ impl Store for SqliteStore {
     async fn complete_link(
         &self,
         code_hash: SecretHash,
+        approver: DeviceId,
         account: AccountId,
         now: UnixMillis,
         max_devices: u32,
     ) -> StoreResult<DeviceId> {
-        self.call(move |c| complete_link(c, code_hash, account, now, max_devices)).await?
+        self.call(move |c| complete_link(c, code_hash, approver, account, now, max_devices)).await?
     }
 
     async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
