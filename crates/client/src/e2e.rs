@@ -23,7 +23,7 @@ use rampart_proto::{
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::Connection;
 use crate::history::{MessageKind, NewMessage};
-use crate::trust::{IdentityChange, Question};
+use rampart_mls::trust::{IdentityChange, Question};
 
 /// How openmls' state is serialised in the profile.
 #[derive(Debug, Default)]
@@ -307,7 +307,7 @@ impl Client {
     }
 
     /// Judge the server's answer to `question` against what this device pinned
-    /// ([`crate::trust::judge`]), then carry the verdict out: pin what it says to pin, and say in
+    /// ([`rampart_mls::trust::judge`]), then carry the verdict out: pin what it says to pin, and say in
     /// the conversation when a known account's identity changed.
     fn check_accounts(
         &mut self,
@@ -320,7 +320,8 @@ impl Client {
                 slot.insert(self.profile.trusted_keys(entry.account)?.into_iter().collect());
             }
         }
-        let verdict = crate::trust::judge(question, fetched, |a| pins.get(&a).cloned().unwrap_or_default());
+        let verdict =
+            rampart_mls::trust::judge(question, fetched, |a| pins.get(&a).cloned().unwrap_or_default());
         for ignored in &verdict.ignored {
             tracing::warn!(?ignored, "the server answered beyond the question; that part is ignored");
         }

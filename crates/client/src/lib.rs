@@ -12,7 +12,6 @@ pub mod e2e;
 mod history;
 mod pin;
 mod profile;
-pub mod trust;
 
 pub use attachment::{safe_file_name, sealed_len};
 pub use client::{

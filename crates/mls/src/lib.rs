@@ -16,6 +16,7 @@ pub mod ds;
 mod engine;
 pub mod identity;
 pub mod safety;
+pub mod trust;
 
 pub use engine::{CommitBundle, Engine, IncomingCommit, Member, Processed, check_removals, group_config};
 pub use openmls_basic_credential::SignatureKeyPair;

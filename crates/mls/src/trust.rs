@@ -17,8 +17,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::identity::parse_certificate;
 use rampart_core::AccountId;
-use rampart_mls::identity::parse_certificate;
 use rampart_proto::{AccountDevices, DeviceCertificate};
 
 /// What was asked of the server.
@@ -161,8 +161,8 @@ fn judge_account(entry: AccountDevices, pinned: &BTreeSet<[u8; 32]>) -> AccountV
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::identity::{certify, new_signature_key, public_key};
     use rampart_core::DeviceId;
-    use rampart_mls::identity::{certify, new_signature_key, public_key};
     use rampart_proto::encode_certificate;
 
     /// An account with a root device and `linked` devices certified by the root.
@@ -198,6 +198,34 @@ mod tests {
 
     fn nothing_pinned(_: AccountId) -> BTreeSet<[u8; 32]> {
         BTreeSet::new()
+    }
+
+    /// Seeds for `fuzz/fuzz_targets/trust_judge.rs`, in its input format, with real
+    /// certificates: `RAMPART_SEED_DIR=fuzz/corpus/trust_judge cargo test -p rampart-mls
+    /// write_trust_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore]
+    fn write_trust_fuzz_seeds() {
+        let Some(dir) = std::env::var_os("RAMPART_SEED_DIR") else { return };
+        let entry = |a: &Account, out: &mut Vec<u8>| {
+            out.extend([a.id.0 as u8, a.certs.len() as u8]);
+            for c in &a.certs {
+                let bytes = encode_certificate(c);
+                out.extend([c.device.0 as u8, bytes.len() as u8]);
+                out.extend(bytes);
+            }
+        };
+        let (bob, ghost) = (account(2, 2), account(1, 0));
+        // Keys for [2], pinned key byte 0, answer: Bob, then a ghost.
+        let mut keys = vec![1, 2, 1, 0, 2];
+        entry(&bob, &mut keys);
+        entry(&ghost, &mut keys);
+        // A lookup answered with two accounts.
+        let mut lookup = vec![0, 0, 0, 2];
+        entry(&ghost, &mut lookup);
+        entry(&bob, &mut lookup);
+        std::fs::write(std::path::Path::new(&dir).join("keys-with-ghost"), keys).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("lookup-two-answers"), lookup).unwrap();
     }
 
     #[test]
