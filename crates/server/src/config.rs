@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// self-signed certificate is created in the data dir on first start.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// SHA-256 (hex) of a bearer token that lets a scraper read `/metrics` from anywhere.
+    /// Without it, `/metrics` answers loopback peers only: the counters are traffic data.
+    pub metrics_token_sha256: Option<String>,
     pub limits: Limits,
     pub rate_limits: RateLimits,
     pub timeouts: Timeouts,
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
             database_url: None,
             tls_cert: None,
             tls_key: None,
+            metrics_token_sha256: None,
             limits: Limits::default(),
             rate_limits: RateLimits::default(),
             timeouts: Timeouts::default(),

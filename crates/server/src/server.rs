@@ -286,6 +286,39 @@ async fn serve_connection(
     }
 }
 
+/// May this peer read `/metrics`? Loopback peers may; others only with the configured token.
+fn metrics_allowed(peer: std::net::IpAddr, token_sha256: Option<&str>, presented: Option<&str>) -> bool {
+    if peer.is_loopback() {
+        return true;
+    }
+    let (Some(expected), Some(token)) = (token_sha256, presented) else { return false };
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    subtle::ConstantTimeEq::ct_eq(hash.as_bytes(), expected.to_ascii_lowercase().as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_allowed;
+
+    #[test]
+    fn metrics_answer_loopback_or_the_token() {
+        let (home, away) = (
+            "127.0.0.1".parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+            std::net::IpAddr::from([10, 1, 2, 3]),
+        );
+        // sha256("test")
+        let hash = Some("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
+        assert!(metrics_allowed(home, None, None));
+        assert!(!metrics_allowed(away, None, None), "traffic counters to anyone");
+        assert!(!metrics_allowed(away, None, Some("test")), "a token when none is configured");
+        assert!(!metrics_allowed(away, hash, None));
+        assert!(!metrics_allowed(away, hash, Some("tes")));
+        assert!(metrics_allowed(away, hash, Some("test")));
+        assert!(metrics_allowed(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), None, None));
+    }
+}
+
 #[derive(Clone, Debug)]
 struct ConnectionSlot {
     addr: SocketAddr,
@@ -321,8 +354,27 @@ async fn websocket(
         })
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+/// The counters are traffic data (connections, messages, calls over time): served to loopback
+/// peers (a Prometheus on the same host, an SSH tunnel), and to others only with the bearer
+/// token whose hash is configured.
+async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    Extension(slot): Extension<ConnectionSlot>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !metrics_allowed(slot.addr.ip(), shared.config.metrics_token_sha256.as_deref(), presented) {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            "metrics: loopback only, or configure metrics_token_sha256\n",
+        )
+            .into_response();
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render())
+        .into_response()
 }
 
 /// Apply what other server nodes sharing the database did to this node's connections.
