@@ -489,6 +489,10 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
     let total = misfits["accounts"][0]["misfits"].as_u64().unwrap();
     assert_eq!(misfits["accounts"][0]["account"], mallory_id.0, "{misfits}");
     assert!(total >= 8_000, "{misfits}");
+    // Counted in a tally written once a second: a flood is not a store write and a log line
+    // per refused request.
+    let lines = server.log().matches("call requests refused").count() as u64;
+    assert!(lines > 0 && lines * 20 < total, "{lines} log lines for {total} misfits");
 
     // And everyone else is fine: Bob can still write, and a call still connects.
     let mut alice = server.register(dir.path(), "alice", "+14155557007", Some("alice")).await;

@@ -62,16 +62,23 @@ fn call_hex(call: &CallId) -> String {
     hex::encode(call.0)
 }
 
-/// Count a misfit against the sending account: in the store (shared by every node), in the
-/// metrics, and in the log (account ids only).
+/// Count a misfit against the sending account: in the metrics at once, and in a tally that
+/// [`flush_misfits`] writes to the store (shared by every node) and the log (account ids only)
+/// once a second. A flood of misfits costs memory for one counter per account and reason, not
+/// a store write and a log line each.
 pub(crate) async fn count_misfit(shared: &Shared, account: AccountId, misfit: Misfit) {
-    {
-        shared.metrics.call_misfit(misfit.as_str());
-        match shared.store.count_call_misfit(account, misfit.as_str(), now_ms()).await {
-            Ok(total) => warn!(account = %account, reason = misfit.as_str(), total, "call request refused"),
-            Err(e) => {
-                warn!(account = %account, reason = misfit.as_str(), error = %e, "cannot count a call misfit")
-            }
+    shared.metrics.call_misfit(misfit.as_str());
+    let mut tally = shared.misfit_tally.lock().unwrap_or_else(|p| p.into_inner());
+    *tally.entry((account, misfit.as_str())).or_default() += 1;
+}
+
+/// Write the tallied misfits to the store, one write and one log line per account and reason.
+pub(crate) async fn flush_misfits(shared: &Shared) {
+    let tally = std::mem::take(&mut *shared.misfit_tally.lock().unwrap_or_else(|p| p.into_inner()));
+    for ((account, reason), n) in tally {
+        match shared.store.count_call_misfit(account, reason, n, now_ms()).await {
+            Ok(total) => warn!(account = %account, reason, refused = n, total, "call requests refused"),
+            Err(e) => warn!(account = %account, reason, error = %e, "cannot count call misfits"),
         }
     }
 }

@@ -38,6 +38,8 @@ const WS_WRITE_BUFFER: usize = 16 * 1024;
 const WS_MAX_WRITE_BUFFER: usize = 2 * 1024 * 1024;
 /// How often expired messages and codes are purged and queue gauges sampled.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+/// How often tallied call misfits go to the store and the log.
+const MISFIT_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -196,6 +198,16 @@ impl Server {
         let router = router(shared.clone());
         let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections.max(1)));
         let maintenance = tokio::spawn(maintain(shared.clone()));
+        let misfits = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(MISFIT_FLUSH_EVERY);
+                loop {
+                    every.tick().await;
+                    crate::call_service::flush_misfits(&shared).await;
+                }
+            })
+        };
         let events = match shared.store.subscribe().await {
             Ok(Some(events)) => Some(tokio::spawn(relay_store_events(shared.clone(), events))),
             Ok(None) => None,
@@ -236,6 +248,9 @@ impl Server {
             warn!("some connections did not close within the grace period");
         }
         maintenance.abort();
+        misfits.abort();
+        // What the last second counted is evidence too.
+        crate::call_service::flush_misfits(&shared).await;
         if let Some(events) = events {
             events.abort();
         }

@@ -254,6 +254,8 @@ pub struct Shared {
     pub blobs: crate::blobs::BlobStore,
     pub verifier: Arc<dyn Verifier>,
     pub metrics: Arc<Metrics>,
+    /// Call misfits counted since the last flush to the store, per account and reason.
+    pub misfit_tally: Mutex<HashMap<(AccountId, &'static str), u64>>,
     pub hub: Hub,
     pub limits: Limiters,
     /// The TURN relays calls use and the secret shared with them; `None`: no calls.
@@ -287,6 +289,7 @@ impl Shared {
             blobs,
             verifier,
             metrics: Arc::new(Metrics::default()),
+            misfit_tally: Mutex::new(HashMap::new()),
             hub: Hub::default(),
             limits,
             relay: None,

@@ -1416,26 +1416,28 @@ pub async fn misfits_are_counted_per_reason<S: Store>(store: Arc<S>) {
     let a = register(&*store, 1, None).await;
     let b = register(&*store, 2, None).await;
     assert!(store.call_misfits(a.account).await.unwrap().is_empty());
-    assert_eq!(store.count_call_misfit(a.account, "schema", T0).await.unwrap(), 1);
-    assert_eq!(store.count_call_misfit(a.account, "schema", T0 + 5).await.unwrap(), 2);
-    assert_eq!(store.count_call_misfit(a.account, "not_a_party", T0 + 1).await.unwrap(), 1);
-    assert_eq!(store.count_call_misfit(a.account, "Zulu", T0 + 2).await.unwrap(), 1);
+    assert_eq!(store.count_call_misfit(a.account, "schema", 1, T0).await.unwrap(), 1);
+    assert_eq!(store.count_call_misfit(a.account, "schema", 1, T0 + 5).await.unwrap(), 2);
+    assert_eq!(store.count_call_misfit(a.account, "not_a_party", 1, T0 + 1).await.unwrap(), 1);
+    assert_eq!(store.count_call_misfit(a.account, "Zulu", 1, T0 + 2).await.unwrap(), 1);
     // An older `now` (another node's clock) counts, but does not move last_at back.
-    assert_eq!(store.count_call_misfit(a.account, "schema", T0 + 3).await.unwrap(), 3);
-    assert_eq!(store.count_call_misfit(b.account, "schema", T0).await.unwrap(), 1);
+    assert_eq!(store.count_call_misfit(a.account, "schema", 1, T0 + 3).await.unwrap(), 3);
+    // A second's worth of one reason arrives added up: one write.
+    assert_eq!(store.count_call_misfit(a.account, "schema", 40, T0 + 4).await.unwrap(), 43);
+    assert_eq!(store.count_call_misfit(b.account, "schema", 1, T0).await.unwrap(), 1);
     let misfit = |reason: &str, count, last_at| CallMisfit { reason: reason.to_owned(), count, last_at };
     assert_eq!(
         store.call_misfits(a.account).await.unwrap(),
-        vec![misfit("Zulu", 1, T0 + 2), misfit("not_a_party", 1, T0 + 1), misfit("schema", 3, T0 + 5)]
+        vec![misfit("Zulu", 1, T0 + 2), misfit("not_a_party", 1, T0 + 1), misfit("schema", 43, T0 + 5)]
     );
     assert_eq!(store.call_misfits(b.account).await.unwrap(), vec![misfit("schema", 1, T0)]);
     assert!(store.call_misfits(AccountId(u64::MAX)).await.unwrap().is_empty());
 
     let longest = "x".repeat(crate::MAX_MISFIT_REASON);
-    assert_eq!(store.count_call_misfit(b.account, &longest, T0).await.unwrap(), 1);
-    let r = store.count_call_misfit(b.account, &format!("{longest}x"), T0).await;
+    assert_eq!(store.count_call_misfit(b.account, &longest, 1, T0).await.unwrap(), 1);
+    let r = store.count_call_misfit(b.account, &format!("{longest}x"), 1, T0).await;
     assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
-    let r = store.count_call_misfit(AccountId(987_654_321), "schema", T0).await;
+    let r = store.count_call_misfit(AccountId(987_654_321), "schema", 1, T0).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
     assert_eq!(store.call_misfits(b.account).await.unwrap().len(), 2);
 }
@@ -1450,10 +1452,10 @@ pub async fn top_misfits_highest_first<S: Store>(store: Arc<S>) {
     let counts = [(&a, "schema", 2), (&a, "unknown_call", 1), (&b, "schema", 5), (&c, "not_a_party", 3)];
     for (who, reason, n) in counts {
         for _ in 0..n {
-            store.count_call_misfit(who.account, reason, T0).await.unwrap();
+            store.count_call_misfit(who.account, reason, 1, T0).await.unwrap();
         }
     }
-    store.count_call_misfit(d.account, "not_in_conversation", T0).await.unwrap();
+    store.count_call_misfit(d.account, "not_in_conversation", 1, T0).await.unwrap();
     let (first, second) = if a.account < c.account { (a.account, c.account) } else { (c.account, a.account) };
     assert_eq!(
         store.top_call_misfits(10).await.unwrap(),
@@ -1496,7 +1498,7 @@ pub async fn purge_removes_only_old_calls<S: Store>(store: Arc<S>) {
     place(&*store, early).await;
     place(&*store, call_record(2, &a, &b)).await;
     store.end_call(&call_id(2)).await.unwrap();
-    store.count_call_misfit(a.account, "schema", T0).await.unwrap();
+    store.count_call_misfit(a.account, "schema", 1, T0).await.unwrap();
 
     // Exactly the keep time after expiry: still there.
     let at = T0 + 10 + CALL_KEEP_AFTER_EXPIRY_MS;

@@ -523,10 +523,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<CallRecord>>;
     /// Mark the call ended and drop the held offer (set it empty). Idempotent; unknown ids are fine.
     async fn end_call(&self, id: &CallId) -> StoreResult<()>;
-    /// Count one misfit of `account` for `reason` (<= 64 bytes, e.g. "schema", "not_a_party",
-    /// "unknown_call", "not_in_conversation"); returns the new count for that reason.
+    /// Count `n` misfits of `account` for `reason` (<= 64 bytes, e.g. "schema", "not_a_party",
+    /// "unknown_call", "not_in_conversation"); returns the new count for that reason. The
+    /// server adds up a second's worth per account and reason, so a flood is one write.
     /// `Forbidden` for a longer reason, `NoSuchAccount` for an unknown account.
-    async fn count_call_misfit(&self, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64>;
+    async fn count_call_misfit(
+        &self,
+        account: AccountId,
+        reason: &str,
+        n: u64,
+        now: UnixMillis,
+    ) -> StoreResult<u64>;
     /// Misfit counts of one account, ordered by reason (bytewise).
     async fn call_misfits(&self, account: AccountId) -> StoreResult<Vec<CallMisfit>>;
     /// Accounts with the most misfits in total (for the operator), highest first (ties by

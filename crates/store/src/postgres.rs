@@ -1484,8 +1484,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn count_call_misfit(&self, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64> {
+    async fn count_call_misfit(
+        &self,
+        account: AccountId,
+        reason: &str,
+        n: u64,
+        now: UnixMillis,
+    ) -> StoreResult<u64> {
         check_misfit_reason(reason)?;
+        let n = to_i64(n, "count")?;
         let Some(account) = key(account.0) else {
             return Err(StoreError::NoSuchAccount);
         };
@@ -1494,14 +1501,14 @@ impl Store for PostgresStore {
         // An unknown account fails the foreign key, which `pg` turns into NoSuchAccount.
         let st = client
             .prepare_cached(
-                "INSERT INTO call_misfits (account_id, reason, count, last_at) VALUES ($1, $2, 1, $3)
-                 ON CONFLICT (account_id, reason) DO UPDATE SET count = call_misfits.count + 1,
+                "INSERT INTO call_misfits (account_id, reason, count, last_at) VALUES ($1, $2, $4, $3)
+                 ON CONFLICT (account_id, reason) DO UPDATE SET count = call_misfits.count + excluded.count,
                      last_at = GREATEST(call_misfits.last_at, excluded.last_at)
                  RETURNING count",
             )
             .await
             .map_err(pg)?;
-        let row = client.query_one(&st, &[&account, &reason, &now]).await.map_err(pg)?;
+        let row = client.query_one(&st, &[&account, &reason, &now, &n]).await.map_err(pg)?;
         to_u64(get(&row, 0)?, "count")
     }
 

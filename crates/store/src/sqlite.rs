@@ -1474,7 +1474,13 @@ fn end_call(c: &Connection, id: CallId) -> StoreResult<()> {
     Ok(())
 }
 
-fn count_call_misfit(c: &Connection, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64> {
+fn count_call_misfit(
+    c: &Connection,
+    account: AccountId,
+    reason: &str,
+    n: u64,
+    now: UnixMillis,
+) -> StoreResult<u64> {
     let Some(account) = key(account.0) else {
         return Err(StoreError::NoSuchAccount);
     };
@@ -1483,13 +1489,13 @@ fn count_call_misfit(c: &Connection, account: AccountId, reason: &str, now: Unix
     }
     let count: i64 = c
         .prepare_cached(
-            "INSERT INTO call_misfits (account_id, reason, count, last_at) VALUES (?1, ?2, 1, ?3)
-             ON CONFLICT (account_id, reason) DO UPDATE SET count = call_misfits.count + 1,
+            "INSERT INTO call_misfits (account_id, reason, count, last_at) VALUES (?1, ?2, ?4, ?3)
+             ON CONFLICT (account_id, reason) DO UPDATE SET count = call_misfits.count + excluded.count,
                  last_at = MAX(call_misfits.last_at, excluded.last_at)
              RETURNING count",
         )
         .db()?
-        .query_row(params![account, reason, to_i64(now, "time")?], |r| r.get(0))
+        .query_row(params![account, reason, to_i64(now, "time")?, to_i64(n, "count")?], |r| r.get(0))
         .db()?;
     to_u64(count, "count")
 }
@@ -1733,10 +1739,16 @@ impl Store for SqliteStore {
         self.call(move |c| end_call(c, id)).await
     }
 
-    async fn count_call_misfit(&self, account: AccountId, reason: &str, now: UnixMillis) -> StoreResult<u64> {
+    async fn count_call_misfit(
+        &self,
+        account: AccountId,
+        reason: &str,
+        n: u64,
+        now: UnixMillis,
+    ) -> StoreResult<u64> {
         check_misfit_reason(reason)?;
         let reason = reason.to_owned();
-        self.call(move |c| count_call_misfit(c, account, &reason, now)).await
+        self.call(move |c| count_call_misfit(c, account, &reason, n, now)).await
     }
 
     async fn call_misfits(&self, account: AccountId) -> StoreResult<Vec<CallMisfit>> {
