@@ -359,12 +359,15 @@ impl Client {
     ) -> Result<PendingLinkHandle, ClientError> {
         let secret = DeviceSecret::generate(&mut rand::rng());
         let (mut conn, _) = self.connect_to(addr, trust).await?;
+        // The key is made first: the code shown carries a check of it.
+        let key = self.prepare_linking_key()?;
         match conn
             .request(ClientRequest::BeginLink { device_name: device_name.to_owned(), secret: secret.clone() })
             .await?
         {
             ResponseBody::LinkStarted { code, expires_in_secs } => {
-                Ok(PendingLinkHandle { conn, code, expires_in_secs, secret })
+                let key_check = crate::e2e::link_key_check(&key);
+                Ok(PendingLinkHandle { conn, code, key_check, expires_in_secs, secret })
             }
             _ => Err(ClientError::Unexpected("begin link")),
         }
@@ -390,14 +393,31 @@ impl Client {
         }
     }
 
-    pub async fn approve_link(&mut self, code: &str) -> Result<DeviceId, ClientError> {
+    /// Approve the device that shows `shown` (its link code and the check of its key): the
+    /// server learns only the link code, and this device certifies only a key with that check.
+    pub async fn approve_link(&mut self, shown: &str) -> Result<DeviceId, ClientError> {
+        let compact: String = shown
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let total = 8 + crate::e2e::LINK_KEY_CHECK_LEN;
+        if compact.len() != total || !compact.is_ascii() {
+            return Err(ClientError::Input(format!(
+                "the code the new device shows has {total} characters (ABCD-EFGH-KKKK-KKKK-KKKK); type all \
+                 of it: the last {} check the new device's key",
+                crate::e2e::LINK_KEY_CHECK_LEN
+            )));
+        }
+        let (code, key_check) = compact.split_at(8);
         let code = LinkCode::parse(code).map_err(|e| ClientError::Input(e.to_string()))?;
+        let key_check = key_check.to_owned();
         let mut conn = self.connect().await?;
         let answer = conn.request(ClientRequest::ApproveLink { code }).await;
         let result = match answer {
             Ok(ResponseBody::LinkApproved { device }) => {
                 // Certify the new device's key, which it sends once it has its credentials.
-                self.certify_linked(&mut conn, device).await.map(|()| device)
+                self.certify_linked(&mut conn, device, &key_check).await.map(|()| device)
             }
             Ok(_) => Err(ClientError::Unexpected("approve link")),
             Err(e) => Err(e),
@@ -741,9 +761,22 @@ impl Client {
 #[derive(Debug)]
 pub struct PendingLinkHandle {
     conn: Connection,
+    /// The server's part of the code.
     pub code: LinkCode,
+    /// The part that checks this device's key; the server never sees it.
+    pub key_check: String,
     pub expires_in_secs: u32,
     secret: DeviceSecret,
+}
+
+impl PendingLinkHandle {
+    /// What the new device shows (and its QR code holds): `ABCD-EFGH-KKKK-KKKK-KKKK`, the
+    /// server's link code and the check of this device's key.
+    pub fn shown_code(&self) -> String {
+        let check: Vec<String> =
+            self.key_check.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        format!("{}-{}", self.code.display(), check.join("-"))
+    }
 }
 
 fn normalise_fingerprint(input: &str) -> Result<String, ClientError> {

@@ -23,6 +23,7 @@ use rampart_proto::{
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::Connection;
 use crate::history::{MessageKind, NewMessage};
+use crate::profile::ProfileError;
 use rampart_mls::trust::{IdentityChange, Question};
 
 /// How openmls' state is serialised in the profile.
@@ -146,6 +147,25 @@ impl Client {
         self.engine.as_mut().ok_or(ClientError::NoKeys)
     }
 
+    /// The signature key a linking device made before showing its code (the code commits to
+    /// it), or a new one.
+    fn linking_key(&mut self) -> Result<SignatureKeyPair, ClientError> {
+        let Some(public) = self.profile.get("link_key")? else { return self.new_device_key() };
+        let public = hex::decode(public).map_err(|_| ProfileError::Corrupt("link key"))?;
+        let storage = open_storage(self.profile.dir(), self.key.as_deref())?;
+        SignatureKeyPair::read(&storage, &public, openmls::prelude::SignatureScheme::ED25519)
+            .ok_or(ClientError::NoKeys)
+    }
+
+    /// Make the key this device will be certified for, before the link code is shown: the
+    /// code carries a check of it ([`link_key_check`]).
+    pub(crate) fn prepare_linking_key(&mut self) -> Result<[u8; 32], ClientError> {
+        let key = self.new_device_key()?;
+        let public = public_key(&key)?;
+        self.profile.set("link_key", &hex::encode(public))?;
+        Ok(public)
+    }
+
     /// A new signature key for this device, kept in the MLS store; returns its public half.
     fn new_device_key(&mut self) -> Result<SignatureKeyPair, ClientError> {
         let key = new_signature_key()?;
@@ -214,7 +234,7 @@ impl Client {
     /// wait for the certificate to appear, then publish key packages.
     pub(crate) async fn set_up_linked_device(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
         let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
-        let key = self.new_device_key()?;
+        let key = self.linking_key()?;
         let subject = public_key(&key)?;
         // A self-signed request: proves we hold the key.
         let request = certify(&key, creds.account, creds.device, subject)?;
@@ -242,6 +262,7 @@ impl Client {
                 // Trust the signer (our approving device) and the account's other devices.
                 self.profile.trust_key(creds.account, &cert.signer_key)?;
                 self.save_certificate(&cert)?;
+                self.profile.remove("link_key")?;
                 self.publish_keys(conn, None).await?;
                 return Ok(());
             }
@@ -262,6 +283,7 @@ impl Client {
         &mut self,
         conn: &mut Connection,
         device: DeviceId,
+        key_check: &str,
     ) -> Result<(), ClientError> {
         let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -283,6 +305,12 @@ impl Client {
                 || request.device != device
                 || request.signer_key != request.signature_key
             {
+                continue;
+            }
+            // Only the key the new device showed a check of: the server saw the link code, and
+            // could send a key request of its own under the new device's id.
+            if link_key_check(&request.signature_key) != key_check {
+                tracing::warn!(device = %device, "a key request that does not match the link code; ignored");
                 continue;
             }
             let cert = {
@@ -913,4 +941,21 @@ pub(crate) async fn fetch_keys(
         }
     }
     Ok(out)
+}
+
+/// Characters of the link code that check the new device's key: 12 from the link-code
+/// alphabet, about 59 bits, so a server that saw the code cannot search for a key of its own
+/// with the same check.
+pub const LINK_KEY_CHECK_LEN: usize = 12;
+
+/// The check of a linking device's key that its link code carries.
+pub fn link_key_check(key: &[u8; 32]) -> String {
+    use sha2::Digest;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+    let digest = sha2::Sha256::digest([&b"rampart link key check v1"[..], &key[..]].concat());
+    digest
+        .iter()
+        .take(LINK_KEY_CHECK_LEN)
+        .map(|b| char::from(ALPHABET.get(usize::from(*b) % ALPHABET.len()).copied().unwrap_or(b'A')))
+        .collect()
 }

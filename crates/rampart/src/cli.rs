@@ -308,7 +308,9 @@ fn default_device_name() -> String {
 pub enum DevicesCommand {
     /// List this account's devices.
     List,
-    /// Approve a new device that shows this link code (from `rampart account link`).
+    /// Approve a new device that shows this code (from `rampart account link`):
+    /// ABCD-EFGH-KKKK-KKKK-KKKK, all twenty characters. The first eight are the server's link
+    /// code; the last twelve check the new device's key, so only that device is certified.
     Approve { code: String },
     /// Revoke a device: it is cut off at once and its queued messages are deleted.
     Revoke { device_id: u64 },

@@ -259,7 +259,7 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
         AccountCommand::Link { server, device, trust } => {
             let addr = ServerAddress::parse(&server)?;
             let pending = client.begin_link(&addr, &device.device_name, trust).await?;
-            let shown = pending.code.display();
+            let shown = pending.shown_code();
             if json {
                 print_json(
                     json!({ "ok": true, "link_code": shown, "expires_in_secs": pending.expires_in_secs }),

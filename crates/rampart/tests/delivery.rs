@@ -55,7 +55,7 @@ async fn link(
 ) -> Result<Client, ClientError> {
     let mut new = Client::open(&dir.join(name)).unwrap();
     let pending = new.begin_link(&server.address(), name, None).await?;
-    let code = pending.code.display();
+    let code = pending.shown_code();
     link_both(existing, &mut new, pending, &code).await?;
     Ok(new)
 }

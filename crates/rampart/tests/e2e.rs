@@ -129,7 +129,7 @@ async fn safety_numbers_match_and_change_with_devices() {
 
     let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
     let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
-    let code = pending.code.display();
+    let code = pending.shown_code();
     link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
     let (_, after) = alice.safety_number("@bob").await.unwrap();
     assert_ne!(after, from_alice, "a new device changes the safety number");

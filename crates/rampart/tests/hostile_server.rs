@@ -102,3 +102,62 @@ async fn a_swapped_identity_is_shown_and_changes_the_safety_number() {
         "the conversation says nothing: {history:?}"
     );
 }
+
+/// The server learns the link code (the approving device sends it) and the new device's id,
+/// and can send a key request of its own under that id. The code the new device shows also
+/// checks the new device's key, a part the server never sees: the approving device certifies
+/// only the key with that check, so the server's key is ignored and the real device is linked.
+/// A code typed without the check is refused with a clear error.
+#[tokio::test]
+async fn the_server_cannot_get_its_own_key_certified_when_a_device_is_linked() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut bob = server.register(dir.path(), "bob", "+14155558021", Some("bob")).await;
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+
+    let injected = Arc::new(AtomicU64::new(0));
+    let counter = injected.clone();
+    let rewrite: lying_server::Rewrite = Arc::new(move |frame| match frame {
+        ServerFrame::Response { request_id, result: Ok(ResponseBody::LinkApproved { device }) } => {
+            // The server's own key, in a self-signed request that names the new device.
+            let key = rampart_mls::identity::new_signature_key().unwrap();
+            let public = rampart_mls::identity::public_key(&key).unwrap();
+            let request = rampart_mls::identity::certify(&key, bob_id, device, public).unwrap();
+            let envelope =
+                rampart_proto::Envelope::Direct(rampart_proto::encode_certificate(&request).into());
+            counter.fetch_add(1, Ordering::SeqCst);
+            vec![
+                ServerFrame::Response { request_id, result: Ok(ResponseBody::LinkApproved { device }) },
+                ServerFrame::Delivery(rampart_proto::Delivery {
+                    server_id: rampart_core::ServerMessageId(rand::random::<u32>().into()),
+                    message_id: rampart_core::MessageId::random(&mut rand::rng()),
+                    sender_account: bob_id,
+                    sender_device: device,
+                    sender_label: "@bob".into(),
+                    server_timestamp_ms: 0,
+                    body: rampart_proto::encode_envelope(&envelope).into(),
+                }),
+            ]
+        }
+        other => vec![other],
+    });
+    let proxy = lying_server::start_with(&server, rewrite).await;
+    lying_server::point_at(bob.profile(), proxy, &server.fingerprint);
+
+    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
+    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
+    let shown = pending.shown_code();
+    // Only the server's part: refused before anything is sent.
+    match bob.approve_link(&pending.code.display()).await {
+        Err(rampart_client::ClientError::Input(why)) => assert!(why.contains("check"), "{why}"),
+        other => panic!("a code without its key check must be refused: {other:?}"),
+    }
+    let me = link_both(&mut bob, &mut laptop, pending, &shown).await.expect("the real device is linked");
+    assert_eq!(injected.load(Ordering::SeqCst), 1, "the lying server sent its key request");
+    assert_eq!(me.label, "@bob");
+    // Both devices see each other; the safety numbers agree.
+    let (_, from_bob) = bob.safety_number("@bob").await.unwrap();
+    let (_, from_laptop) = laptop.safety_number("@bob").await.unwrap();
+    assert_eq!(from_bob, from_laptop);
+}

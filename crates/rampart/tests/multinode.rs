@@ -40,7 +40,7 @@ async fn two_nodes_share_one_database() {
     // A new device waits on node A; Bob approves it through node B.
     let mut laptop = Client::open(&dir_a.path().join("bob-laptop")).unwrap();
     let pending = laptop.begin_link(&node_a.address(), "laptop", None).await.unwrap();
-    let code = pending.code.display();
+    let code = pending.shown_code();
     let me = tokio::time::timeout(Duration::from_secs(20), link_both(&mut bob, &mut laptop, pending, &code))
         .await
         .unwrap()
