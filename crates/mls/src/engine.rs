@@ -449,14 +449,7 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
                 // and remove anyone.
                 let mut updated = Vec::new();
                 if let Some(leaf) = staged.update_path_leaf_node() {
-                    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
-                    if (cert.account, cert.device) != (sender.account, sender.device) {
-                        return Err(MlsError::Unauthorized(format!(
-                            "{} of {} renewed its leaf as {} of {}",
-                            sender.device, sender.account, cert.device, cert.account
-                        )));
-                    }
-                    updated.push(Member::from_cert(&cert, sender_leaf.u32()));
+                    updated.push(renewal_of(&sender, leaf)?);
                 }
                 for update in staged.update_proposals() {
                     let Sender::Member(owner_leaf) = update.sender() else {
@@ -465,16 +458,8 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
                     let owner = g
                         .member_at(*owner_leaf)
                         .ok_or_else(|| MlsError::Malformed("an update of an empty leaf".into()))?;
-                    let owner = Member::from_mls(&owner)?;
-                    let leaf = update.update_proposal().leaf_node();
-                    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
-                    if (cert.account, cert.device) != (owner.account, owner.device) {
-                        return Err(MlsError::Unauthorized(format!(
-                            "{} of {} was updated as {} of {}",
-                            owner.device, owner.account, cert.device, cert.account
-                        )));
-                    }
-                    updated.push(Member::from_cert(&cert, owner_leaf.u32()));
+                    updated
+                        .push(renewal_of(&Member::from_mls(&owner)?, update.update_proposal().leaf_node())?);
                 }
                 Ok(Processed::Commit(IncomingCommit {
                     group: group.clone(),
@@ -525,6 +510,19 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         let g = Self::loaded(&mut self.groups, provider, group)?;
         g.export_secret(provider.crypto(), label, context, len).map_err(state)
     }
+}
+
+/// `owner`'s leaf renewed as `leaf`: the same account and device (a new key is the caller's to
+/// trust), or refused.
+fn renewal_of(owner: &Member, leaf: &openmls::prelude::LeafNode) -> Result<Member, MlsError> {
+    let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
+    if (cert.account, cert.device) != (owner.account, owner.device) {
+        return Err(MlsError::Unauthorized(format!(
+            "{} of {} renewed its leaf as {} of {}",
+            owner.device, owner.account, cert.device, cert.account
+        )));
+    }
+    Ok(Member::from_cert(&cert, owner.leaf))
 }
 
 fn sender_signature_key(g: &MlsGroup, leaf: LeafNodeIndex) -> Result<Vec<u8>, MlsError> {
