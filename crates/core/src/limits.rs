@@ -7,6 +7,10 @@
 pub const MAX_FRAME_BYTES: usize = 2 * MAX_HANDSHAKE_BYTES + 16 * 1024;
 /// Largest MLS commit or Welcome (with the ratchet tree of a group of about 1,000 devices).
 pub const MAX_HANDSHAKE_BYTES: usize = 1024 * 1024;
+/// Frames before authentication (register, verify, authenticate, begin link, ping) are small:
+/// a larger one closes the connection, so an anonymous peer cannot make the server decode
+/// megabytes.
+pub const MAX_ANONYMOUS_FRAME_BYTES: usize = 4 * 1024;
 /// Largest device certificate.
 pub const MAX_CERTIFICATE_BYTES: usize = 512;
 /// Largest MLS key package.

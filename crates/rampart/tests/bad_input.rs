@@ -90,9 +90,19 @@ async fn malformed_truncated_and_unknown_version_frames() {
     }
     assert_eq!(closed(&mut conn).await, Some(GoodbyeReason::ProtocolViolation));
 
-    // A frame of exactly the cap (2 MiB + 16 KiB, `MAX_FRAME_BYTES`) is read and judged on its
-    // content (garbage here: a clear error, the connection stays)...
+    // Before authentication frames are small: a larger one closes the connection undecoded.
     let mut conn = raw(&server).await;
+    conn.send_raw(vec![PROTOCOL_VERSION; rampart_core::limits::MAX_ANONYMOUS_FRAME_BYTES]).await.unwrap();
+    let (code, _) = error_of(conn.next_any(Duration::from_secs(10)).await.unwrap());
+    assert_eq!(code, ErrorCode::BadRequest, "a frame at the anonymous cap is judged on its content");
+    conn.send_raw(vec![PROTOCOL_VERSION; rampart_core::limits::MAX_ANONYMOUS_FRAME_BYTES + 1]).await.unwrap();
+    assert_eq!(closed(&mut conn).await, Some(GoodbyeReason::ProtocolViolation));
+
+    // Once authenticated, a frame of exactly the cap (2 MiB + 16 KiB, `MAX_FRAME_BYTES`) is read
+    // and judged on its content (garbage here: a clear error, the connection stays)...
+    let mut owner = server.register(dir.path(), "owner", "+14155550109", None).await;
+    let mut conn = owner.connect().await.unwrap();
+    while !matches!(conn.next_any(Duration::from_secs(10)).await.unwrap(), Some(ServerFrame::QueueDrained)) {}
     conn.send_raw(vec![PROTOCOL_VERSION; MAX_FRAME_BYTES]).await.unwrap();
     let (code, _) = error_of(conn.next_any(Duration::from_secs(10)).await.unwrap());
     assert_eq!(code, ErrorCode::BadRequest, "a frame at the cap is not too large");

@@ -432,6 +432,15 @@ impl Connection {
     }
 
     async fn on_frame(&mut self, ws: &mut WebSocket, bytes: Bytes) -> Flow {
+        if self.session.device().is_none() && bytes.len() > rampart_core::limits::MAX_ANONYMOUS_FRAME_BYTES {
+            return Flow::Close(
+                GoodbyeReason::ProtocolViolation,
+                format!(
+                    "frames before authentication are limited to {} bytes",
+                    rampart_core::limits::MAX_ANONYMOUS_FRAME_BYTES
+                ),
+            );
+        }
         let frame = match decode_client_frame(&bytes) {
             Ok(f) => f,
             Err(e) => return self.on_bad_frame(ws, e).await,
