@@ -772,8 +772,9 @@ impl Client {
             }
             ContentBody::GroupName(name) => {
                 profile.rename_conversation(group, name)?;
-                // Only groups are named, by their creator: a two-person group is not a 1:1.
-                if sender.0 == group.creator() {
+                // Only groups are named, by their creator: a two-person group is not a 1:1. (A
+                // name arriving in a 1:1 merged into its twin leaves the kept 1:1 alone.)
+                if sender.0 == arrived_in.creator() && arrived_in == group {
                     profile.mark_group(group)?;
                 }
                 let text = format!("{label} named the group {name}");
@@ -950,8 +951,8 @@ pub const LINK_KEY_CHECK_LEN: usize = 12;
 
 /// The check of a linking device's key that its link code carries.
 pub fn link_key_check(key: &[u8; 32]) -> String {
+    use rampart_core::codes::LINK_ALPHABET as ALPHABET;
     use sha2::Digest;
-    const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
     let digest = sha2::Sha256::digest([&b"rampart link key check v1"[..], &key[..]].concat());
     digest
         .iter()

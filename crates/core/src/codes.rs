@@ -78,7 +78,7 @@ impl VerificationCode {
 }
 
 /// Crockford-like alphabet without 0/O, 1/I/L, U: easy to read aloud and type.
-const LINK_ALPHABET: &[u8; 30] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+pub const LINK_ALPHABET: &[u8; 30] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
 const LINK_CODE_LEN: usize = 8;
 
 /// A one-time code that lets an existing device approve a new one (about 40 bits).

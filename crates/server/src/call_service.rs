@@ -66,7 +66,7 @@ fn call_hex(call: &CallId) -> String {
 /// [`flush_misfits`] writes to the store (shared by every node) and the log (account ids only)
 /// once a second. A flood of misfits costs memory for one counter per account and reason, not
 /// a store write and a log line each.
-pub(crate) async fn count_misfit(shared: &Shared, account: AccountId, misfit: Misfit) {
+pub(crate) fn count_misfit(shared: &Shared, account: AccountId, misfit: Misfit) {
     shared.metrics.call_misfit(misfit.as_str());
     let mut tally = shared.misfit_tally.lock().unwrap_or_else(|p| p.into_inner());
     *tally.entry((account, misfit.as_str())).or_default() += 1;
@@ -83,14 +83,8 @@ pub(crate) async fn flush_misfits(shared: &Shared) {
     }
 }
 
-async fn refuse(
-    shared: &Shared,
-    account: AccountId,
-    misfit: Misfit,
-    code: ErrorCode,
-    message: &str,
-) -> ErrorBody {
-    count_misfit(shared, account, misfit).await;
+fn refuse(shared: &Shared, account: AccountId, misfit: Misfit, code: ErrorCode, message: &str) -> ErrorBody {
+    count_misfit(shared, account, misfit);
     err(code, message)
 }
 
@@ -126,9 +120,7 @@ async fn queue_call_envelope(
 async fn known_call(shared: &Shared, account: AccountId, call: &CallId) -> Result<CallRecord, ErrorBody> {
     match shared.store.call(call).await.map_err(store_error)? {
         Some(record) => Ok(record),
-        None => {
-            Err(refuse(shared, account, Misfit::UnknownCall, ErrorCode::WrongState, "no such call").await)
-        }
+        None => Err(refuse(shared, account, Misfit::UnknownCall, ErrorCode::WrongState, "no such call")),
     }
 }
 
@@ -151,8 +143,7 @@ impl Connection {
                 Misfit::NotInConversation,
                 ErrorCode::BadRequest,
                 "a call needs someone else",
-            )
-            .await);
+            ));
         }
         if ds::check_group_message(&offer, &group, ds::Expect::Application).is_err() {
             return Err(refuse(
@@ -161,8 +152,7 @@ impl Connection {
                 Misfit::NotMls,
                 ErrorCode::BadRequest,
                 "the offer is not a message of that conversation",
-            )
-            .await);
+            ));
         }
         let state = shared.store.group_state(&group).await.map_err(store_error)?;
         let one_to_one = state.as_ref().is_some_and(|s| {
@@ -178,8 +168,7 @@ impl Connection {
                 Misfit::NotInConversation,
                 ErrorCode::NotAMember,
                 "calls go through the 1:1 conversation of caller and callee",
-            )
-            .await);
+            ));
         }
         let now = now_ms();
         let record = CallRecord {
@@ -201,8 +190,7 @@ impl Connection {
                 Misfit::DuplicateCall,
                 ErrorCode::BadRequest,
                 "that call id is taken",
-            )
-            .await);
+            ));
         }
         // The notice is written here, field by field: nothing of the caller's but the call id.
         let notice = RingNotice { call, caller: account, caller_device: device, media, sent_at_ms: now };
@@ -225,9 +213,7 @@ impl Connection {
         self.limit(&shared.limits.call_signals_per_device, &device, 1, "call requests")?;
         let record = known_call(&shared, account, &call).await?;
         if record.callee != account {
-            return Err(
-                refuse(&shared, account, Misfit::NotAParty, ErrorCode::Forbidden, "not your call").await
-            );
+            return Err(refuse(&shared, account, Misfit::NotAParty, ErrorCode::Forbidden, "not your call"));
         }
         let Some(record) = shared.store.answer_call(&call, device, now_ms()).await.map_err(store_error)?
         else {
@@ -264,8 +250,7 @@ impl Connection {
                         Misfit::BeforeAccept,
                         ErrorCode::WrongState,
                         "nobody accepted the call yet",
-                    )
-                    .await);
+                    ));
                 }
                 _ => {
                     return Err(refuse(
@@ -274,8 +259,7 @@ impl Connection {
                         Misfit::WrongKind,
                         ErrorCode::BadRequest,
                         "a caller does not send that",
-                    )
-                    .await);
+                    ));
                 }
             }
             record.callee
@@ -297,15 +281,12 @@ impl Connection {
                         Misfit::WrongKind,
                         ErrorCode::BadRequest,
                         "not a signal this device may send now",
-                    )
-                    .await);
+                    ));
                 }
             }
             record.caller
         } else {
-            return Err(
-                refuse(&shared, account, Misfit::NotAParty, ErrorCode::Forbidden, "not your call").await
-            );
+            return Err(refuse(&shared, account, Misfit::NotAParty, ErrorCode::Forbidden, "not your call"));
         };
         if record.ended {
             return Err(err(ErrorCode::WrongState, "the call is over"));
@@ -318,8 +299,7 @@ impl Connection {
                 Misfit::NotMls,
                 ErrorCode::BadRequest,
                 "the signal is not a message of the call's conversation",
-            )
-            .await);
+            ));
         }
         if matches!(kind, SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy) {
             shared.store.end_call(&call).await.map_err(store_error)?;
@@ -345,8 +325,7 @@ impl Connection {
                     Misfit::NotAParty,
                     ErrorCode::Forbidden,
                     "relay credentials come after accepting",
-                )
-                .await);
+                ));
             }
         }
         let Some(relay) = &shared.relay else {

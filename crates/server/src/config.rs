@@ -216,6 +216,8 @@ pub enum ConfigError {
     MaxMessage { max: usize },
     #[error("limits.message_ttl_secs must be 1 s to 10 years and limits.code_ttl_secs 1 s to 1 day")]
     Ttl,
+    #[error("metrics_token_sha256 must be 64 hex digits (the output of `printf %s TOKEN | sha256sum`)")]
+    MetricsToken,
 }
 
 impl ServerConfig {
@@ -241,6 +243,12 @@ impl ServerConfig {
         if !(1..=limits::MAX_BODY_BYTES).contains(&self.limits.max_message_bytes) {
             return Err(ConfigError::MaxMessage { max: limits::MAX_BODY_BYTES });
         }
+        // A malformed hash would never match: say so at start-up rather than refuse every scrape.
+        if let Some(hash) = &self.metrics_token_sha256
+            && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::MetricsToken);
+        }
         Ok(())
     }
 }
@@ -248,6 +256,14 @@ impl ServerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_metrics_token_hash_is_refused() {
+        let bad = ServerConfig::from_toml("metrics_token_sha256 = \"secret\"\n");
+        assert!(matches!(bad, Err(ConfigError::MetricsToken)), "{bad:?}");
+        let good = format!("metrics_token_sha256 = \"{}\"\n", "ab".repeat(32));
+        assert!(ServerConfig::from_toml(&good).is_ok());
+    }
 
     #[test]
     fn partial_toml_keeps_defaults() {

@@ -303,7 +303,8 @@ async fn serve_connection(
 
 /// May this peer read `/metrics`? Loopback peers may; others only with the configured token.
 fn metrics_allowed(peer: std::net::IpAddr, token_sha256: Option<&str>, presented: Option<&str>) -> bool {
-    if peer.is_loopback() {
+    // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d.
+    if peer.to_canonical().is_loopback() {
         return true;
     }
     let (Some(expected), Some(token)) = (token_sha256, presented) else { return false };
@@ -318,10 +319,7 @@ mod tests {
 
     #[test]
     fn metrics_answer_loopback_or_the_token() {
-        let (home, away) = (
-            "127.0.0.1".parse().unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
-            std::net::IpAddr::from([10, 1, 2, 3]),
-        );
+        let (home, away) = (std::net::IpAddr::from([127, 0, 0, 1]), std::net::IpAddr::from([10, 1, 2, 3]));
         // sha256("test")
         let hash = Some("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
         assert!(metrics_allowed(home, None, None));
@@ -331,6 +329,8 @@ mod tests {
         assert!(!metrics_allowed(away, hash, Some("tes")));
         assert!(metrics_allowed(away, hash, Some("test")));
         assert!(metrics_allowed(std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]), None, None));
+        let mapped = std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0xffff, 0x7f00, 1]);
+        assert!(metrics_allowed(mapped, None, None), "::ffff:127.0.0.1 is loopback");
     }
 }
 

@@ -503,7 +503,7 @@ impl Connection {
             && let Some((account, _)) = self.session.device()
         {
             let shared = self.shared.clone();
-            crate::call_service::count_misfit(&shared, account, crate::call_service::Misfit::Schema).await;
+            crate::call_service::count_misfit(&shared, account, crate::call_service::Misfit::Schema);
         }
         debug!(conn = self.id, error = %e, "undecodable frame");
         let fatal = matches!(e, DecodeError::UnsupportedVersion { .. }) || self.bad_frames >= MAX_BAD_FRAMES;
