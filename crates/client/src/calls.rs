@@ -426,14 +426,19 @@ impl Client {
         Ok(may_ring)
     }
 
-    /// Save `who` (+E164 or @username) as a contact; returns how they are shown.
+    /// Save `who` (+E164 or @username) as a contact; returns how they are shown. A request
+    /// they sent earlier opens now.
     pub async fn add_contact(&mut self, who: &str) -> Result<String, ClientError> {
         let mut conn = self.connect().await?;
-        let found = self.lookup(&mut conn, crate::client::parse_recipient(who)?).await;
+        let result = async {
+            let found = self.lookup(&mut conn, crate::client::parse_recipient(who)?).await?;
+            self.profile.save_contact(found.account, &found.label)?;
+            self.release_requests(&mut conn).await?;
+            Ok(found.label)
+        }
+        .await;
         conn.close().await;
-        let found = found?;
-        self.profile.save_contact(found.account, &found.label)?;
-        Ok(found.label)
+        result
     }
 
     pub(crate) fn push_call_input(&mut self, input: CallInput) {

@@ -106,6 +106,8 @@ pub struct SendReceipt {
     pub message_id: String,
     pub server_timestamp_ms: u64,
     pub recipient_devices: u32,
+    /// Devices that had no room for it (a full queue): they will not get it.
+    pub missed_devices: u32,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -483,11 +485,12 @@ impl Client {
         group: &GroupId,
         body: ContentBody,
     ) -> Result<SendReceipt, ClientError> {
-        let (message_id, recipient_devices) = self.send_content(conn, group, body).await?;
+        let (message_id, sent) = self.send_content(conn, group, body).await?;
         Ok(SendReceipt {
             message_id: message_id.to_string(),
             server_timestamp_ms: now_ms(),
-            recipient_devices,
+            recipient_devices: sent.reached,
+            missed_devices: sent.missed,
         })
     }
 
@@ -694,7 +697,8 @@ impl Client {
         conn: &mut Connection,
         wait: Duration,
     ) -> Result<Vec<crate::e2e::Event>, ClientError> {
-        let events = self.drain(conn, wait, &mut |_| {}).await?;
+        let mut events = self.release_requests(conn).await?;
+        events.extend(self.drain(conn, wait, &mut |_| {}).await?);
         self.send_delivery_receipts(conn).await?;
         for path in self.profile.purge_expired(now_ms())? {
             let _ = std::fs::remove_file(path);
@@ -733,8 +737,11 @@ impl Client {
         let result = async {
             // Top up key packages first, so others can keep adding this device.
             self.top_up_keys(&mut conn).await?;
-            let mut events =
-                self.drain(&mut conn, wait.unwrap_or(Duration::from_secs(30)), &mut on_event).await?;
+            // Requests let in since the last receive (their sender became a contact).
+            let mut events = self.release_requests(&mut conn).await?;
+            events.iter().for_each(&mut on_event);
+            events
+                .extend(self.drain(&mut conn, wait.unwrap_or(Duration::from_secs(30)), &mut on_event).await?);
             if let Some(w) = wait {
                 let started = Instant::now();
                 while started.elapsed() < w {

@@ -87,6 +87,13 @@ pub enum Event {
     Refused {
         reason: String,
     },
+    /// Someone who is not a contact started a conversation: it waits, unopened, for
+    /// `rampart requests accept` (or decline, or block).
+    Request {
+        conversation: String,
+        from: String,
+        from_account: u64,
+    },
     /// A ring notice: `rings` is false for a caller the ring policy keeps silent (a missed call
     /// request) or a notice that arrived too late.
     IncomingCall {
@@ -95,6 +102,13 @@ pub enum Event {
         from_account: u64,
         rings: bool,
     },
+}
+
+/// How many member devices a message was queued for, and how many had no room for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reached {
+    pub reached: u32,
+    pub missed: u32,
 }
 
 /// Keys fetched from the server, checked against what this device trusts.
@@ -405,6 +419,11 @@ impl Client {
         conn: &mut Connection,
         peer: &CheckedAccount,
     ) -> Result<GroupId, ClientError> {
+        // Writing to someone whose request is open answers it: accept, and write there.
+        if self.profile.message_requests()?.iter().any(|r| r.from_account == peer.account.0) {
+            self.profile.save_contact(peer.account, &peer.label)?;
+            Box::pin(self.release_requests(conn)).await?;
+        }
         if let Some(group) = self.profile.direct_conversation(peer.account)?
             && self.engine()?.has_group(&group)
         {
@@ -508,7 +527,7 @@ impl Client {
         conn: &mut Connection,
         group: &GroupId,
         body: ContentBody,
-    ) -> Result<(MessageId, u32), ClientError> {
+    ) -> Result<(MessageId, Reached), ClientError> {
         self.sync_members(conn, group, &[]).await?;
         let message_id = MessageId::random(&mut rand::rng());
         let content = Content { message_id, sent_at_ms: now_ms(), body };
@@ -517,10 +536,10 @@ impl Client {
             .request(ClientRequest::GroupSend { group: group.clone(), message_id, body: ciphertext.into() })
             .await?
         {
-            ResponseBody::Sent { recipient_devices, .. } => {
+            ResponseBody::Sent { recipient_devices, skipped_devices, .. } => {
                 let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
                 self.store_content(group, (creds.account, creds.device), &creds.label, &content)?;
-                Ok((message_id, recipient_devices))
+                Ok((message_id, Reached { reached: recipient_devices, missed: skipped_devices }))
             }
             _ => Err(ClientError::Unexpected("group send")),
         }
@@ -605,7 +624,7 @@ impl Client {
         Ok(events)
     }
 
-    async fn handle_delivery(
+    pub(crate) async fn handle_delivery(
         &mut self,
         conn: &mut Connection,
         d: &rampart_proto::Delivery,
@@ -615,6 +634,10 @@ impl Client {
             Err(e) => return Ok(vec![Event::Refused { reason: format!("undecodable delivery: {e}") }]),
         };
         let refused = |e: &dyn std::fmt::Display| vec![Event::Refused { reason: e.to_string() }];
+        // Consent first: a conversation a stranger started is kept sealed, not opened.
+        if let Some(events) = self.consent(d, &envelope)? {
+            return Ok(events);
+        }
         match envelope {
             // Only linking uses direct messages (a key request for the approving device).
             Envelope::Direct(_) => Ok(vec![]),

@@ -12,6 +12,7 @@ pub mod e2e;
 mod history;
 mod pin;
 mod profile;
+pub mod requests;
 
 pub use attachment::{safe_file_name, sealed_len};
 pub use client::{

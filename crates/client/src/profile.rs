@@ -86,6 +86,26 @@ CREATE TABLE IF NOT EXISTS trusted_keys(
     key BLOB NOT NULL,
     PRIMARY KEY (account, key)
 );
+-- Message requests (requests.rs): a conversation a stranger started, and what arrived in it,
+-- kept exactly as delivered and never opened until the user accepts.
+CREATE TABLE IF NOT EXISTS requests(
+    group_id BLOB PRIMARY KEY,
+    sender_account INTEGER NOT NULL,
+    sender_label TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    declined INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS held_deliveries(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    message_id BLOB NOT NULL,
+    sender_account INTEGER NOT NULL,
+    sender_device INTEGER NOT NULL,
+    sender_label TEXT NOT NULL,
+    server_ts INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocked(account INTEGER PRIMARY KEY, label TEXT NOT NULL, blocked_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS reactions(
     message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
     account INTEGER NOT NULL,

@@ -7,6 +7,7 @@
 
 pub mod call;
 pub mod codes;
+pub mod consent;
 pub mod ids;
 pub mod limits;
 pub mod phone;

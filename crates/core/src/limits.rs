@@ -48,6 +48,9 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_MAX_DEVICES: u32 = 5;
 /// Default maximum queue length per device.
 pub const DEFAULT_MAX_QUEUE: u32 = 10_000;
+/// Of a device's queue, what one other account may fill by default: a fifth, so a stranger's
+/// flood leaves room for everyone else.
+pub const DEFAULT_MAX_QUEUE_PER_SENDER: u32 = 2_000;
 /// Default time to live of a queued message: 30 days.
 pub const DEFAULT_MESSAGE_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Default lifetime of a verification or link code: 10 minutes.

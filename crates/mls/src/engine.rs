@@ -187,6 +187,9 @@ pub struct Engine<S: StorageProvider<CURRENT_VERSION>> {
     cert: DeviceCertificate,
     /// Groups loaded from storage; openmls writes every change through to storage itself.
     groups: HashMap<GroupId, MlsGroup>,
+    /// Bytes from others handed to `join` or `process` since this engine was opened: what the
+    /// consent rules promise to keep at zero for a stranger's request.
+    inputs_opened: u64,
 }
 
 impl<S: StorageProvider<CURRENT_VERSION>> std::fmt::Debug for Engine<S> {
@@ -207,7 +210,14 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
             signer,
             cert,
             groups: HashMap::new(),
+            inputs_opened: 0,
         })
+    }
+
+    /// How many Welcomes and group messages this engine was given to open (see `join` and
+    /// `process`) since it was created.
+    pub fn inputs_opened(&self) -> u64 {
+        self.inputs_opened
     }
 
     pub fn certificate(&self) -> &DeviceCertificate {
@@ -365,6 +375,7 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
     /// Join a group from a Welcome. Returns its id and members, every certificate checked;
     /// the caller decides whether it trusts them.
     pub fn join(&mut self, welcome: &[u8]) -> Result<(GroupId, Vec<Member>), MlsError> {
+        self.inputs_opened += 1;
         let msg = parse_message(welcome)?;
         let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
             return Err(MlsError::Malformed("not a Welcome".into()));
@@ -390,6 +401,7 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
 
     /// Decrypt and verify a commit or application message of `group`.
     pub fn process(&mut self, group: &GroupId, bytes: &[u8]) -> Result<Processed, MlsError> {
+        self.inputs_opened += 1;
         let msg = parse_message(bytes)?;
         let protocol: ProtocolMessage = match msg.extract() {
             MlsMessageBodyIn::PrivateMessage(m) => m.into(),

@@ -491,6 +491,8 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
             ClientRequest::FetchOffer { call: call_id(&r.call_id).map_err(DecodeError::in_call)? }
         }
         R::CallSignal(r) => decode_call_signal(r).map_err(DecodeError::in_call)?,
+        R::Block(r) => ClientRequest::Block { account: AccountId(nonzero("account_id", r.account_id)?) },
+        R::Unblock(r) => ClientRequest::Unblock { account: AccountId(nonzero("account_id", r.account_id)?) },
         R::FetchRelayCredentials(r) => {
             ClientRequest::FetchRelayCredentials { call: call_id(&r.call_id).map_err(DecodeError::in_call)? }
         }
@@ -591,6 +593,8 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             kind: signal_kind_to_pb(*kind) as i32,
             body: body.to_vec(),
         }),
+        ClientRequest::Block { account } => R::Block(pb::Block { account_id: account.0 }),
+        ClientRequest::Unblock { account } => R::Unblock(pb::Unblock { account_id: account.0 }),
         ClientRequest::FetchRelayCredentials { call } => {
             R::FetchRelayCredentials(pb::FetchRelayCredentials { call_id: call.0.to_vec() })
         }
@@ -734,10 +738,13 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                 Ok(ResponseBody::LinkApproved { device }) => {
                     R::LinkApproved(pb::LinkApproved { device_id: device.0 })
                 }
-                Ok(ResponseBody::Sent { server_timestamp_ms, recipient_devices }) => R::Sent(pb::Sent {
-                    server_timestamp_ms: *server_timestamp_ms,
-                    recipient_devices: *recipient_devices,
-                }),
+                Ok(ResponseBody::Sent { server_timestamp_ms, recipient_devices, skipped_devices }) => {
+                    R::Sent(pb::Sent {
+                        server_timestamp_ms: *server_timestamp_ms,
+                        recipient_devices: *recipient_devices,
+                        skipped_devices: *skipped_devices,
+                    })
+                }
                 Ok(ResponseBody::Devices(list)) => R::Devices(pb::DeviceList {
                     devices: list
                         .iter()
@@ -879,6 +886,7 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                 R::Sent(s) => Ok(ResponseBody::Sent {
                     server_timestamp_ms: s.server_timestamp_ms,
                     recipient_devices: s.recipient_devices,
+                    skipped_devices: s.skipped_devices,
                 }),
                 R::Devices(list) => {
                     if list.devices.len() > MAX_LISTED_DEVICES {

@@ -24,32 +24,108 @@ pub enum Recipient {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientRequest {
-    Register { phone: PhoneNumber, username: Option<Username> },
-    Verify { phone: PhoneNumber, code: VerificationCode, device_name: String, secret: DeviceSecret },
-    Authenticate { device: DeviceId, secret: DeviceSecret },
-    BeginLink { device_name: String, secret: DeviceSecret },
-    ApproveLink { code: LinkCode },
-    Send { to: Recipient, message_id: MessageId, body: Bytes },
-    Ack { ids: Vec<ServerMessageId> },
+    Register {
+        phone: PhoneNumber,
+        username: Option<Username>,
+    },
+    Verify {
+        phone: PhoneNumber,
+        code: VerificationCode,
+        device_name: String,
+        secret: DeviceSecret,
+    },
+    Authenticate {
+        device: DeviceId,
+        secret: DeviceSecret,
+    },
+    BeginLink {
+        device_name: String,
+        secret: DeviceSecret,
+    },
+    ApproveLink {
+        code: LinkCode,
+    },
+    Send {
+        to: Recipient,
+        message_id: MessageId,
+        body: Bytes,
+    },
+    Ack {
+        ids: Vec<ServerMessageId>,
+    },
     ListDevices,
-    RevokeDevice { device: DeviceId },
-    SetUsername { username: Option<Username> },
+    RevokeDevice {
+        device: DeviceId,
+    },
+    SetUsername {
+        username: Option<Username>,
+    },
     Ping,
-    PublishKeys { certificate: Option<Bytes>, key_packages: Vec<Bytes>, last_resort: Option<Bytes> },
-    CertifyDevice { device: DeviceId, certificate: Bytes },
-    LookupAccount { who: Recipient },
-    FetchKeys { accounts: Vec<AccountId> },
-    ClaimKeyPackages { devices: Vec<DeviceId> },
+    PublishKeys {
+        certificate: Option<Bytes>,
+        key_packages: Vec<Bytes>,
+        last_resort: Option<Bytes>,
+    },
+    CertifyDevice {
+        device: DeviceId,
+        certificate: Bytes,
+    },
+    LookupAccount {
+        who: Recipient,
+    },
+    FetchKeys {
+        accounts: Vec<AccountId>,
+    },
+    ClaimKeyPackages {
+        devices: Vec<DeviceId>,
+    },
     GroupCommit(GroupCommit),
-    GroupSend { group: GroupId, message_id: MessageId, body: Bytes },
-    LeaveGroup { group: GroupId },
-    StartUpload { size: u64 },
-    UploadChunk { blob: BlobId, offset: u64, data: Bytes },
-    Download { blob: BlobId, offset: u64, length: u32 },
-    PlaceCall { call: CallId, callee: AccountId, group: GroupId, media: MediaKind, offer: Bytes },
-    FetchOffer { call: CallId },
-    CallSignal { call: CallId, kind: SignalKind, body: Bytes },
-    FetchRelayCredentials { call: CallId },
+    GroupSend {
+        group: GroupId,
+        message_id: MessageId,
+        body: Bytes,
+    },
+    LeaveGroup {
+        group: GroupId,
+    },
+    StartUpload {
+        size: u64,
+    },
+    UploadChunk {
+        blob: BlobId,
+        offset: u64,
+        data: Bytes,
+    },
+    Download {
+        blob: BlobId,
+        offset: u64,
+        length: u32,
+    },
+    PlaceCall {
+        call: CallId,
+        callee: AccountId,
+        group: GroupId,
+        media: MediaKind,
+        offer: Bytes,
+    },
+    FetchOffer {
+        call: CallId,
+    },
+    CallSignal {
+        call: CallId,
+        kind: SignalKind,
+        body: Bytes,
+    },
+    FetchRelayCredentials {
+        call: CallId,
+    },
+    /// Deliver nothing more from `account` to the caller's account.
+    Block {
+        account: AccountId,
+    },
+    Unblock {
+        account: AccountId,
+    },
 }
 
 /// Where an attachment's ciphertext lives in the server's blob store.
@@ -98,6 +174,8 @@ impl ClientRequest {
             ClientRequest::FetchOffer { .. } => "fetch_offer",
             ClientRequest::CallSignal { .. } => "call_signal",
             ClientRequest::FetchRelayCredentials { .. } => "fetch_relay_credentials",
+            ClientRequest::Block { .. } => "block",
+            ClientRequest::Unblock { .. } => "unblock",
         }
     }
 }
@@ -190,7 +268,7 @@ pub enum ResponseBody {
     Authenticated { account: AccountId, device: DeviceId, label: String },
     LinkStarted { code: LinkCode, expires_in_secs: u32 },
     LinkApproved { device: DeviceId },
-    Sent { server_timestamp_ms: u64, recipient_devices: u32 },
+    Sent { server_timestamp_ms: u64, recipient_devices: u32, skipped_devices: u32 },
     Devices(Vec<DeviceInfo>),
     Pong { server_time_ms: u64 },
     AccountKeys(Vec<AccountDevices>),

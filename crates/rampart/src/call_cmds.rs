@@ -164,7 +164,10 @@ pub async fn add_contact(client: &mut Client, who: &str, json: bool) -> anyhow::
     if json {
         println!("{}", json!({ "ok": true, "contact": label }));
     } else {
-        println!("Saved {label} as a contact: their calls ring this device.");
+        println!(
+            "Saved {} as a contact: their calls ring this device and their conversations open without a request.",
+            crate::client_cmds::printable(&label)
+        );
     }
     Ok(())
 }

@@ -187,11 +187,48 @@ pub enum Command {
         #[arg(value_parser = ["everyone", "contacts", "nobody"])]
         policy: Option<String>,
     },
-    /// Save someone as a contact, so that they may ring this device.
+    /// Save someone as a contact: they may ring this device, and conversations they start
+    /// open at once instead of waiting as requests.
     AddContact {
         /// +14155550123 or @username.
         who: String,
     },
+    /// Conversations started by people who are not your contacts. Nothing of them is opened
+    /// (not even decrypted) until you accept; then they open with everything they held.
+    /// Without a subcommand, lists them.
+    Requests {
+        #[command(subcommand)]
+        action: Option<RequestCommand>,
+    },
+    /// Block someone (+E164, @username, or a request): the server delivers nothing more from
+    /// them to you (messages, invitations, calls), and their requests are declined. Without an
+    /// argument, lists whom you blocked.
+    Block { who: Option<String> },
+    /// Lift a block.
+    Unblock { who: String },
+    /// Who may start a conversation with you: everyone; requests (default: contacts directly,
+    /// anyone else as a request you accept or decline); or contacts (others are dropped
+    /// unseen). Without an argument, shows the current setting.
+    MessagePolicy {
+        #[arg(value_parser = ["everyone", "requests", "contacts"])]
+        policy: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// List open requests (the default).
+    List,
+    /// Open the conversation: its sender becomes a contact, and what it held is decrypted and
+    /// shown, in order.
+    Accept {
+        /// The request's id (6+ characters of it are enough) or its sender (@name, +number).
+        which: String,
+    },
+    /// Delete it unopened and leave the conversation.
+    Decline { which: String },
+    /// Decline it and block its sender.
+    Block { which: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,11 +4,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use rampart_client::{Client, ServerAddress};
+use rampart_client::e2e::Event;
+use rampart_client::{Client, ReceivedMessage, ServerAddress};
 use rampart_core::DeviceId;
 use serde_json::json;
 
 use crate::cli::{AccountCommand, Command, DevicesCommand, GroupCommand, ProfileCommand};
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 fn default_profile() -> PathBuf {
     directories::ProjectDirs::from("org", "rampart", "rampart")
@@ -31,7 +39,7 @@ pub fn printable(text: &str) -> String {
     out
 }
 
-fn print_json(value: serde_json::Value) {
+pub(crate) fn print_json(value: serde_json::Value) {
     println!("{value}");
 }
 
@@ -77,6 +85,13 @@ pub async fn run(
                     receipt.recipient_devices,
                     if receipt.recipient_devices == 1 { "" } else { "s" }
                 );
+                if receipt.missed_devices > 0 {
+                    eprintln!(
+                        "warning: {} device{} had no room for it (too many messages waiting there) and will not get it; try again later",
+                        receipt.missed_devices,
+                        if receipt.missed_devices == 1 { "" } else { "s" }
+                    );
+                }
             }
             Ok(())
         }
@@ -181,18 +196,45 @@ pub async fn run(
             Ok(())
         }
         Command::Recv { wait } => {
-            let received = client
-                .receive(wait.map(Duration::from_secs), |m| {
-                    if json {
-                        print_json(json!({ "message": m }));
-                    } else {
-                        println!("{}: {}", printable(&m.from), printable(&m.text));
+            let mut received = 0usize;
+            let mut requests = 0usize;
+            client
+                .receive_events(wait.map(Duration::from_secs), |e| match e {
+                    Event::Message { from, from_account, message_id, text, .. } => {
+                        received += 1;
+                        if json {
+                            let m = ReceivedMessage {
+                                from: from.clone(),
+                                from_account: *from_account,
+                                message_id: message_id.clone(),
+                                server_timestamp_ms: now_ms(),
+                                text: text.clone(),
+                            };
+                            print_json(json!({ "message": m }));
+                        } else {
+                            println!("{}: {}", printable(from), printable(text));
+                        }
                     }
+                    Event::Request { conversation, from, from_account } => {
+                        requests += 1;
+                        if json {
+                            print_json(json!({ "request": {
+                                "conversation": conversation, "from": from, "from_account": from_account
+                            } }));
+                        } else {
+                            println!(
+                                "Message request from {} (not a contact; nothing opened): `rampart requests accept {}` to read it",
+                                printable(from),
+                                printable(from)
+                            );
+                        }
+                    }
+                    _ => {}
                 })
                 .await?;
             if json {
-                print_json(json!({ "ok": true, "received": received.len() }));
-            } else if received.is_empty() {
+                print_json(json!({ "ok": true, "received": received, "requests": requests }));
+            } else if received == 0 && requests == 0 {
                 println!("No new messages.");
             }
             Ok(())
@@ -220,6 +262,10 @@ pub async fn run(
         Command::Calls { limit } => crate::call_cmds::calls(&client, limit, json),
         Command::RingPolicy { policy } => crate::call_cmds::ring_policy(&client, policy, json),
         Command::AddContact { who } => crate::call_cmds::add_contact(&mut client, &who, json).await,
+        Command::Requests { action } => crate::request_cmds::requests(&mut client, action, json).await,
+        Command::Block { who } => crate::request_cmds::block(&mut client, who, json).await,
+        Command::Unblock { who } => crate::request_cmds::unblock(&mut client, &who, json).await,
+        Command::MessagePolicy { policy } => crate::request_cmds::message_policy(&client, policy, json),
         Command::Serve(_) | Command::Admin(_) | Command::Bench(_) | Command::Relay(_) => Ok(()),
     }
 }

@@ -6,6 +6,7 @@ mod call_cmds;
 mod chat;
 mod cli;
 mod client_cmds;
+mod request_cmds;
 mod serve;
 
 use clap::Parser;

@@ -106,8 +106,7 @@ async fn queue_call_envelope(
         expires_at: now.saturating_add(ttl_ms),
         body: encode_envelope(envelope),
     };
-    let copies =
-        shared.store.enqueue(msg, shared.config.limits.max_queue_per_device).await.map_err(store_error)?;
+    let copies = shared.store.enqueue(msg, shared.config.limits.queue()).await.map_err(store_error)?;
     let count = u32::try_from(copies.len()).unwrap_or(u32::MAX);
     for copy in copies {
         shared.hub.push_message(copy);

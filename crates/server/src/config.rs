@@ -57,6 +57,9 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Messages queued per device before senders get "queue full".
     pub max_queue_per_device: u32,
+    /// Of those, how many one other account may fill (a stranger's flood leaves room for
+    /// friends); past it that sender gets "queue full". At most `max_queue_per_device`.
+    pub max_queue_per_sender: u32,
     /// How long an undelivered message is kept.
     pub message_ttl_secs: u64,
     /// Devices per account.
@@ -69,11 +72,21 @@ pub struct Limits {
     pub attachment_ttl_secs: u64,
 }
 
+impl Limits {
+    pub fn queue(&self) -> rampart_store::QueueLimits {
+        rampart_store::QueueLimits {
+            per_device: self.max_queue_per_device,
+            per_sender: self.max_queue_per_sender.min(self.max_queue_per_device),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_message_bytes: limits::MAX_BODY_BYTES,
             max_queue_per_device: limits::DEFAULT_MAX_QUEUE,
+            max_queue_per_sender: limits::DEFAULT_MAX_QUEUE_PER_SENDER,
             message_ttl_secs: limits::DEFAULT_MESSAGE_TTL_SECS,
             max_devices: limits::DEFAULT_MAX_DEVICES,
             max_connections: 100_000,

@@ -192,17 +192,17 @@ impl Connection {
             received_at: now,
             expires_at: now + shared.config.limits.message_ttl_secs * 1000,
         };
-        let copies = shared
-            .store
-            .send_group(msg, shared.config.limits.max_queue_per_device)
-            .await
-            .map_err(store_error)?;
+        let sent = shared.store.send_group(msg, shared.config.limits.queue()).await.map_err(store_error)?;
         shared.metrics.messages_received.inc();
-        let count = u32::try_from(copies.len()).unwrap_or(u32::MAX);
-        for copy in copies {
+        let count = u32::try_from(sent.copies.len()).unwrap_or(u32::MAX);
+        for copy in sent.copies {
             shared.hub.push_message(copy);
         }
-        Ok(ResponseBody::Sent { server_timestamp_ms: now, recipient_devices: count })
+        Ok(ResponseBody::Sent {
+            server_timestamp_ms: now,
+            recipient_devices: count,
+            skipped_devices: sent.skipped,
+        })
     }
 
     pub(crate) async fn leave_group(&mut self, group: GroupId) -> Answer {
@@ -230,6 +230,17 @@ impl Connection {
         for copy in copies {
             shared.hub.push_message(copy);
         }
+        Ok(ResponseBody::Ok)
+    }
+
+    /// Block (or unblock) an account for the caller's whole account. The blocked account is
+    /// not told: its sends are accepted and dropped (`Store::enqueue`).
+    pub(crate) async fn set_block(&mut self, blocked: AccountId, on: bool) -> Answer {
+        let (account, _) = self.identity()?;
+        if blocked == account {
+            return Err(err(ErrorCode::BadRequest, "an account cannot block itself"));
+        }
+        self.shared.store.set_block(account, blocked, on, now_ms()).await.map_err(store_error)?;
         Ok(ResponseBody::Ok)
     }
 }

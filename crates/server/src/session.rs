@@ -62,7 +62,7 @@ pub(crate) fn store_error(e: StoreError) -> ErrorBody {
         StoreError::UsernameTaken => ErrorCode::UsernameTaken,
         StoreError::NoSuchLink => ErrorCode::NoSuchLink,
         StoreError::TooManyDevices { .. } => ErrorCode::TooManyDevices,
-        StoreError::QueueFull { .. } => ErrorCode::QueueFull,
+        StoreError::QueueFull { .. } | StoreError::SenderShareFull { .. } => ErrorCode::QueueFull,
         StoreError::NoSuchAccount => ErrorCode::NoSuchRecipient,
         StoreError::NoSuchDevice => ErrorCode::NoSuchDevice,
         StoreError::StaleEpoch { .. } => ErrorCode::StaleEpoch,
@@ -565,6 +565,8 @@ impl Connection {
             ClientRequest::FetchOffer { call } => self.fetch_offer(call).await,
             ClientRequest::CallSignal { call, kind, body } => self.call_signal(call, kind, body).await,
             ClientRequest::FetchRelayCredentials { call } => self.fetch_relay_credentials(call).await,
+            ClientRequest::Block { account } => self.set_block(account, true).await,
+            ClientRequest::Unblock { account } => self.set_block(account, false).await,
         }
     }
 
@@ -772,14 +774,14 @@ impl Connection {
             body: rampart_proto::encode_envelope(&rampart_proto::Envelope::Direct(body)),
         };
         self.sends.push(Box::pin(async move {
-            let stored = shared.store.enqueue(msg, shared.config.limits.max_queue_per_device).await;
+            let stored = shared.store.enqueue(msg, shared.config.limits.queue()).await;
             let answer = stored.map_err(store_error).map(|copies| {
                 shared.metrics.messages_received.inc();
                 let count = copies.len() as u32;
                 for copy in copies {
                     shared.hub.push_message(copy);
                 }
-                ResponseBody::Sent { server_timestamp_ms: now, recipient_devices: count }
+                ResponseBody::Sent { server_timestamp_ms: now, recipient_devices: count, skipped_devices: 0 }
             });
             (request_id, answer)
         }));
@@ -935,6 +937,8 @@ fn request_class(request: &ClientRequest) -> RequestClass {
         | ClientRequest::PlaceCall { .. }
         | ClientRequest::FetchOffer { .. }
         | ClientRequest::CallSignal { .. }
-        | ClientRequest::FetchRelayCredentials { .. } => RequestClass::Device,
+        | ClientRequest::FetchRelayCredentials { .. }
+        | ClientRequest::Block { .. }
+        | ClientRequest::Unblock { .. } => RequestClass::Device,
     }
 }

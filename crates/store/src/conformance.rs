@@ -38,8 +38,8 @@ use rampart_core::{
 
 use crate::{
     CALL_KEEP_AFTER_EXPIRY_MS, CallMisfit, CallRecord, GroupCommitRecord, GroupMessage, GroupState,
-    NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, Registered, Store,
-    StoreError, StoredMessage, UnixMillis,
+    NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged, QueueLimits, Registered,
+    Store, StoreError, StoredMessage, UnixMillis,
 };
 
 /// Expands to one `#[tokio::test]` per conformance check. `$runner` is a path to an async
@@ -76,6 +76,7 @@ macro_rules! conformance_tests {
             enqueue_is_idempotent,
             enqueue_unknown_or_deviceless_recipient,
             queue_full_inserts_nothing,
+            a_sender_fills_only_its_share,
             expiry_frees_queue_space,
             copies_carry_the_senders_current_label,
             fetch_after_limit_and_expiry,
@@ -97,6 +98,7 @@ macro_rules! conformance_tests {
             commit_rules_for_members_and_creators,
             group_messages_reach_other_members_only,
             group_messages_skip_full_queues,
+            blocked_senders_reach_nothing,
             leaving_and_revoking_drop_membership,
             concurrent_commits_one_wins,
             calls_are_created_once,
@@ -198,7 +200,7 @@ fn message(to: AccountId, from: &Registered, id: u32, body: &[u8]) -> NewMessage
 }
 
 async fn send<S: Store>(store: &S, msg: NewMessage) -> Vec<StoredMessage> {
-    store.enqueue(msg, MAX_QUEUE).await.expect("enqueue")
+    store.enqueue(msg, QueueLimits::whole(MAX_QUEUE)).await.expect("enqueue")
 }
 
 async fn fetch_all<S: Store>(store: &S, device: DeviceId) -> Vec<StoredMessage> {
@@ -602,9 +604,10 @@ pub async fn enqueue_is_idempotent<S: Store>(store: Arc<S>) {
 /// Unknown recipient: `NoSuchAccount`. An account without devices queues nothing.
 pub async fn enqueue_unknown_or_deviceless_recipient<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 1, None).await;
-    let r = store.enqueue(message(AccountId(987_654_321), &alice, 1, b"x"), MAX_QUEUE).await;
+    let r =
+        store.enqueue(message(AccountId(987_654_321), &alice, 1, b"x"), QueueLimits::whole(MAX_QUEUE)).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
-    let r = store.enqueue(message(AccountId(u64::MAX), &alice, 1, b"x"), MAX_QUEUE).await;
+    let r = store.enqueue(message(AccountId(u64::MAX), &alice, 1, b"x"), QueueLimits::whole(MAX_QUEUE)).await;
     assert!(matches!(r, Err(StoreError::NoSuchAccount)), "{r:?}");
 
     let bob = register(&*store, 2, None).await;
@@ -634,14 +637,15 @@ pub async fn expiry_frees_queue_space<S: Store>(store: Arc<S>) {
     for id in 0..MAX {
         let mut msg = message(bob.account, &alice, id, b"x");
         msg.expires_at = T0 + 1;
-        store.enqueue(msg, MAX).await.unwrap();
+        store.enqueue(msg, QueueLimits::whole(MAX)).await.unwrap();
     }
-    let full = store.enqueue(message(bob.account, &alice, 10, b"x"), MAX).await;
+    let full = store.enqueue(message(bob.account, &alice, 10, b"x"), QueueLimits::whole(MAX)).await;
     assert!(matches!(full, Err(StoreError::QueueFull { .. })), "{full:?}");
     let purged = store.purge_expired(T0 + 2, HOUR).await.unwrap();
     assert_eq!(purged.messages, u64::from(MAX));
     assert_eq!(depth(&*store, bob.device).await, 0);
-    let copies = store.enqueue(message(bob.account, &alice, 10, b"x"), MAX).await.unwrap();
+    let copies =
+        store.enqueue(message(bob.account, &alice, 10, b"x"), QueueLimits::whole(MAX)).await.unwrap();
     assert_eq!(copies.len(), 1, "purging made room again");
 }
 
@@ -651,26 +655,64 @@ pub async fn queue_full_inserts_nothing<S: Store>(store: Arc<S>) {
     let tablet = link(&*store, bob.account, 1).await;
     let alice = register(&*store, 2, None).await;
     for id in 0..MAX {
-        store.enqueue(message(bob.account, &alice, id, b"x"), MAX).await.unwrap();
+        store.enqueue(message(bob.account, &alice, id, b"x"), QueueLimits::whole(MAX)).await.unwrap();
     }
     // Empty the first device's queue so only the later one is full.
     let acked = store.ack(bob.device, &ids(&fetch_all(&*store, bob.device).await)).await.unwrap();
     assert_eq!(acked, u64::from(MAX));
 
-    let r = store.enqueue(message(bob.account, &alice, 100, b"x"), MAX).await;
+    let r = store.enqueue(message(bob.account, &alice, 100, b"x"), QueueLimits::whole(MAX)).await;
     assert!(matches!(r, Err(StoreError::QueueFull { max: MAX })), "{r:?}");
     assert_eq!(depth(&*store, bob.device).await, 0, "nothing inserted for the other device");
     assert_eq!(depth(&*store, tablet).await, u64::from(MAX));
     assert_eq!(store.total_queued().await.unwrap(), u64::from(MAX));
 
     // A retry of a message the full device already holds is not refused for that device.
-    let retry = store.enqueue(message(bob.account, &alice, 0, b"x"), MAX).await.unwrap();
+    let retry = store.enqueue(message(bob.account, &alice, 0, b"x"), QueueLimits::whole(MAX)).await.unwrap();
     assert_eq!(retry.len(), 2);
 
     let oldest = fetch_all(&*store, tablet).await[0].id;
     store.ack(tablet, &[oldest]).await.unwrap();
-    let copies = store.enqueue(message(bob.account, &alice, 100, b"x"), MAX).await.unwrap();
+    let copies =
+        store.enqueue(message(bob.account, &alice, 100, b"x"), QueueLimits::whole(MAX)).await.unwrap();
     assert_eq!(copies.len(), 2);
+}
+
+/// One sender fills at most its share of a device's queue: a stranger's flood leaves room for
+/// everyone else, and the device's own account is not limited by the share.
+pub async fn a_sender_fills_only_its_share<S: Store>(store: Arc<S>) {
+    let limits = QueueLimits { per_device: 10, per_sender: 3 };
+    let bob = register(&*store, 1, None).await;
+    let stranger = register(&*store, 2, None).await;
+    let friend = register(&*store, 3, None).await;
+    for id in 0..3 {
+        store.enqueue(message(bob.account, &stranger, id, b"spam"), limits).await.unwrap();
+    }
+    let r = store.enqueue(message(bob.account, &stranger, 3, b"spam"), limits).await;
+    assert!(matches!(r, Err(StoreError::SenderShareFull { max: 3 })), "{r:?}");
+    assert_eq!(depth(&*store, bob.device).await, 3, "the refused one was not queued");
+    // A retry of a message already queued is not refused.
+    assert_eq!(store.enqueue(message(bob.account, &stranger, 0, b"spam"), limits).await.unwrap().len(), 1);
+    // A friend still gets through, and a group message from the stranger is skipped and
+    // counted, not lost silently.
+    assert_eq!(store.enqueue(message(bob.account, &friend, 1, b"hi"), limits).await.unwrap().len(), 1);
+    let g = group_of(&stranger, 1);
+    store.commit_group(commit(&g, &stranger, 0, &[bob.device, friend.device], &[], 1)).await.unwrap();
+    let sent = store.send_group(group_message(&g, &stranger, 9, b"more"), limits).await.unwrap();
+    assert_eq!((sent.copies.len(), sent.skipped), (1, 1));
+    // The device's own account has no share (a note to self, another device of the user).
+    for id in 0..5 {
+        store.enqueue(message(bob.account, &bob, 100 + id, b"mine"), limits).await.unwrap();
+    }
+    // Acknowledged messages free the share.
+    let from_stranger: Vec<ServerMessageId> = fetch_all(&*store, bob.device)
+        .await
+        .iter()
+        .filter(|m| m.sender_account == stranger.account)
+        .map(|m| m.id)
+        .collect();
+    store.ack(bob.device, &from_stranger).await.unwrap();
+    assert_eq!(store.enqueue(message(bob.account, &stranger, 50, b"again"), limits).await.unwrap().len(), 1);
 }
 
 /// Fetch returns unexpired messages with id > after, ascending, at most `limit`.
@@ -856,7 +898,7 @@ pub async fn concurrent_enqueues_get_distinct_ids<S: Store>(store: Arc<S>) {
 
     let results = race(&store, SENDS as usize, |store, n| {
         let msg = message(bob.account, &senders[n % senders.len()], n as u32, b"race");
-        async move { store.enqueue(msg, MAX_QUEUE).await }
+        async move { store.enqueue(msg, QueueLimits::whole(MAX_QUEUE)).await }
     })
     .await;
     let mut all = BTreeSet::new();
@@ -888,7 +930,7 @@ pub async fn concurrent_retries_queue_once<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 2, None).await;
     let answers = race(&store, RETRIES, |store, _| {
         let msg = message(bob.account, &alice, 7, b"once");
-        async move { store.enqueue(msg, MAX_QUEUE).await.expect("enqueue") }
+        async move { store.enqueue(msg, QueueLimits::whole(MAX_QUEUE)).await.expect("enqueue") }
     })
     .await;
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "every retry sees the same copies");
@@ -905,7 +947,7 @@ pub async fn concurrent_sends_respect_queue_limit<S: Store>(store: Arc<S>) {
     let alice = register(&*store, 2, None).await;
     let results = race(&store, SENDS as usize, |store, n| {
         let msg = message(bob.account, &alice, n as u32, b"x");
-        async move { store.enqueue(msg, MAX).await }
+        async move { store.enqueue(msg, QueueLimits::whole(MAX)).await }
     })
     .await;
     let (mut queued, mut full) = (0, 0);
@@ -1181,16 +1223,25 @@ pub async fn group_messages_reach_other_members_only<S: Store>(store: Arc<S>) {
     let a2 = link(&*store, a.account, 1).await;
     let g = group_of(&a, 1);
     store.commit_group(commit(&g, &a, 0, &[b.device, a2], &[], 1)).await.unwrap();
-    let copies = store.send_group(group_message(&g, &a, 5, b"ciphertext"), MAX_QUEUE).await.unwrap();
+    let copies = store
+        .send_group(group_message(&g, &a, 5, b"ciphertext"), QueueLimits::whole(MAX_QUEUE))
+        .await
+        .unwrap()
+        .copies;
     let mut to: Vec<DeviceId> = copies.iter().map(|c| c.device).collect();
     to.sort();
     assert_eq!(to, vec![b.device, a2]);
-    let again = store.send_group(group_message(&g, &a, 5, b"ciphertext"), MAX_QUEUE).await.unwrap();
+    let again = store
+        .send_group(group_message(&g, &a, 5, b"ciphertext"), QueueLimits::whole(MAX_QUEUE))
+        .await
+        .unwrap()
+        .copies;
     assert_eq!(ids(&again).len(), 2);
     assert_eq!(fetch_all(&*store, b.device).await.len(), 2, "welcome + one copy");
-    let r = store.send_group(group_message(&g, &c, 6, b"x"), MAX_QUEUE).await;
+    let r = store.send_group(group_message(&g, &c, 6, b"x"), QueueLimits::whole(MAX_QUEUE)).await;
     assert!(matches!(r, Err(StoreError::NotMember)), "{r:?}");
-    let r = store.send_group(group_message(&group_of(&a, 9), &a, 7, b"x"), MAX_QUEUE).await;
+    let r =
+        store.send_group(group_message(&group_of(&a, 9), &a, 7, b"x"), QueueLimits::whole(MAX_QUEUE)).await;
     assert!(matches!(r, Err(StoreError::NoSuchGroup)), "{r:?}");
 }
 
@@ -1202,11 +1253,69 @@ pub async fn group_messages_skip_full_queues<S: Store>(store: Arc<S>) {
     let g = group_of(&a, 1);
     store.commit_group(commit(&g, &a, 0, &[b.device, c.device], &[], 1)).await.unwrap();
     for i in 0..2 {
-        store.enqueue(message(c.account, &a, 100 + i, b"fill"), 3).await.unwrap();
+        store.enqueue(message(c.account, &a, 100 + i, b"fill"), QueueLimits::whole(3)).await.unwrap();
     }
     assert_eq!(depth(&*store, c.device).await, 3);
-    let copies = store.send_group(group_message(&g, &a, 5, b"x"), 3).await.unwrap();
-    assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![b.device]);
+    let sent = store.send_group(group_message(&g, &a, 5, b"x"), QueueLimits::whole(3)).await.unwrap();
+    assert_eq!(sent.copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![b.device]);
+    assert_eq!(sent.skipped, 1, "the sender is told one device missed it");
+}
+
+/// A block stops direct messages, group messages and invitations from the blocked account to
+/// the blocker (and only to the blocker); commits of a group both share still pass; lifting
+/// the block lets messages through again.
+pub async fn blocked_senders_reach_nothing<S: Store>(store: Arc<S>) {
+    let bob = register(&*store, 1, None).await;
+    let spammer = register(&*store, 2, None).await;
+    let carol = register(&*store, 3, None).await;
+    // A group all three share, made before the block.
+    let shared = group_of(&carol, 1);
+    store.commit_group(commit(&shared, &carol, 0, &[bob.device, spammer.device], &[], 1)).await.unwrap();
+    store.set_block(bob.account, spammer.account, true, T0).await.unwrap();
+    store.set_block(bob.account, spammer.account, true, T0).await.unwrap();
+    assert_eq!(store.blocked_accounts(bob.account).await.unwrap(), vec![spammer.account]);
+    assert!(store.blocked_accounts(spammer.account).await.unwrap().is_empty(), "a block is one-way");
+    let before = depth(&*store, bob.device).await;
+
+    let copies =
+        store.enqueue(message(bob.account, &spammer, 1, b"hi"), QueueLimits::whole(MAX_QUEUE)).await.unwrap();
+    assert!(copies.is_empty());
+    let sent = store
+        .send_group(group_message(&shared, &spammer, 2, b"hi all"), QueueLimits::whole(MAX_QUEUE))
+        .await
+        .unwrap();
+    assert_eq!(sent.copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![carol.device]);
+    assert_eq!(sent.skipped, 0, "a block is not reported as a full queue");
+    let own = group_of(&spammer, 2);
+    let r = store.commit_group(commit(&own, &spammer, 0, &[bob.device], &[], 3)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    assert_eq!(depth(&*store, bob.device).await, before, "nothing from the blocked account was queued");
+    // Others still reach bob, and the blocked account still reaches others.
+    assert_eq!(
+        store
+            .enqueue(message(bob.account, &carol, 4, b"ok"), QueueLimits::whole(MAX_QUEUE))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .enqueue(message(carol.account, &spammer, 5, b"ok"), QueueLimits::whole(MAX_QUEUE))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    store.set_block(bob.account, spammer.account, false, T0).await.unwrap();
+    store.set_block(bob.account, spammer.account, false, T0).await.unwrap();
+    assert!(store.blocked_accounts(bob.account).await.unwrap().is_empty());
+    let copies = store
+        .enqueue(message(bob.account, &spammer, 6, b"sorry"), QueueLimits::whole(MAX_QUEUE))
+        .await
+        .unwrap();
+    assert_eq!(copies.len(), 1);
 }
 
 /// Leaving drops the devices and tells the rest; a revoked device leaves every group.

@@ -91,6 +91,30 @@ pub struct NewMessage {
     pub body: Vec<u8>,
 }
 
+/// How much of a device's queue may be filled: in all, and by one sending account (other than
+/// the device's own), so a stranger can take only a share of it and a friend's message still
+/// finds room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub per_device: u32,
+    pub per_sender: u32,
+}
+
+impl QueueLimits {
+    /// One sender may fill the whole queue.
+    pub fn whole(max: u32) -> Self {
+        Self { per_device: max, per_sender: max }
+    }
+}
+
+/// What a group message reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSent {
+    pub copies: Vec<StoredMessage>,
+    /// Member devices whose queue had no room for it (they miss it; the sender is told).
+    pub skipped: u32,
+}
+
 /// One queued copy of a message, for one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -195,6 +219,8 @@ pub enum StoreError {
     TooManyDevices { max: u32 },
     #[error("the recipient's queue is full ({max} messages); try again later")]
     QueueFull { max: u32 },
+    #[error("the recipient already has {max} of your messages waiting; try again once they have read them")]
+    SenderShareFull { max: u32 },
     #[error("no such account")]
     NoSuchAccount,
     #[error("no such device")]
@@ -286,17 +312,20 @@ pub struct CommitPlan {
 }
 
 /// The delivery service's rules for a commit, given the group's state (`None`: no such group
-/// yet) and the account of every added device (`None`: no such device).
+/// yet), the account of every added device (`None`: no such device), and the accounts that
+/// blocked the committer.
 ///
 /// - Exactly one commit per epoch: one made in an older epoch is stale.
 /// - A group is created by its creator's first commit, in epoch 0.
 /// - Only members commit. Any member may add devices of accounts already in the group (a
 ///   newly linked device); only the creator adds new accounts or removes other accounts'
 ///   devices; anyone may remove devices of their own account and devices that already left.
+/// - Nobody brings into a group an account that blocked them.
 pub fn plan_commit(
     state: Option<&GroupState>,
     c: &GroupCommitRecord,
     added_accounts: &[Option<AccountId>],
+    blocking_committer: &[AccountId],
 ) -> StoreResult<CommitPlan> {
     let is_creator = c.group.creator() == c.sender_account;
     if c.added.is_empty() && c.removed.is_empty() && state.is_none() {
@@ -337,6 +366,9 @@ pub fn plan_commit(
         }
         if !is_creator && !member_accounts.contains(account) {
             return Err(StoreError::Forbidden("only the group's creator adds new people".into()));
+        }
+        if !member_accounts.contains(account) && blocking_committer.contains(account) {
+            return Err(StoreError::Forbidden(format!("{account} does not take invitations from you")));
         }
     }
     let mut remove = Vec::new();
@@ -434,11 +466,13 @@ pub trait Store: Send + Sync + 'static {
     /// Durably queue one copy for every device of `msg.recipient`, all or none. The copies carry
     /// the sender's label as it is at this moment (`@username`, else the number), read in the
     /// same transaction, so a name that changed hands is never attached to the wrong sender. `QueueFull` if
-    /// any of those devices already holds `max_queue` messages. Idempotent on
+    /// any of those devices already holds `limits.per_device` messages, `SenderShareFull` if
+    /// one holds `limits.per_sender` from this sender (another account's). Nothing is queued,
+    /// and `Ok(vec![])` is returned, when the recipient blocked the sender. Idempotent on
     /// (device, sender account, message id): a retried send returns the copies already queued
     /// and queues nothing twice.
     /// Returns the queued copies, so the caller can push them to online devices.
-    async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>>;
+    async fn enqueue(&self, msg: NewMessage, limits: QueueLimits) -> StoreResult<Vec<StoredMessage>>;
 
     /// Unexpired messages of a device with id greater than `after`, oldest first.
     async fn fetch_queue(
@@ -495,8 +529,9 @@ pub trait Store: Send + Sync + 'static {
     /// read the group again.
     async fn commit_group(&self, commit: GroupCommitRecord) -> StoreResult<(u64, Vec<StoredMessage>)>;
     /// Queue an application message for every other member device. A device whose queue is
-    /// full misses it (`skipped`); the others still get it.
-    async fn send_group(&self, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// full, or holds the sender's share, misses it (`skipped`); the others still get it.
+    /// Devices of accounts that blocked the sender are left out (and not counted).
+    async fn send_group(&self, msg: GroupMessage, limits: QueueLimits) -> StoreResult<GroupSent>;
     /// Drop `devices` from the group and queue `notice` (a message from one of them) for the
     /// remaining members, atomically.
     async fn leave_group(
@@ -504,6 +539,21 @@ pub trait Store: Send + Sync + 'static {
         devices: &[DeviceId],
         notice: GroupMessage,
     ) -> StoreResult<Vec<StoredMessage>>;
+
+    // --- blocks ---------------------------------------------------------------------------
+
+    /// `blocker` takes nothing more from `blocked`: no direct message, no group message, no
+    /// ring, no invitation (see [`plan_commit`]). Commits of groups both already share pass.
+    /// Setting a block twice, or lifting one that is not there, is not an error.
+    async fn set_block(
+        &self,
+        blocker: AccountId,
+        blocked: AccountId,
+        on: bool,
+        now: UnixMillis,
+    ) -> StoreResult<()>;
+    /// The accounts `blocker` blocked.
+    async fn blocked_accounts(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>>;
 
     // --- calls (set-up through the signaling server) ----------------------------------------
 

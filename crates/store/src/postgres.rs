@@ -31,8 +31,9 @@ use crate::convert::{
 };
 use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
-    GroupMessage, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
-    Registered, Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis, plan_commit,
+    GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
+    PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreEvent, StoreResult,
+    StoredMessage, UnixMillis, plan_commit,
 };
 
 const POOL_SIZE: usize = 16;
@@ -183,6 +184,19 @@ const MIGRATIONS: &[(i32, &str)] = &[
         last_at     BIGINT NOT NULL,
         PRIMARY KEY (account_id, reason)
     );
+    "#,
+    ),
+    (
+        5,
+        // Blocks: the blocker takes nothing more from the blocked account.
+        r#"
+    CREATE TABLE blocks (
+        blocker_account BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        blocked_account BIGINT NOT NULL,
+        created_at      BIGINT NOT NULL,
+        PRIMARY KEY (blocker_account, blocked_account)
+    );
+    CREATE INDEX blocks_blocked ON blocks(blocked_account);
     "#,
     ),
 ];
@@ -405,26 +419,62 @@ struct Copy<'a> {
 
 /// Lock these devices' rows in id order (so concurrent fan-outs cannot deadlock) and read
 /// their queue lengths. Devices that no longer exist are left out.
-async fn lock_devices(tx: &Tx<'_>, devices: &[DeviceId]) -> StoreResult<Vec<(i64, i64)>> {
+async fn lock_devices(tx: &Tx<'_>, devices: &[DeviceId]) -> StoreResult<Vec<QueueSlot>> {
     let ids = devices.iter().map(|d| device_key(*d)).collect::<StoreResult<Vec<i64>>>()?;
     let st = tx
-        .prepare_cached("SELECT id, queue_len FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .prepare_cached(
+            "SELECT id, queue_len, account_id FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
         .await
         .map_err(pg)?;
-    tx.query(&st, &[&ids])
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?)))
-        .collect()
+    tx.query(&st, &[&ids]).await.map_err(pg)?.iter().map(QueueSlot::from_row).collect()
 }
 
-/// Queue `copy` once per device; `cap` leaves out devices whose queue is full.
+/// A device a message may be queued for: its id, queue length and account.
+#[derive(Clone, Copy)]
+struct QueueSlot {
+    device: i64,
+    depth: i64,
+    account: i64,
+}
+
+impl QueueSlot {
+    fn from_row(r: &Row) -> StoreResult<Self> {
+        Ok(Self { device: get(r, 0)?, depth: get(r, 1)?, account: get(r, 2)? })
+    }
+}
+
+/// What to do about a device whose queue is full, or holds the sender's share.
+#[derive(Clone, Copy)]
+enum WhenFull {
+    /// Refuse the whole message (returning drops the transaction).
+    Fail(QueueLimits),
+    /// Leave that device out.
+    Skip(QueueLimits),
+    /// Queue anyway: handshake messages must reach every member.
+    Ignore,
+}
+
+/// The accounts among `accounts` that blocked `sender`.
+async fn blockers_of(tx: &Tx<'_>, sender: i64, accounts: &[i64]) -> StoreResult<Vec<i64>> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let st = tx
+        .prepare_cached(
+            "SELECT blocker_account FROM blocks WHERE blocked_account = $1 AND blocker_account = ANY($2)",
+        )
+        .await
+        .map_err(pg)?;
+    tx.query(&st, &[&sender, &accounts]).await.map_err(pg)?.iter().map(|r| get(r, 0)).collect()
+}
+
+/// Queue `copy` once per device, as `when_full` says for devices with no room.
 async fn queue_copies(
     tx: &Tx<'_>,
-    devices: &[(i64, i64)],
+    devices: &[QueueSlot],
     copy: &Copy<'_>,
-    cap: Option<u32>,
+    when_full: WhenFull,
 ) -> StoreResult<Vec<StoredMessage>> {
     let sender_account = to_i64(copy.sender_account.0, "sender account")?;
     let sender_device = to_i64(copy.sender_device.0, "sender device")?;
@@ -447,16 +497,45 @@ async fn queue_copies(
         )
         .await
         .map_err(pg)?;
+    // The sender's share of each device's queue (the device's own account has none).
+    let limits = match when_full {
+        WhenFull::Fail(l) | WhenFull::Skip(l) => Some(l),
+        WhenFull::Ignore => None,
+    };
+    let mut held_from_sender = std::collections::HashMap::new();
+    if limits.is_some() {
+        let ids: Vec<i64> =
+            devices.iter().filter(|d| d.account != sender_account).map(|d| d.device).collect();
+        let st = tx
+            .prepare_cached(
+                "SELECT device_id, COUNT(*) FROM queue WHERE device_id = ANY($1) AND sender_account = $2
+                 GROUP BY device_id",
+            )
+            .await
+            .map_err(pg)?;
+        for row in tx.query(&st, &[&ids, &sender_account]).await.map_err(pg)? {
+            held_from_sender.insert(get::<i64>(&row, 0)?, get::<i64>(&row, 1)?);
+        }
+    }
     let mut copies = Vec::with_capacity(devices.len());
-    for &(device, depth) in devices {
+    for &QueueSlot { device, depth, .. } in devices {
         if let Some(row) =
             tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)?
         {
             copies.push(stored_message(&row)?);
             continue;
         }
-        if cap.is_some_and(|max| depth >= i64::from(max)) {
-            continue;
+        if let Some(l) = limits {
+            let full = depth >= i64::from(l.per_device);
+            let share_full = held_from_sender.get(&device).is_some_and(|n| *n >= i64::from(l.per_sender));
+            match when_full {
+                WhenFull::Fail(_) if full => return Err(StoreError::QueueFull { max: l.per_device }),
+                WhenFull::Fail(_) if share_full => {
+                    return Err(StoreError::SenderShareFull { max: l.per_sender });
+                }
+                WhenFull::Skip(_) if full || share_full => continue,
+                _ => {}
+            }
         }
         let row = tx
             .query_one(
@@ -543,12 +622,20 @@ impl PostgresStore {
         tx: &Tx<'_>,
         to: &[DeviceId],
         copy: &Copy<'_>,
-        cap: Option<u32>,
-    ) -> StoreResult<Vec<StoredMessage>> {
-        let devices = lock_devices(tx, to).await?;
-        let copies = queue_copies(tx, &devices, copy, cap).await?;
+        when_full: WhenFull,
+    ) -> StoreResult<GroupSent> {
+        let mut devices = lock_devices(tx, to).await?;
+        // Accounts that blocked the sender get nothing of what it says.
+        if !matches!(when_full, WhenFull::Ignore) {
+            let accounts: Vec<i64> = devices.iter().map(|d| d.account).collect();
+            let blocking =
+                blockers_of(tx, to_i64(copy.sender_account.0, "sender account")?, &accounts).await?;
+            devices.retain(|d| !blocking.contains(&d.account));
+        }
+        let copies = queue_copies(tx, &devices, copy, when_full).await?;
         self.notify_queued(tx, &copies).await?;
-        Ok(copies)
+        let skipped = u32::try_from(devices.len().saturating_sub(copies.len())).unwrap_or(u32::MAX);
+        Ok(GroupSent { copies, skipped })
     }
 }
 
@@ -896,25 +983,24 @@ impl Store for PostgresStore {
         Ok(device)
     }
 
-    async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+    async fn enqueue(&self, msg: NewMessage, limits: QueueLimits) -> StoreResult<Vec<StoredMessage>> {
         let Some(recipient) = key(msg.recipient.0) else {
             return Err(StoreError::NoSuchAccount);
         };
         let sender_account = to_i64(msg.sender_account.0, "sender account")?;
-        let sender_device = to_i64(msg.sender_device.0, "sender device")?;
-        let received_at = to_i64(msg.received_at, "timestamp")?;
-        let expires_at = to_i64(msg.expires_at, "timestamp")?;
-        let message_id = &msg.message_id.0[..];
-        let max = i64::from(max_queue);
-
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let st = tx.prepare_cached("SELECT 1 FROM accounts WHERE id = $1").await.map_err(pg)?;
         if tx.query_opt(&st, &[&recipient]).await.map_err(pg)?.is_none() {
             return Err(StoreError::NoSuchAccount);
         }
+        if !blockers_of(&tx, sender_account, &[recipient]).await?.is_empty() {
+            return Ok(Vec::new());
+        }
         let st = tx
-            .prepare_cached("SELECT id, queue_len FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE")
+            .prepare_cached(
+                "SELECT id, queue_len, account_id FROM devices WHERE account_id = $1 ORDER BY id FOR UPDATE",
+            )
             .await
             .map_err(pg)?;
         let devices = tx
@@ -922,8 +1008,8 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?
             .iter()
-            .map(|r| Ok((get::<i64>(r, 0)?, get::<i64>(r, 1)?)))
-            .collect::<StoreResult<Vec<(i64, i64)>>>()?;
+            .map(QueueSlot::from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         let sender_label: String = if devices.is_empty() {
             String::new()
         } else {
@@ -934,68 +1020,18 @@ impl Store for PostgresStore {
             let row = tx.query_opt(&st, &[&sender_account]).await.map_err(pg)?;
             get(&row.ok_or(StoreError::NoSuchAccount)?, 0)?
         };
-
-        let select_copy = tx
-            .prepare_cached(
-                "SELECT id, device_id, sender_account, sender_device, sender_label, message_id,
-                     received_at, expires_at, body
-                 FROM queue WHERE device_id = $1 AND sender_account = $2 AND message_id = $3",
-            )
-            .await
-            .map_err(pg)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,
-                     received_at, expires_at, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-            )
-            .await
-            .map_err(pg)?;
-
-        let mut copies = Vec::with_capacity(devices.len());
-        for (device, n) in devices {
-            if let Some(row) =
-                tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)?
-            {
-                copies.push(stored_message(&row)?);
-                continue;
-            }
-            if n >= max {
-                // Returning drops the transaction: the copies inserted so far are rolled back.
-                return Err(StoreError::QueueFull { max: max_queue });
-            }
-            let row = tx
-                .query_one(
-                    &insert,
-                    &[
-                        &device,
-                        &sender_account,
-                        &sender_device,
-                        &sender_label,
-                        &message_id,
-                        &received_at,
-                        &expires_at,
-                        &&msg.body[..],
-                    ],
-                )
-                .await
-                .map_err(pg)?;
-            copies.push(StoredMessage {
-                id: ServerMessageId(to_u64(get(&row, 0)?, "message id")?),
-                device: DeviceId(to_u64(device, "device id")?),
-                sender_account: msg.sender_account,
-                sender_device: msg.sender_device,
-                sender_label: sender_label.clone(),
-                message_id: msg.message_id,
-                received_at: msg.received_at,
-                expires_at: msg.expires_at,
-                body: msg.body.clone(),
-            });
-        }
-        if !copies.is_empty() {
-            let devices: Vec<String> = copies.iter().map(|c| c.device.0.to_string()).collect();
-            self.notify(&tx, "q", &devices.join(",")).await?;
-        }
+        let copy = Copy {
+            sender_account: msg.sender_account,
+            sender_device: msg.sender_device,
+            sender_label: &sender_label,
+            message_id: msg.message_id,
+            received_at: msg.received_at,
+            expires_at: msg.expires_at,
+            body: &msg.body,
+        };
+        // An error returns before the commit: the copies inserted so far are rolled back.
+        let copies = queue_copies(&tx, &devices, &copy, WhenFull::Fail(limits)).await?;
+        self.notify_queued(&tx, &copies).await?;
         tx.commit().await.map_err(pg)?;
         Ok(copies)
     }
@@ -1283,7 +1319,17 @@ impl Store for PostgresStore {
                 None => None,
             });
         }
-        let plan = plan_commit(state.as_ref(), &commit, &added_accounts)?;
+        let candidates = added_accounts
+            .iter()
+            .flatten()
+            .map(|a| to_i64(a.0, "account"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let blocking = blockers_of(&tx, to_i64(commit.sender_account.0, "sender account")?, &candidates)
+            .await?
+            .into_iter()
+            .map(|a| to_u64(a, "account").map(AccountId))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let plan = plan_commit(state.as_ref(), &commit, &added_accounts, &blocking)?;
         let group = commit.group.as_bytes();
         let new_epoch = to_i64(plan.new_epoch, "epoch")?;
         let add_member = tx
@@ -1329,17 +1375,17 @@ impl Store for PostgresStore {
             expires_at: commit.expires_at,
             body: &commit.commit_body,
         };
-        let mut copies = self.fan_out(&tx, &plan.commit_to, &copy, None).await?;
+        let mut copies = self.fan_out(&tx, &plan.commit_to, &copy, WhenFull::Ignore).await?.copies;
         if let Some(welcome) = &commit.welcome_body {
             copy.message_id = commit.welcome_message_id();
             copy.body = welcome;
-            copies.extend(self.fan_out(&tx, &plan.welcome_to, &copy, None).await?);
+            copies.extend(self.fan_out(&tx, &plan.welcome_to, &copy, WhenFull::Ignore).await?.copies);
         }
         tx.commit().await.map_err(pg)?;
         Ok((plan.new_epoch, copies))
     }
 
-    async fn send_group(&self, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+    async fn send_group(&self, msg: GroupMessage, limits: QueueLimits) -> StoreResult<GroupSent> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let state = group_state_tx(&tx, &msg.group, false).await?.ok_or(StoreError::NoSuchGroup)?;
@@ -1358,9 +1404,51 @@ impl Store for PostgresStore {
             expires_at: msg.expires_at,
             body: &msg.body,
         };
-        let copies = self.fan_out(&tx, &others, &copy, Some(max_queue)).await?;
+        let sent = self.fan_out(&tx, &others, &copy, WhenFull::Skip(limits)).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(copies)
+        Ok(sent)
+    }
+
+    async fn set_block(
+        &self,
+        blocker: AccountId,
+        blocked: AccountId,
+        on: bool,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        let (blocker, blocked) = (to_i64(blocker.0, "account")?, to_i64(blocked.0, "account")?);
+        let client = self.client().await?;
+        if on {
+            client
+                .execute(
+                    "INSERT INTO blocks (blocker_account, blocked_account, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    &[&blocker, &blocked, &to_i64(now, "timestamp")?],
+                )
+                .await
+                .map_err(pg)?;
+        } else {
+            client
+                .execute(
+                    "DELETE FROM blocks WHERE blocker_account = $1 AND blocked_account = $2",
+                    &[&blocker, &blocked],
+                )
+                .await
+                .map_err(pg)?;
+        }
+        Ok(())
+    }
+
+    async fn blocked_accounts(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT blocked_account FROM blocks WHERE blocker_account = $1 ORDER BY created_at, blocked_account",
+                &[&to_i64(blocker.0, "account")?],
+            )
+            .await
+            .map_err(pg)?;
+        rows.iter().map(|r| to_u64(get(r, 0)?, "account").map(AccountId)).collect()
     }
 
     async fn leave_group(
@@ -1393,7 +1481,7 @@ impl Store for PostgresStore {
             expires_at: notice.expires_at,
             body: &notice.body,
         };
-        let copies = self.fan_out(&tx, &rest, &copy, None).await?;
+        let copies = self.fan_out(&tx, &rest, &copy, WhenFull::Ignore).await?.copies;
         tx.commit().await.map_err(pg)?;
         Ok(copies)
     }

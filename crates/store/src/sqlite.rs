@@ -30,8 +30,9 @@ use crate::convert::{
 };
 use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
-    GroupMessage, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink, PendingRegistration, Purged,
-    Registered, Store, StoreError, StoreResult, StoredMessage, UnixMillis, plan_commit,
+    GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
+    PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreResult, StoredMessage,
+    UnixMillis, plan_commit,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -177,6 +178,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
         last_at     INTEGER NOT NULL,
         PRIMARY KEY (account_id, reason)
     ) STRICT, WITHOUT ROWID;
+    ",
+    ),
+    (
+        5,
+        // Blocks: the blocker takes nothing more from the blocked account.
+        "
+    CREATE TABLE blocks (
+        blocker_account INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        blocked_account INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        PRIMARY KEY (blocker_account, blocked_account)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX blocks_blocked ON blocks(blocked_account);
     ",
     ),
 ];
@@ -856,14 +870,15 @@ const SELECT_COPY: &str = "SELECT id, device_id, sender_account, sender_device, 
          received_at, expires_at, body
      FROM queue WHERE device_id = ?1 AND sender_account = ?2 AND message_id = ?3";
 
-fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+fn enqueue(c: &Connection, msg: NewMessage, limits: QueueLimits) -> StoreResult<Vec<StoredMessage>> {
     let Some(recipient) = key(msg.recipient.0) else {
         return Err(StoreError::NoSuchAccount);
     };
-    let devices: Vec<(i64, i64)> = {
-        let mut st =
-            c.prepare_cached("SELECT id, queue_len FROM devices WHERE account_id = ?1 ORDER BY id").db()?;
-        st.query_map([recipient], |r| Ok((r.get(0)?, r.get(1)?))).db()?.collect::<Result<_, _>>().db()?
+    let devices: Vec<QueueSlot> = {
+        let mut st = c
+            .prepare_cached("SELECT id, queue_len, account_id FROM devices WHERE account_id = ?1 ORDER BY id")
+            .db()?;
+        st.query_map([recipient], QueueSlot::from_row).db()?.collect::<Result<_, _>>().db()?
     };
     if devices.is_empty() {
         let exists =
@@ -873,6 +888,9 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
         }
     }
     let sender_account = to_i64(msg.sender_account.0, "sender account")?;
+    if !blockers_of(c, sender_account, &[recipient])?.is_empty() {
+        return Ok(Vec::new());
+    }
     let sender_label: String = if devices.is_empty() {
         String::new()
     } else {
@@ -892,18 +910,45 @@ fn enqueue(c: &Connection, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<S
         expires_at: msg.expires_at,
         body: &msg.body,
     };
-    queue_copies(c, &devices, &copy, WhenFull::Fail(max_queue))
+    queue_copies(c, &devices, &copy, WhenFull::Fail(limits))
 }
 
-/// What to do about a recipient device whose queue is full.
+/// A device a message may be queued for: its id, queue length and account.
+#[derive(Clone, Copy)]
+struct QueueSlot {
+    device: i64,
+    depth: i64,
+    account: i64,
+}
+
+impl QueueSlot {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { device: r.get(0)?, depth: r.get(1)?, account: r.get(2)? })
+    }
+}
+
+/// What to do about a recipient device whose queue is full, or holds the sender's share.
 #[derive(Clone, Copy)]
 enum WhenFull {
     /// Refuse the whole message (the savepoint rolls back the copies already queued).
-    Fail(u32),
+    Fail(QueueLimits),
     /// Leave that device out.
-    Skip(u32),
+    Skip(QueueLimits),
     /// Queue anyway: handshake messages must reach every member.
     Ignore,
+}
+
+/// The accounts among `accounts` that blocked `sender`.
+fn blockers_of(c: &Connection, sender: i64, accounts: &[i64]) -> StoreResult<Vec<i64>> {
+    let mut st =
+        c.prepare_cached("SELECT 1 FROM blocks WHERE blocker_account = ?1 AND blocked_account = ?2").db()?;
+    let mut out = Vec::new();
+    for &a in accounts {
+        if st.exists(params![a, sender]).db()? {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 /// One message to queue for several devices.
@@ -921,7 +966,7 @@ struct Copy<'a> {
 /// sender's message id gets nothing new (the existing copy is returned).
 fn queue_copies(
     c: &Connection,
-    devices: &[(i64, i64)],
+    devices: &[QueueSlot],
     copy: &Copy<'_>,
     when_full: WhenFull,
 ) -> StoreResult<Vec<StoredMessage>> {
@@ -931,7 +976,7 @@ fn queue_copies(
     let expires_at = to_i64(copy.expires_at, "timestamp")?;
     let message_id = &copy.message_id.0[..];
     let mut copies = Vec::with_capacity(devices.len());
-    for &(device, depth) in devices {
+    for &QueueSlot { device, depth, account } in devices {
         let existing = c
             .prepare_cached(SELECT_COPY)
             .db()?
@@ -942,10 +987,33 @@ fn queue_copies(
             copies.push(existing.into_stored()?);
             continue;
         }
-        match when_full {
-            WhenFull::Fail(max) if depth >= i64::from(max) => return Err(StoreError::QueueFull { max }),
-            WhenFull::Skip(max) if depth >= i64::from(max) => continue,
-            _ => {}
+        let limits = match when_full {
+            WhenFull::Fail(l) | WhenFull::Skip(l) => Some(l),
+            WhenFull::Ignore => None,
+        };
+        if let Some(l) = limits {
+            let full = depth >= i64::from(l.per_device);
+            // The device's own account (its other devices) has no share: it is the user.
+            let share_full = !full
+                && account != sender_account
+                && i64::try_from(
+                    c.prepare_cached(
+                        "SELECT COUNT(*) FROM queue WHERE device_id = ?1 AND sender_account = ?2",
+                    )
+                    .db()?
+                    .query_row(params![device, sender_account], |r| r.get::<_, i64>(0))
+                    .db()?,
+                )
+                .unwrap_or(i64::MAX)
+                    >= i64::from(l.per_sender);
+            match when_full {
+                WhenFull::Fail(l) if full => return Err(StoreError::QueueFull { max: l.per_device }),
+                WhenFull::Fail(l) if share_full => {
+                    return Err(StoreError::SenderShareFull { max: l.per_sender });
+                }
+                WhenFull::Skip(_) if full || share_full => continue,
+                _ => {}
+            }
         }
         c.prepare_cached(
             "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,
@@ -1228,13 +1296,13 @@ fn device_account(c: &Connection, device: DeviceId) -> StoreResult<Option<Accoun
     account.map(|a| to_u64(a, "account id").map(AccountId)).transpose()
 }
 
-fn queue_depths(c: &Connection, devices: &[DeviceId]) -> StoreResult<Vec<(i64, i64)>> {
-    let mut st = c.prepare_cached("SELECT queue_len FROM devices WHERE id = ?1").db()?;
+fn queue_depths(c: &Connection, devices: &[DeviceId]) -> StoreResult<Vec<QueueSlot>> {
+    let mut st = c.prepare_cached("SELECT id, queue_len, account_id FROM devices WHERE id = ?1").db()?;
     let mut out = Vec::with_capacity(devices.len());
     for d in devices {
         let id = device_key(*d)?;
-        if let Some(depth) = st.query_row([id], |r| r.get::<_, i64>(0)).optional().db()? {
-            out.push((id, depth));
+        if let Some(slot) = st.query_row([id], QueueSlot::from_row).optional().db()? {
+            out.push(slot);
         }
     }
     Ok(out)
@@ -1248,7 +1316,13 @@ fn commit_group(c: &Connection, commit: GroupCommitRecord) -> StoreResult<(u64, 
     let state = group_state(c, &commit.group)?;
     let added_accounts =
         commit.added.iter().map(|d| device_account(c, *d)).collect::<StoreResult<Vec<_>>>()?;
-    let plan = plan_commit(state.as_ref(), &commit, &added_accounts)?;
+    let candidates =
+        added_accounts.iter().flatten().map(|a| to_i64(a.0, "account")).collect::<StoreResult<Vec<_>>>()?;
+    let blocking = blockers_of(c, to_i64(commit.sender_account.0, "sender account")?, &candidates)?
+        .into_iter()
+        .map(|a| to_u64(a, "account").map(AccountId))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let plan = plan_commit(state.as_ref(), &commit, &added_accounts, &blocking)?;
     let group = commit.group.as_bytes();
     let new_epoch = to_i64(plan.new_epoch, "epoch")?;
     if plan.create {
@@ -1297,7 +1371,7 @@ fn commit_group(c: &Connection, commit: GroupCommitRecord) -> StoreResult<(u64, 
     Ok((plan.new_epoch, copies))
 }
 
-fn send_group(c: &Connection, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
+fn send_group(c: &Connection, msg: GroupMessage, limits: QueueLimits) -> StoreResult<GroupSent> {
     let state = group_state(c, &msg.group)?.ok_or(StoreError::NoSuchGroup)?;
     if !state.members.iter().any(|(d, _)| *d == msg.sender_device) {
         return Err(StoreError::NotMember);
@@ -1314,7 +1388,47 @@ fn send_group(c: &Connection, msg: GroupMessage, max_queue: u32) -> StoreResult<
         expires_at: msg.expires_at,
         body: &msg.body,
     };
-    queue_copies(c, &queue_depths(c, &others)?, &copy, WhenFull::Skip(max_queue))
+    let mut slots = queue_depths(c, &others)?;
+    let accounts: Vec<i64> = slots.iter().map(|s| s.account).collect();
+    let blocking = blockers_of(c, to_i64(msg.sender_account.0, "sender account")?, &accounts)?;
+    slots.retain(|s| !blocking.contains(&s.account));
+    let copies = queue_copies(c, &slots, &copy, WhenFull::Skip(limits))?;
+    let skipped = u32::try_from(slots.len().saturating_sub(copies.len())).unwrap_or(u32::MAX);
+    Ok(GroupSent { copies, skipped })
+}
+
+fn set_block(
+    c: &Connection,
+    blocker: AccountId,
+    blocked: AccountId,
+    on: bool,
+    now: UnixMillis,
+) -> StoreResult<()> {
+    let (blocker, blocked) = (to_i64(blocker.0, "account")?, to_i64(blocked.0, "account")?);
+    if on {
+        c.prepare_cached(
+            "INSERT INTO blocks (blocker_account, blocked_account, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![blocker, blocked, to_i64(now, "timestamp")?])
+        .db()?;
+    } else {
+        c.prepare_cached("DELETE FROM blocks WHERE blocker_account = ?1 AND blocked_account = ?2")
+            .db()?
+            .execute(params![blocker, blocked])
+            .db()?;
+    }
+    Ok(())
+}
+
+fn blocked_accounts(c: &Connection, blocker: AccountId) -> StoreResult<Vec<AccountId>> {
+    let mut st = c
+        .prepare_cached("SELECT blocked_account FROM blocks WHERE blocker_account = ?1 ORDER BY created_at, blocked_account")
+        .db()?;
+    let rows: Vec<i64> =
+        st.query_map([to_i64(blocker.0, "account")?], |r| r.get(0)).db()?.collect::<Result<_, _>>().db()?;
+    rows.into_iter().map(|a| to_u64(a, "account").map(AccountId)).collect()
 }
 
 fn leave_group(
@@ -1617,8 +1731,8 @@ impl Store for SqliteStore {
         self.call(move |c| complete_link(c, code_hash, approver, account, now, max_devices)).await?
     }
 
-    async fn enqueue(&self, msg: NewMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
-        self.call(move |c| enqueue(c, msg, max_queue)).await
+    async fn enqueue(&self, msg: NewMessage, limits: QueueLimits) -> StoreResult<Vec<StoredMessage>> {
+        self.call(move |c| enqueue(c, msg, limits)).await
     }
 
     async fn fetch_queue(
@@ -1702,8 +1816,22 @@ impl Store for SqliteStore {
         self.call(move |c| commit_group(c, commit)).await
     }
 
-    async fn send_group(&self, msg: GroupMessage, max_queue: u32) -> StoreResult<Vec<StoredMessage>> {
-        self.call(move |c| send_group(c, msg, max_queue)).await
+    async fn send_group(&self, msg: GroupMessage, limits: QueueLimits) -> StoreResult<GroupSent> {
+        self.call(move |c| send_group(c, msg, limits)).await
+    }
+
+    async fn set_block(
+        &self,
+        blocker: AccountId,
+        blocked: AccountId,
+        on: bool,
+        now: UnixMillis,
+    ) -> StoreResult<()> {
+        self.call(move |c| set_block(c, blocker, blocked, on, now)).await
+    }
+
+    async fn blocked_accounts(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>> {
+        self.call(move |c| blocked_accounts(c, blocker)).await
     }
 
     async fn leave_group(

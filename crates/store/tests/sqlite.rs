@@ -54,8 +54,16 @@ async fn messages_survive_reopen() {
         let store = SqliteStore::open(&path).unwrap();
         let bob = register(&store, 1).await;
         let alice = register(&store, 2).await;
-        let mut queued = store.enqueue(message(bob.account, alice.clone(), 1), 100).await.unwrap();
-        queued.extend(store.enqueue(message(bob.account, alice, 2), 100).await.unwrap());
+        let mut queued = store
+            .enqueue(message(bob.account, alice.clone(), 1), rampart_store::QueueLimits::whole(100))
+            .await
+            .unwrap();
+        queued.extend(
+            store
+                .enqueue(message(bob.account, alice, 2), rampart_store::QueueLimits::whole(100))
+                .await
+                .unwrap(),
+        );
         (bob, queued)
         // Dropped here without close(): the writer thread must still shut down cleanly.
     };
@@ -75,7 +83,8 @@ async fn messages_survive_reopen() {
         replaced_existing: false,
         removed_devices: Vec::new(),
     };
-    let copies = store.enqueue(message(bob.account, alice, 3), 100).await.unwrap();
+    let copies =
+        store.enqueue(message(bob.account, alice, 3), rampart_store::QueueLimits::whole(100)).await.unwrap();
     assert!(copies[0].id > newest, "{:?} must be above {newest:?}", copies[0].id);
 }
 
@@ -101,7 +110,7 @@ async fn close_finishes_queued_commands() {
         .map(|i| {
             let store = Arc::clone(&store);
             let msg = message(bob.account, alice.clone(), i);
-            tokio::spawn(async move { store.enqueue(msg, 1000).await })
+            tokio::spawn(async move { store.enqueue(msg, rampart_store::QueueLimits::whole(1000)).await })
         })
         .collect();
     store.close().await;
