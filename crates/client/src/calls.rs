@@ -193,6 +193,33 @@ impl Profile {
         Ok(())
     }
 
+    /// Every contact with how it is shown: saved ones, and the people written to in a 1:1.
+    pub fn contact_list(&self) -> Result<Vec<(AccountId, String)>, ProfileError> {
+        let mut st = self.db.prepare(
+            "SELECT account, label FROM contacts
+             UNION
+             SELECT c.peer_account, c.name FROM conversations c
+             WHERE c.peer_account IS NOT NULL AND c.peer_account NOT IN (SELECT account FROM contacts)
+               AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation = c.group_id AND m.outgoing = 1
+                           AND m.kind IN ('text', 'attachment'))",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out: Vec<(AccountId, String)> = Vec::new();
+        for row in rows {
+            let (account, label) = row?;
+            let account = AccountId(u64::try_from(account).map_err(|_| ProfileError::Corrupt("account id"))?);
+            // Labels are sent to the other devices, whose decoder bounds them: keep them in.
+            let mut label: String = label.chars().filter(|c| !c.is_control()).collect();
+            while label.len() > rampart_core::limits::MAX_LABEL_BYTES {
+                label.pop();
+            }
+            if !out.iter().any(|(a, _)| *a == account) {
+                out.push((account, label));
+            }
+        }
+        Ok(out)
+    }
+
     /// A contact is an account the user saved, or wrote to in a 1:1 conversation.
     pub fn is_contact(&self, account: AccountId) -> Result<bool, ProfileError> {
         let id = db_id(account.0)?;
@@ -433,6 +460,7 @@ impl Client {
         let result = async {
             let found = self.lookup(&mut conn, crate::client::parse_recipient(who)?).await?;
             self.profile.save_contact(found.account, &found.label)?;
+            self.profile.accept_requests_from(found.account)?;
             self.release_requests(&mut conn).await?;
             Ok(found.label)
         }

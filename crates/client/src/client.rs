@@ -418,8 +418,15 @@ impl Client {
         let answer = conn.request(ClientRequest::ApproveLink { code }).await;
         let result = match answer {
             Ok(ResponseBody::LinkApproved { device }) => {
-                // Certify the new device's key, which it sends once it has its credentials.
-                self.certify_linked(&mut conn, device, &key_check).await.map(|()| device)
+                // Certify the new device's key, which it sends once it has its credentials;
+                // then bring it into this account's conversations from here.
+                match self.certify_linked(&mut conn, device, &key_check).await {
+                    Ok(()) => {
+                        self.bring_in_linked_device(&mut conn).await;
+                        Ok(device)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Ok(_) => Err(ClientError::Unexpected("approve link")),
             Err(e) => Err(e),
@@ -753,6 +760,8 @@ impl Client {
                     events.extend(more);
                 }
             }
+            // Requests answered while receiving (a linked device learning its contacts).
+            events.extend(self.release_requests(&mut conn).await?);
             self.send_delivery_receipts(&mut conn).await?;
             // Make sure the last acknowledgements reached the server before closing.
             let _ = conn.request(ClientRequest::Ping).await;

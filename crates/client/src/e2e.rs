@@ -45,6 +45,9 @@ impl Codec for JsonCodec {
 pub type MlsStorage = SqliteStorageProvider<JsonCodec, rusqlite::Connection>;
 pub type DeviceEngine = Engine<MlsStorage>;
 
+/// The profile setting naming the conversation of this account's own devices.
+const OWN_CONVERSATION: &str = "own_conversation";
+
 /// One-time key packages kept on the server.
 const KEY_PACKAGE_STOCK: usize = rampart_core::limits::KEY_PACKAGE_STOCK as usize;
 /// Retries of a commit that lost its epoch to another member's.
@@ -287,6 +290,74 @@ impl Client {
         }
     }
 
+    /// After a link: add the new device to every conversation this account is in, from this
+    /// device. Its invitations then come from its own account, which it trusts, instead of from
+    /// whichever friend writes first (a friend's invitation would wait as a request on a device
+    /// that has no contacts yet). The new device publishes key packages once it sees its
+    /// certificate, so a conversation is retried for a while; a failure is left to the next
+    /// send there, as before.
+    pub(crate) async fn bring_in_linked_device(&mut self, conn: &mut Connection) {
+        let groups: Vec<GroupId> = match self.profile.conversations() {
+            Ok(list) => list.iter().filter(|c| !c.closed).filter_map(|c| GroupId::from_hex(&c.id)).collect(),
+            Err(_) => return,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for group in groups {
+            if !self.engine().is_ok_and(|e| e.has_group(&group)) {
+                continue;
+            }
+            self.sync_until_keys(conn, &group, deadline).await;
+        }
+        // The contacts go over in a conversation of this account's own devices, end to end
+        // encrypted like everything else: the server learns nothing it did not know.
+        if let Err(e) = self.sync_contacts(conn, deadline).await {
+            tracing::warn!(error = %e, "could not send the contacts to the new device");
+        }
+    }
+
+    /// `sync_members`, retried while a newly certified device has no key package yet.
+    async fn sync_until_keys(&mut self, conn: &mut Connection, group: &GroupId, deadline: Instant) {
+        loop {
+            match Box::pin(self.sync_members(conn, group, &[])).await {
+                Ok(()) => return,
+                Err(ClientError::Server(e))
+                    if e.code == ErrorCode::NoKeyPackage && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not add the new device to a conversation yet");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Send this device's contacts to the account's other devices, in the account's own
+    /// conversation (created the first time).
+    async fn sync_contacts(&mut self, conn: &mut Connection, deadline: Instant) -> Result<(), ClientError> {
+        let contacts = self.profile.contact_list()?;
+        if contacts.is_empty() {
+            return Ok(());
+        }
+        let own = match self.profile.get(OWN_CONVERSATION)?.and_then(|h| GroupId::from_hex(&h)) {
+            Some(g) if self.engine()?.has_group(&g) => g,
+            _ => {
+                let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+                let group = GroupId::new(me, &mut rand::rng());
+                self.engine()?.create_group(&group)?;
+                self.profile.save_conversation(&group, None, "note to self")?;
+                self.profile.set(OWN_CONVERSATION, &group.to_hex())?;
+                group
+            }
+        };
+        self.sync_until_keys(conn, &own, deadline).await;
+        for chunk in contacts.chunks(rampart_proto::MAX_SYNCED_CONTACTS) {
+            Box::pin(self.send_content(conn, &own, ContentBody::Contacts(chunk.to_vec()))).await?;
+        }
+        Ok(())
+    }
+
     fn own_recipient(&self) -> Result<Recipient, ClientError> {
         let label = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.label;
         crate::client::parse_recipient(&label)
@@ -422,6 +493,7 @@ impl Client {
         // Writing to someone whose request is open answers it: accept, and write there.
         if self.profile.message_requests()?.iter().any(|r| r.from_account == peer.account.0) {
             self.profile.save_contact(peer.account, &peer.label)?;
+            self.profile.accept_requests_from(peer.account)?;
             Box::pin(self.release_requests(conn)).await?;
         }
         if let Some(group) = self.profile.direct_conversation(peer.account)?
@@ -770,6 +842,17 @@ impl Client {
             // Call signals count only on the call path (released by a call machine); one that
             // came as an ordinary message is ignored.
             ContentBody::Call(_) => return Ok(vec![]),
+            // Contacts come from this account's own devices only (a linked device learns them
+            // so); they answer the requests those people already sent here.
+            ContentBody::Contacts(list) => {
+                if outgoing {
+                    for (account, label) in list {
+                        profile.save_contact(*account, label)?;
+                        profile.accept_requests_from(*account)?;
+                    }
+                }
+                return Ok(vec![]);
+            }
             ContentBody::Delete { target } => {
                 if let Some(path) = profile.delete_message(group, sender.0, target)? {
                     let _ = std::fs::remove_file(path);
@@ -857,6 +940,12 @@ impl Client {
         self.profile.save_conversation(&group, direct, &label)?;
         if let Some(peer) = direct {
             self.profile.converge_direct(peer)?;
+            // Another device of this account brought this one into a 1:1: the account already
+            // talks with that person, so they are a contact here too (a newly linked device
+            // starts with none).
+            if d.sender_account == me {
+                self.profile.save_contact(peer, &label)?;
+            }
         }
         Ok(vec![Event::Joined { conversation: group.to_hex(), members: members.len() }])
     }

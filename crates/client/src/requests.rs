@@ -188,31 +188,31 @@ impl Profile {
         Ok(out)
     }
 
-    /// The conversations with held deliveries that may now be opened: their request is gone
-    /// (accepted, or an accept was interrupted) or its sender became a contact.
-    fn releasable(&self, policy: MessagePolicy) -> Result<Vec<GroupId>, ProfileError> {
+    /// The conversations with held deliveries whose request is closed (accepted, and maybe
+    /// interrupted before everything was opened): what they hold may be opened now.
+    fn releasable(&self) -> Result<Vec<GroupId>, ProfileError> {
         let mut st = self.db.prepare(
-            "SELECT DISTINCT h.group_id, r.sender_account FROM held_deliveries h
-             LEFT JOIN requests r ON r.group_id = h.group_id
-             WHERE r.group_id IS NULL OR r.declined = 0",
+            "SELECT DISTINCT h.group_id FROM held_deliveries h
+             WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.group_id = h.group_id)",
         )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<i64>>(1)?)))?;
+        let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
         let mut out = Vec::new();
         for row in rows {
-            let (group, sender) = row?;
-            let Some(group) = GroupId::from_slice(&group) else { continue };
-            let release = match sender {
-                None => true,
-                Some(s) => {
-                    let s = account_of(s)?;
-                    policy == MessagePolicy::Everyone || (self.is_contact(s)? && !self.is_blocked(s)?)
-                }
-            };
-            if release {
+            if let Some(group) = GroupId::from_slice(&row?) {
                 out.push(group);
             }
         }
         Ok(out)
+    }
+
+    /// Close every open request from `account` as accepted (the user saved them as a contact,
+    /// or wrote to them).
+    pub(crate) fn accept_requests_from(&self, account: AccountId) -> Result<(), ProfileError> {
+        self.db.execute(
+            "DELETE FROM requests WHERE sender_account = ?1 AND declined = 0",
+            [db_id(account.0)?],
+        )?;
+        Ok(())
     }
 
     /// The oldest held delivery of a conversation, with its row.
@@ -347,6 +347,12 @@ impl Client {
             }
             Verdict::Drop(reason) => {
                 self.profile.bump(DROPPED_COUNTER)?;
+                // An invitation the policy turned away closes its conversation here: what
+                // follows in it is dropped quietly too.
+                if matches!(reason, DropReason::NotAContact | DropReason::TooManyRequests) {
+                    self.profile.open_request(group, d)?;
+                    self.profile.decline(group)?;
+                }
                 // A message for a conversation this device is not in is worth telling (it is
                 // what a removed member sees); the other drops are the user's own choices.
                 Ok(Some(match reason {
@@ -359,22 +365,26 @@ impl Client {
         }
     }
 
-    /// Open what is held for conversations the user has let in since (accepted, or its
-    /// sender became a contact), oldest first, through the ordinary delivery path.
+    /// Open what is held for conversations the user let in (an accepted request), oldest
+    /// first, through the ordinary delivery path. Also finishes an accept that was interrupted.
     pub(crate) async fn release_requests(
         &mut self,
         conn: &mut Connection,
     ) -> Result<Vec<Event>, ClientError> {
-        let policy = self.profile.message_policy()?;
         let mut events = Vec::new();
-        for group in self.profile.releasable(policy)? {
-            self.profile.close_request(&group)?;
+        for group in self.profile.releasable()? {
             while let Some((seq, d)) = self.profile.next_held(&group)? {
                 events.extend(Box::pin(self.handle_delivery(conn, &d)).await?);
                 self.profile.forget_held(seq)?;
             }
         }
         Ok(events)
+    }
+
+    /// Welcomes and group messages this client's MLS engine has been given to open since the
+    /// client was opened (what the consent rules keep at zero for a stranger's request).
+    pub fn mls_inputs_opened(&self) -> u64 {
+        self.engine.as_ref().map_or(0, |e| e.inputs_opened())
     }
 
     /// Open requests on this device.
@@ -395,6 +405,8 @@ impl Client {
     pub async fn accept_request(&mut self, which: &str) -> Result<Vec<Event>, ClientError> {
         let request = self.request(which)?;
         self.profile.save_contact(AccountId(request.from_account), &request.from)?;
+        let group = GroupId::from_hex(&request.conversation).ok_or(ClientError::Unexpected("request id"))?;
+        self.profile.close_request(&group)?;
         let mut conn = self.connect().await?;
         let result = self.release_requests(&mut conn).await;
         conn.close().await;
@@ -521,10 +533,13 @@ mod tests {
         );
         assert_eq!(profile.find_request("@USER9").unwrap().map(|r| r.conversation), Some(group.to_hex()));
         assert_eq!(profile.find_request(&group.to_hex()[..6]).unwrap().map(|r| r.from_account), Some(9));
-        // Not releasable while the sender is a stranger; releasable once a contact.
-        assert!(profile.releasable(MessagePolicy::Requests).unwrap().is_empty());
+        // Not releasable while the request is open, even once the sender is a contact: the
+        // user answers each request; saving the sender (`accept_requests_from`) answers all.
+        assert!(profile.releasable().unwrap().is_empty());
         profile.save_contact(AccountId(9), "@user9").unwrap();
-        assert_eq!(profile.releasable(MessagePolicy::Requests).unwrap(), vec![group.clone()]);
+        assert!(profile.releasable().unwrap().is_empty());
+        profile.accept_requests_from(AccountId(9)).unwrap();
+        assert_eq!(profile.releasable().unwrap(), vec![group.clone()]);
         let (seq, got) = profile.next_held(&group).unwrap().unwrap();
         assert_eq!(
             (got.body.as_ref(), got.sender_device, got.message_id),
@@ -546,7 +561,11 @@ mod tests {
         assert_eq!(profile.request_standing(&group).unwrap(), Some(Standing::Declined));
         assert_eq!(profile.held_count(&group).unwrap(), 0);
         assert!(profile.message_requests().unwrap().is_empty());
-        assert!(profile.releasable(MessagePolicy::Everyone).unwrap().is_empty());
+        profile.accept_requests_from(AccountId(5)).unwrap();
+        assert!(
+            profile.releasable().unwrap().is_empty(),
+            "a declined request is not reopened by saving its sender"
+        );
     }
 
     #[test]

@@ -1228,6 +1228,12 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
         }),
         ContentBody::Timer { seconds } => B::Timer(pb::Timer { seconds: *seconds }),
         ContentBody::GroupName(name) => B::GroupName(pb::GroupName { name: name.clone() }),
+        ContentBody::Contacts(list) => B::Contacts(pb::Contacts {
+            contacts: list
+                .iter()
+                .map(|(account, label)| pb::Contact { account_id: account.0, label: label.clone() })
+                .collect(),
+        }),
         ContentBody::Call(c) => B::Call(pb::CallMessage {
             call_id: c.call.0.to_vec(),
             kind: signal_kind_to_pb(c.kind) as i32,
@@ -1318,6 +1324,20 @@ pub fn decode_content(bytes: &[u8]) -> Result<Content, DecodeError> {
         }
         B::Timer(t) => ContentBody::Timer { seconds: t.seconds },
         B::GroupName(g) => ContentBody::GroupName(group_name(g.name)?),
+        B::Contacts(c) => {
+            if c.contacts.is_empty() || c.contacts.len() > crate::frames::MAX_SYNCED_CONTACTS {
+                return Err(DecodeError::Invalid { field: "contacts", reason: "1 to 1 000 entries".into() });
+            }
+            let mut list = Vec::with_capacity(c.contacts.len());
+            for contact in c.contacts {
+                let label = bounded_str("label", contact.label, MAX_LABEL_BYTES)?;
+                if label.chars().any(char::is_control) {
+                    return Err(DecodeError::Invalid { field: "label", reason: "control characters".into() });
+                }
+                list.push((AccountId(nonzero("account_id", contact.account_id)?), label));
+            }
+            ContentBody::Contacts(list)
+        }
         B::Call(c) => ContentBody::Call(decode_call_message(c)?),
     };
     Ok(Content { message_id: target("message_id", &c.message_id)?, sent_at_ms: c.sent_at_ms, body })

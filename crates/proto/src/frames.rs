@@ -417,7 +417,13 @@ pub enum ContentBody {
     GroupName(String),
     /// A call signal (offer, answer, candidates...). Only released signals get here.
     Call(CallMessage),
+    /// This account's contacts (account, how it is shown), for its other devices: at most
+    /// [`MAX_SYNCED_CONTACTS`] per message.
+    Contacts(Vec<(AccountId, String)>),
 }
+
+/// Contacts in one [`ContentBody::Contacts`] message.
+pub const MAX_SYNCED_CONTACTS: usize = 1_000;
 
 /// The end-to-end content of a call signal.
 #[derive(Debug, Clone, PartialEq, Eq)]

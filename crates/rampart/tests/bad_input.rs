@@ -201,14 +201,15 @@ async fn full_queue_is_refused_and_keeps_what_it_has() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "[limits]\nmax_queue_per_device = 3\n");
     let mut alice = server.register(dir.path(), "alice", "+14155550401", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550402", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     // The conversation's Welcome and two messages fill Bob's queue of three.
     for i in 0..2 {
         assert_eq!(alice.send_text("@bob", &format!("m{i}")).await.unwrap().recipient_devices, 1);
     }
     // A group message leaves out a device whose queue is full (the others would still get it)
-    // and says so: it reached no device.
+    // and says so: it reached no device, and one had no room.
     let receipt = alice.send_text("@bob", "one too many").await.unwrap();
-    assert_eq!(receipt.recipient_devices, 0);
+    assert_eq!((receipt.recipient_devices, receipt.missed_devices), (0, 1));
     let got: Vec<String> = bob.receive(None, |_| {}).await.unwrap().into_iter().map(|m| m.text).collect();
     assert_eq!(got, ["m0", "m1"]);
     alice.send_text("@bob", "room again").await.unwrap();
@@ -304,6 +305,7 @@ async fn a_device_that_stops_reading_is_cut_off_and_loses_nothing() {
     );
     let mut alice = server.register(dir.path(), "alice", "+14155551301", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155551302", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     // Authenticated, never reads again, but keeps talking.
     let mut stalled = bob.connect().await.unwrap();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -496,6 +496,7 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
 
     // And everyone else is fine: Bob can still write, and a call still connects.
     let mut alice = server.register(dir.path(), "alice", "+14155557007", Some("alice")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     alice.send_text("@bob", "still there?").await.unwrap();
     let got = bob.receive(None, |_| {}).await.unwrap();
     assert!(got.iter().any(|m| m.text == "still there?"));

@@ -117,7 +117,9 @@ async fn chat_window_shows_messages_live_sends_replies_and_reconnects() {
     let mut server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155553001", Some("alice")).await;
     // Bob's profile is used by the chat process only.
-    drop(server.register(dir.path(), "bob", "+14155553002", Some("bob")).await);
+    let mut bob = server.register(dir.path(), "bob", "+14155553002", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    drop(bob);
 
     // Bob's Downloads folder, as his desktop would declare it.
     let home = dir.path().join("home");

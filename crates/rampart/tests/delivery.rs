@@ -15,6 +15,7 @@ async fn offline_delivery_survives_sigkill(backend: Backend) {
     let mut server = TestServer::start(dir.path(), backend, "");
     let mut alice = server.register(dir.path(), "alice", "+14155550001", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550002", None).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
 
     // Bob is offline: nothing of his is connected. Alice's send is acknowledged...
     let receipt = alice.send_text("+14155550002", "survives a crash").await.unwrap();
@@ -65,6 +66,7 @@ async fn devices_fan_out_cap_and_revoke(backend: Backend) {
     let server = TestServer::start(dir.path(), backend, "");
     let mut alice = server.register(dir.path(), "alice", "+14155550011", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550012", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     let mut bob2 = link(&server, dir.path(), &mut bob, "bob2").await.unwrap();
     let mut bob3 = link(&server, dir.path(), &mut bob, "bob3").await.unwrap();
 
@@ -94,7 +96,9 @@ async fn devices_fan_out_cap_and_revoke(backend: Backend) {
     let bob3_id = bob3.identity().unwrap().device_id;
     bob.revoke(rampart_core::DeviceId(bob3_id)).await.unwrap();
     let mut cut_off = false;
-    for _ in 0..10 {
+    // Queued deliveries come first (linking the later devices brought commits and the
+    // contacts message here too); then the goodbye.
+    for _ in 0..100 {
         match live.next_frame(Duration::from_secs(2)).await {
             Err(ClientError::Closed { reason, .. }) => {
                 assert_eq!(reason, rampart_proto::GoodbyeReason::DeviceRevoked);
@@ -130,6 +134,7 @@ async fn online_device_gets_a_push_without_polling() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155550021", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550022", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     let mut conn: Connection = bob.connect().await.unwrap();
     assert_eq!(conn.next_frame(Duration::from_secs(5)).await.unwrap(), Some(ServerFrame::QueueDrained));
 
@@ -159,6 +164,7 @@ async fn duplicated_and_reordered_deliveries_show_once() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155550031", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550032", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     alice.send_text("@bob", "first").await.unwrap();
     let group = alice.resolve_conversation("@bob").unwrap();
     let mut conn = alice.connect().await.unwrap();
@@ -211,12 +217,20 @@ async fn cli_walkthrough_from_the_readme() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true);
 
+    // Alice is not Bob's contact yet: her first message waits, unopened, as a request.
     let (ok, out, err) = cli(&bob, &["--json", "recv"]);
     assert!(ok, "{err}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines[0]["message"]["text"], "hello from the walkthrough");
-    assert_eq!(lines[0]["message"]["from"], "@alice");
-    assert_eq!(lines.last().unwrap()["received"], 1);
+    assert_eq!(lines[0]["request"]["from"], "@alice", "{out}");
+    assert_eq!(
+        (&lines.last().unwrap()["received"], &lines.last().unwrap()["requests"]),
+        (&0.into(), &1.into())
+    );
+    let (ok, out, err) = cli(&bob, &["requests"]);
+    assert!(ok && out.contains("from @alice"), "{out}{err}");
+    let (ok, out, err) = cli(&bob, &["requests", "accept", "@alice"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("@alice: hello from the walkthrough"), "{out}");
 
     let (ok, out, _) = cli(&bob, &["recv"]);
     assert!(ok);
@@ -246,6 +260,7 @@ async fn graceful_shutdown_keeps_queued_messages() {
     );
     let mut alice = server.register(dir.path(), "alice", "+14155550051", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550052", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     alice.send_text("@bob", "before").await.unwrap();
     assert_eq!(bob.receive(None, |_| {}).await.unwrap().len(), 1);
     let group = alice.resolve_conversation("@bob").unwrap();
@@ -326,6 +341,7 @@ async fn floods_beyond_the_window_arrive_complete_and_once() {
     );
     let mut alice = server.register(dir.path(), "alice", "+14155550061", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550062", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
 
     // 600 queued while Bob is offline.
     let mut conn = alice.connect().await.unwrap();

@@ -16,6 +16,7 @@ async fn secrets_never_reach_the_server(backend: Backend, database: Option<&str>
     let mut alice = server.register(dir.path(), "alice", "+14155552001", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155552002", Some("bob")).await;
     let mut carol = server.register(dir.path(), "carol", "+14155552003", Some("carol")).await;
+    know_each_other(&mut [&mut alice, &mut bob, &mut carol]).await;
 
     let one_to_one = "SECRET-1to1-7f3a9c";
     let in_group = "SECRET-group-51d0e2";
@@ -98,6 +99,7 @@ async fn a_removed_member_reads_nothing_after_removal() {
     let mut alice = server.register(dir.path(), "alice", "+14155552101", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155552102", Some("bob")).await;
     let mut carol = server.register(dir.path(), "carol", "+14155552103", Some("carol")).await;
+    know_each_other(&mut [&mut alice, &mut bob, &mut carol]).await;
     let group = alice.create_group("team", &["@bob".into(), "@carol".into()]).await.unwrap();
     let text = |t: &str| rampart_proto::ContentBody::Text { text: t.into(), reply_to: None };
     alice.send_to_conversation(&group, text("before")).await.unwrap();

@@ -22,6 +22,7 @@ async fn the_server_cannot_slip_an_extra_account_into_a_conversation() {
     let mut alice = server.register(dir.path(), "alice", "+14155558001", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155558002", Some("bob")).await;
     let mut ghost = server.register(dir.path(), "ghost", "+14155558003", Some("ghost")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     // The accomplice's real, certified device list, as the server would hand it out.
     let ghost_id = AccountId(ghost.identity().unwrap().account_id);
     let mut conn = ghost.connect().await.unwrap();

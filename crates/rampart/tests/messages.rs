@@ -27,6 +27,7 @@ async fn receipts_edits_deletions_reactions_and_timers() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155553001", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155553002", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
 
     let sent = alice.send_text("@bob", "first").await.unwrap();
     let id = MessageId::from_hex(&sent.message_id).unwrap();
@@ -120,6 +121,7 @@ async fn a_tampered_or_truncated_attachment_is_refused() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155553101", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155553102", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     let file = dir.path().join("photo.jpg");
     let content: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
     std::fs::write(&file, &content).unwrap();
@@ -185,6 +187,7 @@ async fn an_encrypted_profile_keeps_nothing_readable_and_still_works() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155553201", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155553202", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     let secret = "SECRET-at-rest-4d1f0b";
     alice.send_text("@bob", secret).await.unwrap();
     bob.receive(None, |_| {}).await.unwrap();
@@ -243,6 +246,8 @@ async fn cli_files_history_and_profile_encryption() {
         let (ok, _, err) = cli(profile, &["account", "verify", &server.latest_code(phone)]);
         assert!(ok, "{err}");
     }
+    let (ok, out, err) = cli(&bob, &["add-contact", "@alice"]);
+    assert!(ok && out.contains("open without a request"), "{out}{err}");
     let file = dir.path().join("notes.txt");
     std::fs::write(&file, "meeting at noon\n".repeat(5000)).unwrap();
     let (ok, out, err) =
@@ -314,8 +319,10 @@ async fn cli_files_history_and_profile_encryption() {
 async fn groups_stay_groups_and_conversation_ids_tell_them_apart() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    drop(server.register(dir.path(), "alice", "+14155554101", Some("alice")).await);
-    drop(server.register(dir.path(), "bob", "+14155554102", Some("bob")).await);
+    let mut alice = server.register(dir.path(), "alice", "+14155554101", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155554102", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    drop((alice, bob));
     let (alice, bob) = (dir.path().join("alice"), dir.path().join("bob"));
     for name in ["Friends", "Hikers"] {
         let (ok, _, err) = cli(&alice, &["group", "create", name, "--members", "@bob"]);

@@ -20,6 +20,7 @@ async fn two_nodes_share_one_database() {
 
     let mut alice = node_a.register(dir_a.path(), "alice", "+14155551201", Some("alice")).await;
     let mut bob = node_b.register(dir_b.path(), "bob", "+14155551202", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
 
     // Bob is connected to node B; Alice sends through node A; Bob gets a live push.
     let mut live = bob.connect().await.unwrap();

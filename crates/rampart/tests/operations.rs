@@ -22,6 +22,7 @@ async fn logs_hold_no_numbers_content_codes_or_secrets() {
     let mut alice = server.register(dir.path(), "alice", "+14155550901", None).await;
     let code_alice = server.latest_code("+14155550901");
     let mut bob = server.register(dir.path(), "bob", "+14155550902", None).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     let secret_text = "SECRET-CONTENT-7f3a9c";
     alice.send_text("+14155550902", secret_text).await.unwrap();
     assert_eq!(bob.receive(None, |_| {}).await.unwrap()[0].text, secret_text);
@@ -59,6 +60,7 @@ async fn metrics_endpoint_counts_traffic() {
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155551001", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155551002", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
     alice.send_text("@bob", "one").await.unwrap();
     alice.send_text("@bob", "two").await.unwrap();
     let _ = alice.send_text("@ghost_user", "nobody").await;

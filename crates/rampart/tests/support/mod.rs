@@ -306,6 +306,20 @@ pub fn cli(profile: &Path, args: &[&str]) -> (bool, String, String) {
 
 pub const SECOND: Duration = Duration::from_secs(1);
 
+/// Make `people` contacts of each other, as people who know each other are: what they start
+/// with each other opens at once instead of waiting as a message request.
+#[allow(dead_code)]
+pub async fn know_each_other(people: &mut [&mut rampart_client::Client]) {
+    let labels: Vec<String> = people.iter().map(|c| c.identity().unwrap().label).collect();
+    for (i, person) in people.iter_mut().enumerate() {
+        for (j, label) in labels.iter().enumerate() {
+            if i != j {
+                person.add_contact(label).await.unwrap();
+            }
+        }
+    }
+}
+
 /// Approve a link on `existing` while `new` waits for it, as two people at two devices would:
 /// the approving device certifies the new device's key once the new device sends it.
 pub async fn link_both(
