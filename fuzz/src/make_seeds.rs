@@ -131,6 +131,12 @@ fn client_seeds() -> Result<Seeds, String> {
             },
         ),
         (
+            "block",
+            ClientRequest::Block {
+                account: AccountId(7),
+            },
+        ),
+        (
             "set-username",
             ClientRequest::SetUsername {
                 username: Some(user("carol_2")?),
@@ -397,6 +403,14 @@ fn content_seeds() -> Seeds {
         ),
         ("empty".into(), Vec::new()),
         ("bad-truncated".into(), truncated(&text)),
+        (
+            "contacts".into(),
+            encode_content(&Content {
+                message_id: MessageId([9; 16]),
+                sent_at_ms: 1,
+                body: ContentBody::Contacts(vec![(AccountId(2), "@bob".into()), (AccountId(3), "+14155550100".into())]),
+            }),
+        ),
         (
             "envelope-application".into(),
             encode_envelope(&Envelope::Application {

@@ -403,38 +403,45 @@ impl Client {
     /// Accept a request: its sender becomes a contact and the conversation is opened, with
     /// everything it held, in order. Returns what that produced (the join, the messages).
     pub async fn accept_request(&mut self, which: &str) -> Result<Vec<Event>, ClientError> {
-        let request = self.request(which)?;
-        self.profile.save_contact(AccountId(request.from_account), &request.from)?;
-        let group = GroupId::from_hex(&request.conversation).ok_or(ClientError::Unexpected("request id"))?;
-        self.profile.close_request(&group)?;
         let mut conn = self.connect().await?;
-        let result = self.release_requests(&mut conn).await;
+        let result = self.accept_request_on(&mut conn, which).await;
         conn.close().await;
         result
+    }
+
+    /// [`Client::accept_request`] on an open connection (the chat window keeps one).
+    pub async fn accept_request_on(
+        &mut self,
+        conn: &mut Connection,
+        which: &str,
+    ) -> Result<Vec<Event>, ClientError> {
+        let request = self.request(which)?;
+        let group = GroupId::from_hex(&request.conversation).ok_or(ClientError::Unexpected("request id"))?;
+        self.profile.save_contact(AccountId(request.from_account), &request.from)?;
+        self.profile.close_request(&group)?;
+        self.release_requests(conn).await
     }
 
     /// Decline a request: what it held is deleted unopened, and this account leaves the
     /// conversation on the server so nothing more of it is queued here.
     pub async fn decline_request(&mut self, which: &str) -> Result<MessageRequest, ClientError> {
+        let mut conn = self.connect().await?;
+        let result = self.decline_request_on(&mut conn, which).await;
+        conn.close().await;
+        result
+    }
+
+    /// [`Client::decline_request`] on an open connection.
+    pub async fn decline_request_on(
+        &mut self,
+        conn: &mut Connection,
+        which: &str,
+    ) -> Result<MessageRequest, ClientError> {
         let request = self.request(which)?;
         let group = GroupId::from_hex(&request.conversation).ok_or(ClientError::Unexpected("request id"))?;
         self.profile.decline(&group)?;
-        let mut conn = self.connect().await?;
-        let result = conn.request(ClientRequest::LeaveGroup { group }).await;
-        conn.close().await;
-        match result {
-            Ok(_) => Ok(request),
-            // Never joined on the server (the inviter's commit was refused): nothing to leave.
-            Err(ClientError::Server(e))
-                if matches!(
-                    e.code,
-                    rampart_proto::ErrorCode::NoSuchGroup | rampart_proto::ErrorCode::NotAMember
-                ) =>
-            {
-                Ok(request)
-            }
-            Err(e) => Err(e),
-        }
+        leave_declined(conn, group).await?;
+        Ok(request)
     }
 
     /// Block an account (given as +E164, @username, or an open request's id): the server
@@ -442,29 +449,31 @@ impl Client {
     /// this device drops whatever still comes from it. Returns how it is shown.
     pub async fn block(&mut self, who: &str) -> Result<String, ClientError> {
         let mut conn = self.connect().await?;
-        let result = async {
-            let (account, label) = match self.profile.find_request(who)? {
-                Some(r) => (AccountId(r.from_account), r.from),
-                None => {
-                    let found = self.lookup(&mut conn, crate::client::parse_recipient(who)?).await?;
-                    (found.account, found.label)
-                }
-            };
-            match conn.request(ClientRequest::Block { account }).await? {
-                ResponseBody::Ok => {}
-                _ => return Err(ClientError::Unexpected("block")),
-            }
-            self.profile.save_block(account, &label)?;
-            for r in self.profile.message_requests()?.into_iter().filter(|r| r.from_account == account.0) {
-                let Some(group) = GroupId::from_hex(&r.conversation) else { continue };
-                self.profile.decline(&group)?;
-                let _ = conn.request(ClientRequest::LeaveGroup { group }).await;
-            }
-            Ok(label)
-        }
-        .await;
+        let result = self.block_on(&mut conn, who).await;
         conn.close().await;
         result
+    }
+
+    /// [`Client::block`] on an open connection.
+    pub async fn block_on(&mut self, conn: &mut Connection, who: &str) -> Result<String, ClientError> {
+        let (account, label) = match self.profile.find_request(who)? {
+            Some(r) => (AccountId(r.from_account), r.from),
+            None => {
+                let found = self.lookup(conn, crate::client::parse_recipient(who)?).await?;
+                (found.account, found.label)
+            }
+        };
+        match conn.request(ClientRequest::Block { account }).await? {
+            ResponseBody::Ok => {}
+            _ => return Err(ClientError::Unexpected("block")),
+        }
+        self.profile.save_block(account, &label)?;
+        for r in self.profile.message_requests()?.into_iter().filter(|r| r.from_account == account.0) {
+            let Some(group) = GroupId::from_hex(&r.conversation) else { continue };
+            self.profile.decline(&group)?;
+            leave_declined(conn, group).await?;
+        }
+        Ok(label)
     }
 
     /// Lift a block (the account's earlier requests stay declined).
@@ -493,7 +502,25 @@ impl Client {
     }
 }
 
+/// Leave a declined conversation on the server, so nothing more of it is queued here.
+async fn leave_declined(conn: &mut Connection, group: GroupId) -> Result<(), ClientError> {
+    match conn.request(ClientRequest::LeaveGroup { group }).await {
+        Ok(_) => Ok(()),
+        // Never joined on the server (the inviter's commit was refused): nothing to leave.
+        Err(ClientError::Server(e))
+            if matches!(
+                e.code,
+                rampart_proto::ErrorCode::NoSuchGroup | rampart_proto::ErrorCode::NotAMember
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

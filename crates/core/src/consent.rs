@@ -169,6 +169,7 @@ fn hold(f: &Facts) -> Verdict {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -341,3 +341,33 @@ async fn a_lying_servers_early_call_signals_are_dropped_unread_in_the_chat_windo
     assert_eq!(call["signals_dropped_before_accept"], lying_server::FORGED, "{log}");
     assert_eq!(call["signals_released"], 1, "{log}");
 }
+
+#[tokio::test]
+async fn a_strangers_message_waits_as_a_request_in_the_chat_window_until_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut stranger = server.register(dir.path(), "stranger", "+14155553201", Some("stranger")).await;
+    drop(server.register(dir.path(), "bob", "+14155553202", Some("bob")).await);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
+    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
+        .await;
+
+    let pitch = "You won a prize, open this";
+    stranger.send_text("@bob", pitch).await.unwrap();
+    let screen = tmux.wait_for_text("1 request").await;
+    assert!(!screen.contains(pitch), "nothing of a request is shown before it is accepted: {screen}");
+    tmux.type_text("/requests");
+    tmux.press("Enter");
+    let screen = tmux.wait_for_text("Message requests").await;
+    assert!(screen.contains("1. @stranger") && screen.contains("unopened"), "{screen}");
+    assert!(!screen.contains(pitch), "{screen}");
+    tmux.press("Escape");
+
+    tmux.type_text("/request accept 1");
+    tmux.press("Enter");
+    let screen = tmux.wait_for_text(pitch).await;
+    assert!(screen.contains(&format!("@stranger: {pitch}")), "{screen}");
+    assert!(!screen.contains("1 request"), "{screen}");
+}

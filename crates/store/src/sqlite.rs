@@ -996,15 +996,12 @@ fn queue_copies(
             // The device's own account (its other devices) has no share: it is the user.
             let share_full = !full
                 && account != sender_account
-                && i64::try_from(
-                    c.prepare_cached(
-                        "SELECT COUNT(*) FROM queue WHERE device_id = ?1 AND sender_account = ?2",
-                    )
-                    .db()?
-                    .query_row(params![device, sender_account], |r| r.get::<_, i64>(0))
-                    .db()?,
+                && c.prepare_cached(
+                    "SELECT COUNT(*) FROM queue WHERE device_id = ?1 AND sender_account = ?2",
                 )
-                .unwrap_or(i64::MAX)
+                .db()?
+                .query_row(params![device, sender_account], |r| r.get::<_, i64>(0))
+                .db()?
                     >= i64::from(l.per_sender);
             match when_full {
                 WhenFull::Fail(l) if full => return Err(StoreError::QueueFull { max: l.per_device }),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use rampart_client::calls::CallLogEntry;
+use rampart_client::requests::MessageRequest;
 use rampart_client::{ConversationInfo, HistoryItem, MessageKind};
 
 /// How many history lines are loaded at first, and how many more each time the reader
@@ -59,7 +60,20 @@ pub enum Action {
     CallsSeen {
         at_ms: u64,
     },
+    /// Answer a message request (its conversation's hex id).
+    AnswerRequest {
+        conversation: String,
+        answer: RequestAnswer,
+    },
     Quit,
+}
+
+/// What the user says to a message request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestAnswer {
+    Accept,
+    Decline,
+    Block,
 }
 
 /// The state of the connection to the server, as shown in the status bar.
@@ -121,6 +135,8 @@ pub enum Update {
         entries: Vec<CallLogEntry>,
         seen_ms: u64,
     },
+    /// Open message requests, oldest first.
+    Requests(Vec<MessageRequest>),
 }
 
 /// A call ringing this device, not answered yet.
@@ -166,6 +182,8 @@ pub enum Mode {
     Help,
     /// The call log, over the window; any key closes it.
     Calls,
+    /// The message requests, over the window; any key closes it.
+    Requests,
 }
 
 /// The line being typed, with its cursor (counted in chars).
@@ -319,6 +337,8 @@ pub struct App {
     /// When the call log was last looked at (ms since the epoch): older missed calls are not
     /// counted in the status bar.
     pub calls_seen_ms: u64,
+    /// Conversations started by people who are not contacts, waiting unopened.
+    pub requests: Vec<MessageRequest>,
 }
 
 /// Most recently active first; conversations without messages keep their creation order.
@@ -376,6 +396,7 @@ impl App {
             call: None,
             call_log: Vec::new(),
             calls_seen_ms: 0,
+            requests: Vec::new(),
         }
     }
 
@@ -419,6 +440,10 @@ impl App {
     /// Apply what the network side reports; may ask for the history of a conversation.
     pub fn apply(&mut self, update: Update) -> Option<Action> {
         match update {
+            Update::Requests(list) => {
+                self.requests = list;
+                None
+            }
             Update::Conversations(mut list) => {
                 sort_conversations(&mut list);
                 self.conversations = list;
@@ -707,8 +732,8 @@ impl App {
             KeyCode::Char('x') if ctrl => return self.decline_or_hang_up(),
             _ => {}
         }
-        if matches!(self.mode, Mode::Help | Mode::Calls) {
-            // Any key closes the help and the call log.
+        if matches!(self.mode, Mode::Help | Mode::Calls | Mode::Requests) {
+            // Any key closes the help, the call log and the requests.
             self.mode = Mode::Compose;
             return None;
         }
@@ -870,6 +895,11 @@ impl App {
                 self.calls_seen_ms = self.now_ms;
                 Some(Action::CallsSeen { at_ms: self.now_ms })
             }
+            "requests" => {
+                self.mode = Mode::Requests;
+                None
+            }
+            "request" => Some(self.answer_request(arg)?),
             "accept" | "answer" => Some(self.accept_call()?),
             "decline" | "hangup" => Some(self.decline_or_hang_up()?),
             "file" | "f" => {
@@ -899,6 +929,40 @@ impl App {
         self.compose.take();
         self.picked = None;
         action
+    }
+
+    /// `/request accept|decline|block N`: N as numbered in `/requests`, or the sender.
+    fn answer_request(&mut self, arg: &str) -> Option<Action> {
+        const USAGE: &str =
+            "Usage: /request accept|decline|block N (N as /requests numbers them, or the sender)";
+        let Some((verb, which)) = arg.split_once(char::is_whitespace).map(|(v, w)| (v, w.trim())) else {
+            self.error(USAGE);
+            return None;
+        };
+        let answer = match verb {
+            "accept" => RequestAnswer::Accept,
+            "decline" => RequestAnswer::Decline,
+            "block" => RequestAnswer::Block,
+            _ => {
+                self.error(USAGE);
+                return None;
+            }
+        };
+        let found = match which.parse::<usize>() {
+            Ok(n) => n.checked_sub(1).and_then(|i| self.requests.get(i)),
+            Err(_) => {
+                let mut by_sender = self.requests.iter().filter(|r| r.from.eq_ignore_ascii_case(which));
+                match (by_sender.next(), by_sender.next()) {
+                    (Some(one), None) => Some(one),
+                    _ => None,
+                }
+            }
+        };
+        let Some(request) = found else {
+            self.error(format!("No request {which}: /requests lists them"));
+            return None;
+        };
+        Some(Action::AnswerRequest { conversation: request.conversation.clone(), answer })
     }
 
     /// The shown conversation if it can take messages; else why not, in the status bar.
@@ -1123,6 +1187,41 @@ pub(crate) mod tests {
         typed(&mut app, "/react");
         assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
         assert!(app.status.as_ref().unwrap().error);
+    }
+
+    #[test]
+    fn requests_are_listed_and_answered_by_number_or_sender() {
+        let mut app = app();
+        let request = |id: &str, from: &str| MessageRequest {
+            conversation: id.into(),
+            from: from.into(),
+            from_account: 9,
+            started_by_sender: true,
+            opened_at_ms: 0,
+            held: 2,
+        };
+        assert_eq!(app.apply(Update::Requests(vec![request("c1", "@mallory"), request("c2", "@eve")])), None);
+        typed(&mut app, "/requests");
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), None);
+        assert_eq!(app.mode, Mode::Requests);
+        app.handle_key(key(KeyCode::Esc));
+        assert_eq!(app.mode, Mode::Compose);
+        typed(&mut app, "/request accept 2");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::AnswerRequest { conversation: "c2".into(), answer: RequestAnswer::Accept })
+        );
+        typed(&mut app, "/request block @MALLORY");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::AnswerRequest { conversation: "c1".into(), answer: RequestAnswer::Block })
+        );
+        for wrong in ["/request accept 3", "/request open 1", "/request accept @nobody"] {
+            typed(&mut app, wrong);
+            assert_eq!(app.handle_key(key(KeyCode::Enter)), None, "{wrong}");
+            assert!(app.status.as_ref().unwrap().error, "{wrong}");
+            app.compose.take();
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App) -> Metrics {
     match app.mode {
         Mode::Help => help(frame, frame.area()),
         Mode::Calls => call_log(frame, frame.area(), app),
+        Mode::Requests => request_list(frame, frame.area(), app),
         _ => {}
     }
     // Over everything else: a ringing call is the one thing that cannot wait.
@@ -159,6 +160,36 @@ fn call_log(frame: &mut Frame, area: Rect, app: &App) {
     closable_popup(frame, area, lines, width, " Calls (times UTC) ");
 }
 
+/// `/requests`: conversations started by people who are not contacts, numbered for
+/// `/request accept|decline|block N`.
+fn request_list(frame: &mut Frame, area: Rect, app: &App) {
+    let mut lines: Vec<Line> = app
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let waiting = if r.held == 1 { "1 waiting".to_owned() } else { format!("{} waiting", r.held) };
+            Line::from(vec![
+                Span::styled(format!(" {:>2}. ", i + 1), DIM),
+                Span::styled(fit(&clean(&r.from), 24), Style::new().add_modifier(Modifier::BOLD)),
+                Span::styled(format!("  {waiting}, unopened  "), DIM),
+                Span::styled(
+                    format!("{} {} ", day_label(r.opened_at_ms, app.now_ms), clock(r.opened_at_ms)),
+                    DIM,
+                ),
+            ])
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push(Line::styled(" No requests: people who are not your contacts wait here ", DIM));
+    } else {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(" /request accept N · /request decline N · /request block N ", DIM));
+    }
+    let width = lines.iter().map(Line::width).max().unwrap_or(40).max(44) + 2;
+    closable_popup(frame, area, lines, width, " Message requests (nothing opened yet) ");
+}
+
 /// Text from others made safe and flat for the screen: control characters (which could move
 /// the cursor or rewrite the screen) are shown escaped; tabs become spaces.
 fn clean(text: &str) -> String {
@@ -219,8 +250,12 @@ fn conversation_list(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     let selected = app.selected.as_deref().and_then(|s| app.conversations.iter().position(|c| c.id == s));
+    let title = match app.requests.len() {
+        0 => " Conversations ".to_owned(),
+        n => format!(" Conversations · {n} request{} ", if n == 1 { "" } else { "s" }),
+    };
     let list = List::new(items)
-        .block(Block::bordered().title(" Conversations "))
+        .block(Block::bordered().title(title))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = ListState::default().with_selected(selected);
     frame.render_stateful_widget(list, area, &mut state);
@@ -645,6 +680,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("", ""),
     ("/call, /call @name", "voice call the person of this 1:1, or someone"),
     ("/calls", "the call log: missed calls, call requests (not ringing)"),
+    ("/requests", "conversations strangers started, unopened until you answer"),
+    ("/request accept N", "open request N (or decline N, block N)"),
     ("/react EMOJI", "react to the picked message, else to the latest from others"),
     ("/msg @name TEXT", "write to someone (also +15551234567): opens your 1:1"),
     ("/download", "save the picked (or the latest) attachment to Downloads"),

@@ -25,7 +25,7 @@ use rampart_proto::ContentBody;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
-use super::app::{Action, HISTORY_PAGE, Link, Update, initial_conversation};
+use super::app::{Action, HISTORY_PAGE, Link, RequestAnswer, Update, initial_conversation};
 
 /// How long one receive turn waits for pushed messages before actions are looked at again:
 /// the worst added latency of a key's effect.
@@ -437,6 +437,48 @@ impl Worker<'_> {
             Action::SendTo { to, text } => self.send_to(&to, &text).await,
             Action::Download { seq, name } => self.download(seq, &name).await,
             Action::SendFile { conversation, path } => self.send_file(&conversation, &path).await,
+            Action::AnswerRequest { conversation, answer } => {
+                self.answer_request(&conversation, answer).await
+            }
+        }
+    }
+
+    /// Accept, decline or block a message request; an accepted one is shown.
+    async fn answer_request(&mut self, conversation: &str, answer: RequestAnswer) {
+        let Some(conn) = self.conn.as_mut() else {
+            return self.error("Offline: answer the request once reconnected".to_owned());
+        };
+        let result = match answer {
+            RequestAnswer::Accept => self
+                .client
+                .accept_request_on(conn, conversation)
+                .await
+                .map(|_| "Accepted: the conversation is open and its sender is a contact".to_owned()),
+            RequestAnswer::Decline => self
+                .client
+                .decline_request_on(conn, conversation)
+                .await
+                .map(|r| format!("Declined the request from {}; nothing of it was opened", r.from)),
+            RequestAnswer::Block => self
+                .client
+                .block_on(conn, conversation)
+                .await
+                .map(|label| format!("Blocked {label}: nothing more from them reaches you")),
+        };
+        match result {
+            Ok(text) => {
+                self.send(Update::Info(text));
+                if answer == RequestAnswer::Accept {
+                    // Open the accepted conversation (or the 1:1 it merged into).
+                    let shown = GroupId::from_hex(conversation)
+                        .and_then(|g| self.client.profile().shown_conversation(&g).ok());
+                    if let Some(group) = shown {
+                        self.send(Update::Opened(group.to_hex()));
+                    }
+                }
+                self.refresh(true).await;
+            }
+            Err(e) => self.failed("Answering the request failed", &e),
         }
     }
 
@@ -555,6 +597,7 @@ impl Worker<'_> {
     }
 
     fn send_call_log(&self) -> Result<(), ClientError> {
+        self.send(Update::Requests(self.client.requests()?));
         let entries = self.client.profile().call_log(CALL_LOG_LEN)?;
         let seen_ms =
             self.client.profile().get(CALLS_SEEN_KEY)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
