@@ -258,6 +258,7 @@ fn server_seeds() -> Result<Seeds, String> {
                 Ok(ResponseBody::Sent {
                     server_timestamp_ms: 1_700_000_000_000,
                     recipient_devices: 2,
+                    skipped_devices: 1,
                 }),
             ),
         ),

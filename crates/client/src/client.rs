@@ -57,6 +57,10 @@ pub enum ClientError {
     #[error("call: {0}")]
     Call(String),
     #[error(
+        "{0}'s identity key changed since you verified it: nothing is sent to them until you compare the new safety number (rampart verify {0}) and mark it verified again (rampart verify {0} --mark-verified), or stop treating them as verified (rampart verify {0} --unverify)"
+    )]
+    IdentityChanged(String),
+    #[error(
         "no conversation named {0:?}: give +E164, @username, or a group's name or id (`rampart conversations` lists them)"
     )]
     NoSuchConversation(String),
@@ -83,6 +87,7 @@ impl ClientError {
             ClientError::NoSuchConversation(_) => "no_such_conversation",
             ClientError::Attachment(_) => "attachment",
             ClientError::Call(_) => "call",
+            ClientError::IdentityChanged(_) => "identity_changed",
         }
     }
 }
@@ -99,6 +104,22 @@ pub fn parse_recipient(to: &str) -> Result<Recipient, ClientError> {
     } else {
         Username::parse(to).map(Recipient::Username).map_err(|e| ClientError::Input(e.to_string()))
     }
+}
+
+/// What `rampart verify` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct SafetyCheck {
+    /// How the other person is shown.
+    pub with: String,
+    pub account: u64,
+    /// 60 digits.
+    pub number: String,
+    /// Devices in your 1:1 conversation that neither identity certified: each one is a warning.
+    pub unexpected_devices: Vec<String>,
+    /// `Some(true)`: you verified this identity; `Some(false)`: you verified an earlier one.
+    pub verified: Option<bool>,
+    #[serde(skip)]
+    pub root: [u8; 32],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -663,23 +684,83 @@ impl Client {
         Ok(())
     }
 
-    /// The safety number with `who`, over both accounts' trusted device keys.
+    /// The safety number with `who`: from both accounts' identity keys (as this device
+    /// pinned them), the same on both sides.
     pub async fn safety_number(&mut self, who: &str) -> Result<(String, String), ClientError> {
+        let check = self.check_safety(who).await?;
+        Ok((check.with, check.number))
+    }
+
+    /// The safety number with `who`, and what the number cannot show: whether your 1:1
+    /// conversation holds exactly the devices your two identities certify, and whether `who`'s
+    /// identity is still the one you marked verified.
+    pub async fn check_safety(&mut self, who: &str) -> Result<SafetyCheck, ClientError> {
         let mut conn = self.connect().await?;
-        let result = async {
-            let peer = self.lookup(&mut conn, parse_recipient(who)?).await?;
-            let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
-            let mine = self.checked_keys(&mut conn, &[me]).await?;
-            let keys = |a: &crate::e2e::CheckedAccount| {
-                a.trusted.iter().map(|c| c.signature_key).collect::<Vec<_>>()
-            };
-            let my_keys: Vec<[u8; 32]> = mine.iter().flat_map(keys).collect();
-            let number = rampart_mls::safety::safety_number(me, &my_keys, peer.account, &keys(&peer));
-            Ok((peer.label.clone(), number))
-        }
-        .await;
+        let result = self.check_safety_on(&mut conn, who).await;
         conn.close().await;
         result
+    }
+
+    async fn check_safety_on(
+        &mut self,
+        conn: &mut Connection,
+        who: &str,
+    ) -> Result<SafetyCheck, ClientError> {
+        use rampart_mls::safety;
+        let peer = self.lookup(conn, parse_recipient(who)?).await?;
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+        let mine: Vec<_> =
+            self.checked_keys(conn, &[me]).await?.into_iter().flat_map(|a| a.trusted).collect();
+        let my_root = safety::root_of(&mine).ok_or(ClientError::NoKeys)?;
+        let peer_root = safety::root_of(&peer.trusted)
+            .ok_or_else(|| ClientError::Crypto(format!("{} has no certified device yet", peer.label)))?;
+        let number = safety::safety_number(me, &[my_root], peer.account, &[peer_root]);
+        let mut unexpected_devices = Vec::new();
+        if let Some(group) = self.profile.direct_conversation(peer.account)?
+            && self.engine()?.has_group(&group)
+        {
+            let members = self.engine()?.members(&group)?;
+            let certified: Vec<_> = mine.iter().chain(peer.trusted.iter()).cloned().collect();
+            unexpected_devices = safety::unexpected_members(&members, &certified)
+                .iter()
+                .map(|m| format!("device {} of account {}", m.device, m.account))
+                .collect();
+        }
+        let verified = self.profile.verified_root(peer.account)?.map(|(root, _)| root == peer_root);
+        Ok(SafetyCheck {
+            with: peer.label,
+            account: peer.account.0,
+            number,
+            unexpected_devices,
+            verified,
+            root: peer_root,
+        })
+    }
+
+    /// Mark `who` verified after comparing the safety number: if their identity key later
+    /// changes, nothing is sent to them until you verify again (or `unverify`).
+    pub async fn mark_verified(&mut self, who: &str) -> Result<SafetyCheck, ClientError> {
+        let mut check = self.check_safety(who).await?;
+        if !check.unexpected_devices.is_empty() {
+            return Err(ClientError::Crypto(format!(
+                "your conversation with {} holds devices neither identity certified ({}): it cannot be marked verified",
+                check.with,
+                check.unexpected_devices.join(", ")
+            )));
+        }
+        self.profile.save_verified(rampart_core::AccountId(check.account), &check.root, &check.with)?;
+        check.verified = Some(true);
+        Ok(check)
+    }
+
+    /// Stop treating `who` as verified.
+    pub async fn unverify(&mut self, who: &str) -> Result<String, ClientError> {
+        let mut conn = self.connect().await?;
+        let peer = self.lookup(&mut conn, parse_recipient(who)?).await;
+        conn.close().await;
+        let peer = peer?;
+        self.profile.forget_verified(peer.account)?;
+        Ok(peer.label)
     }
 
     /// Mark a conversation read on an open connection, sending read receipts (unless they

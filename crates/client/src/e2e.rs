@@ -601,6 +601,11 @@ impl Client {
         body: ContentBody,
     ) -> Result<(MessageId, Reached), ClientError> {
         self.sync_members(conn, group, &[]).await?;
+        // A verified person's identity changed (`sync_members` just checked their keys):
+        // what the user says waits for them to decide. Receipts say nothing and still go.
+        if !matches!(body, ContentBody::Receipt { .. }) {
+            self.hold_if_verified_identity_changed(group)?;
+        }
         let message_id = MessageId::random(&mut rand::rng());
         let content = Content { message_id, sent_at_ms: now_ms(), body };
         let ciphertext = self.engine()?.encrypt(group, &encode_content(&content))?;
@@ -615,6 +620,22 @@ impl Client {
             }
             _ => Err(ClientError::Unexpected("group send")),
         }
+    }
+
+    /// `IdentityChanged` when a member the user verified no longer has the verified identity
+    /// key among the keys this device trusts for them.
+    fn hold_if_verified_identity_changed(&mut self, group: &GroupId) -> Result<(), ClientError> {
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+        let accounts: BTreeSet<AccountId> =
+            self.engine()?.members(group)?.iter().map(|m| m.account).filter(|a| *a != me).collect();
+        for account in accounts {
+            if let Some((root, label)) = self.profile.verified_root(account)?
+                && !self.profile.trusted_keys(account)?.contains(&root)
+            {
+                return Err(ClientError::IdentityChanged(label));
+            }
+        }
+        Ok(())
     }
 
     /// Tell senders their messages arrived: one delivery receipt per conversation for what

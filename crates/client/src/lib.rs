@@ -16,8 +16,8 @@ pub mod requests;
 
 pub use attachment::{safe_file_name, sealed_len};
 pub use client::{
-    Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SendReceipt,
-    parse_recipient,
+    Client, ClientError, Identity, PendingLinkHandle, ReceivedMessage, Registration, SafetyCheck,
+    SendReceipt, parse_recipient,
 };
 pub use connection::{Connection, ServerAddress};
 pub use history::{

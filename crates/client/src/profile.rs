@@ -105,6 +105,9 @@ CREATE TABLE IF NOT EXISTS held_deliveries(
     server_ts INTEGER NOT NULL,
     body BLOB NOT NULL
 );
+-- Identities the user compared in person (`rampart verify --mark-verified`): the root key
+-- then. A different root later holds sending to that account until the user decides.
+CREATE TABLE IF NOT EXISTS verified(account INTEGER PRIMARY KEY, root BLOB NOT NULL, label TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS blocked(account INTEGER PRIMARY KEY, label TEXT NOT NULL, blocked_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS reactions(
     message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
@@ -297,6 +300,41 @@ impl Profile {
             out.push(<[u8; 32]>::try_from(k?.as_slice()).map_err(|_| ProfileError::Corrupt("trusted key"))?);
         }
         Ok(out)
+    }
+
+    /// The identity key the user verified for `account`, with how it was shown.
+    pub fn verified_root(&self, account: AccountId) -> Result<Option<([u8; 32], String)>, ProfileError> {
+        let row: Option<(Vec<u8>, String)> = self
+            .db
+            .query_row("SELECT root, label FROM verified WHERE account = ?1", [db_id(account.0)?], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(root, label)| {
+            <[u8; 32]>::try_from(root.as_slice())
+                .map(|r| (r, label))
+                .map_err(|_| ProfileError::Corrupt("verified key"))
+        })
+        .transpose()
+    }
+
+    pub fn save_verified(
+        &self,
+        account: AccountId,
+        root: &[u8; 32],
+        label: &str,
+    ) -> Result<(), ProfileError> {
+        self.db.execute(
+            "INSERT INTO verified(account, root, label, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(account) DO UPDATE SET root = excluded.root, label = excluded.label, at = excluded.at",
+            params![db_id(account.0)?, &root[..], label, db_id(crate::client::now_ms())?],
+        )?;
+        Ok(())
+    }
+
+    pub fn forget_verified(&self, account: AccountId) -> Result<(), ProfileError> {
+        self.db.execute("DELETE FROM verified WHERE account = ?1", [db_id(account.0)?])?;
+        Ok(())
     }
 
     pub fn save_conversation(

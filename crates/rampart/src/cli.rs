@@ -85,10 +85,20 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCommand),
     /// Show the safety number with a contact: compare it in person (or scan the QR code) to
-    /// be sure nobody sits between you. It changes when either of you adds a device.
+    /// be sure nobody sits between you. It comes from your two identity keys, so it changes
+    /// when either of you registers again (or a server presents keys of its own), not when a
+    /// device is linked; it also checks that your conversation holds only devices your
+    /// identities certified. Once compared, --mark-verified: if their identity then changes,
+    /// nothing is sent to them until you compare again.
     Verify {
         /// +E164 or @username.
         who: String,
+        /// You compared the numbers and they match: hold sending if this identity changes.
+        #[arg(long, conflicts_with = "unverify")]
+        mark_verified: bool,
+        /// Stop treating them as verified (sending is no longer held on a change).
+        #[arg(long)]
+        unverify: bool,
     },
     /// Receive queued messages (and wait for more with --wait).
     Recv {

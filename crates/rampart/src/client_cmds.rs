@@ -176,22 +176,54 @@ pub async fn run(
             }
             Ok(())
         }
-        Command::Verify { who } => {
-            let (label, number) = client.safety_number(&who).await?;
+        Command::Verify { who, mark_verified, unverify } => {
+            if unverify {
+                let label = client.unverify(&who).await?;
+                if json {
+                    print_json(json!({ "ok": true, "unverified": label }));
+                } else {
+                    println!("{} is no longer marked verified.", printable(&label));
+                }
+                return Ok(());
+            }
+            let check = if mark_verified {
+                client.mark_verified(&who).await?
+            } else {
+                client.check_safety(&who).await?
+            };
             if json {
-                print_json(json!({ "ok": true, "with": label, "safety_number": number }));
+                print_json(json!({ "ok": true, "with": check.with, "safety_number": check.number,
+                    "unexpected_devices": check.unexpected_devices, "verified": check.verified }));
             } else {
                 println!(
                     "Safety number with {}:\n\n  {}\n",
-                    printable(&label),
-                    rampart_mls::safety::grouped(&number)
+                    printable(&check.with),
+                    rampart_mls::safety::grouped(&check.number)
                 );
-                if let Some(qr) = qr(&number) {
+                if let Some(qr) = qr(&check.number) {
                     println!("{qr}");
                 }
-                println!(
-                    "Compare it with theirs in person. It changes when either of you adds or replaces a device."
-                );
+                for d in &check.unexpected_devices {
+                    println!(
+                        "WARNING: your conversation holds {d}, which neither of your identities certified."
+                    );
+                }
+                match check.verified {
+                    Some(true) if mark_verified => println!(
+                        "Marked verified: if {}'s identity changes, nothing is sent to them until you compare again.",
+                        printable(&check.with)
+                    ),
+                    Some(true) => println!("You verified this identity."),
+                    Some(false) => println!(
+                        "This is NOT the identity you verified: compare the number again, then --mark-verified (or --unverify)."
+                    ),
+                    None => println!(
+                        "Compare it with theirs in person; if it matches, run again with --mark-verified. It changes when either of you registers again."
+                    ),
+                }
+            }
+            if !check.unexpected_devices.is_empty() {
+                anyhow::bail!("devices that neither identity certified are in this conversation");
             }
             Ok(())
         }

@@ -119,22 +119,34 @@ async fn a_removed_member_reads_nothing_after_removal() {
 
 /// Both sides compute the same safety number; it changes when a device is added.
 #[tokio::test]
-async fn safety_numbers_match_and_change_with_devices() {
+async fn safety_numbers_come_from_identities_and_membership_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155552201", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155552202", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    alice.send_text("@bob", "hi").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
     let (_, from_alice) = alice.safety_number("@bob").await.unwrap();
     let (_, from_bob) = bob.safety_number("@alice").await.unwrap();
     assert_eq!(from_alice, from_bob);
     assert_eq!(from_alice.len(), 60);
+    let check = alice.mark_verified("@bob").await.unwrap();
+    assert!(check.unexpected_devices.is_empty(), "{check:?}");
+    assert_eq!(check.verified, Some(true));
 
     let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
     let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
     let code = pending.shown_code();
     link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
-    let (_, after) = alice.safety_number("@bob").await.unwrap();
-    assert_ne!(after, from_alice, "a new device changes the safety number");
+    // A device Bob's identity certified changes nothing to compare, and nothing is held.
+    let check = alice.check_safety("@bob").await.unwrap();
+    assert_eq!(check.number, from_alice, "a device the identity certified keeps the number");
+    assert_eq!(check.verified, Some(true));
+    alice.send_text("@bob", "to both of your devices").await.unwrap();
+    let check = alice.check_safety("@bob").await.unwrap();
+    assert!(check.unexpected_devices.is_empty(), "the laptop is certified: {check:?}");
+    laptop.receive(None, |_| {}).await.unwrap();
     let (_, from_laptop) = laptop.safety_number("@alice").await.unwrap();
-    assert_eq!(after, from_laptop);
+    assert_eq!(from_alice, from_laptop);
 }

@@ -104,6 +104,57 @@ async fn a_swapped_identity_is_shown_and_changes_the_safety_number() {
     );
 }
 
+/// Once Alice has compared the safety number with Bob and marked him verified, a new identity
+/// for Bob (here the server's own key, as above) holds what she sends to him until she
+/// decides: nothing goes out, the CLI says why, and `verify` says the identity is not the one
+/// she verified.
+// Multi-threaded: the lying server keeps serving while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_contacts_new_identity_holds_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155558031", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155558032", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    alice.send_text("@bob", "hello").await.unwrap();
+    assert_eq!(bob.receive(None, |_| {}).await.unwrap().len(), 1);
+    alice.mark_verified("@bob").await.unwrap();
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+    let bob_device = rampart_core::DeviceId(bob.identity().unwrap().device_id);
+
+    let key = rampart_mls::identity::new_signature_key().unwrap();
+    let public = rampart_mls::identity::public_key(&key).unwrap();
+    let forged = rampart_mls::identity::certify(&key, bob_id, bob_device, public).unwrap();
+    let forged = bytes::Bytes::from(rampart_proto::encode_certificate(&forged));
+    let rewrite: lying_server::Rewrite = Arc::new(move |frame| match frame {
+        ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(mut list)) } => {
+            for entry in list.iter_mut().filter(|a| a.account == bob_id) {
+                entry.devices = vec![(bob_device, Some(forged.clone()))];
+            }
+            vec![ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(list)) }]
+        }
+        other => vec![other],
+    });
+    let proxy = lying_server::start_with(&server, rewrite).await;
+    lying_server::point_at(alice.profile(), proxy, &server.fingerprint);
+
+    let held = alice.send_text("@bob", "the plans").await.unwrap_err();
+    assert_eq!(held.kind(), "identity_changed", "{held}");
+    drop(alice);
+    let profile = dir.path().join("alice");
+    let (ok, out, _) = cli(&profile, &["--json", "send", "@bob", "the plans, again"]);
+    assert!(!ok);
+    assert!(out.contains("identity_changed"), "{out}");
+    // `verify` says so, and that the conversation's members no longer match what the server
+    // presents as Bob (his real device is not certified by the new identity): it exits 1.
+    let (ok, out, err) = cli(&profile, &["verify", "@bob"]);
+    assert!(!ok && err.contains("neither identity certified"), "{err}");
+    assert!(out.contains("NOT the identity you verified"), "{out}");
+    assert!(out.contains("WARNING: your conversation holds device"), "{out}");
+    // Nothing of it reached Bob.
+    assert!(bob.receive(None, |_| {}).await.unwrap().is_empty());
+}
+
 /// The server learns the link code (the approving device sends it) and the new device's id,
 /// and can send a key request of its own under that id. The code the new device shows also
 /// checks the new device's key, a part the server never sees: the approving device certifies
