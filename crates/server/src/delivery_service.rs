@@ -167,6 +167,7 @@ impl Connection {
             received_at: now,
             expires_at: now + shared.config.limits.message_ttl_secs * 1000,
             max_members: DEFAULT_MAX_GROUP_DEVICES,
+            max_per_sender: shared.config.limits.queue().per_sender,
         };
         let (epoch, copies) = shared.store.commit_group(record).await.map_err(store_error)?;
         for copy in copies {

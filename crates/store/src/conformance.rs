@@ -697,11 +697,26 @@ pub async fn a_sender_fills_only_its_share<S: Store>(store: Arc<S>) {
     // counted, not lost silently.
     assert_eq!(store.enqueue(message(bob.account, &friend, 1, b"hi"), limits).await.unwrap().len(), 1);
     let g = group_of(&stranger, 1);
-    store.commit_group(commit(&g, &stranger, 0, &[bob.device, friend.device], &[], 1)).await.unwrap();
+    store.commit_group(commit(&g, &stranger, 0, &[friend.device], &[], 1)).await.unwrap();
+    // Invitations count against the share too: adding Bob is refused, and changes nothing.
+    let mut invite = commit(&g, &stranger, 1, &[bob.device], &[], 2);
+    invite.max_per_sender = limits.per_sender;
+    let r = store.commit_group(invite).await;
+    assert!(matches!(r, Err(StoreError::SenderShareFull { max: 3 })), "{r:?}");
+    assert_eq!(store.group_state(&g).await.unwrap().unwrap().epoch, 1, "the refused commit moved nothing");
+    assert_eq!(depth(&*store, bob.device).await, 4);
+    // An invitation with room in the share goes through (the friend's share is empty).
+    let fg = group_of(&friend, 2);
+    let mut friendly = commit(&fg, &friend, 0, &[bob.device], &[], 3);
+    friendly.max_per_sender = limits.per_sender;
+    store.commit_group(friendly).await.unwrap();
+    // A group message from the stranger to a full share is skipped and counted.
+    store.commit_group(commit(&g, &stranger, 1, &[bob.device], &[], 4)).await.unwrap();
     let sent = store.send_group(group_message(&g, &stranger, 9, b"more"), limits).await.unwrap();
     assert_eq!((sent.copies.len(), sent.skipped), (1, 1));
-    // The device's own account has no share (a note to self, another device of the user).
-    for id in 0..5 {
+    // The device's own account has no share (a note to self, another device of the user):
+    // four of its own, past the share of three, fill the queue to its ten.
+    for id in 0..4 {
         store.enqueue(message(bob.account, &bob, 100 + id, b"mine"), limits).await.unwrap();
     }
     // Acknowledged messages free the share.
@@ -1123,6 +1138,7 @@ fn commit(
         received_at: T0,
         expires_at: T0 + DAY,
         max_members: 10,
+        max_per_sender: MAX_QUEUE,
     }
 }
 

@@ -269,6 +269,10 @@ pub struct GroupCommitRecord {
     pub received_at: UnixMillis,
     pub expires_at: UnixMillis,
     pub max_members: u32,
+    /// The Welcome counts against the committer's share of each added device's queue (a
+    /// stranger cannot flood a queue with invitations); the queue's total is not checked
+    /// (a member that missed a handshake message could never read the group again).
+    pub max_per_sender: u32,
 }
 
 impl GroupCommitRecord {
@@ -526,7 +530,8 @@ pub trait Store: Send + Sync + 'static {
     /// Accept a commit by [`plan_commit`]'s rules, atomically: the epoch moves on, membership
     /// changes, the commit is queued for the other members and the Welcome for the added
     /// devices. Handshake messages ignore the queue cap: a member that missed one could never
-    /// read the group again.
+    /// read the group again. The Welcome still counts against the committer's share of each
+    /// added device's queue (`SenderShareFull`, nothing changed).
     async fn commit_group(&self, commit: GroupCommitRecord) -> StoreResult<(u64, Vec<StoredMessage>)>;
     /// Queue an application message for every other member device. A device whose queue is
     /// full, or holds the sender's share, misses it (`skipped`); the others still get it.

@@ -1379,7 +1379,8 @@ impl Store for PostgresStore {
         if let Some(welcome) = &commit.welcome_body {
             copy.message_id = commit.welcome_message_id();
             copy.body = welcome;
-            copies.extend(self.fan_out(&tx, &plan.welcome_to, &copy, WhenFull::Ignore).await?.copies);
+            let share = QueueLimits { per_device: u32::MAX, per_sender: commit.max_per_sender };
+            copies.extend(self.fan_out(&tx, &plan.welcome_to, &copy, WhenFull::Fail(share)).await?.copies);
         }
         tx.commit().await.map_err(pg)?;
         Ok((plan.new_epoch, copies))

@@ -1363,7 +1363,8 @@ fn commit_group(c: &Connection, commit: GroupCommitRecord) -> StoreResult<(u64, 
     if let Some(welcome) = &commit.welcome_body {
         copy.message_id = commit.welcome_message_id();
         copy.body = welcome;
-        copies.extend(queue_copies(c, &queue_depths(c, &plan.welcome_to)?, &copy, WhenFull::Ignore)?);
+        let share = QueueLimits { per_device: u32::MAX, per_sender: commit.max_per_sender };
+        copies.extend(queue_copies(c, &queue_depths(c, &plan.welcome_to)?, &copy, WhenFull::Fail(share))?);
     }
     Ok((plan.new_epoch, copies))
 }
