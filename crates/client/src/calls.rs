@@ -462,6 +462,7 @@ impl Client {
             self.profile.save_contact(found.account, &found.label)?;
             self.profile.accept_requests_from(found.account)?;
             self.release_requests(&mut conn).await?;
+            self.share_contacts(&mut conn, vec![(found.account, found.label.clone())]).await;
             Ok(found.label)
         }
         .await;

@@ -315,6 +315,23 @@ impl Client {
         }
     }
 
+    /// Tell this account's other devices about new contacts (saved, or a request accepted
+    /// here), so they too open those people's conversations. Only where the account's own
+    /// conversation exists (it is made when a device is linked); a failure is logged, not
+    /// returned: the contact is saved here either way.
+    pub(crate) async fn share_contacts(&mut self, conn: &mut Connection, contacts: Vec<(AccountId, String)>) {
+        let Ok(Some(own)) = self.profile.get(OWN_CONVERSATION).map(|v| v.and_then(|h| GroupId::from_hex(&h)))
+        else {
+            return;
+        };
+        if !self.engine().is_ok_and(|e| e.has_group(&own)) {
+            return;
+        }
+        if let Err(e) = Box::pin(self.send_content(conn, &own, ContentBody::Contacts(contacts))).await {
+            tracing::warn!(error = %e, "could not tell this account's other devices about a contact");
+        }
+    }
+
     /// `sync_members`, retried while a newly certified device has no key package yet.
     async fn sync_until_keys(&mut self, conn: &mut Connection, group: &GroupId, deadline: Instant) {
         loop {
@@ -334,12 +351,9 @@ impl Client {
     }
 
     /// Send this device's contacts to the account's other devices, in the account's own
-    /// conversation (created the first time).
+    /// conversation (created the first time: later contacts go there too).
     async fn sync_contacts(&mut self, conn: &mut Connection, deadline: Instant) -> Result<(), ClientError> {
         let contacts = self.profile.contact_list()?;
-        if contacts.is_empty() {
-            return Ok(());
-        }
         let own = match self.profile.get(OWN_CONVERSATION)?.and_then(|h| GroupId::from_hex(&h)) {
             Some(g) if self.engine()?.has_group(&g) => g,
             _ => {
@@ -352,6 +366,7 @@ impl Client {
             }
         };
         self.sync_until_keys(conn, &own, deadline).await;
+        // No contacts yet: nothing to send (`chunks` of nothing sends nothing).
         for chunk in contacts.chunks(rampart_proto::MAX_SYNCED_CONTACTS) {
             Box::pin(self.send_content(conn, &own, ContentBody::Contacts(chunk.to_vec()))).await?;
         }

@@ -419,7 +419,10 @@ impl Client {
         let group = GroupId::from_hex(&request.conversation).ok_or(ClientError::Unexpected("request id"))?;
         self.profile.save_contact(AccountId(request.from_account), &request.from)?;
         self.profile.close_request(&group)?;
-        self.release_requests(conn).await
+        let events = self.release_requests(conn).await?;
+        // The account's other devices open this person's conversations too.
+        self.share_contacts(conn, vec![(AccountId(request.from_account), request.from.clone())]).await;
+        Ok(events)
     }
 
     /// Decline a request: what it held is deleted unopened, and this account leaves the

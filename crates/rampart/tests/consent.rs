@@ -205,3 +205,50 @@ async fn a_strangers_flood_takes_only_its_share_and_the_sender_is_told() {
     assert_eq!(held.len(), 1);
     assert!(held[0].held <= 8, "the stranger's share: {}", held[0].held);
 }
+
+#[tokio::test]
+async fn a_linked_device_learns_the_contacts_and_answers_go_to_every_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut bob = server.register(dir.path(), "bob", "+14155556301", Some("bob")).await;
+    let mut friend = server.register(dir.path(), "friend", "+14155556302", Some("friend")).await;
+    let mut stranger = server.register(dir.path(), "stranger", "+14155556303", Some("stranger")).await;
+    bob.add_contact("@friend").await.unwrap();
+
+    // Bob links a laptop: it has no contacts of its own, and learns Bob's from his phone.
+    let mut laptop = Client::open(&dir.path().join("bob-laptop")).unwrap();
+    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
+    let code = pending.shown_code();
+    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    laptop.receive(None, |_| {}).await.unwrap();
+    assert!(
+        laptop
+            .profile()
+            .is_contact(friend.identity().map(|i| rampart_core::AccountId(i.account_id)).unwrap())
+            .unwrap()
+    );
+
+    // The friend's new conversation opens on both devices; the stranger's waits on both.
+    friend.send_text("@bob", "hi from a friend").await.unwrap();
+    stranger.send_text("@bob", "buy now").await.unwrap();
+    for device in [&mut bob, &mut laptop] {
+        let got = device.receive(None, |_| {}).await.unwrap();
+        assert_eq!(got.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), vec!["hi from a friend"]);
+        assert_eq!(device.requests().unwrap().len(), 1);
+    }
+    // Accepting on the phone opens it on the laptop too.
+    let events = bob.accept_request("@stranger").await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, rampart_client::e2e::Event::Message { text, .. } if text == "buy now"))
+    );
+    let events = laptop.receive_events(None, |_| {}).await.unwrap();
+    assert!(laptop.requests().unwrap().is_empty(), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, rampart_client::e2e::Event::Message { text, .. } if text == "buy now")),
+        "{events:?}"
+    );
+}
