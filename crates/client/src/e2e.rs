@@ -542,6 +542,15 @@ impl Client {
             }
             let accounts: Vec<AccountId> = accounts.into_iter().collect();
             let checked = self.checked_keys(conn, &accounts).await?;
+            // A verified person's identity changed: no device of the new identity comes in,
+            // and nothing is sent, until the user decides (`rampart verify`).
+            for a in &checked {
+                if let Some((root, label)) = self.profile.verified_root(a.account)?
+                    && !self.profile.trusted_keys(a.account)?.contains(&root)
+                {
+                    return Err(ClientError::IdentityChanged(label));
+                }
+            }
             let wanted: BTreeMap<DeviceId, AccountId> =
                 checked.iter().flat_map(|a| a.trusted.iter().map(|c| (c.device, c.account))).collect();
             let present: BTreeSet<DeviceId> = members.iter().map(|m| m.device).collect();
@@ -615,12 +624,9 @@ impl Client {
         group: &GroupId,
         body: ContentBody,
     ) -> Result<(MessageId, Reached), ClientError> {
+        // Holds everything when a verified person's identity changed (receipts included: they
+        // would go to the new identity's devices too).
         self.sync_members(conn, group, &[]).await?;
-        // A verified person's identity changed (`sync_members` just checked their keys):
-        // what the user says waits for them to decide. Receipts say nothing and still go.
-        if !matches!(body, ContentBody::Receipt { .. }) {
-            self.hold_if_verified_identity_changed(group)?;
-        }
         let message_id = MessageId::random(&mut rand::rng());
         let content = Content { message_id, sent_at_ms: now_ms(), body };
         let ciphertext = self.engine()?.encrypt(group, &encode_content(&content))?;
@@ -637,22 +643,6 @@ impl Client {
         }
     }
 
-    /// `IdentityChanged` when a member the user verified no longer has the verified identity
-    /// key among the keys this device trusts for them.
-    fn hold_if_verified_identity_changed(&mut self, group: &GroupId) -> Result<(), ClientError> {
-        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
-        let accounts: BTreeSet<AccountId> =
-            self.engine()?.members(group)?.iter().map(|m| m.account).filter(|a| *a != me).collect();
-        for account in accounts {
-            if let Some((root, label)) = self.profile.verified_root(account)?
-                && !self.profile.trusted_keys(account)?.contains(&root)
-            {
-                return Err(ClientError::IdentityChanged(label));
-            }
-        }
-        Ok(())
-    }
-
     /// Tell senders their messages arrived: one delivery receipt per conversation for what
     /// was received since the last call. Off when the profile says `receipts = off`.
     pub(crate) async fn send_delivery_receipts(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
@@ -667,6 +657,8 @@ impl Client {
                 Err(ClientError::Server(e)) if e.code == ErrorCode::RateLimited => {
                     self.unreceipted.entry(group).or_default().extend(ids);
                 }
+                // Held with everything else for a verified person whose identity changed.
+                Err(ClientError::IdentityChanged(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -790,6 +782,10 @@ impl Client {
                 if notice.caller == me {
                     return Ok(vec![]);
                 }
+                // A server that ignores a block still does not make this device ring.
+                if self.profile.is_blocked(notice.caller)? {
+                    return Ok(vec![]);
+                }
                 let rings = self.on_ring_notice(notice, &d.sender_label)?;
                 Ok(vec![Event::IncomingCall {
                     call: hex::encode(notice.call.0),
@@ -798,6 +794,7 @@ impl Client {
                     rings,
                 }])
             }
+            Envelope::CallSignal { .. } if self.profile.is_blocked(d.sender_account)? => Ok(vec![]),
             Envelope::CallSignal { call, kind, group, payload } => {
                 self.push_call_input(crate::calls::CallInput::Signal {
                     call,
@@ -946,10 +943,13 @@ impl Client {
         conn: &mut Connection,
         d: &rampart_proto::Delivery,
     ) -> Result<Vec<Event>, ClientError> {
-        let Ok(Envelope::Welcome { payload, .. }) = decode_envelope(&d.body) else {
+        let Ok(Envelope::Welcome { group, payload }) = decode_envelope(&d.body) else {
             return Ok(vec![]);
         };
-        let (group, members) = self.engine()?.join(&payload)?;
+        // Consent looked at the envelope's group and the server's sender: the Welcome must be
+        // that group's, made by that device.
+        let (group, members) =
+            self.engine()?.join_as_delivered(&payload, &group, (d.sender_account, d.sender_device))?;
         let accounts: Vec<AccountId> =
             members.iter().map(|m| m.account).collect::<BTreeSet<_>>().into_iter().collect();
         let checked = self.checked_keys(conn, &accounts).await?;

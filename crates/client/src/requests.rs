@@ -97,6 +97,15 @@ impl Profile {
         Ok(declined.map(|d| if d { Standing::Declined } else { Standing::Requested }))
     }
 
+    fn open_request_count_from(&self, sender: AccountId) -> Result<usize, ProfileError> {
+        let n: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM requests WHERE declined = 0 AND sender_account = ?1",
+            [db_id(sender.0)?],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     fn open_request_count(&self) -> Result<usize, ProfileError> {
         let n: i64 =
             self.db.query_row("SELECT COUNT(*) FROM requests WHERE declined = 0", [], |r| r.get(0))?;
@@ -304,15 +313,21 @@ impl Client {
     ) -> Result<Option<Vec<Event>>, ClientError> {
         let (group, kind) = match envelope {
             Envelope::Welcome { group, .. } => (group, DeliveryKind::Welcome),
-            Envelope::Commit { group, .. } => (group, DeliveryKind::Commit),
-            Envelope::Application { group, .. } | Envelope::MemberLeft { group, .. } => {
-                (group, DeliveryKind::Content)
+            // A departure changes who should be in the group, as a commit does: it is never
+            // dropped from a group this device is in (a blocked member's included).
+            Envelope::Commit { group, .. } | Envelope::MemberLeft { group, .. } => {
+                (group, DeliveryKind::Commit)
             }
+            Envelope::Application { group, .. } => (group, DeliveryKind::Content),
             Envelope::Direct(_) | Envelope::Ring(_) | Envelope::CallSignal { .. } => return Ok(None),
         };
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
+        let held = self.profile.held_count(group)?;
         let standing = match self.profile.request_standing(group)? {
             Some(s) => s,
+            // Accepted (here, or on another device of this account) but not opened yet: what
+            // arrives meanwhile queues behind what is held, in order.
+            None if held > 0 => Standing::Requested,
             None if self.engine()?.has_group(group) => Standing::Joined,
             None => Standing::Unknown,
         };
@@ -324,11 +339,8 @@ impl Client {
             standing,
             kind,
             open_requests: self.profile.open_request_count()?,
-            held_in_request: if standing == Standing::Requested {
-                self.profile.held_count(group)?
-            } else {
-                0
-            },
+            open_requests_from_sender: self.profile.open_request_count_from(d.sender_account)?,
+            held_in_request: held,
         };
         match consent::decide(&facts) {
             Verdict::Process => Ok(None),
@@ -348,8 +360,9 @@ impl Client {
             Verdict::Drop(reason) => {
                 self.profile.bump(DROPPED_COUNTER)?;
                 // An invitation the policy turned away closes its conversation here: what
-                // follows in it is dropped quietly too.
-                if matches!(reason, DropReason::NotAContact | DropReason::TooManyRequests) {
+                // follows in it is dropped quietly too. (Not for a full request box: that
+                // would turn away for good someone who simply came at a busy time.)
+                if reason == DropReason::NotAContact {
                     self.profile.open_request(group, d)?;
                     self.profile.decline(group)?;
                 }
@@ -425,25 +438,13 @@ impl Client {
         Ok(events)
     }
 
-    /// Decline a request: what it held is deleted unopened, and this account leaves the
-    /// conversation on the server so nothing more of it is queued here.
-    pub async fn decline_request(&mut self, which: &str) -> Result<MessageRequest, ClientError> {
-        let mut conn = self.connect().await?;
-        let result = self.decline_request_on(&mut conn, which).await;
-        conn.close().await;
-        result
-    }
-
-    /// [`Client::decline_request`] on an open connection.
-    pub async fn decline_request_on(
-        &mut self,
-        conn: &mut Connection,
-        which: &str,
-    ) -> Result<MessageRequest, ClientError> {
+    /// Decline a request: what it held is deleted unopened, and what still comes in that
+    /// conversation is dropped here. The account stays a member on the server (another of its
+    /// devices may have accepted); `block` stops the sender on the server.
+    pub fn decline_request(&mut self, which: &str) -> Result<MessageRequest, ClientError> {
         let request = self.request(which)?;
         let group = GroupId::from_hex(&request.conversation).ok_or(ClientError::Unexpected("request id"))?;
         self.profile.decline(&group)?;
-        leave_declined(conn, group).await?;
         Ok(request)
     }
 

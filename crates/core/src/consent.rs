@@ -79,14 +79,22 @@ pub struct Facts {
     pub kind: DeliveryKind,
     /// Requests open on this device.
     pub open_requests: usize,
+    /// Of those, opened by this delivery's sender.
+    pub open_requests_from_sender: usize,
     /// Deliveries already held in this conversation's request.
     pub held_in_request: usize,
 }
 
 /// Requests a device keeps open at once; a stranger's invitation beyond this is dropped.
 pub const MAX_OPEN_REQUESTS: usize = 200;
-/// Deliveries held in one request; more are dropped until the user decides.
+/// Requests one sender may have open on a device, so one account cannot fill the box.
+pub const MAX_REQUESTS_PER_SENDER: usize = 10;
+/// Messages held in one request; more are dropped until the user decides.
 pub const MAX_HELD_PER_REQUEST: usize = 100;
+/// Membership changes held in one request, past which it can no longer be kept whole.
+/// Commits are kept beyond the message limit: a group missing one could not be read after an
+/// accept.
+pub const MAX_HELD_COMMITS_PER_REQUEST: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -110,6 +118,9 @@ pub enum DropReason {
     RequestFull,
     /// A message for a conversation this device never joined nor was asked into.
     UnknownConversation,
+    /// An invitation into a conversation this device is already in (only a lying server or a
+    /// confused client sends one).
+    AlreadyJoined,
 }
 
 impl DropReason {
@@ -121,6 +132,7 @@ impl DropReason {
             DropReason::TooManyRequests => "too many open requests",
             DropReason::RequestFull => "request holds too many messages",
             DropReason::UnknownConversation => "a conversation this device is not in",
+            DropReason::AlreadyJoined => "an invitation into a conversation already joined",
         }
     }
 }
@@ -132,6 +144,7 @@ pub fn decide(f: &Facts) -> Verdict {
         return match f.standing {
             Standing::Declined => Verdict::Drop(DropReason::Declined),
             Standing::Requested => hold(f),
+            Standing::Joined if f.kind == DeliveryKind::Welcome => Verdict::Drop(DropReason::AlreadyJoined),
             Standing::Joined => Verdict::Process,
             Standing::Unknown if f.kind == DeliveryKind::Welcome => Verdict::Process,
             Standing::Unknown => Verdict::Drop(DropReason::UnknownConversation),
@@ -143,6 +156,9 @@ pub fn decide(f: &Facts) -> Verdict {
         Standing::Requested => hold(f),
         // A blocked member of a shared group still changes its keys and members (skipping
         // that would fork the group), but what it says is not shown.
+        // Nothing opens a conversation twice: the envelope's group id is the server's word,
+        // and a Welcome under a joined id could carry any group.
+        Standing::Joined if f.kind == DeliveryKind::Welcome => Verdict::Drop(DropReason::AlreadyJoined),
         Standing::Joined if f.from_blocked && f.kind != DeliveryKind::Commit => {
             Verdict::Drop(DropReason::Blocked)
         }
@@ -153,7 +169,10 @@ pub fn decide(f: &Facts) -> Verdict {
         Standing::Unknown if f.from_blocked => Verdict::Drop(DropReason::Blocked),
         Standing::Unknown if f.from_contact || f.policy == MessagePolicy::Everyone => Verdict::Process,
         Standing::Unknown if f.policy == MessagePolicy::Contacts => Verdict::Drop(DropReason::NotAContact),
-        Standing::Unknown if f.open_requests >= MAX_OPEN_REQUESTS => {
+        Standing::Unknown
+            if f.open_requests >= MAX_OPEN_REQUESTS
+                || f.open_requests_from_sender >= MAX_REQUESTS_PER_SENDER =>
+        {
             Verdict::Drop(DropReason::TooManyRequests)
         }
         Standing::Unknown => Verdict::OpenRequest,
@@ -161,11 +180,9 @@ pub fn decide(f: &Facts) -> Verdict {
 }
 
 fn hold(f: &Facts) -> Verdict {
-    if f.held_in_request >= MAX_HELD_PER_REQUEST {
-        Verdict::Drop(DropReason::RequestFull)
-    } else {
-        Verdict::Hold
-    }
+    let limit =
+        if f.kind == DeliveryKind::Content { MAX_HELD_PER_REQUEST } else { MAX_HELD_COMMITS_PER_REQUEST };
+    if f.held_in_request >= limit { Verdict::Drop(DropReason::RequestFull) } else { Verdict::Hold }
 }
 
 #[cfg(test)]
@@ -187,17 +204,26 @@ mod tests {
                 for kind in KINDS {
                     for bits in 0..8u8 {
                         for open_requests in [0, MAX_OPEN_REQUESTS - 1, MAX_OPEN_REQUESTS] {
-                            for held_in_request in [0, MAX_HELD_PER_REQUEST - 1, MAX_HELD_PER_REQUEST] {
-                                out.push(Facts {
-                                    policy,
-                                    from_self: bits & 1 != 0,
-                                    from_contact: bits & 2 != 0,
-                                    from_blocked: bits & 4 != 0,
-                                    standing,
-                                    kind,
-                                    open_requests,
-                                    held_in_request,
-                                });
+                            for from_sender in [0, MAX_REQUESTS_PER_SENDER - 1, MAX_REQUESTS_PER_SENDER] {
+                                for held_in_request in [
+                                    0,
+                                    MAX_HELD_PER_REQUEST - 1,
+                                    MAX_HELD_PER_REQUEST,
+                                    MAX_HELD_COMMITS_PER_REQUEST - 1,
+                                    MAX_HELD_COMMITS_PER_REQUEST,
+                                ] {
+                                    out.push(Facts {
+                                        policy,
+                                        from_self: bits & 1 != 0,
+                                        from_contact: bits & 2 != 0,
+                                        from_blocked: bits & 4 != 0,
+                                        standing,
+                                        kind,
+                                        open_requests,
+                                        open_requests_from_sender: from_sender.min(open_requests),
+                                        held_in_request,
+                                    });
+                                }
                             }
                         }
                     }
@@ -242,10 +268,29 @@ mod tests {
                     (Standing::Unknown, DeliveryKind::Welcome, MessagePolicy::Requests)
                 );
                 assert!(f.open_requests < MAX_OPEN_REQUESTS);
+                assert!(f.open_requests_from_sender < MAX_REQUESTS_PER_SENDER);
             }
             if v == Verdict::Hold {
                 assert_eq!(f.standing, Standing::Requested);
-                assert!(f.held_in_request < MAX_HELD_PER_REQUEST);
+                let limit = if f.kind == DeliveryKind::Content {
+                    MAX_HELD_PER_REQUEST
+                } else {
+                    MAX_HELD_COMMITS_PER_REQUEST
+                };
+                assert!(f.held_in_request < limit);
+            }
+            // A membership change in a request is kept past the message limit, so that the
+            // group can still be read after an accept.
+            if f.standing == Standing::Requested
+                && f.kind == DeliveryKind::Commit
+                && f.held_in_request < MAX_HELD_COMMITS_PER_REQUEST
+                && (f.from_self || !f.from_blocked)
+            {
+                assert_eq!(v, Verdict::Hold, "{f:?}");
+            }
+            // Nothing is joined twice.
+            if f.standing == Standing::Joined && f.kind == DeliveryKind::Welcome {
+                assert_eq!(v, Verdict::Drop(DropReason::AlreadyJoined), "{f:?}");
             }
         }
     }
@@ -257,7 +302,10 @@ mod tests {
             if trusted && f.standing == Standing::Unknown && f.kind == DeliveryKind::Welcome {
                 assert_eq!(decide(&f), Verdict::Process, "{f:?}");
             }
-            if f.standing == Standing::Joined && (f.from_self || !f.from_blocked) {
+            if f.standing == Standing::Joined
+                && f.kind != DeliveryKind::Welcome
+                && (f.from_self || !f.from_blocked)
+            {
                 assert_eq!(decide(&f), Verdict::Process, "{f:?}");
             }
         }

@@ -375,6 +375,26 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
     /// Join a group from a Welcome. Returns its id and members, every certificate checked;
     /// the caller decides whether it trusts them.
     pub fn join(&mut self, welcome: &[u8]) -> Result<(GroupId, Vec<Member>), MlsError> {
+        self.join_checked(welcome, None)
+    }
+
+    /// Join as [`Engine::join`] does, but only if the Welcome is for `expected.0` and was sent
+    /// by the account and device `expected.1`, as the delivery claimed: what decided that the
+    /// Welcome could be opened (consent) must be what it really is.
+    pub fn join_as_delivered(
+        &mut self,
+        welcome: &[u8],
+        group: &GroupId,
+        sender: (AccountId, DeviceId),
+    ) -> Result<(GroupId, Vec<Member>), MlsError> {
+        self.join_checked(welcome, Some((group, sender)))
+    }
+
+    fn join_checked(
+        &mut self,
+        welcome: &[u8],
+        expected: Option<(&GroupId, (AccountId, DeviceId))>,
+    ) -> Result<(GroupId, Vec<Member>), MlsError> {
         self.inputs_opened += 1;
         let msg = parse_message(welcome)?;
         let MlsMessageBodyIn::Welcome(welcome) = msg.extract() else {
@@ -382,6 +402,21 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         };
         let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
             .map_err(|e| MlsError::Undecryptable(format!("{e:?}")))?;
+        if let Some((group, (account, device))) = expected {
+            if staged.group_context().group_id().as_slice() != group.as_bytes() {
+                return Err(MlsError::Unauthorized(
+                    "a Welcome into another group than its envelope names".into(),
+                ));
+            }
+            let leaf = staged.welcome_sender().map_err(state)?;
+            let cert = member_certificate(leaf.credential(), leaf.signature_key().as_slice())?;
+            if (cert.account, cert.device) != (account, device) {
+                return Err(MlsError::Unauthorized(format!(
+                    "a Welcome the server says {device} of {account} sent, made by {} of {}",
+                    cert.device, cert.account
+                )));
+            }
+        }
         let group = staged.into_group(&self.provider).map_err(state)?;
         let id = GroupId::from_slice(group.group_id().as_slice())
             .ok_or_else(|| MlsError::Malformed("group id of the wrong size".into()))?;

@@ -542,7 +542,9 @@ async fn end_to_end(
 ) -> anyhow::Result<f64> {
     let mut alice = client(server, codes, dir, "e2e_alice", "+15559990001").await?;
     let mut bob = client(server, codes, dir, "e2e_bob", "+15559990002").await?;
-    // Set up the conversation (MLS group with both devices) before measuring.
+    // Set up the conversation (MLS group with both devices) before measuring. Bob knows Alice:
+    // her conversation opens at once instead of waiting as a request.
+    bob.add_contact("@e2e_alice").await?;
     alice.send_text("@e2e_bob", "hello").await?;
     bob.receive(None, |_| {}).await?;
     alice.receive(None, |_| {}).await?;

@@ -71,11 +71,14 @@ pub async fn requests(client: &mut Client, action: Option<RequestCommand>, json:
             }
         }
         RequestCommand::Decline { which } => {
-            let r = client.decline_request(&which).await?;
+            let r = client.decline_request(&which)?;
             if json {
                 print_json(json!({ "ok": true, "declined": r }));
             } else {
-                println!("Declined the request from {}; nothing of it was opened.", printable(&r.from));
+                println!(
+                    "Declined the request from {}; nothing of it was opened, and what follows in it is dropped here. `rampart block` stops them on the server.",
+                    printable(&r.from)
+                );
             }
         }
         RequestCommand::Block { which } => return block(client, Some(which), json).await,

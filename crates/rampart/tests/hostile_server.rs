@@ -213,3 +213,42 @@ async fn the_server_cannot_get_its_own_key_certified_when_a_device_is_linked() {
     let (_, from_laptop) = laptop.safety_number("@bob").await.unwrap();
     assert_eq!(from_bob, from_laptop);
 }
+
+/// The server vouches for who sent a delivery, and consent decides on that word before
+/// anything is opened. A server that relabels a stranger's invitation as a friend's gets it
+/// opened once — and refused: the Welcome's signed sender must be the device the delivery
+/// names, so the stranger's conversation is not joined and nothing in it is shown.
+#[tokio::test]
+async fn a_strangers_invitation_relabelled_as_a_friends_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut victim = server.register(dir.path(), "victim", "+14155558041", Some("victim")).await;
+    let mut friend = server.register(dir.path(), "friend", "+14155558042", Some("friend")).await;
+    let mut stranger = server.register(dir.path(), "stranger", "+14155558043", Some("stranger")).await;
+    know_each_other(&mut [&mut victim, &mut friend]).await;
+    let friend_id = AccountId(friend.identity().unwrap().account_id);
+    let friend_device = rampart_core::DeviceId(friend.identity().unwrap().device_id);
+    let stranger_id = AccountId(stranger.identity().unwrap().account_id);
+
+    let rewrite: lying_server::Rewrite = Arc::new(move |frame| match frame {
+        ServerFrame::Delivery(mut d) if d.sender_account == stranger_id => {
+            d.sender_account = friend_id;
+            d.sender_device = friend_device;
+            d.sender_label = "@friend".into();
+            vec![ServerFrame::Delivery(d)]
+        }
+        other => vec![other],
+    });
+    let proxy = lying_server::start_with(&server, rewrite).await;
+    lying_server::point_at(victim.profile(), proxy, &server.fingerprint);
+
+    stranger.send_text("@victim", "open me").await.unwrap();
+    let events = victim.receive_events(None, |_| {}).await.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Refused { reason } if reason.contains("made by"))),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Joined { .. } | Event::Message { .. })), "{events:?}");
+    assert!(victim.profile().conversations().unwrap().is_empty());
+    assert!(!victim.profile().is_contact(stranger_id).unwrap());
+}

@@ -227,6 +227,8 @@ pub enum ConfigError {
     MaxDevices { max: usize },
     #[error("limits.max_message_bytes must be between 1 and {max} (the protocol's ceiling)")]
     MaxMessage { max: usize },
+    #[error("limits.max_queue_per_device and limits.max_queue_per_sender must be at least 1")]
+    QueueLimits,
     #[error("limits.message_ttl_secs must be 1 s to 10 years and limits.code_ttl_secs 1 s to 1 day")]
     Ttl,
     #[error("metrics_token_sha256 must be 64 hex digits (the output of `printf %s TOKEN | sha256sum`)")]
@@ -255,6 +257,9 @@ impl ServerConfig {
         }
         if !(1..=limits::MAX_BODY_BYTES).contains(&self.limits.max_message_bytes) {
             return Err(ConfigError::MaxMessage { max: limits::MAX_BODY_BYTES });
+        }
+        if self.limits.max_queue_per_device == 0 || self.limits.max_queue_per_sender == 0 {
+            return Err(ConfigError::QueueLimits);
         }
         // A malformed hash would never match: say so at start-up rather than refuse every scrape.
         if let Some(hash) = &self.metrics_token_sha256

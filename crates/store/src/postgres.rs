@@ -625,8 +625,10 @@ impl PostgresStore {
         when_full: WhenFull,
     ) -> StoreResult<GroupSent> {
         let mut devices = lock_devices(tx, to).await?;
-        // Accounts that blocked the sender get nothing of what it says.
-        if !matches!(when_full, WhenFull::Ignore) {
+        // Accounts that blocked the sender get none of its group messages. (Handshake messages
+        // still reach them: a group both share must stay readable; `plan_commit` already
+        // refused to bring a blocker into a new group.)
+        if matches!(when_full, WhenFull::Skip(_)) {
             let accounts: Vec<i64> = devices.iter().map(|d| d.account).collect();
             let blocking =
                 blockers_of(tx, to_i64(copy.sender_account.0, "sender account")?, &accounts).await?;

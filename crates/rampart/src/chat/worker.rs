@@ -456,8 +456,7 @@ impl Worker<'_> {
                 .map(|_| "Accepted: the conversation is open and its sender is a contact".to_owned()),
             RequestAnswer::Decline => self
                 .client
-                .decline_request_on(conn, conversation)
-                .await
+                .decline_request(conversation)
                 .map(|r| format!("Declined the request from {}; nothing of it was opened", r.from)),
             RequestAnswer::Block => self
                 .client
