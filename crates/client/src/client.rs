@@ -166,6 +166,9 @@ pub struct Client {
     pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
     /// Ring notices and call signals received, still sealed, for a call driver.
     pub(crate) call_inputs: std::collections::VecDeque<crate::calls::CallInput>,
+    /// The conversation whose held deliveries are being opened (`requests::release_requests`):
+    /// they go through, not back behind themselves.
+    pub(crate) releasing: Option<GroupId>,
     /// Opens the profile's databases when it is encrypted at rest.
     pub(crate) key: Option<std::sync::Arc<crate::at_rest::ProfileKey>>,
     /// Held shared while the client lives (see `at_rest::ProfileLock`).
@@ -207,6 +210,7 @@ impl Client {
             engine: None,
             unreceipted: Default::default(),
             call_inputs: Default::default(),
+            releasing: None,
             key,
             lock: Some(lock),
         })

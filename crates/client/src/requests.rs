@@ -327,7 +327,7 @@ impl Client {
             Some(s) => s,
             // Accepted (here, or on another device of this account) but not opened yet: what
             // arrives meanwhile queues behind what is held, in order.
-            None if held > 0 => Standing::Requested,
+            None if held > 0 && self.releasing.as_ref() != Some(group) => Standing::Requested,
             None if self.engine()?.has_group(group) => Standing::Joined,
             None => Standing::Unknown,
         };
@@ -386,10 +386,10 @@ impl Client {
     ) -> Result<Vec<Event>, ClientError> {
         let mut events = Vec::new();
         for group in self.profile.releasable()? {
-            while let Some((seq, d)) = self.profile.next_held(&group)? {
-                events.extend(Box::pin(self.handle_delivery(conn, &d)).await?);
-                self.profile.forget_held(seq)?;
-            }
+            self.releasing = Some(group.clone());
+            let opened = self.open_held(conn, &group, &mut events).await;
+            self.releasing = None;
+            opened?;
         }
         Ok(events)
     }
@@ -398,6 +398,22 @@ impl Client {
     /// client was opened (what the consent rules keep at zero for a stranger's request).
     pub fn mls_inputs_opened(&self) -> u64 {
         self.engine.as_ref().map_or(0, |e| e.inputs_opened())
+    }
+
+    /// Hand a released conversation's held deliveries, oldest first, to the ordinary path;
+    /// each is forgotten only once handled (a crash in between opens it again, which
+    /// deduplication absorbs).
+    async fn open_held(
+        &mut self,
+        conn: &mut Connection,
+        group: &GroupId,
+        events: &mut Vec<Event>,
+    ) -> Result<(), ClientError> {
+        while let Some((seq, d)) = self.profile.next_held(group)? {
+            events.extend(Box::pin(self.handle_delivery(conn, &d)).await?);
+            self.profile.forget_held(seq)?;
+        }
+        Ok(())
     }
 
     /// Open requests on this device.
