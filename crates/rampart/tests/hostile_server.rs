@@ -12,6 +12,26 @@ use rampart_core::AccountId;
 use rampart_proto::{ClientRequest, ResponseBody, ServerFrame};
 use support::*;
 
+/// A lying server's rewrite that presents its own key, certifying "Bob's device", as a new
+/// identity (root) of Bob's account in every key answer.
+fn swapped_identity(bob: &rampart_client::Client) -> lying_server::Rewrite {
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+    let bob_device = rampart_core::DeviceId(bob.identity().unwrap().device_id);
+    let key = rampart_mls::identity::new_signature_key().unwrap();
+    let public = rampart_mls::identity::public_key(&key).unwrap();
+    let forged = rampart_mls::identity::certify(&key, bob_id, bob_device, public).unwrap();
+    let forged = bytes::Bytes::from(rampart_proto::encode_certificate(&forged));
+    Arc::new(move |frame| match frame {
+        ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(mut list)) } => {
+            for entry in list.iter_mut().filter(|a| a.account == bob_id) {
+                entry.devices = vec![(bob_device, Some(forged.clone()))];
+            }
+            vec![ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(list)) }]
+        }
+        other => vec![other],
+    })
+}
+
 /// The server answers every key request about other accounts with one more account: its own
 /// accomplice. Before, the client added the accomplice's device to the 1:1 conversation it was
 /// setting up; now the extra answer is ignored, and the accomplice receives nothing.
@@ -74,24 +94,7 @@ async fn a_swapped_identity_is_shown_and_changes_the_safety_number() {
     alice.send_text("@bob", "hello").await.unwrap();
     bob.receive(None, |_| {}).await.unwrap();
     let (_, before) = alice.safety_number("@bob").await.unwrap();
-    let bob_id = AccountId(bob.identity().unwrap().account_id);
-    let bob_device = rampart_core::DeviceId(bob.identity().unwrap().device_id);
-
-    // The server's own key, certifying "Bob's device" as a new root of Bob's account.
-    let key = rampart_mls::identity::new_signature_key().unwrap();
-    let public = rampart_mls::identity::public_key(&key).unwrap();
-    let forged = rampart_mls::identity::certify(&key, bob_id, bob_device, public).unwrap();
-    let forged = bytes::Bytes::from(rampart_proto::encode_certificate(&forged));
-    let rewrite: lying_server::Rewrite = Arc::new(move |frame| match frame {
-        ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(mut list)) } => {
-            for entry in list.iter_mut().filter(|a| a.account == bob_id) {
-                entry.devices = vec![(bob_device, Some(forged.clone()))];
-            }
-            vec![ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(list)) }]
-        }
-        other => vec![other],
-    });
-    let proxy = lying_server::start_with(&server, rewrite).await;
+    let proxy = lying_server::start_with(&server, swapped_identity(&bob)).await;
     lying_server::point_at(alice.profile(), proxy, &server.fingerprint);
 
     let (_, after) = alice.safety_number("@bob").await.unwrap();
@@ -119,23 +122,7 @@ async fn a_verified_contacts_new_identity_holds_sending() {
     alice.send_text("@bob", "hello").await.unwrap();
     assert_eq!(bob.receive(None, |_| {}).await.unwrap().len(), 1);
     alice.mark_verified("@bob").await.unwrap();
-    let bob_id = AccountId(bob.identity().unwrap().account_id);
-    let bob_device = rampart_core::DeviceId(bob.identity().unwrap().device_id);
-
-    let key = rampart_mls::identity::new_signature_key().unwrap();
-    let public = rampart_mls::identity::public_key(&key).unwrap();
-    let forged = rampart_mls::identity::certify(&key, bob_id, bob_device, public).unwrap();
-    let forged = bytes::Bytes::from(rampart_proto::encode_certificate(&forged));
-    let rewrite: lying_server::Rewrite = Arc::new(move |frame| match frame {
-        ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(mut list)) } => {
-            for entry in list.iter_mut().filter(|a| a.account == bob_id) {
-                entry.devices = vec![(bob_device, Some(forged.clone()))];
-            }
-            vec![ServerFrame::Response { request_id, result: Ok(ResponseBody::AccountKeys(list)) }]
-        }
-        other => vec![other],
-    });
-    let proxy = lying_server::start_with(&server, rewrite).await;
+    let proxy = lying_server::start_with(&server, swapped_identity(&bob)).await;
     lying_server::point_at(alice.profile(), proxy, &server.fingerprint);
 
     let held = alice.send_text("@bob", "the plans").await.unwrap_err();
