@@ -97,6 +97,13 @@ impl Profile {
         Ok(declined.map(|d| if d { Standing::Declined } else { Standing::Requested }))
     }
 
+    fn held_bytes(&self) -> Result<u64, ProfileError> {
+        let n: i64 =
+            self.db
+                .query_row("SELECT COALESCE(SUM(length(body)), 0) FROM held_deliveries", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn open_request_count_from(&self, sender: AccountId) -> Result<usize, ProfileError> {
         let n: i64 = self.db.query_row(
             "SELECT COUNT(*) FROM requests WHERE declined = 0 AND sender_account = ?1",
@@ -341,6 +348,7 @@ impl Client {
             open_requests: self.profile.open_request_count()?,
             open_requests_from_sender: self.profile.open_request_count_from(d.sender_account)?,
             held_in_request: held,
+            held_bytes: self.profile.held_bytes()?,
         };
         match consent::decide(&facts) {
             Verdict::Process => Ok(None),

@@ -83,6 +83,8 @@ pub struct Facts {
     pub open_requests_from_sender: usize,
     /// Deliveries already held in this conversation's request.
     pub held_in_request: usize,
+    /// Bytes held in all requests on this device.
+    pub held_bytes: u64,
 }
 
 /// Requests a device keeps open at once; a stranger's invitation beyond this is dropped.
@@ -95,6 +97,9 @@ pub const MAX_HELD_PER_REQUEST: usize = 100;
 /// Commits are kept beyond the message limit: a group missing one could not be read after an
 /// accept.
 pub const MAX_HELD_COMMITS_PER_REQUEST: usize = 1_000;
+/// Bytes held in all requests on a device; past it nothing more is held (or opened as a
+/// request) until the user answers some.
+pub const MAX_HELD_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -171,7 +176,8 @@ pub fn decide(f: &Facts) -> Verdict {
         Standing::Unknown if f.policy == MessagePolicy::Contacts => Verdict::Drop(DropReason::NotAContact),
         Standing::Unknown
             if f.open_requests >= MAX_OPEN_REQUESTS
-                || f.open_requests_from_sender >= MAX_REQUESTS_PER_SENDER =>
+                || f.open_requests_from_sender >= MAX_REQUESTS_PER_SENDER
+                || f.held_bytes >= MAX_HELD_BYTES =>
         {
             Verdict::Drop(DropReason::TooManyRequests)
         }
@@ -182,7 +188,11 @@ pub fn decide(f: &Facts) -> Verdict {
 fn hold(f: &Facts) -> Verdict {
     let limit =
         if f.kind == DeliveryKind::Content { MAX_HELD_PER_REQUEST } else { MAX_HELD_COMMITS_PER_REQUEST };
-    if f.held_in_request >= limit { Verdict::Drop(DropReason::RequestFull) } else { Verdict::Hold }
+    if f.held_in_request >= limit || f.held_bytes >= MAX_HELD_BYTES {
+        Verdict::Drop(DropReason::RequestFull)
+    } else {
+        Verdict::Hold
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +232,19 @@ mod tests {
                                         open_requests,
                                         open_requests_from_sender: from_sender.min(open_requests),
                                         held_in_request,
+                                        held_bytes: 0,
+                                    });
+                                    out.push(Facts {
+                                        policy,
+                                        from_self: bits & 1 != 0,
+                                        from_contact: bits & 2 != 0,
+                                        from_blocked: bits & 4 != 0,
+                                        standing,
+                                        kind,
+                                        open_requests,
+                                        open_requests_from_sender: from_sender.min(open_requests),
+                                        held_in_request,
+                                        held_bytes: MAX_HELD_BYTES,
                                     });
                                 }
                             }
@@ -269,6 +292,7 @@ mod tests {
                 );
                 assert!(f.open_requests < MAX_OPEN_REQUESTS);
                 assert!(f.open_requests_from_sender < MAX_REQUESTS_PER_SENDER);
+                assert!(f.held_bytes < MAX_HELD_BYTES);
             }
             if v == Verdict::Hold {
                 assert_eq!(f.standing, Standing::Requested);
@@ -277,13 +301,14 @@ mod tests {
                 } else {
                     MAX_HELD_COMMITS_PER_REQUEST
                 };
-                assert!(f.held_in_request < limit);
+                assert!(f.held_in_request < limit && f.held_bytes < MAX_HELD_BYTES);
             }
             // A membership change in a request is kept past the message limit, so that the
             // group can still be read after an accept.
             if f.standing == Standing::Requested
                 && f.kind == DeliveryKind::Commit
                 && f.held_in_request < MAX_HELD_COMMITS_PER_REQUEST
+                && f.held_bytes < MAX_HELD_BYTES
                 && (f.from_self || !f.from_blocked)
             {
                 assert_eq!(v, Verdict::Hold, "{f:?}");
