@@ -338,17 +338,25 @@ impl Client {
             None if self.engine()?.has_group(group) => Standing::Joined,
             None => Standing::Unknown,
         };
+        // An ordinary message in a joined conversation (the common case) needs only the block
+        // check; contacts and the request box are looked up for invitations and held ones.
+        let weighs_request = standing == Standing::Requested
+            || (standing == Standing::Unknown && kind == DeliveryKind::Welcome);
         let facts = Facts {
             policy: self.profile.message_policy()?,
             from_self: d.sender_account == me,
-            from_contact: self.profile.is_contact(d.sender_account)?,
+            from_contact: weighs_request && self.profile.is_contact(d.sender_account)?,
             from_blocked: self.profile.is_blocked(d.sender_account)?,
             standing,
             kind,
-            open_requests: self.profile.open_request_count()?,
-            open_requests_from_sender: self.profile.open_request_count_from(d.sender_account)?,
+            open_requests: if weighs_request { self.profile.open_request_count()? } else { 0 },
+            open_requests_from_sender: if weighs_request {
+                self.profile.open_request_count_from(d.sender_account)?
+            } else {
+                0
+            },
             held_in_request: held,
-            held_bytes: self.profile.held_bytes()?,
+            held_bytes: if weighs_request { self.profile.held_bytes()? } else { 0 },
         };
         match consent::decide(&facts) {
             Verdict::Process => Ok(None),

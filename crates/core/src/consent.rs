@@ -81,6 +81,9 @@ pub struct Facts {
     pub open_requests: usize,
     /// Of those, opened by this delivery's sender.
     pub open_requests_from_sender: usize,
+    /// Only a new invitation and a held conversation are judged by the following; elsewhere
+    /// the caller may leave them 0 (they are not looked at, and cost queries to find).
+    ///
     /// Deliveries already held in this conversation's request.
     pub held_in_request: usize,
     /// Bytes held in all requests on this device.
@@ -222,30 +225,20 @@ mod tests {
                                     MAX_HELD_COMMITS_PER_REQUEST - 1,
                                     MAX_HELD_COMMITS_PER_REQUEST,
                                 ] {
-                                    out.push(Facts {
-                                        policy,
-                                        from_self: bits & 1 != 0,
-                                        from_contact: bits & 2 != 0,
-                                        from_blocked: bits & 4 != 0,
-                                        standing,
-                                        kind,
-                                        open_requests,
-                                        open_requests_from_sender: from_sender.min(open_requests),
-                                        held_in_request,
-                                        held_bytes: 0,
-                                    });
-                                    out.push(Facts {
-                                        policy,
-                                        from_self: bits & 1 != 0,
-                                        from_contact: bits & 2 != 0,
-                                        from_blocked: bits & 4 != 0,
-                                        standing,
-                                        kind,
-                                        open_requests,
-                                        open_requests_from_sender: from_sender.min(open_requests),
-                                        held_in_request,
-                                        held_bytes: MAX_HELD_BYTES,
-                                    });
+                                    for held_bytes in [0, MAX_HELD_BYTES] {
+                                        out.push(Facts {
+                                            policy,
+                                            from_self: bits & 1 != 0,
+                                            from_contact: bits & 2 != 0,
+                                            from_blocked: bits & 4 != 0,
+                                            standing,
+                                            kind,
+                                            open_requests,
+                                            open_requests_from_sender: from_sender.min(open_requests),
+                                            held_in_request,
+                                            held_bytes,
+                                        });
+                                    }
                                 }
                             }
                         }

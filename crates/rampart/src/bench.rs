@@ -53,6 +53,7 @@ pub struct BenchArgs {
 const BENCH_CONFIG: &str = r#"
 [limits]
 max_queue_per_device = 1000000
+max_queue_per_sender = 1000000
 [rate_limits]
 send = { burst = 1000000000, per_minute = 1e12 }
 upload_kib = { burst = 1000000000, per_minute = 1e12 }

@@ -73,7 +73,26 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use crate::{QueueLimits, StoreError, WhenFull, room_for};
+
+    #[test]
+    fn one_room_rule_for_every_backend() {
+        let l = QueueLimits { per_device: 10, per_sender: 3 };
+        assert!(room_for(WhenFull::Fail(l), 9, Some(2)).unwrap());
+        assert!(matches!(room_for(WhenFull::Fail(l), 10, Some(0)), Err(StoreError::QueueFull { max: 10 })));
+        assert!(matches!(
+            room_for(WhenFull::Fail(l), 5, Some(3)),
+            Err(StoreError::SenderShareFull { max: 3 })
+        ));
+        // The device's own account has no share.
+        assert!(room_for(WhenFull::Fail(l), 5, None).unwrap());
+        assert!(!room_for(WhenFull::Skip(l), 10, None).unwrap());
+        assert!(!room_for(WhenFull::Skip(l), 5, Some(3)).unwrap());
+        assert!(room_for(WhenFull::Ignore, 1_000, Some(1_000)).unwrap());
+    }
+
     use super::*;
 
     #[test]

@@ -107,6 +107,41 @@ impl QueueLimits {
     }
 }
 
+/// What to do about a device whose queue has no room for a message. One rule for every
+/// backend ([`room_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WhenFull {
+    /// Refuse the whole message (the backend rolls back the copies already queued).
+    Fail(QueueLimits),
+    /// Leave that device out.
+    Skip(QueueLimits),
+    /// Queue anyway: handshake messages must reach every member.
+    Ignore,
+}
+
+impl WhenFull {
+    pub(crate) fn limits(self) -> Option<QueueLimits> {
+        match self {
+            WhenFull::Fail(l) | WhenFull::Skip(l) => Some(l),
+            WhenFull::Ignore => None,
+        }
+    }
+}
+
+/// Whether a device with `depth` messages queued, `from_sender` of them from this sender
+/// (`None`: the device's own account, which has no share), takes one more: `Ok(false)` leaves
+/// the device out, an error refuses the message.
+pub(crate) fn room_for(when_full: WhenFull, depth: i64, from_sender: Option<i64>) -> StoreResult<bool> {
+    let Some(l) = when_full.limits() else { return Ok(true) };
+    let full = depth >= i64::from(l.per_device);
+    let share_full = from_sender.is_some_and(|n| n >= i64::from(l.per_sender));
+    match when_full {
+        WhenFull::Fail(_) if full => Err(StoreError::QueueFull { max: l.per_device }),
+        WhenFull::Fail(_) if share_full => Err(StoreError::SenderShareFull { max: l.per_sender }),
+        _ => Ok(!full && !share_full),
+    }
+}
+
 /// What a group message reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSent {

@@ -33,7 +33,7 @@ use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
     GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
     PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreEvent, StoreResult,
-    StoredMessage, UnixMillis, plan_commit,
+    StoredMessage, UnixMillis, WhenFull, plan_commit, room_for,
 };
 
 const POOL_SIZE: usize = 16;
@@ -444,17 +444,6 @@ impl QueueSlot {
     }
 }
 
-/// What to do about a device whose queue is full, or holds the sender's share.
-#[derive(Clone, Copy)]
-enum WhenFull {
-    /// Refuse the whole message (returning drops the transaction).
-    Fail(QueueLimits),
-    /// Leave that device out.
-    Skip(QueueLimits),
-    /// Queue anyway: handshake messages must reach every member.
-    Ignore,
-}
-
 /// The accounts among `accounts` that blocked `sender`.
 async fn blockers_of(tx: &Tx<'_>, sender: i64, accounts: &[i64]) -> StoreResult<Vec<i64>> {
     if accounts.is_empty() {
@@ -498,12 +487,8 @@ async fn queue_copies(
         .await
         .map_err(pg)?;
     // The sender's share of each device's queue (the device's own account has none).
-    let limits = match when_full {
-        WhenFull::Fail(l) | WhenFull::Skip(l) => Some(l),
-        WhenFull::Ignore => None,
-    };
     let mut held_from_sender = std::collections::HashMap::new();
-    if limits.is_some() {
+    if when_full.limits().is_some() {
         let ids: Vec<i64> =
             devices.iter().filter(|d| d.account != sender_account).map(|d| d.device).collect();
         let st = tx
@@ -518,24 +503,17 @@ async fn queue_copies(
         }
     }
     let mut copies = Vec::with_capacity(devices.len());
-    for &QueueSlot { device, depth, .. } in devices {
+    for &QueueSlot { device, depth, account } in devices {
         if let Some(row) =
             tx.query_opt(&select_copy, &[&device, &sender_account, &message_id]).await.map_err(pg)?
         {
             copies.push(stored_message(&row)?);
             continue;
         }
-        if let Some(l) = limits {
-            let full = depth >= i64::from(l.per_device);
-            let share_full = held_from_sender.get(&device).is_some_and(|n| *n >= i64::from(l.per_sender));
-            match when_full {
-                WhenFull::Fail(_) if full => return Err(StoreError::QueueFull { max: l.per_device }),
-                WhenFull::Fail(_) if share_full => {
-                    return Err(StoreError::SenderShareFull { max: l.per_sender });
-                }
-                WhenFull::Skip(_) if full || share_full => continue,
-                _ => {}
-            }
+        let from_sender =
+            (account != sender_account).then(|| held_from_sender.get(&device).copied().unwrap_or(0));
+        if !room_for(when_full, depth, from_sender)? {
+            continue;
         }
         let row = tx
             .query_one(

@@ -32,7 +32,7 @@ use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
     GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
     PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreResult, StoredMessage,
-    UnixMillis, plan_commit,
+    UnixMillis, WhenFull, plan_commit, room_for,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -927,17 +927,6 @@ impl QueueSlot {
     }
 }
 
-/// What to do about a recipient device whose queue is full, or holds the sender's share.
-#[derive(Clone, Copy)]
-enum WhenFull {
-    /// Refuse the whole message (the savepoint rolls back the copies already queued).
-    Fail(QueueLimits),
-    /// Leave that device out.
-    Skip(QueueLimits),
-    /// Queue anyway: handshake messages must reach every member.
-    Ignore,
-}
-
 /// The accounts among `accounts` that blocked `sender`.
 fn blockers_of(c: &Connection, sender: i64, accounts: &[i64]) -> StoreResult<Vec<i64>> {
     let mut st =
@@ -987,30 +976,19 @@ fn queue_copies(
             copies.push(existing.into_stored()?);
             continue;
         }
-        let limits = match when_full {
-            WhenFull::Fail(l) | WhenFull::Skip(l) => Some(l),
-            WhenFull::Ignore => None,
+        // The device's own account (its other devices) has no share: it is the user.
+        let from_sender = if when_full.limits().is_some() && account != sender_account {
+            Some(
+                c.prepare_cached("SELECT COUNT(*) FROM queue WHERE device_id = ?1 AND sender_account = ?2")
+                    .db()?
+                    .query_row(params![device, sender_account], |r| r.get::<_, i64>(0))
+                    .db()?,
+            )
+        } else {
+            None
         };
-        if let Some(l) = limits {
-            let full = depth >= i64::from(l.per_device);
-            // The device's own account (its other devices) has no share: it is the user.
-            let share_full = !full
-                && account != sender_account
-                && c.prepare_cached(
-                    "SELECT COUNT(*) FROM queue WHERE device_id = ?1 AND sender_account = ?2",
-                )
-                .db()?
-                .query_row(params![device, sender_account], |r| r.get::<_, i64>(0))
-                .db()?
-                    >= i64::from(l.per_sender);
-            match when_full {
-                WhenFull::Fail(l) if full => return Err(StoreError::QueueFull { max: l.per_device }),
-                WhenFull::Fail(l) if share_full => {
-                    return Err(StoreError::SenderShareFull { max: l.per_sender });
-                }
-                WhenFull::Skip(_) if full || share_full => continue,
-                _ => {}
-            }
+        if !room_for(when_full, depth, from_sender)? {
+            continue;
         }
         c.prepare_cached(
             "INSERT INTO queue (device_id, sender_account, sender_device, sender_label, message_id,

@@ -445,6 +445,17 @@ impl Worker<'_> {
 
     /// Accept, decline or block a message request; an accepted one is shown.
     async fn answer_request(&mut self, conversation: &str, answer: RequestAnswer) {
+        // A decline is this device's alone: it needs no connection.
+        if answer == RequestAnswer::Decline {
+            match self.client.decline_request(conversation) {
+                Ok(r) => self.send(Update::Info(format!(
+                    "Declined the request from {}; nothing of it was opened",
+                    r.from
+                ))),
+                Err(e) => self.failed("Declining the request failed", &e),
+            }
+            return self.refresh(true).await;
+        }
         let Some(conn) = self.conn.as_mut() else {
             return self.error("Offline: answer the request once reconnected".to_owned());
         };
@@ -454,10 +465,8 @@ impl Worker<'_> {
                 .accept_request_on(conn, conversation)
                 .await
                 .map(|_| "Accepted: the conversation is open and its sender is a contact".to_owned()),
-            RequestAnswer::Decline => self
-                .client
-                .decline_request(conversation)
-                .map(|r| format!("Declined the request from {}; nothing of it was opened", r.from)),
+            // Handled above, without the connection.
+            RequestAnswer::Decline => return,
             RequestAnswer::Block => self
                 .client
                 .block_on(conn, conversation)
