@@ -3,7 +3,8 @@
 //! hand-made bad inputs, to `corpus/<target>/seed-<name>`.
 //!
 //! Not a fuzz target. Run from `fuzz/`: `cargo run --bin make-seeds` (optionally with an output
-//! directory instead of `corpus`). Deterministic: the same source always writes the same bytes.
+//! directory instead of `corpus`). Deterministic: the same source always writes the same bytes,
+//! except the `ds_commit` seeds, real MLS groups whose keys come from the system's generator.
 //! Seeds are named `seed-*` so the root `.gitignore`, which ignores libFuzzer's hash-named
 //! corpus files, keeps them.
 #![forbid(unsafe_code)]
@@ -811,6 +812,56 @@ fn jitter_seeds() -> Seeds {
     ]
 }
 
+/// Seeds for `ds_commit`: a real group's creator GroupInfo and first commit, then a removal
+/// (both accepted); the first commit with a byte changed; a member's leaf renewed as the creator.
+fn ds_commit_seeds() -> Result<Seeds, String> {
+    use openmls_memory_storage::MemoryStorage;
+    use rampart_mls::{Engine, identity};
+    let e = |e: rampart_mls::MlsError| e.to_string();
+    let device = |n: u64| -> Result<(Engine<MemoryStorage>, [u8; 32]), String> {
+        let key = identity::new_signature_key().map_err(e)?;
+        let public = identity::public_key(&key).map_err(e)?;
+        let cert = identity::certify(&key, AccountId(n), DeviceId(n), public).map_err(e)?;
+        Ok((Engine::new(MemoryStorage::default(), key, cert).map_err(e)?, public))
+    };
+    let (mut alice, alice_key) = device(1)?;
+    let (mut bob, bob_key) = device(2)?;
+    let group = GroupId::from_slice(&[0, 0, 0, 0, 0, 0, 0, 1, 7, 7, 7, 7, 7, 7, 7, 7]).ok_or("group id")?;
+    alice.create_group(&group).map_err(e)?;
+    let package = bob.key_packages(1).map_err(e)?.remove(0);
+    let first = alice.add(&group, &[package]).map_err(e)?;
+    let info = first.group_info.clone().ok_or("a first commit carries its GroupInfo")?;
+    let input = |first: &[u8], second: &[u8]| -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&alice_key);
+        out.extend_from_slice(&bob_key);
+        out.extend_from_slice(group.as_bytes());
+        for part in [info.as_slice(), first] {
+            out.extend_from_slice(&u16::try_from(part.len()).map_err(|_| "too long for a seed")?.to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(second);
+        Ok(out)
+    };
+    let mut tampered = first.commit.clone();
+    let middle = tampered.len() / 2;
+    if let Some(b) = tampered.get_mut(middle) {
+        *b ^= 1;
+    }
+    alice.commit_accepted(&group).map_err(e)?;
+    bob.join(first.welcome.as_deref().ok_or("Welcome")?).map_err(e)?;
+    let key = identity::new_signature_key().map_err(e)?;
+    let as_alice = identity::certify(&key, AccountId(1), DeviceId(1), identity::public_key(&key).map_err(e)?)
+        .map_err(e)?;
+    let forged = bob.forged_leaf_renewal(&group, &key, &as_alice).map_err(e)?;
+    let removal = alice.remove(&group, &[DeviceId(2)]).map_err(e)?;
+    Ok(vec![
+        ("first-commit-then-removal".into(), input(&first.commit, &removal.commit)?),
+        ("tampered-first-commit".into(), input(&tampered, &[])?),
+        ("forged-renewal".into(), input(&first.commit, &forged)?),
+    ])
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -838,6 +889,7 @@ fn run() -> Result<(), String> {
     write(&dir, "srtp", &media_srtp_seeds()?)?;
     write(&dir, "rtp_rtcp", &media_rtp_rtcp_seeds()?)?;
     write(&dir, "jitter", &jitter_seeds())?;
+    write(&dir, "ds_commit", &ds_commit_seeds()?)?;
     Ok(())
 }
 

@@ -595,6 +595,7 @@ impl Client {
                 message_id: MessageId::random(&mut rand::rng()),
                 commit: bundle.commit.into(),
                 welcome: bundle.welcome.map(Into::into),
+                group_info: bundle.group_info.map(Into::into),
                 added: bundle.added.iter().map(|m| m.device).collect(),
                 removed: bundle.removed.iter().map(|m| m.device).collect(),
             });
@@ -1075,6 +1076,34 @@ impl Client {
             events.push(Event::RemovedFromConversation { conversation });
         }
         Ok(events)
+    }
+
+    /// What a modified client of this device's owner could send, and Rampart never does: a
+    /// commit in `group` that renews this device's leaf with a fresh key under a certificate
+    /// naming `as_account`'s `as_device` (self-signed, so it verifies by itself). For tests of
+    /// what the server and members refuse (feature `test-support`).
+    #[cfg(feature = "test-support")]
+    pub fn forged_leaf_renewal(
+        &mut self,
+        group: &GroupId,
+        as_account: AccountId,
+        as_device: DeviceId,
+    ) -> Result<GroupCommit, ClientError> {
+        let key = identity::new_signature_key()?;
+        let cert = identity::certify(&key, as_account, as_device, identity::public_key(&key)?)?;
+        let engine = self.engine()?;
+        let epoch = engine.epoch(group)?;
+        let commit = engine.forged_leaf_renewal(group, &key, &cert)?;
+        Ok(GroupCommit {
+            group: group.clone(),
+            epoch,
+            message_id: MessageId::random(&mut rand::rng()),
+            commit: commit.into(),
+            welcome: None,
+            group_info: None,
+            added: vec![],
+            removed: vec![],
+        })
     }
 }
 

@@ -4,9 +4,12 @@
 /// Largest WebSocket binary frame either side accepts (version byte + protobuf). Sized for an
 /// MLS commit and its Welcome into a large group; everything else is far smaller and has its
 /// own field limit.
-pub const MAX_FRAME_BYTES: usize = 2 * MAX_HANDSHAKE_BYTES + 16 * 1024;
+pub const MAX_FRAME_BYTES: usize = 2 * MAX_HANDSHAKE_BYTES + MAX_GROUP_INFO_BYTES + 16 * 1024;
 /// Largest MLS commit or Welcome (with the ratchet tree of a group of about 1,000 devices).
 pub const MAX_HANDSHAKE_BYTES: usize = 1024 * 1024;
+/// Largest GroupInfo a new group's first commit carries (the group before it: its creator's
+/// device alone, with the ratchet tree), from which the server starts the group's public state.
+pub const MAX_GROUP_INFO_BYTES: usize = 16 * 1024;
 /// Frames before authentication (register, verify, authenticate, begin link, ping) are small:
 /// a larger one closes the connection, so an anonymous peer cannot make the server decode
 /// megabytes.

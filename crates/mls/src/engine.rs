@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
-    Capabilities, ExtensionType, GroupId as MlsGroupId, KeyPackage, KeyPackageIn, LeafNodeIndex, MlsGroup,
-    MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
-    ProtocolMessage, ProtocolVersion, SenderRatchetConfiguration, StagedCommit, StagedWelcome,
+    Capabilities, ExtensionType, GroupId as MlsGroupId, KeyPackage, KeyPackageIn, LeafNodeIndex,
+    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn,
+    MlsMessageIn, ProcessedMessageContent, ProtocolMessage, ProtocolVersion, SenderRatchetConfiguration,
+    StagedCommit, StagedWelcome,
 };
 use openmls::prelude::{Member as MlsMember, Sender};
 use openmls_basic_credential::SignatureKeyPair;
@@ -33,10 +34,13 @@ const MAX_FORWARD_DISTANCE: u32 = 2_000;
 /// Ciphertexts are padded to a multiple of this, to blur message lengths.
 const PADDING: usize = 64;
 
-/// The group configuration every Rampart conversation uses.
+/// The group configuration every Rampart conversation uses. Commits go out as MLS public
+/// messages, signed but not encrypted, so the delivery service can check them against the
+/// group's public state (`ds::check_commit`); application messages are always encrypted.
 pub fn group_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .padding_size(PADDING)
@@ -49,6 +53,7 @@ pub fn group_config() -> MlsGroupCreateConfig {
 
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .padding_size(PADDING)
@@ -94,7 +99,7 @@ pub struct Member {
 }
 
 impl Member {
-    fn from_cert(cert: &DeviceCertificate, leaf: u32) -> Self {
+    pub(crate) fn from_cert(cert: &DeviceCertificate, leaf: u32) -> Self {
         Self {
             account: cert.account,
             device: cert.device,
@@ -104,7 +109,7 @@ impl Member {
         }
     }
 
-    fn from_mls(m: &MlsMember) -> Result<Self, MlsError> {
+    pub(crate) fn from_mls(m: &MlsMember) -> Result<Self, MlsError> {
         let cert = member_certificate(&m.credential, &m.signature_key)?;
         Ok(Self::from_cert(&cert, m.index.u32()))
     }
@@ -118,6 +123,9 @@ pub struct CommitBundle {
     pub epoch: u64,
     pub commit: Vec<u8>,
     pub welcome: Option<Vec<u8>>,
+    /// A new group's first commit carries the group as it was before it: the creator's signed
+    /// GroupInfo with the ratchet tree, from which the delivery service starts its public state.
+    pub group_info: Option<Vec<u8>>,
     pub added: Vec<Member>,
     pub removed: Vec<Member>,
 }
@@ -302,12 +310,14 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         let Self { provider, signer, .. } = self;
         let g = Self::loaded(&mut self.groups, provider, group)?;
         let epoch = g.epoch().as_u64();
+        let group_info = founding_group_info(g, provider, signer)?;
         let (commit, welcome, _) = g.add_members(provider, signer, &packages).map_err(state)?;
         Ok(CommitBundle {
             group: group.clone(),
             epoch,
             commit: commit.to_bytes().map_err(state)?,
             welcome: Some(welcome.to_bytes().map_err(state)?),
+            group_info,
             added,
             removed: vec![],
         })
@@ -319,9 +329,16 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         group: &GroupId,
     ) -> Result<&'a mut MlsGroup, MlsError> {
         if !groups.contains_key(group) {
-            let loaded = MlsGroup::load(&provider.storage, &mls_id(group))
+            let mut loaded = MlsGroup::load(&provider.storage, &mls_id(group))
                 .map_err(|e| MlsError::Storage(format!("{e:?}")))?
                 .ok_or(MlsError::UnknownGroup)?;
+            // Conversations made before commits went out as public messages take them in too,
+            // and send theirs that way from now on.
+            if loaded.configuration().wire_format_policy() != MIXED_PLAINTEXT_WIRE_FORMAT_POLICY {
+                loaded
+                    .set_configuration(&provider.storage, &join_config())
+                    .map_err(|e| MlsError::Storage(format!("{e:?}")))?;
+            }
             groups.insert(group.clone(), loaded);
         }
         groups.get_mut(group).ok_or(MlsError::UnknownGroup)
@@ -338,12 +355,14 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         let Self { provider, signer, .. } = self;
         let g = Self::loaded(&mut self.groups, provider, group)?;
         let epoch = g.epoch().as_u64();
+        let group_info = founding_group_info(g, provider, signer)?;
         let (commit, welcome, _) = g.remove_members(provider, signer, &leaves).map_err(state)?;
         Ok(CommitBundle {
             group: group.clone(),
             epoch,
             commit: commit.to_bytes().map_err(state)?,
             welcome: welcome.map(|w| w.to_bytes()).transpose().map_err(state)?,
+            group_info,
             added: vec![],
             removed,
         })
@@ -545,6 +564,33 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         Ok(())
     }
 
+    /// What a modified client can send and Rampart's never does: a commit whose update path
+    /// renews this device's leaf with `cert` and its key, whoever `cert` names. Built with
+    /// openmls directly, past every check of ours, and not kept (the pending commit is cleared).
+    /// For tests of what members and the delivery service refuse.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn forged_leaf_renewal(
+        &mut self,
+        group: &GroupId,
+        key: &SignatureKeyPair,
+        cert: &DeviceCertificate,
+    ) -> Result<Vec<u8>, MlsError> {
+        use openmls::prelude::{LeafNodeParameters, NewSignerBundle};
+        let Self { provider, signer, .. } = self;
+        let g = Self::loaded(&mut self.groups, provider, group)?;
+        let bundle = g
+            .self_update_with_new_signer(
+                provider,
+                &*signer,
+                NewSignerBundle { signer: key, credential_with_key: credential_with_key(cert) },
+                LeafNodeParameters::default(),
+            )
+            .map_err(state)?;
+        let bytes = bundle.commit().tls_serialize_detached().map_err(|e| MlsError::Crypto(e.to_string()));
+        g.clear_pending_commit(provider.storage()).map_err(state)?;
+        bytes
+    }
+
     /// A secret derived from the group's current epoch (RFC 9420 §8.5), e.g. for call media.
     pub fn export_secret(
         &mut self,
@@ -557,6 +603,20 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
         let g = Self::loaded(&mut self.groups, provider, group)?;
         g.export_secret(provider.crypto(), label, context, len).map_err(state)
     }
+}
+
+/// At epoch 0 (a group's first commit), the group as the creator made it, signed, with its
+/// ratchet tree: what the delivery service starts the group's public state from.
+fn founding_group_info<S: StorageProvider<CURRENT_VERSION>>(
+    g: &MlsGroup,
+    provider: &Provider<S>,
+    signer: &SignatureKeyPair,
+) -> Result<Option<Vec<u8>>, MlsError> {
+    if g.epoch().as_u64() != 0 {
+        return Ok(None);
+    }
+    let info = g.export_group_info(provider.crypto(), signer, true).map_err(state)?;
+    Ok(Some(info.to_bytes().map_err(state)?))
 }
 
 /// `owner`'s leaf renewed as `leaf`: the same account and device (a new key is the caller's to
@@ -605,7 +665,6 @@ pub(crate) fn validate_key_package(
 mod tests {
     use super::*;
     use crate::identity::{certify, new_signature_key};
-    use openmls::prelude::{LeafNodeParameters, NewSignerBundle};
     use openmls_memory_storage::MemoryStorage;
 
     fn device(n: u64) -> Engine<MemoryStorage> {
@@ -627,29 +686,6 @@ mod tests {
         (alice, bob, mallory)
     }
 
-    /// What Mallory's own client can send: a commit whose update path renews her leaf with
-    /// `cert` and its key, built with openmls directly (no check of ours runs on her side).
-    fn renewal(
-        mallory: &mut Engine<MemoryStorage>,
-        group: &GroupId,
-        key: &SignatureKeyPair,
-        cert: &DeviceCertificate,
-    ) -> Vec<u8> {
-        let Engine { provider, signer, groups, .. } = mallory;
-        let g = Engine::<MemoryStorage>::loaded(groups, provider, group).unwrap();
-        let bundle = g
-            .self_update_with_new_signer(
-                provider,
-                &*signer,
-                NewSignerBundle { signer: key, credential_with_key: credential_with_key(cert) },
-                LeafNodeParameters::default(),
-            )
-            .unwrap();
-        let bytes = bundle.commit().tls_serialize_detached().unwrap();
-        g.clear_pending_commit(provider.storage()).unwrap();
-        bytes
-    }
-
     /// RFC 9420 leaves credential checks of new leaves to the application: a member that
     /// renews its leaf with a certificate naming the creator's account (self-signed, so it
     /// verifies) would become "the creator" and could remove anyone. Refused; an honest renewal
@@ -661,7 +697,7 @@ mod tests {
 
         let key = new_signature_key().unwrap();
         let as_alice = certify(&key, AccountId(1), DeviceId(1), public_key(&key).unwrap()).unwrap();
-        let forged = renewal(&mut mallory, &group, &key, &as_alice);
+        let forged = mallory.forged_leaf_renewal(&group, &key, &as_alice).unwrap();
         match bob.process(&group, &forged) {
             Err(MlsError::Unauthorized(why)) => assert!(why.contains("renewed its leaf as"), "{why}"),
             other => panic!("a leaf renewed as another account must be refused: {other:?}"),
@@ -669,7 +705,7 @@ mod tests {
 
         let key = new_signature_key().unwrap();
         let as_herself = certify(&key, AccountId(3), DeviceId(3), public_key(&key).unwrap()).unwrap();
-        let honest = renewal(&mut mallory, &group, &key, &as_herself);
+        let honest = mallory.forged_leaf_renewal(&group, &key, &as_herself).unwrap();
         match bob.process(&group, &honest).unwrap() {
             Processed::Commit(commit) => {
                 assert_eq!(commit.updated.len(), 1);

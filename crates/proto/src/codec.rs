@@ -11,7 +11,7 @@ use prost::Message;
 use rampart_core::limits::{
     DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_CIPHERTEXT_BYTES,
     MAX_BODY_BYTES, MAX_CERTIFICATE_BYTES, MAX_CODE_BYTES, MAX_COMMIT_DEVICES, MAX_DEVICE_NAME_BYTES,
-    MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_HANDSHAKE_BYTES, MAX_KEY_PACKAGE_BYTES,
+    MAX_ERROR_TEXT_BYTES, MAX_FRAME_BYTES, MAX_GROUP_INFO_BYTES, MAX_HANDSHAKE_BYTES, MAX_KEY_PACKAGE_BYTES,
     MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
 };
 use rampart_core::limits::{
@@ -437,6 +437,7 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
             message_id: message_id(&r.message_id)?,
             commit: required_bytes("commit", r.commit, MAX_HANDSHAKE_BYTES)?,
             welcome: optional_bytes("welcome", r.welcome, MAX_HANDSHAKE_BYTES)?,
+            group_info: optional_bytes("group_info", r.group_info, MAX_GROUP_INFO_BYTES)?,
             added: id_list("added", r.added, 0, MAX_COMMIT_DEVICES, DeviceId)?,
             removed: id_list("removed", r.removed, 0, MAX_COMMIT_DEVICES, DeviceId)?,
         }),
@@ -561,6 +562,7 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             epoch: c.epoch,
             commit: c.commit.to_vec(),
             welcome: c.welcome.as_ref().map(|w| w.to_vec()).unwrap_or_default(),
+            group_info: c.group_info.as_ref().map(|g| g.to_vec()).unwrap_or_default(),
             added: c.added.iter().map(|d| d.0).collect(),
             removed: c.removed.iter().map(|d| d.0).collect(),
             message_id: c.message_id.0.to_vec(),

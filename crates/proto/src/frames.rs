@@ -140,6 +140,9 @@ pub struct GroupCommit {
     pub message_id: MessageId,
     pub commit: Bytes,
     pub welcome: Option<Bytes>,
+    /// A new group's first commit carries the group before it (its creator's signed GroupInfo
+    /// with the ratchet tree): the server checks every commit against the state it starts.
+    pub group_info: Option<Bytes>,
     pub added: Vec<DeviceId>,
     pub removed: Vec<DeviceId>,
 }

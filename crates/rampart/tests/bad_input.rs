@@ -98,7 +98,7 @@ async fn malformed_truncated_and_unknown_version_frames() {
     conn.send_raw(vec![PROTOCOL_VERSION; rampart_core::limits::MAX_ANONYMOUS_FRAME_BYTES + 1]).await.unwrap();
     assert_eq!(closed(&mut conn).await, Some(GoodbyeReason::ProtocolViolation));
 
-    // Once authenticated, a frame of exactly the cap (2 MiB + 16 KiB, `MAX_FRAME_BYTES`) is read
+    // Once authenticated, a frame of exactly the cap (2 MiB + 32 KiB, `MAX_FRAME_BYTES`) is read
     // and judged on its content (garbage here: a clear error, the connection stays)...
     let mut owner = server.register(dir.path(), "owner", "+14155550109", None).await;
     let mut conn = owner.connect().await.unwrap();

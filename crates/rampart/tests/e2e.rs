@@ -150,3 +150,64 @@ async fn safety_numbers_come_from_identities_and_membership_is_checked() {
     let (_, from_laptop) = laptop.safety_number("@alice").await.unwrap();
     assert_eq!(from_alice, from_laptop);
 }
+
+/// A member with a modified client attacks the group through the server: a commit that renews
+/// her leaf as the creator's device, and a commit with a byte changed. The server checks
+/// commits against the group's public state and refuses both, so its epoch stays where the
+/// members are: the group keeps working, and a device linked afterwards joins it. Before, the
+/// server took any bytes with a commit header, moved the epoch, and every later commit of the
+/// honest members was stale forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_forged_and_garbage_commits_are_refused_and_the_group_lives_on() {
+    use rampart_core::{AccountId, DeviceId};
+    use rampart_proto::{ClientRequest, ErrorCode};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155552201", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155552202", Some("bob")).await;
+    let mut mallory = server.register(dir.path(), "mallory", "+14155552203", Some("mallory")).await;
+    know_each_other(&mut [&mut alice, &mut bob, &mut mallory]).await;
+    let group_name = alice.create_group("club", &["@bob".into(), "@mallory".into()]).await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    mallory.receive(None, |_| {}).await.unwrap();
+    let group = mallory.resolve_conversation(&group_name).unwrap();
+
+    let creator = alice.identity().unwrap();
+    let forged = mallory
+        .forged_leaf_renewal(&group, AccountId(creator.account_id), DeviceId(creator.device_id))
+        .unwrap();
+    let me = mallory.identity().unwrap();
+    let mut garbage =
+        mallory.forged_leaf_renewal(&group, AccountId(me.account_id), DeviceId(me.device_id)).unwrap();
+    let mut bytes = garbage.commit.to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    garbage.commit = bytes.into();
+
+    let mut conn = mallory.connect().await.unwrap();
+    for (what, commit) in [("credential rewrite", forged), ("garbage", garbage)] {
+        match conn.request(ClientRequest::GroupCommit(commit)).await {
+            Err(rampart_client::ClientError::Server(e)) => {
+                assert!(matches!(e.code, ErrorCode::Forbidden | ErrorCode::BadRequest), "{what}: {e:?}");
+            }
+            other => panic!("the server took Mallory's {what} commit: {other:?}"),
+        }
+    }
+    conn.close().await;
+
+    // The group works: a message, then a device Bob links afterwards joins it and reads.
+    let text = |t: &str| rampart_proto::ContentBody::Text { text: t.into(), reply_to: None };
+    alice.send_to_conversation(&group_name, text("still here")).await.unwrap();
+    let got = bob.receive(None, |_| {}).await.unwrap();
+    assert!(got.iter().any(|m| m.text == "still here"), "{got:?}");
+    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
+    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
+    let code = pending.shown_code();
+    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    laptop.receive(None, |_| {}).await.unwrap();
+    alice.send_to_conversation(&group_name, text("hello, laptop")).await.unwrap();
+    let got = laptop.receive(None, |_| {}).await.unwrap();
+    assert!(got.iter().any(|m| m.text == "hello, laptop"), "the linked device is not in the group: {got:?}");
+    let got = mallory.receive(None, |_| {}).await.unwrap();
+    assert!(got.iter().any(|m| m.text == "hello, laptop"), "{got:?}");
+}

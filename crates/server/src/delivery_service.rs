@@ -2,10 +2,12 @@
 //! directory, and group handshake ordering. It reads only clear MLS headers (group, epoch,
 //! content type) and certificates; content stays opaque.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bytes::Bytes;
 use rampart_core::limits::{DEFAULT_MAX_GROUP_DEVICES, KEY_PACKAGE_STOCK};
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
-use rampart_mls::{ds, identity};
+use rampart_mls::{MlsError, ds, identity};
 use rampart_proto::{
     AccountDevices, Envelope, ErrorBody, ErrorCode, GroupCommit, Recipient, ResponseBody, encode_envelope,
 };
@@ -13,7 +15,7 @@ use rampart_store::{AccountKeys, GroupCommitRecord, GroupMessage};
 use tracing::{debug, info};
 
 use crate::session::{Answer, Connection, err, store_error};
-use crate::state::now_ms;
+use crate::state::{Shared, now_ms};
 
 /// The server keeps at most this many one-time key packages per device.
 const MAX_STOCK: u32 = 2 * KEY_PACKAGE_STOCK;
@@ -151,6 +153,7 @@ impl Connection {
         if let Some(w) = &c.welcome {
             ds::check_welcome(w).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
         }
+        let public_state = check_commit_against_group(&shared, &c, device).await?;
         let now = now_ms();
         let record = GroupCommitRecord {
             group: c.group.clone(),
@@ -167,6 +170,7 @@ impl Connection {
             received_at: now,
             expires_at: now + shared.config.limits.message_ttl_secs * 1000,
             max_members: DEFAULT_MAX_GROUP_DEVICES,
+            public_state,
             max_per_sender: shared.config.limits.queue().per_sender,
         };
         let (epoch, copies) = shared.store.commit_group(record).await.map_err(store_error)?;
@@ -244,4 +248,71 @@ impl Connection {
         self.shared.store.set_block(account, blocked, on, now_ms()).await.map_err(store_error)?;
         Ok(ResponseBody::Ok)
     }
+}
+
+/// Check a commit against the group's public MLS state (or, for a new group, the state
+/// its creator's GroupInfo starts): a signed commit of the sending device, valid for the
+/// group, bringing in only devices with the keys registered here, and adding and removing
+/// exactly the devices the request declares. Returns the public state after it. Groups
+/// created before the server kept public state (`None` stored) keep the header checks.
+async fn check_commit_against_group(
+    shared: &Shared,
+    c: &GroupCommit,
+    device: DeviceId,
+) -> Result<Option<Vec<u8>>, ErrorBody> {
+    let store = &shared.store;
+    let state = store.group_state(&c.group).await.map_err(store_error)?;
+    let start = match (&state, &c.group_info) {
+        (None, Some(info)) => ds::GroupStart::New { group_info: info },
+        (None, None) => {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "a new group's first commit carries its GroupInfo (update the client)",
+            ));
+        }
+        (Some(s), _) if !s.members.iter().any(|(d, _)| *d == device) => {
+            return Err(err(ErrorCode::NotAMember, "this device is not a member of the group"));
+        }
+        (Some(s), _) if s.epoch != c.epoch => {
+            return Err(err(ErrorCode::StaleEpoch, format!("the group is at epoch {}", s.epoch)));
+        }
+        (Some(s), _) => match &s.public_state {
+            Some(public) => ds::GroupStart::Known(public),
+            None => return Ok(None),
+        },
+    };
+    let mut registered = BTreeMap::new();
+    for d in std::iter::once(&device).chain(&c.added) {
+        if let Some(bytes) = store.device_certificate(*d).await.map_err(store_error)?
+            && let Ok(cert) = identity::parse_certificate(&bytes)
+            && cert.device == *d
+        {
+            registered
+                .insert(*d, ds::Registered { account: cert.account, signature_key: cert.signature_key });
+        }
+    }
+    let checked = ds::check_commit(&c.group, start, &c.commit, device, &registered).map_err(|e| {
+        debug!(group = %c.group, device = %device, reason = %e, "commit refused");
+        match e {
+            MlsError::WrongEpoch { current, .. } => {
+                err(ErrorCode::StaleEpoch, format!("the group is at epoch {current}"))
+            }
+            MlsError::Unauthorized(why) => err(ErrorCode::Forbidden, format!("commit refused: {why}")),
+            other => err(ErrorCode::BadRequest, format!("commit refused: {other}")),
+        }
+    })?;
+    let devices = |members: &[rampart_mls::Member]| members.iter().map(|m| m.device).collect::<BTreeSet<_>>();
+    let declared_added: BTreeSet<DeviceId> = c.added.iter().copied().collect();
+    let declared_removed: BTreeSet<DeviceId> = c.removed.iter().copied().collect();
+    if devices(&checked.added) != declared_added
+        || devices(&checked.removed) != declared_removed
+        || declared_added.len() != c.added.len()
+        || declared_removed.len() != c.removed.len()
+    {
+        return Err(err(
+            ErrorCode::BadRequest,
+            "the devices declared added and removed are not the commit's own",
+        ));
+    }
+    Ok(Some(checked.public_state))
 }

@@ -1138,6 +1138,7 @@ fn commit(
         received_at: T0,
         expires_at: T0 + DAY,
         max_members: 10,
+        public_state: Some(format!("state after {id}").into_bytes()),
         max_per_sender: MAX_QUEUE,
     }
 }
@@ -1158,8 +1159,8 @@ fn members(state: &GroupState) -> Vec<DeviceId> {
     state.members.iter().map(|(d, _)| *d).collect()
 }
 
-/// The creator's first commit, in epoch 0, creates the group; the Welcome goes to the added
-/// devices only; nobody else can create a group under the creator's id.
+/// The creator's first commit, in epoch 0, creates the group with its public state; the
+/// Welcome goes to the added devices only; nobody else can create a group under the creator's id.
 pub async fn first_commit_creates_the_group<S: Store>(store: Arc<S>) {
     let a = register(&*store, 1, None).await;
     let b = register(&*store, 2, None).await;
@@ -1169,6 +1170,11 @@ pub async fn first_commit_creates_the_group<S: Store>(store: Arc<S>) {
     assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
     let r = store.commit_group(commit(&g, &a, 3, &[b.device], &[], 1)).await;
     assert!(matches!(r, Err(StoreError::NoSuchGroup)), "{r:?}");
+    let mut stateless = commit(&g, &a, 0, &[b.device], &[], 1);
+    stateless.public_state = None;
+    let r = store.commit_group(stateless).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "a group without public state: {r:?}");
+    assert_eq!(store.group_state(&g).await.unwrap(), None);
 
     let (epoch, copies) = store.commit_group(commit(&g, &a, 0, &[b.device], &[], 1)).await.unwrap();
     assert_eq!(epoch, 1);
@@ -1177,6 +1183,7 @@ pub async fn first_commit_creates_the_group<S: Store>(store: Arc<S>) {
     let state = store.group_state(&g).await.unwrap().unwrap();
     assert_eq!(state.epoch, 1);
     assert_eq!(members(&state), vec![a.device, b.device]);
+    assert_eq!(state.public_state.as_deref(), Some(&b"state after 1"[..]));
     assert_eq!(fetch_all(&*store, b.device).await.len(), 1);
     assert!(fetch_all(&*store, a.device).await.is_empty());
 }
@@ -1193,7 +1200,14 @@ pub async fn one_commit_per_epoch<S: Store>(store: Arc<S>) {
     assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![a.device]);
     let r = store.commit_group(commit(&g, &a, 1, &[c.device], &[], 3)).await;
     assert!(matches!(r, Err(StoreError::StaleEpoch { current: 2 })), "{r:?}");
-    assert_eq!(members(&store.group_state(&g).await.unwrap().unwrap()), vec![a.device, b.device]);
+    let state = store.group_state(&g).await.unwrap().unwrap();
+    assert_eq!(members(&state), vec![a.device, b.device]);
+    // The public state is the winner's, the one that belongs to the stored epoch.
+    assert_eq!(state.public_state.as_deref(), Some(&b"state after 2"[..]));
+    let mut stateless = commit(&g, &b, 2, &[], &[], 5);
+    stateless.public_state = None;
+    let r = store.commit_group(stateless).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "a commit that drops the public state: {r:?}");
     assert!(fetch_all(&*store, c.device).await.is_empty(), "a refused commit's Welcome was queued");
     let r = store.commit_group(commit(&g, &c, 2, &[], &[], 4)).await;
     assert!(matches!(r, Err(StoreError::NotMember)), "{r:?}");

@@ -304,6 +304,10 @@ pub struct GroupCommitRecord {
     pub received_at: UnixMillis,
     pub expires_at: UnixMillis,
     pub max_members: u32,
+    /// The group's public MLS state after this commit, as the delivery service checked it
+    /// (opaque here). Written with the new epoch, so it always belongs to the stored epoch.
+    /// `None` only for a group created before the server kept public state.
+    pub public_state: Option<Vec<u8>>,
     /// The Welcome counts against the committer's share of each added device's queue (a
     /// stranger cannot flood a queue with invitations); the queue's total is not checked
     /// (a member that missed a handshake message could never read the group again).
@@ -332,11 +336,14 @@ pub struct GroupMessage {
     pub expires_at: UnixMillis,
 }
 
-/// What the delivery service knows of a group: its epoch and member devices with accounts.
+/// What the delivery service knows of a group: its epoch, member devices with accounts, and
+/// the public MLS state every commit is checked against (`None` for a group created before
+/// the server kept it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupState {
     pub epoch: u64,
     pub members: Vec<(DeviceId, AccountId)>,
+    pub public_state: Option<Vec<u8>>,
 }
 
 /// What accepting a commit changes, decided by [`plan_commit`] for every backend alike.
@@ -360,6 +367,7 @@ pub struct CommitPlan {
 ///   newly linked device); only the creator adds new accounts or removes other accounts'
 ///   devices; anyone may remove devices of their own account and devices that already left.
 /// - Nobody brings into a group an account that blocked them.
+/// - A new group starts with its public state, and a group that has one keeps one.
 pub fn plan_commit(
     state: Option<&GroupState>,
     c: &GroupCommitRecord,
@@ -383,6 +391,9 @@ pub fn plan_commit(
                     "a group's id must start with its creator's account".into(),
                 ));
             }
+            if c.public_state.is_none() {
+                return Err(StoreError::Forbidden("a new group starts with its public state".into()));
+            }
             (true, 0, vec![(c.sender_device, c.sender_account)])
         }
         Some(s) => {
@@ -391,6 +402,9 @@ pub fn plan_commit(
             }
             if c.epoch != s.epoch {
                 return Err(StoreError::StaleEpoch { current: s.epoch });
+            }
+            if s.public_state.is_some() && c.public_state.is_none() {
+                return Err(StoreError::Forbidden("a commit without the group's next public state".into()));
             }
             (false, s.epoch, s.members.clone())
         }

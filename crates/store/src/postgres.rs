@@ -199,6 +199,11 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX blocks_blocked ON blocks(blocked_account);
     "#,
     ),
+    (
+        6,
+        // The delivery service's public MLS state of each group, checked against every commit.
+        "ALTER TABLE groups ADD COLUMN public_state BYTEA;",
+    ),
 ];
 
 /// A store on a PostgreSQL database, through a pool of connections.
@@ -548,15 +553,16 @@ async fn queue_copies(
 
 async fn group_state_tx(tx: &Tx<'_>, group: &GroupId, lock: bool) -> StoreResult<Option<GroupState>> {
     let sql = if lock {
-        "SELECT epoch FROM groups WHERE id = $1 FOR UPDATE"
+        "SELECT epoch, public_state FROM groups WHERE id = $1 FOR UPDATE"
     } else {
-        "SELECT epoch FROM groups WHERE id = $1"
+        "SELECT epoch, public_state FROM groups WHERE id = $1"
     };
     let st = tx.prepare_cached(sql).await.map_err(pg)?;
     let Some(row) = tx.query_opt(&st, &[&group.as_bytes()]).await.map_err(pg)? else {
         return Ok(None);
     };
     let epoch: i64 = get(&row, 0)?;
+    let public_state: Option<Vec<u8>> = get(&row, 1)?;
     let st = tx
         .prepare_cached(
             "SELECT m.device_id, d.account_id FROM group_members m JOIN devices d ON d.id = m.device_id
@@ -573,7 +579,7 @@ async fn group_state_tx(tx: &Tx<'_>, group: &GroupId, lock: bool) -> StoreResult
             Ok((DeviceId(to_u64(get(r, 0)?, "device id")?), AccountId(to_u64(get(r, 1)?, "account id")?)))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Some(GroupState { epoch: to_u64(epoch, "epoch")?, members }))
+    Ok(Some(GroupState { epoch: to_u64(epoch, "epoch")?, members, public_state }))
 }
 
 async fn label_tx(tx: &Tx<'_>, account: AccountId) -> StoreResult<String> {
@@ -1319,8 +1325,9 @@ impl Store for PostgresStore {
         if plan.create {
             let created = tx
                 .execute(
-                    "INSERT INTO groups (id, epoch, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[&group, &new_epoch, &to_i64(commit.received_at, "timestamp")?],
+                    "INSERT INTO groups (id, epoch, created_at, public_state) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT DO NOTHING",
+                    &[&group, &new_epoch, &to_i64(commit.received_at, "timestamp")?, &commit.public_state],
                 )
                 .await
                 .map_err(pg)?;
@@ -1330,9 +1337,12 @@ impl Store for PostgresStore {
             }
             tx.execute(&add_member, &[&group, &device_key(commit.sender_device)?]).await.map_err(pg)?;
         } else {
-            tx.execute("UPDATE groups SET epoch = $2 WHERE id = $1", &[&group, &new_epoch])
-                .await
-                .map_err(pg)?;
+            tx.execute(
+                "UPDATE groups SET epoch = $2, public_state = COALESCE($3, public_state) WHERE id = $1",
+                &[&group, &new_epoch, &commit.public_state],
+            )
+            .await
+            .map_err(pg)?;
         }
         for d in &plan.remove {
             tx.execute(

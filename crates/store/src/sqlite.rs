@@ -193,6 +193,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX blocks_blocked ON blocks(blocked_account);
     ",
     ),
+    (
+        6,
+        // The delivery service's public MLS state of each group, checked against every commit.
+        "ALTER TABLE groups ADD COLUMN public_state BLOB;",
+    ),
 ];
 
 /// The embedded store. Cheap to share behind an `Arc`; all methods may be called concurrently.
@@ -1236,13 +1241,13 @@ fn account_keys(c: &Connection, accounts: &[AccountId]) -> StoreResult<Vec<Accou
 }
 
 fn group_state(c: &Connection, group: &GroupId) -> StoreResult<Option<GroupState>> {
-    let epoch: Option<i64> = c
-        .prepare_cached("SELECT epoch FROM groups WHERE id = ?1")
+    let row: Option<(i64, Option<Vec<u8>>)> = c
+        .prepare_cached("SELECT epoch, public_state FROM groups WHERE id = ?1")
         .db()?
-        .query_row([group.as_bytes()], |r| r.get(0))
+        .query_row([group.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .db()?;
-    let Some(epoch) = epoch else { return Ok(None) };
+    let Some((epoch, public_state)) = row else { return Ok(None) };
     let mut st = c
         .prepare_cached(
             "SELECT m.device_id, d.account_id FROM group_members m JOIN devices d ON d.id = m.device_id
@@ -1257,7 +1262,7 @@ fn group_state(c: &Connection, group: &GroupId) -> StoreResult<Option<GroupState
             Ok((DeviceId(to_u64(d, "device id")?), AccountId(to_u64(a, "account id")?)))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Some(GroupState { epoch: to_u64(epoch, "epoch")?, members }))
+    Ok(Some(GroupState { epoch: to_u64(epoch, "epoch")?, members, public_state }))
 }
 
 fn device_account(c: &Connection, device: DeviceId) -> StoreResult<Option<AccountId>> {
@@ -1301,19 +1306,21 @@ fn commit_group(c: &Connection, commit: GroupCommitRecord) -> StoreResult<(u64, 
     let group = commit.group.as_bytes();
     let new_epoch = to_i64(plan.new_epoch, "epoch")?;
     if plan.create {
-        c.prepare_cached("INSERT INTO groups (id, epoch, created_at) VALUES (?1, ?2, ?3)")
+        c.prepare_cached("INSERT INTO groups (id, epoch, created_at, public_state) VALUES (?1, ?2, ?3, ?4)")
             .db()?
-            .execute(params![group, new_epoch, to_i64(commit.received_at, "timestamp")?])
+            .execute(params![group, new_epoch, to_i64(commit.received_at, "timestamp")?, commit.public_state])
             .db()?;
         c.prepare_cached("INSERT INTO group_members (group_id, device_id) VALUES (?1, ?2)")
             .db()?
             .execute(params![group, device_key(commit.sender_device)?])
             .db()?;
     } else {
-        c.prepare_cached("UPDATE groups SET epoch = ?2 WHERE id = ?1")
-            .db()?
-            .execute(params![group, new_epoch])
-            .db()?;
+        c.prepare_cached(
+            "UPDATE groups SET epoch = ?2, public_state = COALESCE(?3, public_state) WHERE id = ?1",
+        )
+        .db()?
+        .execute(params![group, new_epoch, commit.public_state])
+        .db()?;
     }
     for d in &plan.remove {
         c.prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND device_id = ?2")
