@@ -70,3 +70,50 @@ async fn two_nodes_share_one_database() {
     }
     assert!(cut_off, "the revoked device on the other node was not cut off within {bound:?}");
 }
+
+/// A revocation whose notice a node missed (its listening connection was down) is caught when
+/// the node reconnects: it looks up every device connected to it again and cuts off the ones
+/// that are gone. The device is deleted behind the node's back (plain SQL, no notice at all), so
+/// only that re-check can cut it off.
+#[tokio::test]
+async fn a_node_that_missed_a_revocation_rechecks_after_reconnecting() {
+    let Some((backend, _database)) = postgres_backend().await else { return };
+    let Backend::Postgres(url) = backend.clone() else { panic!("a PostgreSQL backend") };
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestServer::start(dir.path(), backend, "");
+    let mut alice = node.register(dir.path(), "alice", "+14155551301", Some("alice")).await;
+    let device = alice.identity().unwrap().device_id;
+    let mut live = alice.connect().await.unwrap();
+    assert_eq!(live.next_frame(Duration::from_secs(5)).await.unwrap(), Some(ServerFrame::QueueDrained));
+
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let id = i64::try_from(device).unwrap();
+    assert_eq!(db.execute("DELETE FROM devices WHERE id = $1", &[&id]).await.unwrap(), 1);
+    // Nothing told the node: the device is still connected.
+    match live.next_frame(Duration::from_millis(500)).await {
+        Ok(None) => {}
+        other => panic!("the node learned of the deletion without a notice: {other:?}"),
+    }
+    // Drop the node's listening connection; it reconnects and asks for a resync.
+    let ended = db
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!ended.is_empty(), "the node's listening connection was not found");
+    let started = std::time::Instant::now();
+    loop {
+        match live.next_frame(Duration::from_secs(1)).await {
+            Err(ClientError::Closed { reason, .. }) => {
+                assert_eq!(reason, GoodbyeReason::DeviceRevoked);
+                break;
+            }
+            Ok(None) if started.elapsed() < Duration::from_secs(20) => {}
+            other => panic!("the device is still connected after the node reconnected: {other:?}"),
+        }
+    }
+}
