@@ -115,7 +115,7 @@ fn client_seeds() -> Result<Seeds, String> {
             ClientRequest::Send {
                 to: Recipient::Phone(phone()?),
                 message_id: MessageId([1; 16]),
-                body: Bytes::from(encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hello".into(), reply_to: None } })),
+                body: Bytes::from(encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, seq: 0, body: ContentBody::Text { text: "hello".into(), reply_to: None } })),
             },
         ),
         (
@@ -301,7 +301,7 @@ fn server_seeds() -> Result<Seeds, String> {
                 sender_device: DeviceId(2),
                 sender_label: "+14155550123".into(),
                 server_timestamp_ms: 1_700_000_000_000,
-                body: Bytes::from(encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hi".into(), reply_to: None } })),
+                body: Bytes::from(encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, seq: 0, body: ContentBody::Text { text: "hi".into(), reply_to: None } })),
             }),
         ),
         ("queue-drained", ServerFrame::QueueDrained),
@@ -365,6 +365,7 @@ fn call_envelope_seeds() -> Result<Seeds, String> {
     let offer = encode_content(&Content {
         message_id: MessageId([9; 16]),
         sent_at_ms: 1,
+        seq: 0,
         body: ContentBody::Call(CallMessage { call, kind: SignalKind::Offer, session: Some(session) }),
     });
     let ring = encode_envelope(&Envelope::Ring(RingNotice {
@@ -396,12 +397,12 @@ fn call_envelope_seeds() -> Result<Seeds, String> {
 }
 
 fn content_seeds() -> Seeds {
-    let text = encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "hello, world".into(), reply_to: None } });
+    let text = encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, seq: 0, body: ContentBody::Text { text: "hello, world".into(), reply_to: None } });
     vec![
         ("text".into(), text.clone()),
         (
             "unicode".into(),
-            encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, body: ContentBody::Text { text: "grüße 👋".into(), reply_to: None } }),
+            encode_content(&Content { message_id: MessageId([9; 16]), sent_at_ms: 1, seq: 0, body: ContentBody::Text { text: "grüße 👋".into(), reply_to: None } }),
         ),
         ("empty".into(), Vec::new()),
         ("bad-truncated".into(), truncated(&text)),
@@ -410,6 +411,7 @@ fn content_seeds() -> Seeds {
             encode_content(&Content {
                 message_id: MessageId([9; 16]),
                 sent_at_ms: 1,
+                seq: 0,
                 body: ContentBody::Contacts(vec![(AccountId(2), "@bob".into()), (AccountId(3), "+14155550100".into())]),
             }),
         ),

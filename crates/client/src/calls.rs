@@ -1142,6 +1142,7 @@ impl Client {
         let content = Content {
             message_id: MessageId::random(&mut rand::rng()),
             sent_at_ms: now_ms(),
+            seq: 0,
             body: ContentBody::Call(CallMessage { call: active.call, kind, session }),
         };
         Ok(Bytes::from(self.engine()?.encrypt(&active.group, &encode_content(&content))?))

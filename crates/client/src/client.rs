@@ -607,6 +607,7 @@ impl Client {
         let plaintext = rampart_proto::encode_content(&rampart_proto::Content {
             message_id,
             sent_at_ms: now_ms(),
+            seq: 0,
             body: ContentBody::Text { text: text.to_owned(), reply_to: None },
         });
         let body = self.engine()?.encrypt(group, &plaintext)?;

@@ -90,6 +90,13 @@ pub enum Event {
     Refused {
         reason: String,
     },
+    /// Messages a member sent in the conversation never arrived here (their counts jumped):
+    /// the server dropped them, or a full queue did.
+    MessagesMissing {
+        conversation: String,
+        from: String,
+        count: u64,
+    },
     /// Someone who is not a contact started a conversation: it waits, unopened, for
     /// `rampart requests accept` (or decline, or block).
     Request {
@@ -629,14 +636,17 @@ impl Client {
         // would go to the new identity's devices too).
         self.sync_members(conn, group, &[]).await?;
         let message_id = MessageId::random(&mut rand::rng());
-        let content = Content { message_id, sent_at_ms: now_ms(), body };
+        let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        // Counted only once the server took it: a send that failed leaves no gap behind.
+        let seq = self.profile.last_seq(group, creds.device)?.unwrap_or(0).saturating_add(1);
+        let content = Content { message_id, sent_at_ms: now_ms(), seq, body };
         let ciphertext = self.engine()?.encrypt(group, &encode_content(&content))?;
         match conn
             .request(ClientRequest::GroupSend { group: group.clone(), message_id, body: ciphertext.into() })
             .await?
         {
             ResponseBody::Sent { recipient_devices, skipped_devices, .. } => {
-                let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+                self.profile.set_last_seq(group, creds.device, seq)?;
                 self.store_content(group, (creds.account, creds.device), &creds.label, &content)?;
                 Ok((message_id, Reached { reached: recipient_devices, missed: skipped_devices }))
             }
@@ -771,7 +781,14 @@ impl Client {
                     Ok(c) => c,
                     Err(e) => return Ok(refused(&e)),
                 };
-                self.store_content(&group, (sender.account, sender.device), &d.sender_label, &content)
+                let mut events = self.note_missing(&group, sender.device, &d.sender_label, content.seq)?;
+                events.extend(self.store_content(
+                    &group,
+                    (sender.account, sender.device),
+                    &d.sender_label,
+                    &content,
+                )?);
+                Ok(events)
             }
             // Calls: queued for a call driver, sealed. Nothing of the caller's is decrypted or
             // parsed here (docs/calls.md).
@@ -984,7 +1001,45 @@ impl Client {
                 self.profile.save_contact(peer, &label)?;
             }
         }
+        self.profile.forget_seqs(&group)?;
         Ok(vec![Event::Joined { conversation: group.to_hex(), members: members.len() }])
+    }
+
+    /// Compare a message's count with the last one seen from its device in this conversation:
+    /// a jump means messages between were not delivered (a server that drops them, or a queue
+    /// that was full), which the conversation then says. The first count seen from a device is
+    /// only noted (what it sent before this device could read is not missing), and a count at
+    /// or below the last one is a late or repeated message, shown as usual.
+    fn note_missing(
+        &mut self,
+        group: &GroupId,
+        device: DeviceId,
+        label: &str,
+        seq: u64,
+    ) -> Result<Vec<Event>, ClientError> {
+        if seq == 0 {
+            return Ok(vec![]);
+        }
+        let last = self.profile.last_seq(group, device)?;
+        if last.is_some_and(|last| seq <= last) {
+            return Ok(vec![]);
+        }
+        self.profile.set_last_seq(group, device, seq)?;
+        let missing = match last {
+            Some(last) if seq > last + 1 => seq - last - 1,
+            _ => return Ok(vec![]),
+        };
+        let text = if missing == 1 {
+            format!("1 message from {label} did not arrive: the server did not deliver it")
+        } else {
+            format!("{missing} messages from {label} did not arrive: the server did not deliver them")
+        };
+        self.profile.insert_notice(group, &text, now_ms())?;
+        Ok(vec![Event::MessagesMissing {
+            conversation: group.to_hex(),
+            from: label.to_owned(),
+            count: missing,
+        }])
     }
 
     async fn accept_commit(

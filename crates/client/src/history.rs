@@ -205,6 +205,43 @@ impl Profile {
         Ok(())
     }
 
+    /// The last message count of `device` in a conversation (see `Content::seq`).
+    pub(crate) fn last_seq(
+        &self,
+        conversation: &GroupId,
+        device: DeviceId,
+    ) -> Result<Option<u64>, ProfileError> {
+        let last: Option<i64> = self
+            .db
+            .prepare_cached("SELECT last FROM sequences WHERE conversation = ?1 AND device = ?2")?
+            .query_row(params![conversation.as_bytes(), db_id(device.0)?], |r| r.get(0))
+            .optional()?;
+        Ok(last.map(|l| u64::try_from(l).unwrap_or(0)))
+    }
+
+    pub(crate) fn set_last_seq(
+        &self,
+        conversation: &GroupId,
+        device: DeviceId,
+        seq: u64,
+    ) -> Result<(), ProfileError> {
+        self.db
+            .prepare_cached(
+                "INSERT INTO sequences(conversation, device, last) VALUES (?1, ?2, ?3)
+             ON CONFLICT(conversation, device) DO UPDATE SET last = excluded.last",
+            )?
+            .execute(params![conversation.as_bytes(), db_id(device.0)?, db_id(seq)?])?;
+        Ok(())
+    }
+
+    /// Forget a conversation's counts: on joining it, what others sent before is not missing.
+    pub(crate) fn forget_seqs(&self, conversation: &GroupId) -> Result<(), ProfileError> {
+        self.db
+            .prepare_cached("DELETE FROM sequences WHERE conversation = ?1")?
+            .execute([conversation.as_bytes()])?;
+        Ok(())
+    }
+
     /// The row of `author`'s message `target` in a conversation.
     fn message_seq(
         &self,

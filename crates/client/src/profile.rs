@@ -109,6 +109,9 @@ CREATE TABLE IF NOT EXISTS held_deliveries(
 -- then. A different root later holds sending to that account until the user decides.
 CREATE TABLE IF NOT EXISTS verified(account INTEGER PRIMARY KEY, root BLOB NOT NULL, label TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS blocked(account INTEGER PRIMARY KEY, label TEXT NOT NULL, blocked_at INTEGER NOT NULL);
+-- Per conversation and device, the last message count seen from that device (or, for this
+-- device, the last one it sent): a jump means the server did not deliver what was between.
+CREATE TABLE IF NOT EXISTS sequences(conversation BLOB NOT NULL, device INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY(conversation, device)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reactions(
     message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
     account INTEGER NOT NULL,

@@ -1250,6 +1250,7 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
     let mut msg = pb::Content {
         message_id: content.message_id.0.to_vec(),
         sent_at_ms: content.sent_at_ms,
+        seq: content.seq,
         body: Some(body),
     };
     let out = msg.encode_to_vec();
@@ -1342,7 +1343,12 @@ pub fn decode_content(bytes: &[u8]) -> Result<Content, DecodeError> {
         }
         B::Call(c) => ContentBody::Call(decode_call_message(c)?),
     };
-    Ok(Content { message_id: target("message_id", &c.message_id)?, sent_at_ms: c.sent_at_ms, body })
+    Ok(Content {
+        message_id: target("message_id", &c.message_id)?,
+        sent_at_ms: c.sent_at_ms,
+        seq: c.seq,
+        body,
+    })
 }
 
 /// A call signal's content: bounded, and the session's shape checked, before anyone uses it.

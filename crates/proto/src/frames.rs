@@ -381,6 +381,9 @@ pub struct DeviceCertificate {
 pub struct Content {
     pub message_id: MessageId,
     pub sent_at_ms: u64,
+    /// The sending device's count of what it sent in this conversation (1, 2, 3, …), so a
+    /// receiver notices messages the server did not deliver; 0 when not counted.
+    pub seq: u64,
     pub body: ContentBody,
 }
 

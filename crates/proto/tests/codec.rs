@@ -330,6 +330,7 @@ fn call_content_round_trips_and_needs_a_session_for_offers() {
     let content = Content {
         message_id: MessageId([1; 16]),
         sent_at_ms: 9,
+        seq: 0,
         body: ContentBody::Call(CallMessage {
             call: call::CallId([2; 16]),
             kind: call::SignalKind::Offer,
@@ -354,6 +355,7 @@ fn group_names_with_control_characters_are_refused() {
     let content = |name: &str| Content {
         message_id: rampart_core::MessageId([1; 16]),
         sent_at_ms: 1,
+        seq: 0,
         body: ContentBody::GroupName(name.into()),
     };
     assert!(decode_content(&encode_content(&content("Friends ✓"))).is_ok());

@@ -424,7 +424,7 @@ fn too_large_max<T: std::fmt::Debug>(field: &str, result: Result<T, DecodeError>
 }
 
 fn content(body: ContentBody) -> Vec<u8> {
-    encode_content(&Content { message_id: MessageId([1; 16]), sent_at_ms: 1, body })
+    encode_content(&Content { message_id: MessageId([1; 16]), sent_at_ms: 1, seq: 0, body })
 }
 
 fn text(len: usize) -> String {

@@ -261,6 +261,18 @@ pub async fn run(
                             );
                         }
                     }
+                    Event::MessagesMissing { conversation, from, count } => {
+                        if json {
+                            print_json(json!({ "missing": {
+                                "conversation": conversation, "from": from, "count": count
+                            } }));
+                        } else {
+                            eprintln!(
+                                "warning: {count} message(s) from {} never arrived: the server did not deliver them",
+                                printable(from)
+                            );
+                        }
+                    }
                     _ => {}
                 })
                 .await?;

@@ -239,3 +239,72 @@ async fn a_strangers_invitation_relabelled_as_a_friends_is_refused() {
     assert!(victim.profile().conversations().unwrap().is_empty());
     assert!(!victim.profile().is_contact(stranger_id).unwrap());
 }
+
+/// A server that silently drops a message: the next one from the same device carries the next
+/// count, so the receiver sees the jump and the conversation says a message did not arrive
+/// (before, a dropped message was just silence). The dropped message never comes; the one after
+/// it, which the server also replays under a second server id, shows once.
+#[tokio::test]
+async fn a_message_the_server_drops_is_noticed() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155558101", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155558102", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    alice.send_text("@bob", "one").await.unwrap();
+    assert_eq!(bob.receive(None, |_| {}).await.unwrap().len(), 1);
+
+    // The first message body the lying server sees after this point is dropped, every time
+    // the real server delivers it again.
+    let victim: Arc<Mutex<Option<bytes::Bytes>>> = Arc::new(Mutex::new(None));
+    let chosen = victim.clone();
+    let rewrite: lying_server::Rewrite = Arc::new(move |frame| match frame {
+        ServerFrame::Delivery(d)
+            if matches!(
+                rampart_proto::decode_envelope(&d.body),
+                Ok(rampart_proto::Envelope::Application { .. })
+            ) =>
+        {
+            let mut chosen = chosen.lock().unwrap();
+            let victim = chosen.get_or_insert_with(|| d.body.clone());
+            if *victim == d.body {
+                return vec![];
+            }
+            let mut replay = d.clone();
+            replay.server_id = rampart_core::ServerMessageId(d.server_id.0 + 1_000_000);
+            vec![ServerFrame::Delivery(d), ServerFrame::Delivery(replay)]
+        }
+        other => vec![other],
+    });
+    let proxy = lying_server::start_with(&server, rewrite).await;
+    lying_server::point_at(bob.profile(), proxy, &server.fingerprint);
+
+    alice.send_text("@bob", "two").await.unwrap();
+    alice.send_text("@bob", "three").await.unwrap();
+    let events = bob.receive_events(None, |_| {}).await.unwrap();
+    assert!(victim.lock().unwrap().is_some(), "the lying server dropped nothing");
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["three"], "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::MessagesMissing { count: 1, from, .. } if from == "@alice")),
+        "the dropped message went unnoticed: {events:?}"
+    );
+    let history = bob.profile().messages(10).unwrap();
+    assert!(
+        history.iter().any(|m| m.text.contains("1 message from @alice did not arrive")),
+        "the conversation does not say so: {history:?}"
+    );
+    // Nothing more: the dropped message stays dropped, and no second notice.
+    let again = bob.receive_events(None, |_| {}).await.unwrap();
+    assert!(
+        !again.iter().any(|e| matches!(e, Event::Message { .. } | Event::MessagesMissing { .. })),
+        "{again:?}"
+    );
+}
