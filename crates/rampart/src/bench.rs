@@ -295,8 +295,8 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     } else {
         format!("embedded SQLite in {}", dir.display())
     };
-    println!("rampart bench: server pid {pid} at {} ({storage})", server.addr);
-    println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    outln!("rampart bench: server pid {pid} at {} ({storage})", server.addr);
+    outln!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
     // --- memory per idle connected device -------------------------------------------
     let mut idle_kib_per_device = None;
@@ -318,7 +318,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         let after = rss_kib(pid)?;
         let per = (after.saturating_sub(before)) as f64 / idle.len() as f64;
         idle_kib_per_device = Some(per);
-        println!(
+        outln!(
             "idle devices: {}  server RSS {} KiB -> {} KiB  = {:.1} KiB per idle connected device",
             idle.len(),
             before,
@@ -441,7 +441,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     // senders' windows bound unanswered sends only: a message the server has answered but
     // not yet pushed is still in flight on this clock, so the figure may exceed the windows.
     let in_flight = rate * mean_us / 1e6;
-    println!(
+    outln!(
         "delivery: {} pairs x {} messages of {} bytes, window {}: {} delivered in {:.2} s = {:.0} messages/s",
         args.pairs,
         args.messages,
@@ -456,18 +456,18 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         percentile(&latencies, 0.99) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
     );
-    println!(
+    outln!(
         "latency (send call to push received): p50 {p50:.2} ms  p99 {p99:.2} ms  max {max:.2} ms  mean {:.2} ms",
         mean_us / 1000.0
     );
-    println!(
+    outln!(
         "Little's law: {rate:.0} messages/s x {:.2} ms mean = {in_flight:.1} messages in flight (the senders' windows hold {} unanswered sends)",
         mean_us / 1000.0,
         args.pairs * args.window.max(1)
     );
     // /proc counts CPU time in 10 ms ticks: below 20 of them the figure would be mostly rounding.
     let cpu_us_per_message = if server_cpu >= 0.2 {
-        println!(
+        outln!(
             "server CPU: {:.2} s for {} messages = {:.1} µs per delivered message ({:.0}% of one core; the rest of the machine ran the bench clients)",
             server_cpu,
             total,
@@ -476,7 +476,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         );
         Some(server_cpu * 1e6 / total as f64)
     } else {
-        println!("server CPU: {server_cpu:.2} s, too little to measure per message (run more messages)");
+        outln!("server CPU: {server_cpu:.2} s, too little to measure per message (run more messages)");
         None
     };
     let e2e_rate = if args.e2e_messages > 0 {
@@ -485,7 +485,7 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
         None
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "delivered": total,
@@ -594,7 +594,7 @@ async fn end_to_end(
     let finished = receiver.await??;
     conn.close().await;
     let elapsed = (finished - started).as_secs_f64();
-    println!(
+    outln!(
         "end-to-end encrypted: {messages} messages of {} bytes, 1:1, window {window}: sent in {:.2} s, all \
          decrypted, stored and acknowledged by the recipient in {:.2} s = {:.0} messages/s \
          (sender's MLS sealing {:.0} µs per message)",

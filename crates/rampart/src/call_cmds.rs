@@ -39,14 +39,14 @@ fn limits(client: &Client, duration: Option<u64>) -> CallLimits {
 
 fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
     if json {
-        println!("{}", json!({ "ok": true, "call": report }));
+        outln!("{}", json!({ "ok": true, "call": report }));
         return;
     }
-    println!("Call with {}: {} ({}).", report.peer, report.outcome, report.detail);
+    outln!("Call with {}: {} ({}).", report.peer, report.outcome, report.detail);
     if report.media_ms > 0 {
         let frames = report.frames_decoded + report.frames_concealed;
         let lost = if frames == 0 { 0.0 } else { 100.0 * report.frames_concealed as f64 / frames as f64 };
-        println!(
+        outln!(
             "  {:.1} s of media through relay {}: {} frames sent, {} received, {:.1}% concealed",
             report.media_ms as f64 / 1000.0,
             report.relay,
@@ -56,7 +56,7 @@ fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
         );
     }
     if let Some(path) = record {
-        println!("  recorded {} frames to {}", report.frames_recorded, path.display());
+        outln!("  recorded {} frames to {}", report.frames_recorded, path.display());
     }
 }
 
@@ -105,9 +105,9 @@ pub fn hangup(client: &Client, json: bool) -> anyhow::Result<()> {
     let path = hangup_file(client);
     std::fs::write(&path, b"hang up\n").with_context(|| format!("cannot write {}", path.display()))?;
     if json {
-        println!("{}", json!({ "ok": true }));
+        outln!("{}", json!({ "ok": true }));
     } else {
-        println!("Asked the call on this profile to hang up.");
+        outln!("Asked the call on this profile to hang up.");
     }
     Ok(())
 }
@@ -115,11 +115,11 @@ pub fn hangup(client: &Client, json: bool) -> anyhow::Result<()> {
 pub fn calls(client: &Client, limit: u32, json: bool) -> anyhow::Result<()> {
     let log = client.profile().call_log(limit)?;
     if json {
-        println!("{}", json!({ "ok": true, "calls": log }));
+        outln!("{}", json!({ "ok": true, "calls": log }));
         return Ok(());
     }
     if log.is_empty() {
-        println!("No calls yet. Call someone with: rampart call @someone");
+        outln!("No calls yet. Call someone with: rampart call @someone");
         return Ok(());
     }
     for c in log {
@@ -133,7 +133,7 @@ pub fn calls(client: &Client, limit: u32, json: bool) -> anyhow::Result<()> {
             "request" => "call request (not a contact; did not ring)".to_owned(),
             other => other.to_owned(),
         };
-        println!("{arrow} {:<24} {outcome}{length}  ({when} ago)", c.peer);
+        outln!("{arrow} {:<24} {outcome}{length}  ({when} ago)", c.peer);
     }
     Ok(())
 }
@@ -145,16 +145,14 @@ pub fn ring_policy(client: &Client, policy: Option<String>, json: bool) -> anyho
     }
     let p = client.profile().ring_policy()?;
     if json {
-        println!("{}", json!({ "ok": true, "ring_policy": p.as_str() }));
+        outln!("{}", json!({ "ok": true, "ring_policy": p.as_str() }));
     } else {
         let who = match p {
             RingPolicy::Everyone => "anyone",
             RingPolicy::Contacts => "only your contacts (people you saved or wrote to)",
             RingPolicy::Nobody => "nobody",
         };
-        println!(
-            "Calls from {who} make this device ring; others show up as call requests in `rampart calls`."
-        );
+        outln!("Calls from {who} make this device ring; others show up as call requests in `rampart calls`.");
     }
     Ok(())
 }
@@ -162,9 +160,9 @@ pub fn ring_policy(client: &Client, policy: Option<String>, json: bool) -> anyho
 pub async fn add_contact(client: &mut Client, who: &str, json: bool) -> anyhow::Result<()> {
     let label = client.add_contact(who).await?;
     if json {
-        println!("{}", json!({ "ok": true, "contact": label }));
+        outln!("{}", json!({ "ok": true, "contact": label }));
     } else {
-        println!(
+        outln!(
             "Saved {} as a contact: their calls ring this device and their conversations open without a request.",
             crate::client_cmds::printable(&label)
         );

@@ -40,7 +40,7 @@ pub fn printable(text: &str) -> String {
 }
 
 pub(crate) fn print_json(value: serde_json::Value) {
-    println!("{value}");
+    outln!("{value}");
 }
 
 /// A QR code of `text` drawn with Unicode half blocks, for scanning from a phone camera.
@@ -80,7 +80,7 @@ pub async fn run(
             if json {
                 print_json(json!({ "ok": true, "sent": receipt }));
             } else {
-                println!(
+                outln!(
                     "Sent to {to} ({} device{}).",
                     receipt.recipient_devices,
                     if receipt.recipient_devices == 1 { "" } else { "s" }
@@ -103,7 +103,7 @@ pub async fn run(
             if json {
                 print_json(json!({ "ok": true, "message_id": id }));
             } else {
-                println!("Sent {} to {to}.", path.display());
+                outln!("Sent {} to {to}.", path.display());
             }
             Ok(())
         }
@@ -117,7 +117,7 @@ pub async fn run(
             if json {
                 print_json(json!({ "ok": true, "saved": saved }));
             } else {
-                println!("Saved {}", saved.display());
+                outln!("Saved {}", saved.display());
             }
             Ok(())
         }
@@ -127,10 +127,10 @@ pub async fn run(
             if json {
                 print_json(json!({ "ok": true, "conversations": list }));
             } else if list.is_empty() {
-                println!("No conversations yet. Start one with: rampart send @someone 'hello'");
+                outln!("No conversations yet. Start one with: rampart send @someone 'hello'");
             } else {
                 for c in list {
-                    println!(
+                    outln!(
                         "{}  {:<24} {}{} ({} messages{}{})",
                         // In full: ids begin with the creator's account number, so any fixed
                         // prefix would print the same digits for every conversation.
@@ -172,7 +172,7 @@ pub async fn run(
             if json {
                 print_json(json!({ "ok": true, "group": id, "result": what }));
             } else {
-                println!("Group {what}: {id}");
+                outln!("Group {what}: {id}");
             }
             Ok(())
         }
@@ -182,7 +182,7 @@ pub async fn run(
                 if json {
                     print_json(json!({ "ok": true, "unverified": label }));
                 } else {
-                    println!("{} is no longer marked verified.", printable(&label));
+                    outln!("{} is no longer marked verified.", printable(&label));
                 }
                 return Ok(());
             }
@@ -195,29 +195,29 @@ pub async fn run(
                 print_json(json!({ "ok": true, "with": check.with, "safety_number": check.number,
                     "unexpected_devices": check.unexpected_devices, "verified": check.verified }));
             } else {
-                println!(
+                outln!(
                     "Safety number with {}:\n\n  {}\n",
                     printable(&check.with),
                     rampart_mls::safety::grouped(&check.number)
                 );
                 if let Some(qr) = qr(&check.number) {
-                    println!("{qr}");
+                    outln!("{qr}");
                 }
                 for d in &check.unexpected_devices {
-                    println!(
+                    outln!(
                         "WARNING: your conversation holds {d}, which neither of your identities certified."
                     );
                 }
                 match check.verified {
-                    Some(true) if mark_verified => println!(
+                    Some(true) if mark_verified => outln!(
                         "Marked verified: if {}'s identity changes, nothing is sent to them until you compare again.",
                         printable(&check.with)
                     ),
-                    Some(true) => println!("You verified this identity."),
-                    Some(false) => println!(
+                    Some(true) => outln!("You verified this identity."),
+                    Some(false) => outln!(
                         "This is NOT the identity you verified: compare the number again, then --mark-verified (or --unverify)."
                     ),
-                    None => println!(
+                    None => outln!(
                         "Compare it with theirs in person; if it matches, run again with --mark-verified. It changes when either of you registers again."
                     ),
                 }
@@ -244,7 +244,7 @@ pub async fn run(
                             };
                             print_json(json!({ "message": m }));
                         } else {
-                            println!("{}: {}", printable(from), printable(text));
+                            outln!("{}: {}", printable(from), printable(text));
                         }
                     }
                     Event::Request { conversation, from, from_account } => {
@@ -254,7 +254,7 @@ pub async fn run(
                                 "conversation": conversation, "from": from, "from_account": from_account
                             } }));
                         } else {
-                            println!(
+                            outln!(
                                 "Message request from {} (not a contact; nothing opened): `rampart requests accept {}` to read it",
                                 printable(from),
                                 printable(from)
@@ -279,7 +279,7 @@ pub async fn run(
             if json {
                 print_json(json!({ "ok": true, "received": received, "requests": requests }));
             } else if received == 0 && requests == 0 {
-                println!("No new messages.");
+                outln!("No new messages.");
             }
             Ok(())
         }
@@ -290,7 +290,7 @@ pub async fn run(
                 print_json(json!({ "ok": true, "messages": messages }));
             } else {
                 for m in messages {
-                    println!("{}", history_line(&m));
+                    outln!("{}", history_line(&m));
                 }
             }
             Ok(())
@@ -323,15 +323,15 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
                 print_json(json!({ "ok": true, "registration": reg }));
             } else {
                 if reg.pinned_now {
-                    println!("First contact with {}: pinned its certificate", reg.server);
-                    println!("  {}", reg.fingerprint);
-                    println!("  (compare it with the fingerprint the server printed at start-up)");
+                    outln!("First contact with {}: pinned its certificate", reg.server);
+                    outln!("  {}", reg.fingerprint);
+                    outln!("  (compare it with the fingerprint the server printed at start-up)");
                 }
-                println!(
+                outln!(
                     "A verification code is on its way to {phone}; it expires in {} minutes.",
                     reg.expires_in_secs / 60
                 );
-                println!("Next: rampart account verify CODE");
+                outln!("Next: rampart account verify CODE");
             }
             Ok(())
         }
@@ -340,9 +340,9 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true, "account": me }));
             } else {
-                println!("Registered as {} (account {}, device {}).", me.label, me.account_id, me.device_id);
-                println!("Profile: {}", client.profile().dir().display());
-                println!("Next: rampart send +15557654321 \"hello\"   or   rampart recv --wait 60");
+                outln!("Registered as {} (account {}, device {}).", me.label, me.account_id, me.device_id);
+                outln!("Profile: {}", client.profile().dir().display());
+                outln!("Next: rampart send +15557654321 \"hello\"   or   rampart recv --wait 60");
             }
             Ok(())
         }
@@ -355,20 +355,20 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
                     json!({ "ok": true, "link_code": shown, "expires_in_secs": pending.expires_in_secs }),
                 );
             } else {
-                println!("On a device that already has your account, run:");
-                println!();
-                println!("    rampart devices approve {shown}");
-                println!();
+                outln!("On a device that already has your account, run:");
+                outln!();
+                outln!("    rampart devices approve {shown}");
+                outln!();
                 if let Some(code) = qr(&format!("rampart-link:{shown}")) {
-                    println!("{code}");
+                    outln!("{code}");
                 }
-                println!("Waiting up to {} minutes for the approval...", pending.expires_in_secs / 60);
+                outln!("Waiting up to {} minutes for the approval...", pending.expires_in_secs / 60);
             }
             let me = client.finish_link(pending).await?;
             if json {
                 print_json(json!({ "ok": true, "account": me }));
             } else {
-                println!("Linked: this device is device {} of {}.", me.device_id, me.label);
+                outln!("Linked: this device is device {} of {}.", me.device_id, me.label);
             }
             Ok(())
         }
@@ -377,9 +377,12 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true, "account": me }));
             } else {
-                println!(
+                outln!(
                     "{} — account {}, device {}, server {}",
-                    me.label, me.account_id, me.device_id, me.server
+                    me.label,
+                    me.account_id,
+                    me.device_id,
+                    me.server
                 );
             }
             Ok(())
@@ -393,7 +396,7 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true, "account": me }));
             } else {
-                println!("Others now see you as {}.", me.label);
+                outln!("Others now see you as {}.", me.label);
             }
             Ok(())
         }
@@ -402,7 +405,7 @@ async fn account(client: &mut Client, cmd: AccountCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true }));
             } else {
-                println!("Pinned the new fingerprint.");
+                outln!("Pinned the new fingerprint.");
             }
             Ok(())
         }
@@ -431,7 +434,7 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
             } else {
                 for d in list {
                     let marker = if d.device.0 == me.device_id { "  (this device)" } else { "" };
-                    println!("{:>6}  {}{marker}", d.device.0, d.name);
+                    outln!("{:>6}  {}{marker}", d.device.0, d.name);
                 }
             }
             Ok(())
@@ -441,7 +444,7 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true, "device_id": device.0 }));
             } else {
-                println!("Approved: the new device is device {}.", device.0);
+                outln!("Approved: the new device is device {}.", device.0);
             }
             Ok(())
         }
@@ -450,7 +453,7 @@ async fn devices(client: &mut Client, cmd: DevicesCommand, json: bool) -> anyhow
             if json {
                 print_json(json!({ "ok": true }));
             } else {
-                println!("Device {device_id} is revoked: it is disconnected and its queue deleted.");
+                outln!("Device {device_id} is revoked: it is disconnected and its queue deleted.");
             }
             Ok(())
         }
@@ -590,7 +593,7 @@ fn profile_command(client: &mut Client, cmd: ProfileCommand, json: bool) -> anyh
                 } else {
                     "not encrypted"
                 };
-                println!("Profile: {dir}\n  {how}");
+                outln!("Profile: {dir}\n  {how}");
             }
         }
         ProfileCommand::Encrypt => {
@@ -600,8 +603,8 @@ fn profile_command(client: &mut Client, cmd: ProfileCommand, json: bool) -> anyh
             if json {
                 print_json(json!({ "ok": true, "profile": dir, "encrypted": true }));
             } else {
-                println!("The profile at {dir} is now encrypted. Every command will ask for the passphrase.");
-                println!("There is no way to recover it if you forget it.");
+                outln!("The profile at {dir} is now encrypted. Every command will ask for the passphrase.");
+                outln!("There is no way to recover it if you forget it.");
             }
         }
         ProfileCommand::Decrypt => {
@@ -609,7 +612,7 @@ fn profile_command(client: &mut Client, cmd: ProfileCommand, json: bool) -> anyh
             if json {
                 print_json(json!({ "ok": true, "profile": dir, "encrypted": false }));
             } else {
-                println!("The profile at {dir} is stored in the clear now.");
+                outln!("The profile at {dir} is stored in the clear now.");
             }
         }
     }

@@ -1,6 +1,9 @@
 //! `rampart`: the server, its admin tools and the client, in one command.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod output;
+
 mod bench;
 mod call_cmds;
 mod chat;
@@ -27,10 +30,7 @@ fn main() -> std::process::ExitCode {
             if json {
                 let kind =
                     e.downcast_ref::<rampart_client::ClientError>().map(|c| c.kind()).unwrap_or("error");
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") })
-                );
+                outln!("{}", serde_json::json!({ "ok": false, "error": kind, "message": format!("{e:#}") }));
             } else {
                 eprintln!("error: {}", client_cmds::printable(&format!("{e:#}")));
             }

@@ -37,15 +37,15 @@ pub async fn requests(client: &mut Client, action: Option<RequestCommand>, json:
             if json {
                 print_json(json!({ "ok": true, "requests": list, "counters": counters }));
             } else if list.is_empty() {
-                println!("No requests. Conversations started by people who are not your contacts wait here.");
+                outln!("No requests. Conversations started by people who are not your contacts wait here.");
             } else {
-                println!(
+                outln!(
                     "Conversations started by people who are not your contacts (nothing of them is opened yet):"
                 );
                 for r in &list {
-                    println!("  {}", request_line(r));
+                    outln!("  {}", request_line(r));
                 }
-                println!(
+                outln!(
                     "\nAnswer with `rampart requests accept|decline|block <id or sender>`. Ask for their safety number before you trust a stranger."
                 );
             }
@@ -58,16 +58,16 @@ pub async fn requests(client: &mut Client, action: Option<RequestCommand>, json:
                 for e in &events {
                     match e {
                         Event::Joined { conversation, members } => {
-                            println!("Joined conversation {conversation} ({members} devices).")
+                            outln!("Joined conversation {conversation} ({members} devices).")
                         }
                         Event::Message { from, text, .. } => {
-                            println!("{}: {}", printable(from), printable(text))
+                            outln!("{}: {}", printable(from), printable(text))
                         }
-                        Event::Refused { reason } => println!("refused: {}", printable(reason)),
+                        Event::Refused { reason } => outln!("refused: {}", printable(reason)),
                         _ => {}
                     }
                 }
-                println!("Accepted: they are now a contact.");
+                outln!("Accepted: they are now a contact.");
             }
         }
         RequestCommand::Decline { which } => {
@@ -75,7 +75,7 @@ pub async fn requests(client: &mut Client, action: Option<RequestCommand>, json:
             if json {
                 print_json(json!({ "ok": true, "declined": r }));
             } else {
-                println!(
+                outln!(
                     "Declined the request from {}; nothing of it was opened, and what follows in it is dropped here. `rampart block` stops them on the server.",
                     printable(&r.from)
                 );
@@ -94,10 +94,10 @@ pub async fn block(client: &mut Client, who: Option<String>, json: bool) -> anyh
                 blocked.iter().map(|(a, label)| json!({ "account": a.0, "label": label })).collect();
             print_json(json!({ "ok": true, "blocked": list }));
         } else if blocked.is_empty() {
-            println!("You have blocked nobody.");
+            outln!("You have blocked nobody.");
         } else {
             for (_, label) in blocked {
-                println!("{}", printable(&label));
+                outln!("{}", printable(&label));
             }
         }
         return Ok(());
@@ -106,7 +106,7 @@ pub async fn block(client: &mut Client, who: Option<String>, json: bool) -> anyh
     if json {
         print_json(json!({ "ok": true, "blocked": label }));
     } else {
-        println!(
+        outln!(
             "Blocked {}: the server delivers nothing more from them to you. `rampart unblock {}` lifts it.",
             printable(&label),
             printable(&label)
@@ -120,7 +120,7 @@ pub async fn unblock(client: &mut Client, who: &str, json: bool) -> anyhow::Resu
     if json {
         print_json(json!({ "ok": true, "unblocked": label }));
     } else {
-        println!("Unblocked {}.", printable(&label));
+        outln!("Unblocked {}.", printable(&label));
     }
     Ok(())
 }
@@ -134,7 +134,7 @@ pub fn message_policy(client: &Client, policy: Option<String>, json: bool) -> an
     if json {
         print_json(json!({ "ok": true, "message_policy": p.as_str() }));
     } else {
-        println!(
+        outln!(
             "{}",
             match p {
                 MessagePolicy::Everyone => "Anyone can start a conversation with you; it opens at once.",

@@ -177,35 +177,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let id = server.identity();
     let url = format!("https://{addr}");
 
-    println!("Rampart server {} is running.", env!("CARGO_PKG_VERSION"));
-    println!("  listening     {url}  (WebSocket /v1/ws, health /health, metrics /metrics)");
-    println!("  data          {}", data_dir.display());
+    outln!("Rampart server {} is running.", env!("CARGO_PKG_VERSION"));
+    outln!("  listening     {url}  (WebSocket /v1/ws, health /health, metrics /metrics)");
+    outln!("  data          {}", data_dir.display());
     if using_postgres {
-        println!("  storage       PostgreSQL");
+        outln!("  storage       PostgreSQL");
     } else {
-        println!("  storage       embedded SQLite: {}", data_dir.join("rampart.db").display());
+        outln!("  storage       embedded SQLite: {}", data_dir.join("rampart.db").display());
     }
-    println!("  attachments   {} (ciphertext only)", data_dir.join("attachments").display());
+    outln!("  attachments   {} (ciphertext only)", data_dir.join("attachments").display());
     match (&relay, relays.is_empty()) {
         (Some(_), _) => {
-            println!("  relay         TURN over UDP {} (calls; media relayed only)", relays.join(", "))
+            outln!("  relay         TURN over UDP {} (calls; media relayed only)", relays.join(", "))
         }
-        (None, false) => println!("  relay         external: {}", relays.join(", ")),
-        (None, true) => println!("  relay         none: calls are off"),
+        (None, false) => outln!("  relay         external: {}", relays.join(", ")),
+        (None, true) => outln!("  relay         none: calls are off"),
     }
     let origin = if id.created { "created now (self-signed)" } else { "from" };
-    println!("  certificate   {origin} {}", id.source.display());
-    println!("  fingerprint   {}", id.fingerprint());
+    outln!("  certificate   {origin} {}", id.source.display());
+    outln!("  fingerprint   {}", id.fingerprint());
     if outbox {
-        println!(
+        outln!(
             "  codes         verification codes go to the local outbox: rampart admin outbox --data-dir {}",
             data_dir.display()
         );
     }
-    println!();
-    println!("Clients pin this fingerprint on first contact. Next, on a client:");
-    println!("  rampart account register --server {url} --phone +15551234567");
-    println!("Stop with Ctrl-C; queued messages are kept.");
+    outln!();
+    outln!("Clients pin this fingerprint on first contact. Next, on a client:");
+    outln!("  rampart account register --server {url} --phone +15551234567");
+    outln!("Stop with Ctrl-C; queued messages are kept.");
 
     server.run(shutdown_signal()).await;
     if let Some(reporter) = reporter {
@@ -293,17 +293,14 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     let handle = start_relay(&config.calls.relay, secret).await?;
     let secret_path =
         config.calls.relay_secret_file.clone().unwrap_or_else(|| config.data_dir.join("relay.secret"));
-    println!("Rampart relay {} is running.", env!("CARGO_PKG_VERSION"));
-    println!("  listening     TURN over UDP {}", handle.local_addr());
-    println!(
-        "  ports         {}-{} (relayed media)",
-        config.calls.relay.min_port, config.calls.relay.max_port
-    );
-    println!("  secret        {} (share it with the server: relay_secret_file)", secret_path.display());
-    println!();
-    println!("On the signaling server, set in its configuration:");
-    println!("  [calls]\n  relays = [\"{}\"]", handle.local_addr());
-    println!("Stop with Ctrl-C.");
+    outln!("Rampart relay {} is running.", env!("CARGO_PKG_VERSION"));
+    outln!("  listening     TURN over UDP {}", handle.local_addr());
+    outln!("  ports         {}-{} (relayed media)", config.calls.relay.min_port, config.calls.relay.max_port);
+    outln!("  secret        {} (share it with the server: relay_secret_file)", secret_path.display());
+    outln!();
+    outln!("On the signaling server, set in its configuration:");
+    outln!("  [calls]\n  relays = [\"{}\"]", handle.local_addr());
+    outln!("Stop with Ctrl-C.");
     shutdown_signal().await;
     let stats = handle.stats();
     handle.shutdown().await;
@@ -342,12 +339,12 @@ pub async fn outbox(args: StoreArgs, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|e| serde_json::json!({ "phone": e.phone, "text": e.text, "created_at_ms": e.created_at }))
             .collect();
-        println!("{}", serde_json::json!({ "ok": true, "outbox": list }));
+        outln!("{}", serde_json::json!({ "ok": true, "outbox": list }));
     } else if entries.is_empty() {
-        println!("The outbox is empty (codes expire after 10 minutes).");
+        outln!("The outbox is empty (codes expire after 10 minutes).");
     } else {
         for e in entries {
-            println!("{}  {}", e.phone, e.text);
+            outln!("{}  {}", e.phone, e.text);
         }
     }
     Ok(())
@@ -372,13 +369,13 @@ pub async fn call_misfits(args: StoreArgs, json: bool) -> anyhow::Result<()> {
                 serde_json::json!({ "account": a.0, "label": label, "misfits": total, "reasons": reasons })
             })
             .collect();
-        println!("{}", serde_json::json!({ "ok": true, "accounts": list }));
+        outln!("{}", serde_json::json!({ "ok": true, "accounts": list }));
     } else if accounts.is_empty() {
-        println!("No call request has been refused for not fitting the call schema.");
+        outln!("No call request has been refused for not fitting the call schema.");
     } else {
         for (a, label, total, reasons) in accounts {
             let why: Vec<String> = reasons.iter().map(|r| format!("{} {}", r.reason, r.count)).collect();
-            println!("account {} {label}: {total} refused ({})", a.0, why.join(", "));
+            outln!("account {} {label}: {total} refused ({})", a.0, why.join(", "));
         }
     }
     Ok(())

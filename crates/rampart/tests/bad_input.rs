@@ -428,3 +428,26 @@ async fn lock_out_attempts_do_not_stop_the_rightful_user() {
     }
     owner.connect().await.expect("a valid login is not refused because others failed");
 }
+
+/// A reader that stops early (`rampart --json history | head -c 100`) closes the pipe: the
+/// command ends quietly with status 141, as a program killed by SIGPIPE does (`ls | head`),
+/// not with a panic and a backtrace. Here the pipe is closed before the command writes at all.
+#[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .arg("--profile")
+        .arg(dir.path())
+        .args(["--json", "history"])
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
