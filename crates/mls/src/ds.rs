@@ -353,13 +353,8 @@ fn decode_public_state(bytes: &[u8]) -> Result<MemoryStorage, MlsError> {
 mod tests {
     use super::*;
     use crate::Engine;
+    use crate::engine::tests::device;
     use crate::identity::{certify, new_signature_key, public_key};
-
-    fn device(n: u64) -> Engine<MemoryStorage> {
-        let key = new_signature_key().unwrap();
-        let cert = certify(&key, AccountId(n), DeviceId(n), public_key(&key).unwrap()).unwrap();
-        Engine::new(MemoryStorage::default(), key, cert).unwrap()
-    }
 
     fn registry(devices: &[&Engine<MemoryStorage>]) -> BTreeMap<DeviceId, Registered> {
         devices

@@ -662,12 +662,13 @@ pub(crate) fn validate_key_package(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::identity::{certify, new_signature_key};
     use openmls_memory_storage::MemoryStorage;
 
-    fn device(n: u64) -> Engine<MemoryStorage> {
+    /// A device whose account and device ids are both `n`, its certificate self-signed.
+    pub(crate) fn device(n: u64) -> Engine<MemoryStorage> {
         let key = new_signature_key().unwrap();
         let cert = certify(&key, AccountId(n), DeviceId(n), public_key(&key).unwrap()).unwrap();
         Engine::new(MemoryStorage::default(), key, cert).unwrap()
