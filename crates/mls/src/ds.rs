@@ -385,7 +385,7 @@ mod tests {
         alice.create_group(&id).unwrap();
         let packages = [bob.key_packages(1).unwrap().remove(0), mallory.key_packages(1).unwrap().remove(0)];
         let bundle = alice.add(&id, &packages).unwrap();
-        let info = bundle.group_info.clone().expect("a first commit carries its GroupInfo");
+        let info = bundle.group_info.clone().unwrap();
         let checked = check_commit(
             &id,
             GroupStart::New { group_info: &info },
