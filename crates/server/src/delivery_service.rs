@@ -1,6 +1,7 @@
 //! The server as MLS delivery service (RFC 9420 §14): device certificates, the key package
-//! directory, and group handshake ordering. It reads only clear MLS headers (group, epoch,
-//! content type) and certificates; content stays opaque.
+//! directory, and group handshake ordering, every commit checked against the group's public
+//! state. It reads certificates, clear MLS headers (group, epoch, content type) and commits,
+//! which are signed public messages; application content stays opaque.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,7 @@ use rampart_proto::{
     AccountDevices, Envelope, ErrorBody, ErrorCode, GroupCommit, Recipient, ResponseBody, encode_envelope,
 };
 use rampart_store::{AccountKeys, GroupCommitRecord, GroupMessage};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::session::{Answer, Connection, err, store_error};
 use crate::state::{Shared, now_ms};
@@ -292,12 +293,20 @@ async fn check_commit_against_group(
         }
     }
     let checked = ds::check_commit(&c.group, start, &c.commit, device, &registered).map_err(|e| {
-        debug!(group = %c.group, device = %device, reason = %e, "commit refused");
+        if matches!(e, MlsError::Storage(_)) {
+            warn!(group = %c.group, reason = %e, "a group's stored public state cannot be read");
+        } else {
+            debug!(group = %c.group, device = %device, reason = %e, "commit refused");
+        }
         match e {
             MlsError::WrongEpoch { current, .. } => {
                 err(ErrorCode::StaleEpoch, format!("the group is at epoch {current}"))
             }
             MlsError::Unauthorized(why) => err(ErrorCode::Forbidden, format!("commit refused: {why}")),
+            // The stored public state did not load: the server's fault, not the commit's.
+            MlsError::Storage(_) => {
+                err(ErrorCode::Internal, "the group's state cannot be read; try again later")
+            }
             other => err(ErrorCode::BadRequest, format!("commit refused: {other}")),
         }
     })?;
