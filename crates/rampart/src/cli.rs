@@ -363,6 +363,39 @@ pub enum DevicesCommand {
     Revoke { device_id: u64 },
 }
 
+/// The command line, with each command's help showing only the options it uses: the client's
+/// `--profile` and `--passphrase-file` are global for the client commands, and hidden (still
+/// accepted, and ignored) on the server, relay, admin and bench commands; `--json` likewise on
+/// `serve` and `relay`, which print none.
+pub fn command() -> clap::Command {
+    /// `command` and its subcommands get their own hidden copy of each option in `hidden`, so
+    /// clap, which hands a global option only to subcommands without one of the same name,
+    /// keeps the visible one out of their help.
+    fn hide(command: clap::Command, hidden: &[clap::Arg]) -> clap::Command {
+        let command = hidden.iter().fold(command, |c, a| c.arg(a.clone()));
+        command.mut_subcommands(|nested| hide(nested, hidden))
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let copy = |id: &str| {
+        command.get_arguments().find(|a| a.get_id() == id).map(|a| a.clone().global(false).hide(true))
+    };
+    let client_only: Vec<clap::Arg> = ["profile", "passphrase_file"].into_iter().filter_map(copy).collect();
+    let with_json: Vec<clap::Arg> =
+        ["profile", "passphrase_file", "json"].into_iter().filter_map(copy).collect();
+    command
+        .clone()
+        .mut_subcommand("serve", |c| hide(c, &with_json))
+        .mut_subcommand("relay", |c| hide(c, &with_json))
+        .mut_subcommand("admin", |c| hide(c, &client_only))
+        .mut_subcommand("bench", |c| hide(c, &client_only))
+}
+
+/// Parse the process's arguments (exits with clap's message on an error or `--help`).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,

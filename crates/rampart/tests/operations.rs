@@ -171,3 +171,31 @@ fn a_tiny_bench_run_prints_measured_figures() {
     let in_flight = v["in_flight"].as_f64().unwrap();
     assert!(in_flight > 0.0 && in_flight <= 20.0, "{v}");
 }
+
+/// Each command's help shows the options it uses: the client's `--profile` and
+/// `--passphrase-file` appear on client commands, not on the server, relay, admin and bench
+/// commands that ignore them (nor `--json` on `serve` and `relay`, which print none).
+#[test]
+fn each_commands_help_shows_the_options_it_uses() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(BIN).args(args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for args in [&["serve"][..], &["relay"], &["bench"], &["admin", "outbox"], &["admin", "call-misfits"]] {
+        let text = help(args);
+        for client_only in ["--profile", "--passphrase-file"] {
+            assert!(!text.contains(client_only), "`rampart {}` shows {client_only}:\n{text}", args.join(" "));
+        }
+    }
+    for args in [&["serve"][..], &["relay"]] {
+        assert!(!help(args).contains("--json"), "`rampart {}` shows --json", args.join(" "));
+    }
+    assert!(help(&["admin", "call-misfits"]).contains("--json"));
+    for args in [&["send"][..], &["history"], &["account", "register"]] {
+        let text = help(args);
+        for option in ["--profile", "--passphrase-file", "--json"] {
+            assert!(text.contains(option), "`rampart {}` lacks {option}:\n{text}", args.join(" "));
+        }
+    }
+}
