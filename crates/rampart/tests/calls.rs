@@ -608,3 +608,77 @@ async fn crossing_first_messages_converge_on_one_conversation_and_calls_work() {
     .await
     .unwrap();
 }
+
+/// The call kinds of the `CallSignal` envelopes delivered on `conn`, queued and live, until it
+/// has been quiet for two seconds.
+async fn call_signals_delivered(conn: &mut rampart_client::Connection) -> Vec<SignalKind> {
+    let mut kinds = Vec::new();
+    while let Some(frame) = conn.next_frame(Duration::from_secs(2)).await.unwrap() {
+        if let rampart_proto::ServerFrame::Delivery(d) = frame
+            && let Ok(rampart_proto::Envelope::CallSignal { kind, .. }) =
+                rampart_proto::decode_envelope(&d.body)
+        {
+            kinds.push(kind);
+        }
+    }
+    kinds
+}
+
+/// Once one of the callee's devices answers, the call is between two devices: the caller's
+/// later signals reach the answering device only, and the callee's other devices hear just that
+/// the call was answered elsewhere (before, every signal went to every device of the account).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_accept_signals_go_to_the_answering_device_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155557101", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155557102", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
+    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
+    let code = pending.shown_code();
+    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    laptop.receive(None, |_| {}).await.unwrap();
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+
+    let mut conn = alice.connect().await.unwrap();
+    let group = alice.conversation_for(&mut conn, "@bob").await.unwrap();
+    let mut sealed = || {
+        let ClientRequest::GroupSend { body, .. } = alice.seal_text(&group, "signal").unwrap() else {
+            panic!("seal_text gives a GroupSend")
+        };
+        body
+    };
+    let (offer, candidates) = (sealed(), sealed());
+    let call = CallId(rand::random());
+    let placed = conn
+        .request(ClientRequest::PlaceCall {
+            call,
+            callee: bob_id,
+            group: group.clone(),
+            media: MediaKind::Audio,
+            offer,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(placed, rampart_proto::ResponseBody::CallPlaced { ringing_devices: 2 }), "{placed:?}");
+
+    let mut phone = bob.connect().await.unwrap();
+    let answered = phone.request(ClientRequest::FetchOffer { call }).await.unwrap();
+    assert!(matches!(answered, rampart_proto::ResponseBody::CallOffer { .. }), "{answered:?}");
+    conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Candidates, body: candidates })
+        .await
+        .unwrap();
+    conn.close().await;
+
+    let on_phone = call_signals_delivered(&mut phone).await;
+    assert!(
+        on_phone.contains(&SignalKind::Candidates),
+        "the answering device missed the signal: {on_phone:?}"
+    );
+    let mut on_laptop_conn = laptop.connect().await.unwrap();
+    let on_laptop = call_signals_delivered(&mut on_laptop_conn).await;
+    assert_eq!(on_laptop, [SignalKind::Hangup], "the other device heard more than 'answered elsewhere'");
+    phone.close().await;
+    on_laptop_conn.close().await;
+}

@@ -88,10 +88,11 @@ fn refuse(shared: &Shared, account: AccountId, misfit: Misfit, code: ErrorCode, 
     err(code, message)
 }
 
-/// Queue an envelope for every device of `recipient`, from this device.
+/// Queue an envelope for every device of `recipient`, or only for `only` (the call's party
+/// device once it is known), from this device.
 async fn queue_call_envelope(
     shared: &Shared,
-    recipient: AccountId,
+    (recipient, only): (AccountId, Option<DeviceId>),
     from: (AccountId, DeviceId),
     envelope: &Envelope,
     ttl_ms: u64,
@@ -99,6 +100,7 @@ async fn queue_call_envelope(
     let now = now_ms();
     let msg = NewMessage {
         recipient,
+        only_device: only,
         sender_account: from.0,
         sender_device: from.1,
         message_id: MessageId::random(&mut rand::rng()),
@@ -195,7 +197,7 @@ impl Connection {
         let notice = RingNotice { call, caller: account, caller_device: device, media, sent_at_ms: now };
         let ringing = queue_call_envelope(
             &shared,
-            callee,
+            (callee, None),
             (account, device),
             &Envelope::Ring(notice),
             RING_NOTICE_TTL_MS,
@@ -226,7 +228,7 @@ impl Connection {
             group: record.group.clone(),
             payload: Bytes::new(),
         };
-        queue_call_envelope(&shared, account, (account, device), &answered, RING_TIMEOUT_MS).await?;
+        queue_call_envelope(&shared, (account, None), (account, device), &answered, RING_TIMEOUT_MS).await?;
         debug!(call = %call_hex(&call), device = %device, "call answered");
         Ok(ResponseBody::CallOffer { group: record.group, offer: Bytes::from(record.offer) })
     }
@@ -261,7 +263,9 @@ impl Connection {
                     ));
                 }
             }
-            record.callee
+            // Once a device answered, the call is between two devices: the callee's others
+            // hear nothing more of it (before, a hang-up stops them all ringing).
+            (record.callee, record.answered_by)
         } else if from_callee {
             let answered_here = record.answered_by == Some(device);
             match kind {
@@ -283,7 +287,7 @@ impl Connection {
                     ));
                 }
             }
-            record.caller
+            (record.caller, Some(record.caller_device))
         } else {
             return Err(refuse(&shared, account, Misfit::NotAParty, ErrorCode::Forbidden, "not your call"));
         };

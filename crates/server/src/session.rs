@@ -766,6 +766,7 @@ impl Connection {
         let now = now_ms();
         let msg = NewMessage {
             recipient,
+            only_device: None,
             sender_account: account,
             sender_device: device,
             message_id,

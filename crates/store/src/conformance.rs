@@ -190,6 +190,7 @@ async fn link<S: Store>(store: &S, account: AccountId, n: u32) -> DeviceId {
 fn message(to: AccountId, from: &Registered, id: u32, body: &[u8]) -> NewMessage {
     NewMessage {
         recipient: to,
+        only_device: None,
         sender_account: from.account,
         sender_device: from.device,
         message_id: message_id(id),

@@ -83,6 +83,9 @@ pub struct DeviceRecord {
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub recipient: AccountId,
+    /// Only this device of the recipient gets a copy (a call's signals after one device
+    /// answered); `None`: every device.
+    pub only_device: Option<DeviceId>,
     pub sender_account: AccountId,
     pub sender_device: DeviceId,
     pub message_id: MessageId,
@@ -336,6 +339,15 @@ pub struct GroupMessage {
     pub expires_at: UnixMillis,
 }
 
+/// The recipient's devices `enqueue` fills (by their database keys): all, or only `only`
+/// among them (none if it is not one of them any more).
+pub(crate) fn only_device<T>(devices: Vec<T>, key: impl Fn(&T) -> i64, only: Option<DeviceId>) -> Vec<T> {
+    match only {
+        None => devices,
+        Some(only) => devices.into_iter().filter(|d| u64::try_from(key(d)).ok() == Some(only.0)).collect(),
+    }
+}
+
 /// What the delivery service knows of a group: its epoch, member devices with accounts, and
 /// the public MLS state every commit is checked against (`None` for a group created before
 /// the server kept it).
@@ -516,7 +528,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- queues -------------------------------------------------------------------------
 
-    /// Durably queue one copy for every device of `msg.recipient`, all or none. The copies carry
+    /// Durably queue one copy for every device of `msg.recipient` (or only `msg.only_device`,
+    /// if it is one of them), all or none. The copies carry
     /// the sender's label as it is at this moment (`@username`, else the number), read in the
     /// same transaction, so a name that changed hands is never attached to the wrong sender. `QueueFull` if
     /// any of those devices already holds `limits.per_device` messages, `SenderShareFull` if

@@ -33,7 +33,7 @@ use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
     GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
     PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreEvent, StoreResult,
-    StoredMessage, UnixMillis, WhenFull, plan_commit, room_for,
+    StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
 };
 
 const POOL_SIZE: usize = 16;
@@ -996,6 +996,7 @@ impl Store for PostgresStore {
             .iter()
             .map(QueueSlot::from_row)
             .collect::<StoreResult<Vec<_>>>()?;
+        let devices = only_device(devices, |s| s.device, msg.only_device);
         let sender_label: String = if devices.is_empty() {
             String::new()
         } else {

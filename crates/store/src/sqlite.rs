@@ -32,7 +32,7 @@ use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
     GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
     PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreResult, StoredMessage,
-    UnixMillis, WhenFull, plan_commit, room_for,
+    UnixMillis, WhenFull, only_device, plan_commit, room_for,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -885,6 +885,7 @@ fn enqueue(c: &Connection, msg: NewMessage, limits: QueueLimits) -> StoreResult<
             .db()?;
         st.query_map([recipient], QueueSlot::from_row).db()?.collect::<Result<_, _>>().db()?
     };
+    let devices = only_device(devices, |s| s.device, msg.only_device);
     if devices.is_empty() {
         let exists =
             c.prepare_cached("SELECT 1 FROM accounts WHERE id = ?1").db()?.exists([recipient]).db()?;

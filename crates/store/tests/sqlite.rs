@@ -37,6 +37,7 @@ async fn register(store: &SqliteStore, n: u8) -> Registered {
 fn message(to: AccountId, from: Registered, id: u8) -> NewMessage {
     NewMessage {
         recipient: to,
+        only_device: None,
         sender_account: from.account,
         sender_device: from.device,
         message_id: MessageId([id; 16]),
