@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             link_needs_an_existing_approving_device,
             link_code_expiry_and_replacement,
             enqueue_fans_out_to_every_device,
+            enqueue_to_one_device_of_the_account,
             enqueue_is_idempotent,
             enqueue_unknown_or_deviceless_recipient,
             queue_full_inserts_nothing,
@@ -569,6 +570,24 @@ pub async fn enqueue_fans_out_to_every_device<S: Store>(store: Arc<S>) {
     }
     assert_eq!(depth(&*store, alice.device).await, 0);
     assert_eq!(store.total_queued().await.unwrap(), 3);
+}
+
+/// A message for one device of the account (a call's signal once a device answered) reaches
+/// that device alone; one for a device that is not the account's reaches nobody.
+pub async fn enqueue_to_one_device_of_the_account<S: Store>(store: Arc<S>) {
+    let bob = register(&*store, 1, None).await;
+    let d2 = link(&*store, bob.account, 1).await;
+    let alice = register(&*store, 2, None).await;
+    let mut msg = message(bob.account, &alice, 1, b"for the second device");
+    msg.only_device = Some(d2);
+    let copies = send(&*store, msg).await;
+    assert_eq!(copies.iter().map(|c| c.device).collect::<Vec<_>>(), vec![d2]);
+    assert_eq!(depth(&*store, bob.device).await, 0);
+    let mut elsewhere = message(bob.account, &alice, 2, b"for someone else's device");
+    elsewhere.only_device = Some(alice.device);
+    assert!(send(&*store, elsewhere).await.is_empty());
+    assert_eq!(depth(&*store, alice.device).await, 0);
+    assert_eq!(store.total_queued().await.unwrap(), 1);
 }
 
 /// Retrying a send returns the copies already queued; the key is (device, sender account,
