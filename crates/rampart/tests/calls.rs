@@ -634,10 +634,7 @@ async fn after_accept_signals_go_to_the_answering_device_only() {
     let mut alice = server.register(dir.path(), "alice", "+14155557101", Some("alice")).await;
     let mut bob = server.register(dir.path(), "bob", "+14155557102", Some("bob")).await;
     know_each_other(&mut [&mut alice, &mut bob]).await;
-    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
-    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
-    let code = pending.shown_code();
-    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    let mut laptop = link_device(&server, dir.path(), &mut bob, "bob-laptop").await.unwrap();
     laptop.receive(None, |_| {}).await.unwrap();
     let bob_id = AccountId(bob.identity().unwrap().account_id);
 

@@ -216,10 +216,7 @@ async fn a_linked_device_learns_the_contacts_and_answers_go_to_every_device() {
     bob.add_contact("@friend").await.unwrap();
 
     // Bob links a laptop: it has no contacts of its own, and learns Bob's from his phone.
-    let mut laptop = Client::open(&dir.path().join("bob-laptop")).unwrap();
-    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
-    let code = pending.shown_code();
-    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    let mut laptop = link_device(&server, dir.path(), &mut bob, "bob-laptop").await.unwrap();
     laptop.receive(None, |_| {}).await.unwrap();
     assert!(
         laptop

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use rampart_client::{Client, ClientError, Connection};
+use rampart_client::{ClientError, Connection};
 use rampart_core::MessageId;
 use rampart_proto::{ClientRequest, ErrorCode, GoodbyeReason, ServerFrame};
 use support::*;
@@ -48,27 +48,14 @@ async fn offline_delivery_survives_sigkill_postgres() {
     }
 }
 
-async fn link(
-    server: &TestServer,
-    dir: &std::path::Path,
-    existing: &mut Client,
-    name: &str,
-) -> Result<Client, ClientError> {
-    let mut new = Client::open(&dir.join(name)).unwrap();
-    let pending = new.begin_link(&server.address(), name, None).await?;
-    let code = pending.shown_code();
-    link_both(existing, &mut new, pending, &code).await?;
-    Ok(new)
-}
-
 async fn devices_fan_out_cap_and_revoke(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), backend, "");
     let mut alice = server.register(dir.path(), "alice", "+14155550011", None).await;
     let mut bob = server.register(dir.path(), "bob", "+14155550012", Some("bob")).await;
     know_each_other(&mut [&mut alice, &mut bob]).await;
-    let mut bob2 = link(&server, dir.path(), &mut bob, "bob2").await.unwrap();
-    let mut bob3 = link(&server, dir.path(), &mut bob, "bob3").await.unwrap();
+    let mut bob2 = link_device(&server, dir.path(), &mut bob, "bob2").await.unwrap();
+    let mut bob3 = link_device(&server, dir.path(), &mut bob, "bob3").await.unwrap();
 
     let receipt = alice.send_text("@bob", "to every device").await.unwrap();
     assert_eq!(receipt.recipient_devices, 3);
@@ -79,9 +66,9 @@ async fn devices_fan_out_cap_and_revoke(backend: Backend) {
     }
 
     // Five devices is the default cap: two more fit, the sixth is refused with a clear error.
-    link(&server, dir.path(), &mut bob, "bob4").await.unwrap();
-    link(&server, dir.path(), &mut bob, "bob5").await.unwrap();
-    match link(&server, dir.path(), &mut bob, "bob6").await {
+    link_device(&server, dir.path(), &mut bob, "bob4").await.unwrap();
+    link_device(&server, dir.path(), &mut bob, "bob5").await.unwrap();
+    match link_device(&server, dir.path(), &mut bob, "bob6").await {
         Err(ClientError::Server(e)) => {
             assert_eq!(e.code, ErrorCode::TooManyDevices);
             assert!(e.message.contains('5'), "{}", e.message);

@@ -135,10 +135,7 @@ async fn safety_numbers_come_from_identities_and_membership_is_checked() {
     assert!(check.unexpected_devices.is_empty(), "{check:?}");
     assert_eq!(check.verified, Some(true));
 
-    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
-    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
-    let code = pending.shown_code();
-    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    let mut laptop = link_device(&server, dir.path(), &mut bob, "bob-laptop").await.unwrap();
     // A device Bob's identity certified changes nothing to compare, and nothing is held.
     let check = alice.check_safety("@bob").await.unwrap();
     assert_eq!(check.number, from_alice, "a device the identity certified keeps the number");
@@ -200,10 +197,7 @@ async fn a_members_forged_and_garbage_commits_are_refused_and_the_group_lives_on
     alice.send_to_conversation(&group_name, text("still here")).await.unwrap();
     let got = bob.receive(None, |_| {}).await.unwrap();
     assert!(got.iter().any(|m| m.text == "still here"), "{got:?}");
-    let mut laptop = rampart_client::Client::open(&dir.path().join("bob-laptop")).unwrap();
-    let pending = laptop.begin_link(&server.address(), "laptop", None).await.unwrap();
-    let code = pending.shown_code();
-    link_both(&mut bob, &mut laptop, pending, &code).await.unwrap();
+    let mut laptop = link_device(&server, dir.path(), &mut bob, "bob-laptop").await.unwrap();
     laptop.receive(None, |_| {}).await.unwrap();
     alice.send_to_conversation(&group_name, text("hello, laptop")).await.unwrap();
     let got = laptop.receive(None, |_| {}).await.unwrap();

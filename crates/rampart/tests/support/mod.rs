@@ -346,6 +346,21 @@ pub async fn link_both(
     }
 }
 
+/// A new device `name` (its profile in `dir/name`) linked to `existing`'s account.
+#[allow(dead_code)]
+pub async fn link_device(
+    server: &TestServer,
+    dir: &Path,
+    existing: &mut rampart_client::Client,
+    name: &str,
+) -> Result<rampart_client::Client, rampart_client::ClientError> {
+    let mut new = rampart_client::Client::open(&dir.join(name)).unwrap();
+    let pending = new.begin_link(&server.address(), name, None).await?;
+    let code = pending.shown_code();
+    link_both(existing, &mut new, pending, &code).await?;
+    Ok(new)
+}
+
 /// Every file under `dir`, as raw bytes (database, its WAL and journal, blobs, certificates):
 /// where the server's secrets searches look.
 pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
