@@ -1,14 +1,18 @@
-//! Opus (RFC 6716) through libopus: 48 kHz mono, 20 ms frames, VoIP mode.
+//! Opus (RFC 6716): 48 kHz mono, 20 ms frames, VoIP mode.
 //!
-//! libopus is the reference implementation every major messenger ships and OSS-Fuzz fuzzes
-//! continuously; it is linked from the system (`libopus-dev`). No codec code runs before the
-//! local user accepted a call: the pipeline that owns these ([`crate::pipeline`]) can only be
-//! built with a `MediaPermit`.
+//! The codec is `opus-pure`, a Rust port of the reference libopus that is checked byte for byte
+//! against libopus and fuzzed by its authors. It replaces libopus itself for two reasons: the
+//! decoder is the first code to read what the other side sends after accept, and in Rust a
+//! malformed packet is an error, not memory corruption; and the build needs no system library
+//! (libopus's own build needs CMake). No codec code runs before the local user accepted a call:
+//! the pipeline that owns these ([`crate::pipeline`]) can only be built with a `MediaPermit`.
 
 use thiserror::Error;
 
 /// Opus's sample rate for calls (RFC 7587 §4.1: the RTP clock is always 48 kHz).
 pub const SAMPLE_RATE: u32 = 48_000;
+/// [`SAMPLE_RATE`] as the codec's API takes it.
+const SAMPLE_RATE_HZ: i32 = 48_000;
 /// Samples in one 20 ms mono frame at 48 kHz.
 pub const FRAME_SAMPLES: usize = 960;
 /// Milliseconds of audio in one frame.
@@ -25,7 +29,7 @@ pub type Frame = [i16; FRAME_SAMPLES];
 /// Why encoding or decoding failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {
-    #[error("libopus: {0}")]
+    #[error("Opus: {0}")]
     Opus(String),
     #[error("Opus packet of {0} bytes, at most 1275 are accepted")]
     PacketTooLong(usize),
@@ -35,8 +39,8 @@ pub enum CodecError {
     WrongDuration(usize),
 }
 
-impl From<opus::Error> for CodecError {
-    fn from(error: opus::Error) -> Self {
+impl From<opus_pure::Error> for CodecError {
+    fn from(error: opus_pure::Error) -> Self {
         Self::Opus(error.to_string())
     }
 }
@@ -48,7 +52,7 @@ pub struct EncoderConfig {
     /// In-band FEC (LBRR): each packet also carries a coarse copy of the previous frame, which
     /// the receiver decodes when that frame was lost. Costs some bitrate.
     pub inband_fec: bool,
-    /// Expected loss in percent; libopus uses it to size the FEC data.
+    /// Expected loss in percent; the encoder uses it to size the FEC data.
     pub expected_loss_percent: i32,
 }
 
@@ -60,7 +64,7 @@ impl Default for EncoderConfig {
 
 /// An Opus encoder for 20 ms mono frames at 48 kHz.
 pub struct OpusEncoder {
-    inner: opus::Encoder,
+    inner: opus_pure::OpusEncoder,
 }
 
 impl std::fmt::Debug for OpusEncoder {
@@ -76,22 +80,25 @@ impl OpusEncoder {
     }
 
     pub fn with_config(config: EncoderConfig) -> Result<Self, CodecError> {
-        let mut inner = opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)?;
-        inner.set_bitrate(opus::Bitrate::Bits(config.bitrate))?;
-        inner.set_inband_fec(config.inband_fec)?;
-        inner.set_packet_loss_perc(config.expected_loss_percent.clamp(0, 100))?;
+        let mut inner = opus_pure::OpusEncoder::new(SAMPLE_RATE_HZ, 1, opus_pure::Application::Voip)?;
+        inner.bitrate_bps = config.bitrate;
+        inner.use_inband_fec = config.inband_fec;
+        inner.packet_loss_perc = config.expected_loss_percent.clamp(0, 100);
         Ok(Self { inner })
     }
 
     /// Encodes one frame into one Opus packet (at most [`MAX_OPUS_PACKET_BYTES`]).
     pub fn encode(&mut self, pcm: &Frame) -> Result<Vec<u8>, CodecError> {
-        Ok(self.inner.encode_vec(pcm, MAX_OPUS_PACKET_BYTES)?)
+        let mut packet = vec![0u8; MAX_OPUS_PACKET_BYTES];
+        let length = self.inner.encode_s16(pcm, FRAME_SAMPLES, &mut packet)?;
+        packet.truncate(length);
+        Ok(packet)
     }
 }
 
 /// An Opus decoder producing 20 ms mono frames at 48 kHz.
 pub struct OpusDecoder {
-    inner: opus::Decoder,
+    inner: opus_pure::OpusDecoder,
 }
 
 impl std::fmt::Debug for OpusDecoder {
@@ -102,7 +109,7 @@ impl std::fmt::Debug for OpusDecoder {
 
 impl OpusDecoder {
     pub fn new() -> Result<Self, CodecError> {
-        Ok(Self { inner: opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono)? })
+        Ok(Self { inner: opus_pure::OpusDecoder::new(SAMPLE_RATE_HZ, 1)? })
     }
 
     /// Decodes one packet, or conceals a lost frame (packet loss concealment) when `packet` is
@@ -112,7 +119,7 @@ impl OpusDecoder {
         let mut pcm = [0i16; FRAME_SAMPLES];
         let input = match packet {
             Some(bytes) => Self::checked(bytes)?,
-            // The opus crate passes a null pointer for an empty slice: libopus's PLC.
+            // An empty packet is the decoder's packet loss concealment.
             None => &[][..],
         };
         self.fill(input, &mut pcm, false)?;
@@ -120,7 +127,7 @@ impl OpusDecoder {
     }
 
     /// Reconstructs the frame *before* `next_packet` from the in-band FEC data that packet
-    /// carries; when it carries none, libopus falls back to concealment.
+    /// carries; when it carries none, the decoder falls back to concealment.
     pub fn decode_fec(&mut self, next_packet: &[u8]) -> Result<Frame, CodecError> {
         let mut pcm = [0i16; FRAME_SAMPLES];
         let input = Self::checked(next_packet)?;
@@ -135,7 +142,7 @@ impl OpusDecoder {
         if bytes.len() > MAX_OPUS_PACKET_BYTES {
             return Err(CodecError::PacketTooLong(bytes.len()));
         }
-        let samples = opus::packet::get_nb_samples(bytes, SAMPLE_RATE)?;
+        let samples = opus_pure::packet::samples(bytes, SAMPLE_RATE_HZ)?;
         if samples != FRAME_SAMPLES {
             return Err(CodecError::WrongDuration(samples));
         }
@@ -143,8 +150,12 @@ impl OpusDecoder {
     }
 
     fn fill(&mut self, input: &[u8], pcm: &mut Frame, fec: bool) -> Result<(), CodecError> {
-        let decoded = self.inner.decode(input, pcm, fec)?;
-        // libopus fills the whole buffer for a 20 ms packet or for concealment of 20 ms; a short
+        let decoded = if fec {
+            self.inner.decode_fec_s16(input, FRAME_SAMPLES, pcm)?
+        } else {
+            self.inner.decode_s16(input, FRAME_SAMPLES, pcm)?
+        };
+        // The decoder fills the whole buffer for a 20 ms packet or for concealment of 20 ms; a short
         // count would leave the zeros of the initial buffer, which is silence, not garbage.
         if decoded > FRAME_SAMPLES {
             return Err(CodecError::WrongDuration(decoded));

@@ -1,6 +1,6 @@
 //! Call media for Rampart, sans-IO: RTP header parsing (RFC 3550 §5.1) and SRTP/SRTCP
 //! protection with AEAD_AES_256_GCM (RFC 7714), the RFC 3711 key derivation, rollover counter
-//! estimation and replay windows; and the audio pipeline on top: Opus through libopus
+//! estimation and replay windows; and the audio pipeline on top: Opus
 //! ([`codec`]), a jitter buffer ([`jitter`]), the sending and receiving ends of a call
 //! ([`pipeline`], which only a `MediaPermit` opens), WAV files ([`wav`]) and test tones
 //! ([`tone`]).

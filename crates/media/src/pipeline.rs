@@ -172,7 +172,7 @@ pub struct ReceiverStats {
     pub frames_concealed: u64,
     /// Of `frames_concealed`, those for which the next packet's FEC data was decoded.
     pub frames_from_fec: u64,
-    /// Packets that authenticated but that libopus refused (concealed instead).
+    /// Packets that authenticated but that the Opus decoder refused (concealed instead).
     pub decode_errors: u64,
     pub jitter: JitterStats,
 }

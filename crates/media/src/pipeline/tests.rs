@@ -243,7 +243,7 @@ fn padding_and_bad_opus_are_handled() {
     bad_padding.extend_from_slice(&[0xf8, 9]);
     let datagram = context.protect(&bad_padding).unwrap();
     assert_eq!(receiver.handle_datagram(&datagram, 0), DatagramOutcome::Rejected(Rejection::Malformed));
-    // Valid padding around a payload libopus cannot decode (TOC of a 10 ms frame).
+    // Valid padding around a payload the Opus decoder refuses (TOC of a 10 ms frame).
     let mut padded = header(true, 2);
     padded.extend_from_slice(&[0x00, 0xaa, 0, 0, 3]);
     let datagram = context.protect(&padded).unwrap();
