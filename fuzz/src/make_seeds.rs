@@ -864,6 +864,42 @@ fn ds_commit_seeds() -> Result<Seeds, String> {
     ])
 }
 
+/// TURN over TCP/TLS: the first byte picks the read size, then real messages back to back
+/// (STUN requests and responses, padded ChannelData), as a stream carries them.
+fn turn_stream_seeds() -> Result<Seeds, String> {
+    use rampart_turn::{ChannelData, ChannelNumber, Transport};
+    let messages = turn_seeds()?;
+    let stun: Vec<&Vec<u8>> =
+        messages.iter().map(|(_, bytes)| bytes).filter(|b| b.first().is_some_and(|f| f >> 6 == 0)).take(6).collect();
+    let channel = ChannelNumber::new(0x4001).map_err(|e| e.to_string())?;
+    let mut seeds = Vec::new();
+    for (name, piece) in [("whole", 255u8), ("byte-by-byte", 1), ("in-sevens", 7)] {
+        let mut stream = vec![piece];
+        for (i, message) in stun.iter().enumerate() {
+            stream.extend_from_slice(message);
+            let data = vec![0x80; 60 + i];
+            let framed = ChannelData { channel, data: &data }.encode(Transport::Stream).map_err(|e| e.to_string())?;
+            stream.extend(framed);
+        }
+        seeds.push((name.to_owned(), stream));
+    }
+    Ok(seeds)
+}
+
+fn turn_uri_seeds() -> Seeds {
+    [
+        ("udp-bare", "192.0.2.7:3478"),
+        ("udp", "turn:relay.example.org?transport=udp"),
+        ("tcp", "turn:relay.example.org:3478?transport=tcp"),
+        ("tls", "turns:relay.example.org:443"),
+        ("v6", "turn:[2001:db8::1]:3478?transport=tcp"),
+        ("list", "turns:a:443\nturn:b?transport=tcp\n192.0.2.7:3478\nbogus"),
+    ]
+    .into_iter()
+    .map(|(name, text)| (name.to_owned(), text.as_bytes().to_vec()))
+    .collect()
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -892,6 +928,8 @@ fn run() -> Result<(), String> {
     write(&dir, "rtp_rtcp", &media_rtp_rtcp_seeds()?)?;
     write(&dir, "jitter", &jitter_seeds())?;
     write(&dir, "ds_commit", &ds_commit_seeds()?)?;
+    write(&dir, "turn_stream", &turn_stream_seeds()?)?;
+    write(&dir, "turn_uri", &turn_uri_seeds())?;
     Ok(())
 }
 

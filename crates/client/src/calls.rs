@@ -28,12 +28,13 @@ use rampart_proto::{
     encode_content,
 };
 use rampart_relay::TurnClient;
+use rampart_turn::uri::{RelayTransport, fallback_order};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::client::{Client, ClientError, now_ms};
-use crate::connection::Connection;
+use crate::connection::{Connection, pinned_tls_config};
 use crate::profile::{Profile, ProfileError, db_id};
 
 /// The MLS exporter label that keys call media (docs/calls.md).
@@ -407,7 +408,8 @@ struct Active {
     peer_device: Option<DeviceId>,
     machine: Machine,
     turn: Option<Arc<TurnClient>>,
-    relay_server: Option<SocketAddr>,
+    /// The relay in use, as a TURN URI (which says the transport too).
+    relay_server: Option<String>,
     local_ssrc: u32,
     peer_session: Option<MediaSession>,
     media: Option<MediaTask>,
@@ -882,7 +884,7 @@ impl Client {
             peer: active.peer_label.clone(),
             outgoing: active.machine.is_caller(),
             detail: active.failure.clone().unwrap_or_else(|| format!("{reason:?}")),
-            relay: active.relay_server.map(|r| r.to_string()).unwrap_or_default(),
+            relay: active.relay_server.clone().unwrap_or_default(),
             relayed_address: active
                 .turn
                 .as_ref()
@@ -947,24 +949,44 @@ impl Client {
                     return Err(ClientError::Unexpected("relay credentials"));
                 };
                 let password = Zeroizing::new(creds.password.clone());
-                let mut last_error = String::from("no relay offered");
-                for relay in &creds.relays {
+                // UDP first; where a network blocks it, TCP, then TLS (RFC 8656 §3.1).
+                let (order, refused) = fallback_order(creds.relays.iter().map(String::as_str));
+                let mut last_error = refused.first().map_or_else(
+                    || String::from("no relay offered"),
+                    |(entry, e)| format!("relay {entry}: {e}"),
+                );
+                for uri in order {
                     let Some(addr) =
-                        tokio::net::lookup_host(relay.as_str()).await.ok().and_then(|mut a| a.next())
+                        tokio::net::lookup_host(uri.authority()).await.ok().and_then(|mut a| a.next())
                     else {
-                        last_error = format!("cannot resolve relay {relay}");
+                        last_error = format!("cannot resolve relay {uri}");
                         continue;
                     };
                     active.relay_ips.push(addr.ip());
                     if active.turn.is_some() {
                         continue;
                     }
-                    match TurnClient::allocate(addr, &creds.username, &password).await {
+                    let (username, password) = (creds.username.as_str(), password.as_str());
+                    let allocated = match uri.transport {
+                        RelayTransport::Udp => TurnClient::allocate(addr, username, password).await,
+                        RelayTransport::Tcp => TurnClient::allocate_tcp(addr, username, password).await,
+                        RelayTransport::Tls => {
+                            // A `turns:` relay must present the certificate pinned for the server.
+                            let name = rustls::pki_types::ServerName::try_from(uri.host.clone())
+                                .map_err(|_| call_error(format!("relay {uri}: invalid host name")))?;
+                            let (tls, _) = pinned_tls_config(self.profile.get("fingerprint")?)?;
+                            TurnClient::allocate_tls(addr, name, tls, username, password).await
+                        }
+                    };
+                    match allocated {
                         Ok(turn) => {
-                            active.relay_server = Some(addr);
+                            active.relay_server = Some(uri.to_string());
                             active.turn = Some(Arc::new(turn));
                         }
-                        Err(e) => last_error = format!("relay {relay}: {e}"),
+                        Err(e) => {
+                            tracing::info!(relay = %uri, error = %e, "relay unreachable, trying the next");
+                            last_error = format!("relay {uri}: {e}");
+                        }
                     }
                 }
                 if active.turn.is_none() {
@@ -1178,7 +1200,7 @@ impl Client {
 }
 
 fn display_relay(active: &Active) -> String {
-    active.relay_server.map(|r| r.to_string()).unwrap_or_else(|| "?".into())
+    active.relay_server.clone().unwrap_or_else(|| "?".into())
 }
 
 /// What the media task hands back when it stops.

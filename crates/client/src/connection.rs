@@ -85,19 +85,32 @@ pub struct Connection {
     pub fingerprint: String,
 }
 
+/// Where [`pinned_tls_config`] leaves the fingerprint of the certificate the server presented.
+pub type PresentedFingerprint = Arc<std::sync::Mutex<Option<String>>>;
+
+/// A TLS client configuration that trusts only the certificate pinned for the server (or, with
+/// `None`, learns it: the fingerprint presented is left in the returned slot). TURN over TLS
+/// uses it too: a `turns:` relay must present the server's own certificate.
+pub fn pinned_tls_config(
+    pinned: Option<String>,
+) -> Result<(Arc<rustls::ClientConfig>, PresentedFingerprint), ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCertificate::new(pinned, &provider));
+    let presented = verifier.presented.clone();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok((Arc::new(config), presented))
+}
+
 impl Connection {
     /// Connect, verifying the server certificate against `pinned` (or learning it when `None`).
     pub async fn open(addr: &ServerAddress, pinned: Option<String>) -> Result<Self, ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedCertificate::new(pinned.clone(), &provider));
-        let presented = verifier.presented.clone();
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Tls(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
-        let connector = TlsConnector::from(Arc::new(config));
+        let (config, presented) = pinned_tls_config(pinned.clone())?;
+        let connector = TlsConnector::from(config);
         let server_name = rustls::pki_types::ServerName::try_from(addr.host.clone())
             .map_err(|_| ClientError::BadServerAddress(addr.host.clone()))?;
 

@@ -45,7 +45,9 @@ pub struct ServeArgs {
 pub struct RelayArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    /// UDP address of the TURN listener (default from the config's [calls.relay], 127.0.0.1:3478).
+    /// Address of the TURN listener, UDP and TCP (default from the config's [calls.relay],
+    /// 127.0.0.1:3478). TLS listens on the same IP, port [calls.relay] tls_port (5349; 443
+    /// passes nearly every firewall).
     #[arg(long, env = "RAMPART_RELAY_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
     /// The address clients reach relayed ports on, if not the listen address.
@@ -138,31 +140,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.tls_key = args.tls_key.clone();
     }
     let data_dir = config.data_dir.clone();
-    // The relay starts first: the server hands out its address with call credentials.
+    // The relay starts first: the server hands out its addresses with call credentials.
+    let mut certificate_created = false;
     let relay = if config.calls.relay.enabled && config.calls.relays.is_empty() {
         let secret =
             rampart_server::load_or_create_relay_secret(&config).context("the relay could not start")?;
-        let handle = match start_relay(&config.calls.relay, secret).await {
+        let tls = relay_tls(&config, &mut certificate_created)?;
+        let handle = match start_relay(&config.calls.relay, secret, tls.clone()).await {
             Ok(handle) => handle,
             Err(e)
                 if config.calls.relay.listen == rampart_server::config::RelaySettings::default().listen =>
             {
-                // The default port is taken (often by a coturn on the same machine). Any port
-                // will do: clients learn the relay's address from the server.
+                // A default port is taken (often by a coturn on the same machine). Any ports
+                // will do: clients learn the relay's addresses from the server.
                 let mut settings = config.calls.relay.clone();
                 settings.listen.set_port(0);
-                eprintln!("note: {e:#}; the relay takes a free port instead");
+                eprintln!("note: {e:#}; the relay takes free ports instead");
                 let secret = rampart_server::load_or_create_relay_secret(&config)?;
-                start_relay(&settings, secret).await?
+                start_relay(&settings, secret, tls).await?
             }
             Err(e) => return Err(e),
         };
-        let advertised = handle.local_addr();
-        let advertised = match config.calls.relay.advertised_ip {
-            Some(ip) => SocketAddr::new(ip, advertised.port()),
-            None => advertised,
-        };
-        config.calls.relays = vec![advertised.to_string()];
+        config.calls.relays = relay_uris(&handle, config.calls.relay.advertised_ip);
         Some(handle)
     } else {
         None
@@ -187,13 +186,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     outln!("  attachments   {} (ciphertext only)", data_dir.join("attachments").display());
     match (&relay, relays.is_empty()) {
-        (Some(_), _) => {
-            outln!("  relay         TURN over UDP {} (calls; media relayed only)", relays.join(", "))
-        }
+        (Some(handle), _) => outln!("  relay         {} (calls; media relayed only)", describe_relay(handle)),
         (None, false) => outln!("  relay         external: {}", relays.join(", ")),
         (None, true) => outln!("  relay         none: calls are off"),
     }
-    let origin = if id.created { "created now (self-signed)" } else { "from" };
+    let origin = if id.created || certificate_created { "created now (self-signed)" } else { "from" };
     outln!("  certificate   {origin} {}", id.source.display());
     outln!("  fingerprint   {}", id.fingerprint());
     if outbox {
@@ -238,10 +235,61 @@ async fn report_relay(relay: rampart_relay::RelayStatsReader, sink: rampart_serv
     }
 }
 
+/// The TLS configuration of the relay's TURN-over-TLS listener: the server's own certificate
+/// (created in the data dir on first start), which clients already pinned.
+fn relay_tls(
+    config: &rampart_server::ServerConfig,
+    created: &mut bool,
+) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    if !config.calls.relay.tls {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let identity = rampart_server::tls::load_or_create(
+        &config.data_dir,
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &[],
+    )
+    .context("the relay's TLS certificate")?;
+    *created |= identity.created;
+    Ok(Some(identity.relay_rustls_config().context("the relay's TLS configuration")?))
+}
+
+/// What the server hands out for a relay it started: the UDP address bare (`host:port`, which
+/// every client reads as UDP), then TURN URIs for TCP and TLS.
+fn relay_uris(handle: &rampart_relay::RelayHandle, advertised_ip: Option<std::net::IpAddr>) -> Vec<String> {
+    use rampart_turn::uri::{RelayTransport, TurnUri};
+    let public = |addr: SocketAddr| SocketAddr::new(advertised_ip.unwrap_or(addr.ip()), addr.port());
+    let mut uris = vec![public(handle.local_addr()).to_string()];
+    for (transport, addr) in
+        [(RelayTransport::Tcp, handle.tcp_addr()), (RelayTransport::Tls, handle.tls_addr())]
+    {
+        if let Some(addr) = addr.map(public) {
+            uris.push(TurnUri::new(transport, addr.ip().to_string(), addr.port()).to_string());
+        }
+    }
+    uris
+}
+
+/// "TURN over UDP a · TCP b · TLS c" for the first-run output.
+fn describe_relay(handle: &rampart_relay::RelayHandle) -> String {
+    let mut text = format!("TURN over UDP {}", handle.local_addr());
+    if let Some(tcp) = handle.tcp_addr() {
+        text.push_str(&format!(" · TCP {tcp}"));
+    }
+    if let Some(tls) = handle.tls_addr() {
+        text.push_str(&format!(" · TLS {tls}"));
+    }
+    text
+}
+
 /// Start the TURN relay with the server's relay settings.
 async fn start_relay(
     settings: &rampart_server::config::RelaySettings,
     secret: rampart_turn::credentials::SharedSecret,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<rampart_relay::RelayHandle> {
     let relay_ip = settings.listen.ip();
     if relay_ip.is_unspecified() && settings.advertised_ip.is_none() {
@@ -267,9 +315,17 @@ async fn start_relay(
     let mut peers = vec![settings.advertised_ip.unwrap_or(relay_ip)];
     peers.extend(settings.peer_relays.iter().copied());
     config.peer_ips = Some(peers);
+    if settings.tcp {
+        config.tcp_listen = Some(settings.listen);
+    }
+    if let Some(tls) = tls {
+        // With port 0 in `listen` (tests, or a taken default) every listener takes a free port.
+        let port = if settings.listen.port() == 0 { 0 } else { settings.tls_port };
+        config.tls = Some(rampart_relay::TlsListen { listen: SocketAddr::new(relay_ip, port), config: tls });
+    }
     rampart_relay::start(config).await.with_context(|| {
         format!(
-            "the relay could not listen on UDP {} (set [calls.relay] listen, or enabled = false)",
+            "the relay could not start on {} (set [calls.relay] listen and tls_port, or enabled = false)",
             settings.listen
         )
     })
@@ -290,16 +346,24 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     }
     let secret =
         rampart_server::load_or_create_relay_secret(&config).context("cannot read the relay secret")?;
-    let handle = start_relay(&config.calls.relay, secret).await?;
+    let mut certificate_created = false;
+    let tls = relay_tls(&config, &mut certificate_created)?;
+    let handle = start_relay(&config.calls.relay, secret, tls).await?;
     let secret_path =
         config.calls.relay_secret_file.clone().unwrap_or_else(|| config.data_dir.join("relay.secret"));
     outln!("Rampart relay {} is running.", env!("CARGO_PKG_VERSION"));
-    outln!("  listening     TURN over UDP {}", handle.local_addr());
+    outln!("  listening     {}", describe_relay(&handle));
     outln!("  ports         {}-{} (relayed media)", config.calls.relay.min_port, config.calls.relay.max_port);
     outln!("  secret        {} (share it with the server: relay_secret_file)", secret_path.display());
     outln!();
     outln!("On the signaling server, set in its configuration:");
-    outln!("  [calls]\n  relays = [\"{}\"]", handle.local_addr());
+    let uris: Vec<String> =
+        relay_uris(&handle, config.calls.relay.advertised_ip).iter().map(|u| format!("\"{u}\"")).collect();
+    outln!("  [calls]\n  relays = [{}]", uris.join(", "));
+    if handle.tls_addr().is_some() {
+        outln!("Clients accept TURN over TLS only with the signaling server's certificate: give this");
+        outln!("relay the server's tls_cert and tls_key (or set [calls.relay] tls = false).");
+    }
     outln!("Stop with Ctrl-C.");
     shutdown_signal().await;
     let stats = handle.stats();

@@ -132,7 +132,11 @@ async fn call_content_never_reaches_the_server(backend: Backend, database: Optio
     two_contacts(&server, dir.path()).await;
     let path = dir.path().to_owned();
     let (relay, at_alice, at_bob) = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
-    assert_eq!(Some(relay), server.relay.map(|r| r.to_string()), "the call went through the server's relay");
+    assert_eq!(
+        Some(relay),
+        server.relay.map(|r| format!("turn:{r}?transport=udp")),
+        "the call went through the server's relay, over UDP"
+    );
 
     let call = CallId(hex::decode(at_alice["call"].as_str().unwrap()).unwrap().try_into().unwrap());
     let mut alice = rampart_client::Client::open(&dir.path().join("alice")).unwrap();
@@ -256,8 +260,181 @@ async fn a_call_works_through_coturn() {
     let _ = coturn.kill();
     let _ = coturn.wait();
     match result {
-        Ok((relay, ..)) => assert_eq!(relay, format!("127.0.0.1:{port}"), "the call went through coturn"),
+        Ok((relay, ..)) => {
+            assert_eq!(relay, format!("turn:127.0.0.1:{port}?transport=udp"), "the call went through coturn")
+        }
         Err(e) => panic!("{e:?}\ncoturn log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+    }
+}
+
+/// A UDP port that swallows everything sent to it: a relay's UDP port on a network that drops
+/// UDP.
+fn udp_black_hole() -> (std::net::UdpSocket, u16) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
+/// A TCP port whose connections open and then hear nothing: a relay's TCP port behind a
+/// firewall that only lets TLS out.
+fn tcp_black_hole() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A port free a moment ago for both UDP and TCP (a TURN listener takes both).
+fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let port = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The `[calls]` table of a server that hands out `relays`, with its relay secret in
+/// `secret_file` and no embedded relay.
+fn relays_toml(relays: &[String], secret_file: &Path, relay_listen: u16, tls_port: u16) -> String {
+    let list: Vec<String> = relays.iter().map(|r| format!("\"{r}\"")).collect();
+    format!(
+        "[calls]\nrelays = [{}]\nrelay_secret_file = \"{}\"\n[calls.relay]\nenabled = false\nlisten = \"127.0.0.1:{relay_listen}\"\ntls_port = {tls_port}\n",
+        list.join(", "),
+        secret_file.display()
+    )
+}
+
+/// Two calls on a network that drops UDP to the relay (the first relay the server names is a
+/// UDP port that never answers): the first finds the relay over TCP; the second, with TCP
+/// black-holed too, over TLS. `start_relay` starts the relay once the server made its
+/// certificate and secret (the TLS relay presents the server's certificate, which the clients
+/// pinned); it is given the server's data dir and returns what must live as long as the relay.
+async fn calls_without_udp<R>(tcp_port: u16, tls_port: u16, start_relay: impl FnOnce(&Path, &Path) -> R) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("relay.secret");
+    std::fs::write(&secret_file, hex::encode(rand::random::<[u8; 32]>())).unwrap();
+    let (_udp_hole, udp_hole) = udp_black_hole();
+    let (_tcp_hole, tcp_hole) = tcp_black_hole();
+    let tcp = format!("turn:127.0.0.1:{tcp_port}?transport=tcp");
+    let tls = format!("turns:127.0.0.1:{tls_port}?transport=tcp");
+    let udp = format!("127.0.0.1:{udp_hole}");
+
+    let extra = relays_toml(&[tls.clone(), tcp.clone(), udp.clone()], &secret_file, tcp_port, tls_port);
+    let server = TestServer::start(dir.path(), Backend::Sqlite, &extra);
+    let relay = start_relay(&server.data_dir, server.config_path());
+    two_contacts(&server, dir.path()).await;
+    let path = dir.path().to_owned();
+    let (relay_used, at_alice, _) = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
+    // UDP first whatever the order the server gave, then TCP.
+    assert_eq!(relay_used, tcp, "{at_alice}");
+
+    // The same server and accounts, now naming a TCP port that never answers either.
+    let listen = server.addr;
+    drop(server);
+    let extra = relays_toml(
+        &[udp, format!("turn:127.0.0.1:{tcp_hole}?transport=tcp"), tls.clone()],
+        &secret_file,
+        tcp_port,
+        tls_port,
+    );
+    let server = TestServer::start_on(dir.path(), Backend::Sqlite, &extra, listen);
+    let path = dir.path().to_owned();
+    let (relay_used, at_alice, _) = tokio::task::spawn_blocking(move || tone_both_ways(&path)).await.unwrap();
+    assert_eq!(relay_used, tls, "{at_alice}");
+    drop((server, relay));
+}
+
+/// A call through a `rampart relay` whose UDP the network drops: over TURN-TCP, then, with TCP
+/// dropped too, over TURN-TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_udp_goes_over_turn_tcp_or_tls() {
+    let (tcp_port, tls_port) = (free_udp_and_tcp_port(), free_tcp_port());
+    calls_without_udp(tcp_port, tls_port, |data_dir, config| {
+        // The relay shares the server's data dir: its secret and its certificate.
+        let mut relay = Command::new(BIN)
+            .args(["relay", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = relay.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let mut seen = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.starts_with("Stop with") {
+                break;
+            }
+        }
+        assert!(seen.contains(&format!("TLS 127.0.0.1:{tls_port}")), "{seen}");
+        assert!(seen.contains(&format!("TCP 127.0.0.1:{tcp_port}")), "{seen}");
+        std::thread::spawn(move || for _ in lines {});
+        KilledOnDrop(relay)
+    })
+    .await;
+}
+
+/// The same through coturn, with the server's certificate for its TLS listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_udp_goes_over_coturn_tcp_or_tls() {
+    if !std::path::Path::new("/usr/bin/turnserver").exists() {
+        assert!(std::env::var_os("CI").is_none(), "coturn (turnserver) is missing under CI");
+        eprintln!("SKIPPED: coturn is not installed");
+        return;
+    }
+    let (port, tls_port) = (free_udp_and_tcp_port(), free_tcp_port());
+    calls_without_udp(port, tls_port, |data_dir, _| {
+        let secret = std::fs::read_to_string(data_dir.parent().unwrap().join("relay.secret")).unwrap();
+        let min_port = rand::random_range(20_000u16..40_000);
+        let coturn = Command::new("/usr/bin/turnserver")
+            .args(["--use-auth-secret", "--static-auth-secret", &secret, "--realm", "rampart"])
+            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port"])
+            .arg(port.to_string())
+            .arg("--tls-listening-port")
+            .arg(tls_port.to_string())
+            .arg("--cert")
+            .arg(data_dir.join("tls-cert.pem"))
+            .arg("--pkey")
+            .arg(data_dir.join("tls-key.pem"))
+            .arg("--min-port")
+            .arg(min_port.to_string())
+            .arg("--max-port")
+            .arg((min_port + 200).to_string())
+            .args(["--no-dtls", "--no-tcp-relay", "--no-cli", "--no-rfc5780"])
+            .args(["--allow-loopback-peers", "--log-file", "stdout", "--simple-log"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_stun(port);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+            assert!(Instant::now() < deadline, "coturn's TLS listener did not open");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        KilledOnDrop(coturn)
+    })
+    .await;
+}
+
+/// A child process killed when it goes out of scope.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -1,7 +1,8 @@
-//! An async TURN client (RFC 8656 over UDP) for one allocation.
+//! An async TURN client (RFC 8656, over UDP, TCP or TLS) for one allocation.
 //!
 //! Every method takes `&self`, so a call's sender and receiver tasks can share one client in
-//! an `Arc`. A background task reads the socket: responses go to the request waiting for them
+//! an `Arc`. A background task reads the socket or the connection: responses go to the request
+//! waiting for them
 //! (matched by transaction id), Data indications and ChannelData from peers to
 //! [`TurnClient::recv_from`]. A second task refreshes the allocation before it expires and the
 //! permissions and channels before theirs expire.
@@ -15,12 +16,14 @@ use std::time::Duration;
 use rampart_turn::channel::{self, ChannelData, ChannelNumber, Transport, TurnPacket};
 use rampart_turn::integrity::{IntegrityKey, encode_protected, verify_message_integrity};
 use rampart_turn::limits::MAX_DATA_LEN;
+use rampart_turn::stream::StreamDecoder;
 use rampart_turn::{
     Attribute, Class, Data, EncodeError, ErrorCode, Header, Message, Method, Nonce, Realm, Software,
     TransactionId, TransportProtocol, Username,
 };
 use thiserror::Error;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -47,6 +50,11 @@ const RECEIVE_QUEUE: usize = 4096;
 const PEERS_PER_REQUEST: usize = 32;
 /// Requests retried after 401/438 before giving up.
 const AUTH_ATTEMPTS: usize = 3;
+/// How long a TCP connection to the server may take to open: a firewall that drops the SYN
+/// shows up as this timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a TURN operation failed.
 #[derive(Debug, Error)]
@@ -71,6 +79,8 @@ pub enum TurnClientError {
     NoChannels,
     #[error("the client is closed")]
     Closed,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 type Result<T, E = TurnClientError> = std::result::Result<T, E>;
@@ -94,8 +104,18 @@ struct Peers {
     next_channel: u16,
 }
 
+/// How requests and data reach the server.
+enum Link {
+    Datagram(UdpSocket),
+    /// TCP or TLS. Each frame is written whole under the lock, so concurrent senders never
+    /// interleave bytes of two frames.
+    Stream(tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>),
+}
+
+type StreamReader = Box<dyn AsyncRead + Send + Unpin>;
+
 struct Inner {
-    socket: UdpSocket,
+    link: Link,
     server: SocketAddr,
     username: Username,
     software: Option<Software>,
@@ -130,6 +150,27 @@ impl std::fmt::Debug for TurnClient {
     }
 }
 
+impl Inner {
+    fn transport(&self) -> Transport {
+        match self.link {
+            Link::Datagram(_) => Transport::Datagram,
+            Link::Stream(_) => Transport::Stream,
+        }
+    }
+
+    /// Sends one message or ChannelData frame to the server.
+    async fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        match &self.link {
+            Link::Datagram(socket) => socket.send_to(bytes, self.server).await.map(|_| ()),
+            Link::Stream(writer) => {
+                let mut writer = writer.lock().await;
+                writer.write_all(bytes).await?;
+                writer.flush().await
+            }
+        }
+    }
+}
+
 impl Drop for TurnClient {
     fn drop(&mut self) {
         self.refresher.abort();
@@ -157,8 +198,51 @@ impl TurnClient {
         };
         let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
         let local = socket.local_addr()?;
+        Self::allocate_over(Link::Datagram(socket), None, server, local, username, password).await
+    }
+
+    /// [`TurnClient::allocate`] over TCP (RFC 8656 §3.1), for networks that block UDP. The
+    /// allocation lives as long as the connection.
+    pub async fn allocate_tcp(server: SocketAddr, username: &str, password: &str) -> Result<TurnClient> {
+        let stream = connect(server).await?;
+        let local = stream.local_addr()?;
+        let (reader, writer) = tokio::io::split(stream);
+        let link = Link::Stream(tokio::sync::Mutex::new(Box::new(writer)));
+        Self::allocate_over(link, Some(Box::new(reader)), server, local, username, password).await
+    }
+
+    /// [`TurnClient::allocate`] over TLS (`turns:`), for networks that only let TLS out. The
+    /// caller's `tls` configuration decides which certificates are trusted; `name` is the
+    /// server name sent and checked.
+    pub async fn allocate_tls(
+        server: SocketAddr,
+        name: rustls::pki_types::ServerName<'static>,
+        tls: Arc<rustls::ClientConfig>,
+        username: &str,
+        password: &str,
+    ) -> Result<TurnClient> {
+        let stream = connect(server).await?;
+        let local = stream.local_addr()?;
+        let connector = tokio_rustls::TlsConnector::from(tls);
+        let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, stream))
+            .await
+            .map_err(|_| TurnClientError::Timeout)?
+            .map_err(|error| TurnClientError::Tls(error.to_string()))?;
+        let (reader, writer) = tokio::io::split(stream);
+        let link = Link::Stream(tokio::sync::Mutex::new(Box::new(writer)));
+        Self::allocate_over(link, Some(Box::new(reader)), server, local, username, password).await
+    }
+
+    async fn allocate_over(
+        link: Link,
+        stream_reader: Option<StreamReader>,
+        server: SocketAddr,
+        local: SocketAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<TurnClient> {
         let inner = Arc::new(Inner {
-            socket,
+            link,
             server,
             username: Username::new(username).map_err(|_| TurnClientError::InvalidUsername)?,
             software: Software::new(crate::SOFTWARE).ok(),
@@ -167,7 +251,10 @@ impl TurnClient {
             peers: Mutex::new(Peers { next_channel: ChannelNumber::MIN.get(), ..Peers::default() }),
         });
         let (sender, receiver) = mpsc::channel(RECEIVE_QUEUE);
-        let reader = tokio::spawn(read_loop(Arc::clone(&inner), sender)).abort_handle();
+        let reader = match stream_reader {
+            None => tokio::spawn(read_loop(Arc::clone(&inner), sender)).abort_handle(),
+            Some(reader) => tokio::spawn(read_stream(Arc::clone(&inner), reader, sender)).abort_handle(),
+        };
         let response = inner
             .request(
                 Method::Allocate,
@@ -190,7 +277,7 @@ impl TurnClient {
         };
         let lifetime = Duration::from_secs(u64::from(lifetime));
         let refresher = tokio::spawn(refresh_loop(Arc::clone(&inner), lifetime)).abort_handle();
-        debug!(%server, %relayed, "TURN allocation made");
+        debug!(%server, %relayed, transport = ?inner.transport(), "TURN allocation made");
         Ok(TurnClient {
             inner,
             relayed,
@@ -210,6 +297,11 @@ impl TurnClient {
     /// This client's address as the server saw it (XOR-MAPPED-ADDRESS), if it said.
     pub fn mapped_address(&self) -> Option<SocketAddr> {
         self.mapped
+    }
+
+    /// Whether the client reaches the server by datagrams (UDP) or over a stream (TCP, TLS).
+    pub fn transport(&self) -> Transport {
+        self.inner.transport()
     }
 
     /// The local address of the client's socket.
@@ -257,7 +349,7 @@ impl TurnClient {
         let channel = lock(&self.inner.peers).channels.get(&peer).copied();
         let bytes = match channel {
             Some(channel) => ChannelData { channel, data }
-                .encode(Transport::Datagram)
+                .encode(self.inner.transport())
                 .map_err(|_| TurnClientError::TooLarge { len: data.len(), max: MAX_DATA_LEN })?,
             None => {
                 let data = Data::new(data.to_vec())
@@ -268,7 +360,7 @@ impl TurnClient {
                     .encode()?
             }
         };
-        self.inner.socket.send_to(&bytes, self.inner.server).await?;
+        self.inner.send(&bytes).await?;
         Ok(())
     }
 
@@ -391,8 +483,19 @@ impl Inner {
             }
         }
         let _pending = Pending(&self.pending, transaction_id);
+        if let Link::Stream(_) = self.link {
+            // A reliable transport is not retransmitted on (RFC 8489 §6.2.2); the response
+            // gets the whole time a datagram request would.
+            self.send(bytes).await?;
+            let total: Duration = RETRANSMIT_WAITS.iter().sum();
+            return match tokio::time::timeout(total, receiver).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(_)) => Err(TurnClientError::Closed),
+                Err(_) => Err(TurnClientError::Timeout),
+            };
+        }
         for wait in RETRANSMIT_WAITS {
-            self.socket.send_to(bytes, self.server).await?;
+            self.send(bytes).await?;
             match tokio::time::timeout(wait, &mut receiver).await {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(_)) => return Err(TurnClientError::Closed),
@@ -429,9 +532,10 @@ impl Inner {
 /// Routes what arrives on the socket: responses to their waiting request, peer data to the
 /// receive queue. Anything not from the server, or undecodable, is dropped.
 async fn read_loop(inner: Arc<Inner>, sender: mpsc::Sender<(SocketAddr, Vec<u8>)>) {
+    let Link::Datagram(socket) = &inner.link else { return };
     let mut buf = vec![0u8; 65_536];
     loop {
-        let (len, from) = match inner.socket.recv_from(&mut buf).await {
+        let (len, from) = match socket.recv_from(&mut buf).await {
             Ok(received) => received,
             Err(error) => {
                 debug!(%error, "TURN client receive error");
@@ -443,39 +547,87 @@ async fn read_loop(inner: Arc<Inner>, sender: mpsc::Sender<(SocketAddr, Vec<u8>)
         if from != inner.server {
             continue;
         }
-        match datagram.first().and_then(|first| channel::demultiplex(*first)) {
-            Some(TurnPacket::ChannelData) => {
-                let Ok(message) = ChannelData::decode(datagram, Transport::Datagram) else { continue };
-                let peer = lock(&inner.peers).by_channel.get(&message.channel).copied();
-                if let Some(peer) = peer {
-                    // Full queue: drop, as a full socket buffer would.
-                    let _ = sender.try_send((peer, message.data.to_vec()));
+        route(&inner, datagram, Transport::Datagram, &sender);
+    }
+}
+
+/// Reads a TCP or TLS connection to the server, frame by frame. When the server closes it (or
+/// sends what is not TURN), the allocation is gone: waiting requests fail and
+/// [`TurnClient::recv_from`] ends.
+async fn read_stream(
+    inner: Arc<Inner>,
+    mut reader: StreamReader,
+    sender: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+) {
+    let mut decoder = StreamDecoder::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    'read: loop {
+        let len = match reader.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(len) => len,
+            Err(error) => {
+                debug!(%error, "TURN connection read error");
+                break;
+            }
+        };
+        decoder.push(chunk.get(..len).unwrap_or_default());
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => route(&inner, frame, Transport::Stream, &sender),
+                Ok(None) => break,
+                Err(error) => {
+                    warn!(%error, "the TURN server sent what is not TURN");
+                    break 'read;
                 }
             }
-            Some(TurnPacket::Stun) => {
-                let Ok(header) = Header::decode(datagram) else { continue };
-                match header.class {
-                    Class::SuccessResponse | Class::ErrorResponse => {
-                        let waiting = lock(&inner.pending).remove(&header.transaction_id);
-                        if let Some(waiting) = waiting {
-                            let _ = waiting.send(datagram.to_vec());
-                        }
-                    }
-                    Class::Indication if header.method == Method::Data => {
-                        let Ok(decoded) = Message::decode(datagram) else { continue };
-                        let message = decoded.message;
-                        if let (Some(peer), Some(data)) =
-                            (message.xor_peer_addresses().next(), message.data())
-                        {
-                            let _ = sender.try_send((peer, data.to_vec()));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            None => {}
         }
     }
+    // Dropping the waiting requests' senders fails them with `Closed`.
+    lock(&inner.pending).clear();
+}
+
+/// Routes one message from the server: a response to its waiting request, peer data to the
+/// receive queue; anything else is dropped.
+fn route(inner: &Inner, packet: &[u8], transport: Transport, sender: &mpsc::Sender<(SocketAddr, Vec<u8>)>) {
+    match packet.first().and_then(|first| channel::demultiplex(*first)) {
+        Some(TurnPacket::ChannelData) => {
+            let Ok(message) = ChannelData::decode(packet, transport) else { return };
+            let peer = lock(&inner.peers).by_channel.get(&message.channel).copied();
+            if let Some(peer) = peer {
+                // Full queue: drop, as a full socket buffer would.
+                let _ = sender.try_send((peer, message.data.to_vec()));
+            }
+        }
+        Some(TurnPacket::Stun) => {
+            let Ok(header) = Header::decode(packet) else { return };
+            match header.class {
+                Class::SuccessResponse | Class::ErrorResponse => {
+                    let waiting = lock(&inner.pending).remove(&header.transaction_id);
+                    if let Some(waiting) = waiting {
+                        let _ = waiting.send(packet.to_vec());
+                    }
+                }
+                Class::Indication if header.method == Method::Data => {
+                    let Ok(decoded) = Message::decode(packet) else { return };
+                    let message = decoded.message;
+                    if let (Some(peer), Some(data)) = (message.xor_peer_addresses().next(), message.data()) {
+                        let _ = sender.try_send((peer, data.to_vec()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None => {}
+    }
+}
+
+/// Opens a TCP connection to the server within [`CONNECT_TIMEOUT`].
+async fn connect(server: SocketAddr) -> Result<TcpStream> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server))
+        .await
+        .map_err(|_| TurnClientError::Timeout)??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// Refreshes the allocation a minute before it expires, and permissions and channels every

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_turn::credentials::SharedSecret;
@@ -56,6 +57,26 @@ pub struct RelayConfig {
     /// internet) is refused with 403, so credentials cannot turn the relay into a proxy.
     /// Default `None` (a general-purpose TURN server, as coturn).
     pub peer_ips: Option<Vec<IpAddr>>,
+    /// Where to accept TURN over TCP (RFC 8656 §3.1), for networks that block UDP; port 0
+    /// picks a free port. Default `None`: UDP only.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Where to accept TURN over TLS, and with what certificate. Port 443 gets through
+    /// firewalls and proxies that only let HTTPS out. Default `None`.
+    pub tls: Option<TlsListen>,
+    /// Most TCP and TLS connections open at once; more are closed on accept. Default 1024.
+    pub max_stream_connections: usize,
+    /// Most TCP and TLS connections open at once from one IP address. Default 64 (an office
+    /// behind one NAT address calls from many devices).
+    pub max_stream_connections_per_ip: u32,
+    /// How long a TCP or TLS connection may stay open without an allocation. Default 30 s.
+    pub stream_idle: Duration,
+}
+
+/// The TLS listener of [`RelayConfig::tls`].
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 impl RelayConfig {
@@ -77,6 +98,11 @@ impl RelayConfig {
             max_media_datagram: DEFAULT_MAX_MEDIA_DATAGRAM,
             allow_loopback_peers: false,
             peer_ips: None,
+            tcp_listen: None,
+            tls: None,
+            max_stream_connections: 1024,
+            max_stream_connections_per_ip: 64,
+            stream_idle: Duration::from_secs(30),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Rampart's TURN relay (RFC 8656, UDP only) and the async TURN client calls use, both built
+//! Rampart's TURN relay (RFC 8656; clients over UDP, TCP or TLS, relayed media over UDP) and
+//! the async TURN client calls use, both built
 //! on the sans-IO message layer of `rampart-turn`.
 //!
 //! - [`server`]: the relay. One task reads the listening port (STUN requests, Send
@@ -19,9 +20,10 @@ pub mod config;
 mod nonce;
 pub mod server;
 pub mod stats;
+mod stream;
 
 pub use client::{TurnClient, TurnClientError};
-pub use config::RelayConfig;
+pub use config::{RelayConfig, TlsListen};
 pub use server::{RelayError, RelayHandle, RelayStatsReader, start};
 pub use stats::RelayStats;
 

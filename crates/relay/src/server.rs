@@ -1,11 +1,13 @@
-//! The relay server: TURN (RFC 8656) over UDP with coturn's REST credentials.
+//! The relay server: TURN (RFC 8656) over UDP, TCP and TLS with coturn's REST credentials.
 //!
 //! One task owns the listening socket and the table of allocations: it answers STUN requests
-//! and relays Send indications and ChannelData from clients. Each allocation has its own
-//! relayed socket and a task reading it, which relays permitted peer datagrams to the client
-//! through the listening socket. The two share the allocation's [`AllocationState`] behind a
-//! lock that is never held across an await. Only the listening task adds or removes
-//! allocations, so quota checks need no further locking.
+//! and relays Send indications and ChannelData from clients, whether they came as UDP
+//! datagrams or as frames of a TCP or TLS connection ([`crate::stream`]). Each allocation has
+//! its own relayed socket (always UDP) and a task reading it, which relays permitted peer
+//! datagrams to the client the way the client came: through the listening socket, or into its
+//! connection's write queue. The two share the allocation's [`AllocationState`] behind a lock
+//! that is never held across an await. Only the listening task adds or removes allocations, so
+//! quota checks need no further locking.
 //!
 //! Nothing a client or peer sends can stop the relay: every datagram is decoded by
 //! `rampart-turn` (which bounds every field), anything unexpected is dropped and counted, and
@@ -25,7 +27,8 @@ use rampart_turn::limits::MAX_DATA_LEN;
 use rampart_turn::media_shape;
 use rampart_turn::{Attribute, AttributeType, Class, Header, Message, Method, TransportProtocol};
 use thiserror::Error;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,6 +37,7 @@ use crate::allocation::{AllocationState, BindError, ToClient, ToPeer};
 use crate::config::RelayConfig;
 use crate::nonce::{NonceCheck, Nonces};
 use crate::stats::{Counters, RelayStats, bump};
+use crate::stream::{Admission, StreamEvent, accept_loop};
 
 /// Random ports tried before an Allocate gets 508 (Insufficient Capacity).
 const PORT_ATTEMPTS: usize = 40;
@@ -52,6 +56,12 @@ pub enum RelayError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot listen on TCP {addr}: {source}")]
+    BindStream {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
 }
@@ -61,6 +71,8 @@ pub enum RelayError {
 #[derive(Debug)]
 pub struct RelayHandle {
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -70,6 +82,16 @@ impl RelayHandle {
     /// The address the relay listens on (with the actual port if the configured one was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address TURN over TCP is accepted on, when it is.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The address TURN over TLS is accepted on, when it is.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// A snapshot of the counters.
@@ -129,6 +151,44 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let local_addr =
         socket.local_addr().map_err(|source| RelayError::Bind { addr: config.listen, source })?;
     let counters = Arc::new(Counters::default());
+    let cancel = CancellationToken::new();
+    // TCP and TLS connections feed the listening task through one queue; bounded, so a client
+    // that floods its connection waits on its own reads.
+    let (events, stream_events) = mpsc::channel(1024);
+    let admission =
+        Arc::new(Admission::new(config.max_stream_connections, config.max_stream_connections_per_ip));
+    let mut stream_listeners = Vec::new();
+    if let Some(addr) = config.tcp_listen {
+        stream_listeners.push((addr, None));
+    }
+    if let Some(tls) = &config.tls {
+        stream_listeners.push((tls.listen, Some(tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config)))));
+    }
+    // Every listener is bound before any accept loop starts, so a failure leaves none running.
+    let mut bound_listeners = Vec::new();
+    for (addr, tls) in stream_listeners {
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| RelayError::BindStream { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| RelayError::BindStream { addr, source })?;
+        bound_listeners.push((listener, bound, tls));
+    }
+    let mut stream_addrs = Vec::new();
+    for (listener, bound, tls) in bound_listeners {
+        stream_addrs.push((bound, tls.is_some()));
+        tokio::spawn(accept_loop(
+            listener,
+            tls,
+            events.clone(),
+            Arc::clone(&admission),
+            Arc::clone(&counters),
+            cancel.clone(),
+        ));
+    }
+    drop(events);
+    // Without TCP or TLS listeners nothing will ever arrive: no queue to watch.
+    let stream_events = (!stream_addrs.is_empty()).then_some(stream_events);
+    let tcp_addr = stream_addrs.iter().find(|(_, tls)| !tls).map(|(addr, _)| *addr);
+    let tls_addr = stream_addrs.iter().find(|(_, tls)| *tls).map(|(addr, _)| *addr);
     let nonces = Nonces::new(rand::random(), config.nonce_lifetime);
     let software = Software::new(crate::SOFTWARE).map_err(|_| RelayError::InvalidConfig("software"))?;
     let shared = Arc::new(Shared {
@@ -141,11 +201,11 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         advertised_ip,
         nonces,
     });
-    let cancel = CancellationToken::new();
-    let relay = Relay { shared, allocations: HashMap::new(), per_user: HashMap::new() };
-    let task = tokio::spawn(relay.run(cancel.clone()));
-    info!(%local_addr, "TURN relay listening");
-    Ok(RelayHandle { local_addr, counters, cancel, task })
+    let relay =
+        Relay { shared, allocations: HashMap::new(), per_user: HashMap::new(), streams: HashMap::new() };
+    let task = tokio::spawn(relay.run(stream_events, cancel.clone()));
+    info!(%local_addr, tcp = ?tcp_addr, tls = ?tls_addr, "TURN relay listening");
+    Ok(RelayHandle { local_addr, tcp_addr, tls_addr, counters, cancel, task })
 }
 
 /// What the listening task and the allocation tasks share.
@@ -191,13 +251,89 @@ struct Entry {
     peer_task: AbortHandle,
 }
 
+/// A client of the relay: over UDP its address (on one listening socket, that is the
+/// 5-tuple); over TCP or TLS its connection, which is a 5-tuple of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ClientId {
+    Udp(SocketAddr),
+    Stream { connection: u64, addr: SocketAddr },
+}
+
+impl ClientId {
+    /// The client's address as the relay sees it (XOR-MAPPED-ADDRESS).
+    fn addr(self) -> SocketAddr {
+        match self {
+            Self::Udp(addr) | Self::Stream { addr, .. } => addr,
+        }
+    }
+
+    fn transport(self) -> Transport {
+        match self {
+            Self::Udp(_) => Transport::Datagram,
+            Self::Stream { .. } => Transport::Stream,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Udp(addr) => write!(f, "udp/{addr}"),
+            Self::Stream { connection, addr } => write!(f, "stream#{connection}/{addr}"),
+        }
+    }
+}
+
+/// How to send to a client, for the tasks that do.
+#[derive(Debug, Clone)]
+enum ClientLink {
+    Udp {
+        socket: Arc<UdpSocket>,
+        addr: SocketAddr,
+    },
+    /// The write queue of the client's connection. Full: the frame is dropped, as a full UDP
+    /// buffer would drop it; closed: the connection is going.
+    Stream(mpsc::Sender<Vec<u8>>),
+}
+
+impl ClientLink {
+    /// Sends one message (for a stream, a whole frame, padded as RFC 8656 §12.5 asks).
+    async fn send(&self, bytes: &[u8]) -> bool {
+        match self {
+            Self::Udp { socket, addr } => match socket.send_to(bytes, *addr).await {
+                Ok(_) => true,
+                Err(error) => {
+                    debug!(%error, to = %addr, "send to client failed");
+                    false
+                }
+            },
+            Self::Stream(queue) => {
+                let mut frame = bytes.to_vec();
+                frame.resize(frame.len().next_multiple_of(4), 0);
+                queue.try_send(frame).is_ok()
+            }
+        }
+    }
+}
+
+/// A TCP or TLS connection, as the listening task knows it.
+#[derive(Debug)]
+struct StreamClient {
+    addr: SocketAddr,
+    writer: mpsc::Sender<Vec<u8>>,
+    /// When it opened, or when its allocation went: connections without one are closed after
+    /// `stream_idle`.
+    idle_since: Instant,
+}
+
 /// The listening task's state.
 #[derive(Debug)]
 struct Relay {
     shared: Arc<Shared>,
-    /// By the client's address: over UDP on one listening socket, that is the 5-tuple.
-    allocations: HashMap<SocketAddr, Entry>,
+    allocations: HashMap<ClientId, Entry>,
     per_user: HashMap<String, u32>,
+    /// Open TCP and TLS connections by number.
+    streams: HashMap<u64, StreamClient>,
 }
 
 /// The user a REST username stands for: the id part up to its first '.', so one account's
@@ -254,7 +390,11 @@ enum Auth {
 }
 
 impl Relay {
-    async fn run(mut self, cancel: CancellationToken) {
+    async fn run(
+        mut self,
+        mut stream_events: Option<mpsc::Receiver<StreamEvent>>,
+        cancel: CancellationToken,
+    ) {
         let socket = Arc::clone(&self.shared.socket);
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
@@ -263,10 +403,16 @@ impl Relay {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = sweep.tick() => self.sweep(Instant::now()),
+                // Watched only while connections can still come (a closed queue would be ready at
+                // every turn of the loop).
+                event = next_stream_event(&mut stream_events), if stream_events.is_some() => match event {
+                    Some(event) => self.on_stream_event(event).await,
+                    None => stream_events = None,
+                },
                 received = socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => {
                         if let Some(datagram) = buf.get(..len) {
-                            self.on_datagram(datagram, from).await;
+                            self.on_datagram(datagram, ClientId::Udp(from)).await;
                         }
                     }
                     // ICMP errors from earlier sends surface here on some systems; they concern
@@ -278,12 +424,58 @@ impl Relay {
         for (_, entry) in self.allocations.drain() {
             entry.peer_task.abort();
         }
+        self.streams.clear();
         self.shared.counters.allocations.store(0, std::sync::atomic::Ordering::Relaxed);
         info!("TURN relay stopped");
     }
 
+    async fn on_stream_event(&mut self, event: StreamEvent) {
+        let counters = &self.shared.counters;
+        match event {
+            StreamEvent::Opened { connection, peer, writer } => {
+                counters.stream_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.streams
+                    .insert(connection, StreamClient { addr: peer, writer, idle_since: Instant::now() });
+            }
+            StreamEvent::Frame { connection, frame } => {
+                if let Some(client) = self.streams.get(&connection) {
+                    let from = ClientId::Stream { connection, addr: client.addr };
+                    self.on_datagram(&frame, from).await;
+                }
+            }
+            StreamEvent::Closed { connection } => {
+                if let Some(client) = self.streams.remove(&connection) {
+                    counters.stream_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    // The allocation lives as long as its connection (RFC 8656 §3.1).
+                    self.remove(ClientId::Stream { connection, addr: client.addr }, "connection closed");
+                }
+            }
+        }
+    }
+
+    /// How to reach a client; `None` for a connection that is gone.
+    fn link(&self, client: ClientId) -> Option<ClientLink> {
+        match client {
+            ClientId::Udp(addr) => Some(ClientLink::Udp { socket: Arc::clone(&self.shared.socket), addr }),
+            ClientId::Stream { connection, .. } => {
+                self.streams.get(&connection).map(|stream| ClientLink::Stream(stream.writer.clone()))
+            }
+        }
+    }
+
     fn sweep(&mut self, now: Instant) {
-        let expired: Vec<SocketAddr> = self
+        // Connections that hold no allocation for too long are closed: dropping the writer
+        // ends the connection's task.
+        let idle = self.shared.config.stream_idle;
+        let allocations = &self.allocations;
+        self.streams.retain(|connection, client| {
+            let key = ClientId::Stream { connection: *connection, addr: client.addr };
+            if allocations.contains_key(&key) {
+                client.idle_since = now;
+            }
+            now.saturating_duration_since(client.idle_since) < idle
+        });
+        let expired: Vec<ClientId> = self
             .allocations
             .iter()
             .filter_map(|(client, entry)| {
@@ -297,7 +489,7 @@ impl Relay {
         }
     }
 
-    fn remove(&mut self, client: SocketAddr, why: &'static str) {
+    fn remove(&mut self, client: ClientId, why: &'static str) {
         let Some(entry) = self.allocations.remove(&client) else { return };
         entry.peer_task.abort();
         let user = &entry.allocation.user;
@@ -311,7 +503,7 @@ impl Relay {
         debug!(%client, relayed = %entry.allocation.relayed, user = %user, why, "allocation removed");
     }
 
-    async fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
+    async fn on_datagram(&mut self, datagram: &[u8], from: ClientId) {
         match datagram.first().and_then(|first| channel::demultiplex(*first)) {
             Some(TurnPacket::ChannelData) => self.on_channel_data(datagram, from).await,
             Some(TurnPacket::Stun) => self.on_stun(datagram, from).await,
@@ -319,10 +511,10 @@ impl Relay {
         }
     }
 
-    async fn on_channel_data(&mut self, datagram: &[u8], from: SocketAddr) {
+    async fn on_channel_data(&mut self, datagram: &[u8], from: ClientId) {
         let counters = &self.shared.counters;
         let (Ok(message), Some(entry)) =
-            (ChannelData::decode(datagram, Transport::Datagram), self.allocations.get(&from))
+            (ChannelData::decode(datagram, from.transport()), self.allocations.get(&from))
         else {
             bump(&counters.dropped_garbage);
             return;
@@ -353,7 +545,7 @@ impl Relay {
         }
     }
 
-    async fn on_stun(&mut self, datagram: &[u8], from: SocketAddr) {
+    async fn on_stun(&mut self, datagram: &[u8], from: ClientId) {
         let counters = Arc::clone(&self.shared.counters);
         let Ok(header) = Header::decode(datagram) else {
             // Not STUN at all (or oversized): silently dropped (RFC 8489 §6.3).
@@ -396,7 +588,8 @@ impl Relay {
                 self.send_reply(unknown, None, from).await;
             }
             (Class::Request, Method::Binding) => {
-                let reply = Message::success_response(&message).with(Attribute::XorMappedAddress(from));
+                let reply =
+                    Message::success_response(&message).with(Attribute::XorMappedAddress(from.addr()));
                 self.send_reply(reply, None, from).await;
             }
             (
@@ -411,7 +604,7 @@ impl Relay {
         }
     }
 
-    async fn on_send_indication(&self, message: &Message, from: SocketAddr) {
+    async fn on_send_indication(&self, message: &Message, from: ClientId) {
         let counters = &self.shared.counters;
         let (Some(entry), Some(peer), Some(data)) =
             (self.allocations.get(&from), message.xor_peer_addresses().next(), message.data())
@@ -430,8 +623,9 @@ impl Relay {
 
     /// Checks the long-term credentials of a request (RFC 8489 §9.2.4) against the REST
     /// scheme.
-    fn authenticate(&self, datagram: &[u8], message: &Message, from: SocketAddr) -> Auth {
+    fn authenticate(&self, datagram: &[u8], message: &Message, client: ClientId) -> Auth {
         let shared = &self.shared;
+        let from = client.addr();
         let now_ms = unix_millis();
         let challenge = |code: u16, reason: &'static str| {
             let mut reply =
@@ -476,7 +670,7 @@ impl Relay {
         Auth::Ok { username: username.as_str().to_owned(), user: user_of(user.id()).to_owned(), key }
     }
 
-    async fn on_request(&mut self, datagram: &[u8], message: &Message, from: SocketAddr) {
+    async fn on_request(&mut self, datagram: &[u8], message: &Message, from: ClientId) {
         let (username, user, key) = match self.authenticate(datagram, message, from) {
             Auth::Ok { username, user, key } => (username, user, key),
             Auth::Reply(reply) => return self.send_reply(reply, None, from).await,
@@ -520,18 +714,18 @@ impl Relay {
         message: &Message,
         relayed: SocketAddr,
         lifetime: Duration,
-        from: SocketAddr,
+        from: ClientId,
     ) -> Message {
         Message::success_response(message)
             .with(Attribute::XorRelayedAddress(relayed))
             .with(Attribute::Lifetime { seconds: u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX) })
-            .with(Attribute::XorMappedAddress(from))
+            .with(Attribute::XorMappedAddress(from.addr()))
     }
 
     async fn allocate(
         &mut self,
         message: &Message,
-        from: SocketAddr,
+        from: ClientId,
         username: String,
         user: String,
     ) -> Message {
@@ -591,6 +785,9 @@ impl Relay {
             debug!(%from, user = %user, held, "allocation quota reached");
             return error_response(message, ErrorCode::ALLOCATION_QUOTA_REACHED, "Allocation Quota Reached");
         }
+        let Some(link) = self.link(from) else {
+            return error_response(message, ErrorCode::SERVER_ERROR, "Server Error");
+        };
         let Some(relay_socket) = self.bind_relay_socket(even_port) else {
             warn!(%from, "no free relay port");
             return error_response(message, ErrorCode::INSUFFICIENT_CAPACITY, "Insufficient Capacity");
@@ -614,7 +811,7 @@ impl Relay {
             )),
         });
         let peer_task =
-            tokio::spawn(peer_loop(Arc::clone(&self.shared), Arc::clone(&allocation), from)).abort_handle();
+            tokio::spawn(peer_loop(Arc::clone(&self.shared), Arc::clone(&allocation), link)).abort_handle();
         self.allocations
             .insert(from, Entry { allocation, allocate_transaction: message.transaction_id, peer_task });
         *self.per_user.entry(user.clone()).or_insert(0) += 1;
@@ -649,7 +846,7 @@ impl Relay {
         None
     }
 
-    fn refresh(&mut self, message: &Message, from: SocketAddr) -> Message {
+    fn refresh(&mut self, message: &Message, from: ClientId) -> Message {
         for attribute in &message.attributes {
             if let Attribute::RequestedAddressFamily(family) = attribute
                 && !self.family_ok(*family)
@@ -689,7 +886,7 @@ impl Relay {
         Ok(())
     }
 
-    fn create_permission(&mut self, message: &Message, from: SocketAddr) -> Message {
+    fn create_permission(&mut self, message: &Message, from: ClientId) -> Message {
         let peers: Vec<IpAddr> = message.xor_peer_addresses().map(|peer| peer.ip()).collect();
         if peers.is_empty() {
             return error_response(message, ErrorCode::BAD_REQUEST, "Bad Request");
@@ -708,7 +905,7 @@ impl Relay {
         }
     }
 
-    fn channel_bind(&mut self, message: &Message, from: SocketAddr) -> Message {
+    fn channel_bind(&mut self, message: &Message, from: ClientId) -> Message {
         let (Some(channel), Some(peer)) = (message.channel_number(), message.xor_peer_addresses().next())
         else {
             return error_response(message, ErrorCode::BAD_REQUEST, "Bad Request");
@@ -733,12 +930,14 @@ impl Relay {
 
     /// Sends a response with SOFTWARE, MESSAGE-INTEGRITY (if the request was authenticated)
     /// and FINGERPRINT, as coturn does.
-    async fn send_reply(&self, reply: Message, key: Option<&IntegrityKey>, to: SocketAddr) {
+    async fn send_reply(&self, reply: Message, key: Option<&IntegrityKey>, to: ClientId) {
         let reply = reply.with(Attribute::Software(self.shared.software.clone()));
         match encode_protected(&reply, key, true) {
             Ok(bytes) => {
-                if let Err(error) = self.shared.socket.send_to(&bytes, to).await {
-                    debug!(%error, %to, "send of a response failed");
+                if let Some(link) = self.link(to)
+                    && !link.send(&bytes).await
+                {
+                    debug!(%to, "send of a response failed");
                 }
             }
             Err(error) => warn!(%error, "cannot encode a response"),
@@ -748,7 +947,7 @@ impl Relay {
 
 /// Reads the relayed socket of one allocation and relays what permitted peers send to the
 /// client. Aborted when the allocation goes.
-async fn peer_loop(shared: Arc<Shared>, allocation: Arc<Allocation>, client: SocketAddr) {
+async fn peer_loop(shared: Arc<Shared>, allocation: Arc<Allocation>, client: ClientLink) {
     let counters = &shared.counters;
     // Room for the ChannelData header in front, so relaying over a channel copies nothing.
     let mut buf = vec![0u8; CHANNEL_DATA_HEADER_LEN + RECV_BUFFER];
@@ -786,9 +985,8 @@ async fn peer_loop(shared: Arc<Shared>, allocation: Arc<Allocation>, client: Soc
                 let Some(header) = buf.get_mut(..CHANNEL_DATA_HEADER_LEN) else { continue };
                 header.copy_from_slice(&[number[0], number[1], header_len[0], header_len[1]]);
                 let Some(message) = buf.get(..CHANNEL_DATA_HEADER_LEN + len) else { continue };
-                match shared.socket.send_to(message, client).await {
-                    Ok(_) => bump(&counters.relayed_to_client),
-                    Err(error) => debug!(%error, %client, "send to client failed"),
+                if client.send(message).await {
+                    bump(&counters.relayed_to_client);
                 }
             }
             ToClient::Indication => {
@@ -800,12 +998,19 @@ async fn peer_loop(shared: Arc<Shared>, allocation: Arc<Allocation>, client: Soc
                     .with(Attribute::XorPeerAddress(peer))
                     .with(Attribute::Data(data));
                 let Ok(bytes) = encode_protected(&indication, None, true) else { continue };
-                match shared.socket.send_to(&bytes, client).await {
-                    Ok(_) => bump(&counters.relayed_to_client),
-                    Err(error) => debug!(%error, %client, "send to client failed"),
+                if client.send(&bytes).await {
+                    bump(&counters.relayed_to_client);
                 }
             }
         }
+    }
+}
+
+/// The next event of the connection tasks; never ready without a queue.
+async fn next_stream_event(events: &mut Option<mpsc::Receiver<StreamEvent>>) -> Option<StreamEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -34,6 +34,11 @@ pub struct RelayStats {
     pub rejected_auth: u64,
     /// Allocate requests refused by the per-user quota (486).
     pub rejected_quota: u64,
+    /// TCP and TLS connections alive now.
+    pub stream_connections: u64,
+    /// TCP and TLS connections closed on accept because `max_stream_connections` (in all, or
+    /// `max_stream_connections_per_ip` from one address) were open.
+    pub rejected_connections: u64,
     /// Malformed-media drops per user.
     pub per_user_malformed: BTreeMap<String, u64>,
 }
@@ -50,6 +55,8 @@ pub(crate) struct Counters {
     pub(crate) dropped_garbage: AtomicU64,
     pub(crate) rejected_auth: AtomicU64,
     pub(crate) rejected_quota: AtomicU64,
+    pub(crate) stream_connections: AtomicU64,
+    pub(crate) rejected_connections: AtomicU64,
     per_user_malformed: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -80,6 +87,8 @@ impl Counters {
             dropped_garbage: get(&self.dropped_garbage),
             rejected_auth: get(&self.rejected_auth),
             rejected_quota: get(&self.rejected_quota),
+            stream_connections: get(&self.stream_connections),
+            rejected_connections: get(&self.rejected_connections),
             per_user_malformed: self
                 .per_user_malformed
                 .lock()

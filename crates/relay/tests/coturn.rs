@@ -120,10 +120,14 @@ async fn coturn_uclient_against_our_relay() {
     // with EVEN-PORT's reservation bit, which our relay answers with 508 (reservations are
     // optional in RFC 8656, and Rampart muxes RTP and RTCP on one port). The quota is raised
     // because all of uclient's allocations are one user's.
+    let tls = test_tls();
     let relay = relay(|config| {
         config.media_check = false;
         config.max_allocations_per_user = 16;
         config.bandwidth_bytes_per_sec = 0;
+        config.tcp_listen = Some(SocketAddr::new(LOOPBACK, 0));
+        config.tls =
+            Some(rampart_relay::TlsListen { listen: SocketAddr::new(LOOPBACK, 0), config: tls.server });
     })
     .await;
     // Send and Data indications (-s). uclient's default, channels, cannot work against a
@@ -143,6 +147,21 @@ async fn coturn_uclient_against_our_relay() {
         assert!(after.relayed_to_client - before.relayed_to_client >= report.received, "{after:?}");
         assert_eq!(after.rejected_auth, 0);
     }
+    // Over TCP (-t) and over TLS (-t -S; -S alone is DTLS): the same relaying, client-to-server
+    // on a stream.
+    for (transport, server, flags) in [
+        ("TCP", relay.tcp_addr().unwrap(), &["-s", "-t"][..]),
+        ("TLS", relay.tls_addr().unwrap(), &["-s", "-t", "-S"][..]),
+    ] {
+        let before = relay.stats();
+        let (report, text) = run_uclient(server, flags).await;
+        eprintln!("uclient over {transport} against our relay: {report:?}");
+        assert!(report.sent >= 100, "{transport}: {report:?}\n{text}");
+        assert_eq!((report.received, report.lost), (report.sent, 0), "{transport}: {text}");
+        let after = relay.stats();
+        assert!(after.relayed_to_peer - before.relayed_to_peer >= report.sent, "{transport}: {after:?}");
+        assert_eq!(after.dropped_garbage, before.dropped_garbage, "{transport}: {after:?}");
+    }
     // Channel mode: a ChannelBind outside 0x4000..=0x4FFF is answered 400; if uclient happened
     // to pick in-range numbers, it must then have relayed without loss.
     let (report, text) = run_uclient_raw(relay.local_addr(), &[]).await;
@@ -153,11 +172,30 @@ async fn coturn_uclient_against_our_relay() {
     relay.shutdown().await;
 }
 
-/// Starts coturn on 127.0.0.1 and waits until it answers a Binding request.
-async fn start_coturn() -> (Killed, SocketAddr, PathBuf) {
-    let log = log_path("coturn");
+/// coturn's TCP and TLS listeners, for [`start_coturn`].
+struct Streams {
+    cert: PathBuf,
+    key: PathBuf,
+    tls_port: u16,
+}
+
+/// Starts coturn on 127.0.0.1 (UDP only, or also TCP on the same port and TLS with
+/// `streams`) and waits until it answers a Binding request.
+async fn start_coturn(streams: Option<&Streams>) -> (Killed, SocketAddr, PathBuf) {
+    let log = log_path(if streams.is_some() { "coturn-streams" } else { "coturn" });
     for _ in 0..5 {
         let port = free_udp_port();
+        let mut transports: Vec<String> = ["--no-tls", "--no-tcp"].map(String::from).to_vec();
+        if let Some(streams) = streams {
+            transports = vec![
+                "--cert".into(),
+                streams.cert.display().to_string(),
+                "--pkey".into(),
+                streams.key.display().to_string(),
+                "--tls-listening-port".into(),
+                streams.tls_port.to_string(),
+            ];
+        }
         let min_port = rand::random_range(20_000u16..40_000);
         let max_port = (min_port + 200).to_string();
         let min_port = min_port.to_string();
@@ -179,9 +217,7 @@ async fn start_coturn() -> (Killed, SocketAddr, PathBuf) {
                 &min_port,
                 "--max-port",
                 &max_port,
-                "--no-tls",
                 "--no-dtls",
-                "--no-tcp",
                 "--no-tcp-relay",
                 "--no-cli",
                 "--no-rfc5780",
@@ -191,6 +227,7 @@ async fn start_coturn() -> (Killed, SocketAddr, PathBuf) {
                 "stdout",
                 "--simple-log",
             ])
+            .args(&transports)
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::null())
@@ -221,7 +258,7 @@ async fn our_clients_through_coturn() {
     if !have_coturn() {
         return;
     }
-    let (_coturn, server, log) = start_coturn().await;
+    let (_coturn, server, log) = start_coturn(None).await;
     let (alice_user, alice_password) = creds("alice.phone");
     let (bob_user, bob_password) = creds("bob.phone");
     let alice = TurnClient::allocate(server, &alice_user, &alice_password).await.unwrap();
@@ -261,4 +298,56 @@ fn uclient_output_is_parsed() {
     let report = parse_uclient(output).unwrap();
     assert_eq!((report.sent, report.received, report.lost), (80, 79, 1));
     assert!(parse_uclient("nothing").is_none());
+}
+
+/// Our client reaches coturn over TCP and over TLS (where a network blocks UDP), and media
+/// crosses between a TCP client and a TLS client as it does over UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_clients_reach_coturn_over_tcp_and_tls() {
+    if !have_coturn() {
+        return;
+    }
+    let tls = test_tls();
+    let cert = std::env::temp_dir().join(format!("rampart-relay-coturn-cert-{}.pem", std::process::id()));
+    let key = std::env::temp_dir().join(format!("rampart-relay-coturn-key-{}.pem", std::process::id()));
+    std::fs::write(&cert, &tls.cert_pem).unwrap();
+    std::fs::write(&key, &tls.key_pem).unwrap();
+    let tls_port = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap().local_addr().unwrap().port();
+    let streams = Streams { cert: cert.clone(), key: key.clone(), tls_port };
+    let (_coturn, server, log) = start_coturn(Some(&streams)).await;
+    let tls_server = SocketAddr::new(LOOPBACK, tls_port);
+    // coturn opens its TLS listener beside the UDP one; give it a moment if it is not there yet.
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(tls_server).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (alice_user, alice_password) = creds("alice.phone");
+    let (bob_user, bob_password) = creds("bob.phone");
+    let alice = TurnClient::allocate_tcp(server, &alice_user, &alice_password).await.unwrap();
+    let bob = TurnClient::allocate_tls(tls_server, localhost(), tls.client.clone(), &bob_user, &bob_password)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; coturn log: {}", std::fs::read_to_string(&log).unwrap_or_default()));
+    alice.create_permission(bob.relayed_address()).await.unwrap();
+    bob.create_permission(alice.relayed_address()).await.unwrap();
+    let wait = Duration::from_secs(2);
+    for round in 0..2 {
+        if round == 1 {
+            alice.channel_bind(bob.relayed_address()).await.unwrap();
+            bob.channel_bind(alice.relayed_address()).await.unwrap();
+        }
+        for sequence in 0..20u16 {
+            let size = 61 + usize::from(sequence);
+            alice.send_to(bob.relayed_address(), &srtp(sequence, size)).await.unwrap();
+            assert_eq!(recv_within(&bob, wait).await, Some((alice.relayed_address(), srtp(sequence, size))));
+            bob.send_to(alice.relayed_address(), &srtp(sequence, size)).await.unwrap();
+            assert_eq!(recv_within(&alice, wait).await, Some((bob.relayed_address(), srtp(sequence, size))));
+        }
+    }
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    let _ = std::fs::remove_file(cert);
+    let _ = std::fs::remove_file(key);
+    let _ = std::fs::remove_file(log);
 }

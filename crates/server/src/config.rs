@@ -311,8 +311,10 @@ mod tests {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CallConfig {
-    /// TURN relays (UDP, `host:port`) handed out with call credentials, e.g. a coturn or a
-    /// `rampart relay` on another host. Empty: the embedded relay below.
+    /// TURN relays handed out with call credentials, e.g. a coturn or a `rampart relay` on
+    /// another host: `host:port` (UDP) or TURN URIs (`turn:host:port?transport=tcp`,
+    /// `turns:host:443`). Clients try UDP first, then TCP, then TLS. Empty: the embedded
+    /// relay below.
     pub relays: Vec<String>,
     /// The secret shared with the relays (coturn's `static-auth-secret`). Default:
     /// DATA_DIR/relay.secret, created on first start.
@@ -342,6 +344,14 @@ pub struct RelaySettings {
     pub enabled: bool,
     /// UDP address of the TURN listener.
     pub listen: SocketAddr,
+    /// Also accept TURN over TCP on the listen address, for networks that block UDP. With
+    /// port 0 in `listen`, TCP takes a free port of its own.
+    pub tcp: bool,
+    /// Also accept TURN over TLS, with the server's certificate, on `tls_port` of the listen
+    /// address: for networks that only let TLS out (443 passes almost every firewall).
+    pub tls: bool,
+    /// Port of the TLS listener; with port 0 in `listen`, a free port instead.
+    pub tls_port: u16,
     /// The address clients and peers reach relayed ports on, when not the listen address
     /// (behind NAT, or listening on 0.0.0.0).
     pub advertised_ip: Option<std::net::IpAddr>,
@@ -364,6 +374,9 @@ impl Default for RelaySettings {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            tcp: true,
+            tls: true,
+            tls_port: 5349,
             advertised_ip: None,
             min_port: 49152,
             max_port: 65535,

@@ -52,6 +52,16 @@ impl ServerIdentity {
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
+
+    /// The same certificate for TURN over TLS, which has no ALPN of its own.
+    pub fn relay_rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        Ok(Arc::new(cfg))
+    }
 }
 
 /// Format a SHA-256 fingerprint the way clients show and compare it.

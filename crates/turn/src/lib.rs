@@ -1,4 +1,5 @@
-//! The message layer of Rampart's relay: STUN (RFC 8489) and TURN (RFC 8656) over UDP.
+//! The message layer of Rampart's relay: STUN (RFC 8489) and TURN (RFC 8656) over UDP, TCP
+//! and TLS.
 //!
 //! Sans-IO like `rampart-core`: no sockets, no async runtime, no clock and no RNG of its own.
 //! Time (`now`, in Unix seconds) and random bytes (transaction ids) are always arguments, so
@@ -11,6 +12,8 @@
 //! - [`credentials`]: the TURN REST API scheme of coturn's `--use-auth-secret` (time-limited
 //!   usernames, passwords derived from a shared secret).
 //! - [`channel`]: ChannelData framing and the demultiplexing of what arrives on a port.
+//! - [`stream`]: cutting a TCP or TLS byte stream into STUN and ChannelData frames.
+//! - [`uri`]: `turn:` and `turns:` URIs, which tell a client where a relay is and over what.
 //! - [`media_shape`]: the SRTP/SRTCP shape check the relay applies to call media.
 //! - [`limits`]: the size limit of every message and field.
 //! - [`rfc5769`]: the RFC 5769 test vectors, for tests and fuzz seeds.
@@ -24,6 +27,8 @@ pub mod limits;
 pub mod media_shape;
 pub mod message;
 pub mod rfc5769;
+pub mod stream;
+pub mod uri;
 
 pub use attribute::{
     AddressFamily, Attribute, AttributeError, AttributeType, Data, ErrorCode, Nonce, Realm, ReservationToken,
@@ -33,3 +38,5 @@ pub use channel::{ChannelData, ChannelDataError, ChannelNumber, PacketClass, Tra
 pub use credentials::{CredentialError, RestCredential, RestUser, SharedSecret};
 pub use integrity::{IntegrityError, IntegrityKey, KeyError};
 pub use message::{Class, DecodeError, Decoded, EncodeError, Header, Message, Method, TransactionId};
+pub use stream::{StreamDecoder, StreamError};
+pub use uri::{RelayTransport, TurnUri, UriError};

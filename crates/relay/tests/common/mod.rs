@@ -142,3 +142,43 @@ pub fn request(method: Method) -> Message {
 pub fn code(response: &Message) -> Option<u16> {
     response.error_code().map(|e| e.code())
 }
+
+/// A self-signed certificate for "localhost": the relay's TLS configuration, a client
+/// configuration that trusts exactly that certificate, and both as PEM (for coturn).
+pub struct TestTls {
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub fn test_tls() -> TestTls {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from(made.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TestTls {
+        server: std::sync::Arc::new(server),
+        client: std::sync::Arc::new(client),
+        cert_pem: made.cert.pem(),
+        key_pem: made.signing_key.serialize_pem(),
+    }
+}
+
+/// The server name the certificate of [`test_tls`] is for.
+pub fn localhost() -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from("localhost").unwrap()
+}
