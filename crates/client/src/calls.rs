@@ -35,6 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::{Connection, pinned_tls_config};
+use crate::e2e::Event;
 use crate::profile::{Profile, ProfileError, db_id};
 
 /// The MLS exporter label that keys call media (docs/calls.md).
@@ -322,6 +323,11 @@ pub enum CallProgress {
         relay: String,
     },
     HangingUp,
+    /// Another call rings this device during this one: it is not answered (a device is in one
+    /// call at a time) and stays in the log as missed.
+    Waiting {
+        peer: String,
+    },
     Ended {
         outcome: &'static str,
     },
@@ -335,8 +341,40 @@ impl std::fmt::Display for CallProgress {
             CallProgress::Accepting { peer } => write!(f, "{peer} is calling; accepting"),
             CallProgress::Connected { peer, relay } => write!(f, "connected with {peer} (relay {relay})"),
             CallProgress::HangingUp => write!(f, "hanging up"),
+            CallProgress::Waiting { peer } => {
+                write!(f, "{peer} is calling too: busy, it rings out as missed")
+            }
             CallProgress::Ended { outcome } => write!(f, "call ended: {outcome}"),
         }
+    }
+}
+
+/// What else runs on the call's client between turns of the call loop: a chat window keeps
+/// receiving, showing and sending messages during a call through this. A turn comes about
+/// every 40 ms; the work should be short (media runs on its own task, but call signals wait
+/// for the next turn).
+pub trait DuringCall: Send {
+    /// `events`: what the deliveries handled since the last turn were (new messages, receipts).
+    fn turn<'a>(
+        &'a mut self,
+        client: &'a mut Client,
+        conn: &'a mut Connection,
+        events: Vec<Event>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
+
+/// Nothing but the call (the `rampart call` and `rampart answer` commands).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NothingDuringCall;
+
+impl DuringCall for NothingDuringCall {
+    fn turn<'a>(
+        &'a mut self,
+        _client: &'a mut Client,
+        _conn: &'a mut Connection,
+        _events: Vec<Event>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -489,12 +527,13 @@ impl Client {
         progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let mut conn = self.connect().await?;
-        let result = self.call_on(&mut conn, to, media, limits, progress).await;
+        let result = self.call_on(&mut conn, to, media, limits, progress, &mut NothingDuringCall).await;
         conn.close().await;
         result
     }
 
-    /// [`Client::call`] on an open connection (the chat window's).
+    /// [`Client::call`] on an open connection (the chat window's), with `during` run between
+    /// the turns of the call.
     pub async fn call_on(
         &mut self,
         conn: &mut Connection,
@@ -502,6 +541,7 @@ impl Client {
         media: CallMedia,
         limits: CallLimits,
         progress: &mut (dyn FnMut(&CallProgress) + Send),
+        during: &mut dyn DuringCall,
     ) -> Result<CallReport, ClientError> {
         let group = self.conversation_for(conn, to).await?;
         let peer = self
@@ -533,7 +573,7 @@ impl Client {
             known_to_server: false,
             relay_ips: Vec::new(),
         };
-        self.drive(conn, &mut active, &media, &limits, progress).await
+        self.drive(conn, &mut active, &media, &limits, progress, during).await
     }
 
     /// Ring notices that arrived (and may ring this device), oldest first; other call inputs
@@ -616,14 +656,16 @@ impl Client {
                 }
             };
             progress(&CallProgress::Accepting { peer: label.clone() });
-            self.accept_on(&mut conn, notice, &label, media, limits, progress).await
+            self.accept_on(&mut conn, notice, &label, media, limits, progress, &mut NothingDuringCall).await
         }
         .await;
         conn.close().await;
         result
     }
 
-    /// The user accepted a ringing call: fetch the offer, connect, and stay in the call.
+    /// The user accepted a ringing call: fetch the offer, connect, and stay in the call,
+    /// running `during` between its turns.
+    #[allow(clippy::too_many_arguments)]
     pub async fn accept_on(
         &mut self,
         conn: &mut Connection,
@@ -632,6 +674,7 @@ impl Client {
         media: CallMedia,
         limits: CallLimits,
         progress: &mut (dyn FnMut(&CallProgress) + Send),
+        during: &mut dyn DuringCall,
     ) -> Result<CallReport, ClientError> {
         let policy = self.profile.ring_policy()?;
         let contact = self.profile.is_contact(notice.caller)?;
@@ -690,7 +733,7 @@ impl Client {
             relay_ips: Vec::new(),
         };
         self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
-        self.drive(conn, &mut active, &media, &limits, progress).await
+        self.drive(conn, &mut active, &media, &limits, progress, during).await
     }
 
     /// Let calls ring for `duration` without ever accepting, feeding everything that arrives
@@ -780,8 +823,11 @@ impl Client {
         media: &CallMedia,
         limits: &CallLimits,
         progress: &mut (dyn FnMut(&CallProgress) + Send),
+        during: &mut dyn DuringCall,
     ) -> Result<CallReport, ClientError> {
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
+        // Calls that rang during this one and were told so, so each is told once.
+        let mut waiting_told: Vec<CallId> = Vec::new();
         let mut media_started: Option<Instant> = None;
         loop {
             while let Some(event) = active.machine.poll_event() {
@@ -832,14 +878,18 @@ impl Client {
                 active.machine.hang_up();
                 continue;
             }
-            if let Err(e) = self.drain(conn, SIGNAL_POLL, &mut |_| {}).await {
-                // The connection is gone: no hang-up can be sent, but media, the relay
-                // allocation and the call log are still closed properly below.
-                active.failure = Some(format!("lost the connection to the server: {e}"));
-                active.machine.hang_up();
-                while active.machine.poll_event().is_some() {}
-                break;
-            }
+            let events = match self.drain(conn, SIGNAL_POLL, &mut |_| {}).await {
+                Ok(events) => events,
+                Err(e) => {
+                    // The connection is gone: no hang-up can be sent, but media, the relay
+                    // allocation and the call log are still closed properly below.
+                    active.failure = Some(format!("lost the connection to the server: {e}"));
+                    active.machine.hang_up();
+                    while active.machine.poll_event().is_some() {}
+                    break;
+                }
+            };
+            during.turn(self, conn, events).await;
             while let Some(input) = self.call_inputs.pop_front() {
                 match input {
                     CallInput::Signal { call, kind, payload, from, .. } if call == active.call => {
@@ -855,8 +905,13 @@ impl Client {
                             active.machine.handle_signal(SealedSignal::new(kind, payload.to_vec()));
                         }
                     }
-                    CallInput::Ring { notice, .. } if notice.call != active.call => {
-                        // Busy with this call: the other stays in the log as missed.
+                    // Busy with this call: another stays in the log as missed, and the user hears
+                    // of it once (a stranger's call is a request, not a ring, and says nothing).
+                    CallInput::Ring { notice, label, may_ring: true }
+                        if notice.call != active.call && !waiting_told.contains(&notice.call) =>
+                    {
+                        waiting_told.push(notice.call);
+                        progress(&CallProgress::Waiting { peer: label });
                     }
                     _ => {}
                 }

@@ -371,3 +371,82 @@ async fn a_strangers_message_waits_as_a_request_in_the_chat_window_until_accepte
     assert!(screen.contains(&format!("@stranger: {pitch}")), "{screen}");
     assert!(!screen.contains("1 request"), "{screen}");
 }
+
+/// The window keeps working during a call: Bob switches conversations, a message from Carol
+/// shows up live, his reply reaches her, and her call is shown as waiting without ringing over
+/// the call he is in; all while the call bar stays up.
+#[tokio::test]
+async fn the_chat_window_keeps_working_during_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553301", Some("alice")).await;
+    let mut carol = server.register(dir.path(), "carol", "+14155553303", Some("carol")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155553302", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob, &mut carol]).await;
+    drop(bob);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
+    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
+        .await;
+    alice.send_text("@bob", "calling you in a minute").await.unwrap();
+    tmux.wait_for_text("calling you in a minute").await;
+    carol.send_text("@bob", "first from carol").await.unwrap();
+    tmux.wait_for("Carol's conversation to be listed", |s| s.contains("carol")).await;
+
+    let hang_up = Arc::new(AtomicBool::new(false));
+    let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
+    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let in_call = |s: &str| s.contains("In call with @alice");
+    let (report, ()) = tokio::join!(alice.call("@bob", CallMedia::default(), limits, &mut quiet), async {
+        tmux.wait_for_text("Incoming call from @alice").await;
+        tmux.press("C-y");
+        tmux.wait_for("the call bar", in_call).await;
+
+        // Tab: Carol's conversation, shown during the call.
+        tmux.press("Tab");
+        let screen = tmux.wait_for_text("first from carol").await;
+        assert!(in_call(&screen), "{screen}");
+
+        // Carol writes: it shows up at once.
+        let question = "are you on a call?";
+        carol.send_text("@bob", question).await.unwrap();
+        let screen = tmux.wait_for_text(question).await;
+        assert!(in_call(&screen), "the call bar stays up: {screen}");
+
+        // Bob answers from the keyboard: it reaches Carol while the call goes on.
+        let answer = "yes, with alice; typing during the call";
+        tmux.type_text(answer);
+        tmux.press("Enter");
+        let started = Instant::now();
+        loop {
+            carol.receive(Some(Duration::from_secs(1)), |_| {}).await.unwrap();
+            if carol.profile().messages(20).unwrap().iter().any(|m| m.text == answer) {
+                break;
+            }
+            assert!(started.elapsed() < DEADLINE, "Bob's reply never reached Carol");
+        }
+        assert!(in_call(&tmux.screen()), "the call is still on");
+
+        // Carol calls: Bob's window says so and stays in the call with Alice.
+        let carol_gives_up = Arc::new(AtomicBool::new(false));
+        let carol_limits =
+            CallLimits { duration: None, hangup_file: None, hangup_flag: Some(carol_gives_up.clone()) };
+        let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+        let (carol_report, screen) =
+            tokio::join!(carol.call("@bob", CallMedia::default(), carol_limits, &mut quiet), async {
+                let screen = tmux.wait_for_text("@carol is calling too").await;
+                carol_gives_up.store(true, Ordering::Release);
+                screen
+            });
+        assert!(in_call(&screen), "{screen}");
+        assert!(!screen.contains("Incoming call from @carol"), "no second ring banner: {screen}");
+        let carol_report = carol_report.unwrap();
+        assert_eq!(carol_report.packets_received, 0, "Carol's call was never answered: {carol_report:?}");
+
+        hang_up.store(true, Ordering::Release);
+        tmux.wait_for("the call to end", |s| !in_call(s) && s.contains("Call with @alice: ended after"))
+            .await;
+    });
+    assert_eq!(report.unwrap().outcome, "ended");
+}

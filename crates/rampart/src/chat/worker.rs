@@ -7,8 +7,10 @@
 //! awaited to the end, and actions queue up in the meantime.
 //!
 //! A call holds the client and its connection until it ends (`accept_on` and `call_on` drive
-//! it to the end): meanwhile only hang-up and quit are acted on, other actions wait their
-//! turn, and messages received during the call are shown once it is over.
+//! it to the end), and the window keeps working through it: between the call's turns
+//! ([`InCall`], every 40 ms or so) messages that arrived are shown, and messages, reactions and
+//! conversation switches are carried out. What needs the connection for longer (files, new
+//! conversations, requests, another call) waits until the call is over, and the window says so.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use rampart_client::calls::{CallLimits, CallMedia};
+use rampart_client::calls::{CallLimits, CallMedia, CallProgress, DuringCall};
+use rampart_client::e2e::Event;
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::call::{RING_TIMEOUT_MS, RingNotice};
 use rampart_core::{GroupId, MessageId};
@@ -319,17 +322,17 @@ impl Worker<'_> {
         Some((ring.notice, ring.label))
     }
 
-    /// Carry out a call until it ends, acting on hang-up and quit meanwhile and keeping other
-    /// actions for after. Returns whether the window quit (the call was hung up for it).
+    /// Carry out a call until it ends, keeping the window working meanwhile ([`InCall`]).
+    /// Returns whether the window quit (the call was hung up for it).
     async fn in_call(
         &mut self,
         start: CallStart,
         actions: &mut UnboundedReceiver<Action>,
         deferred: &mut VecDeque<Action>,
     ) -> bool {
-        let client = &mut *self.client;
-        let Some(conn) = self.conn.as_mut() else {
-            let _ = self.updates.send(Update::CallEnded {
+        let Worker { client, conn, updates, selected, limit, seen, .. } = self;
+        let Some(conn) = conn.as_mut() else {
+            let _ = updates.send(Update::CallEnded {
                 outcome: "failed".into(),
                 detail: "offline, reconnecting: try again once online".into(),
                 failed: true,
@@ -338,42 +341,40 @@ impl Worker<'_> {
         };
         let flag = Arc::new(AtomicBool::new(false));
         let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(flag.clone()) };
-        let updates = self.updates.clone();
-        let mut progress = move |step: &rampart_client::calls::CallProgress| {
-            // Connected means audio flows, which starts the window's call timer.
-            let connected = matches!(step, rampart_client::calls::CallProgress::Connected { .. });
-            let _ = updates.send(Update::CallProgress { text: step.to_string(), connected });
-        };
-        let mut quit = false;
-        let result = {
-            let call = async move {
-                match start {
-                    CallStart::Accept(notice, label) => {
-                        client
-                            .accept_on(conn, notice, &label, CallMedia::default(), limits, &mut progress)
-                            .await
-                    }
-                    CallStart::Dial(to) => {
-                        client.call_on(conn, &to, CallMedia::default(), limits, &mut progress).await
-                    }
-                }
+        let progress_updates = updates.clone();
+        let mut progress = move |step: &CallProgress| {
+            let update = match step {
+                // Another call rang: a note, not the state of this one.
+                CallProgress::Waiting { .. } => Update::Info(step.to_string()),
+                // Connected means audio flows, which starts the window's call timer.
+                _ => Update::CallProgress {
+                    text: step.to_string(),
+                    connected: matches!(step, CallProgress::Connected { .. }),
+                },
             };
-            tokio::pin!(call);
-            loop {
-                tokio::select! {
-                    r = &mut call => break r,
-                    a = actions.recv(), if !quit => match a {
-                        // Leaving hangs up: the call loop sees the flag within a turn.
-                        None | Some(Action::Quit) => {
-                            quit = true;
-                            flag.store(true, Ordering::Release);
-                        }
-                        Some(Action::HangUp) => flag.store(true, Ordering::Release),
-                        Some(a) => deferred.push_back(a),
-                    },
-                }
+            let _ = progress_updates.send(update);
+        };
+        let mut during = InCall {
+            actions,
+            deferred,
+            updates: updates.clone(),
+            selected,
+            limit,
+            seen,
+            hangup: flag,
+            quit: false,
+        };
+        let result = match start {
+            CallStart::Accept(notice, label) => {
+                client
+                    .accept_on(conn, notice, &label, CallMedia::default(), limits, &mut progress, &mut during)
+                    .await
+            }
+            CallStart::Dial(to) => {
+                client.call_on(conn, &to, CallMedia::default(), limits, &mut progress, &mut during).await
             }
         };
+        let quit = during.quit;
         match result {
             Ok(report) => self.send(Update::CallEnded {
                 outcome: report.outcome,
@@ -387,7 +388,6 @@ impl Worker<'_> {
                 }
             }
         }
-        // Whatever arrived during the call is shown now.
         self.refresh(true).await;
         quit
     }
@@ -492,11 +492,10 @@ impl Worker<'_> {
 
     /// Send content to a conversation; the error is returned as text for the window.
     async fn send_body(&mut self, conversation: &str, body: ContentBody) -> Result<(), String> {
-        let group = GroupId::from_hex(conversation).ok_or("unknown conversation")?;
         let Some(conn) = self.conn.as_mut() else {
             return Err("offline, reconnecting".to_owned());
         };
-        match self.client.send_to_group_on(conn, &group, body).await {
+        match send_content(self.client, conn, conversation, body).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let text = one_line(&e);
@@ -584,32 +583,168 @@ impl Worker<'_> {
     }
 
     async fn snapshot(&mut self) -> Result<(), ClientError> {
-        let mut list = self.client.profile().conversations()?;
-        let Some(group) = self.selected.clone() else {
-            self.send(Update::Conversations(list));
-            return self.send_call_log();
-        };
+        let shown = Shown { selected: self.selected.as_ref(), limit: self.limit };
+        if let Some(e) = show(self.client, self.conn.as_mut(), &self.updates, shown).await? {
+            self.failed("Marking as read failed", &e);
+        }
+        Ok(())
+    }
+}
+
+/// What the window shows: the selected conversation and how much of its history.
+#[derive(Clone, Copy)]
+struct Shown<'a> {
+    selected: Option<&'a GroupId>,
+    limit: u32,
+}
+
+/// Send the window the conversation list, the shown conversation's history (marked read first,
+/// since it is on screen, when a connection is at hand), the requests and the call log. A
+/// failure to mark read is returned after everything was sent.
+async fn show(
+    client: &mut Client,
+    conn: Option<&mut Connection>,
+    updates: &Sender<Update>,
+    shown: Shown<'_>,
+) -> Result<Option<ClientError>, ClientError> {
+    let send = |update| {
+        let _ = updates.send(update);
+    };
+    let mut list = client.profile().conversations()?;
+    let mut failure = None;
+    if let Some(group) = shown.selected {
         let id = group.to_hex();
         let unread = list.iter().any(|c| c.id == id && c.unread > 0);
         // Read receipts need the connection; offline, the messages stay unread until it is back.
-        if unread && let Some(conn) = self.conn.as_mut() {
-            match self.client.mark_read_on(conn, &group).await {
-                Ok(_) => list = self.client.profile().conversations()?,
-                Err(e) => self.failed("Marking as read failed", &e),
+        if unread && let Some(conn) = conn {
+            match client.mark_read_on(conn, group).await {
+                Ok(_) => list = client.profile().conversations()?,
+                Err(e) => failure = Some(e),
             }
         }
-        let items = self.client.profile().history(Some(&group), self.limit)?;
-        self.send(Update::Conversations(list));
-        self.send(Update::History { conversation: id, items });
-        self.send_call_log()
+        let items = client.profile().history(Some(group), shown.limit)?;
+        send(Update::Conversations(list));
+        send(Update::History { conversation: id, items });
+    } else {
+        send(Update::Conversations(list));
+    }
+    send(Update::Requests(client.requests()?));
+    let entries = client.profile().call_log(CALL_LOG_LEN)?;
+    let seen_ms = client.profile().get(CALLS_SEEN_KEY)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    send(Update::CallLog { entries, seen_ms });
+    Ok(failure)
+}
+
+/// Send content to a conversation given by its hex id.
+async fn send_content(
+    client: &mut Client,
+    conn: &mut Connection,
+    conversation: &str,
+    body: ContentBody,
+) -> Result<(), ClientError> {
+    let group =
+        GroupId::from_hex(conversation).ok_or_else(|| ClientError::Input("unknown conversation".into()))?;
+    client.send_to_group_on(conn, &group, body).await.map(|_| ())
+}
+
+/// The window during a call: between the call's turns, what arrived is shown and the quick
+/// actions are carried out on the call's own client and connection.
+struct InCall<'w> {
+    actions: &'w mut UnboundedReceiver<Action>,
+    /// Actions kept for after the call.
+    deferred: &'w mut VecDeque<Action>,
+    updates: Sender<Update>,
+    selected: &'w mut Option<GroupId>,
+    limit: &'w mut u32,
+    seen: &'w mut Option<u64>,
+    hangup: Arc<AtomicBool>,
+    /// The window quit (or went away): the call was hung up for it.
+    quit: bool,
+}
+
+impl DuringCall for InCall<'_> {
+    fn turn<'a>(
+        &'a mut self,
+        client: &'a mut Client,
+        conn: &'a mut Connection,
+        events: Vec<Event>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.run_turn(client, conn, events))
+    }
+}
+
+impl InCall<'_> {
+    fn send(&self, update: Update) {
+        let _ = self.updates.send(update);
     }
 
-    fn send_call_log(&self) -> Result<(), ClientError> {
-        self.send(Update::Requests(self.client.requests()?));
-        let entries = self.client.profile().call_log(CALL_LOG_LEN)?;
-        let seen_ms =
-            self.client.profile().get(CALLS_SEEN_KEY)?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        self.send(Update::CallLog { entries, seen_ms });
-        Ok(())
+    async fn run_turn(&mut self, client: &mut Client, conn: &mut Connection, events: Vec<Event>) {
+        for event in &events {
+            if let Event::Refused { reason } = event {
+                self.send(Update::Error(format!("A message was refused: {reason}")));
+            }
+        }
+        let mut force = false;
+        loop {
+            let action = match self.actions.try_recv() {
+                Ok(action) => action,
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => Action::Quit,
+            };
+            match action {
+                Action::Quit => {
+                    self.quit = true;
+                    self.hangup.store(true, Ordering::Release);
+                    break;
+                }
+                Action::HangUp => self.hangup.store(true, Ordering::Release),
+                Action::Send { conversation, text } => {
+                    let body = ContentBody::Text { text: text.clone(), reply_to: None };
+                    if let Err(e) = send_content(client, conn, &conversation, body).await {
+                        let error = one_line(&e);
+                        self.send(Update::SendFailed { conversation: Some(conversation), text, error });
+                    }
+                }
+                Action::React { conversation, target, emoji } => {
+                    let Some(target) = hex::decode(&target).ok().and_then(|b| MessageId::from_slice(&b))
+                    else {
+                        self.send(Update::Error("That message cannot be reacted to".to_owned()));
+                        continue;
+                    };
+                    let body = ContentBody::Reaction { target, emoji };
+                    if let Err(e) = send_content(client, conn, &conversation, body).await {
+                        self.send(Update::Error(format!("Reaction not sent: {}", one_line(&e))));
+                    }
+                }
+                Action::Show { conversation, limit } => {
+                    *self.selected = GroupId::from_hex(&conversation);
+                    *self.limit = limit;
+                    force = true;
+                }
+                Action::CallsSeen { at_ms } => {
+                    if let Err(e) = client.profile().set(CALLS_SEEN_KEY, &at_ms.to_string()) {
+                        self.send(Update::Error(format!(
+                            "Cannot save that the calls were seen: {}",
+                            one_line(&e)
+                        )));
+                    }
+                }
+                // The rest needs the connection for longer, or is another call: after this one.
+                other => {
+                    self.send(Update::Info("In a call: that happens when the call ends".to_owned()));
+                    self.deferred.push_back(other);
+                }
+            }
+        }
+        let changes = client.profile().change_counter();
+        if force || *self.seen != Some(changes) {
+            let shown = Shown { selected: self.selected.as_ref(), limit: *self.limit };
+            match show(client, Some(conn), &self.updates, shown).await {
+                Ok(None) => {}
+                Ok(Some(e)) => self.send(Update::Error(format!("Marking as read failed: {}", one_line(&e)))),
+                Err(e) => self.send(Update::Error(format!("Cannot read the profile: {}", one_line(&e)))),
+            }
+            *self.seen = Some(client.profile().change_counter());
+        }
     }
 }

@@ -226,16 +226,19 @@ impl TestServer {
     pub fn restart(&mut self) {
         let dir = self.data_dir.parent().unwrap().to_path_buf();
         let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let text: Vec<String> =
-            text.lines()
-                .map(|l| {
-                    if l.starts_with("listen =") {
-                        format!("listen = \"{}\"", self.addr)
-                    } else {
-                        l.to_owned()
-                    }
-                })
-                .collect();
+        // The server's own `listen` (top level, before any table): the relay's stays as it was.
+        let mut top_level = true;
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| {
+                top_level &= !l.starts_with('[');
+                if top_level && l.starts_with("listen =") {
+                    format!("listen = \"{}\"", self.addr)
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
         std::fs::write(&self.config_path, text.join("\n")).unwrap();
         let again = TestServer::spawn(
             &dir,
