@@ -33,6 +33,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::audio_device::{DeviceChoice, Microphone, Speaker};
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::{Connection, pinned_tls_config};
 use crate::e2e::Event;
@@ -255,10 +256,23 @@ impl Profile {
 /// Where a call's outgoing audio comes from and where incoming audio goes.
 #[derive(Debug, Clone, Default)]
 pub struct CallMedia {
-    /// Frames to send (48 kHz mono, 20 ms each); silence after they run out. `None`: silence.
+    /// Frames to send (48 kHz mono, 20 ms each); silence after they run out. Takes the place
+    /// of the microphone.
     pub play: Option<Vec<Frame>>,
     /// Write what is received here as a WAV file when the call ends.
     pub record: Option<PathBuf>,
+    /// Send what this input device (a microphone) captures, unless `play` is set. `None`, or no
+    /// sound server: silence.
+    pub input: Option<DeviceChoice>,
+    /// Play what is received on this output device (a speaker or headset).
+    pub output: Option<DeviceChoice>,
+}
+
+impl CallMedia {
+    /// The default microphone and speaker, when the machine has a sound server.
+    pub fn devices() -> Self {
+        Self { input: Some(DeviceChoice::Default), output: Some(DeviceChoice::Default), ..Self::default() }
+    }
 }
 
 /// How a call went, for the terminal and `--json`.
@@ -283,6 +297,8 @@ pub struct CallReport {
     /// Released signals that did not decrypt or parse (dropped).
     pub signals_unusable: u64,
     pub relay: String,
+    /// Where the audio came from and went: devices, files, or why a device could not be used.
+    pub audio: String,
     /// Our relayed address on the relay (what our offer or answer named), and our media SSRC:
     /// for diagnosing a call, and for tests that check the server never learns either.
     pub relayed_address: String,
@@ -959,6 +975,7 @@ impl Client {
                 report.frames_decoded = stats.frames_decoded;
                 report.frames_concealed = stats.frames_concealed;
                 report.frames_recorded = outcome.recorded.len() as u64;
+                report.audio = outcome.audio;
                 if let Some(path) = &task.record
                     && let Err(e) = rampart_media::wav::write_wav(path, &outcome.recorded)
                 {
@@ -1265,6 +1282,7 @@ struct MediaOutcome {
     receiver: rampart_media::ReceiverStats,
     recorded: Vec<Frame>,
     error: Option<String>,
+    audio: String,
 }
 
 struct MediaTask {
@@ -1300,6 +1318,45 @@ async fn run_media(
     let started = Instant::now();
     let now = || started.elapsed().as_millis() as u64;
     let silence: Frame = [0; rampart_media::FRAME_SAMPLES];
+    // Devices open once media may flow (the permit exists): a device that cannot be used is
+    // said in the report and the call goes on without it.
+    let mut audio = Vec::new();
+    let mut microphone = match (&media.play, &media.input) {
+        (Some(_), _) => {
+            audio.push("sending a file".to_owned());
+            None
+        }
+        (None, Some(choice)) => match Microphone::open(choice).await {
+            Ok(microphone) => {
+                audio.push(format!("microphone {}", describe(choice)));
+                Some(microphone)
+            }
+            Err(e) => {
+                audio.push(format!("no microphone ({e}): sending silence"));
+                None
+            }
+        },
+        (None, None) => {
+            audio.push("sending silence".to_owned());
+            None
+        }
+    };
+    let speaker = match &media.output {
+        Some(choice) => match Speaker::open(choice).await {
+            Ok(speaker) => {
+                audio.push(format!("speaker {}", describe(choice)));
+                Some(speaker)
+            }
+            Err(e) => {
+                audio.push(format!("no speaker ({e})"));
+                None
+            }
+        },
+        None => None,
+    };
+    if media.record.is_some() {
+        audio.push("recording to a file".to_owned());
+    }
     let source = media.play.unwrap_or_default();
     let mut next = source.iter();
     let mut recorded = Vec::new();
@@ -1321,24 +1378,16 @@ async fn run_media(
         }
     });
     loop {
-        tokio::select! {
+        // With a microphone, its frames pace the sending (the device's clock); otherwise the
+        // 20 ms tick does.
+        let outgoing = tokio::select! {
             _ = &mut stopped => break,
+            Some(frame) = next_captured(&mut microphone) => Some(frame),
             _ = tick.tick() => {
-                let frame = next.next().unwrap_or(&silence);
-                match sender.encode_frame(frame) {
-                    Ok(datagram) => {
-                        if let Err(e) = turn.send_to(peer, &datagram).await {
-                            error = Some(format!("sending media: {e}"));
-                            break;
-                        }
-                        frames_sent += 1;
-                    }
-                    Err(e) => {
-                        error = Some(format!("encoding: {e}"));
-                        break;
-                    }
-                }
                 while let Some(frame) = receiver.poll_frame(now()) {
+                    if let Some(speaker) = &speaker {
+                        speaker.play(&frame);
+                    }
                     if media.record.is_some() && recorded.len() < MAX_RECORDED_FRAMES {
                         recorded.push(frame);
                     }
@@ -1347,22 +1396,60 @@ async fn run_media(
                     error = Some(format!("nothing heard from the other side for {} s", NO_MEDIA_TIMEOUT.as_secs()));
                     break;
                 }
+                microphone.is_none().then(|| *next.next().unwrap_or(&silence))
             }
             got = datagrams.recv() => match got {
                 Some(d) => {
                     if matches!(receiver.handle_datagram(&d, now()), rampart_media::DatagramOutcome::Audio) {
                         last_heard = Instant::now();
                     }
+                    None
                 }
                 None => {
                     error = Some("the relay socket closed".into());
                     break;
                 }
             },
+        };
+        let Some(frame) = outgoing else { continue };
+        match sender.encode_frame(&frame) {
+            Ok(datagram) => {
+                if let Err(e) = turn.send_to(peer, &datagram).await {
+                    error = Some(format!("sending media: {e}"));
+                    break;
+                }
+                frames_sent += 1;
+            }
+            Err(e) => {
+                error = Some(format!("encoding: {e}"));
+                break;
+            }
         }
     }
     reader.abort();
-    MediaOutcome { media_ms: now(), frames_sent, receiver: receiver.stats(), recorded, error }
+    MediaOutcome {
+        media_ms: now(),
+        frames_sent,
+        receiver: receiver.stats(),
+        recorded,
+        error,
+        audio: audio.join(", "),
+    }
+}
+
+/// The next frame the microphone captured; never, without one.
+async fn next_captured(microphone: &mut Option<Microphone>) -> Option<Frame> {
+    match microphone {
+        Some(microphone) => microphone.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn describe(choice: &DeviceChoice) -> String {
+    match choice {
+        DeviceChoice::Default => "(default)".to_owned(),
+        DeviceChoice::Named(name) => name.clone(),
+    }
 }
 
 /// Unix milliseconds now, for callers showing the call log.

@@ -5,6 +5,7 @@
 
 pub mod at_rest;
 mod attachment;
+pub mod audio_device;
 pub mod calls;
 mod client;
 mod connection;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rampart_client::Client;
+use rampart_client::audio_device::{self, DeviceChoice, Microphone, Speaker};
 use rampart_client::calls::{CallLimits, CallMedia, CallProgress, CallReport};
 use rampart_core::call::RingPolicy;
 use serde_json::json;
@@ -14,20 +15,78 @@ fn hangup_file(client: &Client) -> PathBuf {
     client.profile().dir().join("call.hangup")
 }
 
-fn media(play: Option<PathBuf>, record: Option<PathBuf>, json: bool) -> anyhow::Result<CallMedia> {
+/// The call's audio: the chosen devices, with WAV files in place of the microphone (`--play`)
+/// and beside the speaker (`--record`).
+pub fn media(
+    input: &str,
+    output: &str,
+    play: Option<PathBuf>,
+    record: Option<PathBuf>,
+) -> anyhow::Result<CallMedia> {
     let play = match play {
         Some(path) => Some(
             rampart_media::wav::read_wav(&path).with_context(|| format!("cannot play {}", path.display()))?,
         ),
         None => None,
     };
-    if play.is_none() && record.is_none() && !json {
-        // This build has no sound card support: say so instead of pretending.
-        eprintln!(
-            "note: this build does not use the sound card; sending silence (use --play / --record WAV files)"
-        );
+    Ok(CallMedia {
+        play,
+        record,
+        input: Some(DeviceChoice::parse(input)),
+        output: Some(DeviceChoice::parse(output)),
+    })
+}
+
+/// `rampart audio devices` and `rampart audio test`.
+pub async fn audio(action: crate::cli::AudioCommand, json: bool) -> anyhow::Result<()> {
+    match action {
+        crate::cli::AudioCommand::Devices => {
+            let devices = audio_device::list().await?;
+            if json {
+                outln!("{}", json!({ "ok": true, "inputs": devices.inputs, "outputs": devices.outputs }));
+                return Ok(());
+            }
+            for (title, list) in
+                [("Inputs (--input)", &devices.inputs), ("Outputs (--output)", &devices.outputs)]
+            {
+                outln!("{title}:");
+                if list.is_empty() {
+                    outln!("  none");
+                }
+                for d in list {
+                    let mark = if d.default { "*" } else { " " };
+                    outln!("  {mark} {}  {}", d.name, d.description);
+                }
+            }
+            outln!("(* the default)");
+            Ok(())
+        }
+        crate::cli::AudioCommand::Test { input, output, seconds } => {
+            let mut microphone = Microphone::open(&DeviceChoice::parse(&input)).await?;
+            let speaker = Speaker::open(&DeviceChoice::parse(&output)).await?;
+            if !json {
+                eprintln!("Speak: you hear yourself for {seconds} s.");
+            }
+            let until = tokio::time::Instant::now() + Duration::from_secs(seconds);
+            let mut frames = 0u64;
+            let mut loudest = 0i16;
+            while let Ok(Some(frame)) = tokio::time::timeout_at(until, microphone.next()).await {
+                loudest = loudest.max(frame.iter().map(|s| s.saturating_abs()).max().unwrap_or(0));
+                speaker.play(&frame);
+                frames += 1;
+            }
+            let level_db = 20.0 * (f64::from(loudest.max(1)) / 32768.0).log10();
+            if json {
+                outln!("{}", json!({ "ok": true, "frames": frames, "peak_dbfs": level_db }));
+            } else {
+                outln!("{frames} frames from the microphone; loudest peak {level_db:.1} dBFS.");
+                if frames == 0 {
+                    outln!("Nothing came from the microphone: check --input (rampart audio devices).");
+                }
+            }
+            Ok(())
+        }
     }
-    Ok(CallMedia { play, record })
 }
 
 fn limits(client: &Client, duration: Option<u64>) -> CallLimits {
@@ -55,6 +114,9 @@ fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
             lost
         );
     }
+    if !report.audio.is_empty() {
+        outln!("  audio: {}", report.audio);
+    }
     if let Some(path) = record {
         outln!("  recorded {} frames to {}", report.frames_recorded, path.display());
     }
@@ -71,12 +133,11 @@ fn progress(json: bool) -> impl FnMut(&CallProgress) + Send {
 pub async fn call(
     client: &mut Client,
     to: &str,
-    play: Option<PathBuf>,
-    record: Option<PathBuf>,
+    media: CallMedia,
     duration: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let media = media(play, record.clone(), json)?;
+    let record = media.record.clone();
     let limits = limits(client, duration);
     let report = client.call(to, media, limits, &mut progress(json)).await?;
     print_report(&report, record.as_deref(), json);
@@ -85,13 +146,12 @@ pub async fn call(
 
 pub async fn answer(
     client: &mut Client,
-    play: Option<PathBuf>,
-    record: Option<PathBuf>,
+    media: CallMedia,
     wait: u64,
     duration: Option<u64>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let media = media(play, record.clone(), json)?;
+    let record = media.record.clone();
     let limits = limits(client, duration);
     if !json {
         eprintln!("waiting up to {wait} s for a call…");

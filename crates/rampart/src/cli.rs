@@ -128,7 +128,9 @@ pub enum Command {
     /// up to a minute). /call calls the person of the 1:1 on screen, /call @someone anyone;
     /// during a call a bar shows how long it has lasted and Ctrl-X hangs up (quitting does
     /// too). /calls shows the call log; missed calls and call requests are counted in the
-    /// status bar until then. Audio: this build sends silence (no sound card support).
+    /// status bar until then. Calls use the default microphone and speaker; without a sound server
+    /// they send silence (the status bar says so). Messages keep arriving and can be sent
+    /// during a call.
     ///
     /// New messages appear as they arrive; the conversation on screen is marked read, which
     /// sends read receipts. If the connection drops, it reconnects by itself.
@@ -152,11 +154,22 @@ pub enum Command {
     /// nothing of the call reaches their device before they accept. Media goes through the
     /// relay only, so neither side learns the other's IP address.
     ///
+    /// You talk through the default microphone and speaker (`rampart audio devices` lists
+    /// them; --input and --output choose others). For scripts, --play and --record use WAV
+    /// files instead.
+    ///
     /// Example: rampart call @bob --play greeting.wav --record reply.wav --duration 30
     Call {
         /// +14155550123 or @username.
         to: String,
-        /// Send this WAV file (any rate, mono or stereo; resampled to 48 kHz mono), then silence.
+        /// Microphone (an input's name, or "default").
+        #[arg(long, value_name = "DEVICE", default_value = "default")]
+        input: String,
+        /// Speaker or headset (an output's name, or "default").
+        #[arg(long, value_name = "DEVICE", default_value = "default")]
+        output: String,
+        /// Send this WAV file (any rate, mono or stereo; resampled to 48 kHz mono), then
+        /// silence, instead of the microphone.
         #[arg(long, value_name = "FILE.wav")]
         play: Option<PathBuf>,
         /// Save what the other side says to this WAV file (48 kHz mono) when the call ends.
@@ -167,9 +180,16 @@ pub enum Command {
         #[arg(long, value_name = "SECS")]
         duration: Option<u64>,
     },
-    /// Wait for the next incoming call that may ring this device, accept it, and talk.
+    /// Wait for the next incoming call that may ring this device, accept it, and talk
+    /// (default microphone and speaker, as `call`).
     Answer {
-        /// Send this WAV file, then silence.
+        /// Microphone (an input's name, or "default").
+        #[arg(long, value_name = "DEVICE", default_value = "default")]
+        input: String,
+        /// Speaker or headset (an output's name, or "default").
+        #[arg(long, value_name = "DEVICE", default_value = "default")]
+        output: String,
+        /// Send this WAV file, then silence, instead of the microphone.
         #[arg(long, value_name = "FILE.wav")]
         play: Option<PathBuf>,
         /// Save what the caller says to this WAV file when the call ends.
@@ -184,6 +204,9 @@ pub enum Command {
     },
     /// Hang up the call in progress on this profile (started by `call` or `answer`).
     Hangup,
+    /// The microphones and speakers calls can use.
+    #[command(subcommand)]
+    Audio(AudioCommand),
     /// The call log: calls made and received, missed calls, and call requests from people who
     /// are not your contacts (they did not ring).
     Calls {
@@ -278,6 +301,22 @@ pub enum ProfileCommand {
     Decrypt,
     /// Show where the profile is and whether it is encrypted.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AudioCommand {
+    /// List inputs (microphones) and outputs (speakers, headsets); the default is marked.
+    Devices,
+    /// Hear yourself: what the microphone picks up plays on the speaker, slightly delayed,
+    /// for a few seconds.
+    Test {
+        #[arg(long, value_name = "DEVICE", default_value = "default")]
+        input: String,
+        #[arg(long, value_name = "DEVICE", default_value = "default")]
+        output: String,
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -403,6 +442,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::CallMisfits(args)) => serve::call_misfits(args, cli.json).await,
         Command::Bench(args) => bench::run(args, cli.json).await,
         Command::Relay(args) => serve::relay(args).await,
+        // The sound server, not a profile.
+        Command::Audio(action) => crate::call_cmds::audio(action, cli.json).await,
         other => client_cmds::run(other, cli.profile, cli.passphrase_file, cli.json).await,
     }
 }

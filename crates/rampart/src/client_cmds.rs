@@ -296,11 +296,13 @@ pub async fn run(
             Ok(())
         }
         Command::Chat { conversation } => crate::chat::run(&mut client, conversation, json).await,
-        Command::Call { to, play, record, duration } => {
-            crate::call_cmds::call(&mut client, &to, play, record, duration, json).await
+        Command::Call { to, input, output, play, record, duration } => {
+            let media = crate::call_cmds::media(&input, &output, play, record)?;
+            crate::call_cmds::call(&mut client, &to, media, duration, json).await
         }
-        Command::Answer { play, record, wait, duration } => {
-            crate::call_cmds::answer(&mut client, play, record, wait, duration, json).await
+        Command::Answer { input, output, play, record, wait, duration } => {
+            let media = crate::call_cmds::media(&input, &output, play, record)?;
+            crate::call_cmds::answer(&mut client, media, wait, duration, json).await
         }
         Command::Hangup => crate::call_cmds::hangup(&client, json),
         Command::Calls { limit } => crate::call_cmds::calls(&client, limit, json),
@@ -310,7 +312,9 @@ pub async fn run(
         Command::Block { who } => crate::request_cmds::block(&mut client, who, json).await,
         Command::Unblock { who } => crate::request_cmds::unblock(&mut client, &who, json).await,
         Command::MessagePolicy { policy } => crate::request_cmds::message_policy(&client, policy, json),
-        Command::Serve(_) | Command::Admin(_) | Command::Bench(_) | Command::Relay(_) => Ok(()),
+        Command::Serve(_) | Command::Admin(_) | Command::Bench(_) | Command::Relay(_) | Command::Audio(_) => {
+            Ok(())
+        }
     }
 }
 

@@ -856,3 +856,173 @@ async fn after_accept_signals_go_to_the_answering_device_only() {
     phone.close().await;
     on_laptop_conn.close().await;
 }
+
+/// A private sound server (PulseAudio) with virtual devices, null sinks: each person's
+/// microphone is the monitor of a sink (the test plays into Alice's), each speaker a sink (the
+/// test records Bob's from its monitor). Killed when dropped.
+struct SoundServer {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for SoundServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SoundServer {
+    fn start(dir: &Path) -> Option<SoundServer> {
+        if !Path::new("/usr/bin/pulseaudio").exists() || !Path::new("/usr/bin/parec").exists() {
+            assert!(std::env::var_os("CI").is_none(), "pulseaudio and pulseaudio-utils are missing under CI");
+            eprintln!("SKIPPED: no pulseaudio (apt-get install pulseaudio pulseaudio-utils)");
+            return None;
+        }
+        let runtime = dir.join("pulse-runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        let socket = runtime.join("native");
+        let child = Command::new("/usr/bin/pulseaudio")
+            .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--disable-shm=yes", "--use-pid-file=no"])
+            .arg(format!("--load=module-native-protocol-unix socket={} auth-anonymous=1", socket.display()))
+            .args(
+                ["alice_mic", "alice_speaker", "bob_mic", "bob_speaker"]
+                    .map(|sink| format!("--load=module-null-sink sink_name={sink} rate=48000 channels=1")),
+            )
+            .env("HOME", &runtime)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("pulseaudio.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "pulseaudio did not start: {}",
+                std::fs::read_to_string(dir.join("pulseaudio.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(SoundServer { child, socket })
+    }
+
+    /// `PULSE_SERVER` for the processes that use it.
+    fn address(&self) -> String {
+        format!("unix:{}", self.socket.display())
+    }
+}
+
+/// A tone played into Alice's microphone (a virtual device of a real sound server) comes out of
+/// Bob's speaker (another one), through the server, the relay and the whole audio pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tone_into_the_callers_microphone_comes_out_of_the_callees_speaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sound) = SoundServer::start(dir.path()) else { return };
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    two_contacts(&server, dir.path()).await;
+    let pulse = sound.address();
+
+    // The devices, as a user lists them to pick one.
+    let listed =
+        Command::new(BIN).args(["--json", "audio", "devices"]).env("PULSE_SERVER", &pulse).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let names = |kind: &str| -> Vec<String> {
+        listed[kind].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert!(names("inputs").contains(&"alice_mic.monitor".to_owned()), "{listed}");
+    assert!(names("outputs").contains(&"bob_speaker".to_owned()), "{listed}");
+    // Without a sound server: a clear error, not a crash.
+    let none = Command::new(BIN)
+        .args(["audio", "devices"])
+        .env("PULSE_SERVER", format!("unix:{}", dir.path().join("no-such-socket").display()))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("PULSE_RUNTIME_PATH")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(!none.status.success() && said.contains("no sound server"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+
+    // The tone plays into the null sink whose monitor is Alice's microphone, for longer than
+    // the call; what reaches Bob's speaker is recorded from its monitor.
+    let tone = dir.path().join("tone440.wav");
+    wav::write_wav(&tone, &tone::sine(440.0, 0.3, 30 * 50)).unwrap();
+    let mut player = KilledOnDrop(
+        Command::new("/usr/bin/paplay")
+            .args(["--device=alice_mic"])
+            .arg(&tone)
+            .env("PULSE_SERVER", &pulse)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Raw samples (a WAV header would only be finished by a clean exit).
+    let heard = dir.path().join("heard.raw");
+    let recorder = KilledOnDrop(
+        Command::new("/usr/bin/parec")
+            .args(["--device=bob_speaker.monitor", "--raw", "--rate=48000", "--channels=1", "--format=s16le"])
+            .env("PULSE_SERVER", &pulse)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&heard).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    let bob = Command::new(BIN)
+        .arg("--profile")
+        .arg(dir.path().join("bob"))
+        .args(["--json", "answer", "--wait", "60", "--input", "bob_mic.monitor", "--output", "bob_speaker"])
+        .env("PULSE_SERVER", &pulse)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let alice = Command::new(BIN)
+        .arg("--profile")
+        .arg(dir.path().join("alice"))
+        .args([
+            "--json",
+            "call",
+            "@bob",
+            "--input",
+            "alice_mic.monitor",
+            "--output",
+            "alice_speaker",
+            "--duration",
+            "5",
+        ])
+        .env("PULSE_SERVER", &pulse)
+        .output()
+        .unwrap();
+    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
+    assert!(alice.status.success(), "{alice_out}\n{}", String::from_utf8_lossy(&alice.stderr));
+    let bob = bob.wait_with_output().unwrap();
+    let bob_out = String::from_utf8_lossy(&bob.stdout).into_owned();
+    assert!(bob.status.success(), "{bob_out}\n{}", String::from_utf8_lossy(&bob.stderr));
+    drop(recorder);
+    let _ = player.0.kill();
+
+    let at_alice = json_of(&alice_out)["call"].clone();
+    let at_bob = json_of(&bob_out)["call"].clone();
+    assert_eq!(at_alice["audio"], "microphone alice_mic.monitor, speaker alice_speaker", "{at_alice}");
+    assert_eq!(at_bob["audio"], "microphone bob_mic.monitor, speaker bob_speaker", "{at_bob}");
+    // The microphone paces the sending: 20 ms frames, from the moment the device opened.
+    assert!(at_alice["frames_sent"].as_u64().unwrap() >= 150, "{at_alice}");
+    assert!(at_bob["frames_decoded"].as_u64().unwrap() >= 150, "{at_bob}");
+
+    // What Bob's speaker played: the tone, loud enough to be more than a trickle.
+    let samples: Vec<i16> =
+        std::fs::read(&heard).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    assert!(samples.len() >= 48_000 * 3, "{} samples recorded at Bob's speaker", samples.len());
+    let loud: Vec<i16> = samples.iter().copied().skip_while(|s| s.unsigned_abs() < 3_000).collect();
+    assert!(
+        loud.len() >= 48_000 * 2,
+        "the tone did not come out of Bob's speaker: {} loud samples",
+        loud.len()
+    );
+    let middle = &loud[loud.len() / 2 - 24_000..loud.len() / 2 + 24_000];
+    let frequency = tone::dominant_frequency(middle, 48_000);
+    assert!((frequency - 440.0).abs() <= 5.0, "Bob's speaker played {frequency} Hz");
+}

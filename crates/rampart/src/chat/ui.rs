@@ -100,14 +100,10 @@ fn call_bar(frame: &mut Frame, area: Rect, app: &App, call: &Call) {
     let mut spans = match call.connected_at_ms {
         Some(since) if !call.hanging_up => {
             let length = call_duration(app.now_ms.saturating_sub(since) / 1000);
-            vec![
-                Span::styled(
-                    format!(" ● In call with {peer}  {length} "),
-                    Style::new().fg(Color::Black).bg(Color::Green).add_modifier(Modifier::BOLD),
-                ),
-                // Said plainly rather than pretending: this build has no sound card support.
-                Span::styled(" silence sent (no sound card support)", DIM),
-            ]
+            vec![Span::styled(
+                format!(" ● In call with {peer}  {length} "),
+                Style::new().fg(Color::Black).bg(Color::Green).add_modifier(Modifier::BOLD),
+            )]
         }
         _ => {
             let state = clean(&call.state).replace('\n', " ");

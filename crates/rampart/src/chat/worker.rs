@@ -341,6 +341,9 @@ impl Worker<'_> {
         };
         let flag = Arc::new(AtomicBool::new(false));
         let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(flag.clone()) };
+        if let Err(e) = rampart_client::audio_device::list().await {
+            let _ = updates.send(Update::Info(format!("{}: the call sends silence", one_line(&e))));
+        }
         let progress_updates = updates.clone();
         let mut progress = move |step: &CallProgress| {
             let update = match step {
@@ -367,11 +370,11 @@ impl Worker<'_> {
         let result = match start {
             CallStart::Accept(notice, label) => {
                 client
-                    .accept_on(conn, notice, &label, CallMedia::default(), limits, &mut progress, &mut during)
+                    .accept_on(conn, notice, &label, CallMedia::devices(), limits, &mut progress, &mut during)
                     .await
             }
             CallStart::Dial(to) => {
-                client.call_on(conn, &to, CallMedia::default(), limits, &mut progress, &mut during).await
+                client.call_on(conn, &to, CallMedia::devices(), limits, &mut progress, &mut during).await
             }
         };
         let quit = during.quit;
