@@ -1357,6 +1357,9 @@ async fn run_media(
     if media.record.is_some() {
         audio.push("recording to a file".to_owned());
     }
+    // A microphone's signal is cleaned before it is sent: the echo of what the speaker plays
+    // removed, noise suppressed, the level evened out.
+    let mut voice = microphone.as_ref().map(|_| rampart_media::VoiceProcessor::new());
     let source = media.play.unwrap_or_default();
     let mut next = source.iter();
     let mut recorded = Vec::new();
@@ -1382,11 +1385,16 @@ async fn run_media(
         // 20 ms tick does.
         let outgoing = tokio::select! {
             _ = &mut stopped => break,
-            Some(frame) = next_captured(&mut microphone) => Some(frame),
+            Some(frame) = next_captured(&mut microphone) => {
+                Some(voice.as_mut().map_or(frame, |voice| voice.captured(&frame)))
+            }
             _ = tick.tick() => {
                 while let Some(frame) = receiver.poll_frame(now()) {
                     if let Some(speaker) = &speaker {
                         speaker.play(&frame);
+                        if let Some(voice) = &mut voice {
+                            voice.played(&frame);
+                        }
                     }
                     if media.record.is_some() && recorded.len() < MAX_RECORDED_FRAMES {
                         recorded.push(frame);

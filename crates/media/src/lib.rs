@@ -19,6 +19,7 @@ mod replay;
 pub mod rtp;
 pub mod srtp;
 pub mod tone;
+pub mod voice;
 pub mod wav;
 
 pub use codec::{CodecError, FRAME_SAMPLES, Frame, OpusDecoder, OpusEncoder, SAMPLE_RATE};
@@ -27,4 +28,5 @@ pub use keys::{CallDirection, KeyError, SrtpKeys};
 pub use pipeline::{AudioReceiver, AudioSender, DatagramOutcome, MediaError, ReceiverStats, Rejection};
 pub use rtp::{RtpHeader, RtpHeaderError};
 pub use srtp::{SrtcpContext, SrtpContext, SrtpError};
+pub use voice::VoiceProcessor;
 pub use wav::WavError;

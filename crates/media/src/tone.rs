@@ -1,5 +1,6 @@
 //! Test tones: a sine generator in 20 ms frames, and the dominant frequency of a signal, to
-//! check that audio survives the pipeline (encoder → SRTP → jitter buffer → decoder).
+//! check that audio survives the pipeline (encoder → SRTP → jitter buffer → decoder); a
+//! speech-like signal and a simulated room echo, to measure the echo canceller.
 
 use crate::codec::{FRAME_SAMPLES, Frame, SAMPLE_RATE};
 
@@ -92,6 +93,52 @@ fn goertzel_power(samples: &[f64], freq: f64, rate: f64) -> f64 {
         s1 = s0;
     }
     s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
+/// Speech-like far-end signal: a few tones whose loudness comes and goes like syllables,
+/// with silences between phrases (a steady tone is what noise suppression removes).
+pub fn speech_like(seconds: usize, seed: u64) -> Vec<i16> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as f64 / f64::from(u32::MAX >> 1)
+    };
+    let total = seconds * SAMPLE_RATE as usize;
+    let mut out = Vec::with_capacity(total);
+    let mut phase = [0.0f64; 3];
+    let pitches = [180.0, 360.0, 720.0];
+    while out.len() < total {
+        let syllable = (0.12 + 0.2 * next()) * f64::from(SAMPLE_RATE);
+        let loud = if next() < 0.2 { 0.0 } else { 0.15 + 0.25 * next() };
+        let shift = 0.8 + 0.4 * next();
+        for i in 0..syllable as usize {
+            let envelope = (std::f64::consts::PI * i as f64 / syllable).sin();
+            let mut sample = 0.0;
+            for (k, (p, pitch)) in phase.iter_mut().zip(pitches).enumerate() {
+                *p += std::f64::consts::TAU * pitch * shift / f64::from(SAMPLE_RATE);
+                sample += p.sin() / (k + 1) as f64;
+            }
+            out.push((sample * loud * envelope * 16_000.0) as i16);
+        }
+    }
+    out.truncate(total);
+    out
+}
+
+/// The room: what the speaker plays comes back to the microphone 40 ms later, halved, with
+/// a weaker reflection 25 ms after that.
+pub fn echo_of(played: &[i16]) -> Vec<i16> {
+    let direct = 48 * 40;
+    let reflection = direct + 48 * 25;
+    let at = |i: usize, back: usize| {
+        i.checked_sub(back).and_then(|j| played.get(j)).map_or(0.0, |s| f64::from(*s))
+    };
+    (0..played.len()).map(|i| (at(i, direct) * 0.5 + at(i, reflection) * 0.2) as i16).collect()
+}
+
+/// Energy of a signal (at least 1, so ratios of it are finite).
+pub fn energy(samples: &[i16]) -> f64 {
+    samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>().max(1.0)
 }
 
 #[cfg(test)]
