@@ -266,6 +266,9 @@ pub struct CallMedia {
     pub input: Option<DeviceChoice>,
     /// Play what is received on this output device (a speaker or headset).
     pub output: Option<DeviceChoice>,
+    /// Send the microphone as it is: no echo cancellation, noise suppression or gain control
+    /// (for a headset or an external processor that already does them).
+    pub raw_microphone: bool,
 }
 
 impl CallMedia {
@@ -1359,7 +1362,11 @@ async fn run_media(
     }
     // A microphone's signal is cleaned before it is sent: the echo of what the speaker plays
     // removed, noise suppressed, the level evened out.
-    let mut voice = microphone.as_ref().map(|_| rampart_media::VoiceProcessor::new());
+    let mut voice =
+        microphone.as_ref().filter(|_| !media.raw_microphone).map(|_| rampart_media::VoiceProcessor::new());
+    if microphone.is_some() && media.raw_microphone {
+        audio.push("unprocessed".to_owned());
+    }
     let source = media.play.unwrap_or_default();
     let mut next = source.iter();
     let mut recorded = Vec::new();

@@ -20,6 +20,7 @@ fn hangup_file(client: &Client) -> PathBuf {
 pub fn media(
     input: &str,
     output: &str,
+    raw_microphone: bool,
     play: Option<PathBuf>,
     record: Option<PathBuf>,
 ) -> anyhow::Result<CallMedia> {
@@ -34,6 +35,7 @@ pub fn media(
         record,
         input: Some(DeviceChoice::parse(input)),
         output: Some(DeviceChoice::parse(output)),
+        raw_microphone,
     })
 }
 

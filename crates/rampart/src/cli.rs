@@ -168,6 +168,10 @@ pub enum Command {
         /// Speaker or headset (an output's name, or "default").
         #[arg(long, value_name = "DEVICE", default_value = "default")]
         output: String,
+        /// Send the microphone as it is: no echo cancellation, noise suppression or gain
+        /// control (a headset, or a device that does them itself).
+        #[arg(long)]
+        raw_microphone: bool,
         /// Send this WAV file (any rate, mono or stereo; resampled to 48 kHz mono), then
         /// silence, instead of the microphone.
         #[arg(long, value_name = "FILE.wav")]
@@ -189,6 +193,9 @@ pub enum Command {
         /// Speaker or headset (an output's name, or "default").
         #[arg(long, value_name = "DEVICE", default_value = "default")]
         output: String,
+        /// Send the microphone as it is (no echo cancellation, noise suppression or gain control).
+        #[arg(long)]
+        raw_microphone: bool,
         /// Send this WAV file, then silence, instead of the microphone.
         #[arg(long, value_name = "FILE.wav")]
         play: Option<PathBuf>,

@@ -914,10 +914,84 @@ impl SoundServer {
     }
 }
 
+/// One call between Alice's and Bob's virtual devices: a 440 Hz tone, spoken in bursts (300 ms
+/// on, 200 ms off: a tone that never stops is what noise suppression is there to remove), plays
+/// into Alice's microphone while `record` (a monitor) is recorded. Returns both call reports
+/// and the recorded samples.
+fn device_call(
+    dir: &Path,
+    pulse: &str,
+    bob: &[&str],
+    record: &str,
+    seconds: &str,
+) -> (Value, Value, Vec<i16>) {
+    let tone = dir.join("tone440.wav");
+    let bursts: Vec<_> = tone::sine(440.0, 0.3, 30 * 50)
+        .into_iter()
+        .enumerate()
+        .map(|(i, frame)| if i % 25 < 15 { frame } else { [0; rampart_media::FRAME_SAMPLES] })
+        .collect();
+    wav::write_wav(&tone, &bursts).unwrap();
+    let player = KilledOnDrop(
+        Command::new("/usr/bin/paplay")
+            .args(["--device=alice_mic"])
+            .arg(&tone)
+            .env("PULSE_SERVER", pulse)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Raw samples (a WAV header would only be finished by a clean exit).
+    let heard = dir.join("heard.raw");
+    let recorder = KilledOnDrop(
+        Command::new("/usr/bin/parec")
+            .arg(format!("--device={record}"))
+            .args(["--raw", "--rate=48000", "--channels=1", "--format=s16le"])
+            .env("PULSE_SERVER", pulse)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&heard).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let bob = Command::new(BIN)
+        .arg("--profile")
+        .arg(dir.join("bob"))
+        .args(["--json", "answer", "--wait", "60"])
+        .args(bob)
+        .env("PULSE_SERVER", pulse)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let alice = Command::new(BIN)
+        .arg("--profile")
+        .arg(dir.join("alice"))
+        .args(["--json", "call", "@bob", "--input", "alice_mic.monitor", "--output", "alice_speaker"])
+        .args(["--duration", seconds])
+        .env("PULSE_SERVER", pulse)
+        .output()
+        .unwrap();
+    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
+    assert!(alice.status.success(), "{alice_out}\n{}", String::from_utf8_lossy(&alice.stderr));
+    let bob = bob.wait_with_output().unwrap();
+    let bob_out = String::from_utf8_lossy(&bob.stdout).into_owned();
+    assert!(bob.status.success(), "{bob_out}\n{}", String::from_utf8_lossy(&bob.stderr));
+    drop((recorder, player));
+    let samples: Vec<i16> =
+        std::fs::read(&heard).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    (json_of(&alice_out)["call"].clone(), json_of(&bob_out)["call"].clone(), samples)
+}
+
+fn energy_db(samples: &[i16]) -> f64 {
+    10.0 * rampart_media::tone::energy(samples).log10()
+}
+
 /// A tone played into Alice's microphone (a virtual device of a real sound server) comes out of
-/// Bob's speaker (another one), through the server, the relay and the whole audio pipeline.
+/// Bob's speaker (another one), through the server, the relay and the whole audio pipeline;
+/// and when Bob's speaker feeds his microphone (the worst room), his echo canceller keeps
+/// Alice from hearing herself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tone_into_the_callers_microphone_comes_out_of_the_callees_speaker() {
+async fn the_microphone_reaches_the_other_speaker_and_the_echo_does_not_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let Some(sound) = SoundServer::start(dir.path()) else { return };
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
@@ -945,83 +1019,19 @@ async fn a_tone_into_the_callers_microphone_comes_out_of_the_callees_speaker() {
     assert!(!none.status.success() && said.contains("no sound server"), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 
-    // The tone plays into the null sink whose monitor is Alice's microphone, for longer than
-    // the call; what reaches Bob's speaker is recorded from its monitor.
-    // Spoken like a word, 300 ms on and 200 ms off: a tone that never stops is what noise
-    // suppression is there to remove.
-    let tone = dir.path().join("tone440.wav");
-    let bursts: Vec<_> = tone::sine(440.0, 0.3, 30 * 50)
-        .into_iter()
-        .enumerate()
-        .map(|(i, frame)| if i % 25 < 15 { frame } else { [0; rampart_media::FRAME_SAMPLES] })
-        .collect();
-    wav::write_wav(&tone, &bursts).unwrap();
-    let mut player = KilledOnDrop(
-        Command::new("/usr/bin/paplay")
-            .args(["--device=alice_mic"])
-            .arg(&tone)
-            .env("PULSE_SERVER", &pulse)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (at_alice, at_bob, samples) = device_call(
+        dir.path(),
+        &pulse,
+        &["--input", "bob_mic.monitor", "--output", "bob_speaker"],
+        "bob_speaker.monitor",
+        "5",
     );
-    // Raw samples (a WAV header would only be finished by a clean exit).
-    let heard = dir.path().join("heard.raw");
-    let recorder = KilledOnDrop(
-        Command::new("/usr/bin/parec")
-            .args(["--device=bob_speaker.monitor", "--raw", "--rate=48000", "--channels=1", "--format=s16le"])
-            .env("PULSE_SERVER", &pulse)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&heard).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-
-    let bob = Command::new(BIN)
-        .arg("--profile")
-        .arg(dir.path().join("bob"))
-        .args(["--json", "answer", "--wait", "60", "--input", "bob_mic.monitor", "--output", "bob_speaker"])
-        .env("PULSE_SERVER", &pulse)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let alice = Command::new(BIN)
-        .arg("--profile")
-        .arg(dir.path().join("alice"))
-        .args([
-            "--json",
-            "call",
-            "@bob",
-            "--input",
-            "alice_mic.monitor",
-            "--output",
-            "alice_speaker",
-            "--duration",
-            "5",
-        ])
-        .env("PULSE_SERVER", &pulse)
-        .output()
-        .unwrap();
-    let alice_out = String::from_utf8_lossy(&alice.stdout).into_owned();
-    assert!(alice.status.success(), "{alice_out}\n{}", String::from_utf8_lossy(&alice.stderr));
-    let bob = bob.wait_with_output().unwrap();
-    let bob_out = String::from_utf8_lossy(&bob.stdout).into_owned();
-    assert!(bob.status.success(), "{bob_out}\n{}", String::from_utf8_lossy(&bob.stderr));
-    drop(recorder);
-    let _ = player.0.kill();
-
-    let at_alice = json_of(&alice_out)["call"].clone();
-    let at_bob = json_of(&bob_out)["call"].clone();
     assert_eq!(at_alice["audio"], "microphone alice_mic.monitor, speaker alice_speaker", "{at_alice}");
     assert_eq!(at_bob["audio"], "microphone bob_mic.monitor, speaker bob_speaker", "{at_bob}");
     // The microphone paces the sending: 20 ms frames, from the moment the device opened.
     assert!(at_alice["frames_sent"].as_u64().unwrap() >= 150, "{at_alice}");
     assert!(at_bob["frames_decoded"].as_u64().unwrap() >= 150, "{at_bob}");
-
     // What Bob's speaker played: the tone, loud enough to be more than a trickle.
-    let samples: Vec<i16> =
-        std::fs::read(&heard).unwrap().chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
     assert!(samples.len() >= 48_000 * 3, "{} samples recorded at Bob's speaker", samples.len());
     let loud: Vec<i16> = samples.iter().copied().skip_while(|s| s.unsigned_abs() < 1_000).collect();
     assert!(
@@ -1032,4 +1042,30 @@ async fn a_tone_into_the_callers_microphone_comes_out_of_the_callees_speaker() {
     let middle = &loud[loud.len() / 2 - 24_000..loud.len() / 2 + 24_000];
     let frequency = tone::dominant_frequency(middle, 48_000);
     assert!((frequency - 440.0).abs() <= 5.0, "Bob's speaker played {frequency} Hz");
+
+    // Bob's speaker now feeds his microphone. What comes back to Alice's speaker is the echo of
+    // her own voice: loud without processing, much quieter with it (its second half, once the
+    // canceller converged).
+    let mut returned = Vec::new();
+    for raw in [true, false] {
+        let mut bob = vec!["--input", "bob_speaker.monitor", "--output", "bob_speaker"];
+        if raw {
+            bob.push("--raw-microphone");
+        }
+        let (_, at_bob, samples) = device_call(dir.path(), &pulse, &bob, "alice_speaker.monitor", "8");
+        let expected = if raw {
+            "microphone bob_speaker.monitor, speaker bob_speaker, unprocessed"
+        } else {
+            "microphone bob_speaker.monitor, speaker bob_speaker"
+        };
+        assert_eq!(at_bob["audio"], expected, "{at_bob}");
+        assert!(samples.len() >= 48_000 * 6, "{} samples at Alice's speaker", samples.len());
+        returned.push(energy_db(&samples[samples.len() / 2..]));
+    }
+    let erle = returned[0] - returned[1];
+    eprintln!(
+        "echo back at Alice: {:.1} dB unprocessed, {:.1} dB processed: ERLE {erle:.1} dB",
+        returned[0], returned[1]
+    );
+    assert!(erle >= 10.0, "the echo canceller removed only {erle:.1} dB of echo");
 }
