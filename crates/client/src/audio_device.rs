@@ -18,8 +18,8 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-/// Captured frames waiting to be sent: beyond 10 (200 ms) the oldest go, so a stalled sender
-/// never builds up delay.
+/// Captured frames waiting to be sent: beyond 10 (200 ms) new ones are dropped, and
+/// [`Microphone::next`] skips what piled up, so a stalled sender never builds up delay.
 const MAX_CAPTURED_FRAMES: usize = 10;
 /// Samples waiting to be played: beyond 200 ms the oldest go, for the same reason.
 const MAX_QUEUED_SAMPLES: usize = 10 * FRAME_SAMPLES;
@@ -72,8 +72,31 @@ pub struct Devices {
     pub outputs: Vec<Device>,
 }
 
-fn connect(purpose: &std::ffi::CStr) -> Result<pulseaudio::Client, AudioError> {
-    pulseaudio::Client::from_env(purpose).map_err(|e| AudioError::Unavailable(e.to_string()))
+/// How long the sound server may take to accept a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long opening a stream may take.
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects to the sound server. The library's handshake blocks, so it runs on a blocking
+/// thread, and a server that does not answer is given up on.
+async fn connect(purpose: &'static std::ffi::CStr) -> Result<pulseaudio::Client, AudioError> {
+    let handshake = tokio::task::spawn_blocking(move || pulseaudio::Client::from_env(purpose));
+    match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok(Ok(client))) => Ok(client),
+        Ok(Ok(Err(e))) => Err(AudioError::Unavailable(e.to_string())),
+        Ok(Err(e)) => Err(AudioError::Unavailable(e.to_string())),
+        Err(_) => Err(AudioError::Unavailable("the sound server did not answer".into())),
+    }
+}
+
+/// `what` within [`OPEN_TIMEOUT`].
+async fn within<T>(
+    what: impl std::future::Future<Output = Result<T, pulseaudio::ClientError>>,
+) -> Result<T, AudioError> {
+    match tokio::time::timeout(OPEN_TIMEOUT, what).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(AudioError::Server("no answer".into())),
+    }
 }
 
 fn text(name: &CString) -> String {
@@ -82,12 +105,11 @@ fn text(name: &CString) -> String {
 
 /// The sound server's inputs (microphones, and the monitors of outputs) and outputs.
 pub async fn list() -> Result<Devices, AudioError> {
-    let client = connect(c"rampart")?;
-    let info = client.server_info().await?;
+    let client = connect(c"rampart").await?;
+    let info = within(client.server_info()).await?;
     let default_input = info.default_source_name.as_ref().map(text);
     let default_output = info.default_sink_name.as_ref().map(text);
-    let inputs = client
-        .list_sources()
+    let inputs = within(client.list_sources())
         .await?
         .into_iter()
         .map(|s| Device {
@@ -96,8 +118,7 @@ pub async fn list() -> Result<Devices, AudioError> {
             name: text(&s.name),
         })
         .collect();
-    let outputs = client
-        .list_sinks()
+    let outputs = within(client.list_sinks())
         .await?
         .into_iter()
         .map(|s| Device {
@@ -180,11 +201,10 @@ impl std::fmt::Debug for Microphone {
 
 impl Microphone {
     pub async fn open(choice: &DeviceChoice) -> Result<Self, AudioError> {
-        let client = connect(c"rampart call (microphone)")?;
+        let client = connect(c"rampart call (microphone)").await?;
         let name = device_name(choice, protocol::DEFAULT_SOURCE, "input")?;
         if let DeviceChoice::Named(wanted) = choice {
-            client
-                .source_info_by_name(name.clone())
+            within(client.source_info_by_name(name.clone()))
                 .await
                 .map_err(|_| AudioError::NoSuchDevice { kind: "input", name: wanted.clone() })?;
         }
@@ -204,7 +224,7 @@ impl Microphone {
             flags: protocol::stream::StreamFlags { adjust_latency: true, ..Default::default() },
             ..Default::default()
         };
-        let stream = client.create_record_stream(params, sink).await?;
+        let stream = within(client.create_record_stream(params, sink)).await?;
         Ok(Self { frames, _stream: stream, _client: client })
     }
 
@@ -213,9 +233,17 @@ impl Microphone {
         self.frames.try_recv().ok()
     }
 
-    /// The next captured frame, waiting for it.
+    /// The next captured frame, waiting for it. Frames that piled up (the sender fell behind)
+    /// are skipped down to the last two, so a stall costs a glitch, not lasting delay.
     pub async fn next(&mut self) -> Option<Frame> {
-        self.frames.recv().await
+        let mut frame = self.frames.recv().await?;
+        while self.frames.len() >= 2 {
+            match self.frames.try_recv() {
+                Ok(newer) => frame = newer,
+                Err(_) => break,
+            }
+        }
+        Some(frame)
     }
 }
 
@@ -235,11 +263,10 @@ impl std::fmt::Debug for Speaker {
 impl Speaker {
     pub async fn open(choice: &DeviceChoice) -> Result<Self, AudioError> {
         use pulseaudio::AsPlaybackSource as _;
-        let client = connect(c"rampart call (speaker)")?;
+        let client = connect(c"rampart call (speaker)").await?;
         let name = device_name(choice, protocol::DEFAULT_SINK, "output")?;
         if let DeviceChoice::Named(wanted) = choice {
-            client
-                .sink_info_by_name(name.clone())
+            within(client.sink_info_by_name(name.clone()))
                 .await
                 .map_err(|_| AudioError::NoSuchDevice { kind: "output", name: wanted.clone() })?;
         }
@@ -267,7 +294,7 @@ impl Speaker {
             flags: protocol::stream::StreamFlags { adjust_latency: true, ..Default::default() },
             ..Default::default()
         };
-        let stream = client.create_playback_stream(params, source.as_playback_source()).await?;
+        let stream = within(client.create_playback_stream(params, source.as_playback_source())).await?;
         Ok(Self { queue, _stream: stream, _client: client })
     }
 

@@ -969,7 +969,19 @@ impl Client {
         };
         if let Some(task) = active.media.take() {
             let _ = task.stop.send(());
-            if let Ok(outcome) = task.handle.await {
+            // The media task stops within a turn; one stuck on a device or a relay that stopped
+            // reading must not keep the call from ending.
+            let handle = task.handle;
+            let abort = handle.abort_handle();
+            let outcome = match tokio::time::timeout(Duration::from_secs(5), handle).await {
+                Ok(joined) => joined.ok(),
+                Err(_) => {
+                    abort.abort();
+                    report.detail = "the media path did not stop in time".into();
+                    None
+                }
+            };
+            if let Some(outcome) = outcome {
                 report.media_ms = outcome.media_ms;
                 report.frames_sent = outcome.frames_sent;
                 let stats = outcome.receiver;
@@ -1047,9 +1059,16 @@ impl Client {
                         RelayTransport::Tcp => TurnClient::allocate_tcp(addr, username, password).await,
                         RelayTransport::Tls => {
                             // A `turns:` relay must present the certificate pinned for the server.
-                            let name = rustls::pki_types::ServerName::try_from(uri.host.clone())
-                                .map_err(|_| call_error(format!("relay {uri}: invalid host name")))?;
-                            let (tls, _) = pinned_tls_config(self.profile.get("fingerprint")?)?;
+                            // Never without a pin: an unpinned verifier would learn (accept)
+                            // whatever certificate it is shown.
+                            let (Ok(name), Some(pinned)) = (
+                                rustls::pki_types::ServerName::try_from(uri.host.clone()),
+                                self.profile.get("fingerprint")?,
+                            ) else {
+                                last_error = format!("relay {uri}: no pinned certificate or an invalid name");
+                                continue;
+                            };
+                            let (tls, _) = pinned_tls_config(Some(pinned))?;
                             TurnClient::allocate_tls(addr, name, tls, username, password).await
                         }
                     };
@@ -1369,6 +1388,7 @@ async fn run_media(
     }
     let source = media.play.unwrap_or_default();
     let mut next = source.iter();
+    let mut last_captured = Instant::now();
     let mut recorded = Vec::new();
     let mut frames_sent = 0u64;
     let mut error = None;
@@ -1392,9 +1412,20 @@ async fn run_media(
         // 20 ms tick does.
         let outgoing = tokio::select! {
             _ = &mut stopped => break,
-            Some(frame) = next_captured(&mut microphone) => {
-                Some(voice.as_mut().map_or(frame, |voice| voice.captured(&frame)))
-            }
+            captured = next_captured(&mut microphone) => match captured {
+                Some(frame) => {
+                    last_captured = Instant::now();
+                    Some(voice.as_mut().map_or(frame, |voice| voice.captured(&frame)))
+                }
+                None => {
+                    // The device went away (unplugged, the sound server restarted): silence
+                    // from here on, and the report says so.
+                    microphone = None;
+                    voice = None;
+                    audio.push("the microphone stopped".to_owned());
+                    None
+                }
+            },
             _ = tick.tick() => {
                 while let Some(frame) = receiver.poll_frame(now()) {
                     if let Some(speaker) = &speaker {
@@ -1411,7 +1442,15 @@ async fn run_media(
                     error = Some(format!("nothing heard from the other side for {} s", NO_MEDIA_TIMEOUT.as_secs()));
                     break;
                 }
-                microphone.is_none().then(|| *next.next().unwrap_or(&silence))
+                // Without a microphone, the file or silence; with one that has gone quiet for
+                // longer than a few frames (a stalled device), silence, so media keeps flowing.
+                if microphone.is_none() {
+                    Some(*next.next().unwrap_or(&silence))
+                } else if last_captured.elapsed() > MICROPHONE_STALL {
+                    Some(silence)
+                } else {
+                    None
+                }
             }
             got = datagrams.recv() => match got {
                 Some(d) => {
@@ -1452,7 +1491,10 @@ async fn run_media(
     }
 }
 
-/// The next frame the microphone captured; never, without one.
+/// How long a microphone may deliver nothing before silence is sent in its place.
+const MICROPHONE_STALL: Duration = Duration::from_millis(100);
+
+/// The next frame the microphone captured (`None` once it is gone); never, without one.
 async fn next_captured(microphone: &mut Option<Microphone>) -> Option<Frame> {
     match microphone {
         Some(microphone) => microphone.next().await,

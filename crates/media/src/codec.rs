@@ -3,8 +3,9 @@
 //! The codec is `opus-pure`, a Rust port of the reference libopus that is checked byte for byte
 //! against libopus and fuzzed by its authors. It replaces libopus itself for two reasons: the
 //! decoder is the first code to read what the other side sends after accept, and in Rust a
-//! malformed packet is an error, not memory corruption; and the build needs no system library
-//! (libopus's own build needs CMake). No codec code runs before the local user accepted a call:
+//! malformed packet is an error rather than memory corruption everywhere but the port's SIMD
+//! kernels (which use `unsafe` on slices it has already bounded); and the build needs no system
+//! library (libopus's own build needs CMake). No codec code runs before the local user accepted a call:
 //! the pipeline that owns these ([`crate::pipeline`]) can only be built with a `MediaPermit`.
 
 use thiserror::Error;

@@ -55,6 +55,8 @@ const AUTH_ATTEMPTS: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one write to a TCP or TLS relay may take.
+const STREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a TURN operation failed.
 #[derive(Debug, Error)]
@@ -163,9 +165,15 @@ impl Inner {
         match &self.link {
             Link::Datagram(socket) => socket.send_to(bytes, self.server).await.map(|_| ()),
             Link::Stream(writer) => {
-                let mut writer = writer.lock().await;
-                writer.write_all(bytes).await?;
-                writer.flush().await
+                // A relay that stops reading must not stall the call: the write gives up.
+                let write = async {
+                    let mut writer = writer.lock().await;
+                    writer.write_all(bytes).await?;
+                    writer.flush().await
+                };
+                tokio::time::timeout(STREAM_WRITE_TIMEOUT, write).await.unwrap_or_else(|_| {
+                    Err(io::Error::new(io::ErrorKind::TimedOut, "the relay stopped reading"))
+                })
             }
         }
     }

@@ -316,7 +316,7 @@ impl ClientLink {
     }
 }
 
-/// A TCP or TLS connection, as the listening task knows it.
+/// A TCP or TLS connection, as the listening task knows it. Dropping it closes the connection.
 #[derive(Debug)]
 struct StreamClient {
     addr: SocketAddr,
@@ -324,6 +324,14 @@ struct StreamClient {
     /// When it opened, or when its allocation went: connections without one are closed after
     /// `stream_idle`.
     idle_since: Instant,
+    /// Ends the connection's task, whatever it is waiting on.
+    close: CancellationToken,
+}
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        self.close.cancel();
+    }
 }
 
 /// The listening task's state.
@@ -425,17 +433,19 @@ impl Relay {
             entry.peer_task.abort();
         }
         self.streams.clear();
+        self.count_streams();
         self.shared.counters.allocations.store(0, std::sync::atomic::Ordering::Relaxed);
         info!("TURN relay stopped");
     }
 
     async fn on_stream_event(&mut self, event: StreamEvent) {
-        let counters = &self.shared.counters;
         match event {
-            StreamEvent::Opened { connection, peer, writer } => {
-                counters.stream_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.streams
-                    .insert(connection, StreamClient { addr: peer, writer, idle_since: Instant::now() });
+            StreamEvent::Opened { connection, peer, writer, close } => {
+                self.streams.insert(
+                    connection,
+                    StreamClient { addr: peer, writer, idle_since: Instant::now(), close },
+                );
+                self.count_streams();
             }
             StreamEvent::Frame { connection, frame } => {
                 if let Some(client) = self.streams.get(&connection) {
@@ -445,12 +455,17 @@ impl Relay {
             }
             StreamEvent::Closed { connection } => {
                 if let Some(client) = self.streams.remove(&connection) {
-                    counters.stream_connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    self.count_streams();
                     // The allocation lives as long as its connection (RFC 8656 §3.1).
                     self.remove(ClientId::Stream { connection, addr: client.addr }, "connection closed");
                 }
             }
         }
+    }
+
+    fn count_streams(&self) {
+        let open = u64::try_from(self.streams.len()).unwrap_or(u64::MAX);
+        self.shared.counters.stream_connections.store(open, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How to reach a client; `None` for a connection that is gone.
@@ -475,6 +490,7 @@ impl Relay {
             }
             now.saturating_duration_since(client.idle_since) < idle
         });
+        self.count_streams();
         let expired: Vec<ClientId> = self
             .allocations
             .iter()

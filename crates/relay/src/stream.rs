@@ -35,13 +35,27 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const WRITE_QUEUE: usize = 64;
 /// Bytes read from a connection at once.
 const READ_CHUNK: usize = 16 * 1024;
+/// How long one frame's write (or the closing shutdown) may take: a peer that stops reading
+/// must not hold its connection, and its place, forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What connection tasks tell the relay's listening task.
 #[derive(Debug)]
 pub(crate) enum StreamEvent {
-    Opened { connection: u64, peer: SocketAddr, writer: mpsc::Sender<Vec<u8>> },
-    Frame { connection: u64, frame: Vec<u8> },
-    Closed { connection: u64 },
+    /// `close` ends the connection's task: the relay cancels it when it lets the connection go.
+    Opened {
+        connection: u64,
+        peer: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+        close: CancellationToken,
+    },
+    Frame {
+        connection: u64,
+        frame: Vec<u8>,
+    },
+    Closed {
+        connection: u64,
+    },
 }
 
 /// What the accept loops of one relay share: connection numbers and the connection limits.
@@ -65,14 +79,34 @@ impl Admission {
 
     /// Takes a place for a connection from `ip`, or `None` when a limit is reached.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admitted> {
+        let ip = network_of(ip);
         let slot = Arc::clone(&self.slots).try_acquire_owned().ok()?;
         let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = per_ip.entry(ip).or_insert(0);
-        if *count >= self.per_ip_limit {
+        let count = per_ip.get(&ip).copied().unwrap_or(0);
+        if count >= self.per_ip_limit {
             return None;
         }
-        *count += 1;
+        per_ip.insert(ip, count + 1);
         Some(Admitted { _slot: slot, ip, admission: Arc::clone(self) })
+    }
+}
+
+/// What the per-address limit counts: an IPv4 address (IPv4-mapped ones included), or an IPv6
+/// /64, since one IPv6 host usually holds a whole /64 and could otherwise open connections from
+/// as many addresses as it likes.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                for segment in segments.iter_mut().skip(4) {
+                    *segment = 0;
+                }
+                IpAddr::V6(std::net::Ipv6Addr::from(segments))
+            }
+        },
     }
 }
 
@@ -131,9 +165,11 @@ pub(crate) async fn accept_loop(
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let _place = place;
+            // Cancelled when the relay stops, and when it lets this connection go.
+            let close = cancel.child_token();
             tokio::select! {
-                () = cancel.cancelled() => {}
-                () = serve(socket, peer, tls, connection, events.clone(), &counters) => {}
+                () = close.cancelled() => {}
+                () = serve(socket, peer, tls, connection, events.clone(), &counters, close.clone()) => {}
             }
             let _ = events.send(StreamEvent::Closed { connection }).await;
         });
@@ -148,11 +184,12 @@ async fn serve(
     connection: u64,
     events: mpsc::Sender<StreamEvent>,
     counters: &Counters,
+    close: CancellationToken,
 ) {
     match tls {
-        None => run(socket, peer, connection, events, counters).await,
+        None => run(socket, peer, connection, events, counters, close).await,
         Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-            Ok(Ok(stream)) => run(stream, peer, connection, events, counters).await,
+            Ok(Ok(stream)) => run(stream, peer, connection, events, counters, close).await,
             Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
             Err(_) => debug!(%peer, "TLS handshake timed out"),
         },
@@ -165,22 +202,25 @@ async fn run<S>(
     connection: u64,
     events: mpsc::Sender<StreamEvent>,
     counters: &Counters,
+    close: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (sender, mut outgoing) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    if events.send(StreamEvent::Opened { connection, peer, writer: sender }).await.is_err() {
+    if events.send(StreamEvent::Opened { connection, peer, writer: sender, close }).await.is_err() {
         return;
     }
     let write = async move {
         // Ends when the relay drops the sender (the connection is to close) or a write fails.
         while let Some(frame) = outgoing.recv().await {
-            if writer.write_all(&frame).await.is_err() {
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await {
+                Ok(Ok(())) => {}
+                // A write error, or a peer that stopped reading.
+                Ok(Err(_)) | Err(_) => break,
             }
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, writer.shutdown()).await;
     };
     let read = async {
         let mut decoder = StreamDecoder::new();

@@ -209,3 +209,38 @@ async fn one_address_holds_a_limited_number_of_connections() {
     drop((second, again));
     relay.shutdown().await;
 }
+
+/// A stranger who floods requests and never reads the answers (so the relay's writes to them
+/// block) still loses the connection after `stream_idle`, and its place is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_is_still_closed_and_its_place_freed() {
+    let (relay, _) = stream_relay(|config| {
+        config.stream_idle = Duration::from_millis(500);
+        config.max_stream_connections = 1;
+    })
+    .await;
+    let tcp_addr = relay.tcp_addr().unwrap();
+    let mut stranger = TcpStream::connect(tcp_addr).await.unwrap();
+    // Binding requests are answered without credentials: 40,000 of them is megabytes of
+    // answers, more than the socket buffers hold, while nothing is read.
+    let binding =
+        rampart_turn::integrity::encode_protected(&request(rampart_turn::Method::Binding), None, false)
+            .unwrap();
+    let flood: Vec<u8> = binding.iter().copied().cycle().take(binding.len() * 40_000).collect();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stranger.write_all(&flood)).await;
+    let stats = eventually(&relay, |s| s.stream_connections == 0).await;
+    assert_eq!(stats.stream_connections, 0, "the flooding connection is still open: {stats:?}");
+    // Its place is free: a real client gets in (the limit is one connection).
+    let (user, password) = creds("alice.laptop");
+    let mut allocated = None;
+    for _ in 0..40 {
+        if let Ok(client) = TurnClient::allocate_tcp(tcp_addr, &user, &password).await {
+            allocated = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(allocated.is_some(), "{:?}", relay.stats());
+    drop(stranger);
+    relay.shutdown().await;
+}
