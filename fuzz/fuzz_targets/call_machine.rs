@@ -11,17 +11,6 @@ use rampart_core::call::{
 };
 use rampart_core::{AccountId, DeviceId};
 
-const KINDS: [SignalKind; 8] = [
-    SignalKind::Offer,
-    SignalKind::Answer,
-    SignalKind::Candidates,
-    SignalKind::Connect,
-    SignalKind::Update,
-    SignalKind::Hangup,
-    SignalKind::Busy,
-    SignalKind::Reject,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&setup, events)) = data.split_first() else {
         return;
@@ -41,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = 0u64;
     for &b in events {
         now += u64::from(b) * 500;
-        let signal = || SealedSignal::new(KINDS[usize::from(b % 8)], vec![b; usize::from(b % 7)]);
+        let signal = || SealedSignal::new(SignalKind::ALL[usize::from(b % 8)], vec![b; usize::from(b % 7)]);
         match b >> 3 {
             0..=15 => {
                 callee.handle_signal(signal());

@@ -134,17 +134,32 @@ fn sample_spec() -> protocol::SampleSpec {
     protocol::SampleSpec { format: protocol::SampleFormat::S16Le, channels: 1, sample_rate: SAMPLE_RATE }
 }
 
-fn device_name(
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Input,
+    Output,
+}
+
+/// A connection for one stream, and the name of the device it is for (checked to exist when
+/// the user named one, so a typo is an error that says so).
+async fn open_device(
     choice: &DeviceChoice,
-    default: &std::ffi::CStr,
-    kind: &'static str,
-) -> Result<CString, AudioError> {
-    match choice {
-        DeviceChoice::Default => Ok(default.to_owned()),
-        DeviceChoice::Named(name) => {
-            CString::new(name.as_bytes()).map_err(|_| AudioError::NoSuchDevice { kind, name: name.clone() })
-        }
-    }
+    direction: Direction,
+) -> Result<(pulseaudio::Client, CString), AudioError> {
+    let (purpose, default, kind) = match direction {
+        Direction::Input => (c"rampart call (microphone)", protocol::DEFAULT_SOURCE, "input"),
+        Direction::Output => (c"rampart call (speaker)", protocol::DEFAULT_SINK, "output"),
+    };
+    let client = connect(purpose).await?;
+    let DeviceChoice::Named(wanted) = choice else { return Ok((client, default.to_owned())) };
+    let missing = || AudioError::NoSuchDevice { kind, name: wanted.clone() };
+    let name = CString::new(wanted.as_bytes()).map_err(|_| missing())?;
+    let found = match direction {
+        Direction::Input => within(client.source_info_by_name(name.clone())).await.map(|_| ()),
+        Direction::Output => within(client.sink_info_by_name(name.clone())).await.map(|_| ()),
+    };
+    found.map_err(|_| missing())?;
+    Ok((client, name))
 }
 
 /// Cuts the byte stream of a capture into whole frames.
@@ -201,13 +216,7 @@ impl std::fmt::Debug for Microphone {
 
 impl Microphone {
     pub async fn open(choice: &DeviceChoice) -> Result<Self, AudioError> {
-        let client = connect(c"rampart call (microphone)").await?;
-        let name = device_name(choice, protocol::DEFAULT_SOURCE, "input")?;
-        if let DeviceChoice::Named(wanted) = choice {
-            within(client.source_info_by_name(name.clone()))
-                .await
-                .map_err(|_| AudioError::NoSuchDevice { kind: "input", name: wanted.clone() })?;
-        }
+        let (client, name) = open_device(choice, Direction::Input).await?;
         let (sender, frames) = mpsc::channel(MAX_CAPTURED_FRAMES);
         let mut cutter = FrameCutter::default();
         let sink = move |bytes: &[u8]| {
@@ -263,13 +272,7 @@ impl std::fmt::Debug for Speaker {
 impl Speaker {
     pub async fn open(choice: &DeviceChoice) -> Result<Self, AudioError> {
         use pulseaudio::AsPlaybackSource as _;
-        let client = connect(c"rampart call (speaker)").await?;
-        let name = device_name(choice, protocol::DEFAULT_SINK, "output")?;
-        if let DeviceChoice::Named(wanted) = choice {
-            within(client.sink_info_by_name(name.clone()))
-                .await
-                .map_err(|_| AudioError::NoSuchDevice { kind: "output", name: wanted.clone() })?;
-        }
+        let (client, name) = open_device(choice, Direction::Output).await?;
         let queue: Arc<Mutex<VecDeque<i16>>> = Arc::default();
         let playing = Arc::clone(&queue);
         let source = move |buffer: &mut [u8]| {

@@ -99,6 +99,20 @@ pub enum SignalKind {
     Reject,
 }
 
+impl SignalKind {
+    /// Every kind, for tests and fuzzers that must try them all.
+    pub const ALL: [SignalKind; 8] = [
+        SignalKind::Offer,
+        SignalKind::Answer,
+        SignalKind::Candidates,
+        SignalKind::Connect,
+        SignalKind::Update,
+        SignalKind::Hangup,
+        SignalKind::Busy,
+        SignalKind::Reject,
+    ];
+}
+
 /// A call signal from the other side, still sealed: its bytes (end-to-end ciphertext) cannot be
 /// read from here. Only [`CalleeCall::release`] or [`CallerCall::release`] turn it into a
 /// [`ReleasedSignal`], and only in states that allow it.
@@ -525,17 +539,6 @@ impl CallerCall {
 mod tests {
     use super::*;
 
-    const ALL_KINDS: [SignalKind; 8] = [
-        SignalKind::Offer,
-        SignalKind::Answer,
-        SignalKind::Candidates,
-        SignalKind::Connect,
-        SignalKind::Update,
-        SignalKind::Hangup,
-        SignalKind::Busy,
-        SignalKind::Reject,
-    ];
-
     fn notice() -> RingNotice {
         RingNotice {
             call: CallId([7; 16]),
@@ -670,7 +673,7 @@ mod tests {
             Timeout,
             HangUp,
         }
-        let mut inputs: Vec<Input> = ALL_KINDS.iter().map(|k| Input::Signal(*k)).collect();
+        let mut inputs: Vec<Input> = SignalKind::ALL.iter().map(|k| Input::Signal(*k)).collect();
         inputs.extend([Input::Accept, Input::Decline, Input::AnswerSent, Input::Timeout, Input::HangUp]);
         let n = inputs.len();
         let (mut media_on, mut released_after_accept, mut dropped_while_ringing) = (0u64, 0u64, 0u64);

@@ -39,17 +39,6 @@ impl Rng {
     }
 }
 
-const KINDS: [SignalKind; 8] = [
-    SignalKind::Offer,
-    SignalKind::Answer,
-    SignalKind::Candidates,
-    SignalKind::Connect,
-    SignalKind::Update,
-    SignalKind::Hangup,
-    SignalKind::Busy,
-    SignalKind::Reject,
-];
-
 /// How the path between the devices behaves in one run.
 #[derive(Debug, Clone, Copy)]
 struct Network {
@@ -140,7 +129,7 @@ impl World {
         for _ in 0..self.net.injected {
             let when = self.rng.below(RING_TIMEOUT_MS + SETUP_TIMEOUT_MS);
             let to = if self.rng.chance(50) { Side::Caller } else { Side::Callee };
-            let kind = KINDS[self.rng.below(KINDS.len() as u64) as usize];
+            let kind = SignalKind::ALL[self.rng.below(SignalKind::ALL.len() as u64) as usize];
             let junk: Vec<u8> = (0..self.rng.below(64)).map(|_| self.rng.next() as u8).collect();
             self.at(when, Due::Signal(to, kind, junk));
         }

@@ -17,13 +17,8 @@ fn hangup_file(client: &Client) -> PathBuf {
 
 /// The call's audio: the chosen devices, with WAV files in place of the microphone (`--play`)
 /// and beside the speaker (`--record`).
-pub fn media(
-    input: &str,
-    output: &str,
-    raw_microphone: bool,
-    play: Option<PathBuf>,
-    record: Option<PathBuf>,
-) -> anyhow::Result<CallMedia> {
+pub fn media(args: crate::cli::CallAudioArgs) -> anyhow::Result<CallMedia> {
+    let crate::cli::CallAudioArgs { input, output, raw_microphone, play, record } = args;
     let play = match play {
         Some(path) => Some(
             rampart_media::wav::read_wav(&path).with_context(|| format!("cannot play {}", path.display()))?,
@@ -33,8 +28,8 @@ pub fn media(
     Ok(CallMedia {
         play,
         record,
-        input: Some(DeviceChoice::parse(input)),
-        output: Some(DeviceChoice::parse(output)),
+        input: Some(DeviceChoice::parse(&input)),
+        output: Some(DeviceChoice::parse(&output)),
         raw_microphone,
     })
 }

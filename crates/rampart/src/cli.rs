@@ -162,23 +162,8 @@ pub enum Command {
     Call {
         /// +14155550123 or @username.
         to: String,
-        /// Microphone (an input's name, or "default").
-        #[arg(long, value_name = "DEVICE", default_value = "default")]
-        input: String,
-        /// Speaker or headset (an output's name, or "default").
-        #[arg(long, value_name = "DEVICE", default_value = "default")]
-        output: String,
-        /// Send the microphone as it is: no echo cancellation, noise suppression or gain
-        /// control (a headset, or a device that does them itself).
-        #[arg(long)]
-        raw_microphone: bool,
-        /// Send this WAV file (any rate, mono or stereo; resampled to 48 kHz mono), then
-        /// silence, instead of the microphone.
-        #[arg(long, value_name = "FILE.wav")]
-        play: Option<PathBuf>,
-        /// Save what the other side says to this WAV file (48 kHz mono) when the call ends.
-        #[arg(long, value_name = "FILE.wav")]
-        record: Option<PathBuf>,
+        #[command(flatten)]
+        audio: CallAudioArgs,
         /// Hang up after this many seconds of talking (default: when the other side does, or
         /// `rampart hangup`).
         #[arg(long, value_name = "SECS")]
@@ -187,21 +172,8 @@ pub enum Command {
     /// Wait for the next incoming call that may ring this device, accept it, and talk
     /// (default microphone and speaker, as `call`).
     Answer {
-        /// Microphone (an input's name, or "default").
-        #[arg(long, value_name = "DEVICE", default_value = "default")]
-        input: String,
-        /// Speaker or headset (an output's name, or "default").
-        #[arg(long, value_name = "DEVICE", default_value = "default")]
-        output: String,
-        /// Send the microphone as it is (no echo cancellation, noise suppression or gain control).
-        #[arg(long)]
-        raw_microphone: bool,
-        /// Send this WAV file, then silence, instead of the microphone.
-        #[arg(long, value_name = "FILE.wav")]
-        play: Option<PathBuf>,
-        /// Save what the caller says to this WAV file when the call ends.
-        #[arg(long, value_name = "FILE.wav")]
-        record: Option<PathBuf>,
+        #[command(flatten)]
+        audio: CallAudioArgs,
         /// Give up if no call rings within this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         wait: u64,
@@ -308,6 +280,28 @@ pub enum ProfileCommand {
     Decrypt,
     /// Show where the profile is and whether it is encrypted.
     Status,
+}
+
+/// Where a call's audio comes from and goes (`call` and `answer`).
+#[derive(Debug, clap::Args)]
+pub struct CallAudioArgs {
+    /// Microphone (an input's name, or "default").
+    #[arg(long, value_name = "DEVICE", default_value = "default")]
+    pub input: String,
+    /// Speaker or headset (an output's name, or "default").
+    #[arg(long, value_name = "DEVICE", default_value = "default")]
+    pub output: String,
+    /// Send the microphone as it is: no echo cancellation, noise suppression or gain control
+    /// (a headset, or a device that does them itself).
+    #[arg(long)]
+    pub raw_microphone: bool,
+    /// Send this WAV file (any rate, mono or stereo; resampled to 48 kHz mono), then silence,
+    /// instead of the microphone.
+    #[arg(long, value_name = "FILE.wav")]
+    pub play: Option<PathBuf>,
+    /// Save what the other side says to this WAV file (48 kHz mono) when the call ends.
+    #[arg(long, value_name = "FILE.wav")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -296,12 +296,12 @@ pub async fn run(
             Ok(())
         }
         Command::Chat { conversation } => crate::chat::run(&mut client, conversation, json).await,
-        Command::Call { to, input, output, raw_microphone, play, record, duration } => {
-            let media = crate::call_cmds::media(&input, &output, raw_microphone, play, record)?;
+        Command::Call { to, audio, duration } => {
+            let media = crate::call_cmds::media(audio)?;
             crate::call_cmds::call(&mut client, &to, media, duration, json).await
         }
-        Command::Answer { input, output, raw_microphone, play, record, wait, duration } => {
-            let media = crate::call_cmds::media(&input, &output, raw_microphone, play, record)?;
+        Command::Answer { audio, wait, duration } => {
+            let media = crate::call_cmds::media(audio)?;
             crate::call_cmds::answer(&mut client, media, wait, duration, json).await
         }
         Command::Hangup => crate::call_cmds::hangup(&client, json),
