@@ -82,3 +82,5 @@ pub const MAX_CALL_SIGNAL_BYTES: usize = 8 * 1024;
 pub const MAX_RING_ENVELOPE_BYTES: usize = 128;
 /// Most relays offered in one set of relay credentials.
 pub const MAX_RELAYS: usize = 4;
+/// Longest relay entry (`host:port` or a `turn:`/`turns:` URI) in relay credentials.
+pub const MAX_RELAY_BYTES: usize = 255;

@@ -15,7 +15,7 @@ use rampart_core::limits::{
     MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
 };
 use rampart_core::limits::{
-    MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES,
+    MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAY_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES,
 };
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
@@ -1000,7 +1000,7 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                         relays: c
                             .relays
                             .into_iter()
-                            .map(|r| bounded_str("relays", r, 255))
+                            .map(|r| bounded_str("relays", r, MAX_RELAY_BYTES))
                             .collect::<Result<_, _>>()?,
                         expires_at_ms: c.expires_at_ms,
                     }))

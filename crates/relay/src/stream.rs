@@ -61,10 +61,10 @@ pub(crate) enum StreamEvent {
 /// What the accept loops of one relay share: connection numbers and the connection limits.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    pub(crate) slots: Arc<Semaphore>,
-    pub(crate) per_ip_limit: u32,
-    pub(crate) per_ip: Mutex<HashMap<IpAddr, u32>>,
-    pub(crate) next_id: std::sync::atomic::AtomicU64,
+    slots: Arc<Semaphore>,
+    per_ip_limit: u32,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl Admission {

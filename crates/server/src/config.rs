@@ -233,6 +233,8 @@ pub enum ConfigError {
     Ttl,
     #[error("metrics_token_sha256 must be 64 hex digits (the output of `printf %s TOKEN | sha256sum`)")]
     MetricsToken,
+    #[error("calls.relays: {0}")]
+    Relays(String),
 }
 
 impl ServerConfig {
@@ -267,6 +269,20 @@ impl ServerConfig {
         {
             return Err(ConfigError::MetricsToken);
         }
+        // Clients refuse relay credentials they cannot read, which would break every call:
+        // the list must be what they accept.
+        if self.calls.relays.len() > limits::MAX_RELAYS {
+            return Err(ConfigError::Relays(format!(
+                "{} entries, clients accept at most {} (UDP, TCP and TLS of one relay are three)",
+                self.calls.relays.len(),
+                limits::MAX_RELAYS
+            )));
+        }
+        for relay in &self.calls.relays {
+            if let Err(e) = relay.parse::<rampart_turn::uri::TurnUri>() {
+                return Err(ConfigError::Relays(format!("{relay:?}: {e}")));
+            }
+        }
         Ok(())
     }
 }
@@ -292,6 +308,16 @@ mod tests {
         assert_eq!(c.as_ref().map(|c| c.limits.max_devices), Some(3));
         assert_eq!(c.as_ref().map(|c| c.limits.max_queue_per_device), Some(limits::DEFAULT_MAX_QUEUE));
         assert!(matches!(c.map(|c| c.verifier), Some(VerifierConfig::Webhook { .. })));
+    }
+
+    #[test]
+    fn relay_lists_clients_cannot_read_are_refused() {
+        let five = "[calls]\nrelays = [\"a:1\", \"b:1\", \"c:1\", \"d:1\", \"e:1\"]\n";
+        assert!(matches!(ServerConfig::from_toml(five), Err(ConfigError::Relays(_))));
+        let bad = "[calls]\nrelays = [\"turn:relay?transport=sctp\"]\n";
+        assert!(matches!(ServerConfig::from_toml(bad), Err(ConfigError::Relays(_))));
+        let good = "[calls]\nrelays = [\"192.0.2.7:3478\", \"turn:r?transport=tcp\", \"turns:r:443\"]\n";
+        assert!(ServerConfig::from_toml(good).is_ok());
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
-/// Longest URI accepted.
-pub const MAX_URI_LEN: usize = 300;
+/// Longest URI accepted: what relay credentials carry (`rampart_core::limits::MAX_RELAY_BYTES`;
+/// this crate stands alone, so the number is repeated here).
+pub const MAX_URI_LEN: usize = 255;
 /// Longest host name (RFC 1035).
 const MAX_HOST_LEN: usize = 253;
 /// The default TURN port over UDP and TCP.
