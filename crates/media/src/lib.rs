@@ -3,7 +3,8 @@
 //! estimation and replay windows; and the audio pipeline on top: Opus
 //! ([`codec`]), a jitter buffer ([`jitter`]), the sending and receiving ends of a call
 //! ([`pipeline`], which only a `MediaPermit` opens), WAV files ([`wav`]) and test tones
-//! ([`tone`]).
+//! ([`tone`]); and call video ([`video`]: H.264, RFC 6184 payloading, NACK/PLI feedback,
+//! loss-based rate control, `.y4m` files).
 //!
 //! No sockets, no clock and no RNG: the master key is an argument ([`SrtpKeys`]), normally
 //! derived from the MLS exporter secret of the call's 1:1 conversation
@@ -19,6 +20,7 @@ mod replay;
 pub mod rtp;
 pub mod srtp;
 pub mod tone;
+pub mod video;
 pub mod voice;
 pub mod wav;
 

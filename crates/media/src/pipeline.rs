@@ -372,7 +372,7 @@ impl AudioReceiver {
     }
 }
 
-fn rejection_of(error: SrtpError) -> Rejection {
+pub(crate) fn rejection_of(error: SrtpError) -> Rejection {
     match error {
         SrtpError::AuthenticationFailed | SrtpError::SsrcMismatch { .. } => Rejection::Unauthenticated,
         SrtpError::Replayed { .. } | SrtpError::TooOld { .. } => Rejection::Replayed,

@@ -1,0 +1,203 @@
+//! Raw video frames (planar I420: full-size Y, quarter-size U and V), the quality figure the
+//! tests and benches use (PSNR), and a moving test pattern.
+
+use thiserror::Error;
+
+/// Largest frame Rampart sends or accepts, in either orientation: 1920x1088 (1080p, rounded up
+/// to whole macroblocks). Anything larger is refused before a buffer is allocated for it.
+pub const MAX_WIDTH: usize = 1920;
+pub const MAX_HEIGHT: usize = 1088;
+
+/// Why a frame's shape is not acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum FrameShapeError {
+    #[error("{width}x{height} is not a frame size Rampart handles (even sizes, 16x16 to 1920x1088)")]
+    BadSize { width: usize, height: usize },
+    #[error("an I420 frame of {width}x{height} is {expected} bytes, not {got}")]
+    WrongLength { width: usize, height: usize, expected: usize, got: usize },
+}
+
+/// One frame of planar 8-bit 4:2:0 video (I420).
+#[derive(Clone, PartialEq, Eq)]
+pub struct VideoFrame {
+    width: usize,
+    height: usize,
+    data: Vec<u8>,
+}
+
+impl std::fmt::Debug for VideoFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VideoFrame({}x{})", self.width, self.height)
+    }
+}
+
+/// Bytes of an I420 frame of this size.
+pub fn i420_len(width: usize, height: usize) -> usize {
+    width * height + 2 * (width / 2) * (height / 2)
+}
+
+/// Whether Rampart handles this frame size (both orientations).
+pub fn check_size(width: usize, height: usize) -> Result<(), FrameShapeError> {
+    let (long, short) = (width.max(height), width.min(height));
+    let fits = long <= MAX_WIDTH && (16..=MAX_HEIGHT).contains(&short);
+    if fits && width.is_multiple_of(2) && height.is_multiple_of(2) {
+        Ok(())
+    } else {
+        Err(FrameShapeError::BadSize { width, height })
+    }
+}
+
+impl VideoFrame {
+    /// A frame from its I420 bytes (Y plane, then U, then V, no padding).
+    pub fn from_i420(width: usize, height: usize, data: Vec<u8>) -> Result<Self, FrameShapeError> {
+        check_size(width, height)?;
+        let expected = i420_len(width, height);
+        if data.len() != expected {
+            return Err(FrameShapeError::WrongLength { width, height, expected, got: data.len() });
+        }
+        Ok(Self { width, height, data })
+    }
+
+    /// A black frame.
+    pub fn black(width: usize, height: usize) -> Result<Self, FrameShapeError> {
+        check_size(width, height)?;
+        let luma = width * height;
+        let mut data = vec![16u8; i420_len(width, height)];
+        data.get_mut(luma..).into_iter().flatten().for_each(|b| *b = 128);
+        Ok(Self { width, height, data })
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The whole I420 buffer.
+    pub fn as_i420(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub fn into_i420(self) -> Vec<u8> {
+        self.data
+    }
+
+    fn luma_len(&self) -> usize {
+        self.width * self.height
+    }
+
+    fn chroma_len(&self) -> usize {
+        (self.width / 2) * (self.height / 2)
+    }
+
+    pub fn y(&self) -> &[u8] {
+        self.data.get(..self.luma_len()).unwrap_or_default()
+    }
+
+    pub fn u(&self) -> &[u8] {
+        let start = self.luma_len();
+        self.data.get(start..start + self.chroma_len()).unwrap_or_default()
+    }
+
+    pub fn v(&self) -> &[u8] {
+        let start = self.luma_len() + self.chroma_len();
+        self.data.get(start..).unwrap_or_default()
+    }
+
+    /// Luma PSNR against a reference frame of the same size, in dB (`None` when the sizes
+    /// differ); identical frames give [`PSNR_IDENTICAL_DB`].
+    pub fn psnr_y(&self, reference: &VideoFrame) -> Option<f64> {
+        if (self.width, self.height) != (reference.width, reference.height) {
+            return None;
+        }
+        let squared: u64 = self
+            .y()
+            .iter()
+            .zip(reference.y())
+            .map(|(&a, &b)| {
+                let d = u64::from(a.abs_diff(b));
+                d * d
+            })
+            .sum();
+        if squared == 0 {
+            return Some(PSNR_IDENTICAL_DB);
+        }
+        let mse = squared as f64 / self.luma_len() as f64;
+        Some(10.0 * (255.0 * 255.0 / mse).log10())
+    }
+}
+
+/// What [`VideoFrame::psnr_y`] reports for identical frames (PSNR is infinite there).
+pub const PSNR_IDENTICAL_DB: f64 = 100.0;
+
+/// Frame `index` of a moving test pattern: a diagonal gradient sliding right, a bright square
+/// crossing the picture, fine texture, and colour bars in the chroma planes. Enough motion and
+/// detail that the encoder cannot skip frames or spend nothing on them.
+pub fn test_pattern(width: usize, height: usize, index: u64) -> Result<VideoFrame, FrameShapeError> {
+    check_size(width, height)?;
+    let mut data = Vec::with_capacity(i420_len(width, height));
+    let shift = (index as usize).wrapping_mul(4);
+    let square = 48.min(height / 2);
+    let square_x = (index as usize * 7) % width.saturating_sub(square).max(1);
+    let square_y = height / 4;
+    for y in 0..height {
+        for x in 0..width {
+            let inside =
+                (square_x..square_x + square).contains(&x) && (square_y..square_y + square).contains(&y);
+            let texture = ((x * 31) ^ (y * 17)) & 0x0f;
+            let value = if inside { 235 } else { ((x + y + shift) % 200) as u8 + 20 + texture as u8 };
+            data.push(value);
+        }
+    }
+    let (cw, ch) = (width / 2, height / 2);
+    for plane in 0..2 {
+        for y in 0..ch {
+            for x in 0..cw {
+                let bar = (x * 8 / cw.max(1)) as u8;
+                let value = if plane == 0 { 64 + bar * 16 } else { 192 - bar * 16 } + (y % 4) as u8;
+                data.push(value);
+            }
+        }
+    }
+    VideoFrame::from_i420(width, height, data)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked() {
+        assert!(VideoFrame::from_i420(640, 480, vec![0; i420_len(640, 480)]).is_ok());
+        assert!(VideoFrame::from_i420(480, 640, vec![0; i420_len(480, 640)]).is_ok(), "portrait");
+        assert!(VideoFrame::from_i420(641, 480, vec![0; i420_len(641, 480)]).is_err(), "odd");
+        assert!(VideoFrame::from_i420(4096, 2160, Vec::new()).is_err(), "too large");
+        assert!(VideoFrame::from_i420(640, 480, vec![0; 10]).is_err(), "short buffer");
+    }
+
+    #[test]
+    fn psnr_of_identical_and_noisy_frames() {
+        let a = test_pattern(64, 48, 3).unwrap();
+        assert_eq!(a.psnr_y(&a), Some(PSNR_IDENTICAL_DB));
+        let mut noisy = a.clone().into_i420();
+        for (i, b) in noisy.iter_mut().enumerate().take(64 * 48) {
+            *b = if i % 2 == 0 { b.saturating_add(4) } else { b.saturating_sub(4) };
+        }
+        let noisy = VideoFrame::from_i420(64, 48, noisy).unwrap();
+        // An error of ±4 everywhere (saturation aside) is about 36 dB.
+        let psnr = noisy.psnr_y(&a).unwrap();
+        assert!((35.0..37.5).contains(&psnr), "{psnr}");
+        assert_eq!(a.psnr_y(&test_pattern(32, 32, 0).unwrap()), None);
+    }
+
+    #[test]
+    fn the_pattern_moves() {
+        let a = test_pattern(64, 48, 0).unwrap();
+        let b = test_pattern(64, 48, 1).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.as_i420().len(), i420_len(64, 48));
+    }
+}
