@@ -21,6 +21,7 @@ use rampart_core::call::{
     RingNotice, RingPolicy, SealedSignal, SignalCounters, SignalKind,
 };
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
+use rampart_media::video::{SendStream, VideoReceiver, VideoSendConfig, VideoSender};
 use rampart_media::{AudioReceiver, AudioSender, CallDirection, Frame, SrtpKeys};
 use rampart_mls::Processed;
 use rampart_proto::{
@@ -34,6 +35,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::audio_device::{DeviceChoice, Microphone, Speaker};
+use crate::call_video::{self, CallVideo, VideoParts, VideoReport};
 use crate::client::{Client, ClientError, now_ms};
 use crate::connection::{Connection, pinned_tls_config};
 use crate::e2e::Event;
@@ -269,6 +271,9 @@ pub struct CallMedia {
     /// Send the microphone as it is: no echo cancellation, noise suppression or gain control
     /// (for a headset or an external processor that already does them).
     pub raw_microphone: bool,
+    /// Video: `Some` makes a caller's offer ask for it. A callee receives the video its caller
+    /// offers in any case; it sends video only with a clip here.
+    pub video: Option<CallVideo>,
 }
 
 impl CallMedia {
@@ -306,6 +311,8 @@ pub struct CallReport {
     /// for diagnosing a call, and for tests that check the server never learns either.
     pub relayed_address: String,
     pub ssrc: u32,
+    /// The video, when the call had any.
+    pub video: Option<VideoReport>,
 }
 
 /// What ringing calls did while nobody picked up ([`Client::watch_rings`]).
@@ -468,6 +475,9 @@ struct Active {
     /// The relay in use, as a TURN URI (which says the transport too).
     relay_server: Option<String>,
     local_ssrc: u32,
+    /// Our video stream, when this side does video (a caller that asked for it, a callee whose
+    /// caller offered it).
+    local_video_ssrc: Option<u32>,
     peer_session: Option<MediaSession>,
     media: Option<MediaTask>,
     answered_at: Option<u64>,
@@ -574,6 +584,7 @@ impl Client {
         let now = now_ms();
         self.profile.log_call(&call, peer, &label, true, "dialing", now)?;
         progress(&CallProgress::Calling { peer: label.clone() });
+        let local_ssrc = rand::random();
         let mut active = Active {
             call,
             group,
@@ -583,7 +594,8 @@ impl Client {
             machine: Machine::Caller(CallerCall::dial(call, now)),
             turn: None,
             relay_server: None,
-            local_ssrc: rand::random(),
+            local_ssrc,
+            local_video_ssrc: media.video.as_ref().map(|_| other_ssrc(local_ssrc)),
             peer_session: None,
             media: None,
             answered_at: None,
@@ -743,6 +755,7 @@ impl Client {
             turn: None,
             relay_server: None,
             local_ssrc: rand::random(),
+            local_video_ssrc: None,
             peer_session: None,
             media: None,
             answered_at: Some(now_ms()),
@@ -991,6 +1004,7 @@ impl Client {
                 report.frames_concealed = stats.frames_concealed;
                 report.frames_recorded = outcome.recorded.len() as u64;
                 report.audio = outcome.audio;
+                report.video = outcome.video;
                 if let Some(path) = &task.record
                     && let Err(e) = rampart_media::wav::write_wav(path, &outcome.recorded)
                 {
@@ -1207,12 +1221,18 @@ impl Client {
                 let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
                 turn.create_permission(session.relay_address).await.map_err(call_error)?;
                 turn.channel_bind(session.relay_address).await.map_err(call_error)?;
+                let session_video = session.video_ssrc;
                 active.peer_session = Some(session);
                 if active.machine.is_caller() {
                     if let Machine::Caller(m) = &mut active.machine {
                         m.answer_applied();
                     }
                 } else {
+                    // The caller offered video: this side receives it, and answers with a
+                    // stream of its own (for its feedback, and its pictures if it sends any).
+                    if session_video.is_some() {
+                        active.local_video_ssrc = Some(other_ssrc(active.local_ssrc));
+                    }
                     let session = self.local_session(active)?;
                     let body = self.seal_call_message(active, SignalKind::Answer, Some(session))?;
                     conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Answer, body }).await?;
@@ -1246,6 +1266,7 @@ impl Client {
             ssrc: active.local_ssrc,
             epoch: self.engine()?.epoch(&active.group)?,
             codec: OPUS_CODEC.into(),
+            video_ssrc: active.local_video_ssrc,
         })
     }
 
@@ -1285,11 +1306,48 @@ impl Client {
         };
         let send_keys = SrtpKeys::from_exporter_secret(&secret, send_dir).map_err(call_error)?;
         let recv_keys = SrtpKeys::from_exporter_secret(&secret, recv_dir).map_err(call_error)?;
+        let peer_video = active.peer_session.as_ref().and_then(|s| s.video_ssrc);
+        let video = match (active.local_video_ssrc, peer_video) {
+            (Some(own), Some(peer_ssrc)) => {
+                let receiver =
+                    VideoReceiver::new(permit, &recv_keys, &send_keys, own, peer_ssrc).map_err(call_error)?;
+                let clip = media.video.as_ref().and_then(|v| v.send.clone());
+                let sender = match clip {
+                    Some(clip) => {
+                        let stream = SendStream {
+                            ssrc: own,
+                            peer_ssrc,
+                            initial_seq: rand::random(),
+                            timestamp_base: rand::random(),
+                        };
+                        let config = VideoSendConfig { fps: clip.fps as f32, ..VideoSendConfig::default() };
+                        let sender = VideoSender::new(permit, &send_keys, &recv_keys, stream, config)
+                            .map_err(call_error)?;
+                        Some((sender, clip))
+                    }
+                    None => None,
+                };
+                let record = media.video.as_ref().and_then(|v| v.record.clone());
+                Some(VideoParts { sender, receiver, peer_ssrc, record })
+            }
+            _ => None,
+        };
         let sender = AudioSender::new(permit, send_keys, active.local_ssrc, rand::random(), rand::random())
             .map_err(call_error)?;
         let receiver = AudioReceiver::new(permit, recv_keys).map_err(call_error)?;
-        active.media = Some(MediaTask::spawn(turn, peer, sender, receiver, media.clone()));
+        active.media = Some(MediaTask::spawn(turn, peer, sender, receiver, media.clone(), video));
         Ok(())
+    }
+}
+
+/// A random SSRC other than `taken` (a call's audio and video streams share the direction's
+/// SRTP key; distinct SSRCs keep their nonces apart).
+fn other_ssrc(taken: u32) -> u32 {
+    loop {
+        let ssrc = rand::random();
+        if ssrc != taken {
+            return ssrc;
+        }
     }
 }
 
@@ -1305,6 +1363,7 @@ struct MediaOutcome {
     recorded: Vec<Frame>,
     error: Option<String>,
     audio: String,
+    video: Option<VideoReport>,
 }
 
 struct MediaTask {
@@ -1320,10 +1379,11 @@ impl MediaTask {
         sender: AudioSender,
         receiver: AudioReceiver,
         media: CallMedia,
+        video: Option<VideoParts>,
     ) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let record = media.record.clone();
-        let handle = tokio::spawn(run_media(turn, peer, sender, receiver, media, stopped));
+        let handle = tokio::spawn(run_media(turn, peer, sender, receiver, media, video, stopped));
         MediaTask { stop, handle, record }
     }
 }
@@ -1335,6 +1395,7 @@ async fn run_media(
     mut sender: AudioSender,
     mut receiver: AudioReceiver,
     media: CallMedia,
+    video: Option<VideoParts>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) -> MediaOutcome {
     let started = Instant::now();
@@ -1395,18 +1456,32 @@ async fn run_media(
     let mut last_heard = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(FRAME_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    // Receiving runs on its own task so a slow send never delays reading the socket.
+    // Receiving runs on its own task so a slow send never delays reading the socket. The
+    // other side's video (by its SSRC) goes to the video task, the rest to the audio.
     let (datagrams_tx, mut datagrams) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+    let (video_tx, video_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+    let peer_video_ssrc = video.as_ref().map(|v| v.peer_ssrc);
     let reader_turn = turn.clone();
     let reader = tokio::spawn(async move {
         while let Ok((from, data)) = reader_turn.recv_from().await {
             // Only the peer's relayed address may feed the pipeline (the relay enforces the
             // permission too).
-            if from == peer && datagrams_tx.send(data).await.is_err() {
+            if from != peer {
+                continue;
+            }
+            let to_video = peer_video_ssrc.is_some_and(|ssrc| call_video::is_video(&data, ssrc));
+            if to_video {
+                // A full queue drops video (NACKs and keyframes recover it) rather than stall
+                // the audio behind it.
+                let _ = video_tx.try_send(data);
+            } else if datagrams_tx.send(data).await.is_err() {
                 break;
             }
         }
     });
+    let (stop_video, video_stopped) = tokio::sync::oneshot::channel();
+    let video_task = video
+        .map(|parts| tokio::spawn(call_video::run_video(turn.clone(), peer, parts, video_rx, video_stopped)));
     loop {
         // With a microphone, its frames pace the sending (the device's clock); otherwise the
         // 20 ms tick does.
@@ -1481,6 +1556,27 @@ async fn run_media(
         }
     }
     reader.abort();
+    let _ = stop_video.send(());
+    let video = match video_task {
+        Some(task) => {
+            let abort = task.abort_handle();
+            match tokio::time::timeout(Duration::from_secs(3), task).await {
+                Ok(Ok(report)) => Some(report),
+                _ => {
+                    abort.abort();
+                    Some(VideoReport {
+                        summary: "the video did not stop in time".into(),
+                        ..VideoReport::default()
+                    })
+                }
+            }
+        }
+        None if media.video.is_some() => Some(VideoReport {
+            summary: "the other side did not take video (its app does not do video)".into(),
+            ..VideoReport::default()
+        }),
+        None => None,
+    };
     MediaOutcome {
         media_ms: now(),
         frames_sent,
@@ -1488,6 +1584,7 @@ async fn run_media(
         recorded,
         error,
         audio: audio.join(", "),
+        video,
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod at_rest;
 mod attachment;
 pub mod audio_device;
+pub mod call_video;
 pub mod calls;
 mod client;
 mod connection;

@@ -1244,6 +1244,7 @@ pub fn encode_content(content: &Content) -> Vec<u8> {
                 ssrc: m.ssrc,
                 epoch: m.epoch,
                 codec: m.codec.clone(),
+                video_ssrc: m.video_ssrc,
             }),
         }),
     };
@@ -1367,6 +1368,15 @@ fn decode_call_message(c: pb::CallMessage) -> Result<CallMessage, DecodeError> {
                 ssrc: m.ssrc,
                 epoch: m.epoch,
                 codec: bounded_str("codec", m.codec, 32)?,
+                video_ssrc: match m.video_ssrc {
+                    Some(video) if video == m.ssrc => {
+                        return Err(DecodeError::Invalid {
+                            field: "video_ssrc",
+                            reason: "the same SSRC as the audio stream".into(),
+                        });
+                    }
+                    other => other,
+                },
             })
         }
     };

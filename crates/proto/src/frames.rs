@@ -447,6 +447,8 @@ pub struct MediaSession {
     pub ssrc: u32,
     pub epoch: u64,
     pub codec: String,
+    /// The sender's video stream (H.264), when it does video; never equal to `ssrc`.
+    pub video_ssrc: Option<u32>,
 }
 
 /// The only codec this build speaks.

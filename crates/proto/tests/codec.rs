@@ -326,6 +326,7 @@ fn call_content_round_trips_and_needs_a_session_for_offers() {
         ssrc: 42,
         epoch: 3,
         codec: OPUS_CODEC.into(),
+        video_ssrc: Some(43),
     };
     let content = Content {
         message_id: MessageId([1; 16]),
@@ -334,10 +335,23 @@ fn call_content_round_trips_and_needs_a_session_for_offers() {
         body: ContentBody::Call(CallMessage {
             call: call::CallId([2; 16]),
             kind: call::SignalKind::Offer,
-            session: Some(session),
+            session: Some(session.clone()),
         }),
     };
     assert_eq!(decode_content(&encode_content(&content)).unwrap(), content);
+    // A video stream under the audio stream's SSRC would share its SRTP nonces: refused.
+    let same_ssrc = Content {
+        body: ContentBody::Call(CallMessage {
+            call: call::CallId([2; 16]),
+            kind: call::SignalKind::Offer,
+            session: Some(MediaSession { video_ssrc: Some(42), ..session.clone() }),
+        }),
+        ..content.clone()
+    };
+    assert!(matches!(
+        decode_content(&encode_content(&same_ssrc)),
+        Err(DecodeError::Invalid { field: "video_ssrc", .. })
+    ));
     let no_session = Content {
         body: ContentBody::Call(CallMessage {
             call: call::CallId([2; 16]),

@@ -480,6 +480,7 @@ fn content_limits_are_the_decoder_s() {
                 ssrc: 1,
                 epoch: 1,
                 codec: text(n),
+                video_ssrc: None,
             }),
         })
     });

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rampart_client::Client;
 use rampart_client::audio_device::{self, DeviceChoice, Microphone, Speaker};
+use rampart_client::call_video::{CallVideo, VideoClip};
 use rampart_client::calls::{CallLimits, CallMedia, CallProgress, CallReport};
 use rampart_core::call::RingPolicy;
 use serde_json::json;
@@ -16,9 +17,19 @@ fn hangup_file(client: &Client) -> PathBuf {
 }
 
 /// The call's audio: the chosen devices, with WAV files in place of the microphone (`--play`)
-/// and beside the speaker (`--record`).
-pub fn media(args: crate::cli::CallAudioArgs) -> anyhow::Result<CallMedia> {
+/// and beside the speaker (`--record`); and its video, if any.
+pub fn media(args: crate::cli::CallAudioArgs, video: crate::cli::CallVideoArgs) -> anyhow::Result<CallMedia> {
     let crate::cli::CallAudioArgs { input, output, raw_microphone, play, record } = args;
+    let crate::cli::CallVideoArgs { video, video_play, video_record } = video;
+    let send = match video_play {
+        Some(path) => Some(VideoClip::load(&path)?),
+        None if video => anyhow::bail!(
+            "camera capture is not built yet: give the video to send as a clip, --video-play FILE.y4m"
+        ),
+        None => None,
+    };
+    let video =
+        (send.is_some() || video_record.is_some()).then_some(CallVideo { send, record: video_record });
     let play = match play {
         Some(path) => Some(
             rampart_media::wav::read_wav(&path).with_context(|| format!("cannot play {}", path.display()))?,
@@ -31,6 +42,7 @@ pub fn media(args: crate::cli::CallAudioArgs) -> anyhow::Result<CallMedia> {
         input: Some(DeviceChoice::parse(&input)),
         output: Some(DeviceChoice::parse(&output)),
         raw_microphone,
+        video,
     })
 }
 
@@ -116,6 +128,21 @@ fn print_report(report: &CallReport, record: Option<&Path>, json: bool) {
     }
     if let Some(path) = record {
         outln!("  recorded {} frames to {}", report.frames_recorded, path.display());
+    }
+    if let Some(video) = &report.video {
+        outln!("  video: {}", video.summary);
+        if video.frames_sent + video.frames_received > 0 {
+            outln!(
+                "  video: {} pictures sent ({} keyframes, {:.0} kbit/s at the end), {} received                  ({} keyframe requests, {} frozen {:.1} s)",
+                video.frames_sent,
+                video.keyframes_sent,
+                f64::from(video.bitrate_bps) / 1000.0,
+                video.frames_received,
+                video.keyframe_requests_sent,
+                video.freezes,
+                video.freeze_ms as f64 / 1000.0,
+            );
+        }
     }
 }
 

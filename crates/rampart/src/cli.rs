@@ -158,12 +158,20 @@ pub enum Command {
     /// them; --input and --output choose others). For scripts, --play and --record use WAV
     /// files instead.
     ///
+    /// With --video the call is a video call: for now the pictures come from a .y4m clip
+    /// (--video-play) and the other side's can be saved (--video-record); a camera and
+    /// pictures in the terminal are not there yet.
+    ///
     /// Example: rampart call @bob --play greeting.wav --record reply.wav --duration 30
+    ///
+    /// Example: rampart call @bob --video-play clip.y4m --video-record bob.y4m --duration 30
     Call {
         /// +14155550123 or @username.
         to: String,
         #[command(flatten)]
         audio: CallAudioArgs,
+        #[command(flatten)]
+        video: CallVideoArgs,
         /// Hang up after this many seconds of talking (default: when the other side does, or
         /// `rampart hangup`).
         #[arg(long, value_name = "SECS")]
@@ -174,6 +182,8 @@ pub enum Command {
     Answer {
         #[command(flatten)]
         audio: CallAudioArgs,
+        #[command(flatten)]
+        video: CallVideoArgs,
         /// Give up if no call rings within this many seconds.
         #[arg(long, value_name = "SECS", default_value_t = 60)]
         wait: u64,
@@ -302,6 +312,23 @@ pub struct CallAudioArgs {
     /// Save what the other side says to this WAV file (48 kHz mono) when the call ends.
     #[arg(long, value_name = "FILE.wav")]
     pub record: Option<PathBuf>,
+}
+
+/// A call's video (`call` and `answer`).
+#[derive(Debug, clap::Args)]
+pub struct CallVideoArgs {
+    /// Make it a video call (`call`), or send video back (`answer`; a callee always receives
+    /// the video its caller sends). Needs --video-play until camera capture is built.
+    #[arg(long)]
+    pub video: bool,
+    /// Send this .y4m clip (4:2:0, up to 1920x1080), looped, as your video; implies --video.
+    /// Make one with: ffmpeg -i in.mp4 -pix_fmt yuv420p -s 640x480 clip.y4m
+    #[arg(long, value_name = "FILE.y4m")]
+    pub video_play: Option<PathBuf>,
+    /// Save the other side's video to this .y4m file (written as it arrives); with `call`,
+    /// implies --video.
+    #[arg(long, value_name = "FILE.y4m")]
+    pub video_record: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

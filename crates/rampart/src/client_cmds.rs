@@ -296,12 +296,12 @@ pub async fn run(
             Ok(())
         }
         Command::Chat { conversation } => crate::chat::run(&mut client, conversation, json).await,
-        Command::Call { to, audio, duration } => {
-            let media = crate::call_cmds::media(audio)?;
+        Command::Call { to, audio, video, duration } => {
+            let media = crate::call_cmds::media(audio, video)?;
             crate::call_cmds::call(&mut client, &to, media, duration, json).await
         }
-        Command::Answer { audio, wait, duration } => {
-            let media = crate::call_cmds::media(audio)?;
+        Command::Answer { audio, video, wait, duration } => {
+            let media = crate::call_cmds::media(audio, video)?;
             crate::call_cmds::answer(&mut client, media, wait, duration, json).await
         }
         Command::Hangup => crate::call_cmds::hangup(&client, json),

@@ -24,25 +24,6 @@ fn write_tone(path: &Path, hz: f32) {
     wav::write_wav(path, &tone::sine(hz, 0.3, 5 * 50)).unwrap();
 }
 
-/// Two people who have written to each other (so each may ring the other).
-async fn two_contacts(server: &TestServer, dir: &Path) {
-    let mut alice = server.register(dir, "alice", "+14155557001", Some("alice")).await;
-    let mut bob = server.register(dir, "bob", "+14155557002", Some("bob")).await;
-    alice.send_text("@bob", "call me?").await.unwrap();
-    bob.receive(None, |_| {}).await.unwrap();
-    bob.send_text("@alice", "sure").await.unwrap();
-    alice.receive(None, |_| {}).await.unwrap();
-}
-
-fn json_of(out: &str) -> Value {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON in {out}"));
-    serde_json::from_str(line).unwrap()
-}
-
 fn concealed_share(report: &Value) -> f64 {
     let decoded = report["frames_decoded"].as_f64().unwrap();
     let concealed = report["frames_concealed"].as_f64().unwrap();
@@ -283,20 +264,6 @@ fn tcp_black_hole() -> (std::net::TcpListener, u16) {
     (listener, port)
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A port free a moment ago for both UDP and TCP (a TURN listener takes both).
-fn free_udp_and_tcp_port() -> u16 {
-    loop {
-        let port = free_udp_port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// The `[calls]` table of a server that hands out `relays`, with its relay secret in
 /// `secret_file` and no embedded relay.
 fn relays_toml(relays: &[String], secret_file: &Path, relay_listen: u16, tls_port: u16) -> String {
@@ -354,32 +321,10 @@ async fn calls_without_udp<R>(tcp_port: u16, tls_port: u16, start_relay: impl Fn
 async fn a_call_without_udp_goes_over_turn_tcp_or_tls() {
     let (tcp_port, tls_port) = (free_udp_and_tcp_port(), free_tcp_port());
     calls_without_udp(tcp_port, tls_port, |data_dir, config| {
-        // The relay shares the server's data dir: its secret and its certificate.
-        let mut relay = Command::new(BIN)
-            .args(["relay", "--config"])
-            .arg(config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = relay.stdout.take().unwrap();
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.starts_with("Stop with") {
-                break;
-            }
-        }
+        let (relay, seen) = start_relay_process(config, data_dir);
         assert!(seen.contains(&format!("TLS 127.0.0.1:{tls_port}")), "{seen}");
         assert!(seen.contains(&format!("TCP 127.0.0.1:{tcp_port}")), "{seen}");
-        std::thread::spawn(move || for _ in lines {});
-        KilledOnDrop(relay)
+        relay
     })
     .await;
 }
@@ -428,16 +373,6 @@ async fn a_call_without_udp_goes_over_coturn_tcp_or_tls() {
     .await;
 }
 
-/// A child process killed when it goes out of scope.
-struct KilledOnDrop(std::process::Child);
-
-impl Drop for KilledOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Readiness probe: a STUN Binding request (RFC 8489 §6) to 127.0.0.1:`port`, repeated until a
 /// response comes back (ten seconds at most).
 fn wait_for_stun(port: u16) {
@@ -457,10 +392,6 @@ fn wait_for_stun(port: u16) {
             return;
         }
     }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A caller who is not a contact does not ring: the callee sees a call request afterwards.

@@ -30,9 +30,9 @@ pub struct RelayConfig {
     /// hold at once; a call needs one per device. Default 4.
     pub max_allocations_per_user: u32,
     /// Bytes per second one allocation may relay, both directions together; 0 = unlimited.
-    /// Default 64 KiB/s: Opus voice is about 8 KiB/s each way, so this leaves room for
-    /// video-less calls at high bitrate while keeping one credential from being a flood
-    /// amplifier.
+    /// Default 768 KiB/s: a video call at its highest rate (2.5 Mbit/s of video each way, plus
+    /// voice and retransmissions) fits; Opus voice alone is about 8 KiB/s each way. The cap
+    /// keeps one credential from being a flood amplifier.
     pub bandwidth_bytes_per_sec: u64,
     /// Lifetime of an allocation when the client asks for none (RFC 8656 §7.2). Default 600 s.
     pub default_lifetime: Duration,
@@ -90,7 +90,7 @@ impl RelayConfig {
             realm: realm.into(),
             secret,
             max_allocations_per_user: 4,
-            bandwidth_bytes_per_sec: 64 * 1024,
+            bandwidth_bytes_per_sec: 768 * 1024,
             default_lifetime: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(3600),
             nonce_lifetime: Duration::from_secs(600),

@@ -386,7 +386,8 @@ pub struct RelaySettings {
     pub max_port: u16,
     /// Allocations one account may hold at once.
     pub allocations_per_user: u32,
-    /// Bandwidth per allocation, KiB/s (Opus voice needs about 8); 0 = unlimited.
+    /// Bandwidth per allocation, both directions, KiB/s (Opus voice needs about 8 each way, a
+    /// video call up to about 700 in all); 0 = unlimited.
     pub bandwidth_kib_per_sec: u64,
     /// Drop (and count per caller) datagrams that are not well-formed SRTP/SRTCP.
     pub media_check: bool,
@@ -407,7 +408,7 @@ impl Default for RelaySettings {
             min_port: 49152,
             max_port: 65535,
             allocations_per_user: 4,
-            bandwidth_kib_per_sec: 64,
+            bandwidth_kib_per_sec: 768,
             media_check: true,
             peer_relays: Vec::new(),
         }

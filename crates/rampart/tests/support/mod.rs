@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rampart_client::{Client, ServerAddress};
+use serde_json::Value;
 
 pub mod lying_server;
 
@@ -385,4 +386,79 @@ pub fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Whether `needle` (not empty) occurs in `haystack`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Two people who have written to each other (so each may ring the other).
+pub async fn two_contacts(server: &TestServer, dir: &Path) {
+    let mut alice = server.register(dir, "alice", "+14155557001", Some("alice")).await;
+    let mut bob = server.register(dir, "bob", "+14155557002", Some("bob")).await;
+    alice.send_text("@bob", "call me?").await.unwrap();
+    bob.receive(None, |_| {}).await.unwrap();
+    bob.send_text("@alice", "sure").await.unwrap();
+    alice.receive(None, |_| {}).await.unwrap();
+}
+
+pub fn json_of(out: &str) -> Value {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// A child process killed when it goes out of scope.
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A port free a moment ago for both UDP and TCP (a TURN listener takes both).
+pub fn free_udp_and_tcp_port() -> u16 {
+    loop {
+        let port = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `rampart relay` beside a test server, sharing its data dir (its secret and certificate);
+/// returns it once it is listening, with what it printed.
+pub fn start_relay_process(config: &Path, data_dir: &Path) -> (KilledOnDrop, String) {
+    let mut relay = Command::new(BIN)
+        .args(["relay", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = relay.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("Stop with") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (KilledOnDrop(relay), seen)
 }
