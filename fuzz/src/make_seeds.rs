@@ -361,6 +361,7 @@ fn call_envelope_seeds() -> Result<Seeds, String> {
         ssrc: 7,
         epoch: 2,
         codec: OPUS_CODEC.into(),
+        video_ssrc: Some(8),
     };
     let offer = encode_content(&Content {
         message_id: MessageId([9; 16]),
@@ -900,6 +901,76 @@ fn turn_uri_seeds() -> Seeds {
     .collect()
 }
 
+/// A real picture's payloads as the video receiver gets them: a keyframe (SPS, PPS and an IDR
+/// slice cut into FU-A fragments) and a P picture, each as length-prefixed payloads.
+fn video_payload_seeds() -> Result<Seeds, String> {
+    use rampart_media::video::h264::{VideoEncoder, VideoEncoderConfig};
+    use rampart_media::video::payload::{MAX_PAYLOAD_BYTES, packetize};
+    let mut encoder = VideoEncoder::new(VideoEncoderConfig { bitrate_bps: 300_000, fps: 30.0 }).map_err(|e| e.to_string())?;
+    let framed = |payloads: &[Vec<u8>]| {
+        let mut out = Vec::new();
+        for payload in payloads {
+            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            out.extend_from_slice(payload);
+        }
+        out
+    };
+    let mut seeds = Vec::new();
+    for (i, name) in [(0u64, "keyframe"), (1, "p-picture")] {
+        let frame = rampart_media::video::test_pattern(160, 120, i).map_err(|e| e.to_string())?;
+        let picture = encoder.encode(&frame).map_err(|e| e.to_string())?;
+        // Small payloads so that the keyframe is fragmented.
+        seeds.push((name.to_owned(), framed(&packetize(&picture.nal_units, 200))));
+        if i == 0 {
+            seeds.push(("keyframe-mtu".to_owned(), framed(&packetize(&picture.nal_units, MAX_PAYLOAD_BYTES))));
+        }
+    }
+    seeds.push(("stap-a".to_owned(), vec![0, 9, 0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]));
+    seeds.push(("empty".to_owned(), Vec::new()));
+    Ok(seeds)
+}
+
+fn rtcp_feedback_seeds() -> Seeds {
+    use rampart_media::video::feedback::{Feedback, ReportBlock, build_compound};
+    let report = Feedback::ReceiverReport {
+        reporter_ssrc: 1,
+        blocks: vec![ReportBlock {
+            media_ssrc: 2,
+            fraction_lost: 12,
+            cumulative_lost: 40,
+            extended_highest_sequence: 70_000,
+            jitter: 3,
+        }],
+    };
+    let nack = Feedback::Nack { sender_ssrc: 1, media_ssrc: 2, lost: vec![5, 6, 9, 30, 65_535] };
+    let pli = Feedback::PictureLoss { sender_ssrc: 1, media_ssrc: 2 };
+    let remb = Feedback::Remb { sender_ssrc: 1, bitrate_bps: 450_000, media_ssrcs: vec![2] };
+    vec![
+        ("compound".to_owned(), build_compound(&[report.clone(), nack.clone(), pli.clone(), remb.clone()])),
+        ("report".to_owned(), build_compound(&[report])),
+        ("nack".to_owned(), build_compound(&[nack])),
+        ("pli".to_owned(), build_compound(&[pli])),
+        ("remb".to_owned(), build_compound(&[remb])),
+        ("sdes-skipped".to_owned(), vec![0x81, 202, 0, 1, 0, 0, 0, 9]),
+    ]
+}
+
+fn y4m_seeds() -> Result<Seeds, String> {
+    use rampart_media::video::y4m::{Y4mHeader, Y4mWriter};
+    let header = Y4mHeader { width: 16, height: 16, rate: (30, 1) };
+    let mut writer = Y4mWriter::new(Vec::new(), header).map_err(|e| e.to_string())?;
+    for i in 0..2 {
+        let frame = rampart_media::video::test_pattern(16, 16, i).map_err(|e| e.to_string())?;
+        writer.write_frame(&frame, Some(&format!("TS={i}"))).map_err(|e| e.to_string())?;
+    }
+    let two_frames = writer.finish().map_err(|e| e.to_string())?;
+    Ok(vec![
+        ("two-frames".to_owned(), two_frames),
+        ("header-only".to_owned(), b"YUV4MPEG2 W16 H16 F30:1 Ip A1:1 C420jpeg\n".to_vec()),
+        ("truncated".to_owned(), b"YUV4MPEG2 W16 H16\nFRAME\n\x10\x10".to_vec()),
+    ])
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -930,6 +1001,9 @@ fn run() -> Result<(), String> {
     write(&dir, "ds_commit", &ds_commit_seeds()?)?;
     write(&dir, "turn_stream", &turn_stream_seeds()?)?;
     write(&dir, "turn_uri", &turn_uri_seeds())?;
+    write(&dir, "video_payload", &video_payload_seeds()?)?;
+    write(&dir, "rtcp_feedback", &rtcp_feedback_seeds())?;
+    write(&dir, "y4m", &y4m_seeds()?)?;
     Ok(())
 }
 

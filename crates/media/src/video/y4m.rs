@@ -78,7 +78,9 @@ fn parse_header(line: &str) -> Result<Y4mHeader, Y4mError> {
     let number =
         |field: &str, value: &str| value.parse::<usize>().map_err(|_| Y4mError::BadField(field.to_owned()));
     for field in fields.filter(|f| !f.is_empty()) {
-        let (tag, value) = field.split_at(1);
+        // A field is one ASCII letter and its value; anything else (a multi-byte character
+        // first, say) is not a field.
+        let (tag, value) = field.split_at_checked(1).ok_or_else(|| Y4mError::BadField(field.to_owned()))?;
         match tag {
             "W" => width = Some(number(field, value)?),
             "H" => height = Some(number(field, value)?),
@@ -241,6 +243,7 @@ mod tests {
         assert!(err(b"YUV4MPEG2 W64 H48 It\n").contains("interlaced"));
         assert!(err(b"YUV4MPEG2 W64 H48\nFRAME\nshort").contains("middle of a frame"));
         assert!(err(b"YUV4MPEG2 W64 H48\nFRAMX\n").contains("FRAME"));
+        assert!(err("YUV4MPEG2 W64 H48 éx\n".as_bytes()).contains("not valid"), "a multi-byte field tag");
         let long = format!("YUV4MPEG2 W64 H48 X{}\n", "a".repeat(600));
         assert!(err(long.as_bytes()).contains("longer than"));
     }
