@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use rampart_core::call::{CallEvent, CallId, CallerCall, MediaPermit, SealedSignal, SignalKind};
 use rampart_media::video::h264::{VideoDecoder, VideoEncoder, VideoEncoderConfig, annex_b};
 use rampart_media::video::y4m::Y4mReader;
-use rampart_media::video::{SendStream, VideoFrame, VideoReceiver, VideoSendConfig, VideoSender, test_pattern};
+use rampart_media::video::{
+    SendStream, VideoFrame, VideoReceiver, VideoSendConfig, VideoSender, test_pattern,
+};
 use rampart_media::{CallDirection, SrtpKeys};
 
 const FRAMES: usize = 150;
@@ -47,7 +49,11 @@ fn per_frame(elapsed: Duration, frames: usize) -> f64 {
 
 fn bench_size(width: usize, height: usize, bitrate_bps: u32) {
     let (frames, source) = clip(width, height);
-    println!("{width}x{height}, {} pictures of {source}, target {} kbit/s at 30 fps:", frames.len(), bitrate_bps / 1000);
+    println!(
+        "{width}x{height}, {} pictures of {source}, target {} kbit/s at 30 fps:",
+        frames.len(),
+        bitrate_bps / 1000
+    );
     let config = VideoEncoderConfig { bitrate_bps, fps: 30.0 };
 
     let mut encoder = VideoEncoder::new(config).unwrap();
@@ -87,7 +93,8 @@ fn bench_size(width: usize, height: usize, bitrate_bps: u32) {
     let keys = SrtpKeys::from_exporter_secret(&[5; 64], CallDirection::CallerToCallee).unwrap();
     let back = SrtpKeys::from_exporter_secret(&[5; 64], CallDirection::CalleeToCaller).unwrap();
     let stream = SendStream { ssrc: 1, peer_ssrc: 2, initial_seq: 9, timestamp_base: 0 };
-    let send_config = VideoSendConfig { start_bps: bitrate_bps, max_bps: bitrate_bps, ..VideoSendConfig::default() };
+    let send_config =
+        VideoSendConfig { start_bps: bitrate_bps, max_bps: bitrate_bps, ..VideoSendConfig::default() };
     let mut sender = VideoSender::new(permit(), &keys, &back, stream, send_config).unwrap();
     let mut receiver = VideoReceiver::new(permit(), &keys, &back, 2, 1).unwrap();
     let (mut send_time, mut receive_time, mut latencies) = (Duration::ZERO, Duration::ZERO, Vec::new());

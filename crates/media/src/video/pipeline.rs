@@ -63,7 +63,7 @@ pub struct VideoSendConfig {
 
 impl Default for VideoSendConfig {
     fn default() -> Self {
-        Self { fps: 30.0, start_bps: 800_000, min_bps: 100_000, max_bps: 2_500_000 }
+        Self { fps: 30.0, start_bps: 300_000, min_bps: 100_000, max_bps: 2_500_000 }
     }
 }
 

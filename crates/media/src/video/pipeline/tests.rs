@@ -172,7 +172,7 @@ fn a_clean_path_shows_every_picture() {
 #[test]
 fn five_percent_loss_and_a_bandwidth_cap_are_survived() {
     // The sender starts above the cap (800 kbit/s against 600).
-    let config = VideoSendConfig::default();
+    let config = VideoSendConfig { start_bps: 800_000, ..VideoSendConfig::default() };
     let outcome = simulate(20, Link::new(40, 0.05, Some(600_000), 3), Link::new(40, 0.05, None, 4), config);
     let (s, r) = (outcome.sender, outcome.receiver);
     eprintln!(
