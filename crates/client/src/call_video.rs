@@ -20,6 +20,7 @@ use rampart_media::video::{VIDEO_CLOCK_HZ, VideoFrame, VideoReceiver, VideoSende
 use rampart_relay::TurnClient;
 use serde::Serialize;
 
+use crate::calls::CallControls;
 use crate::client::ClientError;
 
 /// A clip held in memory is at most this large (about 5 s of 640x480); longer files are cut.
@@ -100,6 +101,8 @@ pub(crate) struct VideoParts {
     pub receiver: VideoReceiver,
     pub peer_ssrc: u32,
     pub record: Option<PathBuf>,
+    /// Where the latest picture goes for a window to show.
+    pub controls: CallControls,
 }
 
 /// Whether a datagram belongs to the other side's video stream (its RTP, or its feedback
@@ -184,7 +187,7 @@ pub(crate) async fn run_video(
 ) -> VideoReport {
     let started = Instant::now();
     let now = || started.elapsed().as_millis() as u64;
-    let VideoParts { mut sender, mut receiver, record, .. } = parts;
+    let VideoParts { mut sender, mut receiver, record, controls, .. } = parts;
     let mut report = VideoReport::default();
     let fps = sender.as_ref().map_or(30.0, |(_, clip)| clip.fps);
     let mut recorder = record.clone().map(|path| Recorder::start(path, fps.round() as u32));
@@ -230,6 +233,7 @@ pub(crate) async fn run_video(
                         while let Some(picture) = receiver.poll_picture() {
                             report.width = picture.frame.width();
                             report.height = picture.frame.height();
+                            controls.show_picture(picture.frame.clone());
                             if let Some(recorder) = &mut recorder {
                                 recorder.record(picture.frame, picture.rtp_timestamp);
                             }

@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use rampart_core::call::{
     RingNotice, RingPolicy, SealedSignal, SignalCounters, SignalKind,
 };
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
-use rampart_media::video::{SendStream, VideoReceiver, VideoSendConfig, VideoSender};
+use rampart_media::video::{SendStream, VideoFrame, VideoReceiver, VideoSendConfig, VideoSender};
 use rampart_media::{AudioReceiver, AudioSender, CallDirection, Frame, SrtpKeys};
 use rampart_mls::Processed;
 use rampart_proto::{
@@ -274,6 +275,38 @@ pub struct CallMedia {
     /// Video: `Some` makes a caller's offer ask for it. A callee receives the video its caller
     /// offers in any case; it sends video only with a clip here.
     pub video: Option<CallVideo>,
+    /// Mute, and the other side's latest picture, for whoever shows the call.
+    pub controls: CallControls,
+}
+
+/// What the window showing a call can do while it runs: mute the microphone, and look at the
+/// other side's latest picture. Clones share the same call.
+#[derive(Debug, Clone, Default)]
+pub struct CallControls {
+    muted: Arc<AtomicBool>,
+    picture: Arc<std::sync::Mutex<Option<VideoFrame>>>,
+}
+
+impl CallControls {
+    /// Muted, the call sends silence in place of the microphone (or the `play` file).
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Release);
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.muted.load(Ordering::Acquire)
+    }
+
+    /// The other side's latest picture, once: `None` until a newer one arrives.
+    pub fn take_picture(&self) -> Option<VideoFrame> {
+        self.picture.lock().ok().and_then(|mut slot| slot.take())
+    }
+
+    pub(crate) fn show_picture(&self, frame: VideoFrame) {
+        if let Ok(mut slot) = self.picture.lock() {
+            *slot = Some(frame);
+        }
+    }
 }
 
 impl CallMedia {
@@ -1328,7 +1361,7 @@ impl Client {
                     None => None,
                 };
                 let record = media.video.as_ref().and_then(|v| v.record.clone());
-                Some(VideoParts { sender, receiver, peer_ssrc, record })
+                Some(VideoParts { sender, receiver, peer_ssrc, record, controls: media.controls.clone() })
             }
             _ => None,
         };
@@ -1541,6 +1574,7 @@ async fn run_media(
             },
         };
         let Some(frame) = outgoing else { continue };
+        let frame = if media.controls.is_muted() { silence } else { frame };
         match sender.encode_frame(&frame) {
             Ok(datagram) => {
                 if let Err(e) = turn.send_to(peer, &datagram).await {

@@ -43,6 +43,7 @@ pub fn media(args: crate::cli::CallAudioArgs, video: crate::cli::CallVideoArgs) 
         output: Some(DeviceChoice::parse(&output)),
         raw_microphone,
         video,
+        controls: Default::default(),
     })
 }
 

@@ -450,3 +450,48 @@ async fn the_chat_window_keeps_working_during_a_call() {
     });
     assert_eq!(report.unwrap().outcome, "ended");
 }
+
+/// A video call into the chat window: the caller's picture shows in the window (half blocks)
+/// and the call bar says so; Ctrl-O mutes and unmutes, and the bar says that too.
+#[tokio::test]
+async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
+    use rampart_client::call_video::{CallVideo, VideoClip};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553401", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155553402", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    drop(bob);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
+    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
+        .await;
+
+    let frames = (0..30).map(|i| rampart_media::video::test_pattern(160, 120, i).unwrap()).collect();
+    let clip = VideoClip { frames: Arc::new(frames), fps: 15.0 };
+    let media =
+        CallMedia { video: Some(CallVideo { send: Some(clip), record: None }), ..CallMedia::default() };
+    let hang_up = Arc::new(AtomicBool::new(false));
+    let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
+    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let (report, ()) = tokio::join!(alice.call("@bob", media, limits, &mut quiet), async {
+        tmux.wait_for_text("Incoming call from @alice").await;
+        tmux.press("C-y");
+        let screen = tmux
+            .wait_for("the picture", |s| s.contains("In call with @alice") && s.contains("video 160x120"))
+            .await;
+        // 32 cells wide, 12 rows of two pixels.
+        assert!(screen.matches('▀').count() >= 32 * 12, "{screen}");
+        tmux.press("C-o");
+        let screen = tmux.wait_for_text(" muted ").await;
+        assert!(screen.contains("Ctrl-O unmute"), "{screen}");
+        tmux.press("C-o");
+        tmux.wait_for("unmuted", |s| s.contains("Ctrl-O mute") && !s.contains(" muted ")).await;
+        hang_up.store(true, Ordering::Release);
+        tmux.wait_for("the call to end", |s| s.contains("Call with @alice: ended after")).await;
+    });
+    let report = report.unwrap();
+    let video = report.video.unwrap();
+    assert!(video.frames_sent > 0, "{video:?}");
+}

@@ -106,6 +106,24 @@ impl VideoFrame {
         self.data.get(start..).unwrap_or_default()
     }
 
+    /// The colour of pixel (`x`, `y`) in RGB (BT.601, limited range, as cameras and H.264 use
+    /// by default); black outside the frame.
+    pub fn rgb_at(&self, x: usize, y: usize) -> [u8; 3] {
+        if x >= self.width || y >= self.height {
+            return [0, 0, 0];
+        }
+        let chroma = (y / 2) * (self.width / 2) + x / 2;
+        let luma = f32::from(self.y().get(y * self.width + x).copied().unwrap_or(16)) - 16.0;
+        let u = f32::from(self.u().get(chroma).copied().unwrap_or(128)) - 128.0;
+        let v = f32::from(self.v().get(chroma).copied().unwrap_or(128)) - 128.0;
+        let channel = |value: f32| value.round().clamp(0.0, 255.0) as u8;
+        [
+            channel(1.164 * luma + 1.596 * v),
+            channel(1.164 * luma - 0.392 * u - 0.813 * v),
+            channel(1.164 * luma + 2.017 * u),
+        ]
+    }
+
     /// Luma PSNR against a reference frame of the same size, in dB (`None` when the sizes
     /// differ); identical frames give [`PSNR_IDENTICAL_DB`].
     pub fn psnr_y(&self, reference: &VideoFrame) -> Option<f64> {
@@ -191,6 +209,17 @@ mod tests {
         let psnr = noisy.psnr_y(&a).unwrap();
         assert!((35.0..37.5).contains(&psnr), "{psnr}");
         assert_eq!(a.psnr_y(&test_pattern(32, 32, 0).unwrap()), None);
+    }
+
+    #[test]
+    fn colours_convert_from_limited_range() {
+        let black = VideoFrame::black(16, 16).unwrap();
+        assert_eq!(black.rgb_at(3, 3), [0, 0, 0]);
+        let mut white = black.into_i420();
+        white.iter_mut().take(256).for_each(|b| *b = 235);
+        let white = VideoFrame::from_i420(16, 16, white).unwrap();
+        assert_eq!(white.rgb_at(0, 0), [255, 255, 255]);
+        assert_eq!(white.rgb_at(99, 0), [0, 0, 0], "outside the frame");
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub enum Action {
         to: String,
     },
     HangUp,
+    /// Mute or unmute the microphone in the call in progress.
+    SetMuted {
+        muted: bool,
+    },
     /// The call log was looked at: missed calls up to then are no longer counted.
     CallsSeen {
         at_ms: u64,
@@ -119,6 +123,8 @@ pub enum Update {
     RingEnded {
         call: String,
     },
+    /// The other side's latest picture in the call in progress.
+    VideoPicture(VideoPreview),
     /// A step of the call in progress ("ringing (1 device(s))"); `connected` once audio flows.
     CallProgress {
         text: String,
@@ -159,6 +165,41 @@ pub struct Call {
     /// When audio started flowing (the window's clock): the shown duration counts from here.
     pub connected_at_ms: Option<u64>,
     pub hanging_up: bool,
+    /// The microphone is muted (Ctrl-O).
+    pub muted: bool,
+    /// The other side's latest picture, when it sends video.
+    pub video: Option<VideoPreview>,
+}
+
+/// A picture drawn with half blocks: each cell shows two pixels, the top one in the
+/// foreground colour of '▀' and the bottom one in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoPreview {
+    /// Rows of cells, each (top, bottom) RGB.
+    pub cells: Vec<Vec<([u8; 3], [u8; 3])>>,
+    /// The picture's size in pixels.
+    pub width: usize,
+    pub height: usize,
+}
+
+impl VideoPreview {
+    /// `frame` scaled to `columns` cells wide (and as many rows as its shape needs, counting
+    /// two pixels per cell and cells twice as tall as wide).
+    pub fn of(frame: &rampart_media::video::VideoFrame, columns: usize) -> Self {
+        let (width, height) = (frame.width(), frame.height());
+        let columns = columns.clamp(1, width.max(1));
+        let pixel_rows = (height * columns / width.max(1)).max(2);
+        let rows = pixel_rows / 2;
+        let sample = |column: usize, pixel_row: usize| {
+            frame.rgb_at(column * width / columns, pixel_row * height / pixel_rows)
+        };
+        let cells = (0..rows)
+            .map(|row| {
+                (0..columns).map(|column| (sample(column, 2 * row), sample(column, 2 * row + 1))).collect()
+            })
+            .collect();
+        Self { cells, width, height }
+    }
 }
 
 /// "01:23", or "1:02:03" past an hour.
@@ -519,6 +560,12 @@ impl App {
                 }
                 None
             }
+            Update::VideoPicture(preview) => {
+                if let Some(call) = &mut self.call {
+                    call.video = Some(preview);
+                }
+                None
+            }
             Update::CallProgress { text, connected } => {
                 if let Some(call) = &mut self.call {
                     call.state = text;
@@ -572,6 +619,8 @@ impl App {
             state: "connecting…".to_owned(),
             connected_at_ms: None,
             hanging_up: false,
+            muted: false,
+            video: None,
         });
         Some(Action::AcceptCall { call: ring.call })
     }
@@ -592,6 +641,20 @@ impl App {
             Some(_) => None,
             None => {
                 self.error("No call to hang up");
+                None
+            }
+        }
+    }
+
+    /// Ctrl-O: mute or unmute the microphone in the call in progress.
+    fn toggle_mute(&mut self) -> Option<Action> {
+        match &mut self.call {
+            Some(call) if !call.hanging_up => {
+                call.muted = !call.muted;
+                Some(Action::SetMuted { muted: call.muted })
+            }
+            _ => {
+                self.error("No call to mute");
                 None
             }
         }
@@ -626,6 +689,8 @@ impl App {
             state: format!("calling {peer}…"),
             connected_at_ms: None,
             hanging_up: false,
+            muted: false,
+            video: None,
         });
         Some(Action::Call { to })
     }
@@ -730,6 +795,7 @@ impl App {
             // and Ctrl-X, not letters, since a call may ring in the middle of typing a word.
             KeyCode::Char('y') if ctrl => return self.accept_call(),
             KeyCode::Char('x') if ctrl => return self.decline_or_hang_up(),
+            KeyCode::Char('o') if ctrl => return self.toggle_mute(),
             _ => {}
         }
         if matches!(self.mode, Mode::Help | Mode::Calls | Mode::Requests) {

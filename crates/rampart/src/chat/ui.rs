@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, List, ListItem, ListState, Paragraph};
 
-use super::app::{App, Call, Link, Metrics, Mode, call_duration, is_missed};
+use super::app::{App, Call, Link, Metrics, Mode, VideoPreview, call_duration, is_missed};
 
 /// Columns of the time column ("12:34 "), and so the indent of a message's further lines.
 const TIME_WIDTH: usize = 6;
@@ -32,6 +32,9 @@ pub fn draw(frame: &mut Frame, app: &App) -> Metrics {
     let metrics = history_pane(frame, history, app);
     if let Some(call) = &app.call {
         call_bar(frame, bar, app, call);
+        if let Some(video) = &call.video {
+            video_box(frame, history, &call.peer, video);
+        }
     }
     compose_box(frame, compose, app);
     status_bar(frame, status, app);
@@ -114,10 +117,49 @@ fn call_bar(frame: &mut Frame, area: Rect, app: &App, call: &Call) {
             )]
         }
     };
+    if call.muted {
+        spans.push(Span::styled(
+            " muted ",
+            Style::new().fg(Color::Black).bg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if let Some(video) = &call.video {
+        spans.push(Span::styled(format!(" · video {}x{}", video.width, video.height), DIM));
+    }
     if !call.hanging_up {
-        spans.push(Span::styled(format!(" · Ctrl-X {key}"), DIM));
+        let mute = if call.muted { "unmute" } else { "mute" };
+        spans.push(Span::styled(format!(" · Ctrl-O {mute} · Ctrl-X {key}"), DIM));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The other side's picture, in the top right corner of the messages, drawn with half blocks.
+fn video_box(frame: &mut Frame, area: Rect, peer: &str, video: &VideoPreview) {
+    let columns = video.cells.first().map_or(0, Vec::len);
+    let width = u16::try_from(columns + 2).unwrap_or(u16::MAX);
+    let height = u16::try_from(video.cells.len() + 2).unwrap_or(u16::MAX);
+    // Only where it fits beside some of the messages.
+    if width + 10 > area.width || height + 2 > area.height {
+        return;
+    }
+    let popup = Rect { x: area.x + area.width - width, y: area.y, width, height };
+    let rgb = |[r, g, b]: [u8; 3]| Color::Rgb(r, g, b);
+    let lines: Vec<Line> = video
+        .cells
+        .iter()
+        .map(|row| {
+            Line::from(
+                row.iter()
+                    .map(|(top, bottom)| Span::styled("▀", Style::new().fg(rgb(*top)).bg(rgb(*bottom))))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(Span::styled(format!(" {} ", clean(peer)), DIM))),
+        popup,
+    );
 }
 
 /// `/calls`: the latest calls, newest first.
@@ -673,6 +715,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Ctrl-C, or /quit", "quit (Ctrl-D too, on an empty line); hangs up a call"),
     ("Ctrl-Y", "accept the ringing call"),
     ("Ctrl-X", "decline the ringing call, or hang up"),
+    ("Ctrl-O", "mute or unmute the microphone during a call"),
     ("", ""),
     ("/call, /call @name", "voice call the person of this 1:1, or someone"),
     ("/calls", "the call log: missed calls, call requests (not ringing)"),
@@ -723,7 +766,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
-    use crate::chat::app::{Update, tests as app_tests};
+    use crate::chat::app::{Action, Update, tests as app_tests};
     use rampart_client::{AttachmentInfo, Reaction};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
@@ -916,6 +959,34 @@ mod tests {
         assert!(rows[bar + 1].contains("Message @bob"), "{text}");
         // The latest message is still in view above it.
         assert!(contains(&rows, "menu.pdf"), "{text}");
+    }
+
+    #[test]
+    fn a_call_shows_mute_and_the_other_sides_picture() {
+        let mut app = app();
+        app.apply(Update::Ring { call: "c1".into(), from: "@bob".into() });
+        let ctrl = |c| {
+            crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Char(c),
+                crossterm::event::KeyModifiers::CONTROL,
+            )
+        };
+        app.handle_key(ctrl('y'));
+        app.apply(Update::CallProgress { text: "connected".into(), connected: true });
+        assert_eq!(app.handle_key(ctrl('o')), Some(Action::SetMuted { muted: true }));
+        let rows = screen(&mut app, 100, 24);
+        assert!(contains(&rows, " muted "), "{}", rows.join("\n"));
+        assert!(contains(&rows, "Ctrl-O unmute"), "{}", rows.join("\n"));
+        let picture = rampart_media::video::test_pattern(64, 48, 0).unwrap();
+        let preview = crate::chat::app::VideoPreview::of(&picture, 16);
+        assert_eq!((preview.cells.len(), preview.cells[0].len()), (6, 16), "16 cells wide, 12 pixels tall");
+        app.apply(Update::VideoPicture(preview));
+        let rows = screen(&mut app, 100, 24);
+        let text = rows.join("\n");
+        assert!(contains(&rows, "video 64x48"), "{text}");
+        assert_eq!(text.matches('▀').count(), 6 * 16, "the picture in half blocks: {text}");
+        assert_eq!(app.handle_key(ctrl('o')), Some(Action::SetMuted { muted: false }));
+        assert!(!contains(&screen(&mut app, 100, 24), " muted "));
     }
 
     #[test]

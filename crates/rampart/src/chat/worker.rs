@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use rampart_client::calls::{CallLimits, CallMedia, CallProgress, DuringCall};
+use rampart_client::calls::{CallControls, CallLimits, CallMedia, CallProgress, DuringCall};
 use rampart_client::e2e::Event;
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::call::{RING_TIMEOUT_MS, RingNotice};
@@ -28,7 +28,7 @@ use rampart_proto::ContentBody;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
-use super::app::{Action, HISTORY_PAGE, Link, RequestAnswer, Update, initial_conversation};
+use super::app::{Action, HISTORY_PAGE, Link, RequestAnswer, Update, VideoPreview, initial_conversation};
 
 /// How long one receive turn waits for pushed messages before actions are looked at again:
 /// the worst added latency of a key's effect.
@@ -357,6 +357,7 @@ impl Worker<'_> {
             };
             let _ = progress_updates.send(update);
         };
+        let controls = CallControls::default();
         let mut during = InCall {
             actions,
             deferred,
@@ -366,16 +367,16 @@ impl Worker<'_> {
             seen,
             hangup: flag,
             quit: false,
+            controls: controls.clone(),
+            last_preview: None,
         };
+        // The default microphone and speaker; a caller's video is received and shown.
+        let media = CallMedia { controls, ..CallMedia::devices() };
         let result = match start {
             CallStart::Accept(notice, label) => {
-                client
-                    .accept_on(conn, notice, &label, CallMedia::devices(), limits, &mut progress, &mut during)
-                    .await
+                client.accept_on(conn, notice, &label, media, limits, &mut progress, &mut during).await
             }
-            CallStart::Dial(to) => {
-                client.call_on(conn, &to, CallMedia::devices(), limits, &mut progress, &mut during).await
-            }
+            CallStart::Dial(to) => client.call_on(conn, &to, media, limits, &mut progress, &mut during).await,
         };
         let quit = during.quit;
         match result {
@@ -410,8 +411,8 @@ impl Worker<'_> {
         match action {
             // Quit and the calls themselves are the main loop's.
             Action::Quit | Action::AcceptCall { .. } | Action::Call { .. } => {}
-            // Nothing to hang up outside a call (it ended as the key was pressed).
-            Action::HangUp => {}
+            // Nothing to hang up or mute outside a call (it ended as the key was pressed).
+            Action::HangUp | Action::SetMuted { .. } => {}
             Action::DeclineCall { call } => self.decline(&call).await,
             Action::CallsSeen { at_ms } => {
                 if let Err(e) = self.client.profile().set(CALLS_SEEN_KEY, &at_ms.to_string()) {
@@ -663,7 +664,15 @@ struct InCall<'w> {
     hangup: Arc<AtomicBool>,
     /// The window quit (or went away): the call was hung up for it.
     quit: bool,
+    controls: CallControls,
+    /// When the last picture went to the window.
+    last_preview: Option<Instant>,
 }
+
+/// How wide the picture of a video call is in the window, in cells, and how often it changes
+/// (a terminal redraws slowly; five pictures a second is enough to see someone).
+const PREVIEW_COLUMNS: usize = 32;
+const PREVIEW_INTERVAL: Duration = Duration::from_millis(200);
 
 impl DuringCall for InCall<'_> {
     fn turn<'a>(
@@ -701,6 +710,7 @@ impl InCall<'_> {
                     break;
                 }
                 Action::HangUp => self.hangup.store(true, Ordering::Release),
+                Action::SetMuted { muted } => self.controls.set_muted(muted),
                 Action::Send { conversation, text } => {
                     let body = ContentBody::Text { text: text.clone(), reply_to: None };
                     if let Err(e) = send_content(client, conn, &conversation, body).await {
@@ -738,6 +748,12 @@ impl InCall<'_> {
                     self.deferred.push_back(other);
                 }
             }
+        }
+        if self.last_preview.is_none_or(|at| at.elapsed() >= PREVIEW_INTERVAL)
+            && let Some(picture) = self.controls.take_picture()
+        {
+            self.last_preview = Some(Instant::now());
+            self.send(Update::VideoPicture(VideoPreview::of(&picture, PREVIEW_COLUMNS)));
         }
         let changes = client.profile().change_counter();
         if force || *self.seen != Some(changes) {
