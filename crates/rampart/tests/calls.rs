@@ -1000,3 +1000,51 @@ async fn the_microphone_reaches_the_other_speaker_and_the_echo_does_not_come_bac
     );
     assert!(erle >= 10.0, "the echo canceller removed only {erle:.1} dB of echo");
 }
+
+/// Muting sends silence: Bob plays a tone into a call muted, then unmuted; what Alice records
+/// is silent in the first half and carries the tone in the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_microphone_sends_silence() {
+    use rampart_client::calls::{CallControls, CallLimits, CallMedia};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155557101", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155557102", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    let recording = dir.path().join("at-alice.wav");
+    let alice_media = CallMedia { record: Some(recording.clone()), ..CallMedia::default() };
+    let controls = CallControls::default();
+    controls.set_muted(true);
+    let bob_media = CallMedia {
+        play: Some(tone::sine(660.0, 0.3, 50 * 60)),
+        controls: controls.clone(),
+        ..CallMedia::default()
+    };
+    let limits =
+        |secs| CallLimits { duration: Some(Duration::from_secs(secs)), hangup_file: None, hangup_flag: None };
+    let mut quiet_alice = |_: &rampart_client::calls::CallProgress| {};
+    let mut quiet_bob = |_: &rampart_client::calls::CallProgress| {};
+    let unmute = async {
+        // Unmuted about halfway through Bob's side of the call.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        controls.set_muted(false);
+    };
+    let (at_alice, at_bob, ()) = tokio::join!(
+        alice.call("@bob", alice_media, limits(7), &mut quiet_alice),
+        bob.answer(Duration::from_secs(30), bob_media, limits(60), &mut quiet_bob),
+        unmute,
+    );
+    let (at_alice, at_bob) = (at_alice.unwrap(), at_bob.unwrap());
+    assert_eq!(at_bob.outcome, "ended", "{at_bob:?}");
+    let samples: Vec<i16> = wav::read_wav(&recording).unwrap().concat();
+    assert!(samples.len() >= 48_000 * 5, "{at_alice:?}");
+    // A second from each side of the unmute, away from it (call set-up takes part of the 4 s).
+    let muted = &samples[..48_000];
+    let heard = &samples[samples.len() - 60_000..samples.len() - 12_000];
+    // Mean power against a full-scale square wave's.
+    let dbfs = |samples: &[i16]| energy_db(samples) - 20.0 * 32_768f64.log10();
+    let (muted_db, heard_db) = (dbfs(muted), dbfs(heard));
+    assert!(muted_db < -50.0, "muted, Alice heard {muted_db:.1} dBFS");
+    assert!(heard_db > -30.0, "unmuted, Alice heard {heard_db:.1} dBFS");
+    assert!((tone::dominant_frequency(heard, 48_000) - 660.0).abs() <= 5.0);
+}
