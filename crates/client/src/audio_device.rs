@@ -80,13 +80,30 @@ const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Connects to the sound server. The library's handshake blocks, so it runs on a blocking
 /// thread, and a server that does not answer is given up on.
 async fn connect(purpose: &'static std::ffi::CStr) -> Result<pulseaudio::Client, AudioError> {
-    let handshake = tokio::task::spawn_blocking(move || pulseaudio::Client::from_env(purpose));
+    let handshake = tokio::task::spawn_blocking(move || handshake(purpose));
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok(Ok(client))) => Ok(client),
         Ok(Ok(Err(e))) => Err(AudioError::Unavailable(e.to_string())),
         Ok(Err(e)) => Err(AudioError::Unavailable(e.to_string())),
         Err(_) => Err(AudioError::Unavailable("the sound server did not answer".into())),
     }
+}
+
+/// Bytes of PulseAudio's authentication cookie.
+const COOKIE_BYTES: usize = 256;
+
+/// Finds the server as libpulse does (`PULSE_SERVER`, then the user's runtime directory) and
+/// authenticates with the user's cookie. Without a cookie file (a fresh account, a container)
+/// libpulse makes one up; the library would send none, which a server refuses as a protocol
+/// error even when it lets anyone in, so a made-up (zero) cookie is sent instead.
+fn handshake(purpose: &std::ffi::CStr) -> Result<pulseaudio::Client, pulseaudio::ClientError> {
+    let socket_path = pulseaudio::socket_path_from_env().ok_or(pulseaudio::ClientError::ServerUnavailable)?;
+    let cookie = pulseaudio::cookie_path_from_env()
+        .and_then(|path| std::fs::read(path).ok())
+        .filter(|cookie| cookie.len() == COOKIE_BYTES)
+        .unwrap_or_else(|| vec![0; COOKIE_BYTES]);
+    let socket = std::os::unix::net::UnixStream::connect(socket_path)?;
+    pulseaudio::Client::new_unix(purpose, socket, Some(cookie))
 }
 
 /// `what` within [`OPEN_TIMEOUT`].
