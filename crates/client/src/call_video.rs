@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rampart_media::pipeline::{DatagramKind, classify};
 use rampart_media::video::y4m::{Y4mHeader, Y4mReader, Y4mWriter};
-use rampart_media::video::{VIDEO_CLOCK_HZ, VideoFrame, VideoReceiver, VideoSender};
+use rampart_media::video::{Pacer, VIDEO_CLOCK_HZ, VideoFrame, VideoReceiver, VideoSender};
 use rampart_relay::TurnClient;
 use serde::Serialize;
 
@@ -196,10 +196,15 @@ pub(crate) async fn run_video(
     let mut feedback_tick = tokio::time::interval(FEEDBACK_TICK);
     let mut index = 0u64;
     let mut error = None;
+    // Feedback goes out at once; media through the pacer.
     let mut outgoing: Vec<Vec<u8>> = Vec::new();
+    let mut pacer = Pacer::new(sender.as_ref().map_or(0, |(video, _)| video.stats().encoder_bps));
     loop {
+        let paced =
+            pacer.next_ms().map(|at| tokio::time::Instant::from_std(started + Duration::from_millis(at)));
         tokio::select! {
             _ = &mut stopped => break,
+            _ = tokio::time::sleep_until(paced.unwrap_or_else(tokio::time::Instant::now)), if paced.is_some() => {}
             _ = frame_tick.tick(), if sender.is_some() => {
                 if let Some((video, clip)) = &mut sender {
                     let frames = clip.frames.len().max(1) as u64;
@@ -207,7 +212,10 @@ pub(crate) async fn run_video(
                     let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / clip.fps) as u32;
                     report.first_timestamp.get_or_insert(video.timestamp_of(0));
                     match video.encode_frame(frame, offset, now()) {
-                        Ok(datagrams) => outgoing.extend(datagrams),
+                        // A queue gone stale was dropped: what follows needs a keyframe.
+                        Ok(datagrams) => if !pacer.push(datagrams) {
+                            video.request_keyframe();
+                        },
                         Err(e) => {
                             error = Some(format!("video encoding: {e}"));
                             break;
@@ -226,7 +234,7 @@ pub(crate) async fn run_video(
                         if let Some((video, _)) = &mut sender
                             && let Ok(again) = video.handle_rtcp(&datagram, at)
                         {
-                            outgoing.extend(again);
+                            pacer.push_urgent(again);
                         }
                     } else {
                         let _ = receiver.handle_datagram(&datagram, at);
@@ -243,7 +251,11 @@ pub(crate) async fn run_video(
                 None => break,
             },
         }
-        for datagram in outgoing.drain(..) {
+        if let Some((video, _)) = &sender {
+            pacer.set_encoder_rate(video.stats().encoder_bps);
+        }
+        let due = std::iter::from_fn(|| pacer.poll(now()));
+        for datagram in outgoing.drain(..).chain(due.collect::<Vec<_>>()) {
             if let Err(e) = turn.send_to(peer, &datagram).await {
                 error = Some(format!("sending video: {e}"));
                 break;

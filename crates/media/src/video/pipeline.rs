@@ -165,6 +165,11 @@ impl VideoSender {
         }
     }
 
+    /// The next picture will be a keyframe (the pacer dropped what the receiver needed).
+    pub fn request_keyframe(&mut self) {
+        self.encoder.request_keyframe();
+    }
+
     /// The RTP timestamp of a picture taken `offset` (in 90 kHz ticks) after the first.
     pub fn timestamp_of(&self, offset: u32) -> u32 {
         self.timestamp_base.wrapping_add(offset)
