@@ -3,28 +3,18 @@
 //! jitter buffer + decode). `cargo bench -p rampart-media --bench audio`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+use support::permit;
+
 use std::hint::black_box;
 use std::time::Instant;
 
-use rampart_core::call::{CallEvent, CallId, CallerCall, MediaPermit, SealedSignal, SignalKind};
 use rampart_media::tone::sine;
 use rampart_media::{
     AudioReceiver, AudioSender, CallDirection, DatagramOutcome, OpusDecoder, OpusEncoder, SrtpKeys,
 };
 
 const FRAMES: usize = 2_000;
-
-fn permit() -> MediaPermit {
-    let mut call = CallerCall::dial(CallId([9; 16]), 0);
-    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
-    assert!(call.answer_applied());
-    std::iter::from_fn(|| call.poll_event())
-        .find_map(|event| match event {
-            CallEvent::EnableMedia(permit) => Some(permit),
-            _ => None,
-        })
-        .expect("media enabled")
-}
 
 fn report(name: &str, start: Instant, frames: usize) {
     report_decoded(name, start.elapsed(), frames);

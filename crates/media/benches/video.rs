@@ -6,10 +6,12 @@
 //! RAMPART_BENCH_Y4M=clip.y4m, a real clip. `cargo bench -p rampart-media --bench video`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+use support::permit;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use rampart_core::call::{CallEvent, CallId, CallerCall, MediaPermit, SealedSignal, SignalKind};
 use rampart_media::video::h264::{VideoDecoder, VideoEncoder, VideoEncoderConfig, annex_b};
 use rampart_media::video::y4m::Y4mReader;
 use rampart_media::video::{
@@ -18,18 +20,6 @@ use rampart_media::video::{
 use rampart_media::{CallDirection, SrtpKeys};
 
 const FRAMES: usize = 150;
-
-fn permit() -> MediaPermit {
-    let mut call = CallerCall::dial(CallId([9; 16]), 0);
-    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
-    assert!(call.answer_applied());
-    std::iter::from_fn(|| call.poll_event())
-        .find_map(|event| match event {
-            CallEvent::EnableMedia(permit) => Some(permit),
-            _ => None,
-        })
-        .expect("media enabled")
-}
 
 fn clip(width: usize, height: usize) -> (Vec<VideoFrame>, String) {
     if let Some(path) = std::env::var_os("RAMPART_BENCH_Y4M") {

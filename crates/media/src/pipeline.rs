@@ -388,4 +388,4 @@ pub(crate) fn rejection_of(error: SrtpError) -> Rejection {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

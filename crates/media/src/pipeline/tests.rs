@@ -11,7 +11,7 @@ use crate::keys::CallDirection;
 use crate::tone::{dominant_frequency, sine};
 
 /// A real permit: dial, receive the answer, apply it.
-fn permit() -> MediaPermit {
+pub(crate) fn permit() -> MediaPermit {
     let mut call = CallerCall::dial(CallId([7; 16]), 0);
     call.handle_signal(SealedSignal::new(SignalKind::Answer, vec![]));
     assert!(call.answer_applied());

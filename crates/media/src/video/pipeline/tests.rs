@@ -2,26 +2,14 @@
 
 use std::collections::VecDeque;
 
-use rampart_core::call::{CallEvent, CallId, CallerCall, SealedSignal, SignalKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::keys::CallDirection;
+use crate::pipeline::tests::permit;
 use crate::video::frame::test_pattern;
 use crate::video::pacer::Pacer;
-
-pub(crate) fn permit() -> MediaPermit {
-    let mut call = CallerCall::dial(CallId([3; 16]), 0);
-    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
-    assert!(call.answer_applied());
-    std::iter::from_fn(|| call.poll_event())
-        .find_map(|event| match event {
-            CallEvent::EnableMedia(permit) => Some(permit),
-            _ => None,
-        })
-        .unwrap()
-}
 
 fn stream(ssrc: u32, peer_ssrc: u32) -> SendStream {
     SendStream { ssrc, peer_ssrc, initial_seq: 65_000, timestamp_base: 77 }
