@@ -28,7 +28,7 @@ const MAX_CLIP_BYTES: usize = 64 << 20;
 /// Feedback (NACKs, keyframe requests, reports) goes out at most this often.
 const FEEDBACK_TICK: Duration = Duration::from_millis(20);
 /// Decoded pictures waiting for the recorder; more are dropped (and counted).
-const RECORD_QUEUE: usize = 32;
+const RECORD_QUEUE: usize = 8;
 
 /// Frames to send as this side's video, looped.
 #[derive(Debug, Clone)]
@@ -209,7 +209,8 @@ pub(crate) async fn run_video(
                 if let Some((video, clip)) = &mut sender {
                     let frames = clip.frames.len().max(1) as u64;
                     let Some(frame) = clip.frames.get((index % frames) as usize) else { break };
-                    let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / clip.fps) as u32;
+                    // The RTP clock wraps (RFC 3550): computed wide, cut to 32 bits.
+                    let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / clip.fps) as u64 as u32;
                     report.first_timestamp.get_or_insert(video.timestamp_of(0));
                     match video.encode_frame(frame, offset, now()) {
                         // A queue gone stale was dropped: what follows needs a keyframe.
@@ -225,6 +226,7 @@ pub(crate) async fn run_video(
                 }
             }
             _ = feedback_tick.tick() => {
+                // Time can complete a picture too (one held behind a given-up one): shown below.
                 outgoing.extend(receiver.poll_rtcp(now()));
             }
             got = datagrams.recv() => match got {
@@ -238,18 +240,18 @@ pub(crate) async fn run_video(
                         }
                     } else {
                         let _ = receiver.handle_datagram(&datagram, at);
-                        while let Some(picture) = receiver.poll_picture() {
-                            report.width = picture.frame.width();
-                            report.height = picture.frame.height();
-                            controls.show_picture(picture.frame.clone());
-                            if let Some(recorder) = &mut recorder {
-                                recorder.record(picture.frame, picture.rtp_timestamp);
-                            }
-                        }
                     }
                 }
                 None => break,
             },
+        }
+        while let Some(picture) = receiver.poll_picture() {
+            report.width = picture.frame.width();
+            report.height = picture.frame.height();
+            controls.show_picture(picture.frame.clone());
+            if let Some(recorder) = &mut recorder {
+                recorder.record(picture.frame, picture.rtp_timestamp);
+            }
         }
         if let Some((video, _)) = &sender {
             pacer.set_encoder_rate(video.stats().encoder_bps);

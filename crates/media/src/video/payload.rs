@@ -104,11 +104,22 @@ impl Depacketizer {
                 self.push_nal(payload.to_vec())
             }
             STAP_A => {
+                if self.fragment.is_some() {
+                    return Err(PayloadError::FragmentOutOfOrder);
+                }
                 let mut rest = rest;
                 while !rest.is_empty() {
                     let (size, after) = rest.split_first_chunk::<2>().ok_or(PayloadError::StapPastEnd)?;
                     let size = usize::from(u16::from_be_bytes(*size));
                     let nal = after.get(..size).filter(|n| !n.is_empty()).ok_or(PayloadError::StapPastEnd)?;
+                    // An aggregate holds single NAL units only.
+                    let inner = nal.first().copied().unwrap_or_default();
+                    if inner & 0x80 != 0 {
+                        return Err(PayloadError::ForbiddenBit);
+                    }
+                    if !(1..=23).contains(&(inner & 0x1f)) {
+                        return Err(PayloadError::UnsupportedType(inner & 0x1f));
+                    }
                     self.push_nal(nal.to_vec())?;
                     rest = after.get(size..).unwrap_or_default();
                 }
@@ -191,6 +202,12 @@ mod tests {
         assert_eq!(depacketize([stap.as_slice()]).unwrap(), vec![nal(7, 10), nal(8, 4)]);
         stap.push(0);
         assert_eq!(depacketize([stap.as_slice()]), Err(PayloadError::StapPastEnd));
+        // An aggregate inside an aggregate, or inside an open fragment, is refused.
+        let nested = [0x78, 0, 2, 0x78, 0];
+        assert_eq!(depacketize([&nested[..]]), Err(PayloadError::UnsupportedType(24)));
+        let open = packetize(&[nal(5, 3_000)], MAX_PAYLOAD_BYTES);
+        let stap_in_fragment = [open[0].as_slice(), &[0x78, 0, 1, 0x61]];
+        assert_eq!(depacketize(stap_in_fragment), Err(PayloadError::FragmentOutOfOrder));
     }
 
     #[test]

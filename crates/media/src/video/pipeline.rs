@@ -41,6 +41,14 @@ const MAX_BUFFERED_PACKETS: usize = 2_048;
 const MAX_BUFFERED_BYTES: usize = 4 << 20;
 /// A sequence gap wider than this is a restart, not loss.
 const MAX_GAP: u64 = 1_000;
+/// Packets waited for at once; a gap that would take more is a restart (a hostile sender
+/// could otherwise make the receiver track millions of them).
+const MAX_MISSING: usize = 512;
+/// A packet this far behind the newest cannot authenticate any more (SRTP's replay window), so
+/// it is not asked for again, and a picture waiting for it is given up at once.
+const NACKABLE_BEHIND: u64 = crate::replay::REPLAY_WINDOW_PACKETS - 16;
+/// Sequence numbers in one NACK (each becomes at most one of its 64 entries).
+const MAX_NACKED_PER_REPORT: usize = 64;
 /// The receiver asks for a missing packet again after this long, at most [`MAX_NACKS`] times,
 /// and gives the picture up after [`GIVE_UP_MS`].
 const NACK_RETRY_MS: u64 = 120;
@@ -255,10 +263,15 @@ impl VideoSender {
                     for seq in lost {
                         // A packet sent again a moment ago is on its way: a repeated NACK
                         // crossed it, and sending it once more would only add to a full queue.
-                        let sent = self.history.iter_mut().find(|sent| sent.seq == seq).filter(|sent| {
-                            sent.resent_ms
-                                .is_none_or(|at| now_ms.saturating_sub(at) >= MIN_RESEND_INTERVAL_MS)
-                        });
+                        // The history holds consecutive sequence numbers: found by offset.
+                        let offset = self.history.front().map(|first| seq.wrapping_sub(first.seq));
+                        let sent = offset
+                            .and_then(|offset| self.history.get_mut(usize::from(offset)))
+                            .filter(|sent| sent.seq == seq)
+                            .filter(|sent| {
+                                sent.resent_ms
+                                    .is_none_or(|at| now_ms.saturating_sub(at) >= MIN_RESEND_INTERVAL_MS)
+                            });
                         if let Some(sent) = sent {
                             sent.resent_ms = Some(now_ms);
                             resend.push(sent.datagram.clone());
@@ -465,7 +478,11 @@ impl VideoReceiver {
         let payload = clear.get(header.header_len..).filter(|p| !p.is_empty()).ok_or(Rejection::Malformed)?;
         let ext = estimate_index(self.highest, header.sequence_number).ok_or(Rejection::Malformed)?;
         match self.highest {
-            Some(highest) if ext > highest + MAX_GAP => {
+            Some(highest)
+                if ext > highest + MAX_GAP
+                    || (ext > highest
+                        && self.missing.len() as u64 + (ext - highest - 1) > MAX_MISSING as u64) =>
+            {
                 // A jump this far is not loss: start over from here, at a keyframe.
                 self.reset(now_ms);
                 self.highest = Some(ext);
@@ -593,10 +610,10 @@ impl VideoReceiver {
                     return None;
                 }
                 None => {
-                    let overdue = self
-                        .missing
-                        .get(&ext)
-                        .is_some_and(|m| now_ms.saturating_sub(m.since_ms) > GIVE_UP_MS);
+                    let behind = self.highest.unwrap_or(ext).saturating_sub(ext);
+                    let overdue = self.missing.get(&ext).is_some_and(|m| {
+                        now_ms.saturating_sub(m.since_ms) > GIVE_UP_MS || behind >= NACKABLE_BEHIND
+                    });
                     if overdue {
                         self.give_up(ext + 1, now_ms);
                     }
@@ -660,10 +677,17 @@ impl VideoReceiver {
         self.assemble(now_ms);
         let mut items = Vec::new();
         let mut lost = Vec::new();
-        self.missing.retain(|_, m| now_ms.saturating_sub(m.since_ms) <= GIVE_UP_MS + 600);
+        let newest = self.highest.unwrap_or_default();
+        self.missing.retain(|ext, m| {
+            now_ms.saturating_sub(m.since_ms) <= GIVE_UP_MS + 600
+                && newest.saturating_sub(*ext) < NACKABLE_BEHIND
+        });
         for (ext, missing) in &mut self.missing {
+            if lost.len() >= MAX_NACKED_PER_REPORT {
+                break;
+            }
             let due = missing.last_asked_ms.is_none_or(|at| now_ms.saturating_sub(at) >= NACK_RETRY_MS);
-            if due && missing.asked < MAX_NACKS && lost.len() < 256 {
+            if due && missing.asked < MAX_NACKS {
                 missing.asked += 1;
                 missing.last_asked_ms = Some(now_ms);
                 lost.push(*ext as u16);

@@ -27,6 +27,8 @@ pub const UNDERUSE_MS: f64 = 25.0;
 /// How long the delay floor and the arrival rate are measured over.
 const FLOOR_WINDOW_MS: u64 = 10_000;
 const RATE_WINDOW_MS: u64 = 1_000;
+/// Samples kept in either window, whatever the sender does.
+const MAX_SAMPLES: usize = 4_096;
 
 #[derive(Debug, Clone)]
 pub struct RateController {
@@ -114,7 +116,9 @@ impl DelayEstimator {
     pub fn on_packet(&mut self, timestamp: u32, bytes: usize, now_ms: u64) {
         // Unwrap the timestamp against the previous one (a picture's packets share one).
         let unwrapped = match self.last_timestamp {
-            Some((last, last_unwrapped)) => last_unwrapped + i64::from(timestamp.wrapping_sub(last) as i32),
+            Some((last, last_unwrapped)) => {
+                last_unwrapped.saturating_add(i64::from(timestamp.wrapping_sub(last) as i32))
+            }
             None => 0,
         };
         self.last_timestamp = Some((timestamp, unwrapped));
@@ -126,9 +130,15 @@ impl DelayEstimator {
         while self.floor.back().is_some_and(|(_, d)| *d >= delay) {
             self.floor.pop_back();
         }
+        if self.floor.len() >= MAX_SAMPLES {
+            self.floor.pop_front();
+        }
         self.floor.push_back((now_ms, delay));
         self.smoothed_ms = Some(self.smoothed_ms.map_or(delay, |s| 0.9 * s + 0.1 * delay));
         while self.arrivals.front().is_some_and(|(at, _)| now_ms.saturating_sub(*at) > RATE_WINDOW_MS) {
+            self.arrivals.pop_front();
+        }
+        if self.arrivals.len() >= MAX_SAMPLES {
             self.arrivals.pop_front();
         }
         self.arrivals.push_back((now_ms, bytes));

@@ -247,3 +247,34 @@ fn forged_and_foreign_datagrams_are_refused() {
     assert_eq!(receiver.handle_datagram(&datagrams[0], 2), Err(Rejection::Replayed));
     assert_eq!(receiver.stats().frames_decoded, 1);
 }
+
+/// A hostile sender that skips almost a thousand sequence numbers with every packet would have
+/// the receiver wait for (and NACK) millions of packets; it waits for at most 512, and asks
+/// for at most 64 in one NACK.
+#[test]
+fn a_sender_skipping_sequence_numbers_cannot_grow_the_receivers_bookkeeping() {
+    let (caller, callee) = keys();
+    let mut receiver = VideoReceiver::new(permit(), &caller, &callee, 2, 1).unwrap();
+    let mut srtp = SrtpContext::new(&caller, 1);
+    let mut seq = 0u16;
+    for i in 0..300u32 {
+        let mut rtp = vec![0x80, H264_PAYLOAD_TYPE];
+        rtp.extend_from_slice(&seq.to_be_bytes());
+        rtp.extend_from_slice(&(i * 3_000).to_be_bytes());
+        rtp.extend_from_slice(&1u32.to_be_bytes());
+        rtp.extend_from_slice(&[0x61, 0xe0, 0x00]);
+        receiver.handle_datagram(&srtp.protect(&rtp).unwrap(), u64::from(i)).unwrap();
+        assert!(receiver.missing.len() <= MAX_MISSING, "{} waited for", receiver.missing.len());
+        if let Some(rtcp) = receiver.poll_rtcp(u64::from(i)) {
+            let mut feedback_in = SrtcpContext::new(&callee, 2);
+            let clear = feedback_in.unprotect(&rtcp).unwrap();
+            for item in crate::video::feedback::parse_compound(&clear).unwrap() {
+                if let crate::video::feedback::Feedback::Nack { lost, .. } = item {
+                    assert!(lost.len() <= MAX_NACKED_PER_REPORT, "{} in one NACK", lost.len());
+                }
+            }
+        }
+        seq = seq.wrapping_add(999);
+    }
+    assert!(receiver.stats().packets_received == 300);
+}
