@@ -2,12 +2,14 @@
 //! H.264 RTP payloads (RFC 6184) as a video receiver reassembles them, then the picture as its
 //! decoder gets it. The input is a picture's payloads, each prefixed by a 16-bit big-endian
 //! length (the low 11 bits). The depacketizer never panics and keeps within its limits; what
-//! it accepts goes to the OpenH264 decoder, which must return (a picture within the size
+//! it accepts has its SPS checked (`read_sps`, as the receiver does) and goes to the OpenH264
+//! decoder, which must return (a picture within the size
 //! limits, or an error) rather than crash.
 
 use libfuzzer_sys::fuzz_target;
 use rampart_media::video::frame::{MAX_HEIGHT, MAX_WIDTH};
-use rampart_media::video::h264::{VideoDecoder, annex_b};
+use rampart_media::video::h264::{VideoDecoder, annex_b, nal_type, nal_unit_type};
+use rampart_media::video::sps::read_sps;
 use rampart_media::video::payload::{Depacketizer, MAX_ACCESS_UNIT_BYTES, MAX_NAL_UNITS_PER_ACCESS_UNIT};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +30,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(nal_units) = depacketizer.finish() else { return };
     assert!(nal_units.len() <= MAX_NAL_UNITS_PER_ACCESS_UNIT);
+    // As the receiver does: an SPS it would not send is refused before the decoder sees it.
+    for nal in nal_units.iter().filter(|n| nal_unit_type(n) == Some(nal_type::SPS)) {
+        match read_sps(nal) {
+            Ok(size) => assert!(size.width * size.height <= MAX_WIDTH * MAX_HEIGHT),
+            Err(_) => return,
+        }
+    }
     let access_unit = annex_b(&nal_units);
     assert!(access_unit.len() <= MAX_ACCESS_UNIT_BYTES);
     let mut decoder = VideoDecoder::new().expect("a decoder");

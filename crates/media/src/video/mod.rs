@@ -10,6 +10,7 @@ pub mod pacer;
 pub mod payload;
 pub mod pipeline;
 pub mod rate;
+pub mod sps;
 pub mod y4m;
 
 pub use frame::{VideoFrame, test_pattern};

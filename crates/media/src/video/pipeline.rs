@@ -20,6 +20,7 @@ use super::h264::{
 };
 use super::payload::{Depacketizer, MAX_PAYLOAD_BYTES, packetize};
 use super::rate::{DelayEstimator, RateController};
+use super::sps::read_sps;
 use crate::keys::SrtpKeys;
 use crate::pipeline::{DatagramKind, MAX_DATAGRAM_BYTES, Rejection, classify, rejection_of};
 use crate::rtp::{RTP_FIXED_HEADER_BYTES, RTP_VERSION, RtpHeader};
@@ -635,6 +636,18 @@ impl VideoReceiver {
             self.await_keyframe(now_ms);
             return;
         };
+        // The decoder sizes its buffers from the SPS: one Rampart would not send is refused
+        // before the decoder sees it.
+        let sps_refused = nal_units
+            .iter()
+            .filter(|n| nal_unit_type(n) == Some(nal_type::SPS))
+            .any(|n| read_sps(n).is_err());
+        if sps_refused {
+            self.stats.decode_errors += 1;
+            self.stats.frames_dropped += 1;
+            self.await_keyframe(now_ms);
+            return;
+        }
         let keyframe = nal_units.iter().any(|n| nal_unit_type(n) == Some(nal_type::IDR_SLICE));
         match self.decoder.decode(&annex_b(&nal_units)) {
             Ok(Some(frame)) => {
