@@ -930,6 +930,39 @@ fn video_payload_seeds() -> Result<Seeds, String> {
     Ok(seeds)
 }
 
+/// A real keyframe and P picture as the `video_receiver` target's packet records, then the
+/// same out of order with one lost.
+fn video_receiver_seeds() -> Result<Seeds, String> {
+    use rampart_media::video::h264::{VideoEncoder, VideoEncoderConfig};
+    use rampart_media::video::payload::packetize;
+    let mut encoder = VideoEncoder::new(VideoEncoderConfig { bitrate_bps: 300_000, fps: 30.0 }).map_err(|e| e.to_string())?;
+    let mut packets = Vec::new();
+    for i in 0..2u64 {
+        let frame = rampart_media::video::test_pattern(64, 48, i).map_err(|e| e.to_string())?;
+        let picture = encoder.encode(&frame).map_err(|e| e.to_string())?;
+        let payloads = packetize(&picture.nal_units, 250);
+        let last = payloads.len().saturating_sub(1);
+        for (n, payload) in payloads.into_iter().enumerate() {
+            let first = n == 0;
+            packets.push((first && i > 0, n == last, payload));
+        }
+    }
+    let record = |seq: u16, (next_picture, marker, payload): &(bool, bool, Vec<u8>)| {
+        let mut out = seq.to_be_bytes().to_vec();
+        out.push(u8::from(*next_picture) * 2);
+        out.push(if *marker { 0x80 | 7 } else { 1 });
+        out.push(payload.len() as u8);
+        out.extend_from_slice(payload);
+        out
+    };
+    let in_order: Vec<u8> = packets.iter().enumerate().flat_map(|(i, p)| record(100 + i as u16, p)).collect();
+    let mut shuffled: Vec<u8> = Vec::new();
+    for (i, p) in packets.iter().enumerate().rev().filter(|(i, _)| *i != 1) {
+        shuffled.extend(record(100 + i as u16, p));
+    }
+    Ok(vec![("in-order".to_owned(), in_order), ("reversed-one-lost".to_owned(), shuffled)])
+}
+
 fn rtcp_feedback_seeds() -> Seeds {
     use rampart_media::video::feedback::{Feedback, ReportBlock, build_compound};
     let report = Feedback::ReceiverReport {
@@ -1004,6 +1037,7 @@ fn run() -> Result<(), String> {
     write(&dir, "video_payload", &video_payload_seeds()?)?;
     write(&dir, "rtcp_feedback", &rtcp_feedback_seeds())?;
     write(&dir, "y4m", &y4m_seeds()?)?;
+    write(&dir, "video_receiver", &video_receiver_seeds()?)?;
     Ok(())
 }
 
