@@ -7,26 +7,13 @@
 //! every datagram is counted exactly once, and the jitter buffer stays within its capacity.
 
 use libfuzzer_sys::fuzz_target;
-use rampart_core::call::{CallEvent, CallId, CallerCall, MediaPermit, SealedSignal, SignalKind};
+use rampart_fuzz::permit;
 use rampart_media::pipeline::{DatagramKind, DatagramOutcome, classify};
 use rampart_media::{AudioReceiver, RtpHeader, SrtpKeys};
 
 /// The same key as the `srtp` target's; seeds are protected under it.
 fn keys() -> SrtpKeys {
     SrtpKeys { master_key: [0x42; 32], master_salt: [0x24; 12] }
-}
-
-/// A real permit, the only way to get one: dial, take the answer, apply it.
-fn permit() -> MediaPermit {
-    let mut call = CallerCall::dial(CallId([1; 16]), 0);
-    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
-    call.answer_applied();
-    std::iter::from_fn(|| call.poll_event())
-        .find_map(|event| match event {
-            CallEvent::EnableMedia(permit) => Some(permit),
-            _ => None,
-        })
-        .expect("a dialled and answered call enables media")
 }
 
 fuzz_target!(|data: &[u8]| {

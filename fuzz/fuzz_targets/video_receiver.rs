@@ -6,21 +6,9 @@
 //! pictures are polled in between. Nothing panics, and every datagram is counted once.
 
 use libfuzzer_sys::fuzz_target;
-use rampart_core::call::{CallEvent, CallId, CallerCall, MediaPermit, SealedSignal, SignalKind};
+use rampart_fuzz::permit;
 use rampart_media::video::{H264_PAYLOAD_TYPE, VideoReceiver};
 use rampart_media::{SrtpContext, SrtpKeys};
-
-fn permit() -> MediaPermit {
-    let mut call = CallerCall::dial(CallId([2; 16]), 0);
-    call.handle_signal(SealedSignal::new(SignalKind::Answer, Vec::new()));
-    call.answer_applied();
-    std::iter::from_fn(|| call.poll_event())
-        .find_map(|event| match event {
-            CallEvent::EnableMedia(permit) => Some(permit),
-            _ => None,
-        })
-        .expect("a dialled and answered call enables media")
-}
 
 fuzz_target!(|data: &[u8]| {
     let keys = SrtpKeys { master_key: [0x42; 32], master_salt: [0x24; 12] };
