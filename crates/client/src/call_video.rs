@@ -199,6 +199,7 @@ pub(crate) async fn run_video(
     // Feedback goes out at once; media through the pacer.
     let mut outgoing: Vec<Vec<u8>> = Vec::new();
     let mut pacer = Pacer::new(sender.as_ref().map_or(0, |(video, _)| video.stats().encoder_bps));
+    report.first_timestamp = sender.as_ref().map(|(video, _)| video.timestamp_of(0));
     loop {
         let paced =
             pacer.next_ms().map(|at| tokio::time::Instant::from_std(started + Duration::from_millis(at)));
@@ -211,7 +212,6 @@ pub(crate) async fn run_video(
                     let Some(frame) = clip.frames.get((index % frames) as usize) else { break };
                     // The RTP clock wraps (RFC 3550): computed wide, cut to 32 bits.
                     let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / clip.fps) as u64 as u32;
-                    report.first_timestamp.get_or_insert(video.timestamp_of(0));
                     match video.encode_frame(frame, offset, now()) {
                         // A queue gone stale was dropped: what follows needs a keyframe.
                         Ok(datagrams) => if !pacer.push(datagrams) {
@@ -295,11 +295,8 @@ pub(crate) async fn run_video(
         match recorder.finish().await {
             Ok(written) => {
                 report.frames_recorded = written;
-                let path = record.as_deref().map(Path::display);
-                summary.push(format!(
-                    "recorded {written} pictures to {}",
-                    path.map(|p| p.to_string()).unwrap_or_default()
-                ));
+                let path = record.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                summary.push(format!("recorded {written} pictures to {path}"));
                 if dropped > 0 {
                     summary.push(format!("{dropped} pictures not recorded (the disk was too slow)"));
                 }

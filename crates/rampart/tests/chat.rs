@@ -56,6 +56,18 @@ impl Tmux {
         tmux
     }
 
+    /// `rampart chat` for Bob's profile in `dir`, once it is up and online.
+    async fn open_for_bob(dir: &Path) -> Tmux {
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let tmux = Tmux::start(dir, &dir.join("bob"), &home);
+        tmux.wait_for("the window to be up and online", |s| {
+            s.contains("Conversations") && s.contains("online")
+        })
+        .await;
+        tmux
+    }
+
     fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "chat"])
     }
@@ -314,11 +326,7 @@ async fn a_lying_servers_early_call_signals_are_dropped_unread_in_the_chat_windo
     let injected =
         lying_server::alice_and_bob_behind_it(&server, dir.path(), "+14155553101", "+14155553102").await;
     let mut alice = Client::open(&dir.path().join("alice")).unwrap();
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
-    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
-        .await;
+    let tmux = Tmux::open_for_bob(dir.path()).await;
     let limits = CallLimits { duration: Some(Duration::from_secs(3)), hangup_file: None, hangup_flag: None };
     let mut quiet = |_: &rampart_client::calls::CallProgress| {};
     let (report, _) = tokio::join!(alice.call("@bob", CallMedia::default(), limits, &mut quiet), async {
@@ -348,11 +356,7 @@ async fn a_strangers_message_waits_as_a_request_in_the_chat_window_until_accepte
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut stranger = server.register(dir.path(), "stranger", "+14155553201", Some("stranger")).await;
     drop(server.register(dir.path(), "bob", "+14155553202", Some("bob")).await);
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
-    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
-        .await;
+    let tmux = Tmux::open_for_bob(dir.path()).await;
 
     let pitch = "You won a prize, open this";
     stranger.send_text("@bob", pitch).await.unwrap();
@@ -384,11 +388,7 @@ async fn the_chat_window_keeps_working_during_a_call() {
     let mut bob = server.register(dir.path(), "bob", "+14155553302", Some("bob")).await;
     know_each_other(&mut [&mut alice, &mut bob, &mut carol]).await;
     drop(bob);
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
-    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
-        .await;
+    let tmux = Tmux::open_for_bob(dir.path()).await;
     alice.send_text("@bob", "calling you in a minute").await.unwrap();
     tmux.wait_for_text("calling you in a minute").await;
     carol.send_text("@bob", "first from carol").await.unwrap();
@@ -462,11 +462,7 @@ async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
     let mut bob = server.register(dir.path(), "bob", "+14155553402", Some("bob")).await;
     know_each_other(&mut [&mut alice, &mut bob]).await;
     drop(bob);
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let tmux = Tmux::start(dir.path(), &dir.path().join("bob"), &home);
-    tmux.wait_for("the window to be up and online", |s| s.contains("Conversations") && s.contains("online"))
-        .await;
+    let tmux = Tmux::open_for_bob(dir.path()).await;
 
     let frames = (0..30).map(|i| rampart_media::video::test_pattern(160, 120, i).unwrap()).collect();
     let clip = VideoClip { frames: Arc::new(frames), fps: 15.0 };

@@ -485,7 +485,7 @@ impl VideoReceiver {
                         && self.missing.len() as u64 + (ext - highest - 1) > MAX_MISSING as u64) =>
             {
                 // A jump this far is not loss: start over from here, at a keyframe.
-                self.reset(now_ms);
+                self.reset();
                 self.highest = Some(ext);
             }
             Some(highest) if ext > highest => {
@@ -518,7 +518,7 @@ impl VideoReceiver {
         if self.packets.len() >= MAX_BUFFERED_PACKETS
             || self.buffered_bytes + payload.len() > MAX_BUFFERED_BYTES
         {
-            self.reset(now_ms);
+            self.reset();
         }
         self.buffered_bytes += payload.len();
         self.delay.on_packet(header.timestamp, datagram.len(), now_ms);
@@ -530,19 +530,24 @@ impl VideoReceiver {
     }
 
     /// Drops everything held and waits for a keyframe.
-    fn reset(&mut self, now_ms: u64) {
+    fn reset(&mut self) {
         self.stats.frames_dropped += u64::from(!self.packets.is_empty());
         self.packets.clear();
         self.missing.clear();
         self.buffered_bytes = 0;
-        self.await_keyframe(now_ms);
+        self.await_keyframe();
     }
 
-    fn await_keyframe(&mut self, _now_ms: u64) {
-        if self.assembly != Assembly::AwaitingKeyframe {
-            self.assembly = Assembly::AwaitingKeyframe;
-        }
+    fn await_keyframe(&mut self) {
+        self.assembly = Assembly::AwaitingKeyframe;
         self.pli_due = true;
+    }
+
+    /// A picture that cannot be shown: dropped, and a keyframe awaited.
+    fn drop_picture(&mut self, decode_error: bool) {
+        self.stats.decode_errors += u64::from(decode_error);
+        self.stats.frames_dropped += 1;
+        self.await_keyframe();
     }
 
     fn drop_below(&mut self, ext: u64) {
@@ -554,10 +559,9 @@ impl VideoReceiver {
 
     /// Drops the picture that cannot be completed (everything below `ext`) and waits for a
     /// keyframe.
-    fn give_up(&mut self, ext: u64, now_ms: u64) {
-        self.stats.frames_dropped += 1;
+    fn give_up(&mut self, ext: u64) {
         self.drop_below(ext);
-        self.await_keyframe(now_ms);
+        self.drop_picture(false);
     }
 
     /// Decodes every picture that is complete.
@@ -607,7 +611,7 @@ impl VideoReceiver {
                 }
                 // The next picture began without this one's marker: its end was lost for good.
                 Some(_) => {
-                    self.give_up(ext, now_ms);
+                    self.give_up(ext);
                     return None;
                 }
                 None => {
@@ -616,7 +620,7 @@ impl VideoReceiver {
                         now_ms.saturating_sub(m.since_ms) > GIVE_UP_MS || behind >= NACKABLE_BEHIND
                     });
                     if overdue {
-                        self.give_up(ext + 1, now_ms);
+                        self.give_up(ext + 1);
                     }
                     return None;
                 }
@@ -632,8 +636,7 @@ impl VideoReceiver {
             .try_for_each(|p| depacketizer.push(&p.payload))
             .and_then(|()| depacketizer.finish());
         let Ok(nal_units) = nal_units else {
-            self.stats.frames_dropped += 1;
-            self.await_keyframe(now_ms);
+            self.drop_picture(false);
             return;
         };
         // The decoder sizes its buffers from the SPS: one Rampart would not send is refused
@@ -643,9 +646,7 @@ impl VideoReceiver {
             .filter(|n| nal_unit_type(n) == Some(nal_type::SPS))
             .any(|n| read_sps(n).is_err());
         if sps_refused {
-            self.stats.decode_errors += 1;
-            self.stats.frames_dropped += 1;
-            self.await_keyframe(now_ms);
+            self.drop_picture(true);
             return;
         }
         let keyframe = nal_units.iter().any(|n| nal_unit_type(n) == Some(nal_type::IDR_SLICE));
@@ -670,11 +671,7 @@ impl VideoReceiver {
                 self.decoded.push_back(DecodedPicture { frame, rtp_timestamp: timestamp });
             }
             Ok(None) => {}
-            Err(_) => {
-                self.stats.decode_errors += 1;
-                self.stats.frames_dropped += 1;
-                self.await_keyframe(now_ms);
-            }
+            Err(_) => self.drop_picture(true),
         }
     }
 
