@@ -20,8 +20,9 @@ use rampart_proto::{AttachmentPointer, ClientRequest, ContentBody, ErrorCode, Re
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::client::{Client, ClientError};
-use crate::connection::Connection;
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::net::Connection;
 
 const SEGMENT: usize = ATTACHMENT_SEGMENT_BYTES as usize;
 const TAG: usize = 16;

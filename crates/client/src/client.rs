@@ -1,110 +1,20 @@
 //! Account, device and messaging operations on top of a profile and a connection.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rampart_core::{DeviceId, DeviceSecret, GroupId, LinkCode, PhoneNumber, Username, VerificationCode};
-use rampart_proto::{
-    ClientRequest, ContentBody, DecodeError, DeviceInfo, ErrorBody, GoodbyeReason, Recipient, ResponseBody,
-    ServerFrame,
-};
+use rampart_proto::{ClientRequest, ContentBody, DeviceInfo, Recipient, ResponseBody, ServerFrame};
 use serde::Serialize;
 
-use crate::connection::{Connection, ServerAddress};
-use crate::profile::{Profile, ProfileError};
-
-/// Everything that can go wrong, with text meant for the person at the terminal.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("not a server address: {0:?} (expected host:port, e.g. https://chat.example.org:8443)")]
-    BadServerAddress(String),
-    #[error("{0}")]
-    Io(String),
-    #[error("TLS failed: {0}")]
-    Tls(String),
-    #[error("timed out {0}")]
-    Timeout(&'static str),
-    #[error(
-        "THE SERVER'S CERTIFICATE HAS CHANGED.\n  pinned:    {pinned}\n  presented: {presented}\n\
-         Someone may be intercepting this connection, or the operator replaced the certificate.\n\
-         Ask the operator for the new fingerprint out of band; if it matches, run\n  \
-         rampart account trust {presented}"
-    )]
-    CertificateChanged { pinned: String, presented: String },
-    #[error("the server refused: {}", .0.message)]
-    Server(ErrorBody),
-    #[error("the server sent an invalid frame: {0}")]
-    Protocol(DecodeError),
-    #[error("the server closed the connection: {message}")]
-    Closed { reason: GoodbyeReason, message: String },
-    #[error(
-        "this profile has no account yet: run `rampart account register` or `rampart account link` first"
-    )]
-    NotRegistered,
-    #[error("no registration is pending in this profile: run `rampart account register` first")]
-    NoPendingRegistration,
-    #[error("{0}")]
-    Input(String),
-    #[error("unexpected answer from the server to {0}")]
-    Unexpected(&'static str),
-    #[error(transparent)]
-    Profile(#[from] ProfileError),
-    #[error("end-to-end encryption: {0}")]
-    Crypto(String),
-    #[error("this device has no end-to-end keys yet; run any command once it is registered or linked")]
-    NoKeys,
-    #[error("attachment: {0}")]
-    Attachment(String),
-    #[error("call: {0}")]
-    Call(String),
-    #[error(
-        "{0}'s identity key changed since you verified it: nothing is sent to them until you compare the new safety number (rampart verify {0}) and mark it verified again (rampart verify {0} --mark-verified), or stop treating them as verified (rampart verify {0} --unverify)"
-    )]
-    IdentityChanged(String),
-    #[error(
-        "no conversation named {0:?}: give +E164, @username, or a group's name or id (`rampart conversations` lists them)"
-    )]
-    NoSuchConversation(String),
-}
-
-impl ClientError {
-    /// A stable machine-readable kind for `--json` output.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ClientError::BadServerAddress(_) | ClientError::Input(_) => "bad_input",
-            ClientError::Io(_) => "network",
-            ClientError::Tls(_) => "tls",
-            ClientError::Timeout(_) => "timeout",
-            ClientError::CertificateChanged { .. } => "certificate_changed",
-            ClientError::Server(e) => e.code.as_str(),
-            ClientError::Protocol(_) => "protocol",
-            ClientError::Closed { .. } => "closed",
-            ClientError::NotRegistered => "not_registered",
-            ClientError::NoPendingRegistration => "no_pending_registration",
-            ClientError::Unexpected(_) => "unexpected",
-            ClientError::Profile(_) => "profile",
-            ClientError::Crypto(_) => "crypto",
-            ClientError::NoKeys => "no_keys",
-            ClientError::NoSuchConversation(_) => "no_such_conversation",
-            ClientError::Attachment(_) => "attachment",
-            ClientError::Call(_) => "call",
-            ClientError::IdentityChanged(_) => "identity_changed",
-        }
-    }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// Parse `+14155550123` or `@name` / `name` as a recipient.
-pub fn parse_recipient(to: &str) -> Result<Recipient, ClientError> {
-    let to = to.trim();
-    if to.starts_with('+') {
-        PhoneNumber::parse(to).map(Recipient::Phone).map_err(|e| ClientError::Input(e.to_string()))
-    } else {
-        Username::parse(to).map(Recipient::Username).map_err(|e| ClientError::Input(e.to_string()))
-    }
-}
+use crate::call_inbox::CallInput;
+use crate::clock::now_ms;
+use crate::error::ClientError;
+use crate::event::Event;
+use crate::net::{Connection, ServerAddress};
+use crate::recipient::parse_recipient;
+use crate::storage::at_rest::{self, ProfileKey, ProfileLock};
+use crate::storage::mls::DeviceEngine;
+use crate::storage::{Profile, ProfileError};
 
 /// What `rampart verify` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -161,18 +71,18 @@ pub struct Identity {
 #[derive(Debug)]
 pub struct Client {
     pub(crate) profile: Profile,
-    pub(crate) engine: Option<crate::e2e::DeviceEngine>,
+    pub(crate) engine: Option<DeviceEngine>,
     /// Messages received but not yet acknowledged to their senders with a delivery receipt.
     pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
     /// Ring notices and call signals received, still sealed, for a call driver.
-    pub(crate) call_inputs: std::collections::VecDeque<crate::calls::CallInput>,
+    pub(crate) call_inputs: std::collections::VecDeque<CallInput>,
     /// The conversation whose held deliveries are being opened (`requests::release_requests`):
     /// they go through, not back behind themselves.
     pub(crate) releasing: Option<GroupId>,
     /// Opens the profile's databases when it is encrypted at rest.
-    pub(crate) key: Option<std::sync::Arc<crate::at_rest::ProfileKey>>,
+    pub(crate) key: Option<std::sync::Arc<ProfileKey>>,
     /// Held shared while the client lives (see `at_rest::ProfileLock`).
-    lock: Option<crate::at_rest::ProfileLock>,
+    lock: Option<ProfileLock>,
 }
 
 impl Client {
@@ -190,13 +100,13 @@ impl Client {
             .map_err(|source| ProfileError::Create { path: profile_dir.to_path_buf(), source })?;
         // Finish an interrupted passphrase change only when no other process has the profile
         // open; then hold it shared for as long as this client lives.
-        if let Some(_alone) = crate::at_rest::ProfileLock::try_exclusive(profile_dir)? {
-            crate::at_rest::finish_interrupted_change(profile_dir)?;
+        if let Some(_alone) = ProfileLock::try_exclusive(profile_dir)? {
+            at_rest::finish_interrupted_change(profile_dir)?;
         }
-        let lock = crate::at_rest::ProfileLock::shared(profile_dir)?;
-        let key = if crate::at_rest::is_encrypted(profile_dir) {
+        let lock = ProfileLock::shared(profile_dir)?;
+        let key = if at_rest::is_encrypted(profile_dir) {
             let passphrase = passphrase.ok_or(ProfileError::Locked)?;
-            Some(std::sync::Arc::new(crate::at_rest::unlock(profile_dir, passphrase)?))
+            Some(std::sync::Arc::new(at_rest::unlock(profile_dir, passphrase)?))
         } else {
             None
         };
@@ -236,14 +146,14 @@ impl Client {
         // dropped) lock for an instant; a real other client holds it for good.
         let mut exclusive = None;
         for _ in 0..20 {
-            exclusive = crate::at_rest::ProfileLock::try_exclusive(&dir)?;
+            exclusive = ProfileLock::try_exclusive(&dir)?;
             if exclusive.is_some() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let Some(exclusive) = exclusive else {
-            self.lock = Some(crate::at_rest::ProfileLock::shared(&dir)?);
+            self.lock = Some(ProfileLock::shared(&dir)?);
             return Err(ClientError::Input(
                 "another rampart process has this profile open (a `rampart chat`?); close it and try again"
                     .into(),
@@ -253,14 +163,14 @@ impl Client {
         self.engine = None;
         let placeholder = Profile::open_in_memory()?;
         drop(std::mem::replace(&mut self.profile, placeholder));
-        let changed = crate::at_rest::change_passphrase(&dir, self.key.as_deref(), new);
+        let changed = at_rest::change_passphrase(&dir, self.key.as_deref(), new);
         let key = match (&changed, new) {
-            (Ok(()), Some(p)) => Some(std::sync::Arc::new(crate::at_rest::unlock(&dir, p)?)),
+            (Ok(()), Some(p)) => Some(std::sync::Arc::new(at_rest::unlock(&dir, p)?)),
             (Ok(()), None) => None,
             (Err(_), _) => self.key.clone(),
         };
         drop(exclusive);
-        self.lock = Some(crate::at_rest::ProfileLock::shared(&dir)?);
+        self.lock = Some(ProfileLock::shared(&dir)?);
         self.profile = Profile::open(&dir, key.as_deref())?;
         self.key = key;
         Ok(changed?)
@@ -393,7 +303,7 @@ impl Client {
             .await?
         {
             ResponseBody::LinkStarted { code, expires_in_secs } => {
-                let key_check = crate::e2e::link_key_check(&key);
+                let key_check = link_key_check(&key);
                 Ok(PendingLinkHandle { conn, code, key_check, expires_in_secs, secret })
             }
             _ => Err(ClientError::Unexpected("begin link")),
@@ -428,12 +338,12 @@ impl Client {
             .filter(|c| !c.is_whitespace() && *c != '-')
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        let total = 8 + crate::e2e::LINK_KEY_CHECK_LEN;
+        let total = 8 + LINK_KEY_CHECK_LEN;
         if compact.len() != total || !compact.is_ascii() {
             return Err(ClientError::Input(format!(
                 "the code the new device shows has {total} characters (ABCD-EFGH-KKKK-KKKK-KKKK); type all \
                  of it: the last {} check the new device's key",
-                crate::e2e::LINK_KEY_CHECK_LEN
+                LINK_KEY_CHECK_LEN
             )));
         }
         let (code, key_check) = compact.split_at(8);
@@ -785,11 +695,7 @@ impl Client {
 
     /// Receive on an open connection until the queue is drained or `wait` passes (the TUI
     /// calls this in its loop). Delivery receipts go out at the end.
-    pub async fn pump(
-        &mut self,
-        conn: &mut Connection,
-        wait: Duration,
-    ) -> Result<Vec<crate::e2e::Event>, ClientError> {
+    pub async fn pump(&mut self, conn: &mut Connection, wait: Duration) -> Result<Vec<Event>, ClientError> {
         let mut events = self.release_requests(conn).await?;
         events.extend(self.drain(conn, wait, &mut |_| {}).await?);
         self.send_delivery_receipts(conn).await?;
@@ -810,7 +716,7 @@ impl Client {
         let events = self.receive_events(wait, |_| {}).await?;
         let mut received = Vec::new();
         for e in events {
-            if let crate::e2e::Event::Message { from, from_account, message_id, text, .. } = e {
+            if let Event::Message { from, from_account, message_id, text, .. } = e {
                 let msg =
                     ReceivedMessage { from, from_account, message_id, server_timestamp_ms: now_ms(), text };
                 on_message(&msg);
@@ -824,8 +730,8 @@ impl Client {
     pub async fn receive_events(
         &mut self,
         wait: Option<Duration>,
-        mut on_event: impl FnMut(&crate::e2e::Event) + Send,
-    ) -> Result<Vec<crate::e2e::Event>, ClientError> {
+        mut on_event: impl FnMut(&Event) + Send,
+    ) -> Result<Vec<Event>, ClientError> {
         let mut conn = self.connect().await?;
         let result = async {
             // Top up key packages first, so others can keep adding this device.
@@ -890,4 +796,21 @@ fn normalise_fingerprint(input: &str) -> Result<String, ClientError> {
     let pairs: Vec<String> =
         hexits.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
     Ok(pairs.join(":"))
+}
+
+/// Characters of the link code that check the new device's key: 12 from the link-code
+/// alphabet, about 59 bits, so a server that saw the code cannot search for a key of its own
+/// with the same check.
+pub const LINK_KEY_CHECK_LEN: usize = 12;
+
+/// The check of a linking device's key that its link code carries.
+pub fn link_key_check(key: &[u8; 32]) -> String {
+    use rampart_core::codes::LINK_ALPHABET as ALPHABET;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest([&b"rampart link key check v1"[..], &key[..]].concat());
+    digest
+        .iter()
+        .take(LINK_KEY_CHECK_LEN)
+        .map(|b| char::from(ALPHABET.get(usize::from(*b) % ALPHABET.len()).copied().unwrap_or(b'A')))
+        .collect()
 }

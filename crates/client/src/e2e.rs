@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
 use rampart_mls::identity::{self, certify, new_signature_key, public_key};
 use rampart_mls::{Engine, IncomingCommit, Member, MlsError, Processed, SignatureKeyPair, check_removals};
@@ -20,30 +19,16 @@ use rampart_proto::{
     encode_certificate, encode_content,
 };
 
-use crate::client::{Client, ClientError, now_ms};
-use crate::connection::Connection;
-use crate::history::{MessageKind, NewMessage};
-use crate::profile::ProfileError;
+use crate::call_inbox::CallInput;
+use crate::client::{Client, link_key_check};
+use crate::clock::now_ms;
+use crate::error::ClientError;
+use crate::event::Event;
+use crate::net::Connection;
+use crate::recipient::parse_recipient;
+use crate::storage::mls::{DeviceEngine, open_storage};
+use crate::storage::{MessageKind, NewMessage, ProfileError};
 use rampart_mls::trust::{IdentityChange, Question};
-
-/// How openmls' state is serialised in the profile.
-#[derive(Debug, Default)]
-pub struct JsonCodec;
-
-impl Codec for JsonCodec {
-    type Error = serde_json::Error;
-
-    fn to_vec<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
-        serde_json::to_vec(value)
-    }
-
-    fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
-        serde_json::from_slice(slice)
-    }
-}
-
-pub type MlsStorage = SqliteStorageProvider<JsonCodec, rusqlite::Connection>;
-pub type DeviceEngine = Engine<MlsStorage>;
 
 /// The profile setting naming the conversation of this account's own devices.
 const OWN_CONVERSATION: &str = "own_conversation";
@@ -54,65 +39,6 @@ const KEY_PACKAGE_STOCK: usize = rampart_core::limits::KEY_PACKAGE_STOCK as usiz
 const COMMIT_RETRIES: usize = 8;
 /// Devices claimed and added per commit (the frame limit bounds a commit's size).
 const ADD_BATCH: usize = 100;
-
-impl From<MlsError> for ClientError {
-    fn from(e: MlsError) -> Self {
-        ClientError::Crypto(e.to_string())
-    }
-}
-
-/// What one received delivery turned into.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub enum Event {
-    Message {
-        conversation: String,
-        from: String,
-        from_account: u64,
-        message_id: String,
-        text: String,
-    },
-    Joined {
-        conversation: String,
-        members: usize,
-    },
-    MembershipChanged {
-        conversation: String,
-        added: usize,
-        removed: usize,
-    },
-    RemovedFromConversation {
-        conversation: String,
-    },
-    KeysChanged {
-        conversation: String,
-        account: u64,
-    },
-    Refused {
-        reason: String,
-    },
-    /// Messages a member sent in the conversation never arrived here (their counts jumped):
-    /// the server dropped them, or a full queue did.
-    MessagesMissing {
-        conversation: String,
-        from: String,
-        count: u64,
-    },
-    /// Someone who is not a contact started a conversation: it waits, unopened, for
-    /// `rampart requests accept` (or decline, or block).
-    Request {
-        conversation: String,
-        from: String,
-        from_account: u64,
-    },
-    /// A ring notice: `rings` is false for a caller the ring policy keeps silent (a missed call
-    /// request) or a notice that arrived too late.
-    IncomingCall {
-        call: String,
-        from: String,
-        from_account: u64,
-        rings: bool,
-    },
-}
 
 /// How many member devices a message was queued for, and how many had no room for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,26 +56,6 @@ pub(crate) struct CheckedAccount {
     pub trusted: Vec<DeviceCertificate>,
     /// The account's root changed since we pinned it.
     pub root_changed: bool,
-}
-
-fn open_storage(
-    dir: &std::path::Path,
-    key: Option<&crate::at_rest::ProfileKey>,
-) -> Result<MlsStorage, ClientError> {
-    let path = dir.join("mls.db");
-    let conn = rusqlite::Connection::open(&path).map_err(|e| ClientError::Crypto(e.to_string()))?;
-    crate::at_rest::apply_key(&conn, key)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
-    let _ = conn.pragma_update(None, "journal_mode", "WAL");
-    // synchronous stays FULL: a power cut must not roll back group state that the server was
-    // told (by an ack) we have. It costs an fsync per MLS write; measured in docs/benchmarks.md.
-    let mut storage = MlsStorage::new(conn);
-    storage.run_migrations().map_err(|e| ClientError::Crypto(e.to_string()))?;
-    Ok(storage)
 }
 
 impl Client {
@@ -382,7 +288,7 @@ impl Client {
 
     fn own_recipient(&self) -> Result<Recipient, ClientError> {
         let label = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.label;
-        crate::client::parse_recipient(&label)
+        parse_recipient(&label)
     }
 
     /// On the approving device: wait for the new device's key request and certify it.
@@ -814,7 +720,7 @@ impl Client {
             }
             Envelope::CallSignal { .. } if self.profile.is_blocked(d.sender_account)? => Ok(vec![]),
             Envelope::CallSignal { call, kind, group, payload } => {
-                self.push_call_input(crate::calls::CallInput::Signal {
+                self.push_call_input(CallInput::Signal {
                     call,
                     kind,
                     group,
@@ -921,7 +827,7 @@ impl Client {
                 let text = match seconds {
                     0 => format!("{label} turned disappearing messages off"),
                     s => {
-                        format!("{label} set disappearing messages to {}", crate::history::human_duration(*s))
+                        format!("{label} set disappearing messages to {}", crate::storage::human_duration(*s))
                     }
                 };
                 profile.insert_notice(group, &text, now)?;
@@ -1174,21 +1080,4 @@ pub(crate) async fn fetch_keys(
         }
     }
     Ok(out)
-}
-
-/// Characters of the link code that check the new device's key: 12 from the link-code
-/// alphabet, about 59 bits, so a server that saw the code cannot search for a key of its own
-/// with the same check.
-pub const LINK_KEY_CHECK_LEN: usize = 12;
-
-/// The check of a linking device's key that its link code carries.
-pub fn link_key_check(key: &[u8; 32]) -> String {
-    use rampart_core::codes::LINK_ALPHABET as ALPHABET;
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest([&b"rampart link key check v1"[..], &key[..]].concat());
-    digest
-        .iter()
-        .take(LINK_KEY_CHECK_LEN)
-        .map(|b| char::from(ALPHABET.get(usize::from(*b) % ALPHABET.len()).copied().unwrap_or(b'A')))
-        .collect()
 }

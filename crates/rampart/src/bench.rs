@@ -558,7 +558,7 @@ async fn end_to_end(
         let mut conn = bob.connect().await?;
         while got < messages {
             let events = bob.pump(&mut conn, Duration::from_millis(100)).await?;
-            let n = events.iter().filter(|e| matches!(e, rampart_client::e2e::Event::Message { .. })).count();
+            let n = events.iter().filter(|e| matches!(e, rampart_client::Event::Message { .. })).count();
             if n == 0 && last.elapsed() > Duration::from_secs(30) {
                 bail!("messages stopped arriving after {got}");
             }

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rampart_client::Client;
-use rampart_client::audio_device::{self, DeviceChoice, Microphone, Speaker};
-use rampart_client::call_video::{CallVideo, VideoClip};
-use rampart_client::calls::{CallLimits, CallMedia, CallProgress, CallReport};
+use rampart_client::call::audio_device::{self, DeviceChoice, Microphone, Speaker};
+use rampart_client::call::video::{CallVideo, VideoClip};
+use rampart_client::call::{CallLimits, CallMedia, CallProgress, CallReport};
 use rampart_core::call::RingPolicy;
 use serde_json::json;
 
@@ -210,7 +210,7 @@ pub fn calls(client: &Client, limit: u32, json: bool) -> anyhow::Result<()> {
     for c in log {
         let arrow = if c.outgoing { "→" } else { "←" };
         let when = rampart_client::human_duration(
-            u32::try_from(rampart_client::calls::now_ms_public().saturating_sub(c.started_at_ms) / 1000)
+            u32::try_from(rampart_client::clock::now_ms().saturating_sub(c.started_at_ms) / 1000)
                 .unwrap_or(u32::MAX),
         );
         let length = if c.duration_secs() > 0 { format!(" {} s", c.duration_secs()) } else { String::new() };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use rampart_client::e2e::Event;
+use rampart_client::Event;
 use rampart_client::{Client, ReceivedMessage, ServerAddress};
 use rampart_core::DeviceId;
 use serde_json::json;
@@ -56,7 +56,7 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let dir = profile.unwrap_or_else(default_profile);
-    let passphrase = if rampart_client::at_rest::is_encrypted(&dir) {
+    let passphrase = if rampart_client::storage::at_rest::is_encrypted(&dir) {
         Some(passphrase(passphrase_file.as_deref(), &dir)?)
     } else {
         None

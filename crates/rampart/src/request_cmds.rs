@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use rampart_client::Client;
-use rampart_client::e2e::Event;
-use rampart_client::requests::MessageRequest;
+use rampart_client::Event;
+use rampart_client::MessageRequest;
 use rampart_core::consent::MessagePolicy;
 use serde_json::json;
 

@@ -1005,7 +1005,7 @@ async fn the_microphone_reaches_the_other_speaker_and_the_echo_does_not_come_bac
 /// is silent in the first half and carries the tone in the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_muted_microphone_sends_silence() {
-    use rampart_client::calls::{CallControls, CallLimits, CallMedia};
+    use rampart_client::call::{CallControls, CallLimits, CallMedia};
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155557101", Some("alice")).await;
@@ -1022,8 +1022,8 @@ async fn a_muted_microphone_sends_silence() {
     };
     let limits =
         |secs| CallLimits { duration: Some(Duration::from_secs(secs)), hangup_file: None, hangup_flag: None };
-    let mut quiet_alice = |_: &rampart_client::calls::CallProgress| {};
-    let mut quiet_bob = |_: &rampart_client::calls::CallProgress| {};
+    let mut quiet_alice = |_: &rampart_client::call::CallProgress| {};
+    let mut quiet_bob = |_: &rampart_client::call::CallProgress| {};
     let unmute = async {
         // Unmuted about halfway through Bob's side of the call.
         tokio::time::sleep(Duration::from_secs(4)).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rampart_client::calls::{CallLimits, CallMedia};
+use rampart_client::call::{CallLimits, CallMedia};
 use rampart_client::{Client, DeliveryStatus};
 use support::*;
 
@@ -249,7 +249,7 @@ async fn calls(tmux: &Tmux, alice: &mut Client) {
         hangup_flag: flag,
     };
 
-    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let mut quiet = |_: &rampart_client::call::CallProgress| {};
 
     // Missed: Alice gives up while it rings.
     let give_up = Arc::new(AtomicBool::new(false));
@@ -328,7 +328,7 @@ async fn a_lying_servers_early_call_signals_are_dropped_unread_in_the_chat_windo
     let mut alice = Client::open(&dir.path().join("alice")).unwrap();
     let tmux = Tmux::open_for_bob(dir.path()).await;
     let limits = CallLimits { duration: Some(Duration::from_secs(3)), hangup_file: None, hangup_flag: None };
-    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let mut quiet = |_: &rampart_client::call::CallProgress| {};
     let (report, _) = tokio::join!(alice.call("@bob", CallMedia::default(), limits, &mut quiet), async {
         tmux.wait_for_text("Incoming call from @alice").await;
         tmux.press("C-y");
@@ -396,7 +396,7 @@ async fn the_chat_window_keeps_working_during_a_call() {
 
     let hang_up = Arc::new(AtomicBool::new(false));
     let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
-    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let mut quiet = |_: &rampart_client::call::CallProgress| {};
     let in_call = |s: &str| s.contains("In call with @alice");
     let (report, ()) = tokio::join!(alice.call("@bob", CallMedia::default(), limits, &mut quiet), async {
         tmux.wait_for_text("Incoming call from @alice").await;
@@ -432,7 +432,7 @@ async fn the_chat_window_keeps_working_during_a_call() {
         let carol_gives_up = Arc::new(AtomicBool::new(false));
         let carol_limits =
             CallLimits { duration: None, hangup_file: None, hangup_flag: Some(carol_gives_up.clone()) };
-        let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+        let mut quiet = |_: &rampart_client::call::CallProgress| {};
         let (carol_report, screen) =
             tokio::join!(carol.call("@bob", CallMedia::default(), carol_limits, &mut quiet), async {
                 let screen = tmux.wait_for_text("@carol is calling too").await;
@@ -455,7 +455,7 @@ async fn the_chat_window_keeps_working_during_a_call() {
 /// and the call bar says so; Ctrl-O mutes and unmutes, and the bar says that too.
 #[tokio::test]
 async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
-    use rampart_client::call_video::{CallVideo, VideoClip};
+    use rampart_client::call::video::{CallVideo, VideoClip};
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
     let mut alice = server.register(dir.path(), "alice", "+14155553401", Some("alice")).await;
@@ -470,7 +470,7 @@ async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
         CallMedia { video: Some(CallVideo { send: Some(clip), record: None }), ..CallMedia::default() };
     let hang_up = Arc::new(AtomicBool::new(false));
     let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
-    let mut quiet = |_: &rampart_client::calls::CallProgress| {};
+    let mut quiet = |_: &rampart_client::call::CallProgress| {};
     let (report, ()) = tokio::join!(alice.call("@bob", media, limits, &mut quiet), async {
         tmux.wait_for_text("Incoming call from @alice").await;
         tmux.press("C-y");

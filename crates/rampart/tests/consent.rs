@@ -6,7 +6,7 @@
 mod support;
 
 use rampart_client::Client;
-use rampart_client::e2e::Event;
+use rampart_client::Event;
 use support::*;
 
 fn messages_from(events: &[Event], account: u64) -> Vec<String> {
@@ -236,9 +236,7 @@ async fn a_linked_device_learns_the_contacts_and_answers_go_to_every_device() {
     // Accepting on the phone opens it on the laptop too.
     let events = bob.accept_request("@stranger").await.unwrap();
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, rampart_client::e2e::Event::Message { text, .. } if text == "buy now"))
+        events.iter().any(|e| matches!(e, rampart_client::Event::Message { text, .. } if text == "buy now"))
     );
     // More arrives in that conversation before the laptop hears of the accept: it waits
     // behind what is held there, and all of it opens in order.
@@ -248,7 +246,7 @@ async fn a_linked_device_learns_the_contacts_and_answers_go_to_every_device() {
     let texts: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
-            rampart_client::e2e::Event::Message { text, .. } => Some(text.as_str()),
+            rampart_client::Event::Message { text, .. } => Some(text.as_str()),
             _ => None,
         })
         .collect();

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::Arc;
 
-use rampart_client::e2e::Event;
+use rampart_client::Event;
 use rampart_core::AccountId;
 use rampart_proto::{ClientRequest, ResponseBody, ServerFrame};
 use support::*;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use rampart_client::calls::CallLogEntry;
-use rampart_client::requests::MessageRequest;
+use rampart_client::CallLogEntry;
+use rampart_client::MessageRequest;
 use rampart_client::{ConversationInfo, HistoryItem, MessageKind};
 
 /// How many history lines are loaded at first, and how many more each time the reader

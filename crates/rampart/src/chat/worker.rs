@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use rampart_client::calls::{CallControls, CallLimits, CallMedia, CallProgress, DuringCall};
-use rampart_client::e2e::Event;
+use rampart_client::Event;
+use rampart_client::call::{CallControls, CallLimits, CallMedia, CallProgress, DuringCall};
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::call::{RING_TIMEOUT_MS, RingNotice};
 use rampart_core::{GroupId, MessageId};
@@ -276,7 +276,7 @@ impl Worker<'_> {
         match self.client.pump(conn, PUMP_WAIT).await {
             Ok(events) => {
                 for e in events {
-                    if let rampart_client::e2e::Event::Refused { reason } = e {
+                    if let rampart_client::Event::Refused { reason } = e {
                         self.error(format!("A message was refused: {reason}"));
                     }
                 }
@@ -341,7 +341,7 @@ impl Worker<'_> {
         };
         let flag = Arc::new(AtomicBool::new(false));
         let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(flag.clone()) };
-        if let Err(e) = rampart_client::audio_device::list().await {
+        if let Err(e) = rampart_client::call::audio_device::list().await {
             let _ = updates.send(Update::Info(format!("{}: the call sends silence", one_line(&e))));
         }
         let progress_updates = updates.clone();

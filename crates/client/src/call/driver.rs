@@ -13,34 +13,37 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rampart_core::call::{
-    CallEvent, CallId, CalleeCall, CallerCall, EndReason, MediaKind, MediaPermit, RING_TIMEOUT_MS,
-    RingNotice, RingPolicy, SealedSignal, SignalCounters, SignalKind,
+    CallEvent, CallId, CalleeCall, MediaKind, MediaPermit, RING_TIMEOUT_MS, RingNotice, SealedSignal,
+    SignalKind,
 };
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
-use rampart_media::video::{SendStream, VideoFrame, VideoReceiver, VideoSendConfig, VideoSender};
+use rampart_media::video::{SendStream, VideoReceiver, VideoSendConfig, VideoSender};
 use rampart_media::{AudioReceiver, AudioSender, CallDirection, Frame, SrtpKeys};
 use rampart_mls::Processed;
 use rampart_proto::{
-    CallMessage, ClientRequest, Content, ContentBody, MediaSession, OPUS_CODEC, ResponseBody, decode_content,
+    CallMessage, ClientRequest, Content, ContentBody, MediaSession, ResponseBody, decode_content,
     encode_content,
 };
 use rampart_relay::TurnClient;
 use rampart_turn::uri::{RelayTransport, fallback_order};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::audio_device::{DeviceChoice, Microphone, Speaker};
-use crate::call_video::{self, CallVideo, VideoParts, VideoReport};
-use crate::client::{Client, ClientError, now_ms};
-use crate::connection::{Connection, pinned_tls_config};
-use crate::e2e::Event;
-use crate::profile::{Profile, ProfileError, db_id};
+use super::CallControls;
+use super::audio_device::{DeviceChoice, Microphone, Speaker};
+use super::video::{self as call_video, CallVideo, VideoParts, VideoReport};
+use crate::call_inbox::CallInput;
+use crate::call_session::{CallProgress, CallRefusal, CallSession, NotTaken, reason_outcome};
+use crate::client::Client;
+use crate::clock::now_ms;
+use crate::error::ClientError;
+use crate::event::Event;
+use crate::net::{Connection, pinned_tls_config};
+use crate::recipient::parse_recipient;
 
 /// The MLS exporter label that keys call media (docs/calls.md).
 const EXPORTER_LABEL: &str = "rampart call";
@@ -56,205 +59,6 @@ const FRAME_MS: u64 = 20;
 const NO_MEDIA_TIMEOUT: Duration = Duration::from_secs(15);
 /// `--record` keeps at most an hour (about 330 MiB of samples in memory).
 const MAX_RECORDED_FRAMES: usize = 3600 * 50;
-
-/// What a received delivery for calls turned into, queued for a call driver. Nothing here has
-/// been decrypted.
-#[derive(Debug, Clone)]
-pub enum CallInput {
-    Ring { notice: RingNotice, label: String, may_ring: bool },
-    Signal { call: CallId, kind: SignalKind, group: GroupId, payload: Bytes, from: (AccountId, DeviceId) },
-}
-
-/// One line of the local call log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CallLogEntry {
-    pub call: String,
-    pub peer: String,
-    pub peer_account: u64,
-    pub outgoing: bool,
-    pub started_at_ms: u64,
-    pub answered_at_ms: Option<u64>,
-    pub ended_at_ms: Option<u64>,
-    /// dialing, ringing, missed, request (a stranger's call that did not ring), active,
-    /// answered, declined, ended, failed...
-    pub outcome: String,
-    pub detail: String,
-    /// Of the other side's signals: how many reached this device before the local accept
-    /// (dropped unread), and how many were released for decryption and parsing.
-    pub signals_dropped_before_accept: u64,
-    pub signals_released: u64,
-}
-
-impl CallLogEntry {
-    pub fn duration_secs(&self) -> u64 {
-        match (self.answered_at_ms, self.ended_at_ms) {
-            (Some(a), Some(e)) => e.saturating_sub(a) / 1000,
-            _ => 0,
-        }
-    }
-}
-
-impl Profile {
-    pub(crate) fn log_call(
-        &self,
-        call: &CallId,
-        peer: AccountId,
-        label: &str,
-        outgoing: bool,
-        outcome: &str,
-        now: u64,
-    ) -> Result<(), ProfileError> {
-        self.db.execute(
-            "INSERT INTO call_log(call_id, peer_account, peer_label, outgoing, started_at, outcome, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, '') ON CONFLICT DO NOTHING",
-            params![call.0.as_slice(), db_id(peer.0)?, label, outgoing, db_id(now)?, outcome],
-        )?;
-        Ok(())
-    }
-
-    pub(crate) fn update_call(
-        &self,
-        call: &CallId,
-        outcome: &str,
-        detail: &str,
-        answered_at: Option<u64>,
-        ended_at: Option<u64>,
-    ) -> Result<(), ProfileError> {
-        self.db.execute(
-            "UPDATE call_log SET outcome = ?2, detail = ?3,
-                 answered_at = COALESCE(answered_at, ?4), ended_at = COALESCE(ended_at, ?5)
-             WHERE id = (SELECT max(id) FROM call_log WHERE call_id = ?1)",
-            params![
-                call.0.as_slice(),
-                outcome,
-                detail,
-                answered_at.map(db_id).transpose()?,
-                ended_at.map(db_id).transpose()?
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// What became of the other side's signals in the latest call with this id.
-    pub(crate) fn record_call_signals(
-        &self,
-        call: &CallId,
-        dropped_before_accept: u64,
-        released: u64,
-    ) -> Result<(), ProfileError> {
-        self.db.execute(
-            "UPDATE call_log SET signals_dropped_before_accept = ?2, signals_released = ?3
-             WHERE id = (SELECT max(id) FROM call_log WHERE call_id = ?1)",
-            params![call.0.as_slice(), db_id(dropped_before_accept)?, db_id(released)?],
-        )?;
-        Ok(())
-    }
-
-    /// The call log, newest first.
-    pub fn call_log(&self, limit: u32) -> Result<Vec<CallLogEntry>, ProfileError> {
-        let mut st = self.db.prepare(
-            "SELECT call_id, peer_label, peer_account, outgoing, started_at, answered_at, ended_at, outcome, detail,
-                    signals_dropped_before_accept, signals_released
-             FROM call_log ORDER BY started_at DESC, id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            let peer_account: i64 = r.get(2)?;
-            let started: i64 = r.get(4)?;
-            let answered: Option<i64> = r.get(5)?;
-            let ended: Option<i64> = r.get(6)?;
-            Ok(CallLogEntry {
-                call: hex::encode(id),
-                peer: r.get(1)?,
-                peer_account: peer_account as u64,
-                outgoing: r.get(3)?,
-                started_at_ms: started as u64,
-                answered_at_ms: answered.map(|v| v as u64),
-                ended_at_ms: ended.map(|v| v as u64),
-                outcome: r.get(7)?,
-                detail: r.get(8)?,
-                signals_dropped_before_accept: r.get::<_, i64>(9)? as u64,
-                signals_released: r.get::<_, i64>(10)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Who may make this device ring.
-    pub fn ring_policy(&self) -> Result<RingPolicy, ProfileError> {
-        Ok(self.get("ring_policy")?.as_deref().and_then(RingPolicy::parse).unwrap_or_default())
-    }
-
-    pub fn set_ring_policy(&self, policy: RingPolicy) -> Result<(), ProfileError> {
-        self.set("ring_policy", policy.as_str())
-    }
-
-    /// Save an account as a contact (it may then ring this device under the default policy).
-    pub fn save_contact(&self, account: AccountId, label: &str) -> Result<(), ProfileError> {
-        self.db.execute(
-            "INSERT INTO contacts(account, label, added_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(account) DO UPDATE SET label = excluded.label",
-            params![db_id(account.0)?, label, db_id(now_ms())?],
-        )?;
-        Ok(())
-    }
-
-    /// Every contact with how it is shown: saved ones, and the people written to in a 1:1.
-    pub fn contact_list(&self) -> Result<Vec<(AccountId, String)>, ProfileError> {
-        let mut st = self.db.prepare(
-            "SELECT account, label FROM contacts
-             UNION
-             SELECT c.peer_account, c.name FROM conversations c
-             WHERE c.peer_account IS NOT NULL AND c.peer_account NOT IN (SELECT account FROM contacts)
-               AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation = c.group_id AND m.outgoing = 1
-                           AND m.kind IN ('text', 'attachment'))",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-        let mut out: Vec<(AccountId, String)> = Vec::new();
-        for row in rows {
-            let (account, label) = row?;
-            let account = AccountId(u64::try_from(account).map_err(|_| ProfileError::Corrupt("account id"))?);
-            // Labels are sent to the other devices, whose decoder bounds them: keep them in.
-            let mut label: String = label.chars().filter(|c| !c.is_control()).collect();
-            while label.len() > rampart_core::limits::MAX_LABEL_BYTES {
-                label.pop();
-            }
-            if !out.iter().any(|(a, _)| *a == account) {
-                out.push((account, label));
-            }
-        }
-        Ok(out)
-    }
-
-    /// A contact is an account the user saved, or wrote to in a 1:1 conversation.
-    pub fn is_contact(&self, account: AccountId) -> Result<bool, ProfileError> {
-        let id = db_id(account.0)?;
-        let saved = self.db.prepare("SELECT 1 FROM contacts WHERE account = ?1")?.exists([id])?;
-        if saved {
-            return Ok(true);
-        }
-        Ok(self
-            .db
-            .prepare(
-                "SELECT 1 FROM conversations c JOIN messages m ON m.conversation = c.group_id
-                 WHERE c.peer_account = ?1 AND m.outgoing = 1 AND m.kind IN ('text', 'attachment') LIMIT 1",
-            )?
-            .exists([id])?)
-    }
-
-    /// The other person of a 1:1 conversation.
-    pub fn conversation_peer(&self, group: &GroupId) -> Result<Option<AccountId>, ProfileError> {
-        let peer: Option<Option<i64>> = self
-            .db
-            .query_row(
-                "SELECT peer_account FROM conversations WHERE group_id = ?1",
-                [group.as_bytes()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(peer.flatten().map(|p| AccountId(p as u64)))
-    }
-}
 
 /// Where a call's outgoing audio comes from and where incoming audio goes.
 #[derive(Debug, Clone, Default)]
@@ -277,36 +81,6 @@ pub struct CallMedia {
     pub video: Option<CallVideo>,
     /// Mute, and the other side's latest picture, for whoever shows the call.
     pub controls: CallControls,
-}
-
-/// What the window showing a call can do while it runs: mute the microphone, and look at the
-/// other side's latest picture. Clones share the same call.
-#[derive(Debug, Clone, Default)]
-pub struct CallControls {
-    muted: Arc<AtomicBool>,
-    picture: Arc<std::sync::Mutex<Option<VideoFrame>>>,
-}
-
-impl CallControls {
-    /// Muted, the call sends silence in place of the microphone (or the `play` file).
-    pub fn set_muted(&self, muted: bool) {
-        self.muted.store(muted, Ordering::Release);
-    }
-
-    pub fn is_muted(&self) -> bool {
-        self.muted.load(Ordering::Acquire)
-    }
-
-    /// The other side's latest picture, once: `None` until a newer one arrives.
-    pub fn take_picture(&self) -> Option<VideoFrame> {
-        self.picture.lock().ok().and_then(|mut slot| slot.take())
-    }
-
-    pub(crate) fn show_picture(&self, frame: VideoFrame) {
-        if let Ok(mut slot) = self.picture.lock() {
-            *slot = Some(frame);
-        }
-    }
 }
 
 impl CallMedia {
@@ -362,34 +136,6 @@ pub struct RingWatch {
     /// Offer or relay-credential fetches (each would open something).
     pub fetches: u64,
     pub media_enabled: u64,
-}
-
-/// A step of a call, for the terminal and the chat window (`Display` says it for people).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CallProgress {
-    Calling {
-        peer: String,
-    },
-    Ringing {
-        devices: u32,
-    },
-    Accepting {
-        peer: String,
-    },
-    /// Media flows.
-    Connected {
-        peer: String,
-        relay: String,
-    },
-    HangingUp,
-    /// Another call rings this device during this one: it is not answered (a device is in one
-    /// call at a time) and stays in the log as missed.
-    Waiting {
-        peer: String,
-    },
-    Ended {
-        outcome: &'static str,
-    },
 }
 
 impl std::fmt::Display for CallProgress {
@@ -448,91 +194,18 @@ pub struct CallLimits {
     pub hangup_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-enum Machine {
-    Caller(CallerCall),
-    Callee(CalleeCall),
-}
-
-impl Machine {
-    fn poll_event(&mut self) -> Option<CallEvent> {
-        match self {
-            Machine::Caller(m) => m.poll_event(),
-            Machine::Callee(m) => m.poll_event(),
-        }
-    }
-    fn handle_signal(&mut self, s: SealedSignal) {
-        match self {
-            Machine::Caller(m) => m.handle_signal(s),
-            Machine::Callee(m) => m.handle_signal(s),
-        }
-    }
-    fn handle_timeout(&mut self, now: u64) {
-        match self {
-            Machine::Caller(m) => m.handle_timeout(now),
-            Machine::Callee(m) => m.handle_timeout(now),
-        }
-    }
-    fn hang_up(&mut self) {
-        match self {
-            Machine::Caller(m) => m.hang_up(),
-            Machine::Callee(m) => m.hang_up(),
-        }
-    }
-    fn ended(&self) -> Option<EndReason> {
-        match self {
-            Machine::Caller(m) => m.ended(),
-            Machine::Callee(m) => m.ended(),
-        }
-    }
-    fn counters(&self) -> SignalCounters {
-        match self {
-            Machine::Caller(m) => m.counters(),
-            Machine::Callee(m) => m.counters(),
-        }
-    }
-    fn is_caller(&self) -> bool {
-        matches!(self, Machine::Caller(_))
-    }
-}
-
-/// One call in progress.
+/// One call in progress: its session (the decisions) and what carries it out.
 struct Active {
-    call: CallId,
-    group: GroupId,
-    peer: AccountId,
-    peer_label: String,
-    /// The caller's device, known to a callee from the ring notice.
-    peer_device: Option<DeviceId>,
-    machine: Machine,
+    session: CallSession,
     turn: Option<Arc<TurnClient>>,
     /// The relay in use, as a TURN URI (which says the transport too).
     relay_server: Option<String>,
-    local_ssrc: u32,
-    /// Our video stream, when this side does video (a caller that asked for it, a callee whose
-    /// caller offered it).
-    local_video_ssrc: Option<u32>,
-    peer_session: Option<MediaSession>,
     media: Option<MediaTask>,
-    answered_at: Option<u64>,
-    failure: Option<String>,
-    /// Released signals (after the offer/answer) that did not decrypt or parse.
-    unusable_signals: u64,
-    /// The server holds this call: the caller's PlaceCall was accepted, or the callee got the
-    /// offer. Before that there is nothing to hang up on the server.
-    known_to_server: bool,
-    /// The relays' addresses: the only places the other side's relayed address may be.
-    relay_ips: Vec<std::net::IpAddr>,
 }
 
-fn reason_outcome(reason: EndReason) -> &'static str {
-    match reason {
-        EndReason::NotAllowedToRing => "request",
-        EndReason::Unanswered => "unanswered",
-        EndReason::DeclinedLocally => "declined",
-        EndReason::RemoteHangup => "ended",
-        EndReason::HungUpLocally => "ended",
-        EndReason::Rejected => "rejected",
-        EndReason::SetupTimeout => "failed",
+impl Active {
+    fn new(session: CallSession) -> Self {
+        Self { session, turn: None, relay_server: None, media: None }
     }
 }
 
@@ -560,7 +233,7 @@ impl Client {
     pub async fn add_contact(&mut self, who: &str) -> Result<String, ClientError> {
         let mut conn = self.connect().await?;
         let result = async {
-            let found = self.lookup(&mut conn, crate::client::parse_recipient(who)?).await?;
+            let found = self.lookup(&mut conn, parse_recipient(who)?).await?;
             self.profile.save_contact(found.account, &found.label)?;
             self.profile.accept_requests_from(found.account)?;
             self.release_requests(&mut conn).await?;
@@ -617,26 +290,12 @@ impl Client {
         let now = now_ms();
         self.profile.log_call(&call, peer, &label, true, "dialing", now)?;
         progress(&CallProgress::Calling { peer: label.clone() });
+        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
         let local_ssrc = rand::random();
-        let mut active = Active {
-            call,
-            group,
-            peer,
-            peer_label: label,
-            peer_device: None,
-            machine: Machine::Caller(CallerCall::dial(call, now)),
-            turn: None,
-            relay_server: None,
-            local_ssrc,
-            local_video_ssrc: media.video.as_ref().map(|_| other_ssrc(local_ssrc)),
-            peer_session: None,
-            media: None,
-            answered_at: None,
-            failure: None,
-            unusable_signals: 0,
-            known_to_server: false,
-            relay_ips: Vec::new(),
-        };
+        let video_ssrc = media.video.as_ref().map(|_| other_ssrc(local_ssrc));
+        let session =
+            CallSession::dial(call, group, peer, label, (me.account, me.device), local_ssrc, video_ssrc, now);
+        let mut active = Active::new(session);
         self.drive(conn, &mut active, &media, &limits, progress, during).await
     }
 
@@ -745,59 +404,35 @@ impl Client {
         let group = self.profile.direct_conversation(notice.caller)?.ok_or_else(|| {
             ClientError::Call("a call from someone without a 1:1 conversation with this device".into())
         })?;
-        let mut machine = CalleeCall::on_ring(notice, policy, contact, now_ms());
-        // Whatever arrived for this call while it rang goes to the ringing machine now, before
-        // the accept: it drops each signal unread and counts it (a caller's hang-up ends the
-        // ring). Fed after the accept instead, a caller's (or a lying server's) early signals
-        // would be released and parsed as if they had come after it.
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
-        let mut answered_elsewhere = false;
-        for (kind, payload, from) in self.take_call_signals(&notice.call) {
-            let from_caller = from == (notice.caller, notice.caller_device);
-            let my_other_device = from.0 == me.account && from.1 != me.device;
-            if from_caller || (my_other_device && kind == SignalKind::Hangup) {
-                answered_elsewhere |= my_other_device && machine.ended().is_none();
-                machine.handle_signal(SealedSignal::new(kind, payload.to_vec()));
-            }
-        }
-        if !machine.accept(now_ms()) {
-            // Too late: the log says how it ended and keeps what the ring dropped.
-            let (outcome, why) = match machine.ended() {
-                Some(EndReason::RemoteHangup) if answered_elsewhere => {
-                    ("answered elsewhere", "another of your devices took the call")
-                }
-                Some(EndReason::RemoteHangup) => ("missed", "the caller hung up"),
-                _ => ("request", "this call may not ring this device"),
-            };
-            let counters = machine.counters();
-            self.profile.update_call(&notice.call, outcome, why, None, Some(now_ms()))?;
-            self.profile.record_call_signals(
-                &notice.call,
-                counters.dropped_before_accept,
-                counters.released,
-            )?;
-            return Err(ClientError::Call(why.into()));
-        }
-        let mut active = Active {
-            call: notice.call,
+        let early: Vec<_> = self
+            .take_call_signals(&notice.call)
+            .into_iter()
+            .map(|(kind, payload, from)| (kind, payload.to_vec(), from))
+            .collect();
+        let call = notice.call;
+        let accepted = CallSession::accept(
+            notice,
+            policy,
+            contact,
             group,
-            peer: notice.caller,
-            peer_label: label.to_owned(),
-            peer_device: Some(notice.caller_device),
-            machine: Machine::Callee(machine),
-            turn: None,
-            relay_server: None,
-            local_ssrc: rand::random(),
-            local_video_ssrc: None,
-            peer_session: None,
-            media: None,
-            answered_at: Some(now_ms()),
-            failure: None,
-            unusable_signals: 0,
-            known_to_server: false,
-            relay_ips: Vec::new(),
+            label.to_owned(),
+            (me.account, me.device),
+            early,
+            rand::random(),
+            now_ms(),
+        );
+        let session = match accepted {
+            Ok(session) => session,
+            Err(NotTaken { outcome, why, counters }) => {
+                // Too late: the log says how it ended and keeps what the ring dropped.
+                self.profile.update_call(&call, outcome, why, None, Some(now_ms()))?;
+                self.profile.record_call_signals(&call, counters.dropped_before_accept, counters.released)?;
+                return Err(ClientError::Call(why.into()));
+            }
         };
-        self.profile.update_call(&notice.call, "answered", "", active.answered_at, None)?;
+        let mut active = Active::new(session);
+        self.profile.update_call(&call, "answered", "", active.session.answered_at, None)?;
         self.drive(conn, &mut active, &media, &limits, progress, during).await
     }
 
@@ -890,38 +525,23 @@ impl Client {
         progress: &mut (dyn FnMut(&CallProgress) + Send),
         during: &mut dyn DuringCall,
     ) -> Result<CallReport, ClientError> {
-        let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
-        // Calls that rang during this one and were told so, so each is told once.
-        let mut waiting_told: Vec<CallId> = Vec::new();
         let mut media_started: Option<Instant> = None;
         loop {
-            while let Some(event) = active.machine.poll_event() {
-                // Once the call has failed or ended, only its ending is carried out: work queued
-                // before (fetching credentials, say) would only bother the server.
-                let ending = matches!(
-                    event,
-                    CallEvent::Ended(_)
-                        | CallEvent::Send(SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy)
-                );
-                if (active.failure.is_some() || active.machine.ended().is_some()) && !ending {
-                    continue;
-                }
+            while let Some(event) = active.session.poll_event() {
                 if let Err(e) = self.on_call_event(conn, active, media, event, progress).await {
-                    // A failure of ours ends the call cleanly: the other side hears a hang-up.
-                    active.failure = Some(e.to_string());
-                    active.machine.hang_up();
+                    active.session.fail(e.to_string());
                 }
                 if active.media.is_some() && media_started.is_none() {
                     media_started = Some(Instant::now());
                 }
             }
-            if active.machine.ended().is_some() {
+            if active.session.ended().is_some() {
                 break;
             }
             if let (Some(d), Some(started)) = (limits.duration, media_started)
                 && started.elapsed() >= d
             {
-                active.machine.hang_up();
+                active.session.hang_up();
                 continue;
             }
             if let Some(path) = &limits.hangup_file
@@ -929,18 +549,17 @@ impl Client {
             {
                 let _ = std::fs::remove_file(path);
                 progress(&CallProgress::HangingUp);
-                active.machine.hang_up();
+                active.session.hang_up();
                 continue;
             }
             if limits.hangup_flag.as_ref().is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel))
             {
                 progress(&CallProgress::HangingUp);
-                active.machine.hang_up();
+                active.session.hang_up();
                 continue;
             }
             if active.media.as_ref().is_some_and(|m| m.handle.is_finished()) {
-                active.failure = Some("the media path failed".into());
-                active.machine.hang_up();
+                active.session.fail("the media path failed");
                 continue;
             }
             let events = match self.drain(conn, SIGNAL_POLL, &mut |_| {}).await {
@@ -948,69 +567,55 @@ impl Client {
                 Err(e) => {
                     // The connection is gone: no hang-up can be sent, but media, the relay
                     // allocation and the call log are still closed properly below.
-                    active.failure = Some(format!("lost the connection to the server: {e}"));
-                    active.machine.hang_up();
-                    while active.machine.poll_event().is_some() {}
+                    active.session.fail(format!("lost the connection to the server: {e}"));
+                    while active.session.poll_event().is_some() {}
                     break;
                 }
             };
             during.turn(self, conn, events).await;
             while let Some(input) = self.call_inputs.pop_front() {
-                match input {
-                    CallInput::Signal { call, kind, payload, from, .. } if call == active.call => {
-                        let from_peer =
-                            from.0 == active.peer && active.peer_device.is_none_or(|d| d == from.1);
-                        // Another of my devices answered (or declined): the server says so
-                        // with a payload-less hang-up from my own account.
-                        let answered_elsewhere = from.0 == me.account && from.1 != me.device;
-                        if from_peer || (answered_elsewhere && kind == SignalKind::Hangup) {
-                            if active.peer_device.is_none() && from_peer {
-                                active.peer_device = Some(from.1);
-                            }
-                            active.machine.handle_signal(SealedSignal::new(kind, payload.to_vec()));
-                        }
-                    }
-                    // Busy with this call: another stays in the log as missed, and the user hears
-                    // of it once (a stranger's call is a request, not a ring, and says nothing).
-                    CallInput::Ring { notice, label, may_ring: true }
-                        if notice.call != active.call && !waiting_told.contains(&notice.call) =>
-                    {
-                        waiting_told.push(notice.call);
-                        progress(&CallProgress::Waiting { peer: label });
-                    }
-                    _ => {}
+                if let Some(told) = active.session.handle_input(input) {
+                    progress(&told);
                 }
             }
-            active.machine.handle_timeout(now_ms());
+            active.session.handle_timeout(now_ms());
         }
-        let reason = active.machine.ended().unwrap_or(EndReason::HungUpLocally);
-        let mut report = self.finish(active, reason).await;
-        report.outcome =
-            if active.failure.is_some() { "failed".into() } else { reason_outcome(reason).into() };
-        let counters = active.machine.counters();
+        let mut report = self.finish(active).await;
+        report.outcome = active.session.outcome().into();
+        let counters = active.session.counters();
         report.signals_dropped_before_accept = counters.dropped_before_accept;
         report.signals_dropped_out_of_place = counters.dropped_out_of_place;
         report.signals_released = counters.released;
-        report.signals_unusable = active.unusable_signals;
-        self.profile.update_call(&active.call, &report.outcome, &report.detail, None, Some(now_ms()))?;
-        self.profile.record_call_signals(&active.call, counters.dropped_before_accept, counters.released)?;
+        report.signals_unusable = active.session.unusable_signals();
+        self.profile.update_call(
+            &active.session.call,
+            &report.outcome,
+            &report.detail,
+            None,
+            Some(now_ms()),
+        )?;
+        self.profile.record_call_signals(
+            &active.session.call,
+            counters.dropped_before_accept,
+            counters.released,
+        )?;
         Ok(report)
     }
 
     /// Stop media, release the allocation, write the recording.
-    async fn finish(&mut self, active: &mut Active, reason: EndReason) -> CallReport {
+    async fn finish(&mut self, active: &mut Active) -> CallReport {
         let mut report = CallReport {
-            call: hex::encode(active.call.0),
-            peer: active.peer_label.clone(),
-            outgoing: active.machine.is_caller(),
-            detail: active.failure.clone().unwrap_or_else(|| format!("{reason:?}")),
+            call: hex::encode(active.session.call.0),
+            peer: active.session.peer_label.clone(),
+            outgoing: active.session.is_caller(),
+            detail: active.session.detail(),
             relay: active.relay_server.clone().unwrap_or_default(),
             relayed_address: active
                 .turn
                 .as_ref()
                 .map(|t| t.relayed_address().to_string())
                 .unwrap_or_default(),
-            ssrc: active.local_ssrc,
+            ssrc: active.session.local_ssrc,
             ..CallReport::default()
         };
         if let Some(task) = active.media.take() {
@@ -1065,20 +670,17 @@ impl Client {
         match event {
             CallEvent::Ring(_) => {}
             CallEvent::FetchOffer => {
-                let answer = conn.request(ClientRequest::FetchOffer { call: active.call }).await?;
+                let answer = conn.request(ClientRequest::FetchOffer { call: active.session.call }).await?;
                 match answer {
-                    ResponseBody::CallOffer { group, offer } if group == active.group => {
-                        active.known_to_server = true;
-                        active.machine.handle_signal(SealedSignal::new(SignalKind::Offer, offer.to_vec()));
-                    }
-                    ResponseBody::CallOffer { .. } => {
-                        return Err(call_error("the offer belongs to another conversation"));
+                    ResponseBody::CallOffer { group, offer } => {
+                        active.session.offer_fetched(&group, offer.to_vec())?;
                     }
                     _ => return Err(ClientError::Unexpected("fetch offer")),
                 }
             }
             CallEvent::FetchRelayCredentials => {
-                let answer = conn.request(ClientRequest::FetchRelayCredentials { call: active.call }).await?;
+                let answer =
+                    conn.request(ClientRequest::FetchRelayCredentials { call: active.session.call }).await?;
                 let ResponseBody::RelayCredentials(creds) = answer else {
                     return Err(ClientError::Unexpected("relay credentials"));
                 };
@@ -1096,7 +698,7 @@ impl Client {
                         last_error = format!("cannot resolve relay {uri}");
                         continue;
                     };
-                    active.relay_ips.push(addr.ip());
+                    active.session.relay_resolved(addr.ip());
                     if active.turn.is_some() {
                         continue;
                     }
@@ -1139,22 +741,20 @@ impl Client {
                 let offer = self.seal_call_message(active, SignalKind::Offer, Some(session))?;
                 let answer = conn
                     .request(ClientRequest::PlaceCall {
-                        call: active.call,
-                        callee: active.peer,
-                        group: active.group.clone(),
+                        call: active.session.call,
+                        callee: active.session.peer,
+                        group: active.session.group.clone(),
                         media: MediaKind::Audio,
                         offer,
                     })
                     .await?;
-                active.known_to_server = true;
+                active.session.placed();
                 if let ResponseBody::CallPlaced { ringing_devices } = answer {
                     progress(&CallProgress::Ringing { devices: ringing_devices });
-                    self.profile.update_call(&active.call, "ringing", "", None, None)?;
+                    self.profile.update_call(&active.session.call, "ringing", "", None, None)?;
                 }
             }
-            CallEvent::Send(SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy)
-                if !active.known_to_server && active.machine.is_caller() =>
-            {
+            CallEvent::Send(kind) if !active.session.tells_server(kind) => {
                 // Never placed: nobody to tell.
             }
             CallEvent::Send(kind) => {
@@ -1166,7 +766,8 @@ impl Client {
                     }
                 };
                 // Ending signals are best effort: the call is over for us either way.
-                let sent = conn.request(ClientRequest::CallSignal { call: active.call, kind, body }).await;
+                let sent =
+                    conn.request(ClientRequest::CallSignal { call: active.session.call, kind, body }).await;
                 if let Err(e) = sent
                     && !matches!(kind, SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy)
                 {
@@ -1177,12 +778,17 @@ impl Client {
             CallEvent::EnableMedia(permit) => {
                 self.start_media(active, permit, media)?;
                 progress(&CallProgress::Connected {
-                    peer: active.peer_label.clone(),
+                    peer: active.session.peer_label.clone(),
                     relay: display_relay(active),
                 });
-                if active.answered_at.is_none() {
-                    active.answered_at = Some(now_ms());
-                    self.profile.update_call(&active.call, "active", "", active.answered_at, None)?;
+                if active.session.media_started(now_ms()) {
+                    self.profile.update_call(
+                        &active.session.call,
+                        "active",
+                        "",
+                        active.session.answered_at,
+                        None,
+                    )?;
                 }
             }
             CallEvent::Ended(reason) => {
@@ -1204,7 +810,7 @@ impl Client {
             // Offer and answer make the call: without them there is none. A later signal
             // that does not open or parse is dropped, so a bad one cannot end a call.
             Err(e) if !matches!(kind, SignalKind::Offer | SignalKind::Answer) => {
-                active.unusable_signals += 1;
+                active.session.signal_unusable();
                 tracing::debug!(error = %e, "dropped an unusable call signal");
                 Ok(())
             }
@@ -1218,65 +824,31 @@ impl Client {
         active: &mut Active,
         signal: rampart_core::call::ReleasedSignal,
     ) -> Result<(), ClientError> {
-        let (sender, plaintext) = match self.engine()?.process(&active.group, &signal.bytes)? {
+        let (sender, plaintext) = match self.engine()?.process(&active.session.group, &signal.bytes)? {
             Processed::Application { sender, plaintext } => (sender, plaintext),
             _ => return Err(call_error("a call signal that is not an application message")),
         };
-        if sender.account != active.peer {
-            return Err(call_error("a call signal signed by someone else"));
-        }
         let content = decode_content(&plaintext).map_err(call_error)?;
         let ContentBody::Call(CallMessage { call, kind, session }) = content.body else {
             return Err(call_error("a call signal without call content"));
         };
-        if call != active.call || kind != signal.kind {
-            return Err(call_error("a call signal whose content does not match its envelope"));
-        }
-        match kind {
-            SignalKind::Offer | SignalKind::Answer => {
-                let session = session.ok_or_else(|| call_error("no media session"))?;
-                if session.codec != OPUS_CODEC {
-                    return Err(call_error(format!("unsupported codec {:?}", session.codec)));
-                }
-                let epoch = self.engine()?.epoch(&active.group)?;
-                if session.epoch != epoch {
-                    return Err(call_error(
-                        "the conversation's keys changed during set-up (different MLS epochs); call again",
-                    ));
-                }
-                // Relay-only: the other side must be reachable through one of our relays, never
-                // at an address of its choosing.
-                if !active.relay_ips.contains(&session.relay_address.ip()) {
-                    return Err(call_error(
-                        "the other side's media address is not on a relay of this server",
-                    ));
-                }
-                let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
-                turn.create_permission(session.relay_address).await.map_err(call_error)?;
-                turn.channel_bind(session.relay_address).await.map_err(call_error)?;
-                let session_video = session.video_ssrc;
-                active.peer_session = Some(session);
-                if active.machine.is_caller() {
-                    if let Machine::Caller(m) = &mut active.machine {
-                        m.answer_applied();
-                    }
-                } else {
-                    // The caller offered video: this side receives it, and answers with a
-                    // stream of its own (for its feedback, and its pictures if it sends any).
-                    if session_video.is_some() {
-                        active.local_video_ssrc = Some(other_ssrc(active.local_ssrc));
-                    }
-                    let session = self.local_session(active)?;
-                    let body = self.seal_call_message(active, SignalKind::Answer, Some(session))?;
-                    conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Answer, body }).await?;
-                    if let Machine::Callee(m) = &mut active.machine {
-                        m.answer_sent();
-                    }
-                }
+        active.session.check_opened(sender.account, call, kind, signal.kind)?;
+        if matches!(kind, SignalKind::Offer | SignalKind::Answer) {
+            let epoch = self.engine()?.epoch(&active.session.group)?;
+            active.session.check_peer_session(session.as_ref(), epoch)?;
+            let Some(session) = session else { return Err(CallRefusal::NoMediaSession.into()) };
+            let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
+            turn.create_permission(session.relay_address).await.map_err(call_error)?;
+            turn.channel_bind(session.relay_address).await.map_err(call_error)?;
+            let video_ssrc = other_ssrc(active.session.local_ssrc);
+            if active.session.peer_session_applied(session, video_ssrc) {
+                let session = self.local_session(active)?;
+                let body = self.seal_call_message(active, SignalKind::Answer, Some(session))?;
+                conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Answer, body }).await?;
+                active.session.answer_sent();
             }
-            // Relay-only media: no new candidates to act on; updates are accepted and ignored.
-            _ => {}
         }
+        // Relay-only media: no new candidates to act on; updates are accepted and ignored.
         Ok(())
     }
 
@@ -1294,13 +866,7 @@ impl Client {
 
     fn local_session(&mut self, active: &Active) -> Result<MediaSession, ClientError> {
         let turn = active.turn.as_ref().ok_or_else(|| call_error("no relay allocation"))?;
-        Ok(MediaSession {
-            relay_address: turn.relayed_address(),
-            ssrc: active.local_ssrc,
-            epoch: self.engine()?.epoch(&active.group)?,
-            codec: OPUS_CODEC.into(),
-            video_ssrc: active.local_video_ssrc,
-        })
+        Ok(active.session.local_session(turn.relayed_address(), self.engine()?.epoch(&active.session.group)?))
     }
 
     fn seal_call_message(
@@ -1313,9 +879,9 @@ impl Client {
             message_id: MessageId::random(&mut rand::rng()),
             sent_at_ms: now_ms(),
             seq: 0,
-            body: ContentBody::Call(CallMessage { call: active.call, kind, session }),
+            body: ContentBody::Call(CallMessage { call: active.session.call, kind, session }),
         };
-        Ok(Bytes::from(self.engine()?.encrypt(&active.group, &encode_content(&content))?))
+        Ok(Bytes::from(self.engine()?.encrypt(&active.session.group, &encode_content(&content))?))
     }
 
     fn start_media(
@@ -1325,22 +891,23 @@ impl Client {
         media: &CallMedia,
     ) -> Result<(), ClientError> {
         let turn = active.turn.clone().ok_or_else(|| call_error("no relay allocation"))?;
-        let peer = active.peer_session.as_ref().ok_or_else(|| call_error("no media session"))?.relay_address;
+        let peer =
+            active.session.peer_session.as_ref().ok_or_else(|| call_error("no media session"))?.relay_address;
         let secret = Zeroizing::new(self.engine()?.export_secret(
-            &active.group,
+            &active.session.group,
             EXPORTER_LABEL,
-            &active.call.0,
+            &active.session.call.0,
             EXPORTER_BYTES,
         )?);
-        let (send_dir, recv_dir) = if active.machine.is_caller() {
+        let (send_dir, recv_dir) = if active.session.is_caller() {
             (CallDirection::CallerToCallee, CallDirection::CalleeToCaller)
         } else {
             (CallDirection::CalleeToCaller, CallDirection::CallerToCallee)
         };
         let send_keys = SrtpKeys::from_exporter_secret(&secret, send_dir).map_err(call_error)?;
         let recv_keys = SrtpKeys::from_exporter_secret(&secret, recv_dir).map_err(call_error)?;
-        let peer_video = active.peer_session.as_ref().and_then(|s| s.video_ssrc);
-        let video = match (active.local_video_ssrc, peer_video) {
+        let peer_video = active.session.peer_session.as_ref().and_then(|s| s.video_ssrc);
+        let video = match (active.session.local_video_ssrc, peer_video) {
             (Some(own), Some(peer_ssrc)) => {
                 let receiver =
                     VideoReceiver::new(permit, &recv_keys, &send_keys, own, peer_ssrc).map_err(call_error)?;
@@ -1365,8 +932,9 @@ impl Client {
             }
             _ => None,
         };
-        let sender = AudioSender::new(permit, send_keys, active.local_ssrc, rand::random(), rand::random())
-            .map_err(call_error)?;
+        let sender =
+            AudioSender::new(permit, send_keys, active.session.local_ssrc, rand::random(), rand::random())
+                .map_err(call_error)?;
         let receiver = AudioReceiver::new(permit, recv_keys).map_err(call_error)?;
         active.media = Some(MediaTask::spawn(turn, peer, sender, receiver, media.clone(), video));
         Ok(())
@@ -1637,47 +1205,5 @@ fn describe(choice: &DeviceChoice) -> String {
     match choice {
         DeviceChoice::Default => "(default)".to_owned(),
         DeviceChoice::Named(name) => name.clone(),
-    }
-}
-
-/// Unix milliseconds now, for callers showing the call log.
-pub fn now_ms_public() -> u64 {
-    now_ms()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reused_call_id_gets_its_own_log_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Profile::open(dir.path(), None).unwrap();
-        let call = CallId([1; 16]);
-        let peer = AccountId(7);
-        profile.log_call(&call, peer, "@mallory", false, "missed", 1_000).unwrap();
-        // The same notice again (a redelivery): still one line.
-        profile.log_call(&call, peer, "@mallory", false, "missed", 1_000).unwrap();
-        assert_eq!(profile.call_log(10).unwrap().len(), 1);
-        // The caller reuses the id later: a second line, and the first one is left as it was.
-        profile.log_call(&call, peer, "@mallory", false, "missed", 9_000).unwrap();
-        profile.update_call(&call, "answered", "", Some(9_500), None).unwrap();
-        let log = profile.call_log(10).unwrap();
-        assert_eq!(log.len(), 2);
-        assert_eq!((log[0].started_at_ms, log[0].outcome.as_str()), (9_000, "answered"));
-        assert_eq!((log[1].started_at_ms, log[1].outcome.as_str()), (1_000, "missed"));
-    }
-
-    #[test]
-    fn contacts_are_saved_or_written_to() {
-        let dir = tempfile::tempdir().unwrap();
-        let profile = Profile::open(dir.path(), None).unwrap();
-        assert!(!profile.is_contact(AccountId(3)).unwrap());
-        profile.save_contact(AccountId(3), "@carol").unwrap();
-        assert!(profile.is_contact(AccountId(3)).unwrap());
-        assert_eq!(profile.ring_policy().unwrap(), RingPolicy::Contacts);
-        profile.set_ring_policy(RingPolicy::Nobody).unwrap();
-        assert_eq!(profile.ring_policy().unwrap(), RingPolicy::Nobody);
     }
 }

@@ -6,23 +6,8 @@ use std::path::{Path, PathBuf};
 use rampart_core::{AccountId, DeviceId, DeviceSecret, GroupId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::connection::ServerAddress;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
-    #[error("cannot create the profile directory {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
-    #[error("profile database error: {0}")]
-    Db(#[from] rusqlite::Error),
-    #[error("the profile is damaged: {0}")]
-    Corrupt(&'static str),
-    #[error("wrong passphrase for this profile")]
-    WrongPassphrase,
-    #[error(
-        "this profile is encrypted: give its passphrase (you are asked on a terminal; scripts set RAMPART_PASSPHRASE or --passphrase-file)"
-    )]
-    Locked,
-}
+use super::ProfileError;
+use crate::net::ServerAddress;
 
 /// What a device needs to authenticate.
 #[derive(Debug, Clone)]
@@ -171,11 +156,11 @@ pub(crate) fn db_id(v: u64) -> Result<i64, ProfileError> {
 
 impl Profile {
     /// Open (creating) the profile in `dir`; `key` opens an encrypted one.
-    pub fn open(dir: &Path, key: Option<&crate::at_rest::ProfileKey>) -> Result<Self, ProfileError> {
+    pub fn open(dir: &Path, key: Option<&super::at_rest::ProfileKey>) -> Result<Self, ProfileError> {
         create_private_dir(dir)?;
         let path = dir.join("profile.db");
         let db = Connection::open(&path)?;
-        crate::at_rest::apply_key(&db, key)?;
+        super::at_rest::apply_key(&db, key)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -330,7 +315,7 @@ impl Profile {
         self.db.execute(
             "INSERT INTO verified(account, root, label, at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(account) DO UPDATE SET root = excluded.root, label = excluded.label, at = excluded.at",
-            params![db_id(account.0)?, &root[..], label, db_id(crate::client::now_ms())?],
+            params![db_id(account.0)?, &root[..], label, db_id(crate::clock::now_ms())?],
         )?;
         Ok(())
     }

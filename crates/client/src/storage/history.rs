@@ -8,7 +8,8 @@ use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
 use rampart_proto::{AttachmentPointer, ReceiptKind};
 use rusqlite::{OptionalExtension, params};
 
-use crate::profile::{Profile, ProfileError, db_id};
+use super::ProfileError;
+use super::profile::{Profile, db_id};
 
 /// What a history line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::Connection;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::profile::ProfileError;
+use super::ProfileError;
 
 const PARAMS_FILE: &str = "at-rest.json";
 /// Written, in one rename, when a passphrase change commits.

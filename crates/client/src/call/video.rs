@@ -20,8 +20,8 @@ use rampart_media::video::{Pacer, VIDEO_CLOCK_HZ, VideoFrame, VideoReceiver, Vid
 use rampart_relay::TurnClient;
 use serde::Serialize;
 
-use crate::calls::CallControls;
-use crate::client::ClientError;
+use super::CallControls;
+use crate::error::ClientError;
 
 /// A clip held in memory is at most this large (about 5 s of 640x480); longer files are cut.
 const MAX_CLIP_BYTES: usize = 64 << 20;
