@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::call_inbox::CallInput;
 use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{ClientError, Refusal};
 use crate::event::Event;
 use crate::net::{Connection, ServerAddress};
 use crate::recipient::parse_recipient;
@@ -76,6 +76,13 @@ pub struct Client {
     pub(crate) unreceipted: std::collections::BTreeMap<GroupId, Vec<rampart_core::MessageId>>,
     /// Ring notices and call signals received, still sealed, for a call driver.
     pub(crate) call_inputs: std::collections::VecDeque<CallInput>,
+    /// Conversations whose membership a received delivery asked to bring in line (a member
+    /// left). Receiving never commits: `drain` does these once its deliveries are handled,
+    /// so receiving is not re-entered from inside a delivery.
+    pub(crate) pending_syncs: std::collections::BTreeSet<GroupId>,
+    /// What deliveries received while a commit was retried turned into, for the `drain` that
+    /// started the commit to hand on.
+    pub(crate) received_meanwhile: Vec<Event>,
     /// The conversation whose held deliveries are being opened (`requests::release_requests`):
     /// they go through, not back behind themselves.
     pub(crate) releasing: Option<GroupId>,
@@ -120,6 +127,8 @@ impl Client {
             engine: None,
             unreceipted: Default::default(),
             call_inputs: Default::default(),
+            pending_syncs: Default::default(),
+            received_meanwhile: Vec::new(),
             releasing: None,
             key,
             lock: Some(lock),
@@ -466,10 +475,7 @@ impl Client {
     async fn direct_with(&mut self, conn: &mut Connection, to: Recipient) -> Result<GroupId, ClientError> {
         let peer = self.lookup(conn, to).await?;
         if peer.trusted.is_empty() {
-            return Err(ClientError::Crypto(format!(
-                "{} has no device with end-to-end keys yet; they need to open Rampart once",
-                peer.label
-            )));
+            return Err(Refusal::NoKeysYet(peer.label).into());
         }
         self.direct_conversation(conn, &peer).await
     }
@@ -627,8 +633,8 @@ impl Client {
         let mine: Vec<_> =
             self.checked_keys(conn, &[me]).await?.into_iter().flat_map(|a| a.trusted).collect();
         let my_root = safety::root_of(&mine).ok_or(ClientError::NoKeys)?;
-        let peer_root = safety::root_of(&peer.trusted)
-            .ok_or_else(|| ClientError::Crypto(format!("{} has no certified device yet", peer.label)))?;
+        let peer_root =
+            safety::root_of(&peer.trusted).ok_or_else(|| Refusal::NoKeysYet(peer.label.clone()))?;
         let number = safety::safety_number(me, &[my_root], peer.account, &[peer_root]);
         let mut unexpected_devices = Vec::new();
         if let Some(group) = self.profile.direct_conversation(peer.account)?
@@ -657,11 +663,11 @@ impl Client {
     pub async fn mark_verified(&mut self, who: &str) -> Result<SafetyCheck, ClientError> {
         let mut check = self.check_safety(who).await?;
         if !check.unexpected_devices.is_empty() {
-            return Err(ClientError::Crypto(format!(
-                "your conversation with {} holds devices neither identity certified ({}): it cannot be marked verified",
-                check.with,
-                check.unexpected_devices.join(", ")
-            )));
+            return Err(Refusal::UncertifiedDevicesInConversation {
+                with: check.with,
+                devices: check.unexpected_devices.join(", "),
+            }
+            .into());
         }
         self.profile.save_verified(rampart_core::AccountId(check.account), &check.root, &check.with)?;
         check.verified = Some(true);

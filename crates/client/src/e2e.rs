@@ -22,7 +22,7 @@ use rampart_proto::{
 use crate::call_inbox::CallInput;
 use crate::client::{Client, link_key_check};
 use crate::clock::now_ms;
-use crate::error::ClientError;
+use crate::error::{ClientError, Refusal, is_local_failure};
 use crate::event::Event;
 use crate::net::Connection;
 use crate::recipient::parse_recipient;
@@ -63,7 +63,7 @@ impl Client {
     pub(crate) fn engine(&mut self) -> Result<&mut DeviceEngine, ClientError> {
         if self.engine.is_none() {
             let cert = self.profile.get("certificate")?.ok_or(ClientError::NoKeys)?;
-            let cert = hex::decode(cert).map_err(|_| ClientError::Crypto("stored certificate".into()))?;
+            let cert = hex::decode(cert).map_err(|_| ProfileError::Corrupt("stored certificate"))?;
             let cert = identity::parse_certificate(&cert)?;
             let storage = open_storage(self.profile.dir(), self.key.as_deref())?;
             let signer = SignatureKeyPair::read(
@@ -100,7 +100,7 @@ impl Client {
     fn new_device_key(&mut self) -> Result<SignatureKeyPair, ClientError> {
         let key = new_signature_key()?;
         let storage = open_storage(self.profile.dir(), self.key.as_deref())?;
-        key.store(&storage).map_err(|e| ClientError::Crypto(e.to_string()))?;
+        key.store(&storage).map_err(|e| ClientError::KeyStore(e.to_string()))?;
         Ok(key)
     }
 
@@ -185,9 +185,7 @@ impl Client {
             if let Some(bytes) = mine {
                 let cert = identity::parse_certificate(&bytes)?;
                 if cert.signature_key != subject {
-                    return Err(ClientError::Crypto(
-                        "the server holds a certificate for a key this device does not have".into(),
-                    ));
+                    return Err(Refusal::ForeignCertificate.into());
                 }
                 // Trust the signer (our approving device) and the account's other devices.
                 self.profile.trust_key(creds.account, &cert.signer_key)?;
@@ -498,7 +496,7 @@ impl Client {
                     }
                 }
                 if valid.is_empty() {
-                    return Err(ClientError::Crypto("no valid key package for the new devices".into()));
+                    return Err(Refusal::NoValidKeyPackage.into());
                 }
                 self.engine()?.add(group, &valid)?
             };
@@ -518,8 +516,10 @@ impl Client {
                 }
                 Err(ClientError::Server(e)) if e.code == ErrorCode::StaleEpoch => {
                     // Another member's commit won this epoch: take it in, then try again.
+                    // What else arrives meanwhile goes to whoever is receiving.
                     self.engine()?.commit_rejected(group)?;
-                    self.drain(conn, Duration::from_secs(5), &mut |_| {}).await?;
+                    let received = self.receive_deliveries(conn, Duration::from_secs(5), &mut |_| {}).await?;
+                    keep_meanwhile(&mut self.received_meanwhile, received);
                 }
                 Err(e) => {
                     self.engine()?.commit_rejected(group)?;
@@ -528,7 +528,7 @@ impl Client {
                 Ok(_) => return Err(ClientError::Unexpected("commit")),
             }
         }
-        Err(ClientError::Crypto("the group kept changing; try again".into()))
+        Err(ClientError::Contended)
     }
 
     /// Encrypt `body` for the conversation and hand it to the server.
@@ -609,7 +609,31 @@ impl Client {
 
     /// Receive until the queue is drained (or `wait` passes): each delivery is decrypted,
     /// checked, stored and acknowledged.
+    /// Receive for up to `wait` (or until the queue is drained), then do what the deliveries
+    /// asked for: membership changes, whose commits may receive more while they retry.
     pub(crate) async fn drain(
+        &mut self,
+        conn: &mut Connection,
+        wait: Duration,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Vec<Event>, ClientError> {
+        let mut events = self.receive_deliveries(conn, wait, on_event).await?;
+        while let Some(group) = self.pending_syncs.pop_first() {
+            // Best effort, as any member may make this commit and one of us will win.
+            if let Err(e) = self.sync_members(conn, &group, &[]).await {
+                tracing::debug!(error = %e, "could not bring a conversation's members in line");
+            }
+        }
+        for e in std::mem::take(&mut self.received_meanwhile) {
+            on_event(&e);
+            events.push(e);
+        }
+        Ok(events)
+    }
+
+    /// Handle and acknowledge deliveries for up to `wait`, or until the queue is drained. Never
+    /// commits, so it may run inside a commit's retry.
+    async fn receive_deliveries(
         &mut self,
         conn: &mut Connection,
         wait: Duration,
@@ -660,12 +684,13 @@ impl Client {
             Envelope::Direct(_) => Ok(vec![]),
             Envelope::Welcome { .. } => match self.accept_welcome(conn, d).await {
                 Ok(events) => Ok(events),
-                Err(ClientError::Crypto(e)) => Ok(refused(&e)),
+                Err(e) if e.is_refusal() => Ok(refused(&e)),
                 Err(e) => Err(e),
             },
             Envelope::Commit { group, payload } => {
                 let processed = match self.engine()?.process(&group, &payload) {
                     Ok(p) => p,
+                    Err(e) if is_local_failure(&e) => return Err(e.into()),
                     Err(e) => return Ok(refused(&e)),
                 };
                 match processed {
@@ -678,6 +703,7 @@ impl Client {
                     Ok(Processed::Application { sender, plaintext }) => (sender, plaintext),
                     Ok(_) => return Ok(refused(&"not an application message")),
                     Err(MlsError::Duplicate) => return Ok(vec![]),
+                    Err(e) if is_local_failure(&e) => return Err(e.into()),
                     Err(e) => return Ok(refused(&e)),
                 };
                 if sender.account != d.sender_account || sender.device != d.sender_device {
@@ -735,8 +761,9 @@ impl Client {
                     self.profile.mark_left(&group, d.sender_account)?;
                 }
                 // Any member may commit the removal of devices that left; one of us will win.
+                // Done by `drain` after this delivery, not from inside it.
                 if self.engine()?.has_group(&group) {
-                    let _ = Box::pin(self.sync_members(conn, &group, &[])).await;
+                    self.pending_syncs.insert(group);
                 }
                 Ok(vec![])
             }
@@ -882,10 +909,7 @@ impl Client {
         });
         if let Some(m) = untrusted {
             self.engine()?.forget_group(&group)?;
-            return Err(ClientError::Crypto(format!(
-                "refused a conversation with {} of {}, whose key is not certified by its account",
-                m.device, m.account
-            )));
+            return Err(Refusal::UncertifiedMember { device: m.device, account: m.account }.into());
         }
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
         let others: Vec<&CheckedAccount> = checked.iter().filter(|a| a.account != me).collect();
@@ -1080,4 +1104,14 @@ pub(crate) async fn fetch_keys(
         }
     }
     Ok(out)
+}
+
+/// Events received while a commit was retried, at most this many (the oldest go first: each
+/// is in the history already, this only feeds a live display).
+const MAX_RECEIVED_MEANWHILE: usize = 4096;
+
+fn keep_meanwhile(kept: &mut Vec<Event>, received: Vec<Event>) {
+    kept.extend(received);
+    let over = kept.len().saturating_sub(MAX_RECEIVED_MEANWHILE);
+    kept.drain(..over);
 }

@@ -1,6 +1,7 @@
 //! What can go wrong in the client library, typed so that callers decide by kind, never by
 //! reading a message.
 
+use rampart_core::{AccountId, DeviceId};
 use rampart_mls::MlsError;
 use rampart_proto::{DecodeError, ErrorBody, GoodbyeReason};
 
@@ -42,8 +43,18 @@ pub enum ClientError {
     Unexpected(&'static str),
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    /// The MLS engine refused or failed; [`ClientError::is_refusal`] tells which.
     #[error("end-to-end encryption: {0}")]
-    Crypto(String),
+    Mls(#[from] MlsError),
+    /// This device's MLS key store (`mls.db`) could not be opened or written.
+    #[error("this device's key store: {0}")]
+    KeyStore(String),
+    /// What the server or another member said was refused as untrustworthy.
+    #[error("end-to-end encryption: {0}")]
+    Refused(#[from] Refusal),
+    /// Other members' commits kept taking the epoch this device's change was made in.
+    #[error("end-to-end encryption: the conversation kept changing; try again")]
+    Contended,
     #[error("this device has no end-to-end keys yet; run any command once it is registered or linked")]
     NoKeys,
     #[error("attachment: {0}")]
@@ -78,7 +89,10 @@ impl ClientError {
             ClientError::NoPendingRegistration => "no_pending_registration",
             ClientError::Unexpected(_) => "unexpected",
             ClientError::Profile(_) => "profile",
-            ClientError::Crypto(_) => "crypto",
+            ClientError::Mls(_)
+            | ClientError::KeyStore(_)
+            | ClientError::Refused(_)
+            | ClientError::Contended => "crypto",
             ClientError::NoKeys => "no_keys",
             ClientError::NoSuchConversation(_) => "no_such_conversation",
             ClientError::Attachment(_) => "attachment",
@@ -88,8 +102,69 @@ impl ClientError {
     }
 }
 
-impl From<MlsError> for ClientError {
-    fn from(e: MlsError) -> Self {
-        ClientError::Crypto(e.to_string())
+impl ClientError {
+    /// Whether the input (a delivery, a key, the server's answer) was refused, as opposed to a
+    /// failure of this device. A refused delivery is reported and acknowledged; after a failure
+    /// of this device (its storage, say) the delivery is left queued and comes again.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ClientError::Refused(_) => true,
+            ClientError::Mls(e) => !is_local_failure(e),
+            _ => false,
+        }
+    }
+}
+
+/// An MLS error that says nothing about the input: this device's storage failed.
+pub(crate) fn is_local_failure(e: &MlsError) -> bool {
+    matches!(e, MlsError::Storage(_))
+}
+
+/// Why keys, members or a conversation offered by the server (or another member) are not
+/// trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the server holds a certificate for a key this device does not have")]
+    ForeignCertificate,
+    #[error("refused a conversation with {device} of {account}, whose key is not certified by its account")]
+    UncertifiedMember { device: DeviceId, account: AccountId },
+    #[error("no valid key package for the new devices")]
+    NoValidKeyPackage,
+    #[error("{0} has no device with end-to-end keys yet; they need to open Rampart once")]
+    NoKeysYet(String),
+    #[error(
+        "your conversation with {with} holds devices neither identity certified ({devices}): it cannot be marked verified"
+    )]
+    UncertifiedDevicesInConversation { with: String, devices: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_input_is_told_apart_from_a_failure_of_this_device() {
+        let refused = [
+            ClientError::Mls(MlsError::Undecryptable("bad tag".into())),
+            ClientError::Mls(MlsError::Unauthorized("not a member".into())),
+            ClientError::Mls(MlsError::BadCertificate("unsigned".into())),
+            ClientError::Refused(Refusal::ForeignCertificate),
+            ClientError::Refused(Refusal::UncertifiedMember { device: DeviceId(2), account: AccountId(1) }),
+        ];
+        for e in &refused {
+            assert!(e.is_refusal(), "{e}");
+            assert_eq!(e.kind(), "crypto");
+        }
+        // Acknowledging after one of these would lose the delivery: it must come again.
+        let failures = [
+            ClientError::Mls(MlsError::Storage("disk I/O error".into())),
+            ClientError::KeyStore("database is locked".into()),
+            ClientError::Profile(ProfileError::Corrupt("stored certificate")),
+            ClientError::Io("connection lost".into()),
+            ClientError::Contended,
+        ];
+        for e in &failures {
+            assert!(!e.is_refusal(), "{e}");
+        }
     }
 }

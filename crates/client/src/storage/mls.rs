@@ -30,7 +30,7 @@ pub(crate) fn open_storage(
     key: Option<&super::at_rest::ProfileKey>,
 ) -> Result<MlsStorage, ClientError> {
     let path = dir.join("mls.db");
-    let conn = rusqlite::Connection::open(&path).map_err(|e| ClientError::Crypto(e.to_string()))?;
+    let conn = rusqlite::Connection::open(&path).map_err(|e| ClientError::KeyStore(e.to_string()))?;
     super::at_rest::apply_key(&conn, key)?;
     #[cfg(unix)]
     {
@@ -41,6 +41,6 @@ pub(crate) fn open_storage(
     // synchronous stays FULL: a power cut must not roll back group state that the server was
     // told (by an ack) we have. It costs an fsync per MLS write; measured in docs/benchmarks.md.
     let mut storage = MlsStorage::new(conn);
-    storage.run_migrations().map_err(|e| ClientError::Crypto(e.to_string()))?;
+    storage.run_migrations().map_err(|e| ClientError::KeyStore(e.to_string()))?;
     Ok(storage)
 }
