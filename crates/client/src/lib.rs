@@ -8,7 +8,9 @@
 //! - [`storage`], which alone opens the profile's databases, and [`net`], the connection;
 //! - `client` (the `Client` and its parts), then the operations on it: `e2e` (keys,
 //!   conversations, receiving), `requests`, `attachment`, and [`call`] (the call driver and
-//!   its media).
+//!   its media);
+//! - [`online`], which keeps one connection open and hands what happens on it to whoever
+//!   listens.
 #![forbid(unsafe_code)]
 
 mod attachment;
@@ -21,6 +23,7 @@ mod e2e;
 pub mod error;
 pub mod event;
 pub mod net;
+pub mod online;
 pub mod recipient;
 mod requests;
 pub mod storage;

@@ -100,11 +100,15 @@ pub enum Command {
         #[arg(long)]
         unverify: bool,
     },
-    /// Receive queued messages (and wait for more with --wait).
+    /// Receive queued messages (and wait for more with --wait, or stay online with --follow).
     Recv {
         /// Keep listening for this many seconds instead of returning once the queue is empty.
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", conflicts_with = "follow")]
         wait: Option<u64>,
+        /// Stay online until interrupted (Ctrl-C): print messages as they arrive, and when the
+        /// connection drops, say so and reconnect by itself. With --json, one object a line.
+        #[arg(long)]
+        follow: bool,
     },
     /// Show the history kept on this device: every conversation, or one (by name or id).
     ///

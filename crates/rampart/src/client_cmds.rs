@@ -1,10 +1,13 @@
 //! Client subcommands: thin wrappers over `rampart-client` that print text or `--json`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use rampart_client::Event;
+use rampart_client::online::{Happening, Link, Online};
 use rampart_client::{Client, ReceivedMessage, ServerAddress};
 use rampart_core::DeviceId;
 use serde_json::json;
@@ -227,58 +230,15 @@ pub async fn run(
             }
             Ok(())
         }
-        Command::Recv { wait } => {
-            let mut received = 0usize;
-            let mut requests = 0usize;
+        Command::Recv { follow: true, .. } => follow(&mut client, json).await,
+        Command::Recv { wait, follow: false } => {
+            let mut tally = Tally::default();
             client
-                .receive_events(wait.map(Duration::from_secs), |e| match e {
-                    Event::Message { from, from_account, message_id, text, .. } => {
-                        received += 1;
-                        if json {
-                            let m = ReceivedMessage {
-                                from: from.clone(),
-                                from_account: *from_account,
-                                message_id: message_id.clone(),
-                                server_timestamp_ms: now_ms(),
-                                text: text.clone(),
-                            };
-                            print_json(json!({ "message": m }));
-                        } else {
-                            outln!("{}: {}", printable(from), printable(text));
-                        }
-                    }
-                    Event::Request { conversation, from, from_account } => {
-                        requests += 1;
-                        if json {
-                            print_json(json!({ "request": {
-                                "conversation": conversation, "from": from, "from_account": from_account
-                            } }));
-                        } else {
-                            outln!(
-                                "Message request from {} (not a contact; nothing opened): `rampart requests accept {}` to read it",
-                                printable(from),
-                                printable(from)
-                            );
-                        }
-                    }
-                    Event::MessagesMissing { conversation, from, count } => {
-                        if json {
-                            print_json(json!({ "missing": {
-                                "conversation": conversation, "from": from, "count": count
-                            } }));
-                        } else {
-                            eprintln!(
-                                "warning: {count} message(s) from {} never arrived: the server did not deliver them",
-                                printable(from)
-                            );
-                        }
-                    }
-                    _ => {}
-                })
+                .receive_events(wait.map(Duration::from_secs), |e| print_event(e, json, &mut tally))
                 .await?;
             if json {
-                print_json(json!({ "ok": true, "received": received, "requests": requests }));
-            } else if received == 0 && requests == 0 {
+                print_json(json!({ "ok": true, "received": tally.messages, "requests": tally.requests }));
+            } else if tally.messages == 0 && tally.requests == 0 {
                 outln!("No new messages.");
             }
             Ok(())
@@ -630,5 +590,123 @@ mod tests {
     #[test]
     fn escape_sequences_cannot_reach_the_terminal() {
         assert_eq!(printable("hi\x1b]0;pwned\x07 there\nok"), "hi\\u{1b}]0;pwned\\u{7} there\nok");
+    }
+}
+
+/// What `recv` printed.
+#[derive(Default)]
+struct Tally {
+    messages: usize,
+    requests: usize,
+}
+
+/// Print what a received delivery turned into, for people or (with `--json`) one object a line.
+fn print_event(e: &Event, json: bool, tally: &mut Tally) {
+    match e {
+        Event::Message { from, from_account, message_id, text, .. } => {
+            tally.messages += 1;
+            if json {
+                let m = ReceivedMessage {
+                    from: from.clone(),
+                    from_account: *from_account,
+                    message_id: message_id.clone(),
+                    server_timestamp_ms: now_ms(),
+                    text: text.clone(),
+                };
+                print_json(json!({ "message": m }));
+            } else {
+                outln!("{}: {}", printable(from), printable(text));
+            }
+        }
+        Event::Request { conversation, from, from_account } => {
+            tally.requests += 1;
+            if json {
+                print_json(json!({ "request": {
+                    "conversation": conversation, "from": from, "from_account": from_account
+                } }));
+            } else {
+                outln!(
+                    "Message request from {} (not a contact; nothing opened): `rampart requests accept {}` to read it",
+                    printable(from),
+                    printable(from)
+                );
+            }
+        }
+        Event::MessagesMissing { conversation, from, count } => {
+            if json {
+                print_json(json!({ "missing": {
+                    "conversation": conversation, "from": from, "count": count
+                } }));
+            } else {
+                eprintln!(
+                    "warning: {count} message(s) from {} never arrived: the server did not deliver them",
+                    printable(from)
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `rampart recv --follow`: stay online until Ctrl-C, printing what happens as it happens.
+async fn follow(client: &mut Client, json: bool) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            interrupted.store(true, Ordering::Release);
+        }
+    });
+    let mut tally = Tally::default();
+    let mut on = |happening: Happening| match happening {
+        Happening::Event(e) => print_event(&e, json, &mut tally),
+        Happening::Link(link) => print_link(&link, json),
+        Happening::Ring { notice, label } => {
+            if json {
+                print_json(json!({ "ring": { "call": hex::encode(notice.call.0), "from": label } }));
+            } else {
+                outln!("{} is calling: `rampart answer` takes the call", printable(&label));
+            }
+        }
+        Happening::RingEnded { call } => {
+            if json {
+                print_json(json!({ "ring_ended": { "call": hex::encode(call.0) } }));
+            }
+        }
+        Happening::Error(text) => {
+            if json {
+                print_json(json!({ "error": text }));
+            } else {
+                eprintln!("error: {}", printable(&text));
+            }
+        }
+    };
+    // Each turn is short and never cut off half-way, so Ctrl-C ends it after the delivery in
+    // hand is stored and acknowledged.
+    let mut online = Online::new();
+    while !stop.load(Ordering::Acquire) {
+        online.turn(client, FOLLOW_TURN, &mut on).await;
+    }
+    online.close().await;
+    Ok(())
+}
+
+/// How long one turn of `recv --follow` receives before it looks for Ctrl-C again.
+const FOLLOW_TURN: Duration = Duration::from_millis(250);
+
+fn print_link(link: &Link, json: bool) {
+    match (link, json) {
+        (Link::Connecting, true) => print_json(json!({ "link": "connecting" })),
+        (Link::Connected, true) => print_json(json!({ "link": "connected" })),
+        (Link::Offline { retry_at_ms, error }, true) => {
+            print_json(json!({ "link": "offline", "retry_at_ms": retry_at_ms, "error": error }))
+        }
+        (Link::Connecting, false) => {}
+        (Link::Connected, false) => eprintln!("online; waiting for messages (Ctrl-C stops)"),
+        (Link::Offline { retry_at_ms, error }, false) => eprintln!(
+            "offline ({}); trying again in {} s",
+            printable(error),
+            retry_at_ms.saturating_sub(now_ms()).div_ceil(1000)
+        ),
     }
 }

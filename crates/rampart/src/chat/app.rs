@@ -80,13 +80,8 @@ pub enum RequestAnswer {
     Block,
 }
 
-/// The state of the connection to the server, as shown in the status bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
-    Connecting,
-    Connected,
-    Offline { retry_at_ms: u64, error: String },
-}
+/// The connection's state, for the status line.
+pub use rampart_client::online::Link;
 
 /// What the network side tells the window.
 #[derive(Debug, Clone)]

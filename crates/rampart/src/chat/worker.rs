@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use rampart_client::Event;
 use rampart_client::call::{CallControls, CallLimits, CallMedia, CallProgress, DuringCall};
+use rampart_client::online::{Happening, Online, breaks_connection};
 use rampart_client::{Client, ClientError, Connection};
-use rampart_core::call::{RING_TIMEOUT_MS, RingNotice};
+use rampart_core::call::RingNotice;
 use rampart_core::{GroupId, MessageId};
 use rampart_proto::ContentBody;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -33,10 +34,6 @@ use super::app::{Action, HISTORY_PAGE, Link, RequestAnswer, Update, VideoPreview
 /// How long one receive turn waits for pushed messages before actions are looked at again:
 /// the worst added latency of a key's effect.
 const PUMP_WAIT: Duration = Duration::from_millis(100);
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A connection that stayed up this long was healthy: the next failure starts the backoff over.
-const HEALTHY: Duration = Duration::from_secs(30);
 /// Where the profile keeps when the chat window's call log was last looked at, so missed
 /// calls are counted until the user has seen them, across restarts.
 const CALLS_SEEN_KEY: &str = "chat.calls_seen_ms";
@@ -50,17 +47,25 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Errors after which the connection cannot be trusted to carry on.
-fn breaks_connection(e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Io(_)
-            | ClientError::Tls(_)
-            | ClientError::Timeout(_)
-            | ClientError::Closed { .. }
-            | ClientError::Protocol(_)
-            | ClientError::Unexpected(_)
-    )
+/// What happened online, as the window shows it: messages themselves come from the profile
+/// (`refresh`), so of the events only refusals are told.
+fn tell(updates: &Sender<Update>) -> impl FnMut(Happening) + '_ {
+    move |happening| {
+        let update = match happening {
+            Happening::Link(link) => Update::Link(link),
+            Happening::Event(Event::Refused { reason }) => {
+                Update::Error(format!("A message was refused: {reason}"))
+            }
+            Happening::Event(_) => return,
+            Happening::Ring { notice, label } => {
+                Update::Ring { call: hex::encode(notice.call.0), from: label }
+            }
+            Happening::RingEnded { call } => Update::RingEnded { call: hex::encode(call.0) },
+            Happening::Error(text) => Update::Error(text),
+        };
+        // The window may be gone already (quitting): nothing to tell then.
+        let _ = updates.send(update);
+    }
 }
 
 /// A progress callback for a transfer: one update per percent is plenty for the status bar.
@@ -80,14 +85,6 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A call ringing this device, waiting for the user.
-struct PendingRing {
-    notice: RingNotice,
-    label: String,
-    /// When it stops ringing if nobody answers.
-    deadline: Instant,
-}
-
 /// The call the user started or accepted.
 enum CallStart {
     Dial(String),
@@ -96,17 +93,13 @@ enum CallStart {
 
 struct Worker<'c> {
     client: &'c mut Client,
-    conn: Option<Connection>,
+    online: Online,
     updates: Sender<Update>,
     selected: Option<GroupId>,
     limit: u32,
     /// The profile's change counter when the window was last brought up to date.
     seen: Option<u64>,
-    backoff: Duration,
-    retry_at: Instant,
-    connected_at: Option<Instant>,
     download_dir: PathBuf,
-    rings: Vec<PendingRing>,
 }
 
 /// Run until the window quits (or goes away).
@@ -119,16 +112,12 @@ pub async fn run(
 ) {
     let mut w = Worker {
         client,
-        conn: None,
+        online: Online::new(),
         updates,
         selected: None,
         limit: HISTORY_PAGE,
         seen: None,
-        backoff: FIRST_BACKOFF,
-        retry_at: Instant::now(),
-        connected_at: None,
         download_dir,
-        rings: Vec::new(),
     };
     // Show what the profile holds at once, before the network: the window opens on the same
     // conversation it will pick from this list.
@@ -174,9 +163,9 @@ pub async fn run(
             }
         }
 
-        if w.conn.is_some() {
+        if w.online.is_connected() {
             w.pump().await;
-        } else if Instant::now() >= w.retry_at {
+        } else if w.online.connect_due() {
             w.send(Update::Link(Link::Connecting));
             // A connection attempt may hang until its timeout: let Quit interrupt it
             // (dropping a half-open connection is harmless), and keep other actions for later.
@@ -200,7 +189,7 @@ pub async fn run(
             }
         } else {
             // Offline: wait for the next attempt, taking actions as they come.
-            let wait = w.retry_at.saturating_duration_since(Instant::now()).min(Duration::from_millis(250));
+            let wait = w.online.until_retry().min(Duration::from_millis(250));
             match tokio::time::timeout(wait, actions.recv()).await {
                 Ok(Some(a)) => deferred.push_back(a),
                 Ok(None) => return w.close().await,
@@ -229,38 +218,18 @@ impl Worker<'_> {
     }
 
     async fn close(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
-        }
+        self.online.close().await;
     }
 
-    async fn connected(&mut self, mut conn: Connection) {
-        // Keep the server's stock of this device's key packages up, so others can keep
-        // adding it to conversations however long the window stays open.
-        if let Err(e) = self.client.top_up_keys(&mut conn).await {
-            self.error(format!("could not top up end-to-end keys: {e}"));
-        }
-        self.conn = Some(conn);
-        self.connected_at = Some(Instant::now());
-        self.send(Update::Link(Link::Connected));
+    async fn connected(&mut self, conn: Connection) {
+        self.online.connected(self.client, conn, &mut tell(&self.updates)).await;
         // What arrived while offline was not read yet: mark what is shown.
         self.refresh(true).await;
     }
 
     /// The connection is lost (or could not be made): retry later, backing off.
     fn offline(&mut self, e: &ClientError) {
-        self.conn = None;
-        let healthy = self.connected_at.take().is_some_and(|t| t.elapsed() >= HEALTHY);
-        if healthy {
-            self.backoff = FIRST_BACKOFF;
-        }
-        // Up to a fifth more, so that clients cut off together do not all return together.
-        let jitter = self.backoff.mul_f64(rand::random::<f64>() / 5.0);
-        let wait = self.backoff + jitter;
-        self.retry_at = Instant::now() + wait;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        let retry_at_ms = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
-        self.send(Update::Link(Link::Offline { retry_at_ms, error: one_line(e) }));
+        self.online.offline(e, &mut tell(&self.updates));
     }
 
     /// A failed operation: shown, and if the connection is the cause, dropped for a new one.
@@ -272,54 +241,19 @@ impl Worker<'_> {
     }
 
     async fn pump(&mut self) {
-        let Some(conn) = self.conn.as_mut() else { return };
-        match self.client.pump(conn, PUMP_WAIT).await {
-            Ok(events) => {
-                for e in events {
-                    if let rampart_client::Event::Refused { reason } = e {
-                        self.error(format!("A message was refused: {reason}"));
-                    }
-                }
-            }
-            // A refusal (a rate limit, say) is shown; only a broken connection goes offline.
-            Err(e) if breaks_connection(&e) => self.offline(&e),
-            Err(e) => self.error(e.to_string()),
-        }
+        self.online.receive(self.client, PUMP_WAIT, &mut tell(&self.updates)).await;
     }
 
     /// New rings go to the window; rings whose caller gave up, or that rang too long, stop.
     fn check_rings(&mut self) {
-        for (notice, label) in self.client.take_rings() {
-            // The notice may have waited in the server's queue: it rings for what is left of
-            // the caller's minute.
-            let age = now_ms().saturating_sub(notice.sent_at_ms).min(RING_TIMEOUT_MS);
-            let deadline = Instant::now() + Duration::from_millis(RING_TIMEOUT_MS - age);
-            self.send(Update::Ring { call: hex::encode(notice.call.0), from: label.clone() });
-            self.rings.push(PendingRing { notice, label, deadline });
-        }
-        let now = Instant::now();
-        let mut i = 0;
-        while let Some(ring) = self.rings.get(i) {
-            // Asked even past the deadline, to consume the caller's hang-up signal.
-            let gave_up = self.client.caller_gave_up(&ring.notice);
-            if gave_up || now >= ring.deadline {
-                self.send(Update::RingEnded { call: hex::encode(ring.notice.call.0) });
-                self.rings.remove(i);
-            } else {
-                i += 1;
-            }
-        }
+        self.online.check_rings(self.client, &mut tell(&self.updates));
     }
 
     /// The ringing call the user answered. The others are left as missed: this device can
     /// be in one call at a time.
     fn take_ring(&mut self, call: &str) -> Option<(RingNotice, String)> {
-        let at = self.rings.iter().position(|r| hex::encode(r.notice.call.0) == call)?;
-        let ring = self.rings.remove(at);
-        for other in self.rings.drain(..) {
-            let _ = self.updates.send(Update::RingEnded { call: hex::encode(other.notice.call.0) });
-        }
-        Some((ring.notice, ring.label))
+        let call = self.online.ringing(call)?;
+        self.online.take_ring(&call, &mut tell(&self.updates))
     }
 
     /// Carry out a call until it ends, keeping the window working meanwhile ([`InCall`]).
@@ -330,8 +264,8 @@ impl Worker<'_> {
         actions: &mut UnboundedReceiver<Action>,
         deferred: &mut VecDeque<Action>,
     ) -> bool {
-        let Worker { client, conn, updates, selected, limit, seen, .. } = self;
-        let Some(conn) = conn.as_mut() else {
+        let Worker { client, online, updates, selected, limit, seen, .. } = self;
+        let Some(conn) = online.connection() else {
             let _ = updates.send(Update::CallEnded {
                 outcome: "failed".into(),
                 detail: "offline, reconnecting: try again once online".into(),
@@ -397,12 +331,12 @@ impl Worker<'_> {
     }
 
     async fn decline(&mut self, call: &str) {
-        let Some(at) = self.rings.iter().position(|r| hex::encode(r.notice.call.0) == call) else { return };
-        let ring = self.rings.remove(at);
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(call) = self.online.ringing(call) else { return };
+        self.online.stop_ringing(&call);
+        let Some(conn) = self.online.connection() else {
             return self.error("Offline: the call could not be declined; it rings out".to_owned());
         };
-        if let Err(e) = self.client.decline_on(conn, ring.notice.call).await {
+        if let Err(e) = self.client.decline_on(conn, call).await {
             self.failed("Declining the call failed", &e);
         }
     }
@@ -460,7 +394,7 @@ impl Worker<'_> {
             }
             return self.refresh(true).await;
         }
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.online.connection() else {
             return self.error("Offline: answer the request once reconnected".to_owned());
         };
         let result = match answer {
@@ -496,7 +430,7 @@ impl Worker<'_> {
 
     /// Send content to a conversation; the error is returned as text for the window.
     async fn send_body(&mut self, conversation: &str, body: ContentBody) -> Result<(), String> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.online.connection() else {
             return Err("offline, reconnecting".to_owned());
         };
         match send_content(self.client, conn, conversation, body).await {
@@ -517,7 +451,7 @@ impl Worker<'_> {
             Ok(r) => r,
             Err(e) => return self.error(one_line(&e)),
         };
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.online.connection() else {
             return self.send(Update::SendFailed {
                 conversation: None,
                 text: format!("/msg {to} {text}"),
@@ -549,7 +483,7 @@ impl Worker<'_> {
     }
 
     async fn download(&mut self, seq: i64, name: &str) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.online.connection() else {
             return self.error("Offline: try again once connected".to_owned());
         };
         let mut progress = progress_reporter(self.updates.clone(), format!("Downloading {name}"));
@@ -562,7 +496,7 @@ impl Worker<'_> {
     /// `/file PATH`: encrypt, upload and send a file to the shown conversation.
     async fn send_file(&mut self, conversation: &str, path: &Path) {
         let Some(group) = GroupId::from_hex(conversation) else { return };
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(conn) = self.online.connection() else {
             return self.error("Offline: try again once connected".to_owned());
         };
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -588,7 +522,7 @@ impl Worker<'_> {
 
     async fn snapshot(&mut self) -> Result<(), ClientError> {
         let shown = Shown { selected: self.selected.as_ref(), limit: self.limit };
-        if let Some(e) = show(self.client, self.conn.as_mut(), &self.updates, shown).await? {
+        if let Some(e) = show(self.client, self.online.connection(), &self.updates, shown).await? {
             self.failed("Marking as read failed", &e);
         }
         Ok(())
