@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use rampart_client::Client;
 use rampart_client::call::audio_device::{self, DeviceChoice, Microphone, Speaker};
-use rampart_client::call::video::{CallVideo, VideoClip};
+use rampart_client::call::camera::{self, CameraSpec};
+use rampart_client::call::video::{CallVideo, VideoClip, VideoSource};
 use rampart_client::call::{CallLimits, CallMedia, CallProgress, CallReport};
 use rampart_core::call::RingPolicy;
 use serde_json::json;
@@ -20,13 +21,23 @@ fn hangup_file(client: &Client) -> PathBuf {
 /// and beside the speaker (`--record`); and its video, if any.
 pub fn media(args: crate::cli::CallAudioArgs, video: crate::cli::CallVideoArgs) -> anyhow::Result<CallMedia> {
     let crate::cli::CallAudioArgs { input, output, raw_microphone, play, record } = args;
-    let crate::cli::CallVideoArgs { video, video_play, video_record } = video;
-    let send = match video_play {
-        Some(path) => Some(VideoClip::load(&path)?),
-        None if video => anyhow::bail!(
-            "camera capture is not built yet: give the video to send as a clip, --video-play FILE.y4m"
-        ),
-        None => None,
+    let crate::cli::CallVideoArgs { video, camera, video_play, video_record } = video;
+    let send = match (video_play, camera) {
+        (Some(path), _) => Some(VideoSource::Clip(VideoClip::load(&path)?)),
+        (None, Some(device)) => {
+            Some(VideoSource::Camera(CameraSpec { device: Some(device), ..CameraSpec::default() }))
+        }
+        (None, None) if video => {
+            // Said now, before anyone rings: a camera that fails later leaves the call with audio.
+            if !camera::cameras().iter().any(|c| c.usable) {
+                anyhow::bail!(
+                    "no camera that Rampart can use was found (`rampart video devices` lists them); \
+                     send a clip instead with --video-play FILE.y4m"
+                );
+            }
+            Some(VideoSource::Camera(CameraSpec::default()))
+        }
+        (None, None) => None,
     };
     let video =
         (send.is_some() || video_record.is_some()).then_some(CallVideo { send, record: video_record });
@@ -45,6 +56,24 @@ pub fn media(args: crate::cli::CallAudioArgs, video: crate::cli::CallVideoArgs) 
         video,
         controls: Default::default(),
     })
+}
+
+/// `rampart video devices`.
+pub fn cameras(json: bool) -> anyhow::Result<()> {
+    let found = camera::cameras();
+    if json {
+        outln!("{}", json!({ "ok": true, "cameras": found }));
+        return Ok(());
+    }
+    outln!("Cameras (--camera):");
+    if found.is_empty() {
+        outln!("  none (no video capture device under /dev/video*)");
+    }
+    for c in &found {
+        let note = if c.usable { "" } else { "  (cannot send YUYV: not usable yet)" };
+        outln!("  {}  {}{note}", c.path.display(), c.name);
+    }
+    Ok(())
 }
 
 /// `rampart audio devices` and `rampart audio test`.

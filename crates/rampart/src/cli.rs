@@ -200,6 +200,9 @@ pub enum Command {
     /// The microphones and speakers calls can use.
     #[command(subcommand)]
     Audio(AudioCommand),
+    /// The cameras video calls can use.
+    #[command(subcommand)]
+    Video(VideoCommand),
     /// The call log: calls made and received, missed calls, and call requests from people who
     /// are not your contacts (they did not ring).
     Calls {
@@ -322,9 +325,14 @@ pub struct CallAudioArgs {
 #[derive(Debug, clap::Args)]
 pub struct CallVideoArgs {
     /// Make it a video call (`call`), or send video back (`answer`; a callee always receives
-    /// the video its caller sends). Needs --video-play until camera capture is built.
+    /// the video its caller sends), from the camera (`rampart video devices` lists them) or
+    /// from --video-play.
     #[arg(long)]
     pub video: bool,
+    /// The camera to send (a /dev/video* device); implies --video. Default: the first camera
+    /// that can send YUYV.
+    #[arg(long, value_name = "DEVICE", conflicts_with = "video_play")]
+    pub camera: Option<PathBuf>,
     /// Send this .y4m clip (4:2:0, up to 1920x1080), looped, as your video; implies --video.
     /// Make one with: ffmpeg -i in.mp4 -pix_fmt yuv420p -s 640x480 clip.y4m
     #[arg(long, value_name = "FILE.y4m")]
@@ -349,6 +357,12 @@ pub enum AudioCommand {
         #[arg(long, value_name = "SECS", default_value_t = 5)]
         seconds: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VideoCommand {
+    /// List the cameras (Video4Linux2 capture devices) and whether a call can use them.
+    Devices,
 }
 
 #[derive(Debug, Subcommand)]
@@ -436,7 +450,7 @@ pub enum DevicesCommand {
 
 /// The command line, with each command's help showing only the options it uses: the client's
 /// `--profile` and `--passphrase-file` are global for the client commands, and hidden (still
-/// accepted, and ignored) on the server, relay, admin and bench commands; `--json` likewise on
+/// accepted, and ignored) on the server, relay, admin, bench, audio and video commands; `--json` likewise on
 /// `serve` and `relay`, which print none.
 pub fn command() -> clap::Command {
     /// `command` and its subcommands get their own hidden copy of each option in `hidden`, so
@@ -459,6 +473,8 @@ pub fn command() -> clap::Command {
         .mut_subcommand("relay", |c| hide(c, &with_json))
         .mut_subcommand("admin", |c| hide(c, &client_only))
         .mut_subcommand("bench", |c| hide(c, &client_only))
+        .mut_subcommand("audio", |c| hide(c, &client_only))
+        .mut_subcommand("video", |c| hide(c, &client_only))
 }
 
 /// Parse the process's arguments (exits with clap's message on an error or `--help`).
@@ -476,6 +492,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Relay(args) => serve::relay(args).await,
         // The sound server, not a profile.
         Command::Audio(action) => crate::call_cmds::audio(action, cli.json).await,
+        // The machine's cameras, not a profile.
+        Command::Video(VideoCommand::Devices) => crate::call_cmds::cameras(cli.json),
         other => client_cmds::run(other, cli.profile, cli.passphrase_file, cli.json).await,
     }
 }

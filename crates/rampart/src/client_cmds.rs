@@ -272,9 +272,12 @@ pub async fn run(
         Command::Block { who } => crate::request_cmds::block(&mut client, who, json).await,
         Command::Unblock { who } => crate::request_cmds::unblock(&mut client, &who, json).await,
         Command::MessagePolicy { policy } => crate::request_cmds::message_policy(&client, policy, json),
-        Command::Serve(_) | Command::Admin(_) | Command::Bench(_) | Command::Relay(_) | Command::Audio(_) => {
-            Ok(())
-        }
+        Command::Serve(_)
+        | Command::Admin(_)
+        | Command::Bench(_)
+        | Command::Relay(_)
+        | Command::Audio(_)
+        | Command::Video(_) => Ok(()),
     }
 }
 

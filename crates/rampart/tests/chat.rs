@@ -466,8 +466,10 @@ async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
 
     let frames = (0..30).map(|i| rampart_media::video::test_pattern(160, 120, i).unwrap()).collect();
     let clip = VideoClip { frames: Arc::new(frames), fps: 15.0 };
-    let media =
-        CallMedia { video: Some(CallVideo { send: Some(clip), record: None }), ..CallMedia::default() };
+    let media = CallMedia {
+        video: Some(CallVideo { send: Some(clip.into()), record: None }),
+        ..CallMedia::default()
+    };
     let hang_up = Arc::new(AtomicBool::new(false));
     let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
     let mut quiet = |_: &rampart_client::call::CallProgress| {};

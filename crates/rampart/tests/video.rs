@@ -155,6 +155,59 @@ async fn a_video_call_from_a_clip_arrives_decoded_both_ways() {
     drop(server);
 }
 
+/// A camera that cannot be opened (here `/dev/null`, which is no video device) costs the call
+/// this side's pictures only: the call connects, the other side's video arrives, and the
+/// report says why nothing was sent. Without a camera at all, `--video` says so before
+/// anyone rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_cannot_be_opened_leaves_the_call_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    two_with_clips(&server, dir.path()).await;
+    let path = dir.path().to_owned();
+    let (at_alice, at_bob) = tokio::task::spawn_blocking(move || {
+        let bob = Command::new(BIN)
+            .arg("--profile")
+            .arg(path.join("bob"))
+            .args(["--json", "answer", "--wait", "60", "--video-play"])
+            .arg(path.join("bob.y4m"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (ok, out, err) =
+            cli(&path.join("alice"), &["--json", "call", "@bob", "--camera", "/dev/null", "--duration", "3"]);
+        assert!(ok, "{out}\n{err}");
+        let bob = bob.wait_with_output().unwrap();
+        let bob_out = String::from_utf8_lossy(&bob.stdout).into_owned();
+        (json_of(&out)["call"].clone(), json_of(&bob_out)["call"].clone())
+    })
+    .await
+    .unwrap();
+    let video = &at_alice["video"];
+    let summary = video["summary"].as_str().unwrap_or_default();
+    assert!(summary.starts_with("receiving only (/dev/null:"), "{at_alice}");
+    assert_eq!(video["frames_sent"].as_u64(), Some(0), "{at_alice}");
+    assert!(video["frames_received"].as_u64().unwrap() >= 30, "{at_alice}");
+    assert_eq!(at_alice["outcome"], "ended", "{at_alice}");
+    assert_eq!(at_bob["video"]["frames_received"].as_u64(), Some(0), "{at_bob}");
+
+    // No camera on this machine (none in CI either): `--video` alone is refused up front,
+    // and `rampart video devices` says there is none.
+    if std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().starts_with("video"))
+    {
+        let (ok, _, err) = cli(&dir.path().join("alice"), &["call", "@bob", "--video"]);
+        assert!(!ok && err.contains("no camera"), "{err}");
+        let (ok, out, _) = cli(&dir.path().join("alice"), &["--json", "video", "devices"]);
+        assert!(ok);
+        assert_eq!(json_of(&out)["cameras"], serde_json::json!([]));
+    }
+    drop(server);
+}
+
 /// What the impaired path did.
 #[derive(Debug, Default)]
 struct PathCounters {

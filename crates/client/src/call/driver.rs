@@ -35,7 +35,7 @@ use zeroize::Zeroizing;
 
 use super::CallControls;
 use super::audio_device::{DeviceChoice, Microphone, Speaker};
-use super::video::{self as call_video, CallVideo, VideoParts, VideoReport};
+use super::video::{self as call_video, CallVideo, VideoParts, VideoReport, VideoSource};
 use crate::call_inbox::CallInput;
 use crate::call_session::{CallProgress, CallRefusal, CallSession, NotTaken, reason_outcome};
 use crate::client::Client;
@@ -911,24 +911,32 @@ impl Client {
             (Some(own), Some(peer_ssrc)) => {
                 let receiver =
                     VideoReceiver::new(permit, &recv_keys, &send_keys, own, peer_ssrc).map_err(call_error)?;
-                let clip = media.video.as_ref().and_then(|v| v.send.clone());
-                let sender = match clip {
-                    Some(clip) => {
+                let source = media.video.as_ref().and_then(|v| v.send.clone());
+                // A camera that cannot be opened leaves the call with audio and received video.
+                let (pictures, not_sending) = match source.map(VideoSource::open) {
+                    Some(Ok(pictures)) => (Some(pictures), None),
+                    Some(Err(e)) => (None, Some(e.to_string())),
+                    None => (None, None),
+                };
+                let sender = match pictures {
+                    Some(pictures) => {
                         let stream = SendStream {
                             ssrc: own,
                             peer_ssrc,
                             initial_seq: rand::random(),
                             timestamp_base: rand::random(),
                         };
-                        let config = VideoSendConfig { fps: clip.fps as f32, ..VideoSendConfig::default() };
+                        let config =
+                            VideoSendConfig { fps: pictures.fps() as f32, ..VideoSendConfig::default() };
                         let sender = VideoSender::new(permit, &send_keys, &recv_keys, stream, config)
                             .map_err(call_error)?;
-                        Some((sender, clip))
+                        Some((sender, pictures))
                     }
                     None => None,
                 };
                 let record = media.video.as_ref().and_then(|v| v.record.clone());
-                Some(VideoParts { sender, receiver, peer_ssrc, record, controls: media.controls.clone() })
+                let controls = media.controls.clone();
+                Some(VideoParts { sender, receiver, peer_ssrc, record, controls, not_sending })
             }
             _ => None,
         };

@@ -21,6 +21,7 @@ use rampart_relay::TurnClient;
 use serde::Serialize;
 
 use super::CallControls;
+use super::camera::{Camera, CameraError, CameraSpec};
 use crate::error::ClientError;
 
 /// A clip held in memory is at most this large (about 5 s of 640x480); longer files are cut.
@@ -56,11 +57,78 @@ impl VideoClip {
     }
 }
 
+/// Where this side's pictures come from.
+#[derive(Debug, Clone)]
+pub enum VideoSource {
+    /// A clip, looped (tests, scripts, or a camera-less machine).
+    Clip(VideoClip),
+    /// A camera, opened when media starts.
+    Camera(CameraSpec),
+}
+
+impl From<VideoClip> for VideoSource {
+    fn from(clip: VideoClip) -> Self {
+        VideoSource::Clip(clip)
+    }
+}
+
+/// A source opened for a call.
+#[derive(Debug)]
+pub(crate) enum Pictures {
+    Clip { clip: VideoClip, index: u64 },
+    Camera(Camera),
+}
+
+impl VideoSource {
+    pub(crate) fn open(self) -> Result<Pictures, CameraError> {
+        Ok(match self {
+            VideoSource::Clip(clip) => Pictures::Clip { clip, index: 0 },
+            VideoSource::Camera(spec) => Pictures::Camera(Camera::open(&spec)?),
+        })
+    }
+}
+
+impl Pictures {
+    pub(crate) fn fps(&self) -> f64 {
+        match self {
+            Pictures::Clip { clip, .. } => clip.fps,
+            Pictures::Camera(camera) => camera.fps,
+        }
+    }
+
+    /// The next picture to send: a clip's next frame, or the camera's newest (none when the
+    /// camera has sent nothing new since the last one). `Err` once the camera stopped.
+    fn next(&mut self) -> Result<Option<std::borrow::Cow<'_, VideoFrame>>, String> {
+        match self {
+            Pictures::Clip { clip, index } => {
+                let at = (*index % clip.frames.len().max(1) as u64) as usize;
+                *index += 1;
+                Ok(clip.frames.get(at).map(std::borrow::Cow::Borrowed))
+            }
+            Pictures::Camera(camera) => match camera.failure() {
+                Some(why) => Err(format!("the camera stopped: {why}")),
+                None => Ok(camera.take_picture().map(std::borrow::Cow::Owned)),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Pictures::Clip { clip, .. } => {
+                format!("sending a clip of {} frames at {:.0} fps", clip.frames.len(), clip.fps)
+            }
+            Pictures::Camera(c) => {
+                format!("sending the camera {:?} at {}x{}, {:.0} fps", c.name, c.width, c.height, c.fps)
+            }
+        }
+    }
+}
+
 /// This side's video in a call: what it sends (nothing: receive only) and where the other
 /// side's pictures are written.
 #[derive(Debug, Clone, Default)]
 pub struct CallVideo {
-    pub send: Option<VideoClip>,
+    pub send: Option<VideoSource>,
     /// A `.y4m` file for the other side's pictures, each marked with its RTP timestamp.
     pub record: Option<PathBuf>,
 }
@@ -97,7 +165,9 @@ pub struct VideoReport {
 /// The video ends of one call, built once media may flow.
 #[derive(Debug)]
 pub(crate) struct VideoParts {
-    pub sender: Option<(VideoSender, VideoClip)>,
+    pub sender: Option<(VideoSender, Pictures)>,
+    /// Why this side sends no video though it was asked to (the camera could not be opened).
+    pub not_sending: Option<String>,
     pub receiver: VideoReceiver,
     pub peer_ssrc: u32,
     pub record: Option<PathBuf>,
@@ -187,15 +257,18 @@ pub(crate) async fn run_video(
 ) -> VideoReport {
     let started = Instant::now();
     let now = || started.elapsed().as_millis() as u64;
-    let VideoParts { mut sender, mut receiver, record, controls, .. } = parts;
+    let VideoParts { mut sender, mut receiver, record, controls, not_sending, .. } = parts;
     let mut report = VideoReport::default();
-    let fps = sender.as_ref().map_or(30.0, |(_, clip)| clip.fps);
+    let fps = sender.as_ref().map_or(30.0, |(_, pictures)| pictures.fps());
     let mut recorder = record.clone().map(|path| Recorder::start(path, fps.round() as u32));
     let mut frame_tick = tokio::time::interval(Duration::from_secs_f64(1.0 / fps));
     frame_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut feedback_tick = tokio::time::interval(FEEDBACK_TICK);
+    // Pictures sent; their RTP time is their count at the source's rate (a camera's pictures
+    // that the encoder had no time for are skipped, not counted).
     let mut index = 0u64;
     let mut error = None;
+    let mut source_failure = None;
     // Feedback goes out at once; media through the pacer.
     let mut outgoing: Vec<Vec<u8>> = Vec::new();
     let mut pacer = Pacer::new(sender.as_ref().map_or(0, |(video, _)| video.stats().encoder_bps));
@@ -206,23 +279,30 @@ pub(crate) async fn run_video(
         tokio::select! {
             _ = &mut stopped => break,
             _ = tokio::time::sleep_until(paced.unwrap_or_else(tokio::time::Instant::now)), if paced.is_some() => {}
-            _ = frame_tick.tick(), if sender.is_some() => {
-                if let Some((video, clip)) = &mut sender {
-                    let frames = clip.frames.len().max(1) as u64;
-                    let Some(frame) = clip.frames.get((index % frames) as usize) else { break };
-                    // The RTP clock wraps (RFC 3550): computed wide, cut to 32 bits.
-                    let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / clip.fps) as u64 as u32;
-                    match video.encode_frame(frame, offset, now()) {
-                        // A queue gone stale was dropped: what follows needs a keyframe.
-                        Ok(datagrams) => if !pacer.push(datagrams) {
-                            video.request_keyframe();
-                        },
-                        Err(e) => {
-                            error = Some(format!("video encoding: {e}"));
-                            break;
+            _ = frame_tick.tick(), if sender.is_some() && source_failure.is_none() => {
+                if let Some((video, pictures)) = &mut sender {
+                    let fps = pictures.fps();
+                    match pictures.next() {
+                        Ok(Some(frame)) => {
+                            // The RTP clock wraps (RFC 3550): computed wide, cut to 32 bits.
+                            let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / fps) as u64 as u32;
+                            match video.encode_frame(&frame, offset, now()) {
+                                // A queue gone stale was dropped: what follows needs a keyframe.
+                                Ok(datagrams) => if !pacer.push(datagrams) {
+                                    video.request_keyframe();
+                                },
+                                Err(e) => {
+                                    error = Some(format!("video encoding: {e}"));
+                                    break;
+                                }
+                            }
+                            index += 1;
                         }
+                        // The camera has nothing newer yet.
+                        Ok(None) => {}
+                        // The call goes on without this side's pictures.
+                        Err(why) => source_failure = Some(why),
                     }
-                    index += 1;
                 }
             }
             _ = feedback_tick.tick() => {
@@ -286,9 +366,11 @@ pub(crate) async fn run_video(
     report.freezes = r.freezes;
     report.freeze_ms = r.freeze_ms;
     report.first_frame_ms = r.first_frame_ms;
-    let mut summary = vec![match &sender {
-        Some((_, clip)) => format!("sending a clip of {} frames at {:.0} fps", clip.frames.len(), clip.fps),
-        None => "receiving only".to_owned(),
+    let mut summary = vec![match (&sender, not_sending.or(source_failure)) {
+        (Some((_, pictures)), None) => pictures.describe(),
+        (Some((_, pictures)), Some(why)) => format!("{}, until {why}", pictures.describe()),
+        (None, Some(why)) => format!("receiving only ({why})"),
+        (None, None) => "receiving only".to_owned(),
     }];
     if let Some(recorder) = recorder {
         let dropped = recorder.dropped;

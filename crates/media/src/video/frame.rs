@@ -31,6 +31,11 @@ impl std::fmt::Debug for VideoFrame {
     }
 }
 
+/// The rounded mean of two samples.
+fn mean(a: u8, b: u8) -> u8 {
+    u8::try_from((u16::from(a) + u16::from(b)).div_ceil(2)).unwrap_or(u8::MAX)
+}
+
 /// Bytes of an I420 frame of this size.
 pub fn i420_len(width: usize, height: usize) -> usize {
     width * height + 2 * (width / 2) * (height / 2)
@@ -56,6 +61,50 @@ impl VideoFrame {
             return Err(FrameShapeError::WrongLength { width, height, expected, got: data.len() });
         }
         Ok(Self { width, height, data })
+    }
+
+    /// A frame from packed 4:2:2 YUYV (what most USB cameras send), `stride` bytes a row:
+    /// luma is taken as it is, and each 2x2 block's chroma is the mean of its two rows.
+    pub fn from_yuyv(
+        width: usize,
+        height: usize,
+        stride: usize,
+        data: &[u8],
+    ) -> Result<Self, FrameShapeError> {
+        check_size(width, height)?;
+        let row = width * 2;
+        let needed = stride.checked_mul(height - 1).and_then(|n| n.checked_add(row));
+        if stride < row || needed.is_none_or(|n| data.len() < n) {
+            let expected = needed.unwrap_or(usize::MAX);
+            return Err(FrameShapeError::WrongLength { width, height, expected, got: data.len() });
+        }
+        let (luma, chroma) = (width * height, (width / 2) * (height / 2));
+        let mut out = vec![0u8; i420_len(width, height)];
+        let (y_plane, uv) = out.split_at_mut(luma);
+        let (u_plane, v_plane) = uv.split_at_mut(chroma);
+        let rows: Vec<&[u8]> = data.chunks(stride).take(height).filter_map(|r| r.get(..row)).collect();
+        let planes = y_plane
+            .chunks_exact_mut(2 * width)
+            .zip(u_plane.chunks_exact_mut(width / 2).zip(v_plane.chunks_exact_mut(width / 2)));
+        for (pair, (y_pair, (u_row, v_row))) in planes.enumerate() {
+            let (Some(top), Some(bottom)) = (rows.get(2 * pair), rows.get(2 * pair + 1)) else { break };
+            let (y_top, y_bottom) = y_pair.split_at_mut(width);
+            for (line, y_row) in [(top, y_top), (bottom, y_bottom)] {
+                for (px, y2) in line.chunks_exact(4).zip(y_row.chunks_exact_mut(2)) {
+                    if let ([y0, _, y1, _], [left, right]) = (px, y2) {
+                        (*left, *right) = (*y0, *y1);
+                    }
+                }
+            }
+            let chroma =
+                top.chunks_exact(4).zip(bottom.chunks_exact(4)).zip(u_row.iter_mut().zip(v_row.iter_mut()));
+            for ((a, b), (u, v)) in chroma {
+                if let ([_, ua, _, va], [_, ub, _, vb]) = (a, b) {
+                    (*u, *v) = (mean(*ua, *ub), mean(*va, *vb));
+                }
+            }
+        }
+        Ok(Self { width, height, data: out })
     }
 
     /// A black frame.
@@ -183,9 +232,36 @@ pub fn test_pattern(width: usize, height: usize, index: u64) -> Result<VideoFram
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yuyv_becomes_i420_with_chroma_averaged_over_two_rows() {
+        // 4x2 would be too small a frame: 16x16, rows padded to 40 bytes as drivers may.
+        let (w, h, stride) = (16, 16, 40);
+        let mut yuyv = vec![0xEEu8; stride * h];
+        for y in 0..h {
+            for x in 0..w / 2 {
+                let px = &mut yuyv[y * stride + 4 * x..][..4];
+                px.copy_from_slice(&[
+                    (y * w + 2 * x) as u8,
+                    100 + (y % 2) as u8 * 10,
+                    (y * w + 2 * x + 1) as u8,
+                    200,
+                ]);
+            }
+        }
+        let frame = VideoFrame::from_yuyv(w, h, stride, &yuyv).unwrap();
+        assert_eq!(frame.y(), (0..w * h).map(|i| i as u8).collect::<Vec<_>>().as_slice(), "luma kept");
+        assert!(frame.u().iter().all(|&u| u == 105), "the mean of 100 and 110");
+        assert!(frame.v().iter().all(|&v| v == 200));
+        // Short data, a stride shorter than a row, and sizes Rampart does not send are refused.
+        assert!(VideoFrame::from_yuyv(w, h, stride, &yuyv[..stride * h - 8 - 1]).is_err());
+        assert!(VideoFrame::from_yuyv(w, h, 2 * w - 2, &yuyv).is_err());
+        assert!(VideoFrame::from_yuyv(15, h, stride, &yuyv).is_err());
+        assert!(VideoFrame::from_yuyv(4096, 4096, 8192, &[]).is_err());
+    }
 
     #[test]
     fn sizes_are_checked() {
