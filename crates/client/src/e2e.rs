@@ -518,7 +518,9 @@ impl Client {
                     // Another member's commit won this epoch: take it in, then try again.
                     // What else arrives meanwhile goes to whoever is receiving.
                     self.engine()?.commit_rejected(group)?;
-                    let received = self.receive_deliveries(conn, Duration::from_secs(5), &mut |_| {}).await?;
+                    let received = self
+                        .receive_deliveries(conn, Duration::from_secs(5), Until::Timeout, &mut |_| {})
+                        .await?;
                     keep_meanwhile(&mut self.received_meanwhile, received);
                 }
                 Err(e) => {
@@ -617,7 +619,18 @@ impl Client {
         wait: Duration,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Vec<Event>, ClientError> {
-        let mut events = self.receive_deliveries(conn, wait, on_event).await?;
+        self.drain_until(conn, wait, Until::Timeout, on_event).await
+    }
+
+    /// [`Client::drain`], returning as soon as `until` says.
+    pub(crate) async fn drain_until(
+        &mut self,
+        conn: &mut Connection,
+        wait: Duration,
+        until: Until,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Vec<Event>, ClientError> {
+        let mut events = self.receive_deliveries(conn, wait, until, on_event).await?;
         while let Some(group) = self.pending_syncs.pop_first() {
             // Best effort, as any member may make this commit and one of us will win.
             if let Err(e) = self.sync_members(conn, &group, &[]).await {
@@ -637,11 +650,16 @@ impl Client {
         &mut self,
         conn: &mut Connection,
         wait: Duration,
+        until: Until,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Vec<Event>, ClientError> {
         let started = Instant::now();
         let mut events = Vec::new();
+        let call_inputs = self.call_inputs.len();
         loop {
+            if until == Until::News && (!events.is_empty() || self.call_inputs.len() != call_inputs) {
+                break;
+            }
             let left = wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
@@ -1104,6 +1122,16 @@ pub(crate) async fn fetch_keys(
         }
     }
     Ok(out)
+}
+
+/// How long a receive goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// Until the wait is over (or the server's queue is drained).
+    Timeout,
+    /// Until something arrived for the user or for a call: a call driver takes a signal at
+    /// once instead of at the end of its wait.
+    News,
 }
 
 /// Events received while a commit was retried, at most this many (the oldest go first: each

@@ -40,6 +40,7 @@ use crate::call_inbox::CallInput;
 use crate::call_session::{CallProgress, CallRefusal, CallSession, NotTaken, reason_outcome};
 use crate::client::Client;
 use crate::clock::now_ms;
+use crate::e2e::Until;
 use crate::error::ClientError;
 use crate::event::Event;
 use crate::net::{Connection, pinned_tls_config};
@@ -50,7 +51,9 @@ const EXPORTER_LABEL: &str = "rampart call";
 const EXPORTER_BYTES: usize = 64;
 /// Inputs kept for a call driver when none is running (e.g. while only receiving messages).
 const MAX_CALL_INPUTS: usize = 256;
-/// How long the driver waits on the connection per turn of its loop.
+/// The longest the driver waits on the connection per turn of its loop: a signal ends the
+/// wait at once; the turn comes round anyway this often for hang-up keys, limits, the media
+/// task's health and the window's own work.
 const SIGNAL_POLL: Duration = Duration::from_millis(40);
 /// Opus frame length.
 const FRAME_MS: u64 = 20;
@@ -562,7 +565,7 @@ impl Client {
                 active.session.fail("the media path failed");
                 continue;
             }
-            let events = match self.drain(conn, SIGNAL_POLL, &mut |_| {}).await {
+            let events = match self.drain_until(conn, SIGNAL_POLL, Until::News, &mut |_| {}).await {
                 Ok(events) => events,
                 Err(e) => {
                     // The connection is gone: no hang-up can be sent, but media, the relay
