@@ -493,3 +493,45 @@ async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
     let video = report.video.unwrap();
     assert!(video.frames_sent > 0, "{video:?}");
 }
+
+/// `/video` in the chat window makes a video call: the offer asks for the other side's
+/// pictures, which show in the window. This machine has no camera, so the window says it sends
+/// none, and the call goes on with audio and the other side's video.
+#[tokio::test]
+async fn slash_video_makes_a_video_call_from_the_chat_window() {
+    use rampart_client::call::video::{CallVideo, VideoClip};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155553501", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155553502", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    drop(bob);
+    let tmux = Tmux::open_for_bob(dir.path()).await;
+
+    let frames = (0..30).map(|i| rampart_media::video::test_pattern(160, 120, i).unwrap()).collect();
+    let clip = VideoClip { frames: Arc::new(frames), fps: 15.0 };
+    let media = CallMedia {
+        video: Some(CallVideo { send: Some(clip.into()), record: None }),
+        ..CallMedia::default()
+    };
+    let hang_up = Arc::new(AtomicBool::new(false));
+    let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
+    let mut quiet = |_: &rampart_client::call::CallProgress| {};
+    let answered = alice.answer(Duration::from_secs(60), media, limits, &mut quiet);
+    let ((), report) = tokio::join!(
+        async {
+            tmux.type_text("/video @alice");
+            tmux.press("Enter");
+            let screen = tmux
+                .wait_for("her picture", |s| s.contains("In call with @alice") && s.contains("video 160x120"))
+                .await;
+            if !std::path::Path::new("/dev/video0").exists() {
+                assert!(screen.contains("No camera found"), "{screen}");
+            }
+            hang_up.store(true, Ordering::Release);
+        },
+        answered
+    );
+    let video = report.unwrap().video.unwrap();
+    assert!(video.frames_sent > 0, "Alice sent her pictures because Bob's offer asked: {video:?}");
+}

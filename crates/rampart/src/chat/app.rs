@@ -51,9 +51,11 @@ pub enum Action {
     DeclineCall {
         call: String,
     },
-    /// Call a person: +E164, @username, or a 1:1 conversation's id.
+    /// Call a person: +E164, @username, or a 1:1 conversation's id; with `video`, a video call
+    /// (the camera, when there is one, and the other side's pictures).
     Call {
         to: String,
+        video: bool,
     },
     HangUp,
     /// Mute or unmute the microphone in the call in progress.
@@ -655,8 +657,8 @@ impl App {
         }
     }
 
-    /// `/call` (the person of the shown 1:1) or `/call @someone`.
-    fn start_call(&mut self, arg: &str) -> Option<Action> {
+    /// `/call` (the person of the shown 1:1) or `/call @someone`; `/video` likewise.
+    fn start_call(&mut self, arg: &str, video: bool) -> Option<Action> {
         if self.call.is_some() {
             self.error("Already in a call: Ctrl-X hangs up");
             return None;
@@ -687,7 +689,7 @@ impl App {
             muted: false,
             video: None,
         });
-        Some(Action::Call { to })
+        Some(Action::Call { to, video })
     }
 
     /// Ask for the selected conversation's history if it was not asked for yet.
@@ -950,7 +952,8 @@ impl App {
                 Some(self.react(arg)?)
             }
             "download" | "save" | "d" => Some(self.download()?),
-            "call" => Some(self.start_call(arg)?),
+            "call" => Some(self.start_call(arg, false)?),
+            "video" => Some(self.start_call(arg, true)?),
             "calls" => {
                 self.mode = Mode::Calls;
                 self.calls_seen_ms = self.now_ms;
@@ -1498,7 +1501,7 @@ pub(crate) mod tests {
     fn slash_call_calls_the_person_of_the_one_to_one_or_someone_named() {
         let mut app = app();
         typed(&mut app, "/call");
-        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::Call { to: "aa".into() }));
+        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::Call { to: "aa".into(), video: false }));
         let call = app.call.clone().unwrap();
         assert_eq!((call.peer.as_str(), call.outgoing), ("@bob", true));
         // One call at a time.
@@ -1517,9 +1520,18 @@ pub(crate) mod tests {
         assert_eq!(app.status.as_ref().unwrap().text, "Call with @bob failed: no relay");
 
         typed(&mut app, "/call @carol");
-        assert_eq!(app.handle_key(key(KeyCode::Enter)), Some(Action::Call { to: "@carol".into() }));
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::Call { to: "@carol".into(), video: false })
+        );
         app.apply(Update::CallEnded { outcome: "rejected".into(), detail: String::new(), failed: false });
         assert_eq!(app.status.as_ref().unwrap().text, "Call with @carol: declined by them");
+        typed(&mut app, "/video @carol");
+        assert_eq!(
+            app.handle_key(key(KeyCode::Enter)),
+            Some(Action::Call { to: "@carol".into(), video: true })
+        );
+        app.apply(Update::CallEnded { outcome: "ended".into(), detail: String::new(), failed: false });
 
         // Not in a group.
         app.handle_key(key(KeyCode::Tab));

@@ -718,6 +718,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("Ctrl-O", "mute or unmute the microphone during a call"),
     ("", ""),
     ("/call, /call @name", "voice call the person of this 1:1, or someone"),
+    ("/video, /video @name", "video call: your camera, if any, and theirs"),
     ("/calls", "the call log: missed calls, call requests (not ringing)"),
     ("/requests", "conversations strangers started, unopened until you answer"),
     ("/request accept N", "open request N (or decline N, block N)"),

@@ -20,7 +20,9 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use rampart_client::Event;
-use rampart_client::call::{CallControls, CallLimits, CallMedia, CallProgress, DuringCall};
+use rampart_client::call::{
+    CallControls, CallLimits, CallMedia, CallProgress, CallVideo, CameraSpec, DuringCall, VideoSource,
+};
 use rampart_client::online::{Happening, Online, breaks_connection};
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::call::RingNotice;
@@ -85,9 +87,20 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A video call's media: the first usable camera, if there is one; the other side's pictures
+/// are asked for either way.
+fn with_camera(media: CallMedia, updates: &Sender<Update>) -> CallMedia {
+    let camera = rampart_client::call::camera::cameras().into_iter().any(|c| c.usable);
+    if !camera {
+        let _ = updates.send(Update::Info("No camera found: you see them, they do not see you".into()));
+    }
+    let send = camera.then(|| VideoSource::Camera(CameraSpec::default()));
+    CallMedia { video: Some(CallVideo { send, record: None }), ..media }
+}
+
 /// The call the user started or accepted.
 enum CallStart {
-    Dial(String),
+    Dial { to: String, video: bool },
     Accept(RingNotice, String),
 }
 
@@ -152,7 +165,9 @@ pub async fn run(
                         false
                     }
                 },
-                Action::Call { to } => w.in_call(CallStart::Dial(to), &mut actions, &mut deferred).await,
+                Action::Call { to, video } => {
+                    w.in_call(CallStart::Dial { to, video }, &mut actions, &mut deferred).await
+                }
                 other => {
                     w.execute(other).await;
                     false
@@ -310,7 +325,10 @@ impl Worker<'_> {
             CallStart::Accept(notice, label) => {
                 client.accept_on(conn, notice, &label, media, limits, &mut progress, &mut during).await
             }
-            CallStart::Dial(to) => client.call_on(conn, &to, media, limits, &mut progress, &mut during).await,
+            CallStart::Dial { to, video } => {
+                let media = if video { with_camera(media, updates) } else { media };
+                client.call_on(conn, &to, media, limits, &mut progress, &mut during).await
+            }
         };
         let quit = during.quit;
         match result {
