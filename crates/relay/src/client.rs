@@ -123,6 +123,9 @@ struct Inner {
     software: Option<Software>,
     auth: Mutex<Option<AuthState>>,
     pending: Mutex<HashMap<TransactionId, oneshot::Sender<Vec<u8>>>>,
+    /// The TCP or TLS connection to the server is closed: a request made now would wait for
+    /// an answer that cannot come.
+    closed: std::sync::atomic::AtomicBool,
     peers: Mutex<Peers>,
 }
 
@@ -256,6 +259,7 @@ impl TurnClient {
             software: Software::new(crate::SOFTWARE).ok(),
             auth: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             peers: Mutex::new(Peers { next_channel: ChannelNumber::MIN.get(), ..Peers::default() }),
         });
         let (sender, receiver) = mpsc::channel(RECEIVE_QUEUE);
@@ -491,6 +495,11 @@ impl Inner {
             }
         }
         let _pending = Pending(&self.pending, transaction_id);
+        // The server may have closed the connection before this request was entered (it closes
+        // one over its limit at once): the reader has then failed every request it knew of.
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(TurnClientError::Closed);
+        }
         if let Link::Stream(_) = self.link {
             // A reliable transport is not retransmitted on (RFC 8489 §6.2.2); the response
             // gets the whole time a datagram request would.
@@ -590,7 +599,9 @@ async fn read_stream(
             }
         }
     }
-    // Dropping the waiting requests' senders fails them with `Closed`.
+    // Dropping the waiting requests' senders fails them with `Closed`; a request entered after
+    // this sees the flag (set first) instead.
+    inner.closed.store(true, std::sync::atomic::Ordering::Release);
     lock(&inner.pending).clear();
 }
 
