@@ -451,27 +451,41 @@ async fn the_chat_window_keeps_working_during_a_call() {
     assert_eq!(report.unwrap().outcome, "ended");
 }
 
-/// A video call into the chat window: the caller's picture shows in the window (half blocks)
-/// and the call bar says so; Ctrl-O mutes and unmutes, and the bar says that too.
-#[tokio::test]
-async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
-    use rampart_client::call::video::{CallVideo, VideoClip};
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server.register(dir.path(), "alice", "+14155553401", Some("alice")).await;
-    let mut bob = server.register(dir.path(), "bob", "+14155553402", Some("bob")).await;
+/// Alice, and Bob's chat window open on their 1:1 (they know each other).
+async fn alice_and_bobs_window(
+    server: &TestServer,
+    dir: &Path,
+    alice_phone: &str,
+    bob_phone: &str,
+) -> (Client, Tmux) {
+    let mut alice = server.register(dir, "alice", alice_phone, Some("alice")).await;
+    let mut bob = server.register(dir, "bob", bob_phone, Some("bob")).await;
     know_each_other(&mut [&mut alice, &mut bob]).await;
     drop(bob);
-    let tmux = Tmux::open_for_bob(dir.path()).await;
+    (alice, Tmux::open_for_bob(dir).await)
+}
 
+/// Media that sends a 160x120 clip as video, and limits that hang up when `hang_up` is set.
+fn clip_media(hang_up: &Arc<AtomicBool>) -> (CallMedia, CallLimits) {
+    use rampart_client::call::video::{CallVideo, VideoClip};
     let frames = (0..30).map(|i| rampart_media::video::test_pattern(160, 120, i).unwrap()).collect();
     let clip = VideoClip { frames: Arc::new(frames), fps: 15.0 };
     let media = CallMedia {
         video: Some(CallVideo { send: Some(clip.into()), record: None }),
         ..CallMedia::default()
     };
+    (media, CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) })
+}
+
+/// A video call into the chat window: the caller's picture shows in the window (half blocks)
+/// and the call bar says so; Ctrl-O mutes and unmutes, and the bar says that too.
+#[tokio::test]
+async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let (mut alice, tmux) = alice_and_bobs_window(&server, dir.path(), "+14155553401", "+14155553402").await;
     let hang_up = Arc::new(AtomicBool::new(false));
-    let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
+    let (media, limits) = clip_media(&hang_up);
     let mut quiet = |_: &rampart_client::call::CallProgress| {};
     let (report, ()) = tokio::join!(alice.call("@bob", media, limits, &mut quiet), async {
         tmux.wait_for_text("Incoming call from @alice").await;
@@ -499,23 +513,11 @@ async fn a_video_call_shows_in_the_chat_window_and_the_microphone_mutes() {
 /// none, and the call goes on with audio and the other side's video.
 #[tokio::test]
 async fn slash_video_makes_a_video_call_from_the_chat_window() {
-    use rampart_client::call::video::{CallVideo, VideoClip};
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path(), Backend::Sqlite, "");
-    let mut alice = server.register(dir.path(), "alice", "+14155553501", Some("alice")).await;
-    let mut bob = server.register(dir.path(), "bob", "+14155553502", Some("bob")).await;
-    know_each_other(&mut [&mut alice, &mut bob]).await;
-    drop(bob);
-    let tmux = Tmux::open_for_bob(dir.path()).await;
-
-    let frames = (0..30).map(|i| rampart_media::video::test_pattern(160, 120, i).unwrap()).collect();
-    let clip = VideoClip { frames: Arc::new(frames), fps: 15.0 };
-    let media = CallMedia {
-        video: Some(CallVideo { send: Some(clip.into()), record: None }),
-        ..CallMedia::default()
-    };
+    let (mut alice, tmux) = alice_and_bobs_window(&server, dir.path(), "+14155553501", "+14155553502").await;
     let hang_up = Arc::new(AtomicBool::new(false));
-    let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
+    let (media, limits) = clip_media(&hang_up);
     let mut quiet = |_: &rampart_client::call::CallProgress| {};
     let answered = alice.answer(Duration::from_secs(60), media, limits, &mut quiet);
     let ((), report) = tokio::join!(
