@@ -1004,6 +1004,22 @@ fn y4m_seeds() -> Result<Seeds, String> {
     ])
 }
 
+fn yuyv_seeds() -> Seeds {
+    // A 16x16 picture (the target doubles 8 and 8); the target makes the stride 2 * 16 + s - 8,
+    // so s = 8 gives rows of exactly 32 bytes and s = 24 rows padded to 48; then a short one.
+    let picture = |stride: usize| (0..stride * 16).map(|i| if i % 2 == 0 { 128 } else { 96 }).collect::<Vec<u8>>();
+    let seed = |s: u8, stride: usize, keep: usize| {
+        let mut bytes = vec![8, 8, s];
+        bytes.extend(picture(stride).into_iter().take(keep));
+        bytes
+    };
+    vec![
+        ("exact-rows".to_owned(), seed(8, 32, usize::MAX)),
+        ("padded-rows".to_owned(), seed(24, 48, usize::MAX)),
+        ("short".to_owned(), seed(8, 32, 100)),
+    ]
+}
+
 fn write(dir: &Path, target: &str, seeds: &Seeds) -> Result<(), String> {
     let dir = dir.join(target);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -1038,6 +1054,7 @@ fn run() -> Result<(), String> {
     write(&dir, "rtcp_feedback", &rtcp_feedback_seeds())?;
     write(&dir, "y4m", &y4m_seeds()?)?;
     write(&dir, "video_receiver", &video_receiver_seeds()?)?;
+    write(&dir, "yuyv", &yuyv_seeds())?;
     Ok(())
 }
 
