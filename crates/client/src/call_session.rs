@@ -369,18 +369,22 @@ impl CallSession {
         }
     }
 
-    /// A released signal, opened: it must come from the other side's account and say, inside
-    /// the encryption, what its envelope said.
-    pub(crate) fn check_opened(
+    /// A released signal, decrypted: it must be signed by the other side's account, checked
+    /// before its content is parsed at all.
+    pub(crate) fn check_sender(&self, sender: AccountId) -> Result<(), CallRefusal> {
+        if sender != self.peer {
+            return Err(CallRefusal::SignedBySomeoneElse);
+        }
+        Ok(())
+    }
+
+    /// A released signal, parsed: it must say, inside the encryption, what its envelope said.
+    pub(crate) fn check_content(
         &self,
-        sender: AccountId,
         call: CallId,
         kind: SignalKind,
         released_as: SignalKind,
     ) -> Result<(), CallRefusal> {
-        if sender != self.peer {
-            return Err(CallRefusal::SignedBySomeoneElse);
-        }
         if call != self.call || kind != released_as {
             return Err(CallRefusal::ContentMismatch);
         }
@@ -719,17 +723,15 @@ mod tests {
         let group = group();
         let call = accepted(&group);
         let id = call.call;
-        assert_eq!(call.check_opened(PEER.0, id, SignalKind::Offer, SignalKind::Offer), Ok(()));
+        assert_eq!(call.check_sender(PEER.0), Ok(()));
+        assert_eq!(call.check_sender(STRANGER.0), Err(CallRefusal::SignedBySomeoneElse));
+        assert_eq!(call.check_content(id, SignalKind::Offer, SignalKind::Offer), Ok(()));
         assert_eq!(
-            call.check_opened(STRANGER.0, id, SignalKind::Offer, SignalKind::Offer),
-            Err(CallRefusal::SignedBySomeoneElse)
-        );
-        assert_eq!(
-            call.check_opened(PEER.0, CallId([0; 16]), SignalKind::Offer, SignalKind::Offer),
+            call.check_content(CallId([0; 16]), SignalKind::Offer, SignalKind::Offer),
             Err(CallRefusal::ContentMismatch)
         );
         assert_eq!(
-            call.check_opened(PEER.0, id, SignalKind::Hangup, SignalKind::Offer),
+            call.check_content(id, SignalKind::Hangup, SignalKind::Offer),
             Err(CallRefusal::ContentMismatch)
         );
     }

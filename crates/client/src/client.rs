@@ -702,13 +702,28 @@ impl Client {
     /// Receive on an open connection until the queue is drained or `wait` passes (the TUI
     /// calls this in its loop). Delivery receipts go out at the end.
     pub async fn pump(&mut self, conn: &mut Connection, wait: Duration) -> Result<Vec<Event>, ClientError> {
-        let mut events = self.release_requests(conn).await?;
-        events.extend(self.drain(conn, wait, &mut |_| {}).await?);
+        let mut events = Vec::new();
+        self.pump_with(conn, wait, &mut |e| events.push(e.clone())).await?;
+        Ok(events)
+    }
+
+    /// [`Client::pump`], handing each event to `on_event` as it happens: what was received
+    /// and acknowledged is told even when a later step (a receipt, say) fails.
+    pub async fn pump_with(
+        &mut self,
+        conn: &mut Connection,
+        wait: Duration,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<(), ClientError> {
+        for e in self.release_requests(conn).await? {
+            on_event(&e);
+        }
+        self.drain(conn, wait, on_event).await?;
         self.send_delivery_receipts(conn).await?;
         for path in self.profile.purge_expired(now_ms())? {
             let _ = std::fs::remove_file(path);
         }
-        Ok(events)
+        Ok(())
     }
 
     /// Receive queued messages: each is decrypted, checked, stored (deduplicated) and

@@ -965,7 +965,9 @@ impl Client {
         label: &str,
         seq: u64,
     ) -> Result<Vec<Event>, ClientError> {
-        if seq == 0 {
+        // 0 is "not counted"; past what the profile stores (a sender's choice) it is ignored
+        // too, rather than failing the delivery it came in.
+        if seq == 0 || i64::try_from(seq).is_err() {
             return Ok(vec![]);
         }
         let last = self.profile.last_seq(group, device)?;

@@ -184,11 +184,12 @@ impl Online {
     /// Receive for up to `wait` (or until the queue is drained), then look at the rings.
     pub async fn receive(&mut self, client: &mut Client, wait: Duration, on: &mut dyn FnMut(Happening)) {
         if let Some(conn) = self.conn.as_mut() {
-            match client.pump(conn, wait).await {
-                Ok(events) => events.into_iter().for_each(|e| on(Happening::Event(e))),
-                Err(e) => {
-                    self.failed(&e, on);
-                }
+            let mut received = Vec::new();
+            let result = client.pump_with(conn, wait, &mut |e| received.push(e.clone())).await;
+            // Told even when a later step failed: these were stored and acknowledged.
+            received.into_iter().for_each(|e| on(Happening::Event(e)));
+            if let Err(e) = result {
+                self.failed(&e, on);
             }
         }
         self.check_rings(client, on);

@@ -11,8 +11,8 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{
     Capabilities, ExtensionType, GroupId as MlsGroupId, KeyPackage, KeyPackageIn, LeafNodeIndex,
     MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn,
-    MlsMessageIn, ProcessedMessageContent, ProtocolMessage, ProtocolVersion, SenderRatchetConfiguration,
-    StagedCommit, StagedWelcome,
+    MlsMessageIn, ProcessMessageError, ProcessedMessageContent, ProtocolMessage, ProtocolVersion,
+    SenderRatchetConfiguration, StagedCommit, StagedWelcome, WelcomeError,
 };
 use openmls::prelude::{Member as MlsMember, Sender};
 use openmls_basic_credential::SignatureKeyPair;
@@ -420,7 +420,7 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
             return Err(MlsError::Malformed("not a Welcome".into()));
         };
         let staged = StagedWelcome::new_from_welcome(&self.provider, &join_config(), welcome, None)
-            .map_err(|e| MlsError::Undecryptable(format!("{e:?}")))?;
+            .map_err(|e| welcome_error(e, MlsError::Undecryptable))?;
         if let Some((group, (account, device))) = expected {
             if staged.group_context().group_id().as_slice() != group.as_bytes() {
                 return Err(MlsError::Unauthorized(
@@ -436,7 +436,7 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
                 )));
             }
         }
-        let group = staged.into_group(&self.provider).map_err(state)?;
+        let group = staged.into_group(&self.provider).map_err(|e| welcome_error(e, MlsError::State))?;
         let id = GroupId::from_slice(group.group_id().as_slice())
             .ok_or_else(|| MlsError::Malformed("group id of the wrong size".into()))?;
         let members = group.members().map(|m| Member::from_mls(&m)).collect::<Result<Vec<_>, _>>();
@@ -473,6 +473,11 @@ impl<S: StorageProvider<CURRENT_VERSION>> Engine<S> {
             return Err(MlsError::WrongEpoch { got, current });
         }
         let processed = g.process_message(provider, protocol).map_err(|e| {
+            // This device's storage failed: says nothing about the message, which must not be
+            // refused (and acknowledged) for it.
+            if let ProcessMessageError::StorageError(e) = e {
+                return MlsError::Storage(format!("{e:?}"));
+            }
             let text = format!("{e:?}");
             if text.contains("SecretReuse") || text.contains("Generation") && text.contains("Reuse") {
                 MlsError::Duplicate
@@ -658,6 +663,15 @@ pub(crate) fn validate_key_package(
         .map_err(|e| MlsError::BadKeyPackage(e.to_string()))?;
     let member = Member::from_cert(&cert, u32::MAX);
     Ok((kp, member))
+}
+
+/// An openmls Welcome error as an [`MlsError`]: a failure of this device's storage is
+/// `Storage`, anything else is about the Welcome and becomes `about_input`.
+fn welcome_error<E: std::fmt::Debug>(e: WelcomeError<E>, about_input: fn(String) -> MlsError) -> MlsError {
+    match e {
+        WelcomeError::StorageError(e) => MlsError::Storage(format!("{e:?}")),
+        other => about_input(format!("{other:?}")),
+    }
 }
 
 #[cfg(test)]

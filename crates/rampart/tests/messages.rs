@@ -356,3 +356,43 @@ async fn groups_stay_groups_and_conversation_ids_tell_them_apart() {
     let (ok, out, _) = cli(&alice, &["--json", "recv"]);
     assert!(ok && out.contains("hello by id"), "{out}");
 }
+
+/// A failure of this device's own MLS storage while a message arrives (here another process
+/// holds `mls.db` locked for writing) does not lose the message: the delivery is not
+/// acknowledged, so it comes again once the storage works, and is read then. Were the failure
+/// taken for a bad message, it would be refused and acknowledged, and gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_storage_failure_leaves_the_message_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    two_contacts(&server, dir.path()).await;
+    let mut alice = rampart_client::Client::open(&dir.path().join("alice")).unwrap();
+    alice.send_text("@bob", "kept through a locked key store").await.unwrap();
+
+    let mut bob = rampart_client::Client::open(&dir.path().join("bob")).unwrap();
+    let mut conn = bob.connect().await.unwrap();
+    bob.top_up_keys(&mut conn).await.unwrap();
+    let lock = rusqlite::Connection::open(dir.path().join("bob").join("mls.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let first = bob.pump(&mut conn, Duration::from_secs(2)).await;
+    let read = |events: &[rampart_client::Event]| {
+        events.iter().any(|e| matches!(e, rampart_client::Event::Message { text, .. } if text == "kept through a locked key store"))
+    };
+    match &first {
+        Ok(events) => {
+            assert!(!read(events), "read through a locked key store?");
+            assert!(
+                !events.iter().any(|e| matches!(e, rampart_client::Event::Refused { .. })),
+                "a local failure was taken for a bad message: {events:?}"
+            );
+        }
+        Err(e) => assert!(!e.is_refusal(), "{e}"),
+    }
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    conn.close().await;
+
+    let mut conn = bob.connect().await.unwrap();
+    let events = bob.pump(&mut conn, Duration::from_secs(5)).await.unwrap();
+    assert!(read(&events), "the message came again and was read: {events:?}");
+}

@@ -831,11 +831,12 @@ impl Client {
             Processed::Application { sender, plaintext } => (sender, plaintext),
             _ => return Err(call_error("a call signal that is not an application message")),
         };
+        active.session.check_sender(sender.account)?;
         let content = decode_content(&plaintext).map_err(call_error)?;
         let ContentBody::Call(CallMessage { call, kind, session }) = content.body else {
             return Err(call_error("a call signal without call content"));
         };
-        active.session.check_opened(sender.account, call, kind, signal.kind)?;
+        active.session.check_content(call, kind, signal.kind)?;
         if matches!(kind, SignalKind::Offer | SignalKind::Answer) {
             let epoch = self.engine()?.epoch(&active.session.group)?;
             active.session.check_peer_session(session.as_ref(), epoch)?;

@@ -112,6 +112,11 @@ impl Pictures {
         }
     }
 
+    /// Pictures come in real time (a camera), not at a fixed rate (a clip).
+    fn is_live(&self) -> bool {
+        matches!(self, Pictures::Camera(_))
+    }
+
     fn describe(&self) -> String {
         match self {
             Pictures::Clip { clip, .. } => {
@@ -269,6 +274,7 @@ pub(crate) async fn run_video(
     let mut index = 0u64;
     let mut error = None;
     let mut source_failure = None;
+    let mut first_picture_ms: Option<u64> = None;
     // Feedback goes out at once; media through the pacer.
     let mut outgoing: Vec<Vec<u8>> = Vec::new();
     let mut pacer = Pacer::new(sender.as_ref().map_or(0, |(video, _)| video.stats().encoder_bps));
@@ -281,12 +287,21 @@ pub(crate) async fn run_video(
             _ = tokio::time::sleep_until(paced.unwrap_or_else(tokio::time::Instant::now)), if paced.is_some() => {}
             _ = frame_tick.tick(), if sender.is_some() && source_failure.is_none() => {
                 if let Some((video, pictures)) = &mut sender {
-                    let fps = pictures.fps();
+                    let (fps, live) = (pictures.fps(), pictures.is_live());
                     match pictures.next() {
                         Ok(Some(frame)) => {
-                            // The RTP clock wraps (RFC 3550): computed wide, cut to 32 bits.
-                            let offset = (index as f64 * f64::from(VIDEO_CLOCK_HZ) / fps) as u64 as u32;
-                            match video.encode_frame(&frame, offset, now()) {
+                            // A clip's pictures are spaced by its rate; a camera's by when they
+                            // came (it may send fewer than the tick asks for, and the receiver
+                            // reads delay from these). The RTP clock wraps (RFC 3550): computed
+                            // wide, cut to 32 bits.
+                            let at = now();
+                            let offset = if live {
+                                let first = *first_picture_ms.get_or_insert(at);
+                                (at - first).saturating_mul(u64::from(VIDEO_CLOCK_HZ) / 1000) as u32
+                            } else {
+                                (index as f64 * f64::from(VIDEO_CLOCK_HZ) / fps) as u64 as u32
+                            };
+                            match video.encode_frame(&frame, offset, at) {
                                 // A queue gone stale was dropped: what follows needs a keyframe.
                                 Ok(datagrams) => if !pacer.push(datagrams) {
                                     video.request_keyframe();
