@@ -1,8 +1,6 @@
 //! Client subcommands: thin wrappers over `rampart-client` that print text or `--json`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -653,11 +651,14 @@ fn print_event(e: &Event, json: bool, tally: &mut Tally) {
 
 /// `rampart recv --follow`: stay online until Ctrl-C, printing what happens as it happens.
 async fn follow(client: &mut Client, json: bool) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let interrupted = stop.clone();
+    // Without an account there is nothing to stay online as: said once, not retried forever.
+    if client.profile().credentials()?.is_none() {
+        return Err(rampart_client::ClientError::NotRegistered.into());
+    }
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            interrupted.store(true, Ordering::Release);
+            let _ = stop.send(true);
         }
     });
     let mut tally = Tally::default();
@@ -687,8 +688,18 @@ async fn follow(client: &mut Client, json: bool) -> anyhow::Result<()> {
     // Each turn is short and never cut off half-way, so Ctrl-C ends it after the delivery in
     // hand is stored and acknowledged.
     let mut online = Online::new();
-    while !stop.load(Ordering::Acquire) {
-        online.turn(client, FOLLOW_TURN, &mut on).await;
+    while !*stopped.borrow() {
+        if online.connect_due() {
+            // A connection attempt may hang until its timeout: Ctrl-C cuts it short (dropping a
+            // half-open connection is harmless).
+            tokio::select! {
+                () = online.connect(client, &mut on) => {}
+                // (An error means no Ctrl-C can come: the branch is then left out.)
+                Ok(()) = stopped.changed() => break,
+            }
+        } else {
+            online.turn(client, FOLLOW_TURN, &mut on).await;
+        }
     }
     online.close().await;
     Ok(())

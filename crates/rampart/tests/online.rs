@@ -75,6 +75,29 @@ async fn recv_follow_prints_messages_as_they_come_and_survives_a_server_restart(
     let got = wait_for(&lines, "second message", |v| v.get("message").is_some());
     assert_eq!(got["message"]["text"], "second, after the restart");
     assert!(follow.0.try_wait().unwrap().is_none(), "the follower is still running");
+
+    // Ctrl-C ends it, cleanly, after the turn in hand; and while it waits to reconnect too.
+    server.kill();
+    wait_for(&lines, "offline notice", |v| v["link"] == "offline");
+    let interrupted = Command::new("kill").args(["-INT", &follow.0.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = follow.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "Ctrl-C did not stop it");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn recv_follow_needs_an_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = cli(&dir.path().join("p"), &["recv", "--follow"]);
+    assert!(!ok);
+    assert!(err.contains("account register"), "{err}");
 }
 
 #[test]
