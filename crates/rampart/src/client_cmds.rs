@@ -5,19 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rampart_client::Event;
+use rampart_client::clock::now_ms;
 use rampart_client::online::{Happening, Link, Online};
 use rampart_client::{Client, ReceivedMessage, ServerAddress};
 use rampart_core::DeviceId;
 use serde_json::json;
 
 use crate::cli::{AccountCommand, Command, DevicesCommand, GroupCommand, ProfileCommand};
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 fn default_profile() -> PathBuf {
     directories::ProjectDirs::from("org", "rampart", "rampart")
@@ -669,7 +663,9 @@ async fn follow(client: &mut Client, json: bool) -> anyhow::Result<()> {
             if json {
                 print_json(json!({ "ring": { "call": hex::encode(notice.call.0), "from": label } }));
             } else {
-                outln!("{} is calling: `rampart answer` takes the call", printable(&label));
+                // The ring reached this command's connection: `rampart answer` would wait for the
+                // next one. `rampart chat` answers calls.
+                outln!("{} is calling (recv does not answer calls; `rampart chat` does)", printable(&label));
             }
         }
         Happening::RingEnded { call } => {

@@ -75,14 +75,14 @@ impl From<VideoClip> for VideoSource {
 /// A source opened for a call.
 #[derive(Debug)]
 pub(crate) enum Pictures {
-    Clip { clip: VideoClip, index: u64 },
+    Clip(VideoClip),
     Camera(Camera),
 }
 
 impl VideoSource {
     pub(crate) fn open(self) -> Result<Pictures, CameraError> {
         Ok(match self {
-            VideoSource::Clip(clip) => Pictures::Clip { clip, index: 0 },
+            VideoSource::Clip(clip) => Pictures::Clip(clip),
             VideoSource::Camera(spec) => Pictures::Camera(Camera::open(&spec)?),
         })
     }
@@ -91,18 +91,18 @@ impl VideoSource {
 impl Pictures {
     pub(crate) fn fps(&self) -> f64 {
         match self {
-            Pictures::Clip { clip, .. } => clip.fps,
+            Pictures::Clip(clip) => clip.fps,
             Pictures::Camera(camera) => camera.fps,
         }
     }
 
-    /// The next picture to send: a clip's next frame, or the camera's newest (none when the
-    /// camera has sent nothing new since the last one). `Err` once the camera stopped.
-    fn next(&mut self) -> Result<Option<std::borrow::Cow<'_, VideoFrame>>, String> {
+    /// The next picture to send, `sent` having gone before: a clip's next frame (looped), or
+    /// the camera's newest (none when the camera has sent nothing new since the last one).
+    /// `Err` once the camera stopped.
+    fn next(&mut self, sent: u64) -> Result<Option<std::borrow::Cow<'_, VideoFrame>>, String> {
         match self {
-            Pictures::Clip { clip, index } => {
-                let at = (*index % clip.frames.len().max(1) as u64) as usize;
-                *index += 1;
+            Pictures::Clip(clip) => {
+                let at = (sent % clip.frames.len().max(1) as u64) as usize;
                 Ok(clip.frames.get(at).map(std::borrow::Cow::Borrowed))
             }
             Pictures::Camera(camera) => match camera.failure() {
@@ -119,7 +119,7 @@ impl Pictures {
 
     fn describe(&self) -> String {
         match self {
-            Pictures::Clip { clip, .. } => {
+            Pictures::Clip(clip) => {
                 format!("sending a clip of {} frames at {:.0} fps", clip.frames.len(), clip.fps)
             }
             Pictures::Camera(c) => {
@@ -288,7 +288,7 @@ pub(crate) async fn run_video(
             _ = frame_tick.tick(), if sender.is_some() && source_failure.is_none() => {
                 if let Some((video, pictures)) = &mut sender {
                     let (fps, live) = (pictures.fps(), pictures.is_live());
-                    match pictures.next() {
+                    match pictures.next(index) {
                         Ok(Some(frame)) => {
                             // A clip's pictures are spaced by its rate; a camera's by when they
                             // came (it may send fewer than the tick asks for, and the receiver

@@ -37,8 +37,11 @@ pub async fn run(client: &mut Client, conversation: Option<String>, json: bool) 
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!("`rampart chat` needs a terminal (its input or output is redirected)");
     }
-    let mut app =
-        app::App::new(format!("{} · device {}", me.label, me.device_id), wanted.clone(), worker::now_ms());
+    let mut app = app::App::new(
+        format!("{} · device {}", me.label, me.device_id),
+        wanted.clone(),
+        rampart_client::clock::now_ms(),
+    );
     app.home = directories::UserDirs::new().map(|u| u.home_dir().to_path_buf());
     let (action_tx, action_rx) = tokio::sync::mpsc::unbounded_channel();
     let (update_tx, update_rx) = std::sync::mpsc::channel();

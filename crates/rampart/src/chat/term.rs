@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::app::{Action, App, Metrics, Update};
 use super::ui;
-use super::worker::now_ms;
+use rampart_client::clock::now_ms;
 
 pub type Term = Terminal<CrosstermBackend<Stdout>>;
 

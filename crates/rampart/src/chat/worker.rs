@@ -23,6 +23,7 @@ use rampart_client::Event;
 use rampart_client::call::{
     CallControls, CallLimits, CallMedia, CallProgress, CallVideo, CameraSpec, DuringCall, VideoSource,
 };
+use rampart_client::clock::now_ms;
 use rampart_client::online::{Happening, Online, breaks_connection};
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::call::RingNotice;
@@ -41,13 +42,6 @@ const PUMP_WAIT: Duration = Duration::from_millis(100);
 const CALLS_SEEN_KEY: &str = "chat.calls_seen_ms";
 /// How many calls the window's call log shows.
 const CALL_LOG_LEN: u32 = 50;
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
 
 /// What happened online, as the window shows it: messages themselves come from the profile
 /// (`refresh`), so of the events only refusals are told.
