@@ -622,6 +622,19 @@ impl Client {
         self.drain_until(conn, wait, Until::Timeout, on_event).await
     }
 
+    /// Receive during a call: like [`Client::pump_with`], but returning as soon as something
+    /// arrived for the user or for the call, so that a call signal is taken at once (the
+    /// caller's next [`Client::step_call`] handles it). Receipts go out as usual.
+    pub async fn receive_news(
+        &mut self,
+        conn: &mut Connection,
+        wait: Duration,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<(), ClientError> {
+        self.drain_until(conn, wait, Until::News, on_event).await?;
+        self.send_delivery_receipts(conn).await
+    }
+
     /// [`Client::drain`], returning as soon as `until` says.
     pub(crate) async fn drain_until(
         &mut self,

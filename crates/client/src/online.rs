@@ -195,6 +195,25 @@ impl Online {
         self.check_rings(client, on);
     }
 
+    /// Receive during a call, for up to `wait` or until something arrives. Rings are left to
+    /// the call ([`Client::step_call`] shows them as waiting: a device is in one call at a
+    /// time), so they are not looked at here.
+    pub async fn receive_in_call(
+        &mut self,
+        client: &mut Client,
+        wait: Duration,
+        on: &mut dyn FnMut(Happening),
+    ) {
+        if let Some(conn) = self.conn.as_mut() {
+            let mut received = Vec::new();
+            let result = client.receive_news(conn, wait, &mut |e| received.push(e.clone())).await;
+            received.into_iter().for_each(|e| on(Happening::Event(e)));
+            if let Err(e) = result {
+                self.failed(&e, on);
+            }
+        }
+    }
+
     /// One turn of staying online: receive when connected, connect when due, else wait (at
     /// most `wait`) for the next attempt. Disappearing messages go on time even offline.
     pub async fn turn(&mut self, client: &mut Client, wait: Duration, on: &mut dyn FnMut(Happening)) {

@@ -42,7 +42,6 @@ use crate::client::Client;
 use crate::clock::now_ms;
 use crate::e2e::Until;
 use crate::error::ClientError;
-use crate::event::Event;
 use crate::net::{Connection, pinned_tls_config};
 use crate::recipient::parse_recipient;
 
@@ -54,7 +53,7 @@ const MAX_CALL_INPUTS: usize = 256;
 /// The longest the driver waits on the connection per turn of its loop: a signal ends the
 /// wait at once; the turn comes round anyway this often for hang-up keys, limits, the media
 /// task's health and the window's own work.
-const SIGNAL_POLL: Duration = Duration::from_millis(40);
+pub const SIGNAL_POLL: Duration = Duration::from_millis(40);
 /// Opus frame length.
 const FRAME_MS: u64 = 20;
 /// A call whose media stopped arriving this long ago has failed (the relay or the network
@@ -157,35 +156,6 @@ impl std::fmt::Display for CallProgress {
     }
 }
 
-/// What else runs on the call's client between turns of the call loop: a chat window keeps
-/// receiving, showing and sending messages during a call through this. A turn comes about
-/// every 40 ms; the work should be short (media runs on its own task, but call signals wait
-/// for the next turn).
-pub trait DuringCall: Send {
-    /// `events`: what the deliveries handled since the last turn were (new messages, receipts).
-    fn turn<'a>(
-        &'a mut self,
-        client: &'a mut Client,
-        conn: &'a mut Connection,
-        events: Vec<Event>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
-}
-
-/// Nothing but the call (the `rampart call` and `rampart answer` commands).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NothingDuringCall;
-
-impl DuringCall for NothingDuringCall {
-    fn turn<'a>(
-        &'a mut self,
-        _client: &'a mut Client,
-        _conn: &'a mut Connection,
-        _events: Vec<Event>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        Box::pin(std::future::ready(()))
-    }
-}
-
 /// When a call stops without the other side's doing.
 #[derive(Debug, Clone, Default)]
 pub struct CallLimits {
@@ -197,6 +167,45 @@ pub struct CallLimits {
     pub hangup_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
+/// A call in progress, driven by its owner's loop, quinn style: the owner receives (handing
+/// call signals to the client's queue), then calls [`Client::step_call`], which takes those
+/// signals, checks the limits and carries out what the session decided; when the step says the
+/// call is over, [`Client::end_call`] closes it and says how it went. `rampart call` and
+/// `rampart answer` drive one on their own connection; the chat window drives one beside
+/// everything else on its [`crate::online::Online`] connection.
+#[derive(Debug)]
+pub struct OngoingCall {
+    active: Active,
+    media: CallMedia,
+    limits: CallLimits,
+    media_started: Option<Instant>,
+}
+
+impl OngoingCall {
+    fn new(session: CallSession, media: CallMedia, limits: CallLimits) -> Self {
+        Self { active: Active::new(session), media, limits, media_started: None }
+    }
+
+    /// The connection to the server is gone: no signal can be sent or received, so the call
+    /// fails (media, the relay allocation and the call log are still closed by `end_call`).
+    pub fn connection_lost(&mut self, why: &dyn std::fmt::Display) {
+        if self.active.session.ended().is_none() {
+            self.active.session.fail(format!("lost the connection to the server: {why}"));
+        }
+        while self.active.session.poll_event().is_some() {}
+    }
+
+    /// Whether the call is over (`end_call` is what is left to do).
+    pub fn is_over(&self) -> bool {
+        self.active.session.ended().is_some()
+    }
+
+    /// The call's id in hex, as the call log shows it.
+    pub fn id(&self) -> String {
+        hex::encode(self.active.session.call.0)
+    }
+}
+
 /// One call in progress: its session (the decisions) and what carries it out.
 struct Active {
     session: CallSession,
@@ -204,6 +213,16 @@ struct Active {
     /// The relay in use, as a TURN URI (which says the transport too).
     relay_server: Option<String>,
     media: Option<MediaTask>,
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Active")
+            .field("call", &hex::encode(self.session.call.0))
+            .field("relay_server", &self.relay_server)
+            .field("media", &self.media.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Active {
@@ -265,22 +284,25 @@ impl Client {
         progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<CallReport, ClientError> {
         let mut conn = self.connect().await?;
-        let result = self.call_on(&mut conn, to, media, limits, progress, &mut NothingDuringCall).await;
+        let result = async {
+            let call = self.start_call(&mut conn, to, media, limits, progress).await?;
+            self.drive(&mut conn, call, progress).await
+        }
+        .await;
         conn.close().await;
         result
     }
 
-    /// [`Client::call`] on an open connection (the chat window's), with `during` run between
-    /// the turns of the call.
-    pub async fn call_on(
+    /// Start calling `to` on an open connection: the call is logged and the session made; the
+    /// first [`Client::step_call`] places it.
+    pub async fn start_call(
         &mut self,
         conn: &mut Connection,
         to: &str,
         media: CallMedia,
         limits: CallLimits,
         progress: &mut (dyn FnMut(&CallProgress) + Send),
-        during: &mut dyn DuringCall,
-    ) -> Result<CallReport, ClientError> {
+    ) -> Result<OngoingCall, ClientError> {
         let group = self.conversation_for(conn, to).await?;
         let peer = self
             .profile
@@ -298,8 +320,7 @@ impl Client {
         let video_ssrc = media.video.as_ref().map(|_| other_ssrc(local_ssrc));
         let session =
             CallSession::dial(call, group, peer, label, (me.account, me.device), local_ssrc, video_ssrc, now);
-        let mut active = Active::new(session);
-        self.drive(conn, &mut active, &media, &limits, progress, during).await
+        Ok(OngoingCall::new(session, media, limits))
     }
 
     /// Ring notices that arrived (and may ring this device), oldest first; other call inputs
@@ -382,26 +403,23 @@ impl Client {
                 }
             };
             progress(&CallProgress::Accepting { peer: label.clone() });
-            self.accept_on(&mut conn, notice, &label, media, limits, progress, &mut NothingDuringCall).await
+            let call = self.accept_call(notice, &label, media, limits)?;
+            self.drive(&mut conn, call, progress).await
         }
         .await;
         conn.close().await;
         result
     }
 
-    /// The user accepted a ringing call: fetch the offer, connect, and stay in the call,
-    /// running `during` between its turns.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn accept_on(
+    /// The user accepted a ringing call: the session is made with what arrived for it while it
+    /// rang; the first [`Client::step_call`] fetches the offer and connects.
+    pub fn accept_call(
         &mut self,
-        conn: &mut Connection,
         notice: RingNotice,
         label: &str,
         media: CallMedia,
         limits: CallLimits,
-        progress: &mut (dyn FnMut(&CallProgress) + Send),
-        during: &mut dyn DuringCall,
-    ) -> Result<CallReport, ClientError> {
+    ) -> Result<OngoingCall, ClientError> {
         let policy = self.profile.ring_policy()?;
         let contact = self.profile.is_contact(notice.caller)?;
         let group = self.profile.direct_conversation(notice.caller)?.ok_or_else(|| {
@@ -434,9 +452,8 @@ impl Client {
                 return Err(ClientError::Call(why.into()));
             }
         };
-        let mut active = Active::new(session);
-        self.profile.update_call(&call, "answered", "", active.session.answered_at, None)?;
-        self.drive(conn, &mut active, &media, &limits, progress, during).await
+        self.profile.update_call(&call, "answered", "", session.answered_at, None)?;
+        Ok(OngoingCall::new(session, media, limits))
     }
 
     /// Let calls ring for `duration` without ever accepting, feeding everything that arrives
@@ -518,72 +535,83 @@ impl Client {
             .unwrap_or_else(|| "?".into()))
     }
 
-    /// The call loop: machine events out, signals in, until the call ends.
+    /// The call loop of `rampart call` and `rampart answer`: steps, and between them receives
+    /// on the call's own connection until a signal or the poll interval comes.
     async fn drive(
         &mut self,
         conn: &mut Connection,
-        active: &mut Active,
-        media: &CallMedia,
-        limits: &CallLimits,
+        mut call: OngoingCall,
         progress: &mut (dyn FnMut(&CallProgress) + Send),
-        during: &mut dyn DuringCall,
     ) -> Result<CallReport, ClientError> {
-        let mut media_started: Option<Instant> = None;
-        loop {
-            while let Some(event) = active.session.poll_event() {
-                if let Err(e) = self.on_call_event(conn, active, media, event, progress).await {
-                    active.session.fail(e.to_string());
-                }
-                if active.media.is_some() && media_started.is_none() {
-                    media_started = Some(Instant::now());
-                }
+        while self.step_call(&mut call, conn, progress).await {
+            if let Err(e) = self.drain_until(conn, SIGNAL_POLL, Until::News, &mut |_| {}).await {
+                call.connection_lost(&e);
             }
-            if active.session.ended().is_some() {
-                break;
+        }
+        self.end_call(call).await
+    }
+
+    /// One step of a call: the signals and rings received since the last step go to the
+    /// session, the limits (duration, hang-up file or key) and the media task are checked, and
+    /// what the session decided is carried out on `conn`. Returns whether the call goes on;
+    /// once it does not, [`Client::end_call`] is what is left. The owner receives between
+    /// steps, stopping early when a call signal comes ([`crate::online::Online::receive_in_call`]),
+    /// and steps at least every few tens of milliseconds.
+    pub async fn step_call(
+        &mut self,
+        call: &mut OngoingCall,
+        conn: &mut Connection,
+        progress: &mut (dyn FnMut(&CallProgress) + Send),
+    ) -> bool {
+        let OngoingCall { active, media, limits, media_started } = call;
+        while let Some(input) = self.call_inputs.pop_front() {
+            if let Some(told) = active.session.handle_input(input) {
+                progress(&told);
             }
-            if let (Some(d), Some(started)) = (limits.duration, media_started)
+        }
+        if active.session.ended().is_none() {
+            if let (Some(d), Some(started)) = (limits.duration, *media_started)
                 && started.elapsed() >= d
             {
                 active.session.hang_up();
-                continue;
-            }
-            if let Some(path) = &limits.hangup_file
+            } else if let Some(path) = &limits.hangup_file
                 && path.exists()
             {
                 let _ = std::fs::remove_file(path);
                 progress(&CallProgress::HangingUp);
                 active.session.hang_up();
-                continue;
-            }
-            if limits.hangup_flag.as_ref().is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel))
+            } else if limits
+                .hangup_flag
+                .as_ref()
+                .is_some_and(|f| f.swap(false, std::sync::atomic::Ordering::AcqRel))
             {
                 progress(&CallProgress::HangingUp);
                 active.session.hang_up();
-                continue;
-            }
-            if active.media.as_ref().is_some_and(|m| m.handle.is_finished()) {
+            } else if active.media.as_ref().is_some_and(|m| m.handle.is_finished()) {
                 active.session.fail("the media path failed");
-                continue;
             }
-            let events = match self.drain_until(conn, SIGNAL_POLL, Until::News, &mut |_| {}).await {
-                Ok(events) => events,
-                Err(e) => {
-                    // The connection is gone: no hang-up can be sent, but media, the relay
-                    // allocation and the call log are still closed properly below.
-                    active.session.fail(format!("lost the connection to the server: {e}"));
-                    while active.session.poll_event().is_some() {}
-                    break;
-                }
-            };
-            during.turn(self, conn, events).await;
-            while let Some(input) = self.call_inputs.pop_front() {
-                if let Some(told) = active.session.handle_input(input) {
-                    progress(&told);
-                }
-            }
-            active.session.handle_timeout(now_ms());
         }
-        let mut report = self.finish(active).await;
+        active.session.handle_timeout(now_ms());
+        while let Some(event) = active.session.poll_event() {
+            if let Err(e) = self.on_call_event(conn, active, media, event, progress).await {
+                active.session.fail(e.to_string());
+            }
+            if active.media.is_some() && media_started.is_none() {
+                *media_started = Some(Instant::now());
+            }
+        }
+        active.session.ended().is_none()
+    }
+
+    /// Close a call that is over (one that is not yet is failed first): media stops, the relay
+    /// allocation is released, the recording is written and the call log says how it ended.
+    pub async fn end_call(&mut self, call: OngoingCall) -> Result<CallReport, ClientError> {
+        let OngoingCall { mut active, .. } = call;
+        if active.session.ended().is_none() {
+            active.session.fail("stopped before it ended");
+            while active.session.poll_event().is_some() {}
+        }
+        let mut report = self.finish(&mut active).await;
         report.outcome = active.session.outcome().into();
         let counters = active.session.counters();
         report.signals_dropped_before_accept = counters.dropped_before_accept;

@@ -6,10 +6,10 @@
 //! keyboard. `Client::pump` is never cancelled: it is only ever called with a short wait and
 //! awaited to the end, and actions queue up in the meantime.
 //!
-//! A call holds the client and its connection until it ends (`accept_on` and `call_on` drive
-//! it to the end), and the window keeps working through it: between the call's turns
-//! ([`InCall`], every 40 ms or so) messages that arrived are shown, and messages, reactions and
-//! conversation switches are carried out. What needs the connection for longer (files, new
+//! A call runs in the same loop, on the same connection ([`WindowCall`]): each turn receives
+//! (stopping early when a call signal comes), steps the call, and carries out the window's
+//! actions, so messages that arrive are shown and messages, reactions and conversation
+//! switches go out while it runs. What needs the connection for longer (files, new
 //! conversations, requests, another call) waits until the call is over, and the window says so.
 
 use std::collections::VecDeque;
@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use rampart_client::Event;
 use rampart_client::call::{
-    CallControls, CallLimits, CallMedia, CallProgress, CallVideo, CameraSpec, DuringCall, VideoSource,
+    CallControls, CallLimits, CallMedia, CallProgress, CallVideo, CameraSpec, OngoingCall, SIGNAL_POLL,
+    VideoSource,
 };
 use rampart_client::clock::now_ms;
-use rampart_client::online::{Happening, Online, breaks_connection};
+use rampart_client::online::{self, Happening, Online, breaks_connection};
 use rampart_client::{Client, ClientError, Connection};
 use rampart_core::call::RingNotice;
 use rampart_core::{GroupId, MessageId};
@@ -101,6 +102,10 @@ enum CallStart {
 struct Worker<'c> {
     client: &'c mut Client,
     online: Online,
+    /// The call in progress, if any.
+    call: Option<WindowCall>,
+    /// The window quit during a call: the call is hung up, and the worker ends with it.
+    quitting: bool,
     updates: Sender<Update>,
     selected: Option<GroupId>,
     limit: u32,
@@ -120,6 +125,8 @@ pub async fn run(
     let mut w = Worker {
         client,
         online: Online::new(),
+        call: None,
+        quitting: false,
         updates,
         selected: None,
         limit: HISTORY_PAGE,
@@ -136,42 +143,47 @@ pub async fn run(
     let mut deferred: VecDeque<Action> = VecDeque::new();
     loop {
         loop {
-            let action = match deferred.pop_front() {
+            // What was kept for after a call waits until then.
+            let kept = if w.call.is_none() { deferred.pop_front() } else { None };
+            let action = match kept {
                 Some(a) => a,
                 None => match actions.try_recv() {
                     Ok(a) => a,
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return w.close().await,
+                    // The window went away: as if it quit.
+                    Err(TryRecvError::Disconnected) => Action::Quit,
                 },
             };
-            let quit = match action {
-                Action::Quit => true,
+            if w.call.is_some() {
+                w.during_call(action, &mut deferred).await;
+                if w.quitting {
+                    break;
+                }
+                continue;
+            }
+            match action {
+                Action::Quit => return w.close().await,
                 Action::AcceptCall { call } => match w.take_ring(&call) {
-                    Some((notice, label)) => {
-                        w.in_call(CallStart::Accept(notice, label), &mut actions, &mut deferred).await
-                    }
-                    None => {
-                        w.send(Update::CallEnded {
-                            outcome: "missed".into(),
-                            detail: "it stopped ringing".into(),
-                            failed: true,
-                        });
-                        false
-                    }
+                    Some((notice, label)) => w.start_call(CallStart::Accept(notice, label)).await,
+                    None => w.send(Update::CallEnded {
+                        outcome: "missed".into(),
+                        detail: "it stopped ringing".into(),
+                        failed: true,
+                    }),
                 },
-                Action::Call { to, video } => {
-                    w.in_call(CallStart::Dial { to, video }, &mut actions, &mut deferred).await
-                }
-                other => {
-                    w.execute(other).await;
-                    false
-                }
-            };
-            if quit {
-                return w.close().await;
+                Action::Call { to, video } => w.start_call(CallStart::Dial { to, video }).await,
+                other => w.execute(other).await,
             }
         }
 
+        if w.call.is_some() {
+            w.call_turn().await;
+            if w.call.is_none() && w.quitting {
+                return w.close().await;
+            }
+            w.refresh(false).await;
+            continue;
+        }
         if w.online.is_connected() {
             w.pump().await;
         } else if w.online.connect_due() {
@@ -265,30 +277,24 @@ impl Worker<'_> {
         self.online.take_ring(&call, &mut tell(&self.updates))
     }
 
-    /// Carry out a call until it ends, keeping the window working meanwhile ([`InCall`]).
-    /// Returns whether the window quit (the call was hung up for it).
-    async fn in_call(
-        &mut self,
-        start: CallStart,
-        actions: &mut UnboundedReceiver<Action>,
-        deferred: &mut VecDeque<Action>,
-    ) -> bool {
-        let Worker { client, online, updates, selected, limit, seen, .. } = self;
+    /// Start the call the user asked for; the main loop carries it on ([`Worker::call_turn`]).
+    async fn start_call(&mut self, start: CallStart) {
+        let Worker { client, online, updates, .. } = self;
         let Some(conn) = online.connection() else {
             let _ = updates.send(Update::CallEnded {
                 outcome: "failed".into(),
                 detail: "offline, reconnecting: try again once online".into(),
                 failed: true,
             });
-            return false;
+            return;
         };
-        let flag = Arc::new(AtomicBool::new(false));
-        let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(flag.clone()) };
+        let hangup = Arc::new(AtomicBool::new(false));
+        let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hangup.clone()) };
         if let Err(e) = rampart_client::call::audio_device::list().await {
             let _ = updates.send(Update::Info(format!("{}: the call sends silence", one_line(&e))));
         }
         let progress_updates = updates.clone();
-        let mut progress = move |step: &CallProgress| {
+        let mut progress: Box<dyn FnMut(&CallProgress) + Send> = Box::new(move |step: &CallProgress| {
             let update = match step {
                 // Another call rang: a note, not the state of this one.
                 CallProgress::Waiting { .. } => Update::Info(step.to_string()),
@@ -299,47 +305,95 @@ impl Worker<'_> {
                 },
             };
             let _ = progress_updates.send(update);
-        };
+        });
         let controls = CallControls::default();
-        let mut during = InCall {
-            actions,
-            deferred,
-            updates: updates.clone(),
-            selected,
-            limit,
-            seen,
-            hangup: flag,
-            quit: false,
-            controls: controls.clone(),
-            last_preview: None,
-        };
         // The default microphone and speaker; a caller's video is received and shown.
-        let media = CallMedia { controls, ..CallMedia::devices() };
-        let result = match start {
-            CallStart::Accept(notice, label) => {
-                client.accept_on(conn, notice, &label, media, limits, &mut progress, &mut during).await
-            }
+        let media = CallMedia { controls: controls.clone(), ..CallMedia::devices() };
+        let started = match start {
+            CallStart::Accept(notice, label) => client.accept_call(notice, &label, media, limits),
             CallStart::Dial { to, video } => {
                 let media = if video { with_camera(media, updates) } else { media };
-                client.call_on(conn, &to, media, limits, &mut progress, &mut during).await
+                client.start_call(conn, &to, media, limits, &mut *progress).await
             }
         };
-        let quit = during.quit;
-        match result {
-            Ok(report) => self.send(Update::CallEnded {
-                outcome: report.outcome,
-                detail: one_line(&report.detail),
-                failed: false,
-            }),
+        match started {
+            Ok(call) => {
+                self.call = Some(WindowCall { call, progress, hangup, controls, last_preview: None });
+            }
             Err(e) => {
                 self.send(Update::CallEnded { outcome: "failed".into(), detail: one_line(&e), failed: true });
                 if breaks_connection(&e) {
                     self.offline(&e);
                 }
+                self.refresh(true).await;
             }
         }
+    }
+
+    /// One turn of the call in progress: receive until a signal comes (or the step interval
+    /// passes), step the call, show its picture; once it is over, close it and say how it went.
+    async fn call_turn(&mut self) {
+        let Worker { client, online, updates, call, .. } = self;
+        let Some(current) = call.as_mut() else { return };
+        let mut lost = None;
+        {
+            let mut tell_window = tell(updates);
+            online
+                .receive_in_call(client, SIGNAL_POLL, &mut |happening| {
+                    if let Happening::Link(online::Link::Offline { error, .. }) = &happening {
+                        lost = Some(error.clone());
+                    }
+                    tell_window(happening);
+                })
+                .await;
+        }
+        match online.connection() {
+            Some(conn) => {
+                client.step_call(&mut current.call, conn, &mut *current.progress).await;
+            }
+            None => current.call.connection_lost(&lost.unwrap_or_else(|| "offline".to_owned())),
+        }
+        if current.last_preview.is_none_or(|at| at.elapsed() >= PREVIEW_INTERVAL)
+            && let Some(picture) = current.controls.take_picture()
+        {
+            current.last_preview = Some(Instant::now());
+            let _ = updates.send(Update::VideoPicture(VideoPreview::of(&picture, PREVIEW_COLUMNS)));
+        }
+        if !current.call.is_over() {
+            return;
+        }
+        let Some(ended) = call.take() else { return };
+        let update = match client.end_call(ended.call).await {
+            Ok(report) => {
+                Update::CallEnded { outcome: report.outcome, detail: one_line(&report.detail), failed: false }
+            }
+            Err(e) => Update::CallEnded { outcome: "failed".into(), detail: one_line(&e), failed: true },
+        };
+        self.send(update);
         self.refresh(true).await;
-        quit
+    }
+
+    /// An action of the window's during a call: the call's own keys, and what is quick
+    /// (messages, reactions, switching conversations); the rest is kept for after the call.
+    async fn during_call(&mut self, action: Action, deferred: &mut VecDeque<Action>) {
+        let Some(current) = self.call.as_ref() else { return };
+        match action {
+            Action::Quit => {
+                self.quitting = true;
+                current.hangup.store(true, Ordering::Release);
+            }
+            Action::HangUp => current.hangup.store(true, Ordering::Release),
+            Action::SetMuted { muted } => current.controls.set_muted(muted),
+            quick @ (Action::Send { .. }
+            | Action::React { .. }
+            | Action::Show { .. }
+            | Action::CallsSeen { .. }) => self.execute(quick).await,
+            // The rest needs the connection for longer, or is another call: after this one.
+            other => {
+                self.send(Update::Info("In a call: that happens when the call ends".to_owned()));
+                deferred.push_back(other);
+            }
+        }
     }
 
     async fn decline(&mut self, call: &str) {
@@ -597,19 +651,13 @@ async fn send_content(
     client.send_to_group_on(conn, &group, body).await.map(|_| ())
 }
 
-/// The window during a call: between the call's turns, what arrived is shown and the quick
-/// actions are carried out on the call's own client and connection.
-struct InCall<'w> {
-    actions: &'w mut UnboundedReceiver<Action>,
-    /// Actions kept for after the call.
-    deferred: &'w mut VecDeque<Action>,
-    updates: Sender<Update>,
-    selected: &'w mut Option<GroupId>,
-    limit: &'w mut u32,
-    seen: &'w mut Option<u64>,
+/// The call in progress in the window, and what the window keeps for it.
+struct WindowCall {
+    call: OngoingCall,
+    /// Tells the window how the call goes.
+    progress: Box<dyn FnMut(&CallProgress) + Send>,
+    /// Set by the hang-up key (and by quitting); the call's next step hangs up.
     hangup: Arc<AtomicBool>,
-    /// The window quit (or went away): the call was hung up for it.
-    quit: bool,
     controls: CallControls,
     /// When the last picture went to the window.
     last_preview: Option<Instant>,
@@ -619,97 +667,3 @@ struct InCall<'w> {
 /// (a terminal redraws slowly; five pictures a second is enough to see someone).
 const PREVIEW_COLUMNS: usize = 32;
 const PREVIEW_INTERVAL: Duration = Duration::from_millis(200);
-
-impl DuringCall for InCall<'_> {
-    fn turn<'a>(
-        &'a mut self,
-        client: &'a mut Client,
-        conn: &'a mut Connection,
-        events: Vec<Event>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.run_turn(client, conn, events))
-    }
-}
-
-impl InCall<'_> {
-    fn send(&self, update: Update) {
-        let _ = self.updates.send(update);
-    }
-
-    async fn run_turn(&mut self, client: &mut Client, conn: &mut Connection, events: Vec<Event>) {
-        for event in &events {
-            if let Event::Refused { reason } = event {
-                self.send(Update::Error(format!("A message was refused: {reason}")));
-            }
-        }
-        let mut force = false;
-        loop {
-            let action = match self.actions.try_recv() {
-                Ok(action) => action,
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => Action::Quit,
-            };
-            match action {
-                Action::Quit => {
-                    self.quit = true;
-                    self.hangup.store(true, Ordering::Release);
-                    break;
-                }
-                Action::HangUp => self.hangup.store(true, Ordering::Release),
-                Action::SetMuted { muted } => self.controls.set_muted(muted),
-                Action::Send { conversation, text } => {
-                    let body = ContentBody::Text { text: text.clone(), reply_to: None };
-                    if let Err(e) = send_content(client, conn, &conversation, body).await {
-                        let error = one_line(&e);
-                        self.send(Update::SendFailed { conversation: Some(conversation), text, error });
-                    }
-                }
-                Action::React { conversation, target, emoji } => {
-                    let Some(target) = hex::decode(&target).ok().and_then(|b| MessageId::from_slice(&b))
-                    else {
-                        self.send(Update::Error("That message cannot be reacted to".to_owned()));
-                        continue;
-                    };
-                    let body = ContentBody::Reaction { target, emoji };
-                    if let Err(e) = send_content(client, conn, &conversation, body).await {
-                        self.send(Update::Error(format!("Reaction not sent: {}", one_line(&e))));
-                    }
-                }
-                Action::Show { conversation, limit } => {
-                    *self.selected = GroupId::from_hex(&conversation);
-                    *self.limit = limit;
-                    force = true;
-                }
-                Action::CallsSeen { at_ms } => {
-                    if let Err(e) = client.profile().set(CALLS_SEEN_KEY, &at_ms.to_string()) {
-                        self.send(Update::Error(format!(
-                            "Cannot save that the calls were seen: {}",
-                            one_line(&e)
-                        )));
-                    }
-                }
-                // The rest needs the connection for longer, or is another call: after this one.
-                other => {
-                    self.send(Update::Info("In a call: that happens when the call ends".to_owned()));
-                    self.deferred.push_back(other);
-                }
-            }
-        }
-        if self.last_preview.is_none_or(|at| at.elapsed() >= PREVIEW_INTERVAL)
-            && let Some(picture) = self.controls.take_picture()
-        {
-            self.last_preview = Some(Instant::now());
-            self.send(Update::VideoPicture(VideoPreview::of(&picture, PREVIEW_COLUMNS)));
-        }
-        let changes = client.profile().change_counter();
-        if force || *self.seen != Some(changes) {
-            let shown = Shown { selected: self.selected.as_ref(), limit: *self.limit };
-            match show(client, Some(conn), &self.updates, shown).await {
-                Ok(None) => {}
-                Ok(Some(e)) => self.send(Update::Error(format!("Marking as read failed: {}", one_line(&e)))),
-                Err(e) => self.send(Update::Error(format!("Cannot read the profile: {}", one_line(&e)))),
-            }
-            *self.seen = Some(client.profile().change_counter());
-        }
-    }
-}
