@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{bench, client_cmds, serve};
+use crate::{bench, client_cmds, evidence_cmds, serve};
 
 /// Rampart: end-to-end encrypted messaging you can run yourself.
 ///
@@ -373,6 +373,17 @@ pub enum AdminCommand {
     /// the evidence of a look-alike client probing call set-up (kept across restarts, shared
     /// by every node on PostgreSQL).
     CallMisfits(serve::StoreArgs),
+    /// The evidence log: every decision the server took against an account (refused call
+    /// set-ups, and Sentinel's actions), hash-chained and signed by the server's key.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Check the log: each entry's hash and signature, their order and links, and that the log
+    /// ends where its signed head says. An edited, cut or reordered log fails, naming the line.
+    Verify(evidence_cmds::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -488,6 +499,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
         Command::Admin(AdminCommand::CallMisfits(args)) => serve::call_misfits(args, cli.json).await,
+        Command::Admin(AdminCommand::Evidence(EvidenceCommand::Verify(args))) => {
+            evidence_cmds::verify(args, cli.json).await
+        }
         Command::Bench(args) => bench::run(args, cli.json).await,
         Command::Relay(args) => serve::relay(args).await,
         // The sound server, not a profile.

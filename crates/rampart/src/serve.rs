@@ -73,7 +73,7 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("rampart-data"))
 }
 
-fn load_config(args: &StoreArgs) -> anyhow::Result<ServerConfig> {
+pub fn load_config(args: &StoreArgs) -> anyhow::Result<ServerConfig> {
     let mut config = match &args.config {
         Some(path) => {
             let text =
@@ -193,6 +193,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let origin = if id.created || certificate_created { "created now (self-signed)" } else { "from" };
     outln!("  certificate   {origin} {}", id.source.display());
     outln!("  fingerprint   {}", id.fingerprint());
+    if let Some(key) = server.evidence_public_key() {
+        outln!(
+            "  evidence      {} (signed by {key}: note this key elsewhere; check the log with rampart admin evidence verify --key {key})",
+            rampart_server::evidence_log::evidence_dir(&data_dir).display()
+        );
+    }
     if outbox {
         outln!(
             "  codes         verification codes go to the local outbox: rampart admin outbox --data-dir {}",

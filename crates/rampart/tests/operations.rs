@@ -86,6 +86,62 @@ async fn metrics_endpoint_counts_traffic() {
     assert!(health.status().is_success());
 }
 
+/// `/metrics` serves each text format under its own content type: Prometheus 0.0.4 text by
+/// default, which promtool accepts (counters named `…_total`, no `# EOF`), and OpenMetrics to a
+/// scraper that asks for it, as Prometheus does.
+#[tokio::test]
+async fn metrics_pass_promtool_under_the_content_type_they_are() {
+    let promtool = std::path::Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        assert!(std::env::var_os("CI").is_none(), "promtool (Debian prometheus) is missing under CI");
+        eprintln!("SKIPPED: promtool is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut alice = server.register(dir.path(), "alice", "+14155551011", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155551012", Some("bob")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    alice.send_text("@bob", "one").await.unwrap();
+    let _ = alice.send_text("@ghost_user", "nobody").await;
+
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let plain = http.get(format!("{}/metrics", server.url())).send().await.unwrap();
+    let content_type = plain.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = plain.text().await.unwrap();
+    assert!(text.contains("# TYPE rampart_messages_received_total counter\n"), "{text}");
+    assert!(!text.contains("# EOF"), "{text}");
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    drop(check.stdin.take());
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics failed: {}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let open = http
+        .get(format!("{}/metrics", server.url()))
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    let content_type = open.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"), "{content_type}");
+    let text = open.text().await.unwrap();
+    assert!(text.contains("# TYPE rampart_messages_received counter\n"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
 #[tokio::test]
 async fn webhook_verifier_posts_codes_to_the_gateway() {
     let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
@@ -198,4 +254,114 @@ fn each_commands_help_shows_the_options_it_uses() {
             assert!(text.contains(option), "`rampart {}` lacks {option}:\n{text}", args.join(" "));
         }
     }
+}
+
+/// `rampart admin evidence verify` with `args`, against `dir`'s evidence log (or as `args` say).
+fn evidence_verify(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(BIN)
+        .args(["--json", "admin", "evidence", "verify"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Refused call set-ups go to the evidence log, attributed to the account, and the log stands
+/// up: it verifies against the key the server printed, and an edited, cut, reordered or
+/// re-keyed copy fails naming what is wrong. A server whose log was changed on disk does not
+/// start on it.
+#[tokio::test]
+async fn refused_call_setups_are_kept_as_evidence_that_catches_tampering() {
+    use rampart_core::call::CallId;
+    use rampart_proto::ClientRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut mallory = server.register(dir.path(), "mallory", "+14155551021", None).await;
+    let mallory_account = mallory.identity().unwrap().account_id;
+    let evidence = server.data_dir.join("evidence");
+    let key = std::fs::read_to_string(evidence.join("key.pub")).unwrap().trim().to_owned();
+    let evidence_arg = evidence.to_str().unwrap().to_owned();
+
+    // Asking for offers of calls that do not exist, in three bursts, each written out (the
+    // server writes what it refused once a second) before the next.
+    let mut conn = mallory.connect().await.unwrap();
+    let mut refused = 0;
+    for burst in 1..=3 {
+        for _ in 0..4 {
+            let asked = conn.request(ClientRequest::FetchOffer { call: CallId(rand::random()) }).await;
+            assert!(matches!(asked, Err(rampart_client::ClientError::Server(_))), "{asked:?}");
+            refused += 1;
+        }
+        let mut entries = 0;
+        for _ in 0..50 {
+            let (ok, out, err) = evidence_verify(&["--dir", &evidence_arg, "--key", &key]);
+            assert!(ok, "{out}\n{err}");
+            entries = json_of(&out)["entries"].as_u64().unwrap();
+            if entries == burst {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert_eq!(entries, burst, "burst {burst} was not written to the evidence log");
+    }
+    conn.close().await;
+    let (ok, out, err) =
+        evidence_verify(&["--config", server.config_path().to_str().unwrap(), "--key", &key, "--entries"]);
+    assert!(ok, "{out}\n{err}");
+    let verified = json_of(&out);
+    let records = verified["records"].as_array().unwrap();
+    let mut counted = 0;
+    for r in records {
+        assert_eq!(r["record"]["decision"], "refuse_call_setup", "{verified}");
+        assert_eq!(r["record"]["subject"], format!("account a{mallory_account}"), "{verified}");
+        assert_eq!(r["record"]["reason"], "unknown_call", "{verified}");
+        counted += r["record"]["signals"]["refused"].as_u64().unwrap();
+    }
+    assert_eq!(counted, refused, "{verified}");
+    server.terminate();
+
+    // Copies changed as someone with the disk (but not the key) would.
+    let log = std::fs::read_to_string(evidence.join("log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3);
+    let tampered = |name: &str, log: String| {
+        let copy = dir.path().join(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        for file in ["head", "key.pub"] {
+            std::fs::copy(evidence.join(file), copy.join(file)).unwrap();
+        }
+        std::fs::write(copy.join("log"), log).unwrap();
+        let (ok, out, err) = evidence_verify(&["--dir", copy.to_str().unwrap(), "--key", &key]);
+        assert!(!ok, "{name}: a changed log verified: {out}");
+        (json_of(&out)["message"].as_str().unwrap().to_owned(), err)
+    };
+    let (why, _) = tampered("edited", log.replacen("unknown_call", "unknown_cell", 1));
+    assert!(why.contains("line 1") && why.contains("hash"), "{why}");
+    let (why, _) = tampered("cut", format!("{}\n{}\n", lines[0], lines[1]));
+    assert!(why.contains("cut short"), "{why}");
+    let (why, _) = tampered("reordered", format!("{}\n{}\n{}\n", lines[1], lines[0], lines[2]));
+    assert!(why.contains("line 1") && why.contains("reordered"), "{why}");
+    let (why, _) = tampered("removed", format!("{}\n{}\n", lines[0], lines[2]));
+    assert!(why.contains("line 2"), "{why}");
+    // The right log checked against another key (one that was swapped in beside the log).
+    let other = hex::encode([9u8; 32]);
+    let (ok, out, _) = evidence_verify(&["--dir", &evidence_arg, "--key", &other]);
+    assert!(!ok, "{out}");
+
+    // The server does not carry on a log that was changed on disk.
+    std::fs::write(evidence.join("log"), format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let started = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(server.config_path())
+        .env_remove("RAMPART_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(!started.status.success());
+    let said = String::from_utf8_lossy(&started.stderr);
+    assert!(said.contains("evidence log") && said.contains("does not match"), "{said}");
 }

@@ -13,7 +13,7 @@ use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
 use rampart_mls::ds;
 use rampart_proto::{Envelope, ErrorBody, ErrorCode, RelayCredentials, ResponseBody, encode_envelope};
 use rampart_store::{CallRecord, NewMessage};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::session::{Answer, Connection, err, store_error};
 use crate::state::{Shared, now_ms};
@@ -72,14 +72,49 @@ pub(crate) fn count_misfit(shared: &Shared, account: AccountId, misfit: Misfit) 
     *tally.entry((account, misfit.as_str())).or_default() += 1;
 }
 
-/// Write the tallied misfits to the store, one write and one log line per account and reason.
+/// Write the tallied misfits to the store, one write and one log line per account and reason,
+/// and record the refusals in the evidence log: one entry per account and reason a second.
 pub(crate) async fn flush_misfits(shared: &Shared) {
     let tally = std::mem::take(&mut *shared.misfit_tally.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut records = Vec::new();
     for ((account, reason), n) in tally {
-        match shared.store.count_call_misfit(account, reason, n, now_ms()).await {
-            Ok(total) => warn!(account = %account, reason, refused = n, total, "call requests refused"),
-            Err(e) => warn!(account = %account, reason, error = %e, "cannot count call misfits"),
+        let total = match shared.store.count_call_misfit(account, reason, n, now_ms()).await {
+            Ok(total) => {
+                warn!(account = %account, reason, refused = n, total, "call requests refused");
+                Some(total)
+            }
+            Err(e) => {
+                warn!(account = %account, reason, error = %e, "cannot count call misfits");
+                None
+            }
+        };
+        let mut signals = std::collections::BTreeMap::from([("refused".to_owned(), n)]);
+        if let Some(total) = total {
+            signals.insert("refused_in_all".to_owned(), total);
         }
+        records.push(rampart_sentinel::Record {
+            decision: "refuse_call_setup".into(),
+            subject: format!("account {account}"),
+            by: "call schema".into(),
+            reason: reason.to_owned(),
+            signals,
+            until_ms: None,
+        });
+    }
+    let Some(evidence) = shared.evidence.clone() else { return };
+    if records.is_empty() {
+        return;
+    }
+    // Each entry is synced to disk: off the async workers.
+    let written = tokio::task::spawn_blocking(move || {
+        let mut log = evidence.lock().unwrap_or_else(|p| p.into_inner());
+        records.into_iter().try_for_each(|record| log.append(now_ms(), record))
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "cannot write to the evidence log"),
+        Err(e) => error!(error = %e, "the evidence log writer stopped"),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod blobs;
 mod call_service;
 pub mod config;
 mod delivery_service;
+pub mod evidence_log;
 mod limiter;
 pub mod metrics;
 mod server;

@@ -103,14 +103,42 @@ impl Default for Metrics {
     }
 }
 
+/// The OpenMetrics 1.0 text format's content type.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Prometheus 0.0.4 text format's content type.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which text format a scraper asked for in its `Accept` header: OpenMetrics when it names it
+/// (Prometheus does), else the Prometheus 0.0.4 text format, which every tool reads.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            // `q=0` means "not this one".
+            let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.trim().parse() == Ok(0.0)));
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+    })
+}
+
 impl Metrics {
-    /// The text exposition format.
+    /// The OpenMetrics text exposition (what the encoder writes): counter families are named
+    /// without `_total`, their samples with it, and the text ends with `# EOF`.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+
+    /// The same figures in the Prometheus 0.0.4 text format, for a scraper that did not ask
+    /// for OpenMetrics: a counter's family is named as its samples are (`…_total`), and there
+    /// is no `# EOF` or `# UNIT` line. Served under that format's own content type, so that a
+    /// counter stays a counter.
+    pub fn render_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.render())
     }
 
     pub fn request(&self, kind: &'static str) {
@@ -136,5 +164,67 @@ impl Metrics {
 
     pub fn limited(&self, limit: &'static str) {
         self.rate_limited.get_or_create(&[("limit", limit)]).inc();
+    }
+}
+
+/// Rewrite OpenMetrics text as Prometheus 0.0.4 text (for what our encoder writes: counters,
+/// gauges, no exemplars or created stamps).
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 16 * counters.len());
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(line.trim_end()),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prometheus_text_names_counter_families_as_their_samples() {
+        let metrics = Metrics::default();
+        metrics.calls_placed.inc();
+        metrics.request("send");
+        metrics.connections.set(2);
+        let open = metrics.render();
+        assert!(open.contains("# TYPE rampart_calls_placed counter\n"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let text = metrics.render_prometheus();
+        assert!(text.contains("# TYPE rampart_calls_placed_total counter\n"), "{text}");
+        assert!(text.contains("# HELP rampart_calls_placed_total Calls placed"), "{text}");
+        assert!(text.contains("rampart_calls_placed_total 1\n"), "{text}");
+        assert!(text.contains("rampart_requests_total{kind=\"send\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE rampart_connections gauge\nrampart_connections 2\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn openmetrics_is_served_only_to_who_asks_for_it() {
+        assert!(!wants_openmetrics(None));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
+        // What Prometheus sends.
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!wants_openmetrics(Some("application/openmetrics-text; q=0, text/plain")));
     }
 }

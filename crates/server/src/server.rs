@@ -55,6 +55,8 @@ pub enum ServerError {
     RelaySecret(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open the evidence log: {0}")]
+    Evidence(#[from] crate::evidence_log::EvidenceLogError),
 }
 
 /// A bound server, not yet serving. Lets the caller print the address and fingerprint first.
@@ -166,8 +168,11 @@ impl Server {
                 ttl_secs: config.calls.credential_ttl_secs,
             })
         };
+        let evidence =
+            crate::evidence_log::EvidenceLog::open(&crate::evidence_log::evidence_dir(&config.data_dir))?;
         let mut shared = Shared::new(config, store, blobs, verifier, log_key);
         shared.relay = relay;
+        shared.evidence = Some(Arc::new(std::sync::Mutex::new(evidence)));
         let shared = Arc::new(shared);
         Ok(Self { shared, listener, acceptor, identity })
     }
@@ -184,6 +189,14 @@ impl Server {
     /// embedded relay), so that they appear on `/metrics`.
     pub fn metrics_sink(&self) -> MetricsSink {
         MetricsSink { metrics: Arc::clone(&self.shared.metrics) }
+    }
+
+    /// The public key that signs the evidence log, in hex (for the first-run output: an
+    /// operator keeps it elsewhere to check the log against).
+    pub fn evidence_public_key(&self) -> Option<String> {
+        let log = self.shared.evidence.as_ref()?;
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        Some(hex::encode(log.public_key().as_bytes()))
     }
 
     pub fn store_backend(&self) -> &'static str {
@@ -388,8 +401,22 @@ async fn metrics(
         )
             .into_response();
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], shared.metrics.render())
-        .into_response()
+    // Each format under its own content type: OpenMetrics text labelled 0.0.4 makes
+    // Prometheus file every counter as untyped.
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    if crate::metrics::wants_openmetrics(accept) {
+        (
+            [(axum::http::header::CONTENT_TYPE, crate::metrics::OPENMETRICS_CONTENT_TYPE)],
+            shared.metrics.render(),
+        )
+            .into_response()
+    } else {
+        (
+            [(axum::http::header::CONTENT_TYPE, crate::metrics::PROMETHEUS_CONTENT_TYPE)],
+            shared.metrics.render_prometheus(),
+        )
+            .into_response()
+    }
 }
 
 /// Apply what other server nodes sharing the database did to this node's connections.

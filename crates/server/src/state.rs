@@ -256,6 +256,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Call misfits counted since the last flush to the store, per account and reason.
     pub misfit_tally: Mutex<HashMap<(AccountId, &'static str), u64>>,
+    /// Where the server's decisions against accounts are kept as evidence (`None` in tests
+    /// that build a bare `Shared`).
+    pub evidence: Option<Arc<Mutex<crate::evidence_log::EvidenceLog>>>,
     pub hub: Hub,
     pub limits: Limiters,
     /// The TURN relays calls use and the secret shared with them; `None`: no calls.
@@ -290,6 +293,7 @@ impl Shared {
             verifier,
             metrics: Arc::new(Metrics::default()),
             misfit_tally: Mutex::new(HashMap::new()),
+            evidence: None,
             hub: Hub::default(),
             limits,
             relay: None,

@@ -1,0 +1,12 @@
+//! Sentinel's sans-IO part: what the server keeps as evidence of its decisions against an
+//! attack campaign, and how anyone can check it later.
+//!
+//! No files, sockets or clock here: the server hands in the time and its key, and writes the
+//! lines this crate makes; `rampart admin evidence verify` hands the lines back.
+#![forbid(unsafe_code)]
+
+pub mod evidence;
+pub mod policy;
+pub mod signals;
+
+pub use evidence::{Chain, EvidenceError, Head, Record, Verified, verify, verify_against};
