@@ -5,8 +5,12 @@
 //! lines this crate makes; `rampart admin evidence verify` hands the lines back.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod evidence;
 pub mod policy;
 pub mod signals;
 
+pub use engine::{Decision, Sentinel, Subject};
 pub use evidence::{Chain, EvidenceError, Head, Record, Verified, verify, verify_against};
+pub use policy::{Action, Policy, PolicyError};
+pub use signals::{Network, Observation, Ranges, Snapshot};

@@ -111,6 +111,8 @@ macro_rules! conformance_tests {
             top_misfits_highest_first,
             calls_placed_since_counts_the_callers_calls,
             purge_removes_only_old_calls,
+            sentinel_actions_are_in_force_until_they_expire_or_are_lifted,
+            sentinel_lifts_are_noted_once,
         );
     };
 }
@@ -1683,4 +1685,81 @@ pub async fn purge_removes_only_old_calls<S: Store>(store: Arc<S>) {
     assert_eq!(store.call_misfits(a.account).await.unwrap().len(), 1);
     // A time before the keep period ends removes nothing instead of underflowing.
     assert_eq!(store.purge_expired(1, 0).await.unwrap(), Purged::default());
+}
+
+fn sentinel_action(
+    subject: &str,
+    action: &str,
+    created_at: UnixMillis,
+    until: UnixMillis,
+) -> crate::NewSentinelAction {
+    crate::NewSentinelAction {
+        subject: subject.into(),
+        action: action.into(),
+        rule: "probing_call_setup".into(),
+        reason: "call set-ups that do not fit".into(),
+        created_at,
+        until,
+    }
+}
+
+pub async fn sentinel_actions_are_in_force_until_they_expire_or_are_lifted<S: Store>(store: Arc<S>) {
+    let first =
+        store.record_sentinel_action(sentinel_action("a1", "suspend_calling", T0, T0 + 100)).await.unwrap();
+    let second =
+        store.record_sentinel_action(sentinel_action("a1", "slow_down", T0 + 1, T0 + 50)).await.unwrap();
+    store
+        .record_sentinel_action(sentinel_action("net:192.0.2.0/24", "block_network", T0, T0 + 100))
+        .await
+        .unwrap();
+    assert!(second > first);
+    let in_force = store.sentinel_actions_in_force("a1", T0 + 10).await.unwrap();
+    assert_eq!(in_force.iter().map(|a| a.id).collect::<Vec<_>>(), vec![first, second]);
+    assert_eq!(in_force[0].action, "suspend_calling");
+    assert_eq!(in_force[0].until, T0 + 100);
+    assert_eq!(in_force[0].lifted_at, None);
+    // Expiry.
+    let later = store.sentinel_actions_in_force("a1", T0 + 50).await.unwrap();
+    assert_eq!(later.iter().map(|a| a.id).collect::<Vec<_>>(), vec![first]);
+    assert!(store.sentinel_actions_in_force("a2", T0).await.unwrap().is_empty());
+    // A lift ends what is in force on that subject only, and says who.
+    assert_eq!(store.last_sentinel_lift("a1").await.unwrap(), None);
+    let lifted = store.lift_sentinel_actions("a1", "operator alice", T0 + 20).await.unwrap();
+    assert_eq!(lifted.len(), 2);
+    assert!(
+        lifted
+            .iter()
+            .all(|a| a.lifted_at == Some(T0 + 20) && a.lifted_by.as_deref() == Some("operator alice"))
+    );
+    assert!(store.sentinel_actions_in_force("a1", T0 + 21).await.unwrap().is_empty());
+    assert_eq!(store.sentinel_actions_in_force("net:192.0.2.0/24", T0 + 21).await.unwrap().len(), 1);
+    assert_eq!(store.last_sentinel_lift("a1").await.unwrap(), Some(T0 + 20));
+    // Nothing left to lift.
+    assert!(store.lift_sentinel_actions("a1", "operator alice", T0 + 30).await.unwrap().is_empty());
+    // The list, newest first.
+    let all = store.sentinel_actions(10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all[0].id > all[1].id && all[1].id > all[2].id);
+    assert_eq!(store.sentinel_actions(1).await.unwrap().len(), 1);
+    // Fields are bounded.
+    let long = "x".repeat(crate::MAX_SENTINEL_FIELD + 1);
+    let r = store.record_sentinel_action(sentinel_action(&long, "slow_down", T0, T0 + 1)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+}
+
+pub async fn sentinel_lifts_are_noted_once<S: Store>(store: Arc<S>) {
+    for subject in ["a1", "a2", "a3"] {
+        store
+            .record_sentinel_action(sentinel_action(subject, "suspend_calling", T0, T0 + 100))
+            .await
+            .unwrap();
+    }
+    assert!(store.take_unnoted_sentinel_lifts(10).await.unwrap().is_empty());
+    store.lift_sentinel_actions("a1", "op", T0 + 1).await.unwrap();
+    store.lift_sentinel_actions("a3", "op", T0 + 2).await.unwrap();
+    let noted = store.take_unnoted_sentinel_lifts(1).await.unwrap();
+    assert_eq!(noted.iter().map(|a| a.subject.as_str()).collect::<Vec<_>>(), vec!["a1"]);
+    let noted = store.take_unnoted_sentinel_lifts(10).await.unwrap();
+    assert_eq!(noted.iter().map(|a| a.subject.as_str()).collect::<Vec<_>>(), vec!["a3"]);
+    assert!(store.take_unnoted_sentinel_lifts(10).await.unwrap().is_empty());
 }

@@ -31,6 +31,16 @@ pub(crate) fn call_id_from_db(bytes: Vec<u8>) -> StoreResult<CallId> {
         .map_err(|_| StoreError::Backend("stored call id has the wrong length".into()))
 }
 
+pub(crate) fn check_sentinel_fields(fields: &[&str]) -> StoreResult<()> {
+    if fields.iter().any(|f| f.len() > crate::MAX_SENTINEL_FIELD) {
+        return Err(StoreError::Forbidden(format!(
+            "a Sentinel action's fields are at most {} bytes",
+            crate::MAX_SENTINEL_FIELD
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_misfit_reason(reason: &str) -> StoreResult<()> {
     if reason.len() > MAX_MISFIT_REASON {
         return Err(StoreError::Forbidden(format!("a misfit reason is at most {MAX_MISFIT_REASON} bytes")));

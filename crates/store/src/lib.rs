@@ -214,6 +214,37 @@ pub struct CallRecord {
     pub ended: bool,
 }
 
+/// Longest text field of a Sentinel action (subject, action, rule, reason, lifted by), in bytes.
+pub const MAX_SENTINEL_FIELD: usize = 256;
+
+/// An action Sentinel's policy (or an operator) took against an account or a network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAction {
+    pub id: u64,
+    /// `a42` for an account, `net:203.0.113.0/24` for a network.
+    pub subject: String,
+    /// `suspend_calling`, `block_network`...
+    pub action: String,
+    pub rule: String,
+    pub reason: String,
+    pub created_at: UnixMillis,
+    /// It is in force until then, unless lifted before.
+    pub until: UnixMillis,
+    pub lifted_at: Option<UnixMillis>,
+    pub lifted_by: Option<String>,
+}
+
+/// A new action, for [`Store::record_sentinel_action`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSentinelAction {
+    pub subject: String,
+    pub action: String,
+    pub rule: String,
+    pub reason: String,
+    pub created_at: UnixMillis,
+    pub until: UnixMillis,
+}
+
 /// How often one account's call requests did not fit the call schema, by reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallMisfit {
@@ -658,4 +689,29 @@ pub trait Store: Send + Sync + 'static {
     async fn top_call_misfits(&self, limit: u32) -> StoreResult<Vec<(AccountId, u64)>>;
     /// How many calls `caller` placed with created_at >= since (for rate limits and detection).
     async fn calls_placed_since(&self, caller: AccountId, since: UnixMillis) -> StoreResult<u64>;
+
+    /// Keep an action Sentinel took; returns its id. `Forbidden` when a text field is longer
+    /// than [`MAX_SENTINEL_FIELD`].
+    async fn record_sentinel_action(&self, action: NewSentinelAction) -> StoreResult<u64>;
+    /// The actions on `subject` in force at `now` (not lifted, `until` after `now`), oldest first.
+    async fn sentinel_actions_in_force(
+        &self,
+        subject: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SentinelAction>>;
+    /// The latest actions, in force or not, newest first, at most `limit`.
+    async fn sentinel_actions(&self, limit: u32) -> StoreResult<Vec<SentinelAction>>;
+    /// Lift every action in force on `subject` at `now`, by `by` (an operator); returns them.
+    async fn lift_sentinel_actions(
+        &self,
+        subject: &str,
+        by: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SentinelAction>>;
+    /// When an action on `subject` was last lifted, if ever (a lift pardons the subject for a
+    /// while: the policy does not take the same action again at once).
+    async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>>;
+    /// Lifted actions no node has noted yet, marked noted as they are returned, at most
+    /// `limit` (each lift goes to one node's evidence log once).
+    async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>>;
 }

@@ -26,14 +26,14 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::convert::{
-    call_id_from_db, call_purge_cutoff, check_misfit_reason, fetch_keys, hash_from_db, key,
-    pending_migrations, to_i64, to_u64,
+    call_id_from_db, call_purge_cutoff, check_misfit_reason, check_sentinel_fields, fetch_keys, hash_from_db,
+    key, pending_migrations, to_i64, to_u64,
 };
 use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
-    GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
-    PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreEvent, StoreResult,
-    StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
+    GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, NewSentinelAction, OutboxEntry, PendingLink,
+    PendingRegistration, Purged, QueueLimits, Registered, SentinelAction, Store, StoreError, StoreEvent,
+    StoreResult, StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
 };
 
 const POOL_SIZE: usize = 16;
@@ -203,6 +203,26 @@ const MIGRATIONS: &[(i32, &str)] = &[
         6,
         // The delivery service's public MLS state of each group, checked against every commit.
         "ALTER TABLE groups ADD COLUMN public_state BYTEA;",
+    ),
+    (
+        7,
+        // Sentinel's actions against accounts and networks, shared by every node.
+        r#"
+    CREATE TABLE sentinel_actions (
+        id          BIGSERIAL PRIMARY KEY,
+        subject     TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        until       BIGINT NOT NULL,
+        lifted_at   BIGINT,
+        lifted_by   TEXT,
+        lift_noted  BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    CREATE INDEX sentinel_actions_subject ON sentinel_actions(subject, until);
+    CREATE INDEX sentinel_actions_unnoted ON sentinel_actions(lift_noted) WHERE lifted_at IS NOT NULL;
+    "#,
     ),
 ];
 
@@ -1647,6 +1667,120 @@ impl Store for PostgresStore {
         let row = client.query_one(&st, &[&caller, &since]).await.map_err(pg)?;
         to_u64(get(&row, 0)?, "count")
     }
+
+    async fn record_sentinel_action(&self, action: NewSentinelAction) -> StoreResult<u64> {
+        check_sentinel_fields(&[&action.subject, &action.action, &action.rule, &action.reason])?;
+        let (created_at, until) = (to_i64(action.created_at, "time")?, to_i64(action.until, "time")?);
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "INSERT INTO sentinel_actions (subject, action, rule, reason, created_at, until)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .await
+            .map_err(pg)?;
+        let row = client
+            .query_one(
+                &st,
+                &[&action.subject, &action.action, &action.rule, &action.reason, &created_at, &until],
+            )
+            .await
+            .map_err(pg)?;
+        to_u64(get(&row, 0)?, "id")
+    }
+
+    async fn sentinel_actions_in_force(
+        &self,
+        subject: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SentinelAction>> {
+        let now = to_i64(now, "time")?;
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {SENTINEL_COLUMNS} FROM sentinel_actions
+             WHERE subject = $1 AND until > $2 AND lifted_at IS NULL ORDER BY id"
+        );
+        let st = client.prepare_cached(&sql).await.map_err(pg)?;
+        client.query(&st, &[&subject, &now]).await.map_err(pg)?.iter().map(sentinel_row).collect()
+    }
+
+    async fn sentinel_actions(&self, limit: u32) -> StoreResult<Vec<SentinelAction>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {SENTINEL_COLUMNS} FROM sentinel_actions ORDER BY id DESC LIMIT $1");
+        let st = client.prepare_cached(&sql).await.map_err(pg)?;
+        client.query(&st, &[&i64::from(limit)]).await.map_err(pg)?.iter().map(sentinel_row).collect()
+    }
+
+    async fn lift_sentinel_actions(
+        &self,
+        subject: &str,
+        by: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SentinelAction>> {
+        check_sentinel_fields(&[subject, by])?;
+        let now = to_i64(now, "time")?;
+        let client = self.client().await?;
+        let sql = format!(
+            "UPDATE sentinel_actions SET lifted_at = $3, lifted_by = $2
+             WHERE subject = $1 AND until > $3 AND lifted_at IS NULL RETURNING {SENTINEL_COLUMNS}"
+        );
+        let st = client.prepare_cached(&sql).await.map_err(pg)?;
+        let mut rows: Vec<SentinelAction> = client
+            .query(&st, &[&subject, &by, &now])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(sentinel_row)
+            .collect::<StoreResult<_>>()?;
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>> {
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached("SELECT MAX(lifted_at) FROM sentinel_actions WHERE subject = $1")
+            .await
+            .map_err(pg)?;
+        let row = client.query_one(&st, &[&subject]).await.map_err(pg)?;
+        get::<Option<i64>>(&row, 0)?.map(|at| to_u64(at, "time")).transpose()
+    }
+
+    async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>> {
+        let client = self.client().await?;
+        // SKIP LOCKED: two nodes taking at once each get different lifts, never the same one.
+        let sql = format!(
+            "UPDATE sentinel_actions SET lift_noted = TRUE WHERE id IN (
+                SELECT id FROM sentinel_actions WHERE lifted_at IS NOT NULL AND NOT lift_noted
+                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING {SENTINEL_COLUMNS}"
+        );
+        let st = client.prepare_cached(&sql).await.map_err(pg)?;
+        let mut rows: Vec<SentinelAction> = client
+            .query(&st, &[&i64::from(limit)])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(sentinel_row)
+            .collect::<StoreResult<_>>()?;
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+}
+
+const SENTINEL_COLUMNS: &str = "id, subject, action, rule, reason, created_at, until, lifted_at, lifted_by";
+
+fn sentinel_row(r: &Row) -> StoreResult<SentinelAction> {
+    Ok(SentinelAction {
+        id: to_u64(get(r, 0)?, "id")?,
+        subject: get(r, 1)?,
+        action: get(r, 2)?,
+        rule: get(r, 3)?,
+        reason: get(r, 4)?,
+        created_at: to_u64(get(r, 5)?, "time")?,
+        until: to_u64(get(r, 6)?, "time")?,
+        lifted_at: get::<Option<i64>>(r, 7)?.map(|t| to_u64(t, "time")).transpose()?,
+        lifted_by: get(r, 8)?,
+    })
 }
 
 // ---------------------------------------------------------------- events between nodes

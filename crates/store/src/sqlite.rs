@@ -25,14 +25,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{
-    call_id_from_db, call_purge_cutoff, check_misfit_reason, fetch_keys, hash_from_db, key,
-    pending_migrations, to_i64, to_u64,
+    call_id_from_db, call_purge_cutoff, check_misfit_reason, check_sentinel_fields, fetch_keys, hash_from_db,
+    key, pending_migrations, to_i64, to_u64,
 };
 use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
-    GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, OutboxEntry, PendingLink,
-    PendingRegistration, Purged, QueueLimits, Registered, Store, StoreError, StoreResult, StoredMessage,
-    UnixMillis, WhenFull, only_device, plan_commit, room_for,
+    GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, NewSentinelAction, OutboxEntry, PendingLink,
+    PendingRegistration, Purged, QueueLimits, Registered, SentinelAction, Store, StoreError, StoreResult,
+    StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -197,6 +197,26 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         // The delivery service's public MLS state of each group, checked against every commit.
         "ALTER TABLE groups ADD COLUMN public_state BLOB;",
+    ),
+    (
+        7,
+        // Sentinel's actions against accounts and networks, shared by every node.
+        "
+    CREATE TABLE sentinel_actions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject     TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        rule        TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        until       INTEGER NOT NULL,
+        lifted_at   INTEGER,
+        lifted_by   TEXT,
+        lift_noted  INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX sentinel_actions_subject ON sentinel_actions(subject, until);
+    CREATE INDEX sentinel_actions_unnoted ON sentinel_actions(lift_noted) WHERE lifted_at IS NOT NULL;
+    ",
     ),
 ];
 
@@ -1877,4 +1897,152 @@ impl Store for SqliteStore {
     async fn calls_placed_since(&self, caller: AccountId, since: UnixMillis) -> StoreResult<u64> {
         self.call(move |c| calls_placed_since(c, caller, since)).await
     }
+
+    async fn record_sentinel_action(&self, action: NewSentinelAction) -> StoreResult<u64> {
+        check_sentinel_fields(&[&action.subject, &action.action, &action.rule, &action.reason])?;
+        self.call(move |c| {
+            let id: i64 = c
+                .prepare_cached(
+                    "INSERT INTO sentinel_actions (subject, action, rule, reason, created_at, until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                )
+                .db()?
+                .query_row(
+                    params![
+                        action.subject,
+                        action.action,
+                        action.rule,
+                        action.reason,
+                        to_i64(action.created_at, "time")?,
+                        to_i64(action.until, "time")?
+                    ],
+                    |r| r.get(0),
+                )
+                .db()?;
+            to_u64(id, "id")
+        })
+        .await
+    }
+
+    async fn sentinel_actions_in_force(
+        &self,
+        subject: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SentinelAction>> {
+        let subject = subject.to_owned();
+        self.call(move |c| {
+            sentinel_rows(
+                c,
+                &format!(
+                    "SELECT {SENTINEL_COLUMNS} FROM sentinel_actions
+                  WHERE subject = ?1 AND until > ?2 AND lifted_at IS NULL ORDER BY id"
+                ),
+                params![subject, to_i64(now, "time")?],
+            )
+        })
+        .await
+    }
+
+    async fn sentinel_actions(&self, limit: u32) -> StoreResult<Vec<SentinelAction>> {
+        self.call(move |c| {
+            sentinel_rows(
+                c,
+                &format!("SELECT {SENTINEL_COLUMNS} FROM sentinel_actions ORDER BY id DESC LIMIT ?1"),
+                params![i64::from(limit)],
+            )
+        })
+        .await
+    }
+
+    async fn lift_sentinel_actions(
+        &self,
+        subject: &str,
+        by: &str,
+        now: UnixMillis,
+    ) -> StoreResult<Vec<SentinelAction>> {
+        check_sentinel_fields(&[subject, by])?;
+        let (subject, by) = (subject.to_owned(), by.to_owned());
+        self.call(move |c| {
+            let now = to_i64(now, "time")?;
+            sentinel_rows(
+                c,
+                &format!(
+                    "UPDATE sentinel_actions SET lifted_at = ?3, lifted_by = ?2
+                  WHERE subject = ?1 AND until > ?3 AND lifted_at IS NULL RETURNING {SENTINEL_COLUMNS}"
+                ),
+                params![subject, by, now],
+            )
+        })
+        .await
+    }
+
+    async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>> {
+        let subject = subject.to_owned();
+        self.call(move |c| {
+            let at: Option<i64> = c
+                .prepare_cached("SELECT MAX(lifted_at) FROM sentinel_actions WHERE subject = ?1")
+                .db()?
+                .query_row([subject], |r| r.get(0))
+                .db()?;
+            at.map(|at| to_u64(at, "time")).transpose()
+        })
+        .await
+    }
+
+    async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>> {
+        self.call(move |c| {
+            let mut rows = sentinel_rows(
+                c,
+                &format!(
+                    "UPDATE sentinel_actions SET lift_noted = 1 WHERE id IN (
+                    SELECT id FROM sentinel_actions WHERE lifted_at IS NOT NULL AND lift_noted = 0
+                    ORDER BY id LIMIT ?1) RETURNING {SENTINEL_COLUMNS}"
+                ),
+                params![i64::from(limit)],
+            )?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+const SENTINEL_COLUMNS: &str = "id, subject, action, rule, reason, created_at, until, lifted_at, lifted_by";
+
+fn sentinel_rows(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<SentinelAction>> {
+    let mut st = c.prepare(sql).db()?;
+    let rows = st
+        .query_map(params, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })
+        .db()?;
+    rows.map(|row| {
+        let (id, subject, action, rule, reason, created_at, until, lifted_at, lifted_by) = row.db()?;
+        Ok(SentinelAction {
+            id: to_u64(id, "id")?,
+            subject,
+            action,
+            rule,
+            reason,
+            created_at: to_u64(created_at, "time")?,
+            until: to_u64(until, "time")?,
+            lifted_at: lifted_at.map(|t| to_u64(t, "time")).transpose()?,
+            lifted_by,
+        })
+    })
+    .collect()
 }
