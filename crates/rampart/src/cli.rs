@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{bench, client_cmds, evidence_cmds, serve};
+use crate::{bench, client_cmds, evidence_cmds, sentinel_cmds, serve};
 
 /// Rampart: end-to-end encrypted messaging you can run yourself.
 ///
@@ -377,6 +377,10 @@ pub enum AdminCommand {
     /// set-ups, and Sentinel's actions), hash-chained and signed by the server's key.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+    /// Sentinel: the actions its policy took against accounts and networks (and lifting them),
+    /// and checking a policy file.
+    #[command(subcommand)]
+    Sentinel(sentinel_cmds::SentinelCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +503,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
         Command::Admin(AdminCommand::CallMisfits(args)) => serve::call_misfits(args, cli.json).await,
+        Command::Admin(AdminCommand::Sentinel(command)) => sentinel_cmds::run(command, cli.json).await,
         Command::Admin(AdminCommand::Evidence(EvidenceCommand::Verify(args))) => {
             evidence_cmds::verify(args, cli.json).await
         }

@@ -11,6 +11,7 @@ mod cli;
 mod client_cmds;
 mod evidence_cmds;
 mod request_cmds;
+mod sentinel_cmds;
 mod serve;
 
 fn main() -> std::process::ExitCode {

@@ -106,6 +106,11 @@ impl Sentinel {
         self.decided.retain(|(s, _), _| *s != subject);
     }
 
+    /// [`Sentinel::lifted`] for a subject given as text (as the store keeps it).
+    pub fn lifted_text(&mut self, subject: &str) {
+        self.decided.retain(|(s, _), _| s.to_string() != subject);
+    }
+
     /// The signals of one account now (for the operator).
     pub fn snapshot(&self, account: Account, now_ms: u64) -> Snapshot {
         self.signals.snapshot(account, now_ms)

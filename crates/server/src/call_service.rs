@@ -12,8 +12,9 @@ use rampart_core::call::{CallId, MediaKind, RING_TIMEOUT_MS, RingNotice, SignalK
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
 use rampart_mls::ds;
 use rampart_proto::{Envelope, ErrorBody, ErrorCode, RelayCredentials, ResponseBody, encode_envelope};
+use rampart_sentinel::Observation;
 use rampart_store::{CallRecord, NewMessage};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::session::{Answer, Connection, err, store_error};
 use crate::state::{Shared, now_ms};
@@ -68,6 +69,7 @@ fn call_hex(call: &CallId) -> String {
 /// a store write and a log line each.
 pub(crate) fn count_misfit(shared: &Shared, account: AccountId, misfit: Misfit) {
     shared.metrics.call_misfit(misfit.as_str());
+    crate::sentinel_service::observe(shared, Observation::Misfit { account: account.0 });
     let mut tally = shared.misfit_tally.lock().unwrap_or_else(|p| p.into_inner());
     *tally.entry((account, misfit.as_str())).or_default() += 1;
 }
@@ -101,21 +103,7 @@ pub(crate) async fn flush_misfits(shared: &Shared) {
             until_ms: None,
         });
     }
-    let Some(evidence) = shared.evidence.clone() else { return };
-    if records.is_empty() {
-        return;
-    }
-    // Each entry is synced to disk: off the async workers.
-    let written = tokio::task::spawn_blocking(move || {
-        let mut log = evidence.lock().unwrap_or_else(|p| p.into_inner());
-        records.into_iter().try_for_each(|record| log.append(now_ms(), record))
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => error!(error = %e, "cannot write to the evidence log"),
-        Err(e) => error!(error = %e, "the evidence log writer stopped"),
-    }
+    crate::sentinel_service::append_evidence(shared, records).await;
 }
 
 fn refuse(shared: &Shared, account: AccountId, misfit: Misfit, code: ErrorCode, message: &str) -> ErrorBody {
@@ -172,6 +160,7 @@ impl Connection {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.calls_per_account, &account, 1, "calls")?;
+        crate::sentinel_service::check_calling(&shared, account).await?;
         if callee == account {
             return Err(refuse(
                 &shared,
@@ -239,6 +228,10 @@ impl Connection {
         )
         .await?;
         shared.metrics.calls_placed.inc();
+        crate::sentinel_service::observe(
+            &shared,
+            Observation::CallPlaced { caller: account.0, callee: callee.0 },
+        );
         info!(caller = %account, callee = %callee, call = %call_hex(&call), devices = ringing, "call placed");
         Ok(ResponseBody::CallPlaced { ringing_devices: ringing })
     }
@@ -264,6 +257,10 @@ impl Connection {
             payload: Bytes::new(),
         };
         queue_call_envelope(&shared, (account, None), (account, device), &answered, RING_TIMEOUT_MS).await?;
+        crate::sentinel_service::observe(
+            &shared,
+            Observation::CallAnswered { caller: record.caller.0, callee: account.0 },
+        );
         debug!(call = %call_hex(&call), device = %device, "call answered");
         Ok(ResponseBody::CallOffer { group: record.group, offer: Bytes::from(record.offer) })
     }
@@ -341,6 +338,18 @@ impl Connection {
         }
         if matches!(kind, SignalKind::Hangup | SignalKind::Reject | SignalKind::Busy) {
             shared.store.end_call(&call).await.map_err(store_error)?;
+            let observed = match kind {
+                SignalKind::Hangup if from_caller && record.answered_by.is_none() => {
+                    Some(Observation::CallAbandoned { caller: record.caller.0 })
+                }
+                SignalKind::Reject | SignalKind::Busy => {
+                    Some(Observation::CallDeclined { caller: record.caller.0, callee: record.callee.0 })
+                }
+                _ => None,
+            };
+            if let Some(observed) = observed {
+                crate::sentinel_service::observe(&shared, observed);
+            }
         }
         let envelope = Envelope::CallSignal { call, kind, group: record.group, payload: body };
         queue_call_envelope(&shared, recipient, (account, device), &envelope, RING_TIMEOUT_MS).await?;

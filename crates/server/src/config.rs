@@ -30,6 +30,28 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     pub verifier: VerifierConfig,
     pub calls: CallConfig,
+    pub sentinel: SentinelConfig,
+}
+
+/// Sentinel: noticing an attack campaign from metadata, acting on it, keeping the evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// Watch and act on the policy. Off, refused call set-ups are still counted and kept as
+    /// evidence.
+    pub enabled: bool,
+    /// A policy file (docs/sentinel.md); the built-in policy when unset. A file with an error
+    /// stops the server from starting, with the line and the reason.
+    pub policy: Option<PathBuf>,
+    /// Address ranges of hosting providers and datacenters (`203.0.113.0/24`, `2001:db8::/32`):
+    /// registrations from them are watched more closely.
+    pub hosting_ranges: Vec<String>,
+}
+
+impl Default for SentinelConfig {
+    fn default() -> Self {
+        Self { enabled: true, policy: None, hosting_ranges: Vec::new() }
+    }
 }
 
 impl Default for ServerConfig {
@@ -46,6 +68,7 @@ impl Default for ServerConfig {
             timeouts: Timeouts::default(),
             verifier: VerifierConfig::default(),
             calls: CallConfig::default(),
+            sentinel: SentinelConfig::default(),
         }
     }
 }

@@ -120,6 +120,12 @@ impl Connection {
     }
 
     pub(crate) async fn lookup_account(&mut self, who: Recipient) -> Answer {
+        if let Ok((me, _)) = self.identity() {
+            crate::sentinel_service::observe(
+                &self.shared,
+                rampart_sentinel::Observation::Lookup { account: me.0 },
+            );
+        }
         let account = self.resolve(&who).await?;
         self.fetch_keys(vec![account]).await
     }
@@ -247,6 +253,12 @@ impl Connection {
             return Err(err(ErrorCode::BadRequest, "an account cannot block itself"));
         }
         self.shared.store.set_block(account, blocked, on, now_ms()).await.map_err(store_error)?;
+        if on {
+            crate::sentinel_service::observe(
+                &self.shared,
+                rampart_sentinel::Observation::Blocked { blocked: blocked.0, blocker: account.0 },
+            );
+        }
         Ok(ResponseBody::Ok)
     }
 }

@@ -13,6 +13,7 @@ mod delivery_service;
 pub mod evidence_log;
 mod limiter;
 pub mod metrics;
+pub mod sentinel_service;
 mod server;
 mod session;
 mod state;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub call_misfits: Family<Labels, Counter>,
     /// The embedded relay's datagrams by outcome (relayed, or dropped and why).
     pub relay_datagrams: Family<Labels, Counter>,
+    /// Sentinel's actions, by kind.
+    pub sentinel_actions: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -48,7 +50,13 @@ impl Default for Metrics {
             calls_placed: Counter::default(),
             call_misfits: Family::default(),
             relay_datagrams: Family::default(),
+            sentinel_actions: Family::default(),
         };
+        registry.register(
+            "sentinel_actions",
+            "Actions Sentinel's policy took, by kind (suspend_calling, block_network...)",
+            m.sentinel_actions.clone(),
+        );
         registry.register(
             "relay_datagrams",
             "Datagrams at the embedded TURN relay, by outcome (relayed or dropped, and why)",
@@ -147,6 +155,10 @@ impl Metrics {
 
     pub fn error(&self, code: &'static str) {
         self.errors.get_or_create(&[("code", code)]).inc();
+    }
+
+    pub fn sentinel_action(&self, action: &'static str) {
+        self.sentinel_actions.get_or_create(&[("action", action)]).inc();
     }
 
     pub fn call_misfit(&self, reason: &'static str) {

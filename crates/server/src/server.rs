@@ -55,6 +55,8 @@ pub enum ServerError {
     RelaySecret(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("Sentinel's policy: {0}")]
+    Policy(String),
     #[error("cannot open the evidence log: {0}")]
     Evidence(#[from] crate::evidence_log::EvidenceLogError),
 }
@@ -168,11 +170,19 @@ impl Server {
                 ttl_secs: config.calls.credential_ttl_secs,
             })
         };
+        let sentinel = if config.sentinel.enabled {
+            let (policy, ranges) =
+                crate::sentinel_service::load(&config.sentinel).map_err(ServerError::Policy)?;
+            Some(crate::sentinel_service::SentinelService::new(policy, ranges))
+        } else {
+            None
+        };
         let evidence =
             crate::evidence_log::EvidenceLog::open(&crate::evidence_log::evidence_dir(&config.data_dir))?;
         let mut shared = Shared::new(config, store, blobs, verifier, log_key);
         shared.relay = relay;
         shared.evidence = Some(Arc::new(std::sync::Mutex::new(evidence)));
+        shared.sentinel = sentinel;
         let shared = Arc::new(shared);
         Ok(Self { shared, listener, acceptor, identity })
     }
@@ -218,9 +228,15 @@ impl Server {
                 loop {
                     every.tick().await;
                     crate::call_service::flush_misfits(&shared).await;
+                    crate::sentinel_service::note_lifts(&shared).await;
                 }
             })
         };
+        let sentinel = shared
+            .sentinel
+            .as_ref()
+            .and_then(|s| s.take_receiver())
+            .map(|decisions| tokio::spawn(crate::sentinel_service::run(shared.clone(), decisions)));
         let events = match shared.store.subscribe().await {
             Ok(Some(events)) => Some(tokio::spawn(relay_store_events(shared.clone(), events))),
             Ok(None) => None,
@@ -266,6 +282,9 @@ impl Server {
         crate::call_service::flush_misfits(&shared).await;
         if let Some(events) = events {
             events.abort();
+        }
+        if let Some(sentinel) = sentinel {
+            sentinel.abort();
         }
         info!("stopped");
     }

@@ -596,6 +596,9 @@ impl Connection {
         let tag = shared.phone_tag(&phone);
         self.limit(&shared.limits.register_per_address, &self.ip, 1, "registrations from this address")?;
         self.limit(&shared.limits.register_per_number, &tag, 1, "codes requested for this number")?;
+        if shared.sentinel.is_some() {
+            crate::sentinel_service::check_registration(&shared, self.ip).await?;
+        }
         if let Some(name) = &username {
             let owner = shared.store.account_by_username(name).await.map_err(store_error)?;
             let mine = shared.store.account_by_phone(&phone).await.map_err(store_error)?;
@@ -661,6 +664,17 @@ impl Connection {
         for removed in &done.removed_devices {
             shared.hub.revoke(*removed);
         }
+        // The country code and the first digits: enough to see a burst of one carrier's
+        // numbers, not enough to name anyone.
+        let number_prefix: String = phone.as_e164().chars().take(5).collect();
+        crate::sentinel_service::observe(
+            &shared,
+            rampart_sentinel::Observation::Registered {
+                account: done.account.0,
+                addr: self.ip,
+                number_prefix,
+            },
+        );
         info!(phone = %shared.phone_tag(&phone), account = %done.account, device = %done.device, replaced = done.replaced_existing, "registered");
         Ok(ResponseBody::Registered {
             account: done.account,
@@ -691,6 +705,13 @@ impl Connection {
                 "unknown device or wrong credentials (was this device revoked or the account registered again?)",
             ));
         };
+        if shared.sentinel.is_some() {
+            crate::sentinel_service::check_sign_in(&shared, record.account).await?;
+        }
+        crate::sentinel_service::observe(
+            &shared,
+            rampart_sentinel::Observation::Connected { account: record.account.0, addr: self.ip },
+        );
         let label =
             shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();
         shared.store.touch_device(device, now_ms()).await.map_err(store_error)?;

@@ -259,6 +259,8 @@ pub struct Shared {
     /// Where the server's decisions against accounts are kept as evidence (`None` in tests
     /// that build a bare `Shared`).
     pub evidence: Option<Arc<Mutex<crate::evidence_log::EvidenceLog>>>,
+    /// Sentinel, when on (`[sentinel] enabled`).
+    pub sentinel: Option<crate::sentinel_service::SentinelService>,
     pub hub: Hub,
     pub limits: Limiters,
     /// The TURN relays calls use and the secret shared with them; `None`: no calls.
@@ -294,6 +296,7 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             misfit_tally: Mutex::new(HashMap::new()),
             evidence: None,
+            sentinel: None,
             hub: Hub::default(),
             limits,
             relay: None,

@@ -1,0 +1,216 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+//! Sentinel through the real server: a modified client probing the call path is stopped by the
+//! policy, the account it probed is not, the decision is evidence, and an operator's lift
+//! restores the account; a policy file with an error stops the server; a network blocked for
+//! registrations leaves the accounts already there alone.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rampart_client::ClientError;
+use rampart_core::call::{CallId, MediaKind};
+use rampart_core::{AccountId, GroupId};
+use rampart_proto::{ClientRequest, ErrorCode};
+use support::*;
+
+fn admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["--json", "admin"])
+        .args(args)
+        .arg("--config")
+        .arg(server.config_path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A call set-up with an offer that is not MLS: refused by the call schema (a misfit), or by
+/// Sentinel when the account's calling is suspended.
+fn garbage_call(callee: AccountId) -> ClientRequest {
+    ClientRequest::PlaceCall {
+        call: CallId(rand::random()),
+        callee,
+        group: GroupId::new(callee, &mut rand::rng()),
+        media: MediaKind::Audio,
+        offer: Bytes::from_static(b"not an MLS message"),
+    }
+}
+
+fn refusal(result: Result<rampart_proto::ResponseBody, ClientError>) -> rampart_proto::ErrorBody {
+    match result {
+        Err(ClientError::Server(body)) => body,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn evidence_records(server: &TestServer) -> Vec<serde_json::Value> {
+    let (ok, out, err) = admin(server, &["evidence", "verify", "--entries"]);
+    assert!(ok, "{out}\n{err}");
+    json_of(&out)["records"].as_array().unwrap().iter().map(|r| r["record"].clone()).collect()
+}
+
+#[tokio::test]
+async fn a_prober_is_stopped_its_victim_is_not_and_an_operator_lift_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut mallory = server.register(dir.path(), "mallory", "+14155552001", None).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155552002", Some("bob")).await;
+    let mallory_id = AccountId(mallory.identity().unwrap().account_id);
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+
+    // The modified client probes the call path at Bob, again and again, until Sentinel stops it.
+    let mut conn = mallory.connect().await.unwrap();
+    let mut stopped = None;
+    for _ in 0..40 {
+        let refused = refusal(conn.request(garbage_call(bob_id)).await);
+        if refused.code == ErrorCode::Forbidden {
+            stopped = Some(refused);
+            break;
+        }
+        assert_eq!(refused.code, ErrorCode::BadRequest, "{refused:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped = stopped.expect("Sentinel never stopped the prober");
+    assert!(stopped.message.contains("calling is suspended"), "{stopped:?}");
+
+    // Bob, probed again and again, is not acted on: he can call (his garbage call is refused
+    // by the call schema, not by Sentinel).
+    let mut bob_conn = bob.connect().await.unwrap();
+    let bobs = refusal(bob_conn.request(garbage_call(mallory_id)).await);
+    assert_eq!(bobs.code, ErrorCode::BadRequest, "{bobs:?}");
+    let (ok, out, err) = admin(&server, &["sentinel", "actions"]);
+    assert!(ok, "{out}\n{err}");
+    let actions = json_of(&out);
+    let list = actions["actions"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{actions}");
+    assert_eq!(list[0]["subject"], format!("a{}", mallory_id.0));
+    assert_eq!(list[0]["action"], "suspend_calling");
+    assert_eq!(list[0]["rule"], "probing_call_setup");
+    assert_eq!(list[0]["in_force"], true);
+
+    // The decision is evidence, with the signals behind it.
+    let records = evidence_records(&server).await;
+    let decision =
+        records.iter().find(|r| r["decision"] == "suspend_calling").expect("no decision in the evidence");
+    assert_eq!(decision["subject"], format!("a{}", mallory_id.0));
+    assert_eq!(decision["by"], "rule probing_call_setup");
+    assert!(decision["signals"]["misfits_10m"].as_u64().unwrap() >= 3, "{decision}");
+    assert!(decision["until_ms"].as_u64().is_some());
+
+    // An operator lifts it: Mallory may call again (her garbage is back to the call schema's
+    // refusal), and stays pardoned while she goes on probing.
+    let (ok, out, err) =
+        admin(&server, &["sentinel", "lift", &format!("a{}", mallory_id.0), "--by", "operator test"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(json_of(&out)["lifted"].as_array().unwrap().len(), 1, "{out}");
+    // (Few calls: the account's call budget is 10 a minute.)
+    for _ in 0..2 {
+        let refused = refusal(conn.request(garbage_call(bob_id)).await);
+        assert_eq!(refused.code, ErrorCode::BadRequest, "{refused:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = refusal(conn.request(garbage_call(bob_id)).await);
+    assert_eq!(refused.code, ErrorCode::BadRequest, "the pardon did not hold: {refused:?}");
+    // The lift is evidence too.
+    let mut lifted = None;
+    for _ in 0..30 {
+        lifted = evidence_records(&server).await.into_iter().find(|r| r["decision"] == "lift");
+        if lifted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lifted = lifted.expect("the lift never reached the evidence log");
+    assert_eq!(lifted["subject"], format!("a{}", mallory_id.0));
+    assert_eq!(lifted["by"], "operator test");
+    let (_, out, _) = admin(&server, &["sentinel", "actions"]);
+    assert_eq!(json_of(&out)["actions"][0]["in_force"], false, "{out}");
+}
+
+#[tokio::test]
+async fn a_policy_file_with_an_error_stops_the_server_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"typo\"\nwhen = \"calls_placd_10m > 3\"\naction = \"slow_down\"\nduration = \"1h\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[sentinel]\npolicy = \"{}\"\n",
+            dir.path().join("data").display(),
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("line 3") && said.contains("calls_placd_10m"), "{said}");
+
+    // The same check without a server, and a good file passes it.
+    let check = Command::new(BIN).args(["admin", "sentinel", "policy"]).arg(&policy).output().unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("line 3"));
+    let builtin = Command::new(BIN).args(["admin", "sentinel", "policy"]).output().unwrap();
+    assert!(builtin.status.success());
+    std::fs::write(&policy, &builtin.stdout).unwrap();
+    let check =
+        Command::new(BIN).args(["--json", "admin", "sentinel", "policy"]).arg(&policy).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let listed = json_of(&String::from_utf8_lossy(&check.stdout));
+    assert!(listed["rules"].as_array().unwrap().len() >= 3, "{listed}");
+}
+
+/// Registrations from a hosting network in a burst stop new registrations from it; the
+/// accounts already there (the victim who happens to share it) sign in and write as before.
+#[tokio::test]
+async fn a_blocked_network_stops_registrations_not_the_accounts_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"burst\"\nwhen = \"network_is_hosting && network_registrations_1h >= 3\"\naction = \"block_network\"\nduration = \"1h\"\nreason = \"a burst\"\n",
+    )
+    .unwrap();
+    let extra =
+        format!("[sentinel]\npolicy = \"{}\"\nhosting_ranges = [\"127.0.0.0/8\"]\n", policy.display());
+    let server = TestServer::start(dir.path(), Backend::Sqlite, &extra);
+    let mut victim = server.register(dir.path(), "victim", "+14155552101", Some("victim")).await;
+    let mut friend = server.register(dir.path(), "friend", "+14155552102", Some("friend")).await;
+    let _third = server.register(dir.path(), "third", "+14155552103", None).await;
+    know_each_other(&mut [&mut victim, &mut friend]).await;
+
+    // The fourth registration from the network is refused (once Sentinel's task kept it).
+    let mut refused = None;
+    for n in 0..20 {
+        let mut late = rampart_client::Client::open(&dir.path().join(format!("late{n}"))).unwrap();
+        match late.register(&server.address(), &format!("+141555522{n:02}"), None, None).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("registrations from the blocked network went on");
+    assert!(refused.contains("registrations from this network are paused"), "{refused}");
+    let (ok, out, err) = admin(&server, &["sentinel", "actions"]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(json_of(&out)["actions"][0]["subject"], "net:127.0.0.0/24", "{out}");
+
+    // The accounts already there are untouched.
+    victim.send_text("@friend", "still here").await.unwrap();
+    let got = friend.receive(None, |_| {}).await.unwrap();
+    assert!(got.iter().any(|m| m.text == "still here"));
+}

@@ -1,0 +1,265 @@
+//! Sentinel in the server: observations from the request paths go to the engine as they
+//! happen; its decisions are kept in the store (shared by every node, lifted by operators),
+//! written to the evidence log, and enforced where they apply: placing a call, signing in,
+//! registering.
+//!
+//! Observing is synchronous and cheap (a lock, counters, the policy on one account); what a
+//! decision costs (a store write and a synced evidence entry) happens on Sentinel's own task,
+//! so no request waits on it. Signals are per node, in memory; actions are shared through the
+//! store. Nothing here reads content: the server has none.
+
+use std::sync::{Arc, Mutex};
+
+use rampart_core::AccountId;
+use rampart_proto::{ErrorBody, ErrorCode};
+use rampart_sentinel::signals::Observation;
+use rampart_sentinel::{Action, Decision, Network, Policy, Ranges, Sentinel, Subject};
+use rampart_store::{NewSentinelAction, SentinelAction};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::session::err;
+use crate::state::{Shared, now_ms};
+
+/// Lifts taken from the store per round, at most.
+const LIFTS_PER_ROUND: u32 = 256;
+
+/// The engine and the way to its task.
+pub struct SentinelService {
+    engine: Mutex<Sentinel>,
+    decisions: mpsc::UnboundedSender<Decision>,
+    /// Taken by the server's run loop, which starts the task that carries decisions out.
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Decision>>>,
+}
+
+impl std::fmt::Debug for SentinelService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelService").finish_non_exhaustive()
+    }
+}
+
+/// The policy and ranges of a configuration, or why they cannot be used.
+pub fn load(config: &crate::config::SentinelConfig) -> Result<(Policy, Ranges), String> {
+    let policy = match &config.policy {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Policy::parse(&text).map_err(|e| format!("{} {e}", path.display()))?
+        }
+        None => Policy::default_policy(),
+    };
+    let ranges = Ranges::parse(config.hosting_ranges.iter().map(String::as_str))
+        .map_err(|e| format!("[sentinel] hosting_ranges: {e}"))?;
+    Ok((policy, ranges))
+}
+
+impl SentinelService {
+    pub fn new(policy: Policy, ranges: Ranges) -> Self {
+        let (decisions, receiver) = mpsc::unbounded_channel();
+        Self {
+            engine: Mutex::new(Sentinel::new(policy, ranges)),
+            decisions,
+            receiver: Mutex::new(Some(receiver)),
+        }
+    }
+
+    /// Take an observation now; decisions go to Sentinel's task.
+    pub fn observe(&self, observation: Observation) {
+        let decisions = {
+            let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+            engine.observe(&observation, now_ms())
+        };
+        for decision in decisions {
+            // The task is gone only when the server is stopping.
+            let _ = self.decisions.send(decision);
+        }
+    }
+
+    fn lifted(&self, subject: &str) {
+        let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        engine.lifted_text(subject);
+    }
+
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<Decision>> {
+        self.receiver.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// Observe, when Sentinel is on.
+pub(crate) fn observe(shared: &Shared, observation: Observation) {
+    if let Some(sentinel) = &shared.sentinel {
+        sentinel.observe(observation);
+    }
+}
+
+/// The account's subject text, as the store keeps it.
+pub(crate) fn account_subject(account: AccountId) -> String {
+    Subject::Account(account.0).to_string()
+}
+
+/// Carry out decisions as they come: keep them, unless an operator lifted the same subject's
+/// actions recently (a lift pardons for as long as the action would have lasted).
+pub(crate) async fn run(shared: Arc<Shared>, mut decisions: mpsc::UnboundedReceiver<Decision>) {
+    while let Some(decision) = decisions.recv().await {
+        let subject = decision.subject.to_string();
+        let now = now_ms();
+        let duration = decision.until_ms.saturating_sub(now);
+        match shared.store.last_sentinel_lift(&subject).await {
+            Ok(Some(lifted)) if now.saturating_sub(lifted) < duration => {
+                info!(subject = %subject, rule = %decision.rule, "sentinel: pardoned by an operator's lift");
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "sentinel: cannot read lifts"),
+        }
+        let action = NewSentinelAction {
+            subject: subject.clone(),
+            action: decision.action.as_str().to_owned(),
+            rule: decision.rule.clone(),
+            reason: decision.reason.clone(),
+            created_at: now,
+            until: decision.until_ms,
+        };
+        if let Err(e) = shared.store.record_sentinel_action(action).await {
+            error!(error = %e, subject = %subject, "sentinel: cannot keep an action");
+            continue;
+        }
+        shared.metrics.sentinel_action(decision.action.as_str());
+        warn!(subject = %subject, action = %decision.action, rule = %decision.rule, "sentinel acted");
+        let record = rampart_sentinel::Record {
+            decision: decision.action.as_str().to_owned(),
+            subject: describe(&decision),
+            by: format!("rule {}", decision.rule),
+            reason: decision.reason.clone(),
+            signals: decision
+                .signals
+                .named()
+                .into_iter()
+                .filter(|(_, v)| *v != 0)
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            until_ms: Some(decision.until_ms),
+        };
+        append_evidence(&shared, vec![record]).await;
+    }
+}
+
+/// What an evidence entry says the subject is.
+fn describe(decision: &Decision) -> String {
+    match decision.subject {
+        Subject::Account(_) => decision.subject.to_string(),
+        Subject::Network(_) => format!("{} (registered there: a{})", decision.subject, decision.account),
+    }
+}
+
+/// Lifts operators made (on any node) since the last round: the engine may decide again
+/// later, and each lift goes to the evidence log once.
+pub(crate) async fn note_lifts(shared: &Arc<Shared>) {
+    let lifts = match shared.store.take_unnoted_sentinel_lifts(LIFTS_PER_ROUND).await {
+        Ok(lifts) => lifts,
+        Err(e) => return warn!(error = %e, "sentinel: cannot read lifts"),
+    };
+    if lifts.is_empty() {
+        return;
+    }
+    let mut records = Vec::new();
+    for lift in lifts {
+        if let Some(sentinel) = &shared.sentinel {
+            sentinel.lifted(&lift.subject);
+        }
+        info!(subject = %lift.subject, action = %lift.action, "sentinel: lifted by an operator");
+        records.push(rampart_sentinel::Record {
+            decision: "lift".into(),
+            subject: lift.subject.clone(),
+            by: lift.lifted_by.clone().unwrap_or_else(|| "operator".into()),
+            reason: format!("lifted {} (action {}, rule {})", lift.action, lift.id, lift.rule),
+            signals: Default::default(),
+            until_ms: None,
+        });
+    }
+    append_evidence(shared, records).await;
+}
+
+/// Append records to the evidence log, off the async workers (each entry is synced).
+pub(crate) async fn append_evidence(shared: &Shared, records: Vec<rampart_sentinel::Record>) {
+    let Some(evidence) = shared.evidence.clone() else { return };
+    if records.is_empty() {
+        return;
+    }
+    let written = tokio::task::spawn_blocking(move || {
+        let mut log = evidence.lock().unwrap_or_else(|p| p.into_inner());
+        records.into_iter().try_for_each(|record| log.append(now_ms(), record))
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(error = %e, "cannot write to the evidence log"),
+        Err(e) => error!(error = %e, "the evidence log writer stopped"),
+    }
+}
+
+async fn in_force(shared: &Shared, subject: &str) -> Result<Vec<SentinelAction>, ErrorBody> {
+    shared.store.sentinel_actions_in_force(subject, now_ms()).await.map_err(crate::session::store_error)
+}
+
+fn until_text(action: &SentinelAction) -> String {
+    let minutes = action.until.saturating_sub(now_ms()).div_ceil(60_000);
+    format!("for {minutes} more minutes (rule {}; an operator can lift it)", action.rule)
+}
+
+/// Refuse a call from an account whose calling Sentinel stopped or slowed down.
+pub(crate) async fn check_calling(shared: &Shared, account: AccountId) -> Result<(), ErrorBody> {
+    for action in in_force(shared, &account_subject(account)).await? {
+        match Action::parse(&action.action) {
+            Some(a) if a.stops_calls() => {
+                return Err(err(
+                    ErrorCode::Forbidden,
+                    format!("calling is suspended for this account {}", until_text(&action)),
+                ));
+            }
+            Some(Action::SlowDown) => {
+                let placed = shared
+                    .store
+                    .calls_placed_since(account, now_ms().saturating_sub(60_000))
+                    .await
+                    .map_err(crate::session::store_error)?;
+                if placed >= 1 {
+                    return Err(ErrorBody {
+                        code: ErrorCode::RateLimited,
+                        message: format!("this account may place one call a minute {}", until_text(&action)),
+                        retry_after_ms: 60_000,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a sign-in to a suspended account.
+pub(crate) async fn check_sign_in(shared: &Shared, account: AccountId) -> Result<(), ErrorBody> {
+    for action in in_force(shared, &account_subject(account)).await? {
+        if Action::parse(&action.action) == Some(Action::SuspendAccount) {
+            return Err(err(
+                ErrorCode::Forbidden,
+                format!("this account is suspended {}", until_text(&action)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a registration from a network Sentinel blocked.
+pub(crate) async fn check_registration(shared: &Shared, addr: std::net::IpAddr) -> Result<(), ErrorBody> {
+    let subject = Subject::Network(Network::of(addr)).to_string();
+    for action in in_force(shared, &subject).await? {
+        if Action::parse(&action.action) == Some(Action::BlockNetwork) {
+            return Err(err(
+                ErrorCode::Forbidden,
+                format!("registrations from this network are paused {}", until_text(&action)),
+            ));
+        }
+    }
+    Ok(())
+}
