@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{bench, client_cmds, evidence_cmds, sentinel_cmds, serve};
+use crate::{bench, client_cmds, evidence_cmds, sentinel_cmds, serve, sim};
 
 /// Rampart: end-to-end encrypted messaging you can run yourself.
 ///
@@ -145,6 +145,11 @@ pub enum Command {
     },
     /// Measure delivery throughput, latency and memory per idle device against a fresh server.
     Bench(bench::BenchArgs),
+    /// Run an attack campaign and an ordinary population against Sentinel, in virtual time,
+    /// and print what it caught: precision, recall, time to detect, targets that rang, and
+    /// targets whose device processed anything of the attackers'. Scenario files are in
+    /// scenarios/ (the default one is built in).
+    Sim(sim::SimArgs),
     /// Run only the TURN relay for calls (on a separate host), sharing the server's secret.
     ///
     /// `rampart serve` already starts one beside itself; use this to move media off the
@@ -508,6 +513,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             evidence_cmds::verify(args, cli.json).await
         }
         Command::Bench(args) => bench::run(args, cli.json).await,
+        Command::Sim(args) => sim::run(args, cli.json),
         Command::Relay(args) => serve::relay(args).await,
         // The sound server, not a profile.
         Command::Audio(action) => crate::call_cmds::audio(action, cli.json).await,

@@ -267,6 +267,7 @@ pub async fn run(
         Command::Serve(_)
         | Command::Admin(_)
         | Command::Bench(_)
+        | Command::Sim(_)
         | Command::Relay(_)
         | Command::Audio(_)
         | Command::Video(_) => Ok(()),

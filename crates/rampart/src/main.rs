@@ -13,6 +13,7 @@ mod evidence_cmds;
 mod request_cmds;
 mod sentinel_cmds;
 mod serve;
+mod sim;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::parse();

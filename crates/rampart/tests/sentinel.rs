@@ -214,3 +214,49 @@ async fn a_blocked_network_stops_registrations_not_the_accounts_on_it() {
     let got = friend.receive(None, |_| {}).await.unwrap();
     assert!(got.iter().any(|m| m.text == "still here"));
 }
+
+fn sim(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN).args(["--json", "sim"]).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    json_of(&String::from_utf8_lossy(&out.stdout))["figures"].clone()
+}
+
+/// The campaign simulator's default scenario (10,000 users, 20 attackers, 1,400 targets) meets
+/// the bar: every attacker account acted on within 5 simulated minutes of the campaign's start,
+/// at most 0.1% of ordinary users acted on, no target's device opened anything of the
+/// attackers' before accept. The spread-out scenario is run for its figures, whatever they are.
+#[test]
+fn the_default_campaign_is_caught_and_the_spread_one_is_measured() {
+    for seed in ["1", "2"] {
+        let f = sim(&["--seed", seed]);
+        let attackers = f["attackers"].as_u64().unwrap();
+        assert_eq!(attackers, 20);
+        assert!(f["attackers_acted_on_within_5_min"].as_u64().unwrap() * 100 >= attackers * 99, "{f}");
+        assert!(
+            f["ordinary_acted_on"].as_u64().unwrap() * 1000 <= f["ordinary_accounts"].as_u64().unwrap(),
+            "{f}"
+        );
+        assert_eq!(f["targets_processed_attacker_data_before_accept"], 0, "{f}");
+        assert!(f["observations"].as_u64().unwrap() > 20_000, "{f}");
+    }
+    let spread = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/spread.toml");
+    let f = sim(&["--scenario", spread]);
+    assert_eq!(f["scenario"], "spread");
+    assert_eq!(f["targets_processed_attacker_data_before_accept"], 0, "{f}");
+
+    // A scenario that does not make sense is refused, saying why.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(spread).unwrap().replace("targets = 1400", "targets = 20000"),
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["sim", "--scenario"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("targets"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -233,9 +233,14 @@ impl Policy {
     /// Every rule that matches these signals, in file order. A rule that fails to evaluate
     /// (it passed the checks at load time, so only on extreme values) does not match.
     pub fn evaluate(&self, signals: &Snapshot) -> Vec<Verdict> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        // One context for all the rules: making it is most of an evaluation's cost.
+        let context = context_of(signals);
         self.rules
             .iter()
-            .filter(|rule| rule.matches(signals) == Ok(true))
+            .filter(|rule| rule.matches_in(&context) == Ok(true))
             .map(|rule| Verdict {
                 rule: rule.name.clone(),
                 action: rule.action,
@@ -246,18 +251,27 @@ impl Policy {
     }
 }
 
+/// The signals as CEL variables: integers, and `network_is_hosting` a boolean.
+fn context_of(signals: &Snapshot) -> cel::Context<'static, 'static> {
+    let mut context = cel::Context::default();
+    for (name, value) in signals.named() {
+        let value = if name == "network_is_hosting" {
+            cel::Value::Bool(value != 0)
+        } else {
+            cel::Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
+        };
+        context.add_variable_from_value(name, value);
+    }
+    context
+}
+
 impl Rule {
     fn matches(&self, signals: &Snapshot) -> Result<bool, String> {
-        let mut context = cel::Context::default();
-        for (name, value) in signals.named() {
-            let value = if name == "network_is_hosting" {
-                cel::Value::Bool(value != 0)
-            } else {
-                cel::Value::Int(i64::try_from(value).unwrap_or(i64::MAX))
-            };
-            context.add_variable_from_value(name, value);
-        }
-        match self.program.execute(&context) {
+        self.matches_in(&context_of(signals))
+    }
+
+    fn matches_in(&self, context: &cel::Context<'_, '_>) -> Result<bool, String> {
+        match self.program.execute(context) {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("`when` gives {other:?}, not true or false")),
             Err(e) => Err(format!("`when` fails: {e}")),

@@ -396,6 +396,10 @@ impl Signals {
                 });
                 net.registrations.add(now_ms, 1);
                 remember(&mut net.accounts, *account);
+                // Every account that registered there is looked at again: a burst is seen
+                // on its fifth registration, and the first four were part of it.
+                let mut touched: Vec<Account> =
+                    net.accounts.iter().copied().filter(|a| a != account).collect();
                 let state = self.account(*account, now_ms);
                 state.registered_at = Some(now_ms);
                 state.registered_from = Some(network);
@@ -403,7 +407,8 @@ impl Signals {
                 if state.networks.len() < MAX_NETWORKS {
                     state.networks.insert(network);
                 }
-                vec![*account]
+                touched.push(*account);
+                touched
             }
             Observation::Connected { account, addr } => {
                 let network = Network::of(*addr);
