@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Run the server with Sentinel off: the difference to a run with it on is what watching
+    /// costs.
+    #[arg(long)]
+    pub no_sentinel: bool,
 }
 
 const BENCH_CONFIG: &str = r#"
@@ -135,6 +139,7 @@ fn start_server(
     dir: &Path,
     gateway: SocketAddr,
     database_url: Option<&str>,
+    sentinel: bool,
 ) -> anyhow::Result<ServerProcess> {
     use std::io::BufRead;
     let config = dir.join("bench.toml");
@@ -143,6 +148,7 @@ fn start_server(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{database}{BENCH_CONFIG}\n[verifier]\nkind = \"webhook\"\nurl = \"http://{gateway}/sms\"\n",
         dir.join("server").display()
     );
+    let text = if sentinel { text } else { format!("{text}[sentinel]\nenabled = false\n") };
     std::fs::write(&config, text)?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["serve", "--config"])
@@ -288,14 +294,15 @@ pub async fn run(args: BenchArgs, json: bool) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&dir)?;
     let (gateway, codes) = start_gateway().await?;
-    let server = Arc::new(start_server(&dir, gateway, args.database_url.as_deref())?);
+    let server = Arc::new(start_server(&dir, gateway, args.database_url.as_deref(), !args.no_sentinel)?);
     let pid = server.child.id();
     let storage = if args.database_url.is_some() {
         "PostgreSQL".to_owned()
     } else {
         format!("embedded SQLite in {}", dir.display())
     };
-    outln!("rampart bench: server pid {pid} at {} ({storage})", server.addr);
+    let sentinel = if args.no_sentinel { "Sentinel off" } else { "Sentinel on" };
+    outln!("rampart bench: server pid {pid} at {} ({storage}, {sentinel})", server.addr);
     outln!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
 
     // --- memory per idle connected device -------------------------------------------

@@ -66,6 +66,7 @@ pub async fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<()> {
             "entries": verified.entries.len(),
             "first_seq": verified.head.first_seq,
             "next_seq": verified.head.next_seq,
+            "last_hash": hex::encode(verified.head.last_hash),
         });
         if args.entries
             && let Some(fields) = out.as_object_mut()

@@ -10,6 +10,11 @@
 //! cryptography are not in the loop: a campaign of 10,000 users over hours of simulated time
 //! then runs in seconds, and every figure is counted, not estimated.
 
+// Indices here are the simulation's own: account numbers and list positions it made itself,
+// within sizes `Scenario::check` bounds (at least one user, contact and network; hosting ranges
+// only used when there are some). No input from a network reaches them.
+#![allow(clippy::indexing_slicing)]
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};

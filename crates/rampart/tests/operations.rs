@@ -273,14 +273,15 @@ fn evidence_verify(args: &[&str]) -> (bool, String, String) {
 /// Refused call set-ups go to the evidence log, attributed to the account, and the log stands
 /// up: it verifies against the key the server printed, and an edited, cut, reordered or
 /// re-keyed copy fails naming what is wrong. A server whose log was changed on disk does not
-/// start on it.
+/// start on it. (Sentinel is off here, so that the log holds the refusals alone; its own
+/// decisions in the log are tests/sentinel.rs's.)
 #[tokio::test]
 async fn refused_call_setups_are_kept_as_evidence_that_catches_tampering() {
     use rampart_core::call::CallId;
     use rampart_proto::ClientRequest;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut server = TestServer::start(dir.path(), Backend::Sqlite, "[sentinel]\nenabled = false\n");
     let mut mallory = server.register(dir.path(), "mallory", "+14155551021", None).await;
     let mallory_account = mallory.identity().unwrap().account_id;
     let evidence = server.data_dir.join("evidence");

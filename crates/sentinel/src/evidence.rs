@@ -236,11 +236,35 @@ pub fn verify(log: &str, head_line: &str, key: &VerifyingKey) -> Result<Verified
 }
 
 /// [`verify`] against a head already read (and trusted) by the caller.
+///
+/// Entries before the head's first one are what retention is dropping (the server replaces the
+/// head before the log): they are skipped when they are the server's and lead, link by link,
+/// to the head's first entry.
 pub fn verify_against(log: &str, head: Head, key: &VerifyingKey) -> Result<Verified, EvidenceError> {
     let mut entries = Vec::new();
     let mut expected_seq = head.first_seq;
     let mut prev = head.first_prev;
-    for (index, line) in log.lines().enumerate() {
+    let mut lines = log.lines().enumerate().peekable();
+    let mut dropping: Option<(u64, [u8; 32])> = None;
+    while let Some((index, line)) = lines.peek().copied() {
+        let Parsed { entry, prev: follows } = parse_entry(line, index + 1, key)?;
+        if entry.seq >= head.first_seq {
+            break;
+        }
+        if let Some((seq, hash)) = dropping
+            && (entry.seq != seq + 1 || follows != hash)
+        {
+            return Err(EvidenceError::Link { line: index + 1 });
+        }
+        dropping = Some((entry.seq, entry.hash));
+        lines.next();
+    }
+    if let Some((seq, hash)) = dropping
+        && (seq + 1 != head.first_seq || hash != head.first_prev)
+    {
+        return Err(EvidenceError::Head("the entries before its first one do not lead to it".into()));
+    }
+    for (index, line) in lines {
         let line_no = index + 1;
         let Parsed { entry, prev: follows } = parse_entry(line, line_no, key)?;
         if entry.seq != expected_seq {
@@ -263,6 +287,43 @@ pub fn verify_against(log: &str, head: Head, key: &VerifyingKey) -> Result<Verif
         return Err(EvidenceError::Tail);
     }
     Ok(Verified { head, entries })
+}
+
+/// What retention leaves of a verified log: the entries from `before_ms` on, and the head that
+/// starts there. `None` when nothing is old enough to drop. The last entry is always kept, so
+/// the chain goes on from it.
+pub fn plan_prune(
+    log: &str,
+    head: Head,
+    key: &VerifyingKey,
+    before_ms: u64,
+) -> Result<Option<(String, Head, usize)>, EvidenceError> {
+    let verified = verify_against(log, head, key)?;
+    let keep_from = verified
+        .entries
+        .iter()
+        .position(|e| e.at_ms >= before_ms)
+        .unwrap_or(verified.entries.len().saturating_sub(1));
+    if keep_from == 0 {
+        return Ok(None);
+    }
+    let Some(last_dropped) = verified.entries.get(keep_from - 1) else { return Ok(None) };
+    let first_kept_seq = last_dropped.seq + 1;
+    // The kept lines, exactly as written (their bytes are what the hashes cover).
+    let kept: String = log
+        .lines()
+        .filter(|line| parse_seq(line).is_some_and(|seq| seq >= first_kept_seq))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let new_head = Head { first_seq: first_kept_seq, first_prev: last_dropped.hash, ..verified.head };
+    Ok(Some((kept, new_head, keep_from)))
+}
+
+/// An entry line's sequence number, read without checking it (the log was verified).
+fn parse_seq(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once(' ')?;
+    let (_, body) = rest.split_once(' ')?;
+    serde_json::from_str::<Body>(body).ok().map(|b| b.seq)
 }
 
 /// The last entry of a log as the server left it: what it resumes from after a restart, once
@@ -443,6 +504,29 @@ mod tests {
     fn log_head(key: &SigningKey, log: &str) -> String {
         let last = last_entry(log, &key.verifying_key()).unwrap().unwrap();
         Head { first_seq: 0, first_prev: GENESIS, next_seq: last.seq + 1, last_hash: last.hash }.to_line(key)
+    }
+
+    #[test]
+    fn retention_drops_old_entries_and_what_is_left_verifies() {
+        let key = key();
+        let (log, head_line) = log(5);
+        let head = Head::from_line(&head_line, &key.verifying_key()).unwrap();
+        // Entries are at 100..=104 ms: drop those before 103.
+        let (kept, new_head, dropped) = plan_prune(&log, head, &key.verifying_key(), 103).unwrap().unwrap();
+        assert_eq!(dropped, 3);
+        assert_eq!(kept.lines().count(), 2);
+        let verified = verify(&kept, &new_head.to_line(&key), &key.verifying_key()).unwrap();
+        assert_eq!(verified.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+        // The server replaces the head first: the old, longer log still verifies against it.
+        assert_eq!(verify(&log, &new_head.to_line(&key), &key.verifying_key()).unwrap().entries.len(), 2);
+        // But not with an entry of that prefix removed.
+        let lines: Vec<&str> = log.lines().collect();
+        let holed = format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[3], lines[4]);
+        assert!(verify(&holed, &new_head.to_line(&key), &key.verifying_key()).is_err());
+        // Nothing old enough: nothing to do. Everything old: the last entry stays.
+        assert!(plan_prune(&log, head, &key.verifying_key(), 50).unwrap().is_none());
+        let (kept, _, dropped) = plan_prune(&log, head, &key.verifying_key(), 10_000).unwrap().unwrap();
+        assert_eq!((kept.lines().count(), dropped), (1, 4));
     }
 
     #[test]

@@ -46,11 +46,23 @@ pub struct SentinelConfig {
     /// Address ranges of hosting providers and datacenters (`203.0.113.0/24`, `2001:db8::/32`):
     /// registrations from them are watched more closely.
     pub hosting_ranges: Vec<String>,
+    /// Sentinel's actions are kept this long after they ended (the signals themselves are
+    /// only ever held in memory, for at most a day).
+    pub metadata_retention_days: u64,
+    /// Evidence log entries are kept this long, then dropped (the chain goes on from the
+    /// first kept entry, under a new signed head).
+    pub evidence_retention_days: u64,
 }
 
 impl Default for SentinelConfig {
     fn default() -> Self {
-        Self { enabled: true, policy: None, hosting_ranges: Vec::new() }
+        Self {
+            enabled: true,
+            policy: None,
+            hosting_ranges: Vec::new(),
+            metadata_retention_days: 30,
+            evidence_retention_days: 730,
+        }
     }
 }
 

@@ -130,6 +130,30 @@ impl EvidenceLog {
         self.write_head()
     }
 
+    /// Drop the entries recorded before `before_ms` (retention), keeping at least the last
+    /// one. The log is verified first: a log that does not verify is left as it is. The new
+    /// head is written before the shorter log replaces the old one, and a log that still holds
+    /// the dropped entries verifies against it, so a crash in between loses nothing. Returns
+    /// how many entries were dropped.
+    pub fn prune(&mut self, before_ms: u64) -> Result<usize, EvidenceLogError> {
+        let path = self.dir.join(LOG);
+        let log = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let Some((kept, head, dropped)) =
+            evidence::plan_prune(&log, self.chain.head(), &self.key.verifying_key(), before_ms)?
+        else {
+            return Ok(0);
+        };
+        let temporary = self.dir.join("log.new");
+        std::fs::write(&temporary, kept.as_bytes())
+            .and_then(|_| std::fs::File::open(&temporary)?.sync_all())
+            .map_err(io(&temporary))?;
+        self.chain = Chain::resume(head);
+        self.write_head()?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))?;
+        self.log = std::fs::OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        Ok(dropped)
+    }
+
     fn write_head(&self) -> Result<(), EvidenceLogError> {
         let path = self.dir.join(HEAD);
         let temporary = self.dir.join("head.new");
@@ -247,6 +271,24 @@ mod tests {
         let mut log = EvidenceLog::open(&dir).unwrap();
         log.append(3, record(3)).unwrap();
         assert_eq!(verify_dir(&dir).unwrap().entries.len(), 3);
+    }
+
+    #[test]
+    fn retention_drops_old_entries_and_the_log_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("evidence");
+        let mut log = EvidenceLog::open(&dir).unwrap();
+        for n in 0..5 {
+            log.append(1_000 + n, record(n)).unwrap();
+        }
+        assert_eq!(log.prune(1_003).unwrap(), 3);
+        assert_eq!(log.prune(1_003).unwrap(), 0);
+        log.append(2_000, record(9)).unwrap();
+        drop(log);
+        let mut log = EvidenceLog::open(&dir).unwrap();
+        log.append(2_001, record(10)).unwrap();
+        let verified = verify_dir(&dir).unwrap();
+        assert_eq!(verified.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5, 6]);
     }
 
     #[test]

@@ -180,6 +180,31 @@ pub(crate) async fn note_lifts(shared: &Arc<Shared>) {
     append_evidence(shared, records).await;
 }
 
+/// Enforce retention: Sentinel's actions that ended more than `metadata_retention_days` ago
+/// go, and (when `evidence` says) evidence older than `evidence_retention_days`.
+pub(crate) async fn purge(shared: &Shared, evidence: bool) {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let config = &shared.config.sentinel;
+    let now = now_ms();
+    let before = now.saturating_sub(config.metadata_retention_days.saturating_mul(DAY_MS));
+    match shared.store.purge_sentinel_actions(before).await {
+        Ok(0) => {}
+        Ok(n) => info!(actions = n, "sentinel: dropped actions past retention"),
+        Err(e) => warn!(error = %e, "sentinel: cannot purge old actions"),
+    }
+    let Some(log) = shared.evidence.clone().filter(|_| evidence) else { return };
+    let before = now.saturating_sub(config.evidence_retention_days.saturating_mul(DAY_MS));
+    let pruned =
+        tokio::task::spawn_blocking(move || log.lock().unwrap_or_else(|p| p.into_inner()).prune(before))
+            .await;
+    match pruned {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => info!(entries = n, "dropped evidence past retention"),
+        Ok(Err(e)) => warn!(error = %e, "cannot apply retention to the evidence log"),
+        Err(e) => warn!(error = %e, "the evidence retention pass stopped"),
+    }
+}
+
 /// Append records to the evidence log, off the async workers (each entry is synced).
 pub(crate) async fn append_evidence(shared: &Shared, records: Vec<rampart_sentinel::Record>) {
     let Some(evidence) = shared.evidence.clone() else { return };

@@ -38,6 +38,8 @@ const WS_WRITE_BUFFER: usize = 16 * 1024;
 const WS_MAX_WRITE_BUFFER: usize = 2 * 1024 * 1024;
 /// How often expired messages and codes are purged and queue gauges sampled.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+/// Maintenance rounds between two evidence retention passes (an hour).
+const EVIDENCE_PRUNE_ROUNDS: u64 = 120;
 /// How often tallied call misfits go to the store and the log.
 const MISFIT_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -469,8 +471,13 @@ async fn recheck_revocations(shared: &Shared) {
 
 async fn maintain(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    let mut rounds: u64 = 0;
     loop {
         every.tick().await;
+        // Retention: Sentinel's ended actions every round, the evidence log once an hour
+        // (it is read whole) and at start.
+        crate::sentinel_service::purge(&shared, rounds.is_multiple_of(EVIDENCE_PRUNE_ROUNDS)).await;
+        rounds += 1;
         let outbox_ttl = shared.config.limits.code_ttl_secs * 1000;
         match shared.store.purge_expired(now_ms(), outbox_ttl).await {
             Ok(p) if p != Default::default() => info!(

@@ -1762,4 +1762,13 @@ pub async fn sentinel_lifts_are_noted_once<S: Store>(store: Arc<S>) {
     let noted = store.take_unnoted_sentinel_lifts(10).await.unwrap();
     assert_eq!(noted.iter().map(|a| a.subject.as_str()).collect::<Vec<_>>(), vec!["a3"]);
     assert!(store.take_unnoted_sentinel_lifts(10).await.unwrap().is_empty());
+    // Retention: what ended before the cut goes; what is in force, or lifted but not yet
+    // noted, stays.
+    store.record_sentinel_action(sentinel_action("a4", "slow_down", T0, T0 + 10)).await.unwrap();
+    store.lift_sentinel_actions("a2", "op", T0 + 3).await.unwrap();
+    assert_eq!(store.purge_sentinel_actions(T0 + 50).await.unwrap(), 3);
+    let left: Vec<String> =
+        store.sentinel_actions(10).await.unwrap().into_iter().map(|a| a.subject).collect();
+    assert_eq!(left, vec!["a2".to_owned()]);
+    assert_eq!(store.purge_sentinel_actions(T0 + 50).await.unwrap(), 0);
 }

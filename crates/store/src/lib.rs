@@ -711,6 +711,9 @@ pub trait Store: Send + Sync + 'static {
     /// When an action on `subject` was last lifted, if ever (a lift pardons the subject for a
     /// while: the policy does not take the same action again at once).
     async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>>;
+    /// Delete the actions that ended (expired or lifted) before `before`, lifts not yet noted
+    /// excepted; returns how many.
+    async fn purge_sentinel_actions(&self, before: UnixMillis) -> StoreResult<u64>;
     /// Lifted actions no node has noted yet, marked noted as they are returned, at most
     /// `limit` (each lift goes to one node's evidence log once).
     async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>>;

@@ -1746,6 +1746,20 @@ impl Store for PostgresStore {
         get::<Option<i64>>(&row, 0)?.map(|at| to_u64(at, "time")).transpose()
     }
 
+    async fn purge_sentinel_actions(&self, before: UnixMillis) -> StoreResult<u64> {
+        let before = to_i64(before, "time")?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "DELETE FROM sentinel_actions WHERE
+                   (lifted_at IS NOT NULL AND lifted_at < $1 AND lift_noted)
+                   OR (lifted_at IS NULL AND until < $1)",
+            )
+            .await
+            .map_err(pg)?;
+        client.execute(&st, &[&before]).await.map_err(pg)
+    }
+
     async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>> {
         let client = self.client().await?;
         // SKIP LOCKED: two nodes taking at once each get different lifts, never the same one.

@@ -1989,6 +1989,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn purge_sentinel_actions(&self, before: UnixMillis) -> StoreResult<u64> {
+        self.call(move |c| {
+            let before = to_i64(before, "time")?;
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM sentinel_actions WHERE
+                       (lifted_at IS NOT NULL AND lifted_at < ?1 AND lift_noted = 1)
+                       OR (lifted_at IS NULL AND until < ?1)",
+                )
+                .db()?
+                .execute([before])
+                .db()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>> {
         self.call(move |c| {
             let mut rows = sentinel_rows(
