@@ -887,6 +887,43 @@ fn turn_stream_seeds() -> Result<Seeds, String> {
     Ok(seeds)
 }
 
+/// Evidence logs signed with the fuzz target's fixed key: a head line, then the log.
+fn evidence_seeds() -> Result<Seeds, String> {
+    use rampart_sentinel::evidence::{Chain, Record};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let record = |n: u64| Record {
+        decision: if n % 2 == 0 { "suspend_calling".into() } else { "refuse_call_setup".into() },
+        subject: format!("a{n}"),
+        by: "rule probing_call_setup".into(),
+        reason: "call set-ups that do not fit the call schema".into(),
+        signals: [("misfits_10m".to_owned(), 3 + n)].into(),
+        until_ms: (n % 2 == 0).then_some(1_000_000 + n),
+    };
+    let mut seeds = Vec::new();
+    for entries in [0u64, 1, 4] {
+        let mut chain = Chain::new();
+        let mut log = String::new();
+        for n in 0..entries {
+            log.push_str(&chain.append(&key, 1_000 + n, record(n)).map_err(|e| e.to_string())?);
+        }
+        let head = chain.head().to_line(&key);
+        seeds.push((format!("log-{entries}"), format!("{head}{log}").into_bytes()));
+    }
+    Ok(seeds)
+}
+
+fn sentinel_policy_seeds() -> Seeds {
+    let mut seeds = vec![("default".to_owned(), rampart_sentinel::policy::DEFAULT_POLICY.as_bytes().to_vec())];
+    for (name, text) in [
+        ("one-rule", "[[rule]]\nname = \"x\"\nwhen = \"misfits_10m >= 3 || (calls_placed_10m > 2 && !network_is_hosting)\"\naction = \"slow_down\"\nduration = \"30m\"\n"),
+        ("arith", "[[rule]]\nname = \"y\"\nwhen = \"calls_answered_24h * 10 < calls_placed_24h - 1\"\naction = \"block_network\"\nduration = \"7d\"\nreason = \"r\"\n"),
+        ("empty", ""),
+    ] {
+        seeds.push((name.to_owned(), text.as_bytes().to_vec()));
+    }
+    seeds
+}
+
 fn turn_uri_seeds() -> Seeds {
     [
         ("udp-bare", "192.0.2.7:3478"),
@@ -1055,6 +1092,8 @@ fn run() -> Result<(), String> {
     write(&dir, "y4m", &y4m_seeds()?)?;
     write(&dir, "video_receiver", &video_receiver_seeds()?)?;
     write(&dir, "yuyv", &yuyv_seeds())?;
+    write(&dir, "evidence", &evidence_seeds()?)?;
+    write(&dir, "sentinel_policy", &sentinel_policy_seeds())?;
     Ok(())
 }
 

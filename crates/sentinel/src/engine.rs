@@ -80,8 +80,13 @@ impl Sentinel {
                 }
                 if self.decided.len() >= MAX_DECIDED {
                     self.decided.retain(|_, until| *until > now_ms);
-                    if self.decided.len() >= MAX_DECIDED {
-                        continue;
+                    // Still full: the decision that ends soonest makes room (a new decision is
+                    // never dropped for lack of it).
+                    if self.decided.len() >= MAX_DECIDED
+                        && let Some(soonest) =
+                            self.decided.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k)
+                    {
+                        self.decided.remove(&soonest);
                     }
                 }
                 let until_ms = now_ms.saturating_add(verdict.duration_ms);
@@ -104,6 +109,17 @@ impl Sentinel {
     /// server keeps the pardon that stops that happening at once).
     pub fn lifted(&mut self, subject: Subject) {
         self.decided.retain(|(s, _), _| *s != subject);
+    }
+
+    /// A decision could not be carried out (kept): it may be taken again.
+    pub fn not_taken(&mut self, subject: Subject, action: crate::policy::Action) {
+        self.decided.remove(&(subject, action));
+    }
+
+    /// Forget signals older than every window (see [`Signals::sweep`]).
+    pub fn sweep(&mut self, now_ms: u64) {
+        self.signals.sweep(now_ms);
+        self.decided.retain(|_, until| *until > now_ms);
     }
 
     /// [`Sentinel::lifted`] for a subject given as text (as the store keeps it).

@@ -241,6 +241,9 @@ pub fn verify(log: &str, head_line: &str, key: &VerifyingKey) -> Result<Verified
 /// head before the log): they are skipped when they are the server's and lead, link by link,
 /// to the head's first entry.
 pub fn verify_against(log: &str, head: Head, key: &VerifyingKey) -> Result<Verified, EvidenceError> {
+    if head.next_seq < head.first_seq {
+        return Err(EvidenceError::Head("it ends before it starts".into()));
+    }
     let mut entries = Vec::new();
     let mut expected_seq = head.first_seq;
     let mut prev = head.first_prev;

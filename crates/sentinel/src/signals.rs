@@ -190,6 +190,11 @@ impl Distinct {
     fn count(&self, now_ms: u64, window_ms: u64) -> u64 {
         self.seen.values().filter(|at| now_ms.saturating_sub(**at) < window_ms).count() as u64
     }
+
+    /// Whether `value` was seen in the window (1) or not (0).
+    fn count_value(&self, value: Account, now_ms: u64, window_ms: u64) -> u64 {
+        u64::from(self.seen.get(&value).is_some_and(|at| now_ms.saturating_sub(*at) < window_ms))
+    }
 }
 
 /// What is kept of one account.
@@ -206,7 +211,8 @@ struct AccountState {
     declined: Recent,
     abandoned: Recent,
     misfits: Recent,
-    blocked_by: Daily,
+    /// People who blocked the account after it called them.
+    blocked_by: Distinct,
     lookups: Recent,
     callees: Distinct,
     /// Networks the account's devices connected from (a few).
@@ -227,7 +233,7 @@ impl AccountState {
             declined: recent(),
             abandoned: recent(),
             misfits: recent(),
-            blocked_by: daily(),
+            blocked_by: Distinct::default(),
             lookups: recent(),
             callees: Distinct::default(),
             networks: HashSet::new(),
@@ -448,8 +454,15 @@ impl Signals {
                 self.account(*account, now_ms).misfits.add(now_ms, 1);
                 vec![*account]
             }
-            Observation::Blocked { blocked, .. } => {
-                self.account(*blocked, now_ms).blocked_by.add(now_ms, 1);
+            Observation::Blocked { blocked, blocker } => {
+                // Only a block by someone the account called counts, once per blocker: blocking
+                // an account again and again, or one that never called you, frames nobody.
+                let Some(state) = self.accounts.get_mut(blocked) else { return Vec::new() };
+                if state.callees.count_value(*blocker, now_ms, DAY_MS) == 0 {
+                    return Vec::new();
+                }
+                state.blocked_by.add(*blocker, now_ms, DAY_MS);
+                state.last_seen = now_ms;
                 vec![*blocked]
             }
             Observation::Lookup { account } => {
@@ -492,7 +505,7 @@ impl Signals {
             calls_abandoned_10m: s.abandoned.total(now_ms),
             distinct_callees_24h: s.callees.count(now_ms, DAY_MS),
             misfits_10m: s.misfits.total(now_ms),
-            blocked_by_24h: s.blocked_by.total(now_ms),
+            blocked_by_24h: s.blocked_by.count(now_ms, DAY_MS),
             lookups_10m: s.lookups.total(now_ms),
             network_registrations_1h: network.map_or(0, |(_, n)| n.registrations.total(now_ms)),
             network_is_hosting: network.is_some_and(|(n, _)| self.hosting_networks.contains(&n)),
@@ -503,6 +516,17 @@ impl Signals {
     /// The network an account registered from, if it was seen.
     pub fn registered_from(&self, account: Account) -> Option<Network> {
         self.accounts.get(&account).and_then(|s| s.registered_from)
+    }
+
+    /// Forget what is older than every window: accounts and networks not seen for a day.
+    /// (Ages of accounts forgotten this way are unknown afterwards, as an old account's.)
+    pub fn sweep(&mut self, now_ms: u64) {
+        self.accounts.retain(|_, s| now_ms.saturating_sub(s.last_seen) < DAY_MS);
+        self.networks.retain(|_, n| n.registrations.total(now_ms) > 0 || !n.accounts.is_empty());
+        let live: HashSet<Network> =
+            self.accounts.values().flat_map(|s| s.networks.iter().copied()).collect();
+        self.networks.retain(|n, _| live.contains(n));
+        self.hosting_networks.retain(|n| live.contains(n));
     }
 
     /// Accounts tracked now.
@@ -583,6 +607,26 @@ mod tests {
         assert_eq!(s.snapshot(1, 1).network_registrations_1h, 3);
         assert!(!s.snapshot(1, 1).network_is_hosting);
         assert_eq!(s.snapshot(9, 1).accounts_sharing_networks, 0);
+    }
+
+    #[test]
+    fn only_people_it_called_can_count_blocks_against_an_account() {
+        let mut s = Signals::new(Ranges::default());
+        s.observe(&Observation::CallPlaced { caller: 1, callee: 2 }, 0);
+        // Someone it never called, blocking it again and again: nothing.
+        for _ in 0..10 {
+            assert!(s.observe(&Observation::Blocked { blocked: 1, blocker: 3 }, 1).is_empty());
+        }
+        // Blocks of accounts the server never saw create nothing.
+        assert!(s.observe(&Observation::Blocked { blocked: 99, blocker: 2 }, 1).is_empty());
+        assert_eq!(s.accounts(), 1);
+        // The person it called, twice: one block.
+        s.observe(&Observation::Blocked { blocked: 1, blocker: 2 }, 2);
+        s.observe(&Observation::Blocked { blocked: 1, blocker: 2 }, 3);
+        assert_eq!(s.snapshot(1, 4).blocked_by_24h, 1);
+        // A day later everything is forgotten.
+        s.sweep(DAY_MS + 10);
+        assert_eq!(s.accounts(), 0);
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct EvidenceLog {
     key: SigningKey,
     chain: Chain,
     log: std::fs::File,
+    /// When the oldest entry was recorded: retention reads the log only when it is due.
+    oldest_at_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for EvidenceLog {
@@ -82,10 +84,16 @@ impl EvidenceLog {
     /// Open (or start) the log in `dir`, making the key on first use.
     pub fn open(dir: &Path) -> Result<Self, EvidenceLogError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let key = load_or_create_key(dir)?;
-        let public = key.verifying_key();
         let (log_path, head_path) = files(dir);
         let mismatch = |why: String| EvidenceLogError::Mismatch { dir: dir.to_owned(), why };
+        // A key without a head is a log that was deleted: starting a new chain under the same
+        // key would make the deletion invisible.
+        if dir.join(KEY).exists() && !head_path.exists() {
+            return Err(mismatch("the head is missing but the key is there (was the log deleted?)".into()));
+        }
+        let key = load_or_create_key(dir)?;
+        let public = key.verifying_key();
+        let mut oldest_at_ms = None;
         let chain = match std::fs::read_to_string(&head_path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > 0) {
@@ -96,17 +104,31 @@ impl EvidenceLog {
             Err(e) => return Err(io(&head_path)(e)),
             Ok(line) => {
                 let head = Head::from_line(&line, &public).map_err(|e| mismatch(e.to_string()))?;
-                let log = match std::fs::read_to_string(&log_path) {
+                let mut log = match std::fs::read_to_string(&log_path) {
                     Ok(log) => log,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
                     Err(e) => return Err(io(&log_path)(e)),
                 };
-                resume(head, &log, &public).map_err(mismatch)?
+                // An entry cut off by a crash mid-write (no newline yet) was never covered by
+                // the head, which is written only after the entry is synced: drop it.
+                if !log.is_empty() && !log.ends_with('\n') {
+                    let whole = log.rfind('\n').map_or(0, |at| at + 1);
+                    log.truncate(whole);
+                    let file =
+                        std::fs::OpenOptions::new().write(true).open(&log_path).map_err(io(&log_path))?;
+                    file.set_len(whole as u64).and_then(|_| file.sync_all()).map_err(io(&log_path))?;
+                }
+                let chain = resume(head, &log, &public).map_err(mismatch)?;
+                // The whole log, not only its end: an entry changed anywhere stops the server.
+                let verified = evidence::verify_against(&log, chain.head(), &public)
+                    .map_err(|e| mismatch(e.to_string()))?;
+                oldest_at_ms = verified.entries.first().map(|e| e.at_ms);
+                chain
             }
         };
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io(&log_path))?;
-        let opened = Self { dir: dir.to_owned(), key, chain, log };
+        let opened = Self { dir: dir.to_owned(), key, chain, log, oldest_at_ms };
         // A head rewritten now covers an entry a crash left after the old one.
         opened.write_head()?;
         Ok(opened)
@@ -125,8 +147,15 @@ impl EvidenceLog {
         let mut next = self.chain;
         let line = next.append(&self.key, at_ms, record)?;
         let path = self.dir.join(LOG);
-        self.log.write_all(line.as_bytes()).and_then(|_| self.log.sync_data()).map_err(io(&path))?;
+        let length = self.log.metadata().map_err(io(&path))?.len();
+        if let Err(e) = self.log.write_all(line.as_bytes()).and_then(|_| self.log.sync_data()) {
+            // A part of the entry may be on disk (a full disk): cut it off, or the next entry
+            // would be glued to it and never verify.
+            let _ = self.log.set_len(length).and_then(|_| self.log.sync_data());
+            return Err(io(&path)(e));
+        }
         self.chain = next;
+        self.oldest_at_ms.get_or_insert(at_ms);
         self.write_head()
     }
 
@@ -136,6 +165,9 @@ impl EvidenceLog {
     /// the dropped entries verifies against it, so a crash in between loses nothing. Returns
     /// how many entries were dropped.
     pub fn prune(&mut self, before_ms: u64) -> Result<usize, EvidenceLogError> {
+        if self.oldest_at_ms.is_none_or(|oldest| oldest >= before_ms) {
+            return Ok(0);
+        }
         let path = self.dir.join(LOG);
         let log = std::fs::read_to_string(&path).map_err(io(&path))?;
         let Some((kept, head, dropped)) =
@@ -151,6 +183,9 @@ impl EvidenceLog {
         self.write_head()?;
         std::fs::rename(&temporary, &path).map_err(io(&path))?;
         self.log = std::fs::OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        self.oldest_at_ms = evidence::verify(&kept, &head.to_line(&self.key), &self.key.verifying_key())
+            .ok()
+            .and_then(|v| v.entries.first().map(|e| e.at_ms));
         Ok(dropped)
     }
 
@@ -312,5 +347,30 @@ mod tests {
         std::fs::write(&log_path, format!("{}\n{}\n{edited}\n", lines[0], lines[1])).unwrap();
         assert!(matches!(EvidenceLog::open(&dir), Err(EvidenceLogError::Mismatch { .. })));
         assert!(verify_dir(&dir).is_err());
+        // The first entry edited: the whole log is checked, not only its end.
+        let edited = lines[0].replacen("offer_too_large", "offer_too_small", 1);
+        std::fs::write(&log_path, format!("{edited}\n{}\n{}\n", lines[1], lines[2])).unwrap();
+        let e = EvidenceLog::open(&dir).unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        // Deleted, log and head: the key is still there, so that is not a new log.
+        std::fs::remove_file(&log_path).unwrap();
+        std::fs::remove_file(dir.join(HEAD)).unwrap();
+        let e = EvidenceLog::open(&dir).unwrap_err();
+        assert!(e.to_string().contains("head is missing"), "{e}");
+    }
+
+    #[test]
+    fn an_entry_cut_off_mid_write_is_dropped_on_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("evidence");
+        let mut log = EvidenceLog::open(&dir).unwrap();
+        log.append(1, record(1)).unwrap();
+        drop(log);
+        let mut file = std::fs::OpenOptions::new().append(true).open(dir.join(LOG)).unwrap();
+        file.write_all(b"0123abcd half an entry").unwrap();
+        drop(file);
+        let mut log = EvidenceLog::open(&dir).unwrap();
+        log.append(2, record(2)).unwrap();
+        assert_eq!(verify_dir(&dir).unwrap().entries.len(), 2);
     }
 }

@@ -104,7 +104,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut decisions: mpsc::UnboundedRecei
         let subject = decision.subject.to_string();
         let now = now_ms();
         let duration = decision.until_ms.saturating_sub(now);
-        match shared.store.last_sentinel_lift(&subject).await {
+        match shared.store.last_sentinel_lift(&subject, decision.action.as_str()).await {
             Ok(Some(lifted)) if now.saturating_sub(lifted) < duration => {
                 info!(subject = %subject, rule = %decision.rule, "sentinel: pardoned by an operator's lift");
                 continue;
@@ -122,6 +122,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut decisions: mpsc::UnboundedRecei
         };
         if let Err(e) = shared.store.record_sentinel_action(action).await {
             error!(error = %e, subject = %subject, "sentinel: cannot keep an action");
+            // Not taken: the policy may take it on the next observation.
+            if let Some(sentinel) = &shared.sentinel {
+                let mut engine = sentinel.engine.lock().unwrap_or_else(|p| p.into_inner());
+                engine.not_taken(decision.subject, decision.action);
+            }
             continue;
         }
         shared.metrics.sentinel_action(decision.action.as_str());
@@ -186,6 +191,9 @@ pub(crate) async fn purge(shared: &Shared, evidence: bool) {
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
     let config = &shared.config.sentinel;
     let now = now_ms();
+    if let Some(sentinel) = &shared.sentinel {
+        sentinel.engine.lock().unwrap_or_else(|p| p.into_inner()).sweep(now);
+    }
     let before = now.saturating_sub(config.metadata_retention_days.saturating_mul(DAY_MS));
     match shared.store.purge_sentinel_actions(before).await {
         Ok(0) => {}
@@ -232,8 +240,12 @@ fn until_text(action: &SentinelAction) -> String {
     format!("for {minutes} more minutes (rule {}; an operator can lift it)", action.rule)
 }
 
-/// Refuse a call from an account whose calling Sentinel stopped or slowed down.
+/// Refuse a call from an account whose calling Sentinel stopped or slowed down (when
+/// Sentinel is on: off, nothing it decided earlier is enforced).
 pub(crate) async fn check_calling(shared: &Shared, account: AccountId) -> Result<(), ErrorBody> {
+    if shared.sentinel.is_none() {
+        return Ok(());
+    }
     for action in in_force(shared, &account_subject(account)).await? {
         match Action::parse(&action.action) {
             Some(a) if a.stops_calls() => {

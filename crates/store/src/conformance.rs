@@ -1723,7 +1723,7 @@ pub async fn sentinel_actions_are_in_force_until_they_expire_or_are_lifted<S: St
     assert_eq!(later.iter().map(|a| a.id).collect::<Vec<_>>(), vec![first]);
     assert!(store.sentinel_actions_in_force("a2", T0).await.unwrap().is_empty());
     // A lift ends what is in force on that subject only, and says who.
-    assert_eq!(store.last_sentinel_lift("a1").await.unwrap(), None);
+    assert_eq!(store.last_sentinel_lift("a1", "suspend_calling").await.unwrap(), None);
     let lifted = store.lift_sentinel_actions("a1", "operator alice", T0 + 20).await.unwrap();
     assert_eq!(lifted.len(), 2);
     assert!(
@@ -1733,7 +1733,8 @@ pub async fn sentinel_actions_are_in_force_until_they_expire_or_are_lifted<S: St
     );
     assert!(store.sentinel_actions_in_force("a1", T0 + 21).await.unwrap().is_empty());
     assert_eq!(store.sentinel_actions_in_force("net:192.0.2.0/24", T0 + 21).await.unwrap().len(), 1);
-    assert_eq!(store.last_sentinel_lift("a1").await.unwrap(), Some(T0 + 20));
+    assert_eq!(store.last_sentinel_lift("a1", "suspend_calling").await.unwrap(), Some(T0 + 20));
+    assert_eq!(store.last_sentinel_lift("a1", "block_network").await.unwrap(), None);
     // Nothing left to lift.
     assert!(store.lift_sentinel_actions("a1", "operator alice", T0 + 30).await.unwrap().is_empty());
     // The list, newest first.

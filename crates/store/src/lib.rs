@@ -708,9 +708,9 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         now: UnixMillis,
     ) -> StoreResult<Vec<SentinelAction>>;
-    /// When an action on `subject` was last lifted, if ever (a lift pardons the subject for a
-    /// while: the policy does not take the same action again at once).
-    async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>>;
+    /// When `action` on `subject` was last lifted, if ever (a lift pardons the subject for a
+    /// while: the policy does not take the same action again at once; others it may).
+    async fn last_sentinel_lift(&self, subject: &str, action: &str) -> StoreResult<Option<UnixMillis>>;
     /// Delete the actions that ended (expired or lifted) before `before`, lifts not yet noted
     /// excepted; returns how many.
     async fn purge_sentinel_actions(&self, before: UnixMillis) -> StoreResult<u64>;

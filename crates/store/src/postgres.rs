@@ -1736,13 +1736,13 @@ impl Store for PostgresStore {
         Ok(rows)
     }
 
-    async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>> {
+    async fn last_sentinel_lift(&self, subject: &str, action: &str) -> StoreResult<Option<UnixMillis>> {
         let client = self.client().await?;
         let st = client
-            .prepare_cached("SELECT MAX(lifted_at) FROM sentinel_actions WHERE subject = $1")
+            .prepare_cached("SELECT MAX(lifted_at) FROM sentinel_actions WHERE subject = $1 AND action = $2")
             .await
             .map_err(pg)?;
-        let row = client.query_one(&st, &[&subject]).await.map_err(pg)?;
+        let row = client.query_one(&st, &[&subject, &action]).await.map_err(pg)?;
         get::<Option<i64>>(&row, 0)?.map(|at| to_u64(at, "time")).transpose()
     }
 

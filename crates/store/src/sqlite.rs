@@ -1972,17 +1972,23 @@ impl Store for SqliteStore {
                 ),
                 params![subject, by, now],
             )
+            .map(|mut rows| {
+                rows.sort_by_key(|r| r.id);
+                rows
+            })
         })
         .await
     }
 
-    async fn last_sentinel_lift(&self, subject: &str) -> StoreResult<Option<UnixMillis>> {
-        let subject = subject.to_owned();
+    async fn last_sentinel_lift(&self, subject: &str, action: &str) -> StoreResult<Option<UnixMillis>> {
+        let (subject, action) = (subject.to_owned(), action.to_owned());
         self.call(move |c| {
             let at: Option<i64> = c
-                .prepare_cached("SELECT MAX(lifted_at) FROM sentinel_actions WHERE subject = ?1")
+                .prepare_cached(
+                    "SELECT MAX(lifted_at) FROM sentinel_actions WHERE subject = ?1 AND action = ?2",
+                )
                 .db()?
-                .query_row([subject], |r| r.get(0))
+                .query_row([subject, action], |r| r.get(0))
                 .db()?;
             at.map(|at| to_u64(at, "time")).transpose()
         })
