@@ -591,7 +591,7 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
     assert_eq!(watch.media_enabled, 0, "{watch:?}");
 
     // The evidence: the server counted the misfits against Mallory.
-    let (ok, out, err) = cli_admin(&server, &["call-misfits", "--json"]);
+    let (ok, out, err) = admin(&server, &["call-misfits"]);
     assert!(ok, "{out}\n{err}");
     let misfits = json_of(&out);
     let total = misfits["accounts"][0]["misfits"].as_u64().unwrap();
@@ -641,21 +641,6 @@ async fn relay_datagrams(server: &TestServer, outcome: &str) -> u64 {
 
 fn relay_of(server: &TestServer) -> std::net::SocketAddr {
     server.relay.expect("the server started a relay")
-}
-
-fn cli_admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(["admin"])
-        .args(args)
-        .arg("--config")
-        .arg(server.config_path())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The server is an adversary too: a lying server (or a man in the middle with its key) lets

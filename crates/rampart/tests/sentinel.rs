@@ -16,21 +16,6 @@ use rampart_core::{AccountId, GroupId};
 use rampart_proto::{ClientRequest, ErrorCode};
 use support::*;
 
-fn admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .args(["--json", "admin"])
-        .args(args)
-        .arg("--config")
-        .arg(server.config_path())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// A call set-up with an offer that is not MLS: refused by the call schema (a misfit), or by
 /// Sentinel when the account's calling is suspended.
 fn garbage_call(callee: AccountId) -> ClientRequest {

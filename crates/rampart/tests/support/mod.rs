@@ -462,3 +462,19 @@ pub fn start_relay_process(config: &Path, data_dir: &Path) -> (KilledOnDrop, Str
     std::thread::spawn(move || for _ in lines {});
     (KilledOnDrop(relay), seen)
 }
+
+/// `rampart --json admin ARGS --config` for `server`: (succeeded, stdout, stderr).
+pub fn admin(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(["--json", "admin"])
+        .args(args)
+        .arg("--config")
+        .arg(server.config_path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
