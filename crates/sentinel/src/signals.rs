@@ -73,10 +73,13 @@ pub enum Observation {
         addr: IpAddr,
         number_prefix: String,
     },
-    /// A device of an account connected from an address.
+    /// A device of an account signed in from an address. `registered_at_ms` is when the
+    /// account was created, as the store keeps it: every node learns an account's age this
+    /// way, whoever saw it register, and after a restart.
     Connected {
         account: Account,
         addr: IpAddr,
+        registered_at_ms: Option<u64>,
     },
     CallPlaced {
         caller: Account,
@@ -416,9 +419,12 @@ impl Signals {
                 touched.push(*account);
                 touched
             }
-            Observation::Connected { account, addr } => {
+            Observation::Connected { account, addr, registered_at_ms } => {
                 let network = Network::of(*addr);
                 let state = self.account(*account, now_ms);
+                if let Some(at) = registered_at_ms {
+                    state.registered_at.get_or_insert(*at);
+                }
                 let new = state.networks.len() < MAX_NETWORKS && state.networks.insert(network);
                 if new {
                     let net = self.networks.entry(network).or_insert_with(|| NetworkState {
@@ -602,7 +608,10 @@ mod tests {
                 0,
             );
         }
-        s.observe(&Observation::Connected { account: 9, addr: addr("2001:db8::1") }, 0);
+        s.observe(
+            &Observation::Connected { account: 9, addr: addr("2001:db8::1"), registered_at_ms: None },
+            0,
+        );
         assert_eq!(s.snapshot(1, 1).accounts_sharing_networks, 2);
         assert_eq!(s.snapshot(1, 1).network_registrations_1h, 3);
         assert!(!s.snapshot(1, 1).network_is_hosting);
@@ -627,6 +636,16 @@ mod tests {
         // A day later everything is forgotten.
         s.sweep(DAY_MS + 10);
         assert_eq!(s.accounts(), 0);
+    }
+
+    #[test]
+    fn an_accounts_age_comes_with_its_sign_in() {
+        // Registered on another node (or before a restart): the sign-in says when.
+        let mut s = Signals::new(Ranges::default());
+        let connected =
+            Observation::Connected { account: 5, addr: addr("192.0.2.1"), registered_at_ms: Some(1_000) };
+        s.observe(&connected, 61_000);
+        assert_eq!(s.snapshot(5, 61_000).account_age_s, Some(60));
     }
 
     #[test]

@@ -710,7 +710,11 @@ impl Connection {
         }
         crate::sentinel_service::observe(
             &shared,
-            rampart_sentinel::Observation::Connected { account: record.account.0, addr: self.ip },
+            rampart_sentinel::Observation::Connected {
+                account: record.account.0,
+                addr: self.ip,
+                registered_at_ms: Some(record.account_created_at),
+            },
         );
         let label =
             shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();

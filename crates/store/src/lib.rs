@@ -68,6 +68,8 @@ pub struct DeviceAuth {
     pub account: AccountId,
     pub device: DeviceId,
     pub secret_hash: SecretHash,
+    /// When the account was created (its first device verified its number).
+    pub account_created_at: UnixMillis,
 }
 
 /// A device as listed to its owner.

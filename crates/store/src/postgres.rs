@@ -838,7 +838,10 @@ impl Store for PostgresStore {
         };
         let client = self.client().await?;
         let st = client
-            .prepare_cached("SELECT account_id, secret_hash FROM devices WHERE id = $1")
+            .prepare_cached(
+                "SELECT d.account_id, d.secret_hash, a.created_at FROM devices d
+                 JOIN accounts a ON a.id = d.account_id WHERE d.id = $1",
+            )
             .await
             .map_err(pg)?;
         let Some(row) = client.query_opt(&st, &[&id]).await.map_err(pg)? else {
@@ -848,6 +851,7 @@ impl Store for PostgresStore {
             account: AccountId(to_u64(get(&row, 0)?, "account id")?),
             device,
             secret_hash: hash_from_db(get(&row, 1)?)?,
+            account_created_at: to_u64(get(&row, 2)?, "time")?,
         }))
     }
 

@@ -743,17 +743,21 @@ fn device_auth(c: &Connection, device: DeviceId) -> StoreResult<Option<DeviceAut
     let Some(id) = key(device.0) else {
         return Ok(None);
     };
-    let row: Option<(i64, Vec<u8>)> = c
-        .prepare_cached("SELECT account_id, secret_hash FROM devices WHERE id = ?1")
+    let row: Option<(i64, Vec<u8>, i64)> = c
+        .prepare_cached(
+            "SELECT d.account_id, d.secret_hash, a.created_at FROM devices d
+             JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1",
+        )
         .db()?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
         .db()?;
-    row.map(|(account, hash)| {
+    row.map(|(account, hash, created_at)| {
         Ok(DeviceAuth {
             account: AccountId(to_u64(account, "account id")?),
             device,
             secret_hash: hash_from_db(hash)?,
+            account_created_at: to_u64(created_at, "time")?,
         })
     })
     .transpose()
