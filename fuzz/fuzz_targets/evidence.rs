@@ -19,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(verified.entries.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
     let parsed = Head::from_line(head, &public).expect("a head that verified parses");
     if let Some(before) = verified.entries.get(verified.entries.len() / 2).map(|e| e.at_ms)
-        && let Ok(Some((kept, new_head, _))) = plan_prune(log, parsed, &public, before)
+        && let Ok(Some(pruned)) = plan_prune(log, parsed, &public, before)
     {
-        verify(&kept, &new_head.to_line(&key), &public).expect("what retention keeps verifies");
+        verify(&pruned.log, &pruned.head.to_line(&key), &public).expect("what retention keeps verifies");
     }
 });

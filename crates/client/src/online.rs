@@ -183,15 +183,7 @@ impl Online {
 
     /// Receive for up to `wait` (or until the queue is drained), then look at the rings.
     pub async fn receive(&mut self, client: &mut Client, wait: Duration, on: &mut dyn FnMut(Happening)) {
-        if let Some(conn) = self.conn.as_mut() {
-            let mut received = Vec::new();
-            let result = client.pump_with(conn, wait, &mut |e| received.push(e.clone())).await;
-            // Told even when a later step failed: these were stored and acknowledged.
-            received.into_iter().for_each(|e| on(Happening::Event(e)));
-            if let Err(e) = result {
-                self.failed(&e, on);
-            }
-        }
+        self.take_deliveries(client, wait, false, on).await;
         self.check_rings(client, on);
     }
 
@@ -204,13 +196,30 @@ impl Online {
         wait: Duration,
         on: &mut dyn FnMut(Happening),
     ) {
-        if let Some(conn) = self.conn.as_mut() {
-            let mut received = Vec::new();
-            let result = client.receive_news(conn, wait, &mut |e| received.push(e.clone())).await;
-            received.into_iter().for_each(|e| on(Happening::Event(e)));
-            if let Err(e) = result {
-                self.failed(&e, on);
-            }
+        self.take_deliveries(client, wait, true, on).await;
+    }
+
+    /// Receive when connected: everything for up to `wait` ([`Client::pump_with`]), or in a
+    /// call only until something arrives ([`Client::receive_news`]).
+    async fn take_deliveries(
+        &mut self,
+        client: &mut Client,
+        wait: Duration,
+        in_call: bool,
+        on: &mut dyn FnMut(Happening),
+    ) {
+        let Some(conn) = self.conn.as_mut() else { return };
+        let mut received = Vec::new();
+        let mut keep = |e: &Event| received.push(e.clone());
+        let result = if in_call {
+            client.receive_news(conn, wait, &mut keep).await
+        } else {
+            client.pump_with(conn, wait, &mut keep).await
+        };
+        // Told even when a later step failed: these were stored and acknowledged.
+        received.into_iter().for_each(|e| on(Happening::Event(e)));
+        if let Err(e) = result {
+            self.failed(&e, on);
         }
     }
 

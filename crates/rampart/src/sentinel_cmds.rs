@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use rampart_client::clock::now_ms;
 use rampart_sentinel::Policy;
 
 use crate::serve::{self, StoreArgs};
@@ -70,10 +71,6 @@ fn action_json(a: &rampart_store::SentinelAction, now: u64) -> serde_json::Value
         "lifted_at_ms": a.lifted_at,
         "lifted_by": a.lifted_by,
     })
-}
-
-fn now_ms() -> u64 {
-    rampart_client::clock::now_ms()
 }
 
 async fn actions(args: ActionsArgs, json: bool) -> anyhow::Result<()> {

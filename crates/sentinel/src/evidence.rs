@@ -292,6 +292,19 @@ pub fn verify_against(log: &str, head: Head, key: &VerifyingKey) -> Result<Verif
     Ok(Verified { head, entries })
 }
 
+/// What retention leaves of a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// The kept lines, exactly as written.
+    pub log: String,
+    /// The head that starts at the first kept entry.
+    pub head: Head,
+    /// Entries dropped.
+    pub dropped: usize,
+    /// When the first kept entry was recorded.
+    pub oldest_at_ms: u64,
+}
+
 /// What retention leaves of a verified log: the entries from `before_ms` on, and the head that
 /// starts there. `None` when nothing is old enough to drop. The last entry is always kept, so
 /// the chain goes on from it.
@@ -300,7 +313,7 @@ pub fn plan_prune(
     head: Head,
     key: &VerifyingKey,
     before_ms: u64,
-) -> Result<Option<(String, Head, usize)>, EvidenceError> {
+) -> Result<Option<Pruned>, EvidenceError> {
     let verified = verify_against(log, head, key)?;
     let keep_from = verified
         .entries
@@ -310,7 +323,11 @@ pub fn plan_prune(
     if keep_from == 0 {
         return Ok(None);
     }
-    let Some(last_dropped) = verified.entries.get(keep_from - 1) else { return Ok(None) };
+    let (Some(last_dropped), Some(first_kept)) =
+        (verified.entries.get(keep_from - 1), verified.entries.get(keep_from))
+    else {
+        return Ok(None);
+    };
     let first_kept_seq = last_dropped.seq + 1;
     // The kept lines, exactly as written (their bytes are what the hashes cover).
     let kept: String = log
@@ -319,7 +336,7 @@ pub fn plan_prune(
         .map(|line| format!("{line}\n"))
         .collect();
     let new_head = Head { first_seq: first_kept_seq, first_prev: last_dropped.hash, ..verified.head };
-    Ok(Some((kept, new_head, keep_from)))
+    Ok(Some(Pruned { log: kept, head: new_head, dropped: keep_from, oldest_at_ms: first_kept.at_ms }))
 }
 
 /// An entry line's sequence number, read without checking it (the log was verified).
@@ -515,7 +532,9 @@ mod tests {
         let (log, head_line) = log(5);
         let head = Head::from_line(&head_line, &key.verifying_key()).unwrap();
         // Entries are at 100..=104 ms: drop those before 103.
-        let (kept, new_head, dropped) = plan_prune(&log, head, &key.verifying_key(), 103).unwrap().unwrap();
+        let Pruned { log: kept, head: new_head, dropped, oldest_at_ms } =
+            plan_prune(&log, head, &key.verifying_key(), 103).unwrap().unwrap();
+        assert_eq!(oldest_at_ms, 103);
         assert_eq!(dropped, 3);
         assert_eq!(kept.lines().count(), 2);
         let verified = verify(&kept, &new_head.to_line(&key), &key.verifying_key()).unwrap();
@@ -528,8 +547,8 @@ mod tests {
         assert!(verify(&holed, &new_head.to_line(&key), &key.verifying_key()).is_err());
         // Nothing old enough: nothing to do. Everything old: the last entry stays.
         assert!(plan_prune(&log, head, &key.verifying_key(), 50).unwrap().is_none());
-        let (kept, _, dropped) = plan_prune(&log, head, &key.verifying_key(), 10_000).unwrap().unwrap();
-        assert_eq!((kept.lines().count(), dropped), (1, 4));
+        let pruned = plan_prune(&log, head, &key.verifying_key(), 10_000).unwrap().unwrap();
+        assert_eq!((pruned.log.lines().count(), pruned.dropped), (1, 4));
     }
 
     #[test]

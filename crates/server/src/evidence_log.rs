@@ -170,7 +170,7 @@ impl EvidenceLog {
         }
         let path = self.dir.join(LOG);
         let log = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let Some((kept, head, dropped)) =
+        let Some(evidence::Pruned { log: kept, head, dropped, oldest_at_ms }) =
             evidence::plan_prune(&log, self.chain.head(), &self.key.verifying_key(), before_ms)?
         else {
             return Ok(0);
@@ -183,9 +183,7 @@ impl EvidenceLog {
         self.write_head()?;
         std::fs::rename(&temporary, &path).map_err(io(&path))?;
         self.log = std::fs::OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        self.oldest_at_ms = evidence::verify(&kept, &head.to_line(&self.key), &self.key.verifying_key())
-            .ok()
-            .and_then(|v| v.entries.first().map(|e| e.at_ms));
+        self.oldest_at_ms = Some(oldest_at_ms);
         Ok(dropped)
     }
 
