@@ -775,6 +775,11 @@ impl Client {
                     rings,
                 }])
             }
+            // Written by the server itself (no client can make one: the server wraps what
+            // clients send), shown as the server's and nothing more: no link, no action.
+            Envelope::ServerNotice(text) => {
+                Ok(vec![Event::ServerNotice { text, at_ms: d.server_timestamp_ms }])
+            }
             Envelope::CallSignal { .. } if self.profile.is_blocked(d.sender_account)? => Ok(vec![]),
             Envelope::CallSignal { call, kind, group, payload } => {
                 self.push_call_input(CallInput::Signal {

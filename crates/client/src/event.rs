@@ -51,4 +51,10 @@ pub enum Event {
         from_account: u64,
         rings: bool,
     },
+    /// A notice from the server's operators (not from any person): that an account which
+    /// called this one was part of an attack campaign, say.
+    ServerNotice {
+        text: String,
+        at_ms: u64,
+    },
 }

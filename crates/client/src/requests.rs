@@ -34,7 +34,12 @@ impl Client {
                 (group, DeliveryKind::Commit)
             }
             Envelope::Application { group, .. } => (group, DeliveryKind::Content),
-            Envelope::Direct(_) | Envelope::Ring(_) | Envelope::CallSignal { .. } => return Ok(None),
+            Envelope::Direct(_)
+            | Envelope::Ring(_)
+            | Envelope::CallSignal { .. }
+            | Envelope::ServerNotice(_) => {
+                return Ok(None);
+            }
         };
         let me = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?.account;
         let held = self.profile.held_count(group)?;

@@ -16,6 +16,7 @@ use rampart_core::limits::{
 };
 use rampart_core::limits::{
     MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAY_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES,
+    MAX_SERVER_NOTICE_BYTES,
 };
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
@@ -186,6 +187,24 @@ fn bounded_str(field: &'static str, s: String, max: usize) -> Result<String, Dec
         return Err(DecodeError::TooLarge { field, len: s.len(), max });
     }
     Ok(s)
+}
+
+/// A server notice's text: bounded UTF-8, no control characters but newlines (it is shown in
+/// terminals, and the server is not trusted to keep escape sequences out).
+pub fn server_notice(bytes: Vec<u8>) -> Result<String, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Missing("notice"));
+    }
+    let text = bounded_str(
+        "notice",
+        String::from_utf8(bytes)
+            .map_err(|_| DecodeError::Invalid { field: "notice", reason: "not UTF-8".into() })?,
+        MAX_SERVER_NOTICE_BYTES,
+    )?;
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(DecodeError::Invalid { field: "notice", reason: "control characters".into() });
+    }
+    Ok(text)
 }
 
 /// Group names are shown to people (in lists, call bars, reports): bounded and free of
@@ -1059,6 +1078,7 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
             }
             .encode_to_vec();
         }
+        Envelope::ServerNotice(text) => (K::ServerNotice, None, text.as_bytes().to_vec(), vec![]),
         Envelope::CallSignal { call, kind, group, payload } => {
             return pb::Envelope {
                 kind: K::CallSignal as i32,
@@ -1117,6 +1137,15 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             sent_at_ms: n.sent_at_ms,
         }));
     }
+    if kind == K::ServerNotice {
+        if !e.group_id.is_empty() || !e.devices.is_empty() || !e.call_id.is_empty() || e.ring.is_some() {
+            return Err(DecodeError::Invalid {
+                field: "notice",
+                reason: "fields outside the notice schema".into(),
+            });
+        }
+        return Ok(Envelope::ServerNotice(server_notice(e.payload)?));
+    }
     let group = group_id(&e.group_id)?;
     Ok(match kind {
         K::Commit => {
@@ -1149,7 +1178,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, DecodeError> {
             };
             Envelope::CallSignal { call: call_id(&e.call_id)?, kind, group, payload }
         }
-        K::Direct | K::Ring | K::Unspecified => {
+        K::Direct | K::Ring | K::ServerNotice | K::Unspecified => {
             return Err(DecodeError::Invalid { field: "kind", reason: "unknown envelope kind".into() });
         }
     })

@@ -363,6 +363,9 @@ pub enum Envelope {
     Ring(RingNotice),
     /// A later signal of a call, still end-to-end encrypted.
     CallSignal { call: CallId, kind: SignalKind, group: GroupId, payload: Bytes },
+    /// A notice from the server's operators (that an account which called you was part of an
+    /// attack campaign, say): plain text the server wrote, never from another user.
+    ServerNotice(String),
 }
 
 /// Binds a device's MLS signature key to its account and device id, signed by the device

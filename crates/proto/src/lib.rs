@@ -20,6 +20,6 @@ pub use codec::{
     DecodeError, MAX_ATTACHMENT_BYTES, MAX_ENVELOPE_BYTES, MAX_RECEIPT_TARGETS, PROTOCOL_VERSION,
     decode_certificate, decode_client_frame, decode_content, decode_envelope, decode_server_frame,
     encode_certificate, encode_client_frame, encode_content, encode_envelope, encode_server_frame,
-    group_name,
+    group_name, server_notice,
 };
 pub use frames::*;

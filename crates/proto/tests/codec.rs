@@ -320,6 +320,27 @@ fn ring_notice_has_a_fixed_small_schema() {
 }
 
 #[test]
+fn server_notices_are_bounded_plain_text() {
+    let text = "Accounts that called you were part of an attack.\nUpdate the app.".to_owned();
+    let bytes = encode_envelope(&Envelope::ServerNotice(text.clone()));
+    assert_eq!(decode_envelope(&bytes).unwrap(), Envelope::ServerNotice(text));
+    // Escape sequences (a server writing to a terminal), other control characters, empty and
+    // oversized notices are refused.
+    for bad in ["\u{1b}[2J gone", "tab\there", "", &"x".repeat(limits::MAX_SERVER_NOTICE_BYTES + 1)] {
+        let bytes = encode_envelope(&Envelope::ServerNotice(bad.to_owned()));
+        assert!(decode_envelope(&bytes).is_err(), "{bad:?}");
+    }
+    // A notice may not carry anything else: a group smuggled in by re-using another kind's
+    // fields is refused.
+    let smuggled =
+        encode_envelope(&Envelope::Application { group: group(), payload: Bytes::from_static(b"hi") });
+    let mut patched = smuggled.clone();
+    assert_eq!(&patched[..2], &[0x08, 4]);
+    patched[1] = 8;
+    assert!(decode_envelope(&patched).is_err());
+}
+
+#[test]
 fn call_content_round_trips_and_needs_a_session_for_offers() {
     let session = MediaSession {
         relay_address: "127.0.0.1:50000".parse().unwrap(),

@@ -640,6 +640,16 @@ fn print_event(e: &Event, json: bool, tally: &mut Tally) {
                 );
             }
         }
+        Event::ServerNotice { text, at_ms } => {
+            if json {
+                print_json(json!({ "server_notice": { "text": text, "at_ms": at_ms } }));
+            } else {
+                outln!("Notice from your server's operators (not from any person):");
+                for line in text.lines() {
+                    outln!("  {}", printable(line));
+                }
+            }
+        }
         _ => {}
     }
 }

@@ -292,6 +292,79 @@ pub fn verify_against(log: &str, head: Head, key: &VerifyingKey) -> Result<Verif
     Ok(Verified { head, entries })
 }
 
+/// A run of consecutive entries cut out of a verified log, with the signed head it was cut
+/// from: enough for someone without the log to check that these entries are the server's, in
+/// this order, with nothing left out between them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Excerpt {
+    /// The head line of the log at the time of the cut.
+    pub head: String,
+    /// The lines, exactly as written.
+    pub lines: Vec<String>,
+}
+
+/// Most entries in one excerpt.
+pub const MAX_EXCERPT_ENTRIES: usize = 10_000;
+
+/// Cut the entries from the first to the last that `wanted` picks (and those between them, so
+/// their links can be checked), at most [`MAX_EXCERPT_ENTRIES`] (the newest are kept). The log
+/// is verified first.
+pub fn excerpt(
+    log: &str,
+    head_line: &str,
+    key: &VerifyingKey,
+    wanted: impl Fn(&Record) -> bool,
+) -> Result<Excerpt, EvidenceError> {
+    let verified = verify(log, head_line, key)?;
+    let kept: Vec<&str> = log.lines().collect();
+    // Lines before the head's first entry (retention in progress) are not in `entries`.
+    let skipped = kept.len() - verified.entries.len();
+    let picked: Vec<usize> =
+        verified.entries.iter().enumerate().filter(|(_, e)| wanted(&e.record)).map(|(i, _)| i).collect();
+    let lines = match (picked.first(), picked.last()) {
+        (Some(&first), Some(&last)) => {
+            let first = first.max((last + 1).saturating_sub(MAX_EXCERPT_ENTRIES));
+            kept[skipped + first..=skipped + last].iter().map(|l| (*l).to_owned()).collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(Excerpt { head: head_line.trim_end().to_owned(), lines })
+}
+
+/// Check an excerpt: the head is the server's, every line is the server's, the lines follow one
+/// another link by link, and they lie within the head's log. Returns the entries.
+pub fn verify_excerpt(excerpt: &Excerpt, key: &VerifyingKey) -> Result<Vec<Entry>, EvidenceError> {
+    let head = Head::from_line(&excerpt.head, key)?;
+    if excerpt.lines.len() > MAX_EXCERPT_ENTRIES {
+        return Err(EvidenceError::Head(format!("an excerpt holds at most {MAX_EXCERPT_ENTRIES} entries")));
+    }
+    let mut entries: Vec<Entry> = Vec::with_capacity(excerpt.lines.len());
+    let mut last: Option<(u64, [u8; 32])> = None;
+    for (index, line) in excerpt.lines.iter().enumerate() {
+        let line_no = index + 1;
+        let Parsed { entry, prev } = parse_entry(line, line_no, key)?;
+        if let Some((seq, hash)) = last {
+            if entry.seq != seq + 1 {
+                return Err(EvidenceError::Sequence { line: line_no, expected: seq + 1, found: entry.seq });
+            }
+            if prev != hash {
+                return Err(EvidenceError::Link { line: line_no });
+            }
+        }
+        if entry.seq >= head.next_seq {
+            return Err(EvidenceError::Head(format!("entry {} lies beyond the head's log", entry.seq)));
+        }
+        // The head's last entry, when the excerpt reaches it, must be the very one.
+        if entry.seq + 1 == head.next_seq && entry.hash != head.last_hash {
+            return Err(EvidenceError::Tail);
+        }
+        last = Some((entry.seq, entry.hash));
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
 /// What retention leaves of a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pruned {
@@ -441,6 +514,35 @@ mod tests {
         // An empty log verifies against an empty head.
         let (log, head) = super::tests::log(0);
         assert!(verify(&log, &head, &key().verifying_key()).unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn an_excerpt_holds_the_wanted_entries_and_those_between_and_checks_alone() {
+        let (log, head) = log(8);
+        let public = key().verifying_key();
+        let wanted = |r: &Record| r.subject == "account 2" || r.subject == "account 5";
+        let cut = excerpt(&log, &head, &public, wanted).unwrap();
+        assert_eq!(cut.lines.len(), 4);
+        let entries = verify_excerpt(&cut, &public).unwrap();
+        assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        // Nothing wanted, nothing cut.
+        assert!(excerpt(&log, &head, &public, |_| false).unwrap().lines.is_empty());
+        // A line left out between two others, an edited line, or another key: each fails.
+        let mut gap = cut.clone();
+        gap.lines.remove(1);
+        assert!(matches!(verify_excerpt(&gap, &public), Err(EvidenceError::Sequence { line: 2, .. })));
+        let mut edited = cut.clone();
+        edited.lines[0] = edited.lines[0].replacen("account 2", "account 7", 1);
+        assert_eq!(verify_excerpt(&edited, &public), Err(EvidenceError::Hash { line: 1 }));
+        let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
+        assert!(verify_excerpt(&cut, &other).is_err());
+        // The head's last entry must be the one the excerpt ends with.
+        let tail = excerpt(&log, &head, &public, |r| r.subject == "account 7").unwrap();
+        assert_eq!(verify_excerpt(&tail, &public).unwrap().len(), 1);
+        let (_, shorter_head) = super::tests::log(7);
+        let mut swapped = tail;
+        swapped.head = shorter_head;
+        assert!(verify_excerpt(&swapped, &public).is_err());
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! lines this crate makes; `rampart admin evidence verify` hands the lines back.
 #![forbid(unsafe_code)]
 
+pub mod case;
 pub mod engine;
 pub mod evidence;
+pub mod investigate;
 pub mod policy;
 pub mod signals;
 
 pub use engine::{Decision, Sentinel, Subject};
-pub use evidence::{Chain, EvidenceError, Head, Record, Verified, verify, verify_against};
+pub use evidence::{
+    Chain, EvidenceError, Excerpt, Head, Record, Verified, excerpt, verify, verify_against, verify_excerpt,
+};
 pub use policy::{Action, Policy, PolicyError};
 pub use signals::{Network, Observation, Ranges, Snapshot};

@@ -31,6 +31,28 @@ pub struct ServerConfig {
     pub verifier: VerifierConfig,
     pub calls: CallConfig,
     pub sentinel: SentinelConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The operator console: web pages for Sentinel on a listener of their own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve it. Nobody can sign in until an operator is added with
+    /// `rampart admin console add-operator NAME`.
+    pub enabled: bool,
+    /// Plain HTTP, so loopback by default: reach it through an SSH tunnel, or put a TLS proxy
+    /// in front and set `allow_remote`.
+    pub listen: SocketAddr,
+    /// Allow a listen address other than loopback (behind a TLS-terminating proxy; cookies
+    /// are then marked Secure).
+    pub allow_remote: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 8444)), allow_remote: false }
+    }
 }
 
 /// Sentinel: noticing an attack campaign from metadata, acting on it, keeping the evidence.
@@ -81,6 +103,7 @@ impl Default for ServerConfig {
             verifier: VerifierConfig::default(),
             calls: CallConfig::default(),
             sentinel: SentinelConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -270,6 +293,10 @@ pub enum ConfigError {
     MetricsToken,
     #[error("calls.relays: {0}")]
     Relays(String),
+    #[error(
+        "console.listen {0} is not a loopback address: the console speaks plain HTTP; reach it through an SSH tunnel, or put a TLS proxy in front and set console.allow_remote = true"
+    )]
+    ConsoleRemote(SocketAddr),
 }
 
 impl ServerConfig {
@@ -317,6 +344,9 @@ impl ServerConfig {
             if let Err(e) = relay.parse::<rampart_turn::uri::TurnUri>() {
                 return Err(ConfigError::Relays(format!("{relay:?}: {e}")));
             }
+        }
+        if self.console.enabled && !self.console.allow_remote && !self.console.listen.ip().is_loopback() {
+            return Err(ConfigError::ConsoleRemote(self.console.listen));
         }
         Ok(())
     }

@@ -142,6 +142,32 @@ impl EvidenceLog {
         &self.dir
     }
 
+    /// Cut an excerpt of this log (nothing is appended meanwhile: appending needs the log
+    /// mutably).
+    pub fn excerpt(&self, wanted: impl Fn(&Record) -> bool) -> Result<evidence::Excerpt, EvidenceLogError> {
+        read_excerpt(&self.dir, wanted)
+    }
+
+    /// Sign a case file with the log's key.
+    pub fn sign_case(
+        &self,
+        case: serde_json::Value,
+    ) -> Result<serde_json::Value, rampart_sentinel::case::CaseError> {
+        rampart_sentinel::case::sign_case(case, &self.key)
+    }
+
+    /// Check the whole log against its head now: what `rampart admin evidence verify` does.
+    pub fn verify_now(&self) -> Result<evidence::Verified, EvidenceLogError> {
+        let (log_path, head_path) = files(&self.dir);
+        let head = std::fs::read_to_string(&head_path).map_err(io(&head_path))?;
+        let log = match std::fs::read_to_string(&log_path) {
+            Ok(log) => log,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(&log_path)(e)),
+        };
+        Ok(evidence::verify(&log, &head, &self.key.verifying_key())?)
+    }
+
     /// Record a decision: the entry is on disk (synced) when this returns.
     pub fn append(&mut self, at_ms: u64, record: Record) -> Result<(), EvidenceLogError> {
         let mut next = self.chain;
@@ -220,16 +246,51 @@ fn resume(head: Head, log: &str, key: &VerifyingKey) -> Result<Chain, String> {
     }
 }
 
+/// The server's evidence key (to sign case files with it); it must exist.
+pub fn read_signing_key(dir: &Path) -> Result<SigningKey, EvidenceLogError> {
+    let path = dir.join(KEY);
+    let bytes = Zeroizing::new(std::fs::read(&path).map_err(io(&path))?);
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| EvidenceLogError::Key { path: path.clone(), why: "not a 32-byte key".into() })?,
+    );
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Cut an excerpt of the log in `dir` (see [`evidence::excerpt`]), verified against its key.
+/// A server appending meanwhile can make the log and the head disagree for an instant: read
+/// again then.
+pub fn read_excerpt(
+    dir: &Path,
+    wanted: impl Fn(&evidence::Record) -> bool,
+) -> Result<evidence::Excerpt, EvidenceLogError> {
+    let public = read_public_key(dir)?;
+    let (log_path, head_path) = files(dir);
+    let mut attempt = 0;
+    loop {
+        let head = std::fs::read_to_string(&head_path).map_err(io(&head_path))?;
+        let log = match std::fs::read_to_string(&log_path) {
+            Ok(log) => log,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io(&log_path)(e)),
+        };
+        match evidence::excerpt(&log, &head, &public, &wanted) {
+            Ok(excerpt) => return Ok(excerpt),
+            Err(evidence::EvidenceError::Length { .. } | evidence::EvidenceError::Tail) if attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn load_or_create_key(dir: &Path) -> Result<SigningKey, EvidenceLogError> {
     let path = dir.join(KEY);
     match std::fs::read(&path) {
-        Ok(bytes) => {
-            let bytes = Zeroizing::new(bytes);
-            let seed: Zeroizing<[u8; 32]> = Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
-                EvidenceLogError::Key { path: path.clone(), why: "not a 32-byte key".into() }
-            })?);
-            Ok(SigningKey::from_bytes(&seed))
-        }
+        Ok(_) => read_signing_key(dir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = Zeroizing::new(rand::random::<[u8; 32]>());
             crate::tls::write_private(&path, seed.as_slice())

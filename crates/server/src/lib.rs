@@ -8,9 +8,12 @@
 mod attachment_service;
 pub mod blobs;
 mod call_service;
+pub mod case_export;
 pub mod config;
+pub mod console;
 mod delivery_service;
 pub mod evidence_log;
+pub mod investigation;
 mod limiter;
 pub mod metrics;
 pub mod sentinel_service;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub relay_datagrams: Family<Labels, Counter>,
     /// Sentinel's actions, by kind.
     pub sentinel_actions: Family<Labels, Counter>,
+    /// Console sign-ins, by outcome (ok, failed).
+    pub console_logins: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -51,7 +53,13 @@ impl Default for Metrics {
             call_misfits: Family::default(),
             relay_datagrams: Family::default(),
             sentinel_actions: Family::default(),
+            console_logins: Family::default(),
         };
+        registry.register(
+            "console_logins",
+            "Operator console sign-ins, by outcome (ok, failed)",
+            m.console_logins.clone(),
+        );
         registry.register(
             "sentinel_actions",
             "Actions Sentinel's policy took, by kind (suspend_calling, block_network...)",
@@ -159,6 +167,10 @@ impl Metrics {
 
     pub fn sentinel_action(&self, action: &'static str) {
         self.sentinel_actions.get_or_create(&[("action", action)]).inc();
+    }
+
+    pub fn console_login(&self, outcome: &'static str) {
+        self.console_logins.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     pub fn call_misfit(&self, reason: &'static str) {

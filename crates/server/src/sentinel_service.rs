@@ -14,7 +14,7 @@ use rampart_core::AccountId;
 use rampart_proto::{ErrorBody, ErrorCode};
 use rampart_sentinel::signals::Observation;
 use rampart_sentinel::{Action, Decision, Network, Policy, Ranges, Sentinel, Subject};
-use rampart_store::{NewSentinelAction, SentinelAction};
+use rampart_store::{NewSentinelAction, SentinelAction, SentinelSighting, SightingKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -24,12 +24,25 @@ use crate::state::{Shared, now_ms};
 /// Lifts taken from the store per round, at most.
 const LIFTS_PER_ROUND: u32 = 256;
 
-/// The engine and the way to its task.
+/// Sightings waiting to be written, at most; more are dropped (and counted in the log) rather
+/// than held without bound while the store is slow.
+const SIGHTINGS_QUEUED: usize = 65_536;
+/// Sightings written in one store call, at most.
+const SIGHTINGS_PER_WRITE: usize = 1_024;
+
+/// The engine and the way to its tasks.
 pub struct SentinelService {
     engine: Mutex<Sentinel>,
     decisions: mpsc::UnboundedSender<Decision>,
-    /// Taken by the server's run loop, which starts the task that carries decisions out.
-    receiver: Mutex<Option<mpsc::UnboundedReceiver<Decision>>>,
+    sightings: mpsc::Sender<SentinelSighting>,
+    /// Taken by the server's run loop, which starts the tasks that carry decisions out and
+    /// keep sightings.
+    receivers: Mutex<Option<Receivers>>,
+}
+
+pub(crate) struct Receivers {
+    pub decisions: mpsc::UnboundedReceiver<Decision>,
+    pub sightings: mpsc::Receiver<SentinelSighting>,
 }
 
 impl std::fmt::Debug for SentinelService {
@@ -55,23 +68,32 @@ pub fn load(config: &crate::config::SentinelConfig) -> Result<(Policy, Ranges), 
 
 impl SentinelService {
     pub fn new(policy: Policy, ranges: Ranges) -> Self {
-        let (decisions, receiver) = mpsc::unbounded_channel();
+        let (decisions, decisions_in) = mpsc::unbounded_channel();
+        let (sightings, sightings_in) = mpsc::channel(SIGHTINGS_QUEUED);
         Self {
             engine: Mutex::new(Sentinel::new(policy, ranges)),
             decisions,
-            receiver: Mutex::new(Some(receiver)),
+            sightings,
+            receivers: Mutex::new(Some(Receivers { decisions: decisions_in, sightings: sightings_in })),
         }
     }
 
-    /// Take an observation now; decisions go to Sentinel's task.
+    /// Take an observation now; decisions go to Sentinel's task, and what was seen to the
+    /// store (for investigations).
     pub fn observe(&self, observation: Observation) {
+        let now = now_ms();
         let decisions = {
             let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-            engine.observe(&observation, now_ms())
+            engine.observe(&observation, now)
         };
         for decision in decisions {
             // The task is gone only when the server is stopping.
             let _ = self.decisions.send(decision);
+        }
+        if let Some(sighting) = sighting(&observation, now)
+            && let Err(mpsc::error::TrySendError::Full(_)) = self.sightings.try_send(sighting)
+        {
+            warn!("sentinel: the store is behind; a sighting was not kept");
         }
     }
 
@@ -80,13 +102,54 @@ impl SentinelService {
         engine.lifted_text(subject);
     }
 
-    pub(crate) fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<Decision>> {
-        self.receiver.lock().unwrap_or_else(|p| p.into_inner()).take()
+    pub(crate) fn take_receivers(&self) -> Option<Receivers> {
+        self.receivers.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
-/// Observe, when Sentinel is on.
+/// What an observation leaves for investigations: who, whom, from where. A call abandoned
+/// before ringing names no callee, and the policy has counted it already.
+fn sighting(observation: &Observation, at: u64) -> Option<SentinelSighting> {
+    let plain = |account: u64, kind, peer: Option<u64>| SentinelSighting {
+        at,
+        account: AccountId(account),
+        kind,
+        peer: peer.map(AccountId),
+        network: None,
+        address: None,
+    };
+    let from = |account: u64, kind, addr: &std::net::IpAddr| SentinelSighting {
+        network: Some(Network::of(*addr).to_string()),
+        address: Some(addr.to_canonical().to_string()),
+        ..plain(account, kind, None)
+    };
+    Some(match observation {
+        Observation::Registered { account, addr, .. } => from(*account, SightingKind::Registered, addr),
+        Observation::Connected { account, addr, .. } => from(*account, SightingKind::SignedIn, addr),
+        Observation::CallPlaced { caller, callee } => plain(*caller, SightingKind::Called, Some(*callee)),
+        Observation::CallAnswered { caller, callee } => plain(*caller, SightingKind::Answered, Some(*callee)),
+        Observation::CallDeclined { caller, callee } => plain(*caller, SightingKind::Declined, Some(*callee)),
+        Observation::CallAbandoned { .. } => return None,
+        Observation::Misfit { account } => plain(*account, SightingKind::Refused, None),
+        Observation::Blocked { blocked, blocker } => plain(*blocked, SightingKind::Blocked, Some(*blocker)),
+        Observation::Lookup { account } => plain(*account, SightingKind::Lookup, None),
+    })
+}
+
+/// Write sightings as they come, many to a store call.
+pub(crate) async fn keep_sightings(shared: Arc<Shared>, mut sightings: mpsc::Receiver<SentinelSighting>) {
+    let mut batch = Vec::with_capacity(SIGHTINGS_PER_WRITE);
+    while sightings.recv_many(&mut batch, SIGHTINGS_PER_WRITE).await > 0 {
+        let count = batch.len();
+        if let Err(e) = shared.store.record_sentinel_sightings(std::mem::take(&mut batch)).await {
+            warn!(error = %e, count, "sentinel: cannot keep sightings");
+        }
+    }
+}
+
+/// Observe: counted for the console's charts, and given to Sentinel when it is on.
 pub(crate) fn observe(shared: &Shared, observation: Observation) {
+    shared.activity.note(&observation, now_ms());
     if let Some(sentinel) = &shared.sentinel {
         sentinel.observe(observation);
     }
@@ -185,8 +248,8 @@ pub(crate) async fn note_lifts(shared: &Arc<Shared>) {
     append_evidence(shared, records).await;
 }
 
-/// Enforce retention: Sentinel's actions that ended more than `metadata_retention_days` ago
-/// go, and (when `evidence` says) evidence older than `evidence_retention_days`.
+/// Enforce retention: Sentinel's actions that ended, and what it saw, more than
+/// `metadata_retention_days` ago go, and (when `evidence` says) evidence older than `evidence_retention_days`.
 pub(crate) async fn purge(shared: &Shared, evidence: bool) {
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
     let config = &shared.config.sentinel;
@@ -199,6 +262,11 @@ pub(crate) async fn purge(shared: &Shared, evidence: bool) {
         Ok(0) => {}
         Ok(n) => info!(actions = n, "sentinel: dropped actions past retention"),
         Err(e) => warn!(error = %e, "sentinel: cannot purge old actions"),
+    }
+    match shared.store.purge_sentinel_sightings(before).await {
+        Ok(0) => {}
+        Ok(n) => info!(sightings = n, "sentinel: dropped sightings past retention"),
+        Err(e) => warn!(error = %e, "sentinel: cannot purge old sightings"),
     }
     let Some(log) = shared.evidence.clone().filter(|_| evidence) else { return };
     let before = now.saturating_sub(config.evidence_retention_days.saturating_mul(DAY_MS));

@@ -69,6 +69,8 @@ pub struct Server {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     identity: ServerIdentity,
+    /// The operator console and its listener, when it listens.
+    console: Option<(Arc<crate::console::Console>, TcpListener)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -161,6 +163,18 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        // The console is a convenience beside the service: a taken port is told, not fatal.
+        let console_listener = if config.console.enabled {
+            match TcpListener::bind(config.console.listen).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    warn!(addr = %config.console.listen, error = %e, "the operator console cannot listen; the server runs without it");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let blobs = crate::blobs::BlobStore::open(&config.data_dir.join("attachments")).await?;
         let verifier = verifier::from_config(&config.verifier, store.clone());
         let relay = if config.calls.relays.is_empty() {
@@ -186,11 +200,23 @@ impl Server {
         shared.evidence = Some(Arc::new(std::sync::Mutex::new(evidence)));
         shared.sentinel = sentinel;
         let shared = Arc::new(shared);
-        Ok(Self { shared, listener, acceptor, identity })
+        let console = match console_listener {
+            Some(listener) => {
+                let console = crate::console::Console::new(shared.clone()).map_err(ServerError::Policy)?;
+                Some((Arc::new(console), listener))
+            }
+            None => None,
+        };
+        Ok(Self { shared, listener, acceptor, identity, console })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// Where the operator console listens, when it does.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().and_then(|(_, listener)| listener.local_addr().ok())
     }
 
     pub fn identity(&self) -> &ServerIdentity {
@@ -219,7 +245,9 @@ impl Server {
     /// they are closed (or the grace period is over). Every message acknowledged to a sender
     /// was durably stored before the acknowledgement, so stopping loses nothing.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server { shared, listener, acceptor, .. } = self;
+        let Server { shared, listener, acceptor, console, .. } = self;
+        let console =
+            console.map(|(console, listener)| tokio::spawn(crate::console::serve(console, listener)));
         let router = router(shared.clone());
         let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections.max(1)));
         let maintenance = tokio::spawn(maintain(shared.clone()));
@@ -234,11 +262,12 @@ impl Server {
                 }
             })
         };
-        let sentinel = shared
-            .sentinel
-            .as_ref()
-            .and_then(|s| s.take_receiver())
-            .map(|decisions| tokio::spawn(crate::sentinel_service::run(shared.clone(), decisions)));
+        let sentinel = shared.sentinel.as_ref().and_then(|s| s.take_receivers()).map(|receivers| {
+            (
+                tokio::spawn(crate::sentinel_service::run(shared.clone(), receivers.decisions)),
+                tokio::spawn(crate::sentinel_service::keep_sightings(shared.clone(), receivers.sightings)),
+            )
+        });
         let events = match shared.store.subscribe().await {
             Ok(Some(events)) => Some(tokio::spawn(relay_store_events(shared.clone(), events))),
             Ok(None) => None,
@@ -285,8 +314,12 @@ impl Server {
         if let Some(events) = events {
             events.abort();
         }
-        if let Some(sentinel) = sentinel {
+        if let Some((sentinel, sightings)) = sentinel {
+            sightings.abort();
             sentinel.abort();
+        }
+        if let Some(console) = console {
+            console.abort();
         }
         info!("stopped");
     }

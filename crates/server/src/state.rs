@@ -261,6 +261,8 @@ pub struct Shared {
     pub evidence: Option<Arc<Mutex<crate::evidence_log::EvidenceLog>>>,
     /// Sentinel, when on (`[sentinel] enabled`).
     pub sentinel: Option<crate::sentinel_service::SentinelService>,
+    /// Per-minute counts of what this node saw, for the console's charts.
+    pub activity: crate::console::activity::Activity,
     pub hub: Hub,
     pub limits: Limiters,
     /// The TURN relays calls use and the secret shared with them; `None`: no calls.
@@ -297,6 +299,7 @@ impl Shared {
             misfit_tally: Mutex::new(HashMap::new()),
             evidence: None,
             sentinel: None,
+            activity: Default::default(),
             hub: Hub::default(),
             limits,
             relay: None,

@@ -113,6 +113,7 @@ macro_rules! conformance_tests {
             purge_removes_only_old_calls,
             sentinel_actions_are_in_force_until_they_expire_or_are_lifted,
             sentinel_lifts_are_noted_once,
+            sentinel_sightings_are_found_by_account_and_network,
         );
     };
 }
@@ -1773,4 +1774,71 @@ pub async fn sentinel_lifts_are_noted_once<S: Store>(store: Arc<S>) {
         store.sentinel_actions(10).await.unwrap().into_iter().map(|a| a.subject).collect();
     assert_eq!(left, vec!["a2".to_owned()]);
     assert_eq!(store.purge_sentinel_actions(T0 + 50).await.unwrap(), 0);
+}
+
+pub async fn sentinel_sightings_are_found_by_account_and_network<S: Store>(store: Arc<S>) {
+    use crate::{SentinelSighting, SightingKind, SightingQuery};
+    let signed_in = |at, account, network: &str, address: &str| SentinelSighting {
+        at,
+        account: AccountId(account),
+        kind: SightingKind::SignedIn,
+        peer: None,
+        network: Some(network.into()),
+        address: Some(address.into()),
+    };
+    let called = |at, caller, callee| SentinelSighting {
+        at,
+        account: AccountId(caller),
+        kind: SightingKind::Called,
+        peer: Some(AccountId(callee)),
+        network: None,
+        address: None,
+    };
+    store.record_sentinel_sightings(vec![]).await.unwrap();
+    store
+        .record_sentinel_sightings(vec![
+            signed_in(T0, 1, "192.0.2.0/24", "192.0.2.7"),
+            signed_in(T0 + 1, 2, "192.0.2.0/24", "192.0.2.8"),
+            signed_in(T0 + 2, 3, "198.51.100.0/24", "198.51.100.1"),
+            called(T0 + 3, 1, 9),
+            called(T0 + 4, 3, 9),
+        ])
+        .await
+        .unwrap();
+    let query = |accounts: &[u64], networks: &[&str], since| SightingQuery {
+        accounts: accounts.iter().copied().map(AccountId).collect(),
+        networks: networks.iter().map(|n| (*n).to_owned()).collect(),
+        since,
+        limit: 100,
+    };
+    // By account: everything it did, oldest first, with every field as it was kept.
+    let of_1 = store.sentinel_sightings(query(&[1], &[], T0)).await.unwrap();
+    assert_eq!(of_1, vec![signed_in(T0, 1, "192.0.2.0/24", "192.0.2.7"), called(T0 + 3, 1, 9)]);
+    // By network: who else was there.
+    let on_net = store.sentinel_sightings(query(&[], &["192.0.2.0/24"], T0)).await.unwrap();
+    assert_eq!(on_net.iter().map(|s| s.account.0).collect::<Vec<_>>(), vec![1, 2]);
+    // Both, since a time, and a limit.
+    let both = store.sentinel_sightings(query(&[3], &["192.0.2.0/24"], T0 + 1)).await.unwrap();
+    assert_eq!(
+        both.iter().map(|s| (s.account.0, s.at)).collect::<Vec<_>>(),
+        vec![(2, T0 + 1), (3, T0 + 2), (3, T0 + 4)]
+    );
+    let mut limited = query(&[1, 2, 3], &[], T0);
+    limited.limit = 2;
+    assert_eq!(store.sentinel_sightings(limited).await.unwrap().len(), 2);
+    // An id no database can hold was never seen.
+    assert!(store.sentinel_sightings(query(&[u64::MAX], &[], T0)).await.unwrap().is_empty());
+    // Bounded fields and queries.
+    let long = signed_in(T0, 4, &"x".repeat(crate::MAX_SIGHTING_FIELD + 1), "192.0.2.9");
+    let r = store.record_sentinel_sightings(vec![signed_in(T0, 5, "192.0.2.0/24", "192.0.2.10"), long]).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    let too_many: Vec<u64> = (1..=crate::MAX_SIGHTING_KEYS as u64 + 1).collect();
+    let r = store.sentinel_sightings(query(&too_many, &[], T0)).await;
+    assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
+    // Nothing of the refused batch was kept.
+    assert!(store.sentinel_sightings(query(&[5], &[], T0)).await.unwrap().is_empty());
+    // Retention.
+    assert_eq!(store.purge_sentinel_sightings(T0 + 2).await.unwrap(), 2);
+    let left = store.sentinel_sightings(query(&[1, 2, 3], &[], 0)).await.unwrap();
+    assert_eq!(left.iter().map(|s| s.at).collect::<Vec<_>>(), vec![T0 + 2, T0 + 3, T0 + 4]);
 }

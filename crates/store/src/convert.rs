@@ -41,6 +41,33 @@ pub(crate) fn check_sentinel_fields(fields: &[&str]) -> StoreResult<()> {
     Ok(())
 }
 
+pub(crate) fn check_sightings(sightings: &[crate::SentinelSighting]) -> StoreResult<()> {
+    let long = |f: &Option<String>| f.as_ref().is_some_and(|f| f.len() > crate::MAX_SIGHTING_FIELD);
+    if sightings.iter().any(|s| long(&s.network) || long(&s.address)) {
+        return Err(StoreError::Forbidden(format!(
+            "a sighting's network and address are at most {} bytes",
+            crate::MAX_SIGHTING_FIELD
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_sighting_query(query: &crate::SightingQuery) -> StoreResult<()> {
+    if query.accounts.len() > crate::MAX_SIGHTING_KEYS || query.networks.len() > crate::MAX_SIGHTING_KEYS {
+        return Err(StoreError::Forbidden(format!(
+            "a sighting query names at most {} accounts and {0} networks",
+            crate::MAX_SIGHTING_KEYS
+        )));
+    }
+    Ok(())
+}
+
+/// A sighting's kind as the store keeps it, or a corrupt row.
+pub(crate) fn sighting_kind(text: &str) -> StoreResult<crate::SightingKind> {
+    crate::SightingKind::parse(text)
+        .ok_or_else(|| StoreError::Backend(format!("stored sighting kind {text:?} is unknown")))
+}
+
 pub(crate) fn check_misfit_reason(reason: &str) -> StoreResult<()> {
     if reason.len() > MAX_MISFIT_REASON {
         return Err(StoreError::Forbidden(format!("a misfit reason is at most {MAX_MISFIT_REASON} bytes")));

@@ -247,6 +247,84 @@ pub struct NewSentinelAction {
     pub until: UnixMillis,
 }
 
+/// What Sentinel saw an account do, kept (for the metadata retention period) so operators can
+/// link the accounts of a campaign and find the people it targeted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelSighting {
+    pub at: UnixMillis,
+    /// Who did it: the caller of a call, the account that registered or signed in, the account
+    /// that was blocked.
+    pub account: AccountId,
+    pub kind: SightingKind,
+    /// The other account: the callee, or the account that blocked.
+    pub peer: Option<AccountId>,
+    /// `203.0.113.0/24` or `2001:db8::/48`, for registrations and sign-ins.
+    pub network: Option<String>,
+    /// The source address, for registrations and sign-ins.
+    pub address: Option<String>,
+}
+
+/// The kinds of [`SentinelSighting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SightingKind {
+    Registered,
+    SignedIn,
+    Called,
+    Answered,
+    Declined,
+    /// A request that did not fit the protocol was refused.
+    Refused,
+    /// `peer` blocked `account`.
+    Blocked,
+    Lookup,
+}
+
+impl SightingKind {
+    pub const ALL: [SightingKind; 8] = [
+        Self::Registered,
+        Self::SignedIn,
+        Self::Called,
+        Self::Answered,
+        Self::Declined,
+        Self::Refused,
+        Self::Blocked,
+        Self::Lookup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::SignedIn => "signed_in",
+            Self::Called => "called",
+            Self::Answered => "answered",
+            Self::Declined => "declined",
+            Self::Refused => "refused",
+            Self::Blocked => "blocked",
+            Self::Lookup => "lookup",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// Which sightings to read: those of these accounts, and those from these networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SightingQuery {
+    pub accounts: Vec<AccountId>,
+    pub networks: Vec<String>,
+    /// Only sightings at or after this time.
+    pub since: UnixMillis,
+    /// At most this many, oldest first.
+    pub limit: u32,
+}
+
+/// Longest network or address text of a sighting, in bytes.
+pub const MAX_SIGHTING_FIELD: usize = 64;
+/// Most accounts or networks in one [`SightingQuery`].
+pub const MAX_SIGHTING_KEYS: usize = 1000;
+
 /// How often one account's call requests did not fit the call schema, by reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallMisfit {
@@ -719,4 +797,13 @@ pub trait Store: Send + Sync + 'static {
     /// Lifted actions no node has noted yet, marked noted as they are returned, at most
     /// `limit` (each lift goes to one node's evidence log once).
     async fn take_unnoted_sentinel_lifts(&self, limit: u32) -> StoreResult<Vec<SentinelAction>>;
+
+    /// Keep what Sentinel saw, in one write. `Forbidden` when a network or address is longer
+    /// than [`MAX_SIGHTING_FIELD`].
+    async fn record_sentinel_sightings(&self, sightings: Vec<SentinelSighting>) -> StoreResult<()>;
+    /// The sightings of the query's accounts or from its networks, oldest first. `Forbidden`
+    /// when it names more than [`MAX_SIGHTING_KEYS`] accounts or networks.
+    async fn sentinel_sightings(&self, query: SightingQuery) -> StoreResult<Vec<SentinelSighting>>;
+    /// Delete the sightings older than `before` (metadata retention); returns how many.
+    async fn purge_sentinel_sightings(&self, before: UnixMillis) -> StoreResult<u64>;
 }

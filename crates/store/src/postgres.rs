@@ -26,14 +26,15 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use crate::convert::{
-    call_id_from_db, call_purge_cutoff, check_misfit_reason, check_sentinel_fields, fetch_keys, hash_from_db,
-    key, pending_migrations, to_i64, to_u64,
+    call_id_from_db, call_purge_cutoff, check_misfit_reason, check_sentinel_fields, check_sighting_query,
+    check_sightings, fetch_keys, hash_from_db, key, pending_migrations, sighting_kind, to_i64, to_u64,
 };
 use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
     GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, NewSentinelAction, OutboxEntry, PendingLink,
-    PendingRegistration, Purged, QueueLimits, Registered, SentinelAction, Store, StoreError, StoreEvent,
-    StoreResult, StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
+    PendingRegistration, Purged, QueueLimits, Registered, SentinelAction, SentinelSighting, SightingQuery,
+    Store, StoreError, StoreEvent, StoreResult, StoredMessage, UnixMillis, WhenFull, only_device,
+    plan_commit, room_for,
 };
 
 const POOL_SIZE: usize = 16;
@@ -222,6 +223,24 @@ const MIGRATIONS: &[(i32, &str)] = &[
     );
     CREATE INDEX sentinel_actions_subject ON sentinel_actions(subject, until);
     CREATE INDEX sentinel_actions_unnoted ON sentinel_actions(lift_noted) WHERE lifted_at IS NOT NULL;
+    "#,
+    ),
+    (
+        8,
+        // What Sentinel saw, for investigations; purged after the metadata retention period.
+        r#"
+    CREATE TABLE sentinel_sightings (
+        id       BIGSERIAL PRIMARY KEY,
+        at       BIGINT NOT NULL,
+        account  BIGINT NOT NULL,
+        kind     TEXT NOT NULL,
+        peer     BIGINT,
+        network  TEXT,
+        address  TEXT
+    );
+    CREATE INDEX sentinel_sightings_account ON sentinel_sightings(account, at);
+    CREATE INDEX sentinel_sightings_network ON sentinel_sightings(network, at) WHERE network IS NOT NULL;
+    CREATE INDEX sentinel_sightings_at ON sentinel_sightings(at);
     "#,
     ),
 ];
@@ -1782,6 +1801,78 @@ impl Store for PostgresStore {
             .collect::<StoreResult<_>>()?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
+    }
+
+    async fn record_sentinel_sightings(&self, sightings: Vec<SentinelSighting>) -> StoreResult<()> {
+        check_sightings(&sightings)?;
+        if sightings.is_empty() {
+            return Ok(());
+        }
+        let mut at = Vec::with_capacity(sightings.len());
+        let mut account = Vec::with_capacity(sightings.len());
+        let mut kind = Vec::with_capacity(sightings.len());
+        let mut peer = Vec::with_capacity(sightings.len());
+        let mut network = Vec::with_capacity(sightings.len());
+        let mut address = Vec::with_capacity(sightings.len());
+        for s in sightings {
+            at.push(to_i64(s.at, "time")?);
+            account.push(to_i64(s.account.0, "account id")?);
+            kind.push(s.kind.as_str());
+            peer.push(s.peer.map(|p| to_i64(p.0, "account id")).transpose()?);
+            network.push(s.network);
+            address.push(s.address);
+        }
+        let client = self.client().await?;
+        // One statement: all of them, or none.
+        let st = client
+            .prepare_cached(
+                "INSERT INTO sentinel_sightings (at, account, kind, peer, network, address)
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[])",
+            )
+            .await
+            .map_err(pg)?;
+        client.execute(&st, &[&at, &account, &kind, &peer, &network, &address]).await.map_err(pg)?;
+        Ok(())
+    }
+
+    async fn sentinel_sightings(&self, query: SightingQuery) -> StoreResult<Vec<SentinelSighting>> {
+        check_sighting_query(&query)?;
+        let accounts: Vec<i64> = query.accounts.iter().filter_map(|a| key(a.0)).collect();
+        let since = to_i64(query.since, "time")?;
+        let client = self.client().await?;
+        let st = client
+            .prepare_cached(
+                "SELECT at, account, kind, peer, network, address FROM sentinel_sightings
+                 WHERE at >= $1 AND (account = ANY($2) OR network = ANY($3))
+                 ORDER BY at, id LIMIT $4",
+            )
+            .await
+            .map_err(pg)?;
+        client
+            .query(&st, &[&since, &accounts, &query.networks, &i64::from(query.limit)])
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| {
+                Ok(SentinelSighting {
+                    at: to_u64(get(r, 0)?, "time")?,
+                    account: AccountId(to_u64(get(r, 1)?, "account id")?),
+                    kind: sighting_kind(get(r, 2)?)?,
+                    peer: get::<Option<i64>>(r, 3)?
+                        .map(|p| to_u64(p, "account id").map(AccountId))
+                        .transpose()?,
+                    network: get(r, 4)?,
+                    address: get(r, 5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_sentinel_sightings(&self, before: UnixMillis) -> StoreResult<u64> {
+        let before = to_i64(before, "time")?;
+        let client = self.client().await?;
+        let st = client.prepare_cached("DELETE FROM sentinel_sightings WHERE at < $1").await.map_err(pg)?;
+        client.execute(&st, &[&before]).await.map_err(pg)
     }
 }
 

@@ -25,14 +25,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{
-    call_id_from_db, call_purge_cutoff, check_misfit_reason, check_sentinel_fields, fetch_keys, hash_from_db,
-    key, pending_migrations, to_i64, to_u64,
+    call_id_from_db, call_purge_cutoff, check_misfit_reason, check_sentinel_fields, check_sighting_query,
+    check_sightings, fetch_keys, hash_from_db, key, pending_migrations, sighting_kind, to_i64, to_u64,
 };
 use crate::{
     ANSWERED_CALL_KEEP_MS, AccountKeys, CallMisfit, CallRecord, DeviceAuth, DeviceRecord, GroupCommitRecord,
     GroupMessage, GroupSent, GroupState, NewDevice, NewMessage, NewSentinelAction, OutboxEntry, PendingLink,
-    PendingRegistration, Purged, QueueLimits, Registered, SentinelAction, Store, StoreError, StoreResult,
-    StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
+    PendingRegistration, Purged, QueueLimits, Registered, SentinelAction, SentinelSighting, SightingQuery,
+    Store, StoreError, StoreResult, StoredMessage, UnixMillis, WhenFull, only_device, plan_commit, room_for,
 };
 
 /// Most commands committed together. Large enough to amortise the fsync under load, small
@@ -216,6 +216,24 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ) STRICT;
     CREATE INDEX sentinel_actions_subject ON sentinel_actions(subject, until);
     CREATE INDEX sentinel_actions_unnoted ON sentinel_actions(lift_noted) WHERE lifted_at IS NOT NULL;
+    ",
+    ),
+    (
+        8,
+        // What Sentinel saw, for investigations; purged after the metadata retention period.
+        "
+    CREATE TABLE sentinel_sightings (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       INTEGER NOT NULL,
+        account  INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        peer     INTEGER,
+        network  TEXT,
+        address  TEXT
+    ) STRICT;
+    CREATE INDEX sentinel_sightings_account ON sentinel_sightings(account, at);
+    CREATE INDEX sentinel_sightings_network ON sentinel_sightings(network, at) WHERE network IS NOT NULL;
+    CREATE INDEX sentinel_sightings_at ON sentinel_sightings(at);
     ",
     ),
 ];
@@ -2029,6 +2047,94 @@ impl Store for SqliteStore {
             )?;
             rows.sort_by_key(|r| r.id);
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn record_sentinel_sightings(&self, sightings: Vec<SentinelSighting>) -> StoreResult<()> {
+        check_sightings(&sightings)?;
+        if sightings.is_empty() {
+            return Ok(());
+        }
+        // One batch of the writer: all of them, or (on an error) none.
+        self.call(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "INSERT INTO sentinel_sightings (at, account, kind, peer, network, address)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .db()?;
+            for s in &sightings {
+                st.execute(params![
+                    to_i64(s.at, "time")?,
+                    to_i64(s.account.0, "account id")?,
+                    s.kind.as_str(),
+                    s.peer.map(|p| to_i64(p.0, "account id")).transpose()?,
+                    s.network,
+                    s.address
+                ])
+                .db()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sentinel_sightings(&self, query: SightingQuery) -> StoreResult<Vec<SentinelSighting>> {
+        check_sighting_query(&query)?;
+        // Ids that cannot be stored cannot have been seen.
+        let accounts: Vec<i64> = query.accounts.iter().filter_map(|a| key(a.0)).collect();
+        let accounts = serde_json::to_string(&accounts).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let networks =
+            serde_json::to_string(&query.networks).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.call(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT at, account, kind, peer, network, address FROM sentinel_sightings
+                     WHERE at >= ?1 AND (account IN (SELECT value FROM json_each(?2))
+                                         OR network IN (SELECT value FROM json_each(?3)))
+                     ORDER BY at, id LIMIT ?4",
+                )
+                .db()?;
+            let rows = st
+                .query_map(
+                    params![to_i64(query.since, "time")?, accounts, networks, i64::from(query.limit)],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                        ))
+                    },
+                )
+                .db()?;
+            rows.map(|row| {
+                let (at, account, kind, peer, network, address) = row.db()?;
+                Ok(SentinelSighting {
+                    at: to_u64(at, "time")?,
+                    account: AccountId(to_u64(account, "account id")?),
+                    kind: sighting_kind(&kind)?,
+                    peer: peer.map(|p| to_u64(p, "account id").map(AccountId)).transpose()?,
+                    network,
+                    address,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn purge_sentinel_sightings(&self, before: UnixMillis) -> StoreResult<u64> {
+        self.call(move |c| {
+            let n = c
+                .prepare_cached("DELETE FROM sentinel_sightings WHERE at < ?1")
+                .db()?
+                .execute([to_i64(before, "time")?])
+                .db()?;
+            Ok(n as u64)
         })
         .await
     }

@@ -45,13 +45,17 @@ const CALLS_SEEN_KEY: &str = "chat.calls_seen_ms";
 const CALL_LOG_LEN: u32 = 50;
 
 /// What happened online, as the window shows it: messages themselves come from the profile
-/// (`refresh`), so of the events only refusals are told.
+/// (`refresh`), so of the events only refusals and the server's notices are told.
 fn tell(updates: &Sender<Update>) -> impl FnMut(Happening) + '_ {
     move |happening| {
         let update = match happening {
             Happening::Link(link) => Update::Link(link),
             Happening::Event(Event::Refused { reason }) => {
                 Update::Error(format!("A message was refused: {reason}"))
+            }
+            // Its text is the decoder's: bounded, no control characters but newlines.
+            Happening::Event(Event::ServerNotice { text, .. }) => {
+                Update::Info(format!("Notice from your server's operators: {}", text.replace('\n', " ")))
             }
             Happening::Event(_) => return,
             Happening::Ring { notice, label } => {
