@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{bench, client_cmds, evidence_cmds, sentinel_cmds, serve, sim};
+use crate::{bench, client_cmds, console_cmds, evidence_cmds, sentinel_cmds, serve, sim};
 
 /// Rampart: end-to-end encrypted messaging you can run yourself.
 ///
@@ -386,6 +386,10 @@ pub enum AdminCommand {
     /// and checking a policy file.
     #[command(subcommand)]
     Sentinel(sentinel_cmds::SentinelCommand),
+    /// The operator console's operators: who may sign in to the web pages (overview, clusters,
+    /// actions with undo, evidence, exports) served on [console] listen.
+    #[command(subcommand)]
+    Console(console_cmds::ConsoleCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -509,6 +513,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(AdminCommand::Outbox(args)) => serve::outbox(args, cli.json).await,
         Command::Admin(AdminCommand::CallMisfits(args)) => serve::call_misfits(args, cli.json).await,
         Command::Admin(AdminCommand::Sentinel(command)) => sentinel_cmds::run(command, cli.json).await,
+        Command::Admin(AdminCommand::Console(command)) => console_cmds::run(command, cli.json),
         Command::Admin(AdminCommand::Evidence(EvidenceCommand::Verify(args))) => {
             evidence_cmds::verify(args, cli.json).await
         }

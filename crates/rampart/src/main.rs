@@ -9,6 +9,7 @@ mod call_cmds;
 mod chat;
 mod cli;
 mod client_cmds;
+mod console_cmds;
 mod evidence_cmds;
 mod request_cmds;
 mod sentinel_cmds;

@@ -229,7 +229,13 @@ async fn cluster(args: ClusterArgs, json: bool) -> anyhow::Result<()> {
     }
     outln!("Targets:");
     for t in &c.targets {
-        outln!("  a{}: called {} times, answered {}", t.account, t.calls, t.answered);
+        outln!(
+            "  a{}: {} calls rang, {} answered, {} set-ups refused on the way",
+            t.account,
+            t.calls,
+            t.answered,
+            t.refused
+        );
     }
     outln!("Timeline:");
     for t in &c.timeline {
@@ -239,10 +245,10 @@ async fn cluster(args: ClusterArgs, json: bool) -> anyhow::Result<()> {
 }
 
 async fn notify(args: NotifyArgs, json: bool) -> anyhow::Result<()> {
-    let (config, store, clusters) = investigate(&args.cluster.clusters).await?;
-    let c = find(clusters, &args.cluster.id)?;
     // Checked before the first one goes, not after half of them did.
     rampart_proto::server_notice(args.message.as_bytes().to_vec()).context("the notice cannot be sent")?;
+    let (config, store, clusters) = investigate(&args.cluster.clusters).await?;
+    let c = find(clusters, &args.cluster.id)?;
     let mut reached = Vec::new();
     for t in &c.targets {
         let devices = if args.dry_run {

@@ -199,6 +199,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rampart_server::evidence_log::evidence_dir(&data_dir).display()
         );
     }
+    if let Some(console) = server.console_addr() {
+        let operators = rampart_server::console::auth::read_operators(
+            &rampart_server::console::auth::operators_path(&data_dir),
+        )
+        .map(|ops| ops.len())
+        .unwrap_or(0);
+        if operators == 0 {
+            outln!(
+                "  console       http://{console} (no operator yet: rampart admin console add-operator NAME --data-dir {})",
+                data_dir.display()
+            );
+        } else {
+            outln!("  console       http://{console} ({operators} operators; loopback only)");
+        }
+    }
     if outbox {
         outln!(
             "  codes         verification codes go to the local outbox: rampart admin outbox --data-dir {}",

@@ -157,6 +157,26 @@ impl Connection {
         media: MediaKind,
         offer: Bytes,
     ) -> Answer {
+        let answer = self.try_place_call(call, callee, group, media, offer).await;
+        // A refused set-up still names whom it was aimed at: the operators' list of targets to
+        // notify must hold the people a malformed call never reached too.
+        if answer.is_err()
+            && let Ok((account, _)) = self.identity()
+            && callee != account
+        {
+            crate::sentinel_service::sight_attempt(&self.shared, account, callee);
+        }
+        answer
+    }
+
+    async fn try_place_call(
+        &mut self,
+        call: CallId,
+        callee: AccountId,
+        group: GroupId,
+        media: MediaKind,
+        offer: Bytes,
+    ) -> Answer {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.calls_per_account, &account, 1, "calls")?;

@@ -22,10 +22,16 @@ pub fn evidence_subjects(cluster: &ClusterReport) -> Vec<String> {
     subjects
 }
 
-/// Does an evidence record's subject name one of these?
+/// Does an evidence record's subject name one of these? Subjects are `a42` or
+/// `net:203.0.113.0/24`, maybe followed by words; refused call set-ups name `account 42`.
 pub fn names_one_of(subject: &str, subjects: &[String]) -> bool {
-    let first = subject.split_whitespace().next().unwrap_or("");
-    subjects.iter().any(|s| s == first)
+    let mut words = subject.split_whitespace();
+    let first = match (words.next(), words.next()) {
+        (Some("account"), Some(id)) => format!("a{id}"),
+        (Some(first), _) => first.to_owned(),
+        (None, _) => return false,
+    };
+    subjects.iter().any(|s| *s == first)
 }
 
 /// The case, before it is signed.
@@ -181,6 +187,17 @@ fn merge(mut base: Value, more: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evidence_subjects_are_matched_in_both_spellings() {
+        let subjects = vec!["a42".to_owned(), "net:203.0.113.0/24".to_owned()];
+        assert!(names_one_of("a42", &subjects));
+        assert!(names_one_of("account 42", &subjects));
+        assert!(names_one_of("net:203.0.113.0/24 (registered there: a42)", &subjects));
+        assert!(!names_one_of("a421", &subjects));
+        assert!(!names_one_of("account 4", &subjects));
+        assert!(!names_one_of("", &subjects));
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

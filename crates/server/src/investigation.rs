@@ -70,8 +70,11 @@ pub struct InfrastructureReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
     pub account: u64,
+    /// Calls that rang it.
     pub calls: u64,
     pub answered: u64,
+    /// Call set-ups aimed at it that the server refused (they never reached it).
+    pub refused: u64,
     pub first_called_ms: u64,
     pub last_called_ms: u64,
 }
@@ -222,7 +225,9 @@ pub fn report(
 ) -> Vec<ClusterReport> {
     let targets: BTreeSet<u64> = sightings
         .iter()
-        .filter(|s| seeds.contains(&s.account.0) && s.kind == SightingKind::Called)
+        .filter(|s| {
+            seeds.contains(&s.account.0) && matches!(s.kind, SightingKind::Called | SightingKind::Attempted)
+        })
         .filter_map(|s| s.peer.map(|p| p.0))
         .collect();
     let mut seen = Vec::new();
@@ -290,21 +295,33 @@ fn describe(
                 format!("registered from {from}")
             }
             SightingKind::SignedIn => format!("signed in from {from}"),
-            SightingKind::Called => {
-                report.calls_placed += 1;
+            SightingKind::Called | SightingKind::Attempted => {
+                let rang = s.kind == SightingKind::Called;
+                if rang {
+                    report.calls_placed += 1;
+                }
                 if let Some(p) = s.peer {
                     let t = targets.entry(p.0).or_insert(TargetReport {
                         account: p.0,
                         calls: 0,
                         answered: 0,
+                        refused: 0,
                         first_called_ms: s.at,
                         last_called_ms: s.at,
                     });
-                    t.calls += 1;
+                    if rang {
+                        t.calls += 1;
+                    } else {
+                        t.refused += 1;
+                    }
                     t.first_called_ms = t.first_called_ms.min(s.at);
                     t.last_called_ms = t.last_called_ms.max(s.at);
                 }
-                format!("called {peer}")
+                if rang {
+                    format!("called {peer}")
+                } else {
+                    format!("a call set-up aimed at {peer} was refused")
+                }
             }
             SightingKind::Answered => {
                 report.calls_answered += 1;
@@ -371,7 +388,7 @@ fn describe(
     let first_seen_ms = timeline.first().map_or(0, |t| t.at_ms);
     let last_seen_ms = timeline.last().map_or(0, |t| t.at_ms);
     let mut targets: Vec<TargetReport> = targets.into_values().collect();
-    targets.sort_by_key(|t| (std::cmp::Reverse(t.calls), t.account));
+    targets.sort_by_key(|t| (std::cmp::Reverse(t.calls + t.refused), t.account));
     ClusterReport {
         id: format!("c{}", members.first().copied().unwrap_or(0)),
         accounts: accounts.into_values().collect(),

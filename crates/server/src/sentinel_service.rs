@@ -90,9 +90,14 @@ impl SentinelService {
             // The task is gone only when the server is stopping.
             let _ = self.decisions.send(decision);
         }
-        if let Some(sighting) = sighting(&observation, now)
-            && let Err(mpsc::error::TrySendError::Full(_)) = self.sightings.try_send(sighting)
-        {
+        if let Some(sighting) = sighting(&observation, now) {
+            self.keep(sighting);
+        }
+    }
+
+    /// Hand a sighting to the task that writes them.
+    fn keep(&self, sighting: SentinelSighting) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.sightings.try_send(sighting) {
             warn!("sentinel: the store is behind; a sighting was not kept");
         }
     }
@@ -152,6 +157,20 @@ pub(crate) fn observe(shared: &Shared, observation: Observation) {
     shared.activity.note(&observation, now_ms());
     if let Some(sentinel) = &shared.sentinel {
         sentinel.observe(observation);
+    }
+}
+
+/// Keep that `caller` aimed a call at `callee` that the server refused (when Sentinel is on).
+pub(crate) fn sight_attempt(shared: &Shared, caller: AccountId, callee: AccountId) {
+    if let Some(sentinel) = &shared.sentinel {
+        sentinel.keep(SentinelSighting {
+            at: now_ms(),
+            account: caller,
+            kind: SightingKind::Attempted,
+            peer: Some(callee),
+            network: None,
+            address: None,
+        });
     }
 }
 

@@ -274,19 +274,23 @@ pub enum SightingKind {
     Declined,
     /// A request that did not fit the protocol was refused.
     Refused,
+    /// A call set-up aimed at `peer` was refused (it did not fit, or calling was suspended):
+    /// `peer` was targeted all the same.
+    Attempted,
     /// `peer` blocked `account`.
     Blocked,
     Lookup,
 }
 
 impl SightingKind {
-    pub const ALL: [SightingKind; 8] = [
+    pub const ALL: [SightingKind; 9] = [
         Self::Registered,
         Self::SignedIn,
         Self::Called,
         Self::Answered,
         Self::Declined,
         Self::Refused,
+        Self::Attempted,
         Self::Blocked,
         Self::Lookup,
     ];
@@ -299,6 +303,7 @@ impl SightingKind {
             Self::Answered => "answered",
             Self::Declined => "declined",
             Self::Refused => "refused",
+            Self::Attempted => "attempted",
             Self::Blocked => "blocked",
             Self::Lookup => "lookup",
         }

@@ -87,6 +87,8 @@ pub struct TestServer {
     pub stderr_path: PathBuf,
     /// The embedded TURN relay's address, when the server started one.
     pub relay: Option<SocketAddr>,
+    /// The operator console's address, when it listens.
+    pub console: Option<SocketAddr>,
     config_path: PathBuf,
 }
 
@@ -119,6 +121,10 @@ impl TestServer {
         if !extra_toml.contains("[calls.relay]") {
             toml.push_str("\n[calls.relay]\nlisten = \"127.0.0.1:0\"\n");
         }
+        // And each its own console.
+        if !extra_toml.contains("[console]") {
+            toml.push_str("\n[console]\nlisten = \"127.0.0.1:0\"\n");
+        }
         std::fs::write(&config_path, toml).unwrap();
         Self::spawn(dir, config_path, data_dir, backend, level)
     }
@@ -147,6 +153,7 @@ impl TestServer {
         let mut addr = None;
         let mut fingerprint = None;
         let mut relay = None;
+        let mut console = None;
         while let Some(Ok(line)) = lines.next() {
             if let Some(rest) = line.trim().strip_prefix("relay") {
                 relay = rest.split_whitespace().find_map(|w| w.parse::<SocketAddr>().ok());
@@ -159,6 +166,10 @@ impl TestServer {
             if let Some(rest) = line.strip_prefix("fingerprint") {
                 fingerprint = Some(rest.trim().to_owned());
             }
+            if let Some(rest) = line.strip_prefix("console") {
+                let url = rest.split_whitespace().next().unwrap_or("");
+                console = url.trim_start_matches("http://").parse().ok();
+            }
             if line.starts_with("Stop with") {
                 break;
             }
@@ -169,7 +180,7 @@ impl TestServer {
             let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
             panic!("server did not start; its log:\n{log}");
         };
-        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, relay, config_path }
+        TestServer { child, addr, fingerprint, data_dir, backend, stderr_path, relay, config_path, console }
     }
 
     pub fn config_path(&self) -> &Path {
