@@ -2,38 +2,18 @@
 //! Sentinel through the real server: a modified client probing the call path is stopped by the
 //! policy, the account it probed is not, the decision is evidence, and an operator's lift
 //! restores the account; a policy file with an error stops the server; a network blocked for
-//! registrations leaves the accounts already there alone.
+//! registrations leaves the accounts already there alone; an operator finds a campaign's
+//! cluster, notifies its target and exports the case.
 
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
-use rampart_client::ClientError;
-use rampart_core::call::{CallId, MediaKind};
-use rampart_core::{AccountId, GroupId};
-use rampart_proto::{ClientRequest, ErrorCode};
+use rampart_core::AccountId;
+use rampart_proto::ErrorCode;
+use support::campaign::{garbage_call, probe_until_stopped, refusal};
 use support::*;
-
-/// A call set-up with an offer that is not MLS: refused by the call schema (a misfit), or by
-/// Sentinel when the account's calling is suspended.
-fn garbage_call(callee: AccountId) -> ClientRequest {
-    ClientRequest::PlaceCall {
-        call: CallId(rand::random()),
-        callee,
-        group: GroupId::new(callee, &mut rand::rng()),
-        media: MediaKind::Audio,
-        offer: Bytes::from_static(b"not an MLS message"),
-    }
-}
-
-fn refusal(result: Result<rampart_proto::ResponseBody, ClientError>) -> rampart_proto::ErrorBody {
-    match result {
-        Err(ClientError::Server(body)) => body,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
 
 async fn evidence_records(server: &TestServer) -> Vec<serde_json::Value> {
     let (ok, out, err) = admin(server, &["evidence", "verify", "--entries"]);
@@ -244,19 +224,6 @@ fn the_default_campaign_is_caught_and_the_spread_one_is_measured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Probe `victim` with malformed call set-ups until Sentinel stops `prober`'s calling.
-async fn probe_until_stopped(prober: &mut rampart_client::Client, victim: AccountId) {
-    let mut conn = prober.connect().await.unwrap();
-    for _ in 0..40 {
-        let refused = refusal(conn.request(garbage_call(victim)).await);
-        if refused.code == ErrorCode::Forbidden {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("Sentinel never stopped the prober");
 }
 
 /// Is python3 with the `stix2` library here? Under CI it must be (`.ci/run` installs it).

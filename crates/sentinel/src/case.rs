@@ -111,7 +111,7 @@ pub fn verify_case(text: &str, expected: Option<&VerifyingKey>) -> Result<Verifi
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::evidence::{Chain, Record};
 

@@ -325,7 +325,8 @@ pub fn excerpt(
     let lines = match (picked.first(), picked.last()) {
         (Some(&first), Some(&last)) => {
             let first = first.max((last + 1).saturating_sub(MAX_EXCERPT_ENTRIES));
-            kept[skipped + first..=skipped + last].iter().map(|l| (*l).to_owned()).collect()
+            let wanted_lines = kept.get(skipped + first..=skipped + last).unwrap_or_default();
+            wanted_lines.iter().map(|l| (*l).to_owned()).collect()
         }
         _ => Vec::new(),
     };

@@ -31,7 +31,7 @@ pub fn names_one_of(subject: &str, subjects: &[String]) -> bool {
         (Some(first), _) => first.to_owned(),
         (None, _) => return false,
     };
-    subjects.iter().any(|s| *s == first)
+    subjects.contains(&first)
 }
 
 /// The case, before it is signed.
@@ -53,7 +53,9 @@ pub fn case(cluster: &ClusterReport, excerpt: Excerpt, server: &str, now_ms: u64
 fn stix_id(kind: &str, name: &str) -> String {
     let digest = Sha256::digest(format!("rampart-stix\n{kind}\n{name}").as_bytes());
     let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
+    for (to, from) in b.iter_mut().zip(digest.iter()) {
+        *to = *from;
+    }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);

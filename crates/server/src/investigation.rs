@@ -170,8 +170,9 @@ async fn gather(
     let mut accounts: BTreeSet<AccountId> = seed_accounts.clone();
     let mut networks: BTreeSet<String> = seed_networks.clone();
     let mut all: Vec<SentinelSighting> = Vec::new();
-    let mut kept: BTreeSet<(u64, u64, SightingKind, Option<u64>, Option<String>, Option<String>)> =
-        BTreeSet::new();
+    // A sighting found twice (by its account and by its network) is kept once.
+    type Identity = (u64, u64, SightingKind, Option<u64>, Option<String>, Option<String>);
+    let mut kept: BTreeSet<Identity> = BTreeSet::new();
     for _ in 0..ROUNDS {
         let new_accounts: Vec<AccountId> =
             accounts.difference(&asked_accounts).copied().take(rampart_store::MAX_SIGHTING_KEYS).collect();

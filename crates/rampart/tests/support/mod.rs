@@ -11,6 +11,7 @@ use std::time::Duration;
 use rampart_client::{Client, ServerAddress};
 use serde_json::Value;
 
+pub mod campaign;
 pub mod lying_server;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");

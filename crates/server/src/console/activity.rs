@@ -59,8 +59,8 @@ impl Activity {
         // A late observation from an earlier minute still in the ring counts there.
         if minute + (MINUTES as u64) > ring.newest {
             let slot = (minute % MINUTES as u64) as usize;
-            if let Some(bucket) = ring.counts.get_mut(slot) {
-                bucket[series] += 1;
+            if let Some(count) = ring.counts.get_mut(slot).and_then(|bucket| bucket.get_mut(series)) {
+                *count += 1;
             }
         }
     }
@@ -77,7 +77,10 @@ impl Activity {
                     .rev()
                     .map(|back| {
                         let m = newest.saturating_sub(back);
-                        ring.counts.get((m % MINUTES as u64) as usize).map_or(0, |b| b[s])
+                        ring.counts
+                            .get((m % MINUTES as u64) as usize)
+                            .and_then(|b| b.get(s).copied())
+                            .unwrap_or(0)
                     })
                     .collect()
             })
@@ -87,6 +90,7 @@ impl Activity {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing)]
     use super::*;
 
     #[test]

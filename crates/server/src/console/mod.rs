@@ -77,8 +77,10 @@ fn templates() -> Result<Environment<'static>, minijinja::Error> {
     ] {
         env.add_template(name, source)?;
     }
+    // Operators read times in UTC, to the second.
     env.add_filter("time", |ms: u64| {
-        case_export::rfc3339(ms).replace('T', " ").replace(".000Z", "").replace('Z', "")
+        let text = case_export::rfc3339(ms).replace('T', " ");
+        format!("{} UTC", text.split('.').next().unwrap_or_default())
     });
     Ok(env)
 }
@@ -157,7 +159,8 @@ fn secure_headers(headers: &mut HeaderMap) {
         ),
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Same-origin: nothing leaks to other sites, and the console's own forms carry their Origin.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
@@ -215,8 +218,13 @@ async fn same_origin_only(request: axum::extract::Request, next: axum::middlewar
             .and_then(|v| v.to_str().ok())
             .is_some_and(|site| site != "same-origin" && site != "none");
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let foreign_origin =
-            headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).is_some_and(|origin| {
+        // "null" is what browsers send when they will not say (privacy settings, sandboxes):
+        // Sec-Fetch-Site and the CSRF token decide then.
+        let foreign_origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|origin| *origin != "null")
+            .is_some_and(|origin| {
                 let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
                 Some(origin_host) != host
             });
@@ -422,8 +430,8 @@ async fn overview(State(c): State<Arc<Console>>, op: Operator) -> Response {
     let mut per_hour = vec![0u64; 24];
     for a in &actions {
         let age = now.saturating_sub(a.created_at) / 3_600_000;
-        if let Some(slot) = 23usize.checked_sub(age as usize) {
-            per_hour[slot] += 1;
+        if let Some(count) = 23usize.checked_sub(age as usize).and_then(|slot| per_hour.get_mut(slot)) {
+            *count += 1;
         }
     }
     let series = c.shared.activity.series(now);
