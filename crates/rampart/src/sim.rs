@@ -16,7 +16,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,7 +27,8 @@ use rampart_core::call::{
     CallEvent, CallId, CalleeCall, MediaKind, RingNotice, RingPolicy, SealedSignal, SignalKind,
 };
 use rampart_core::{AccountId, DeviceId};
-use rampart_sentinel::{Observation, Policy, Ranges, Sentinel, Subject};
+use rampart_sentinel::investigate::{LinkKey, Seen, clusters};
+use rampart_sentinel::{Network, Observation, Policy, Ranges, Sentinel, Subject};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -217,6 +218,12 @@ pub struct Figures {
     pub attacker_calls_refused_by_sentinel: u64,
     pub malformed_setups_refused: u64,
     pub networks_blocked: u64,
+    /// The operator's investigation at the end: clusters linked to accounts acted on, the
+    /// attacker and ordinary accounts in them, and the targets they list for notices.
+    pub clusters: u64,
+    pub attackers_in_clusters: u64,
+    pub ordinary_in_clusters: u64,
+    pub targets_to_notify: u64,
     pub ordinary_calls: u64,
     pub ordinary_calls_refused: u64,
     pub observations: u64,
@@ -242,6 +249,11 @@ struct World {
     targets_rang: HashSet<u64>,
     targets_processed: HashSet<u64>,
     targets_answered: HashSet<u64>,
+    /// Where each account registered and signed in from, for the investigation.
+    seen: Vec<Seen>,
+    ranges: Ranges,
+    /// Each attacker's targets it tried to call, refused or not.
+    aimed: HashMap<u64, HashSet<u64>>,
     figures: Figures,
 }
 
@@ -318,7 +330,7 @@ impl World {
             });
         }
         let journalists = (1..=p.journalists.min(p.users)).collect();
-        let sentinel = Sentinel::new(policy, ranges);
+        let sentinel = Sentinel::new(policy, ranges.clone());
         let mut world = World {
             rng,
             scenario,
@@ -335,6 +347,9 @@ impl World {
             targets_rang: HashSet::new(),
             targets_processed: HashSet::new(),
             targets_answered: HashSet::new(),
+            seen: Vec::new(),
+            ranges,
+            aimed: HashMap::new(),
             figures: Figures::default(),
         };
         world.schedule_start();
@@ -387,6 +402,17 @@ impl World {
 
     fn observe(&mut self, observation: Observation) {
         self.figures.observations += 1;
+        // What the server keeps for investigations (its sightings), as it would.
+        if let Observation::Registered { account, addr, .. } | Observation::Connected { account, addr, .. } =
+            &observation
+        {
+            let registration = matches!(observation, Observation::Registered { .. });
+            let hosting = self.ranges.contains(*addr);
+            for key in [LinkKey::Address(addr.to_string()), LinkKey::Network(Network::of(*addr).to_string())]
+            {
+                self.seen.push(Seen { account: *account, key, at_ms: self.now, registration, hosting });
+            }
+        }
         for decision in self.sentinel.observe(&observation, self.now) {
             *self.figures.decisions_by_rule.entry(decision.rule.clone()).or_default() += 1;
             match decision.subject {
@@ -506,6 +532,7 @@ impl World {
         let next = exp_delay(&mut self.rng, rate / MINUTE as f64);
         self.at(self.now.saturating_add(next.max(1_000)), Event::AttackerCall { attacker });
         self.figures.attacker_calls_tried += 1;
+        self.aimed.entry(account).or_default().insert(target);
         if self.stopped(account) {
             // Refused by the server before anything reaches the target: the attacker tries
             // the same target again later.
@@ -617,6 +644,17 @@ impl World {
         f.targets_rang = self.targets_rang.len() as u64;
         f.targets_processed_attacker_data_before_accept = self.targets_processed.len() as u64;
         f.targets_answered_attacker = self.targets_answered.len() as u64;
+        // The investigation an operator runs at the end, with the server's own grouping rules.
+        let seeds: BTreeSet<u64> = self.first_action.keys().copied().collect();
+        let aimed_at: BTreeSet<u64> = self.aimed.values().flatten().copied().collect();
+        let clusters = clusters(&seeds, &self.seen, &aimed_at);
+        let clustered: BTreeSet<u64> = clusters.iter().flatten().copied().collect();
+        f.clusters = clusters.len() as u64;
+        f.attackers_in_clusters = clustered.iter().filter(|a| attacker_ids.contains(a)).count() as u64;
+        f.ordinary_in_clusters = clustered.len() as u64 - f.attackers_in_clusters;
+        f.targets_to_notify =
+            clustered.iter().filter_map(|a| self.aimed.get(a)).flatten().collect::<BTreeSet<_>>().len()
+                as u64;
         f.wall_ms = wall_ms;
         std::mem::take(f)
     }
@@ -720,6 +758,14 @@ pub fn run(args: SimArgs, json: bool) -> anyhow::Result<()> {
         f.ordinary_calls_refused
     );
     outln!("  networks blocked               {}", f.networks_blocked);
+    outln!(
+        "  investigation                  {} clusters holding {} of {} attacker accounts and {} ordinary ones; {} targets listed for notices",
+        f.clusters,
+        f.attackers_in_clusters,
+        f.attackers,
+        f.ordinary_in_clusters,
+        f.targets_to_notify
+    );
     for (rule, n) in &f.decisions_by_rule {
         outln!("  decisions by {rule:<28} {n}");
     }
@@ -753,6 +799,12 @@ mod tests {
         assert_eq!(f.targets_processed_attacker_data_before_accept, 0, "{f:?}");
         assert!(f.ordinary_acted_on <= 2, "{f:?}");
         assert!(f.observations > 2_000, "{f:?}");
+        // The investigation finds the campaign's accounts, and lists targets to notify.
+        assert_eq!(f.attackers_in_clusters, 20, "{f:?}");
+        // Ordinary accounts there: the few acted on by mistake, and newcomers who registered
+        // from their networks minutes apart; a handful of 2,040.
+        assert!(f.ordinary_in_clusters <= 10, "{f:?}");
+        assert!(f.targets_to_notify > 0, "{f:?}");
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! networks too (a newsroom's office, a mobile carrier's NAT). So not every shared network is a
 //! link:
 //!
-//! - a shared **address** links, and so does a shared **hosting network** (the operator's list
-//!   of datacenter ranges);
-//! - another shared network links only **registrations close in time** (within
-//!   [`REGISTRATION_LINK_WINDOW_MS`] of each other);
+//! - a shared **address** links;
+//! - a shared **network** links only **registrations close in time**: within
+//!   [`HOSTING_LINK_WINDOW_MS`] of each other on a hosting network (the operator's list of
+//!   datacenter ranges), within [`REGISTRATION_LINK_WINDOW_MS`] on any other. Signing in from a
+//!   network links nothing: people on a VPN or in one office share networks all day;
 //! - a key shared by more than [`MAX_LINK_FANOUT`] accounts links nothing (a carrier NAT);
 //! - an account the campaign **called** is its target, never its member through shared
 //!   infrastructure alone: an attacker who registers from a victim's network must not pull the
@@ -21,6 +22,8 @@ use crate::signals::Account;
 
 /// Registrations from one (non-hosting) network this close in time link their accounts.
 pub const REGISTRATION_LINK_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// Registrations from one hosting network this close in time link their accounts.
+pub const HOSTING_LINK_WINDOW_MS: u64 = 60 * 60 * 1000;
 /// A key shared by more accounts than this links none of them.
 pub const MAX_LINK_FANOUT: usize = 256;
 
@@ -67,8 +70,7 @@ pub fn clusters(
         if distinct.len() < 2 || distinct.len() > MAX_LINK_FANOUT {
             continue;
         }
-        let links_all = matches!(key, LinkKey::Address(_)) || at_key.iter().any(|s| s.hosting);
-        if links_all {
+        if matches!(key, LinkKey::Address(_)) {
             let mut accounts = distinct.into_iter();
             if let Some(first) = accounts.next() {
                 for other in accounts {
@@ -77,11 +79,13 @@ pub fn clusters(
             }
             continue;
         }
+        let window =
+            if at_key.iter().any(|s| s.hosting) { HOSTING_LINK_WINDOW_MS } else { REGISTRATION_LINK_WINDOW_MS };
         at_key.retain(|s| s.registration);
         at_key.sort_by_key(|s| s.at_ms);
         for pair in at_key.windows(2) {
             if let [a, b] = pair
-                && b.at_ms.saturating_sub(a.at_ms) <= REGISTRATION_LINK_WINDOW_MS
+                && b.at_ms.saturating_sub(a.at_ms) <= window
             {
                 sets.union(a.account, b.account);
             }
@@ -146,12 +150,14 @@ mod tests {
     }
 
     #[test]
-    fn hosting_networks_and_addresses_link_accounts_to_a_seed() {
+    fn hosting_registrations_and_addresses_link_accounts_to_a_seed() {
         let seen = [
             seen(1, net("203.0.113.0/24"), 0, true, true),
-            seen(2, net("203.0.113.0/24"), 99 * 60_000, false, true),
+            seen(2, net("203.0.113.0/24"), 50 * 60_000, true, true),
             seen(2, addr("198.51.100.9"), 0, false, false),
             seen(3, addr("198.51.100.9"), 0, false, false),
+            // Someone on a VPN in the same datacenter, signing in: not linked.
+            seen(5, net("203.0.113.0/24"), 10 * 60_000, false, true),
             // Not linked to anyone.
             seen(4, net("192.0.2.0/24"), 0, true, false),
         ];
