@@ -912,6 +912,39 @@ fn evidence_seeds() -> Result<Seeds, String> {
     Ok(seeds)
 }
 
+/// Case files signed with the fuzz target's fixed key, around excerpts of signed logs.
+fn case_file_seeds() -> Result<Seeds, String> {
+    use rampart_sentinel::case::sign_case;
+    use rampart_sentinel::evidence::{Chain, Excerpt, Record};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let mut seeds = Vec::new();
+    for entries in [0u64, 1, 3] {
+        let mut chain = Chain::new();
+        let mut lines = Vec::new();
+        for n in 0..entries {
+            let record = Record {
+                decision: "suspend_calling".into(),
+                subject: format!("a{n}"),
+                by: "rule probing_call_setup".into(),
+                reason: "call set-ups that do not fit the call schema".into(),
+                signals: [("misfits_10m".to_owned(), 3 + n)].into(),
+                until_ms: Some(1_000_000 + n),
+            };
+            let line = chain.append(&key, 1_000 + n, record).map_err(|e| e.to_string())?;
+            lines.push(line.trim_end().to_owned());
+        }
+        let excerpt = Excerpt { head: chain.head().to_line(&key).trim_end().to_owned(), lines };
+        let case = serde_json::json!({
+            "cluster": { "id": "c1", "accounts": [{ "account": 1 }], "targets": [{ "account": 9 }] },
+            "evidence": excerpt,
+        });
+        let file = sign_case(case, &key).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+        seeds.push((format!("case-{entries}"), text));
+    }
+    Ok(seeds)
+}
+
 fn sentinel_policy_seeds() -> Seeds {
     let mut seeds = vec![("default".to_owned(), rampart_sentinel::policy::DEFAULT_POLICY.as_bytes().to_vec())];
     for (name, text) in [
@@ -1094,6 +1127,7 @@ fn run() -> Result<(), String> {
     write(&dir, "yuyv", &yuyv_seeds())?;
     write(&dir, "evidence", &evidence_seeds()?)?;
     write(&dir, "sentinel_policy", &sentinel_policy_seeds())?;
+    write(&dir, "case_file", &case_file_seeds()?)?;
     Ok(())
 }
 
