@@ -89,6 +89,7 @@ fn client_seeds() -> Result<Seeds, String> {
             ClientRequest::Authenticate {
                 device: DeviceId(3),
                 secret: secret()?,
+                client: "rampart/0.1.0".into(),
             },
         ),
         (

@@ -209,7 +209,11 @@ impl Client {
         let creds = self.profile.credentials()?.ok_or(ClientError::NotRegistered)?;
         let mut conn = Connection::open(&creds.server, Some(creds.fingerprint.clone())).await?;
         match conn
-            .request(ClientRequest::Authenticate { device: creds.device, secret: creds.secret.clone() })
+            .request(ClientRequest::Authenticate {
+                device: creds.device,
+                secret: creds.secret.clone(),
+                client: CLIENT_NAME.to_owned(),
+            })
             .await?
         {
             ResponseBody::Authenticated { label, .. } => {
@@ -823,6 +827,9 @@ fn normalise_fingerprint(input: &str) -> Result<String, ClientError> {
 /// alphabet, about 59 bits, so a server that saw the code cannot search for a key of its own
 /// with the same check.
 pub const LINK_KEY_CHECK_LEN: usize = 12;
+
+/// The software name this client gives the server when it signs in.
+pub const CLIENT_NAME: &str = concat!("rampart/", env!("CARGO_PKG_VERSION"));
 
 /// The check of a linking device's key that its link code carries.
 pub fn link_key_check(key: &[u8; 32]) -> String {

@@ -30,8 +30,8 @@ pub mod storage;
 
 pub use attachment::{safe_file_name, sealed_len};
 pub use client::{
-    Client, Identity, LINK_KEY_CHECK_LEN, PendingLinkHandle, ReceivedMessage, Registration, SafetyCheck,
-    SendReceipt, link_key_check,
+    CLIENT_NAME, Client, Identity, LINK_KEY_CHECK_LEN, PendingLinkHandle, ReceivedMessage, Registration,
+    SafetyCheck, SendReceipt, link_key_check,
 };
 pub use error::ClientError;
 pub use event::Event;

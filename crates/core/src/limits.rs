@@ -80,6 +80,8 @@ pub const MAX_CALL_OFFER_BYTES: usize = 16 * 1024;
 pub const MAX_CALL_SIGNAL_BYTES: usize = 8 * 1024;
 /// Largest encoded ring-notice envelope: the fixed schema fits in well under this.
 pub const MAX_RING_ENVELOPE_BYTES: usize = 128;
+/// Longest software name a device gives when it signs in (`rampart/0.1.0`), in bytes.
+pub const MAX_CLIENT_NAME_BYTES: usize = 64;
 /// Longest text of a notice from the server's operators (UTF-8 bytes).
 pub const MAX_SERVER_NOTICE_BYTES: usize = 2048;
 /// Most relays offered in one set of relay credentials.

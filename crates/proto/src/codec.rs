@@ -15,8 +15,8 @@ use rampart_core::limits::{
     MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_REQUEST_ITEMS, MAX_LABEL_BYTES, MAX_LISTED_DEVICES,
 };
 use rampart_core::limits::{
-    MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_RELAY_BYTES, MAX_RELAYS, MAX_RING_ENVELOPE_BYTES,
-    MAX_SERVER_NOTICE_BYTES,
+    MAX_CALL_OFFER_BYTES, MAX_CALL_SIGNAL_BYTES, MAX_CLIENT_NAME_BYTES, MAX_RELAY_BYTES, MAX_RELAYS,
+    MAX_RING_ENVELOPE_BYTES, MAX_SERVER_NOTICE_BYTES,
 };
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
@@ -218,6 +218,15 @@ pub fn group_name(s: String) -> Result<String, DecodeError> {
 }
 
 /// Device names are shown to people: bounded and free of control characters.
+/// A software name: printable ASCII only (it goes to logs and the operators' pages).
+fn client_name(s: String) -> Result<String, DecodeError> {
+    let s = bounded_str("client", s, MAX_CLIENT_NAME_BYTES)?;
+    if !s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(DecodeError::Invalid { field: "client", reason: "not printable ASCII".into() });
+    }
+    Ok(s)
+}
+
 fn device_name(s: String) -> Result<String, DecodeError> {
     let s = bounded_str("device_name", s, MAX_DEVICE_NAME_BYTES)?;
     if s.chars().any(char::is_control) {
@@ -383,6 +392,7 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
         R::Authenticate(r) => ClientRequest::Authenticate {
             device: DeviceId(nonzero("device_id", r.device_id)?),
             secret: secret(r.device_secret)?,
+            client: client_name(r.client)?,
         },
         R::BeginLink(r) => ClientRequest::BeginLink {
             device_name: device_name(r.device_name)?,
@@ -534,9 +544,10 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
             device_name: device_name.clone(),
             device_secret: secret.as_bytes().to_vec(),
         }),
-        ClientRequest::Authenticate { device, secret } => R::Authenticate(pb::Authenticate {
+        ClientRequest::Authenticate { device, secret, client } => R::Authenticate(pb::Authenticate {
             device_id: device.0,
             device_secret: secret.as_bytes().to_vec(),
+            client: client.clone(),
         }),
         ClientRequest::BeginLink { device_name, secret } => R::BeginLink(pb::BeginLink {
             device_name: device_name.clone(),

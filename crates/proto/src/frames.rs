@@ -37,6 +37,9 @@ pub enum ClientRequest {
     Authenticate {
         device: DeviceId,
         secret: DeviceSecret,
+        /// The software, as the device says (`rampart/0.1.0`): Sentinel notices clients that
+        /// are not Rampart's own; anyone can claim anything here.
+        client: String,
     },
     BeginLink {
         device_name: String,

@@ -24,7 +24,8 @@ fn all_client_requests() -> Vec<ClientRequest> {
             device_name: "laptop".into(),
             secret: secret(),
         },
-        ClientRequest::Authenticate { device: DeviceId(3), secret: secret() },
+        ClientRequest::Authenticate { device: DeviceId(3), secret: secret(), client: "rampart/0.1.0".into() },
+        ClientRequest::Authenticate { device: DeviceId(3), secret: secret(), client: String::new() },
         ClientRequest::BeginLink { device_name: "tablet".into(), secret: secret() },
         ClientRequest::ApproveLink { code: LinkCode::parse("ABCD-EFGH").unwrap() },
         ClientRequest::Send {

@@ -228,7 +228,12 @@ async fn register_many(
 
 async fn authenticate(server: &ServerProcess, d: &Device) -> anyhow::Result<Connection> {
     let mut conn = open(server).await?;
-    conn.request(ClientRequest::Authenticate { device: d.device, secret: d.secret.clone() }).await?;
+    conn.request(ClientRequest::Authenticate {
+        device: d.device,
+        secret: d.secret.clone(),
+        client: rampart_client::CLIENT_NAME.to_owned(),
+    })
+    .await?;
     Ok(conn)
 }
 

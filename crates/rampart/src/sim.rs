@@ -368,7 +368,12 @@ impl World {
         // Everyone already here is online: their devices connect.
         for account in 1..=p.users {
             let addr = self.users[(account - 1) as usize].addr;
-            self.observe(Observation::Connected { account, addr, registered_at_ms: None });
+            self.observe(Observation::Connected {
+                account,
+                addr,
+                registered_at_ms: None,
+                unknown_client: None,
+            });
         }
         let per_ms = p.calls_per_user_per_day / (24.0 * 60.0 * MINUTE as f64);
         for caller in 1..=p.users {
@@ -503,7 +508,13 @@ impl World {
                     let a = &self.attackers[attacker as usize];
                     (a.id, a.addr, a.blending)
                 };
-                self.observe(Observation::Connected { account, addr, registered_at_ms: None });
+                // The look-alike gives the official client's name: that much anyone copies.
+                self.observe(Observation::Connected {
+                    account,
+                    addr,
+                    registered_at_ms: None,
+                    unknown_client: None,
+                });
                 let first = if blending {
                     exp_delay(&mut self.rng, c.blending_calls_per_hour / (60.0 * MINUTE as f64))
                 } else {

@@ -189,6 +189,7 @@ async fn wrong_credentials_are_refused() {
             .request(ClientRequest::Authenticate {
                 device: DeviceId(device),
                 secret: DeviceSecret::generate(&mut rand::rng()),
+                client: String::new(),
             })
             .await;
         assert!(matches!(r, Err(ClientError::Server(e)) if e.code == ErrorCode::InvalidCredentials));
@@ -419,6 +420,7 @@ async fn lock_out_attempts_do_not_stop_the_rightful_user() {
             .request(ClientRequest::Authenticate {
                 device: DeviceId(rand::random_range(1_000..1_000_000)),
                 secret: DeviceSecret::generate(&mut rand::rng()),
+                client: String::new(),
             })
             .await;
         assert!(

@@ -6,7 +6,8 @@
 //! networks too (a newsroom's office, a mobile carrier's NAT). So not every shared network is a
 //! link:
 //!
-//! - a shared **address** links;
+//! - a shared **address** links, and so does a shared **client name** that is not Rampart's
+//!   own (the server passes only those: everyone shares the official one);
 //! - a shared **network** links only **registrations close in time**: within
 //!   [`HOSTING_LINK_WINDOW_MS`] of each other on a hosting network (the operator's list of
 //!   datacenter ranges), within [`REGISTRATION_LINK_WINDOW_MS`] on any other. Signing in from a
@@ -32,6 +33,8 @@ pub const MAX_LINK_FANOUT: usize = 256;
 pub enum LinkKey {
     Address(String),
     Network(String),
+    /// Software that is not Rampart's own, by the name it gave.
+    Client(String),
 }
 
 /// One account seen at one key.
@@ -70,7 +73,7 @@ pub fn clusters(
         if distinct.len() < 2 || distinct.len() > MAX_LINK_FANOUT {
             continue;
         }
-        if matches!(key, LinkKey::Address(_)) {
+        if matches!(key, LinkKey::Address(_) | LinkKey::Client(_)) {
             let mut accounts = distinct.into_iter();
             if let Some(first) = accounts.next() {
                 for other in accounts {
@@ -79,8 +82,11 @@ pub fn clusters(
             }
             continue;
         }
-        let window =
-            if at_key.iter().any(|s| s.hosting) { HOSTING_LINK_WINDOW_MS } else { REGISTRATION_LINK_WINDOW_MS };
+        let window = if at_key.iter().any(|s| s.hosting) {
+            HOSTING_LINK_WINDOW_MS
+        } else {
+            REGISTRATION_LINK_WINDOW_MS
+        };
         at_key.retain(|s| s.registration);
         at_key.sort_by_key(|s| s.at_ms);
         for pair in at_key.windows(2) {
@@ -187,6 +193,17 @@ mod tests {
         assert_eq!(clusters(&set(&[1]), &seen, &set(&[9])), vec![set(&[1])]);
         // Unless the victim itself was acted on.
         assert_eq!(clusters(&set(&[1, 9]), &seen, &set(&[9])), vec![set(&[1, 9])]);
+    }
+
+    #[test]
+    fn a_look_alike_client_links_accounts_across_networks() {
+        let client = LinkKey::Client("wa-lite/2.19".into());
+        let seen = [
+            seen(1, client.clone(), 0, false, false),
+            seen(2, client, 9 * 24 * 3_600_000, false, false),
+            seen(2, net("198.51.100.0/24"), 0, true, false),
+        ];
+        assert_eq!(clusters(&set(&[1]), &seen, &set(&[])), vec![set(&[1, 2])]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! ```
 //!
 //! `when` may use the signal names of [`crate::signals::SIGNAL_NAMES`] (integers, except
-//! `network_is_hosting`, a boolean). A file with an error (TOML, CEL, an unknown signal or
+//! `network_is_hosting` and `client_is_unknown`, booleans). A file with an error (TOML, CEL, an unknown signal or
 //! action, a duration that does not parse) is refused as a whole with its line, so a server
 //! never starts on half a policy. CEL is evaluated by the `cel` crate: expressions cannot loop,
 //! call out or allocate without bound, which a policy language run on every event needs.
@@ -251,11 +251,12 @@ impl Policy {
     }
 }
 
-/// The signals as CEL variables: integers, and `network_is_hosting` a boolean.
+/// The signals as CEL variables: integers, and `network_is_hosting` and `client_is_unknown`
+/// booleans.
 fn context_of(signals: &Snapshot) -> cel::Context<'static, 'static> {
     let mut context = cel::Context::default();
     for (name, value) in signals.named() {
-        let value = if name == "network_is_hosting" {
+        let value = if name == "network_is_hosting" || name == "client_is_unknown" {
             cel::Value::Bool(value != 0)
         } else {
             cel::Value::Int(i64::try_from(value).unwrap_or(i64::MAX))

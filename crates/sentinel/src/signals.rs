@@ -80,6 +80,9 @@ pub enum Observation {
         account: Account,
         addr: IpAddr,
         registered_at_ms: Option<u64>,
+        /// The software name the device gave, when it is not one of Rampart's own (empty when
+        /// it gave none); `None` for Rampart's own clients.
+        unknown_client: Option<String>,
     },
     CallPlaced {
         caller: Account,
@@ -220,6 +223,8 @@ struct AccountState {
     callees: Distinct,
     /// Networks the account's devices connected from (a few).
     networks: HashSet<Network>,
+    /// Its latest sign-in named software that is not Rampart's own.
+    unknown_client: bool,
 }
 
 impl AccountState {
@@ -240,6 +245,7 @@ impl AccountState {
             lookups: recent(),
             callees: Distinct::default(),
             networks: HashSet::new(),
+            unknown_client: false,
         }
     }
 }
@@ -283,6 +289,9 @@ pub struct Snapshot {
     pub network_is_hosting: bool,
     /// Other accounts seen on the networks this account used.
     pub accounts_sharing_networks: u64,
+    /// Its latest sign-in named software that is not Rampart's own (or none): a look-alike
+    /// client that does not bother to pretend. A claim, so only ever one signal among others.
+    pub client_is_unknown: bool,
 }
 
 impl Snapshot {
@@ -303,12 +312,13 @@ impl Snapshot {
             ("network_registrations_1h", self.network_registrations_1h),
             ("network_is_hosting", u64::from(self.network_is_hosting)),
             ("accounts_sharing_networks", self.accounts_sharing_networks),
+            ("client_is_unknown", u64::from(self.client_is_unknown)),
         ]
     }
 }
 
 /// The names a policy may use, with what each means (for `--help`-like listings and errors).
-pub const SIGNAL_NAMES: [&str; 14] = [
+pub const SIGNAL_NAMES: [&str; 15] = [
     "account_age_s",
     "calls_placed_10m",
     "calls_placed_24h",
@@ -323,6 +333,7 @@ pub const SIGNAL_NAMES: [&str; 14] = [
     "network_registrations_1h",
     "network_is_hosting",
     "accounts_sharing_networks",
+    "client_is_unknown",
 ];
 
 /// A list of address ranges (hosting providers, datacenters) given by the operator.
@@ -419,9 +430,10 @@ impl Signals {
                 touched.push(*account);
                 touched
             }
-            Observation::Connected { account, addr, registered_at_ms } => {
+            Observation::Connected { account, addr, registered_at_ms, unknown_client } => {
                 let network = Network::of(*addr);
                 let state = self.account(*account, now_ms);
+                state.unknown_client = unknown_client.is_some();
                 if let Some(at) = registered_at_ms {
                     state.registered_at.get_or_insert(*at);
                 }
@@ -516,6 +528,7 @@ impl Signals {
             network_registrations_1h: network.map_or(0, |(_, n)| n.registrations.total(now_ms)),
             network_is_hosting: network.is_some_and(|(n, _)| self.hosting_networks.contains(&n)),
             accounts_sharing_networks: sharing.len() as u64,
+            client_is_unknown: s.unknown_client,
         }
     }
 
@@ -609,7 +622,12 @@ mod tests {
             );
         }
         s.observe(
-            &Observation::Connected { account: 9, addr: addr("2001:db8::1"), registered_at_ms: None },
+            &Observation::Connected {
+                account: 9,
+                addr: addr("2001:db8::1"),
+                registered_at_ms: None,
+                unknown_client: None,
+            },
             0,
         );
         assert_eq!(s.snapshot(1, 1).accounts_sharing_networks, 2);
@@ -642,10 +660,26 @@ mod tests {
     fn an_accounts_age_comes_with_its_sign_in() {
         // Registered on another node (or before a restart): the sign-in says when.
         let mut s = Signals::new(Ranges::default());
-        let connected =
-            Observation::Connected { account: 5, addr: addr("192.0.2.1"), registered_at_ms: Some(1_000) };
+        let connected = Observation::Connected {
+            account: 5,
+            addr: addr("192.0.2.1"),
+            registered_at_ms: Some(1_000),
+            unknown_client: None,
+        };
         s.observe(&connected, 61_000);
         assert_eq!(s.snapshot(5, 61_000).account_age_s, Some(60));
+        assert!(!s.snapshot(5, 61_000).client_is_unknown);
+        // A sign-in with software that is not Rampart's own shows, until one that is.
+        let lookalike = Observation::Connected {
+            account: 5,
+            addr: addr("192.0.2.1"),
+            registered_at_ms: None,
+            unknown_client: Some("wa-lite/2.19".into()),
+        };
+        s.observe(&lookalike, 62_000);
+        assert!(s.snapshot(5, 62_000).client_is_unknown);
+        s.observe(&connected, 63_000);
+        assert!(!s.snapshot(5, 63_000).client_is_unknown);
     }
 
     #[test]

@@ -122,12 +122,13 @@ pub fn stix_bundle(cluster: &ClusterReport, server: &str, now_ms: u64) -> Value 
     };
     for infra in &cluster.infrastructure {
         let family = if infra.value.contains(':') { "ipv6-addr" } else { "ipv4-addr" };
-        let pattern = if infra.kind == "network" {
-            format!("[{family}:value ISSUBSET '{}']", infra.value)
-        } else {
-            format!("[{family}:value = '{}']", infra.value)
+        let value = stix_quoted(&infra.value);
+        let pattern = match infra.kind {
+            "network" => format!("[{family}:value ISSUBSET {value}]"),
+            "client" => format!("[software:name = {value}]"),
+            _ => format!("[{family}:value = {value}]"),
         };
-        let indicator = stix_id("indicator", &format!("{server}/{}", infra.value));
+        let indicator = stix_id("indicator", &format!("{server}/{}/{}", infra.kind, infra.value));
         objects.push(merge(
             common("indicator", &indicator),
             json!({
@@ -179,6 +180,11 @@ pub fn stix_bundle(cluster: &ClusterReport, server: &str, now_ms: u64) -> Value 
     })
 }
 
+/// A string literal of a STIX pattern (backslashes and quotes escaped).
+fn stix_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 fn merge(mut base: Value, more: Value) -> Value {
     if let (Some(base), Value::Object(more)) = (base.as_object_mut(), more) {
         base.extend(more);
@@ -199,6 +205,11 @@ mod tests {
         assert!(!names_one_of("a421", &subjects));
         assert!(!names_one_of("account 4", &subjects));
         assert!(!names_one_of("", &subjects));
+    }
+
+    #[test]
+    fn pattern_strings_are_escaped() {
+        assert_eq!(stix_quoted("a'b\\c"), "'a\\'b\\\\c'");
     }
 
     #[test]

@@ -74,6 +74,17 @@ pub struct SentinelConfig {
     /// Evidence log entries are kept this long, then dropped (the chain goes on from the
     /// first kept entry, under a new signed head).
     pub evidence_retention_days: u64,
+    /// Software names (`Authenticate.client`) that are Rampart's own, by prefix. A device that
+    /// signs in with another name (or none) has `client_is_unknown` set, and accounts sharing
+    /// such a name are linked in investigations. A claim any client can copy: a signal, not a
+    /// gate.
+    pub known_clients: Vec<String>,
+}
+
+impl SentinelConfig {
+    pub fn is_known_client(&self, client: &str) -> bool {
+        !client.is_empty() && self.known_clients.iter().any(|prefix| client.starts_with(prefix.as_str()))
+    }
 }
 
 impl Default for SentinelConfig {
@@ -84,6 +95,7 @@ impl Default for SentinelConfig {
             hosting_ranges: Vec::new(),
             metadata_retention_days: 30,
             evidence_retention_days: 730,
+            known_clients: vec!["rampart/".to_owned()],
         }
     }
 }

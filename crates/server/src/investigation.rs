@@ -57,7 +57,7 @@ pub struct AccountReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InfrastructureReport {
-    /// `network` or `address`.
+    /// `network`, `address` or `client` (software that is not Rampart's own).
     pub kind: &'static str,
     pub value: String,
     /// In the operator's list of hosting ranges.
@@ -167,8 +167,10 @@ async fn gather(
 ) -> StoreResult<Vec<SentinelSighting>> {
     let mut asked_accounts: BTreeSet<AccountId> = BTreeSet::new();
     let mut asked_networks: BTreeSet<String> = BTreeSet::new();
+    let mut asked_clients: BTreeSet<String> = BTreeSet::new();
     let mut accounts: BTreeSet<AccountId> = seed_accounts.clone();
     let mut networks: BTreeSet<String> = seed_networks.clone();
+    let mut clients: BTreeSet<String> = BTreeSet::new();
     let mut all: Vec<SentinelSighting> = Vec::new();
     // A sighting found twice (by its account and by its network) is kept once.
     type Identity = (u64, u64, SightingKind, Option<u64>, Option<String>, Option<String>);
@@ -178,15 +180,19 @@ async fn gather(
             accounts.difference(&asked_accounts).copied().take(rampart_store::MAX_SIGHTING_KEYS).collect();
         let new_networks: Vec<String> =
             networks.difference(&asked_networks).take(rampart_store::MAX_SIGHTING_KEYS).cloned().collect();
-        if new_accounts.is_empty() && new_networks.is_empty() {
+        let new_clients: Vec<String> =
+            clients.difference(&asked_clients).take(rampart_store::MAX_SIGHTING_KEYS).cloned().collect();
+        if new_accounts.is_empty() && new_networks.is_empty() && new_clients.is_empty() {
             break;
         }
         asked_accounts.extend(new_accounts.iter().copied());
         asked_networks.extend(new_networks.iter().cloned());
+        asked_clients.extend(new_clients.iter().cloned());
         let found = store
             .sentinel_sightings(SightingQuery {
                 accounts: new_accounts,
                 networks: new_networks,
+                clients: new_clients,
                 since: since_ms,
                 limit: SIGHTINGS_PER_ROUND,
             })
@@ -200,8 +206,11 @@ async fn gather(
             if let Some(network) = &s.network {
                 networks.insert(network.clone());
             }
+            if let Some(client) = &s.client {
+                clients.insert(client.clone());
+            }
             // Only accounts met on shared infrastructure are followed, not the people called.
-            if s.network.is_some() {
+            if s.network.is_some() || s.client.is_some() {
                 accounts.insert(s.account);
             }
             all.push(s);
@@ -252,6 +261,15 @@ pub fn report(
                 hosting: is_hosting(address, hosting),
             });
         }
+        if let Some(client) = &s.client {
+            seen.push(Seen {
+                account: s.account.0,
+                key: LinkKey::Client(client.clone()),
+                at_ms: s.at,
+                registration,
+                hosting: false,
+            });
+        }
     }
     clusters(seeds, &seen, &targets)
         .into_iter()
@@ -295,7 +313,12 @@ fn describe(
                 report.registered_at_ms = Some(report.registered_at_ms.map_or(s.at, |r| r.min(s.at)));
                 format!("registered from {from}")
             }
-            SightingKind::SignedIn => format!("signed in from {from}"),
+            SightingKind::SignedIn => match &s.client {
+                Some(client) => {
+                    format!("signed in from {from} with a client that is not Rampart's: {client:?}")
+                }
+                None => format!("signed in from {from}"),
+            },
             SightingKind::Called | SightingKind::Attempted => {
                 let rang = s.kind == SightingKind::Called;
                 if rang {
@@ -353,6 +376,9 @@ fn describe(
         }
         if let Some(address) = &s.address {
             infra("address", address, a, s.at);
+        }
+        if let Some(client) = &s.client {
+            infra("client", client, a, s.at);
         }
         timeline.push(TimelineEntry { at_ms: s.at, account: Some(a), what });
     }

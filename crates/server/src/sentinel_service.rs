@@ -122,6 +122,7 @@ fn sighting(observation: &Observation, at: u64) -> Option<SentinelSighting> {
         peer: peer.map(AccountId),
         network: None,
         address: None,
+        client: None,
     };
     let from = |account: u64, kind, addr: &std::net::IpAddr| SentinelSighting {
         network: Some(Network::of(*addr).to_string()),
@@ -130,7 +131,10 @@ fn sighting(observation: &Observation, at: u64) -> Option<SentinelSighting> {
     };
     Some(match observation {
         Observation::Registered { account, addr, .. } => from(*account, SightingKind::Registered, addr),
-        Observation::Connected { account, addr, .. } => from(*account, SightingKind::SignedIn, addr),
+        Observation::Connected { account, addr, unknown_client, .. } => SentinelSighting {
+            client: unknown_client.clone(),
+            ..from(*account, SightingKind::SignedIn, addr)
+        },
         Observation::CallPlaced { caller, callee } => plain(*caller, SightingKind::Called, Some(*callee)),
         Observation::CallAnswered { caller, callee } => plain(*caller, SightingKind::Answered, Some(*callee)),
         Observation::CallDeclined { caller, callee } => plain(*caller, SightingKind::Declined, Some(*callee)),
@@ -170,6 +174,7 @@ pub(crate) fn sight_attempt(shared: &Shared, caller: AccountId, callee: AccountI
             peer: Some(callee),
             network: None,
             address: None,
+            client: None,
         });
     }
 }

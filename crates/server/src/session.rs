@@ -531,7 +531,9 @@ impl Connection {
             ClientRequest::Verify { phone, code, device_name, secret } => {
                 self.verify(phone, code, device_name, secret.hash()).await
             }
-            ClientRequest::Authenticate { device, secret } => self.authenticate(device, secret.hash()).await,
+            ClientRequest::Authenticate { device, secret, client } => {
+                self.authenticate(device, secret.hash(), client).await
+            }
             ClientRequest::BeginLink { device_name, secret } => {
                 self.begin_link(device_name, secret.hash()).await
             }
@@ -683,7 +685,7 @@ impl Connection {
         })
     }
 
-    async fn authenticate(&mut self, device: DeviceId, presented: SecretHash) -> Answer {
+    async fn authenticate(&mut self, device: DeviceId, presented: SecretHash, client: String) -> Answer {
         let shared = self.shared.clone();
         // Failures are limited per address and per device, and only failures: a valid login is
         // never refused because someone else (behind the same NAT, or guessing at this device)
@@ -714,6 +716,7 @@ impl Connection {
                 account: record.account.0,
                 addr: self.ip,
                 registered_at_ms: Some(record.account_created_at),
+                unknown_client: (!shared.config.sentinel.is_known_client(&client)).then_some(client),
             },
         );
         let label =

@@ -1785,6 +1785,7 @@ pub async fn sentinel_sightings_are_found_by_account_and_network<S: Store>(store
         peer: None,
         network: Some(network.into()),
         address: Some(address.into()),
+        client: None,
     };
     let called = |at, caller, callee| SentinelSighting {
         at,
@@ -1793,6 +1794,7 @@ pub async fn sentinel_sightings_are_found_by_account_and_network<S: Store>(store
         peer: Some(AccountId(callee)),
         network: None,
         address: None,
+        client: None,
     };
     store.record_sentinel_sightings(vec![]).await.unwrap();
     store
@@ -1808,6 +1810,7 @@ pub async fn sentinel_sightings_are_found_by_account_and_network<S: Store>(store
     let query = |accounts: &[u64], networks: &[&str], since| SightingQuery {
         accounts: accounts.iter().copied().map(AccountId).collect(),
         networks: networks.iter().map(|n| (*n).to_owned()).collect(),
+        clients: vec![],
         since,
         limit: 100,
     };
@@ -1837,8 +1840,19 @@ pub async fn sentinel_sightings_are_found_by_account_and_network<S: Store>(store
     assert!(matches!(r, Err(StoreError::Forbidden(_))), "{r:?}");
     // Nothing of the refused batch was kept.
     assert!(store.sentinel_sightings(query(&[5], &[], T0)).await.unwrap().is_empty());
+    // By the software a device named.
+    let lookalike = SentinelSighting {
+        client: Some("wa-lite/2.19".into()),
+        ..signed_in(T0 + 5, 6, "203.0.113.0/24", "203.0.113.9")
+    };
+    store.record_sentinel_sightings(vec![lookalike.clone()]).await.unwrap();
+    let mut by_client = query(&[], &[], T0);
+    by_client.clients = vec!["wa-lite/2.19".into()];
+    assert_eq!(store.sentinel_sightings(by_client).await.unwrap(), vec![lookalike]);
     // Retention.
     assert_eq!(store.purge_sentinel_sightings(T0 + 2).await.unwrap(), 2);
     let left = store.sentinel_sightings(query(&[1, 2, 3], &[], 0)).await.unwrap();
+    assert_eq!(store.purge_sentinel_sightings(T0 + 6).await.unwrap(), 4);
     assert_eq!(left.iter().map(|s| s.at).collect::<Vec<_>>(), vec![T0 + 2, T0 + 3, T0 + 4]);
+    assert!(store.sentinel_sightings(query(&[1, 2, 3, 6], &[], 0)).await.unwrap().is_empty());
 }

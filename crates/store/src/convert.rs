@@ -43,9 +43,9 @@ pub(crate) fn check_sentinel_fields(fields: &[&str]) -> StoreResult<()> {
 
 pub(crate) fn check_sightings(sightings: &[crate::SentinelSighting]) -> StoreResult<()> {
     let long = |f: &Option<String>| f.as_ref().is_some_and(|f| f.len() > crate::MAX_SIGHTING_FIELD);
-    if sightings.iter().any(|s| long(&s.network) || long(&s.address)) {
+    if sightings.iter().any(|s| long(&s.network) || long(&s.address) || long(&s.client)) {
         return Err(StoreError::Forbidden(format!(
-            "a sighting's network and address are at most {} bytes",
+            "a sighting's network, address and client are at most {} bytes",
             crate::MAX_SIGHTING_FIELD
         )));
     }
@@ -53,9 +53,12 @@ pub(crate) fn check_sightings(sightings: &[crate::SentinelSighting]) -> StoreRes
 }
 
 pub(crate) fn check_sighting_query(query: &crate::SightingQuery) -> StoreResult<()> {
-    if query.accounts.len() > crate::MAX_SIGHTING_KEYS || query.networks.len() > crate::MAX_SIGHTING_KEYS {
+    if query.accounts.len() > crate::MAX_SIGHTING_KEYS
+        || query.networks.len() > crate::MAX_SIGHTING_KEYS
+        || query.clients.len() > crate::MAX_SIGHTING_KEYS
+    {
         return Err(StoreError::Forbidden(format!(
-            "a sighting query names at most {} accounts and {0} networks",
+            "a sighting query names at most {} accounts, networks and clients each",
             crate::MAX_SIGHTING_KEYS
         )));
     }

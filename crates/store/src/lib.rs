@@ -262,6 +262,8 @@ pub struct SentinelSighting {
     pub network: Option<String>,
     /// The source address, for registrations and sign-ins.
     pub address: Option<String>,
+    /// For sign-ins: the software the device named, when it is not Rampart's own.
+    pub client: Option<String>,
 }
 
 /// The kinds of [`SentinelSighting`].
@@ -314,20 +316,22 @@ impl SightingKind {
     }
 }
 
-/// Which sightings to read: those of these accounts, and those from these networks.
+/// Which sightings to read: those of these accounts, from these networks, or with these
+/// client names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SightingQuery {
     pub accounts: Vec<AccountId>,
     pub networks: Vec<String>,
+    pub clients: Vec<String>,
     /// Only sightings at or after this time.
     pub since: UnixMillis,
     /// At most this many, oldest first.
     pub limit: u32,
 }
 
-/// Longest network or address text of a sighting, in bytes.
+/// Longest network, address or client text of a sighting, in bytes.
 pub const MAX_SIGHTING_FIELD: usize = 64;
-/// Most accounts or networks in one [`SightingQuery`].
+/// Most accounts, networks or clients in one [`SightingQuery`].
 pub const MAX_SIGHTING_KEYS: usize = 1000;
 
 /// How often one account's call requests did not fit the call schema, by reason.

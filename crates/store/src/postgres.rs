@@ -243,6 +243,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE INDEX sentinel_sightings_at ON sentinel_sightings(at);
     "#,
     ),
+    (
+        9,
+        // The software a device named when it was not Rampart's own: accounts sharing one link.
+        r#"
+    ALTER TABLE sentinel_sightings ADD COLUMN client TEXT;
+    CREATE INDEX sentinel_sightings_client ON sentinel_sightings(client, at) WHERE client IS NOT NULL;
+    "#,
+    ),
 ];
 
 /// A store on a PostgreSQL database, through a pool of connections.
@@ -1814,6 +1822,7 @@ impl Store for PostgresStore {
         let mut peer = Vec::with_capacity(sightings.len());
         let mut network = Vec::with_capacity(sightings.len());
         let mut address = Vec::with_capacity(sightings.len());
+        let mut clients = Vec::with_capacity(sightings.len());
         for s in sightings {
             at.push(to_i64(s.at, "time")?);
             account.push(to_i64(s.account.0, "account id")?);
@@ -1821,17 +1830,19 @@ impl Store for PostgresStore {
             peer.push(s.peer.map(|p| to_i64(p.0, "account id")).transpose()?);
             network.push(s.network);
             address.push(s.address);
+            clients.push(s.client);
         }
-        let client = self.client().await?;
+        let db = self.client().await?;
         // One statement: all of them, or none.
-        let st = client
+        let st = db
             .prepare_cached(
-                "INSERT INTO sentinel_sightings (at, account, kind, peer, network, address)
-                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[])",
+                "INSERT INTO sentinel_sightings (at, account, kind, peer, network, address, client)
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[],
+                                      $7::TEXT[])",
             )
             .await
             .map_err(pg)?;
-        client.execute(&st, &[&at, &account, &kind, &peer, &network, &address]).await.map_err(pg)?;
+        db.execute(&st, &[&at, &account, &kind, &peer, &network, &address, &clients]).await.map_err(pg)?;
         Ok(())
     }
 
@@ -1842,14 +1853,14 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let st = client
             .prepare_cached(
-                "SELECT at, account, kind, peer, network, address FROM sentinel_sightings
-                 WHERE at >= $1 AND (account = ANY($2) OR network = ANY($3))
+                "SELECT at, account, kind, peer, network, address, client FROM sentinel_sightings
+                 WHERE at >= $1 AND (account = ANY($2) OR network = ANY($3) OR client = ANY($5))
                  ORDER BY at, id LIMIT $4",
             )
             .await
             .map_err(pg)?;
         client
-            .query(&st, &[&since, &accounts, &query.networks, &i64::from(query.limit)])
+            .query(&st, &[&since, &accounts, &query.networks, &i64::from(query.limit), &query.clients])
             .await
             .map_err(pg)?
             .iter()
@@ -1863,6 +1874,7 @@ impl Store for PostgresStore {
                         .transpose()?,
                     network: get(r, 4)?,
                     address: get(r, 5)?,
+                    client: get(r, 6)?,
                 })
             })
             .collect()

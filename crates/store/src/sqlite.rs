@@ -236,6 +236,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX sentinel_sightings_at ON sentinel_sightings(at);
     ",
     ),
+    (
+        9,
+        // The software a device named when it was not Rampart's own: accounts sharing one link.
+        "
+    ALTER TABLE sentinel_sightings ADD COLUMN client TEXT;
+    CREATE INDEX sentinel_sightings_client ON sentinel_sightings(client, at) WHERE client IS NOT NULL;
+    ",
+    ),
 ];
 
 /// The embedded store. Cheap to share behind an `Arc`; all methods may be called concurrently.
@@ -2060,8 +2068,8 @@ impl Store for SqliteStore {
         self.call(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "INSERT INTO sentinel_sightings (at, account, kind, peer, network, address)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO sentinel_sightings (at, account, kind, peer, network, address, client)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .db()?;
             for s in &sightings {
@@ -2071,7 +2079,8 @@ impl Store for SqliteStore {
                     s.kind.as_str(),
                     s.peer.map(|p| to_i64(p.0, "account id")).transpose()?,
                     s.network,
-                    s.address
+                    s.address,
+                    s.client
                 ])
                 .db()?;
             }
@@ -2087,18 +2096,27 @@ impl Store for SqliteStore {
         let accounts = serde_json::to_string(&accounts).map_err(|e| StoreError::Backend(e.to_string()))?;
         let networks =
             serde_json::to_string(&query.networks).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let clients =
+            serde_json::to_string(&query.clients).map_err(|e| StoreError::Backend(e.to_string()))?;
         self.call(move |c| {
             let mut st = c
                 .prepare_cached(
-                    "SELECT at, account, kind, peer, network, address FROM sentinel_sightings
+                    "SELECT at, account, kind, peer, network, address, client FROM sentinel_sightings
                      WHERE at >= ?1 AND (account IN (SELECT value FROM json_each(?2))
-                                         OR network IN (SELECT value FROM json_each(?3)))
+                                         OR network IN (SELECT value FROM json_each(?3))
+                                         OR client IN (SELECT value FROM json_each(?5)))
                      ORDER BY at, id LIMIT ?4",
                 )
                 .db()?;
             let rows = st
                 .query_map(
-                    params![to_i64(query.since, "time")?, accounts, networks, i64::from(query.limit)],
+                    params![
+                        to_i64(query.since, "time")?,
+                        accounts,
+                        networks,
+                        i64::from(query.limit),
+                        clients
+                    ],
                     |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
@@ -2107,12 +2125,13 @@ impl Store for SqliteStore {
                             r.get::<_, Option<i64>>(3)?,
                             r.get::<_, Option<String>>(4)?,
                             r.get::<_, Option<String>>(5)?,
+                            r.get::<_, Option<String>>(6)?,
                         ))
                     },
                 )
                 .db()?;
             rows.map(|row| {
-                let (at, account, kind, peer, network, address) = row.db()?;
+                let (at, account, kind, peer, network, address, client) = row.db()?;
                 Ok(SentinelSighting {
                     at: to_u64(at, "time")?,
                     account: AccountId(to_u64(account, "account id")?),
@@ -2120,6 +2139,7 @@ impl Store for SqliteStore {
                     peer: peer.map(|p| to_u64(p, "account id").map(AccountId)).transpose()?,
                     network,
                     address,
+                    client,
                 })
             })
             .collect()

@@ -651,7 +651,12 @@ async fn account_page(State(c): State<Arc<Console>>, op: Operator, Path(subject)
     let sightings = match c
         .shared
         .store
-        .sentinel_sightings(SightingQuery { accounts: vec![account], networks: vec![], since, limit: 2_000 })
+        .sentinel_sightings(SightingQuery {
+            accounts: vec![account],
+            since,
+            limit: 2_000,
+            ..Default::default()
+        })
         .await
     {
         Ok(s) => s,
@@ -673,7 +678,7 @@ async fn account_page(State(c): State<Arc<Console>>, op: Operator, Path(subject)
         .map(|s| {
             context! {
                 at_ms => s.at, kind => s.kind.as_str(), peer => s.peer.map(|p| p.0),
-                network => s.network.clone(), address => s.address.clone(),
+                network => s.network.clone(), address => s.address.clone(), client => s.client.clone(),
             }
         })
         .collect();
