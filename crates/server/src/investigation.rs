@@ -243,32 +243,13 @@ pub fn report(
     let mut seen = Vec::new();
     for s in sightings {
         let registration = s.kind == SightingKind::Registered;
-        if let Some(network) = &s.network {
-            seen.push(Seen {
-                account: s.account.0,
-                key: LinkKey::Network(network.clone()),
-                at_ms: s.at,
-                registration,
-                hosting: is_hosting(network, hosting),
-            });
-        }
-        if let Some(address) = &s.address {
-            seen.push(Seen {
-                account: s.account.0,
-                key: LinkKey::Address(address.clone()),
-                at_ms: s.at,
-                registration,
-                hosting: is_hosting(address, hosting),
-            });
-        }
-        if let Some(client) = &s.client {
-            seen.push(Seen {
-                account: s.account.0,
-                key: LinkKey::Client(client.clone()),
-                at_ms: s.at,
-                registration,
-                hosting: false,
-            });
+        let keys = [
+            s.network.as_ref().map(|n| (LinkKey::Network(n.clone()), is_hosting(n, hosting))),
+            s.address.as_ref().map(|a| (LinkKey::Address(a.clone()), is_hosting(a, hosting))),
+            s.client.as_ref().map(|c| (LinkKey::Client(c.clone()), false)),
+        ];
+        for (key, hosting) in keys.into_iter().flatten() {
+            seen.push(Seen { account: s.account.0, key, at_ms: s.at, registration, hosting });
         }
     }
     clusters(seeds, &seen, &targets)

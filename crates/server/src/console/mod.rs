@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, Form, FromRequest, FromRequestParts, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,8 @@ const LOGIN_COOKIE: &str = "rampart_login";
 /// Password checks at once, at most (each takes ~19 MiB and tens of milliseconds).
 const CONCURRENT_HASHES: usize = 2;
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest request body the console reads.
+const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// The console's state, shared by its handlers.
 pub struct Console {
@@ -261,6 +263,8 @@ pub fn router(console: Arc<Console>) -> Router {
             get(|| async { asset("text/javascript", include_str!("static/console.js")) }),
         )
         .layer(axum::middleware::from_fn(same_origin_only))
+        // The largest form is a notice (2 KiB): nothing bigger is read.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(console)
 }
 
@@ -323,8 +327,11 @@ async fn login(
     }
     let ip: IpAddr = peer.ip();
     let now = Instant::now();
-    if let Err(wait) = c.brake.check(ip, &form.name, now) {
-        warn!(operator = %form.name, "console: login braked after repeated failures");
+    // What the brake keys on and the log shows: a valid name, or one word for all others (a
+    // name is typed by anyone, so its length and characters are not the log's to carry).
+    let shown = if auth::valid_name(&form.name) { form.name.as_str() } else { "(not an operator name)" };
+    if let Err(wait) = c.brake.check(ip, shown, now) {
+        warn!(operator = %shown, "console: login braked after repeated failures");
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             format!("Too many failed logins. Try again in {} minutes.", wait.as_secs().div_ceil(60)),
@@ -349,9 +356,9 @@ async fn login(
         .await
         .unwrap_or(false);
     if !ok {
-        c.brake.failed(ip, &form.name, now);
+        c.brake.failed(ip, shown, now);
         c.shared.metrics.console_login("failed");
-        warn!(operator = %form.name, "console: failed login");
+        warn!(operator = %shown, "console: failed login");
         return refuse(StatusCode::UNAUTHORIZED, "Wrong name or password.".into());
     }
     c.shared.metrics.console_login("ok");
@@ -369,19 +376,49 @@ struct CsrfForm {
     csrf: String,
 }
 
-fn csrf_ok(op: &Operator, presented: &str) -> bool {
-    auth::same_token(&op.session.csrf, presented)
+impl CarriesToken for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
-async fn logout(State(c): State<Arc<Console>>, op: Operator, Form(form): Form<CsrfForm>) -> Response {
-    if !csrf_ok(&op, &form.csrf) {
-        return c.message(
-            StatusCode::FORBIDDEN,
-            Some(&op),
-            "Refused",
-            "The form's token did not match your session.",
-        );
+/// A form that carries the session's CSRF token.
+trait CarriesToken {
+    fn csrf(&self) -> &str;
+}
+
+/// A form posted by a signed-in operator, with its CSRF token checked: every state-changing
+/// handler takes its form this way, so none can forget the check.
+struct CheckedForm<T> {
+    op: Operator,
+    form: T,
+}
+
+impl<T> FromRequest<Arc<Console>> for CheckedForm<T>
+where
+    T: serde::de::DeserializeOwned + CarriesToken + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, console: &Arc<Console>) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let op = Operator::from_request_parts(&mut parts, console).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) =
+            Form::<T>::from_request(request, console).await.map_err(IntoResponse::into_response)?;
+        if !auth::same_token(&op.session.csrf, form.csrf()) {
+            return Err(console.message(
+                StatusCode::FORBIDDEN,
+                Some(&op),
+                "Refused",
+                "The form's token did not match your session.",
+            ));
+        }
+        Ok(Self { op, form })
     }
+}
+
+async fn logout(State(c): State<Arc<Console>>, CheckedForm { op, .. }: CheckedForm<CsrfForm>) -> Response {
     c.sessions.end(&op.token);
     info!(operator = %op.session.operator, "console: operator signed out");
     let mut response = Redirect::to("/login").into_response();
@@ -509,20 +546,17 @@ struct NotifyForm {
     message: String,
 }
 
+impl CarriesToken for NotifyForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn notify(
     State(c): State<Arc<Console>>,
-    op: Operator,
     Path(id): Path<String>,
-    Form(form): Form<NotifyForm>,
+    CheckedForm { op, form }: CheckedForm<NotifyForm>,
 ) -> Response {
-    if !csrf_ok(&op, &form.csrf) {
-        return c.message(
-            StatusCode::FORBIDDEN,
-            Some(&op),
-            "Refused",
-            "The form's token did not match your session.",
-        );
-    }
     let cluster = match find_cluster(&c, &op, &id).await {
         Ok(cluster) => cluster,
         Err(response) => return response,
@@ -711,15 +745,13 @@ struct LiftForm {
     subject: String,
 }
 
-async fn lift(State(c): State<Arc<Console>>, op: Operator, Form(form): Form<LiftForm>) -> Response {
-    if !csrf_ok(&op, &form.csrf) {
-        return c.message(
-            StatusCode::FORBIDDEN,
-            Some(&op),
-            "Refused",
-            "The form's token did not match your session.",
-        );
+impl CarriesToken for LiftForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
     }
+}
+
+async fn lift(State(c): State<Arc<Console>>, CheckedForm { op, form }: CheckedForm<LiftForm>) -> Response {
     let by = format!("console:{}", op.session.operator);
     let lifted = match c.shared.store.lift_sentinel_actions(&form.subject, &by, now_ms()).await {
         Ok(lifted) => lifted,
@@ -754,17 +786,8 @@ async fn render_evidence(c: &Console, op: &Operator, result: Option<Value>) -> R
 
 async fn verify_evidence(
     State(c): State<Arc<Console>>,
-    op: Operator,
-    Form(form): Form<CsrfForm>,
+    CheckedForm { op, .. }: CheckedForm<CsrfForm>,
 ) -> Response {
-    if !csrf_ok(&op, &form.csrf) {
-        return c.message(
-            StatusCode::FORBIDDEN,
-            Some(&op),
-            "Refused",
-            "The form's token did not match your session.",
-        );
-    }
     let Some(log) = c.shared.evidence.clone() else {
         return c.message(StatusCode::NOT_FOUND, Some(&op), "No evidence log", "This server keeps none.");
     };
