@@ -56,6 +56,9 @@ pub struct Console {
     hosting: Ranges,
     /// Mark cookies `Secure` (the console is reached through a TLS proxy).
     secure_cookies: bool,
+    /// The overview's cluster count and when it was counted: the overview refreshes itself,
+    /// and an investigation reads the store, so it is counted at most every half minute.
+    cluster_count: std::sync::Mutex<Option<(Instant, usize)>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -99,6 +102,7 @@ impl Console {
             operators: auth::operators_path(&config.data_dir),
             hosting,
             secure_cookies: config.console.allow_remote,
+            cluster_count: std::sync::Mutex::new(None),
             shared,
         })
     }
@@ -134,6 +138,19 @@ impl Console {
             cookie.push_str("; Secure");
         }
         HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    async fn cluster_count(&self) -> usize {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+        let cached = *self.cluster_count.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, count)) = cached
+            && at.elapsed() < FRESH
+        {
+            return count;
+        }
+        let count = self.clusters().await.map(|list| list.len()).unwrap_or(0);
+        *self.cluster_count.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), count));
+        count
     }
 
     async fn clusters(&self) -> Result<Vec<ClusterReport>, rampart_store::StoreError> {
@@ -485,7 +502,7 @@ async fn overview(State(c): State<Arc<Console>>, op: Operator) -> Response {
         .zip(series.iter())
         .map(|(name, values)| (*name, values.iter().sum()))
         .collect();
-    let clusters = c.clusters().await.map(|list| list.len()).unwrap_or(0);
+    let clusters = c.cluster_count().await;
     let (operator, csrf) = base_ctx(&op);
     c.render(
         "overview.html",
