@@ -383,7 +383,8 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Evidence(EvidenceCommand),
     /// Sentinel: the actions its policy took against accounts and networks (and lifting them),
-    /// and checking a policy file.
+    /// checking a policy file, and investigating a campaign (clusters, notices to its targets,
+    /// signed case files and STIX exports).
     #[command(subcommand)]
     Sentinel(sentinel_cmds::SentinelCommand),
     /// The operator console's operators: who may sign in to the web pages (overview, clusters,
