@@ -155,7 +155,15 @@ pub async fn investigate(store: &dyn Store, scope: Scope<'_>) -> StoreResult<Vec
 
 /// The account a subject (`a42`) names, if it names one.
 pub fn account_of_subject(subject: &str) -> Option<AccountId> {
-    subject.strip_prefix('a')?.parse().ok().map(AccountId)
+    // Only the canonical spelling (`a42`, not `a042` or `a+42`): one account, one subject.
+    let digits = subject.strip_prefix('a')?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    digits.parse().ok().map(AccountId)
 }
 
 /// The seeds' sightings, then those at the keys they used, round by round.
@@ -233,13 +241,17 @@ pub fn report(
     actions: &[SentinelAction],
     hosting: &Ranges,
 ) -> Vec<ClusterReport> {
-    let targets: BTreeSet<u64> = sightings
-        .iter()
-        .filter(|s| {
-            seeds.contains(&s.account.0) && matches!(s.kind, SightingKind::Called | SightingKind::Attempted)
-        })
-        .filter_map(|s| s.peer.map(|p| p.0))
-        .collect();
+    let called_by = |accounts: &BTreeSet<u64>| -> BTreeSet<u64> {
+        sightings
+            .iter()
+            .filter(|s| {
+                accounts.contains(&s.account.0)
+                    && matches!(s.kind, SightingKind::Called | SightingKind::Attempted)
+            })
+            .filter_map(|s| s.peer.map(|p| p.0))
+            .filter(|p| !seeds.contains(p))
+            .collect()
+    };
     let mut seen = Vec::new();
     for s in sightings {
         let registration = s.kind == SightingKind::Registered;
@@ -252,11 +264,24 @@ pub fn report(
             seen.push(Seen { account: s.account.0, key, at_ms: s.at, registration, hosting });
         }
     }
-    clusters(seeds, &seen, &targets)
-        .into_iter()
-        .map(|members| describe(&members, sightings, actions, hosting))
-        .collect()
+    // Whom the members called are targets, never members; members found through links call
+    // people too, so grow the targets until they stop growing (each round only adds).
+    let mut targets = called_by(seeds);
+    let mut groups = clusters(seeds, &seen, &targets);
+    for _ in 0..MAX_TARGET_ROUNDS {
+        let members: BTreeSet<u64> = groups.iter().flatten().copied().collect();
+        let more: BTreeSet<u64> = targets.union(&called_by(&members)).copied().collect();
+        if more == targets {
+            break;
+        }
+        targets = more;
+        groups = clusters(seeds, &seen, &targets);
+    }
+    groups.into_iter().map(|members| describe(&members, sightings, actions, hosting)).collect()
 }
+
+/// Rounds of growing the targets from the members' calls, at most.
+const MAX_TARGET_ROUNDS: usize = 8;
 
 fn describe(
     members: &BTreeSet<u64>,
@@ -305,7 +330,8 @@ fn describe(
                 if rang {
                     report.calls_placed += 1;
                 }
-                if let Some(p) = s.peer {
+                // A member calling another member is the campaign at work, not a target.
+                if let Some(p) = s.peer.filter(|p| !members.contains(&p.0)) {
                     let t = targets.entry(p.0).or_insert(TargetReport {
                         account: p.0,
                         calls: 0,
@@ -459,4 +485,56 @@ pub async fn send_notice(
         )
         .await?;
     Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+
+    fn sighting(
+        at: u64,
+        account: u64,
+        kind: SightingKind,
+        peer: Option<u64>,
+        address: Option<&str>,
+    ) -> SentinelSighting {
+        SentinelSighting {
+            at,
+            account: AccountId(account),
+            kind,
+            peer: peer.map(AccountId),
+            network: None,
+            address: address.map(str::to_owned),
+            client: None,
+        }
+    }
+
+    #[test]
+    fn members_are_never_targets_and_a_linked_members_victim_stays_out() {
+        // 1 was acted on; 2 shares 1's address and calls 3 and 1; 3 signed in from that
+        // address too (an attacker there to smear it, or a shared exit).
+        let seen = [
+            sighting(0, 1, SightingKind::SignedIn, None, Some("192.0.2.7")),
+            sighting(1, 2, SightingKind::SignedIn, None, Some("192.0.2.7")),
+            sighting(2, 3, SightingKind::SignedIn, None, Some("192.0.2.7")),
+            sighting(3, 2, SightingKind::Called, Some(3), None),
+            sighting(4, 2, SightingKind::Called, Some(1), None),
+        ];
+        let seeds: BTreeSet<u64> = [1].into();
+        let reports = report(&seeds, &seen, &[], &Ranges::default());
+        assert_eq!(reports.len(), 1);
+        let accounts: Vec<u64> = reports[0].accounts.iter().map(|a| a.account).collect();
+        assert_eq!(accounts, vec![1, 2]);
+        let targets: Vec<u64> = reports[0].targets.iter().map(|t| t.account).collect();
+        assert_eq!(targets, vec![3]);
+    }
+
+    #[test]
+    fn only_canonical_subjects_name_accounts() {
+        assert_eq!(account_of_subject("a42"), Some(AccountId(42)));
+        for odd in ["a042", "a+42", "a", "42", "a4 2", "a-1"] {
+            assert_eq!(account_of_subject(odd), None, "{odd}");
+        }
+    }
 }

@@ -132,7 +132,8 @@ fn sighting(observation: &Observation, at: u64) -> Option<SentinelSighting> {
     Some(match observation {
         Observation::Registered { account, addr, .. } => from(*account, SightingKind::Registered, addr),
         Observation::Connected { account, addr, unknown_client, .. } => SentinelSighting {
-            client: unknown_client.clone(),
+            // A missing name is a signal, not a link: every client that gives none would share it.
+            client: unknown_client.clone().filter(|c| !c.is_empty()),
             ..from(*account, SightingKind::SignedIn, addr)
         },
         Observation::CallPlaced { caller, callee } => plain(*caller, SightingKind::Called, Some(*callee)),

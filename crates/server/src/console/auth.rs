@@ -173,9 +173,35 @@ impl LoginBrake {
         ]
     }
 
-    /// `Err(wait)` when attempts are braked now.
-    pub fn check(&self, addr: IpAddr, name: &str, now: Instant) -> Result<(), Duration> {
+    /// Begin an attempt: `Err(wait)` when attempts are braked now; otherwise the attempt is
+    /// counted as a failure at once, under the same lock, and [`LoginBrake::succeeded`] takes
+    /// it back. So a thousand attempts sent together get the allowed few, not a thousand
+    /// password checks.
+    pub fn attempt(&self, addr: IpAddr, name: &str, now: Instant) -> Result<(), Duration> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        Self::wait(&mut failures, addr, name, now)?;
+        Self::record(&mut failures, addr, name, now);
+        Ok(())
+    }
+
+    /// The attempt begun at `at` succeeded: it no longer counts.
+    pub fn succeeded(&self, addr: IpAddr, name: &str, at: Instant) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, _) in Self::keys(addr, name) {
+            if let Some(list) = failures.get_mut(&key)
+                && let Some(i) = list.iter().rposition(|t| *t == at)
+            {
+                list.remove(i);
+            }
+        }
+    }
+
+    fn wait(
+        failures: &mut HashMap<String, VecDeque<Instant>>,
+        addr: IpAddr,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let mut wait = Duration::ZERO;
         for (key, allowed) in Self::keys(addr, name) {
             if let Some(list) = failures.get_mut(&key) {
@@ -192,8 +218,7 @@ impl LoginBrake {
         if wait.is_zero() { Ok(()) } else { Err(wait) }
     }
 
-    pub fn failed(&self, addr: IpAddr, name: &str, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    fn record(failures: &mut HashMap<String, VecDeque<Instant>>, addr: IpAddr, name: &str, now: Instant) {
         if failures.len() >= MAX_TRACKED {
             failures.retain(|_, list| list.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
         }
@@ -211,6 +236,9 @@ impl LoginBrake {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub operator: String,
+    /// Which password the operator signed in with ([`credential_tag`] of its hash): a new
+    /// password ends the sessions made with the old one.
+    pub credential: [u8; 32],
     /// Sent back in every form; a POST without it is refused.
     pub csrf: String,
     created: Instant,
@@ -232,6 +260,11 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// What a session keeps of the password hash it was made under.
+pub fn credential_tag(password_hash: &str) -> [u8; 32] {
+    Sha256::digest(password_hash.as_bytes()).into()
+}
+
 /// A fresh random token, hex.
 pub fn random_token() -> String {
     let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
@@ -240,7 +273,7 @@ pub fn random_token() -> String {
 
 impl Sessions {
     /// Start a session; returns the cookie value.
-    pub fn start(&self, operator: &str, now: Instant) -> String {
+    pub fn start(&self, operator: &str, credential: [u8; 32], now: Instant) -> String {
         let token = random_token();
         let mut sessions = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
         sessions.retain(|_, s| alive(s, now));
@@ -251,7 +284,13 @@ impl Sessions {
         }
         sessions.insert(
             token_hash(&token),
-            Session { operator: operator.to_owned(), csrf: random_token(), created: now, last_used: now },
+            Session {
+                operator: operator.to_owned(),
+                credential,
+                csrf: random_token(),
+                created: now,
+                last_used: now,
+            },
         );
         token
     }
@@ -315,28 +354,32 @@ mod tests {
         let brake = LoginBrake::default();
         let ip: IpAddr = [127, 0, 0, 1].into();
         let t0 = Instant::now();
+        // Attempts made together (none finished yet) count at once.
         for _ in 0..FAILURES_PER_ADDRESS {
-            assert!(brake.check(ip, "alice", t0).is_ok());
-            brake.failed(ip, "alice", t0);
+            assert!(brake.attempt(ip, "alice", t0).is_ok());
         }
-        let wait = brake.check(ip, "alice", t0).err().unwrap_or_default();
+        let wait = brake.attempt(ip, "alice", t0).err().unwrap_or_default();
         assert!(wait > Duration::from_secs(14 * 60));
+        // One of them succeeding gives its try back.
+        brake.succeeded(ip, "alice", t0);
+        assert!(brake.attempt(ip, "alice", t0).is_ok());
+        assert!(brake.attempt(ip, "alice", t0).is_err());
         // Another address, guessing the same name, still has its own tries (until the name's run out).
         let other: IpAddr = [192, 0, 2, 1].into();
-        assert!(brake.check(other, "alice", t0).is_ok());
-        assert!(brake.check(ip, "alice", t0 + FAILURE_WINDOW).is_ok());
+        assert!(brake.attempt(other, "alice", t0).is_ok());
+        assert!(brake.attempt(ip, "alice", t0 + FAILURE_WINDOW).is_ok());
     }
 
     #[test]
     fn sessions_expire_when_idle_and_end_on_logout() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let token = sessions.start("alice", t0);
+        let token = sessions.start("alice", [1; 32], t0);
         let s = sessions.get(&token, t0 + Duration::from_secs(60)).map(|s| s.operator);
         assert_eq!(s.as_deref(), Some("alice"));
         assert!(sessions.get("not-a-session", t0).is_none());
         assert!(sessions.get(&token, t0 + Duration::from_secs(60) + SESSION_IDLE).is_none());
-        let token = sessions.start("alice", t0);
+        let token = sessions.start("alice", [1; 32], t0);
         sessions.end(&token);
         assert!(sessions.get(&token, t0).is_none());
         assert!(same_token("abc", "abc") && !same_token("abc", "abd"));

@@ -42,6 +42,8 @@ const LOGIN_COOKIE: &str = "rampart_login";
 /// Password checks at once, at most (each takes ~19 MiB and tens of milliseconds).
 const CONCURRENT_HASHES: usize = 2;
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Sign-ins that may wait for a password check at once.
+const MAX_WAITING_SIGN_INS: usize = 16;
 /// Largest request body the console reads.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -59,6 +61,29 @@ pub struct Console {
     /// The overview's cluster count and when it was counted: the overview refreshes itself,
     /// and an investigation reads the store, so it is counted at most every half minute.
     cluster_count: std::sync::Mutex<Option<(Instant, usize)>>,
+    /// Sign-ins waiting for a password check now.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// The evidence key's public half, hex (read once: the log's lock is not for page loads).
+    evidence_key: Option<String>,
+}
+
+/// Counts a sign-in as waiting while it lives.
+struct WaitingGuard<'a> {
+    counter: &'a std::sync::atomic::AtomicUsize,
+    count: usize,
+}
+
+impl<'a> WaitingGuard<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        let count = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Self { counter, count }
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Console {
@@ -103,6 +128,11 @@ impl Console {
             hosting,
             secure_cookies: config.console.allow_remote,
             cluster_count: std::sync::Mutex::new(None),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            evidence_key: shared.evidence.as_ref().map(|log| {
+                let log = log.lock().unwrap_or_else(|p| p.into_inner());
+                hex::encode(log.public_key().as_bytes())
+            }),
             shared,
         })
     }
@@ -138,6 +168,14 @@ impl Console {
             cookie.push_str("; Secure");
         }
         HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// How exports name this server: by its evidence key, which investigators check it with.
+    fn server_name(&self) -> String {
+        match &self.evidence_key {
+            Some(key) => format!("rampart-{}", key.get(..16).unwrap_or(key)),
+            None => "rampart".to_owned(),
+        }
     }
 
     async fn cluster_count(&self) -> usize {
@@ -215,9 +253,14 @@ impl FromRequestParts<Arc<Console>> for Operator {
         let to_login = || Redirect::to("/login").into_response();
         let token = cookie_value(&parts.headers, SESSION_COOKIE).ok_or_else(to_login)?.to_owned();
         let session = console.sessions.get(&token, Instant::now()).ok_or_else(to_login)?;
-        // An operator removed from the file is signed out at their next request.
+        // An operator removed from the file, or given a new password, is signed out at their
+        // next request.
         let still_there = auth::read_operators(&console.operators)
-            .map(|ops| ops.iter().any(|(name, _)| *name == session.operator))
+            .map(|ops| {
+                ops.iter().any(|(name, hash)| {
+                    *name == session.operator && auth::credential_tag(hash) == session.credential
+                })
+            })
             .unwrap_or(false);
         if !still_there {
             console.sessions.end(&token);
@@ -347,7 +390,7 @@ async fn login(
     // What the brake keys on and the log shows: a valid name, or one word for all others (a
     // name is typed by anyone, so its length and characters are not the log's to carry).
     let shown = if auth::valid_name(&form.name) { form.name.as_str() } else { "(not an operator name)" };
-    if let Err(wait) = c.brake.check(ip, shown, now) {
+    if let Err(wait) = c.brake.attempt(ip, shown, now) {
         warn!(operator = %shown, "console: login braked after repeated failures");
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
@@ -364,23 +407,35 @@ async fn login(
             );
         }
     };
+    // Sign-ins waiting for a password check, at most: past that, say so instead of queueing.
+    let waiting = WaitingGuard::enter(&c.waiting);
+    if waiting.count > MAX_WAITING_SIGN_INS {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many sign-ins at once; try again shortly.".into(),
+        );
+    }
     let Ok(_permit) = c.hashing.acquire().await else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "The server is stopping.".into());
     };
+    drop(waiting);
+    let credential =
+        operators.iter().find(|(n, _)| *n == form.name).map(|(_, hash)| auth::credential_tag(hash));
     let name = form.name.clone();
     let password = zeroize::Zeroizing::new(form.password);
     let ok = tokio::task::spawn_blocking(move || auth::check_password(&operators, &name, &password))
         .await
         .unwrap_or(false);
-    if !ok {
-        c.brake.failed(ip, shown, now);
+    let (true, Some(credential)) = (ok, credential) else {
+        // The attempt was counted as failed when it began.
         c.shared.metrics.console_login("failed");
         warn!(operator = %shown, "console: failed login");
         return refuse(StatusCode::UNAUTHORIZED, "Wrong name or password.".into());
-    }
+    };
+    c.brake.succeeded(ip, shown, now);
     c.shared.metrics.console_login("ok");
     info!(operator = %form.name, "console: operator signed in");
-    let session = c.sessions.start(&form.name, now);
+    let session = c.sessions.start(&form.name, credential, now);
     let mut response = Redirect::to("/").into_response();
     let cookies = response.headers_mut();
     cookies.append(header::SET_COOKIE, c.cookie(SESSION_COOKIE, &session, "/", None));
@@ -646,11 +701,11 @@ async fn case_file(State(c): State<Arc<Console>>, op: Operator, Path(id): Path<S
     };
     let subjects = case_export::evidence_subjects(&cluster);
     let operator = op.session.operator.clone();
+    let server = c.server_name();
     let signed = tokio::task::spawn_blocking(move || {
         let log = log.lock().unwrap_or_else(|p| p.into_inner());
         let excerpt =
             log.excerpt(|r| case_export::names_one_of(&r.subject, &subjects)).map_err(|e| e.to_string())?;
-        let server = format!("rampart-{}", &hex::encode(log.public_key().as_bytes())[..16]);
         log.sign_case(case_export::case(&cluster, excerpt, &server, now_ms())).map_err(|e| e.to_string())
     })
     .await;
@@ -676,15 +731,7 @@ async fn stix_file(State(c): State<Arc<Console>>, op: Operator, Path(id): Path<S
         Ok(cluster) => cluster,
         Err(response) => return response,
     };
-    let server = c
-        .shared
-        .evidence
-        .as_ref()
-        .map(|log| {
-            let log = log.lock().unwrap_or_else(|p| p.into_inner());
-            format!("rampart-{}", &hex::encode(log.public_key().as_bytes())[..16])
-        })
-        .unwrap_or_else(|| "rampart".into());
+    let server = c.server_name();
     json_download(&format!("{id}.stix.json"), &case_export::stix_bundle(&cluster, &server, now_ms()))
 }
 
@@ -793,10 +840,7 @@ async fn evidence_page(State(c): State<Arc<Console>>, op: Operator) -> Response 
 }
 
 async fn render_evidence(c: &Console, op: &Operator, result: Option<Value>) -> Response {
-    let key = c.shared.evidence.as_ref().map(|log| {
-        let log = log.lock().unwrap_or_else(|p| p.into_inner());
-        hex::encode(log.public_key().as_bytes())
-    });
+    let key = c.evidence_key.clone();
     let (operator, csrf) = base_ctx(op);
     c.render("evidence.html", context! { operator, csrf, key, result })
 }
