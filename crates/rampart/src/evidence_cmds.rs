@@ -46,15 +46,12 @@ pub async fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<()> {
         }
         None => (evidence_log::read_public_key(&dir)?, "beside the log"),
     };
-    let (log_path, head_path) = evidence_log::files(&dir);
-    let head = std::fs::read_to_string(&head_path)
-        .with_context(|| format!("cannot read {} (is this an evidence directory?)", head_path.display()))?;
-    let log = match std::fs::read_to_string(&log_path) {
-        Ok(log) => log,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", log_path.display())),
-    };
-    let verified = rampart_sentinel::verify(&log, &head, &key)
+    let (_, head_path) = evidence_log::files(&dir);
+    if !head_path.exists() {
+        anyhow::bail!("cannot read {} (is this an evidence directory?)", head_path.display());
+    }
+    // A running server may be appending: read what it wrote whole.
+    let verified = evidence_log::read_live(&dir, |log, head| rampart_sentinel::verify(log, head, &key))
         .with_context(|| format!("the evidence log in {} does NOT verify", dir.display()))?;
     let key_hex = hex::encode(key.as_bytes());
     if json {

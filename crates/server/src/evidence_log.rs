@@ -259,14 +259,13 @@ pub fn read_signing_key(dir: &Path) -> Result<SigningKey, EvidenceLogError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Cut an excerpt of the log in `dir` (see [`evidence::excerpt`]), verified against its key.
-/// A server appending meanwhile can make the log and the head disagree for an instant: read
-/// again then.
-pub fn read_excerpt(
+/// Read the head and the log in `dir` and hand them to `check`. A server appending meanwhile
+/// writes the entry before the head, so the two can disagree about the log's end for an
+/// instant: then read both again, a few times, before reporting the disagreement.
+pub fn read_live<T>(
     dir: &Path,
-    wanted: impl Fn(&evidence::Record) -> bool,
-) -> Result<evidence::Excerpt, EvidenceLogError> {
-    let public = read_public_key(dir)?;
+    check: impl Fn(&str, &str) -> Result<T, evidence::EvidenceError>,
+) -> Result<T, EvidenceLogError> {
     let (log_path, head_path) = files(dir);
     let mut attempt = 0;
     loop {
@@ -276,15 +275,23 @@ pub fn read_excerpt(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(io(&log_path)(e)),
         };
-        match evidence::excerpt(&log, &head, &public, &wanted) {
-            Ok(excerpt) => return Ok(excerpt),
+        match check(&log, &head) {
             Err(evidence::EvidenceError::Length { .. } | evidence::EvidenceError::Tail) if attempt < 5 => {
                 attempt += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            Err(e) => return Err(e.into()),
+            done => return done.map_err(EvidenceLogError::from),
         }
     }
+}
+
+/// Cut an excerpt of the log in `dir` (see [`evidence::excerpt`]), verified against its key.
+pub fn read_excerpt(
+    dir: &Path,
+    wanted: impl Fn(&evidence::Record) -> bool,
+) -> Result<evidence::Excerpt, EvidenceLogError> {
+    let public = read_public_key(dir)?;
+    read_live(dir, |log, head| evidence::excerpt(log, head, &public, &wanted))
 }
 
 fn load_or_create_key(dir: &Path) -> Result<SigningKey, EvidenceLogError> {
