@@ -142,7 +142,8 @@ async fn investigate(
 ) -> anyhow::Result<(rampart_server::ServerConfig, Arc<dyn Store>, Vec<ClusterReport>)> {
     let config = serve::load_config(&args.store)?;
     let store = rampart_server::open_store(&config).await.context("cannot open the server's store")?;
-    let (_, ranges) = rampart_server::sentinel_service::load(&config.sentinel).map_err(anyhow::Error::msg)?;
+    let ranges =
+        rampart_server::sentinel_service::hosting_ranges(&config.sentinel).map_err(anyhow::Error::msg)?;
     let days = args.days.unwrap_or(config.sentinel.metadata_retention_days);
     let scope = Scope { since_ms: now_ms().saturating_sub(days.saturating_mul(DAY_MS)), hosting: &ranges };
     let clusters = investigation::investigate(store.as_ref(), scope).await?;
@@ -300,7 +301,7 @@ async fn export(args: ExportArgs, json: bool) -> anyhow::Result<()> {
     let excerpt = rampart_server::evidence_log::read_excerpt(&dir, |r| {
         case_export::names_one_of(&r.subject, &subjects)
     })?;
-    let server = format!("rampart-{}", &hex::encode(key.verifying_key().as_bytes())[..16]);
+    let server = case_export::server_name(&hex::encode(key.verifying_key().as_bytes()));
     let now = now_ms();
     let entries = excerpt.lines.len();
     let case = rampart_sentinel::case::sign_case(case_export::case(&c, excerpt, &server, now), &key)?;

@@ -34,6 +34,11 @@ pub fn names_one_of(subject: &str, subjects: &[String]) -> bool {
     subjects.contains(&first)
 }
 
+/// How exports name a server: by its evidence key (hex), which investigators check them with.
+pub fn server_name(evidence_key_hex: &str) -> String {
+    format!("rampart-{}", evidence_key_hex.get(..16).unwrap_or(evidence_key_hex))
+}
+
 /// The case, before it is signed.
 pub fn case(cluster: &ClusterReport, excerpt: Excerpt, server: &str, now_ms: u64) -> Value {
     json!({

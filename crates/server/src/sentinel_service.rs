@@ -61,9 +61,13 @@ pub fn load(config: &crate::config::SentinelConfig) -> Result<(Policy, Ranges), 
         }
         None => Policy::default_policy(),
     };
-    let ranges = Ranges::parse(config.hosting_ranges.iter().map(String::as_str))
-        .map_err(|e| format!("[sentinel] hosting_ranges: {e}"))?;
-    Ok((policy, ranges))
+    Ok((policy, hosting_ranges(config)?))
+}
+
+/// The operator's hosting ranges alone (what investigations need; no policy file is read).
+pub fn hosting_ranges(config: &crate::config::SentinelConfig) -> Result<Ranges, String> {
+    Ranges::parse(config.hosting_ranges.iter().map(String::as_str))
+        .map_err(|e| format!("[sentinel] hosting_ranges: {e}"))
 }
 
 impl SentinelService {

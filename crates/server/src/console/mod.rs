@@ -118,7 +118,7 @@ fn templates() -> Result<Environment<'static>, minijinja::Error> {
 impl Console {
     pub fn new(shared: Arc<Shared>) -> Result<Self, String> {
         let config = &shared.config;
-        let (_, hosting) = crate::sentinel_service::load(&config.sentinel)?;
+        let hosting = crate::sentinel_service::hosting_ranges(&config.sentinel)?;
         Ok(Self {
             templates: templates().map_err(|e| format!("console templates: {e}"))?,
             sessions: Sessions::default(),
@@ -172,10 +172,7 @@ impl Console {
 
     /// How exports name this server: by its evidence key, which investigators check it with.
     fn server_name(&self) -> String {
-        match &self.evidence_key {
-            Some(key) => format!("rampart-{}", key.get(..16).unwrap_or(key)),
-            None => "rampart".to_owned(),
-        }
+        self.evidence_key.as_deref().map_or_else(|| "rampart".to_owned(), case_export::server_name)
     }
 
     async fn cluster_count(&self) -> usize {
