@@ -356,6 +356,7 @@ fn call_envelope_seeds() -> Result<Seeds, String> {
         group: group.clone(),
         media: MediaKind::Audio,
         offer: Bytes::from_static(b"mls private message"),
+        answer: None,
     });
     let session = MediaSession {
         relay_address: "127.0.0.1:50000".parse().map_err(|_| "address")?,
@@ -913,6 +914,28 @@ fn evidence_seeds() -> Result<Seeds, String> {
     Ok(seeds)
 }
 
+/// Answers to challenges issued by the fuzz target's fixed key (seed 7) for accounts 1 and 2,
+/// at difficulty 8: right, lazy, and for another pair.
+fn call_challenge_seeds() -> Seeds {
+    use rampart_core::AccountId;
+    use rampart_core::challenge::{ChallengeKey, SOLVE_BUDGET, solve};
+    use rand::SeedableRng;
+    let key = ChallengeKey::generate(&mut rand::rngs::StdRng::seed_from_u64(7));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let mut seeds = Vec::new();
+    for (name, caller, callee) in [("right", 1, 2), ("other-pair", 2, 1)] {
+        let c = key.issue(AccountId(caller), AccountId(callee), 8, 500, &mut rng);
+        let nonce = solve(&c.token, c.difficulty_bits, SOLVE_BUDGET).unwrap_or(0);
+        let mut bytes = nonce.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&c.token);
+        seeds.push((format!("answer-{name}"), bytes));
+        let mut lazy = 0u64.to_be_bytes().to_vec();
+        lazy.extend_from_slice(&c.token);
+        seeds.push((format!("lazy-{name}"), lazy));
+    }
+    seeds
+}
+
 /// Case files signed with the fuzz target's fixed key, around excerpts of signed logs.
 fn case_file_seeds() -> Result<Seeds, String> {
     use rampart_sentinel::case::sign_case;
@@ -1129,6 +1152,7 @@ fn run() -> Result<(), String> {
     write(&dir, "evidence", &evidence_seeds()?)?;
     write(&dir, "sentinel_policy", &sentinel_policy_seeds())?;
     write(&dir, "case_file", &case_file_seeds()?)?;
+    write(&dir, "call_challenge", &call_challenge_seeds())?;
     Ok(())
 }
 

@@ -30,6 +30,10 @@ pub enum CallProgress {
     Ringing {
         devices: u32,
     },
+    /// The server prices this call in work (proof of work for its anti-abuse policy).
+    ProvingWork {
+        bits: u8,
+    },
     Accepting {
         peer: String,
     },

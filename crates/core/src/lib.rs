@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod call;
+pub mod challenge;
 pub mod codes;
 pub mod consent;
 pub mod ids;

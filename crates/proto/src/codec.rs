@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use prost::Message;
+use rampart_core::challenge::TOKEN_BYTES;
 use rampart_core::limits::{
     DEVICE_SECRET_BYTES, MAX_ACK_IDS, MAX_ATTACHMENT_CHUNK_BYTES, MAX_ATTACHMENT_CIPHERTEXT_BYTES,
     MAX_BODY_BYTES, MAX_CERTIFICATE_BYTES, MAX_CODE_BYTES, MAX_COMMIT_DEVICES, MAX_DEVICE_NAME_BYTES,
@@ -514,6 +515,7 @@ pub fn decode_client_frame(bytes: &[u8]) -> Result<ClientFrame, DecodeError> {
                 group: group_id(&r.group_id)?,
                 media: media_kind(r.media)?,
                 offer: required_bytes("offer", r.offer, MAX_CALL_OFFER_BYTES)?,
+                answer: r.answer.map(challenge_answer).transpose()?,
             })
         })()
         .map_err(DecodeError::in_call)?,
@@ -612,13 +614,18 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Vec<u8> {
         ClientRequest::Download { blob, offset, length } => {
             R::Download(pb::Download { blob_id: blob.to_vec(), offset: *offset, length: *length })
         }
-        ClientRequest::PlaceCall { call, callee, group, media, offer } => R::PlaceCall(pb::PlaceCall {
-            call_id: call.0.to_vec(),
-            callee_account_id: callee.0,
-            group_id: group.as_bytes().to_vec(),
-            media: media_kind_to_pb(*media) as i32,
-            offer: offer.to_vec(),
-        }),
+        ClientRequest::PlaceCall { call, callee, group, media, offer, answer } => {
+            R::PlaceCall(pb::PlaceCall {
+                call_id: call.0.to_vec(),
+                callee_account_id: callee.0,
+                group_id: group.as_bytes().to_vec(),
+                media: media_kind_to_pb(*media) as i32,
+                offer: offer.to_vec(),
+                answer: answer
+                    .as_ref()
+                    .map(|a| pb::ChallengeAnswer { token: a.token.to_vec(), nonce: a.nonce }),
+            })
+        }
         ClientRequest::FetchOffer { call } => R::FetchOffer(pb::FetchOffer { call_id: call.0.to_vec() }),
         ClientRequest::CallSignal { call, kind, body } => R::CallSignal(pb::CallSignal {
             call_id: call.0.to_vec(),
@@ -649,6 +656,32 @@ fn wipe_client_secrets(msg: &mut pb::ClientFrame) {
 
 // ---------------------------------------------------------------- server frames
 
+/// A challenge token is exactly [`TOKEN_BYTES`] long; a difficulty is what clients give at most
+/// (a larger one is refused by the client before any work, with its own error).
+fn call_challenge(c: pb::CallChallenge) -> Result<Challenge, DecodeError> {
+    if c.token.len() != TOKEN_BYTES {
+        return Err(DecodeError::Invalid {
+            field: "challenge.token",
+            reason: format!("must be {TOKEN_BYTES} bytes, got {}", c.token.len()),
+        });
+    }
+    let difficulty_bits = u8::try_from(c.difficulty_bits).map_err(|_| DecodeError::Invalid {
+        field: "challenge.difficulty_bits",
+        reason: format!("{} is not a number of bits", c.difficulty_bits),
+    })?;
+    Ok(Challenge { token: c.token, difficulty_bits, expires_at_ms: c.expires_at_ms })
+}
+
+fn challenge_answer(a: pb::ChallengeAnswer) -> Result<ChallengeAnswer, DecodeError> {
+    if a.token.len() != TOKEN_BYTES {
+        return Err(DecodeError::Invalid {
+            field: "answer.token",
+            reason: format!("must be {TOKEN_BYTES} bytes, got {}", a.token.len()),
+        });
+    }
+    Ok(ChallengeAnswer { token: Bytes::from(a.token), nonce: a.nonce })
+}
+
 fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
     use pb::ErrorCode as P;
     match code {
@@ -677,6 +710,7 @@ fn error_code_to_pb(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::NoKeyPackage => P::NoKeyPackage,
         ErrorCode::BadKey => P::BadKey,
         ErrorCode::Forbidden => P::Forbidden,
+        ErrorCode::ChallengeRequired => P::ChallengeRequired,
     }
 }
 
@@ -707,6 +741,7 @@ fn error_code_from_pb(code: i32) -> ErrorCode {
         Ok(P::NoKeyPackage) => ErrorCode::NoKeyPackage,
         Ok(P::BadKey) => ErrorCode::BadKey,
         Ok(P::Forbidden) => ErrorCode::Forbidden,
+        Ok(P::ChallengeRequired) => ErrorCode::ChallengeRequired,
         // A newer server may send codes we do not know yet: treat them as internal errors,
         // the message text still explains.
         Ok(P::Internal) | Ok(P::Unspecified) | Err(_) => ErrorCode::Internal,
@@ -744,6 +779,11 @@ pub fn encode_server_frame(frame: &ServerFrame) -> Vec<u8> {
                     code: error_code_to_pb(e.code) as i32,
                     message: truncate(&e.message, MAX_ERROR_TEXT_BYTES),
                     retry_after_ms: e.retry_after_ms,
+                    challenge: e.challenge.as_ref().map(|c| pb::CallChallenge {
+                        token: c.token.clone(),
+                        difficulty_bits: u32::from(c.difficulty_bits),
+                        expires_at_ms: c.expires_at_ms,
+                    }),
                 }),
                 Ok(ResponseBody::Ok) => R::Ok(pb::Success {}),
                 Ok(ResponseBody::RegistrationStarted { expires_in_secs }) => {
@@ -889,6 +929,7 @@ pub fn decode_server_frame(bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
                     code: error_code_from_pb(e.code),
                     message: bounded_str("message", e.message, MAX_ERROR_TEXT_BYTES)?,
                     retry_after_ms: e.retry_after_ms,
+                    challenge: e.challenge.map(call_challenge).transpose()?,
                 }),
                 R::Ok(_) => Ok(ResponseBody::Ok),
                 R::RegistrationStarted(s) => {

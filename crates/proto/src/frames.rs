@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 pub use rampart_core::call::{CallId, MediaKind, RingNotice, SignalKind};
+pub use rampart_core::challenge::Challenge;
 use rampart_core::{
     AccountId, DeviceId, DeviceSecret, GroupId, LinkCode, MessageId, PhoneNumber, ServerMessageId, Username,
     VerificationCode,
@@ -110,6 +111,8 @@ pub enum ClientRequest {
         group: GroupId,
         media: MediaKind,
         offer: Bytes,
+        /// The work a refusal with [`ErrorCode::ChallengeRequired`] asked for.
+        answer: Option<ChallengeAnswer>,
     },
     FetchOffer {
         call: CallId,
@@ -214,6 +217,8 @@ pub enum ErrorCode {
     NoKeyPackage,
     BadKey,
     Forbidden,
+    /// Place the call again with the work [`ErrorBody::challenge`] asks for.
+    ChallengeRequired,
 }
 
 impl ErrorCode {
@@ -245,6 +250,7 @@ impl ErrorCode {
             ErrorCode::NoKeyPackage => "no_key_package",
             ErrorCode::BadKey => "bad_key",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::ChallengeRequired => "challenge_required",
         }
     }
 }
@@ -255,6 +261,16 @@ pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
     pub retry_after_ms: u32,
+    /// With [`ErrorCode::ChallengeRequired`]: the work to do before calling again.
+    pub challenge: Option<Challenge>,
+}
+
+/// A solved call challenge: the token as the server gave it and the nonce carrying the work
+/// (see `rampart_core::challenge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeAnswer {
+    pub token: Bytes,
+    pub nonce: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

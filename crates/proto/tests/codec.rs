@@ -2,6 +2,7 @@
 //! Round trips and every class of bad input the decoder must refuse with a clear error.
 
 use bytes::Bytes;
+use rampart_core::challenge::TOKEN_BYTES;
 use rampart_core::limits::{MAX_BODY_BYTES, MAX_FRAME_BYTES};
 use rampart_core::*;
 use rampart_proto::*;
@@ -65,6 +66,7 @@ fn server_frames_round_trip() {
                 code: ErrorCode::RateLimited,
                 message: "slow down".into(),
                 retry_after_ms: 1500,
+                challenge: None,
             }),
         },
         ServerFrame::Response { request_id: 6, result: Ok(ResponseBody::Ok) },
@@ -214,6 +216,15 @@ fn call_frames() -> Vec<ClientRequest> {
             group: group(),
             media: call::MediaKind::Audio,
             offer: Bytes::from_static(b"mls ciphertext"),
+            answer: None,
+        },
+        ClientRequest::PlaceCall {
+            call,
+            callee: AccountId(2),
+            group: group(),
+            media: call::MediaKind::Audio,
+            offer: Bytes::from_static(b"mls ciphertext"),
+            answer: Some(ChallengeAnswer { token: Bytes::from(vec![1u8; TOKEN_BYTES]), nonce: u64::MAX }),
         },
         ClientRequest::FetchOffer { call },
         ClientRequest::CallSignal { call, kind: call::SignalKind::Answer, body: Bytes::from_static(b"ct") },
@@ -244,6 +255,44 @@ fn call_requests_round_trip() {
     }
 }
 
+fn challenged(token: Vec<u8>, difficulty_bits: u8) -> ServerFrame {
+    ServerFrame::Response {
+        request_id: 4,
+        result: Err(ErrorBody {
+            code: ErrorCode::ChallengeRequired,
+            message: "prove work".into(),
+            retry_after_ms: 0,
+            challenge: Some(Challenge { token, difficulty_bits, expires_at_ms: 99 }),
+        }),
+    }
+}
+
+#[test]
+fn call_challenges_round_trip_and_odd_ones_are_refused() {
+    let frame = challenged(vec![3u8; TOKEN_BYTES], 20);
+    assert_eq!(decode_server_frame(&encode_server_frame(&frame)).unwrap(), frame);
+    // A token of another size, from a server or a client, is refused by the decoder.
+    for len in [0, 1, TOKEN_BYTES - 1, TOKEN_BYTES + 1, 4096] {
+        let err = decode_server_frame(&encode_server_frame(&challenged(vec![3u8; len], 20))).unwrap_err();
+        assert!(err.to_string().contains("challenge.token"), "{err}");
+        let place = ClientRequest::PlaceCall {
+            call: call::CallId([7; 16]),
+            callee: AccountId(2),
+            group: group(),
+            media: call::MediaKind::Audio,
+            offer: Bytes::from_static(b"x"),
+            answer: Some(ChallengeAnswer { token: Bytes::from(vec![1u8; len]), nonce: 1 }),
+        };
+        let err = decode_client_frame(&encode_client_frame(&ClientFrame { request_id: 1, request: place }))
+            .unwrap_err();
+        assert!(err.to_string().contains("answer.token"), "{err}");
+    }
+    // A difficulty over what clients give decodes: the client's solver refuses it with its own
+    // error, before any work.
+    let hard = challenged(vec![3u8; TOKEN_BYTES], 200);
+    assert_eq!(decode_server_frame(&encode_server_frame(&hard)).unwrap(), hard);
+}
+
 #[test]
 fn call_requests_that_misfit_are_marked_as_call_envelopes() {
     let call = call::CallId([7; 16]);
@@ -255,6 +304,7 @@ fn call_requests_that_misfit_are_marked_as_call_envelopes() {
             group: group(),
             media: call::MediaKind::Audio,
             offer: Bytes::from(vec![0u8; limits::MAX_CALL_OFFER_BYTES + 1]),
+            answer: None,
         },
         // An empty offer.
         ClientRequest::PlaceCall {
@@ -263,6 +313,7 @@ fn call_requests_that_misfit_are_marked_as_call_envelopes() {
             group: group(),
             media: call::MediaKind::Audio,
             offer: Bytes::new(),
+            answer: None,
         },
         // Offers do not travel as later signals.
         ClientRequest::CallSignal { call, kind: call::SignalKind::Offer, body: Bytes::from_static(b"x") },

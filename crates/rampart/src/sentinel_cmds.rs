@@ -232,11 +232,12 @@ async fn cluster(args: ClusterArgs, json: bool) -> anyhow::Result<()> {
     outln!("Targets:");
     for t in &c.targets {
         outln!(
-            "  a{}: {} calls rang, {} answered, {} set-ups refused on the way",
+            "  a{}: {} calls rang, {} answered, {} set-ups refused on the way, brought into {} conversations",
             t.account,
             t.calls,
             t.answered,
-            t.refused
+            t.refused,
+            t.invited
         );
     }
     outln!("Timeline:");

@@ -372,6 +372,7 @@ impl World {
                 account,
                 addr,
                 registered_at_ms: None,
+                device_registered_at_ms: None,
                 unknown_client: None,
             });
         }
@@ -513,6 +514,7 @@ impl World {
                     account,
                     addr,
                     registered_at_ms: None,
+                    device_registered_at_ms: None,
                     unknown_client: None,
                 });
                 let first = if blending {

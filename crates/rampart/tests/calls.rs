@@ -491,6 +491,7 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
             group: group.clone(),
             media: MediaKind::Audio,
             offer: mls.clone(),
+            answer: None,
         })
         .await
         .unwrap();
@@ -508,6 +509,7 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
                 group: group.clone(),
                 media: MediaKind::Audio,
                 offer: garbage(17 * 1024),
+                answer: None,
             },
             1 => ClientRequest::PlaceCall {
                 call: CallId(rand::random()),
@@ -515,6 +517,7 @@ async fn a_hostile_caller_reaches_nothing_on_a_ringing_callee() {
                 group: group.clone(),
                 media: MediaKind::Audio,
                 offer: garbage(300),
+                answer: None,
             },
             // Signal 2019: "connect" while ringing.
             2 => ClientRequest::CallSignal { call: ringing, kind: SignalKind::Connect, body: mls.clone() },
@@ -748,6 +751,7 @@ async fn after_accept_signals_go_to_the_answering_device_only() {
             group: group.clone(),
             media: MediaKind::Audio,
             offer,
+            answer: None,
         })
         .await
         .unwrap();

@@ -386,3 +386,106 @@ async fn an_operator_finds_the_campaign_notifies_its_target_and_exports_the_case
         assert!(users.contains(&format!("a{m1_id}@")) && users.contains(&format!("a{m2_id}@")), "{users}");
     }
 }
+
+/// `require_challenge` prices each call in work. A prober owes it after two misfits: without an
+/// answer, with too little work, with an answer spent already or made for another callee, the
+/// set-up is refused with a fresh challenge; with the work, it reaches the call schema. Rampart's
+/// own client answers by itself: its call to a contact rings and connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pay_by_themselves() {
+    use rampart_client::call::{CallLimits, CallMedia, CallProgress};
+    use rampart_core::challenge::{self, ChallengeError};
+    use rampart_proto::{ChallengeAnswer, ClientRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"probing\"\nwhen = \"misfits_10m >= 2\"\naction = \"require_challenge\"\nduration = \"1h\"\nreason = \"probing\"\n",
+    )
+    .unwrap();
+    let extra = format!("[sentinel]\npolicy = \"{}\"\nchallenge_bits = 12\n", policy.display());
+    let server = TestServer::start(dir.path(), Backend::Sqlite, &extra);
+    let mut alice = server.register(dir.path(), "alice", "+14155552301", Some("alice")).await;
+    let mut bob = server.register(dir.path(), "bob", "+14155552302", Some("bob")).await;
+    let carol = server.register(dir.path(), "carol", "+14155552303", Some("carol")).await;
+    know_each_other(&mut [&mut alice, &mut bob]).await;
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+    let carol_id = AccountId(carol.identity().unwrap().account_id);
+
+    // Two malformed set-ups (the account's call budget is 10 a minute: every request counts).
+    let mut conn = alice.connect().await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(refusal(conn.request(garbage_call(bob_id)).await).code, ErrorCode::BadRequest);
+    }
+    let mut in_force = false;
+    for _ in 0..50 {
+        let (ok, out, err) = admin(&server, &["sentinel", "actions"]);
+        assert!(ok, "{out}\n{err}");
+        if json_of(&out)["actions"][0]["action"] == "require_challenge" {
+            in_force = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(in_force, "the policy never asked for work");
+
+    let answered = |callee, answer| match garbage_call(callee) {
+        ClientRequest::PlaceCall { call, callee, group, media, offer, .. } => {
+            ClientRequest::PlaceCall { call, callee, group, media, offer, answer: Some(answer) }
+        }
+        _ => unreachable!(),
+    };
+    let challenged = refusal(conn.request(garbage_call(bob_id)).await);
+    assert_eq!(challenged.code, ErrorCode::ChallengeRequired, "{challenged:?}");
+    assert!(challenged.message.contains("proves work for each call"), "{challenged:?}");
+    let c = challenged.challenge.expect("a challenge");
+    assert_eq!(c.difficulty_bits, 12);
+
+    // Too little work: refused, with a new challenge.
+    let lazy = (0..).find(|n| challenge::work_bits(&c.token, *n) < 12).unwrap();
+    let refused = refusal(
+        conn.request(answered(bob_id, ChallengeAnswer { token: c.token.clone().into(), nonce: lazy })).await,
+    );
+    assert_eq!(refused.code, ErrorCode::ChallengeRequired);
+    assert!(refused.message.contains(&ChallengeError::NotEnoughWork.to_string()), "{refused:?}");
+    assert_ne!(refused.challenge.unwrap().token, c.token);
+
+    // The work done: the set-up passes Sentinel and meets the call schema, which refuses the
+    // garbage as before.
+    let nonce = challenge::solve(&c.token, c.difficulty_bits, challenge::SOLVE_BUDGET).unwrap();
+    let paid = ChallengeAnswer { token: c.token.clone().into(), nonce };
+    let refused = refusal(conn.request(answered(bob_id, paid.clone())).await);
+    assert_eq!(refused.code, ErrorCode::BadRequest, "{refused:?}");
+    // The same answer again pays for nothing; nor does it pay for calling someone else.
+    let refused = refusal(conn.request(answered(bob_id, paid.clone())).await);
+    assert_eq!(refused.code, ErrorCode::ChallengeRequired);
+    assert!(refused.message.contains(&ChallengeError::Spent.to_string()), "{refused:?}");
+    let refused = refusal(conn.request(answered(carol_id, paid)).await);
+    assert_eq!(refused.code, ErrorCode::ChallengeRequired);
+    assert!(refused.message.contains(&ChallengeError::Forged.to_string()), "{refused:?}");
+    drop(conn);
+
+    // Rampart's own client pays by itself: Alice's call to Bob rings and connects.
+    let limits =
+        |secs| CallLimits { duration: Some(Duration::from_secs(secs)), hangup_file: None, hangup_flag: None };
+    let media = || CallMedia {
+        play: Some(rampart_media::tone::sine(440.0, 0.3, 50 * 4)),
+        record: Some(dir.path().join(format!("rec{}.wav", rand::random::<u32>()))),
+        ..CallMedia::default()
+    };
+    let mut steps = Vec::new();
+    let mut alice_progress = |p: &CallProgress| steps.push(p.clone());
+    let mut quiet = |_: &CallProgress| {};
+    let (at_alice, at_bob) = tokio::join!(
+        alice.call("@bob", media(), limits(2), &mut alice_progress),
+        bob.answer(Duration::from_secs(30), media(), limits(30), &mut quiet),
+    );
+    let (at_alice, at_bob) = (at_alice.unwrap(), at_bob.unwrap());
+    assert_eq!(at_alice.outcome, "ended", "{at_alice:?}");
+    assert_eq!(at_bob.outcome, "ended", "{at_bob:?}");
+    assert!(steps.iter().any(|s| matches!(s, CallProgress::ProvingWork { bits: 12 })), "{steps:?}");
+    // The probe's answer and the client's: two paid calls.
+    let passed = server.metric("rampart_sentinel_challenges_total{outcome=\"passed\"}").await;
+    assert_eq!(passed, Some(2.0));
+}

@@ -17,4 +17,4 @@ pub use evidence::{
     Chain, EvidenceError, Excerpt, Head, Record, Verified, excerpt, verify, verify_against, verify_excerpt,
 };
 pub use policy::{Action, Policy, PolicyError};
-pub use signals::{Network, Observation, Ranges, Snapshot};
+pub use signals::{Network, Observation, Quirk, Ranges, Snapshot};

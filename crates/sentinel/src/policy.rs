@@ -37,6 +37,9 @@ pub const MAX_EXPRESSION_BYTES: usize = 4096;
 pub enum Action {
     /// At most one call a minute.
     SlowDown,
+    /// Each call costs its caller proof of work (a few seconds of a phone's processor, asked
+    /// anew for every callee): nothing to a person, a thousandfold price on a campaign.
+    RequireChallenge,
     /// No calls until an operator lets the account call again (or it expires).
     RequireOperator,
     /// No calls.
@@ -49,8 +52,9 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::SlowDown,
+        Action::RequireChallenge,
         Action::RequireOperator,
         Action::SuspendCalling,
         Action::SuspendAccount,
@@ -60,6 +64,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::SlowDown => "slow_down",
+            Action::RequireChallenge => "require_challenge",
             Action::RequireOperator => "require_operator",
             Action::SuspendCalling => "suspend_calling",
             Action::SuspendAccount => "suspend_account",

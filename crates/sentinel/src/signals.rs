@@ -80,6 +80,9 @@ pub enum Observation {
         account: Account,
         addr: IpAddr,
         registered_at_ms: Option<u64>,
+        /// When the device that signed in was registered or linked: a campaign may run on old
+        /// accounts (bought, or taken over) from devices linked minutes ago.
+        device_registered_at_ms: Option<u64>,
         /// The software name the device gave, when it is not one of Rampart's own (empty when
         /// it gave none); `None` for Rampart's own clients.
         unknown_client: Option<String>,
@@ -114,6 +117,49 @@ pub enum Observation {
     Lookup {
         account: Account,
     },
+    /// An account claimed key packages of other devices, `count` of them: what starting
+    /// conversations with people (and then calling them) takes first.
+    KeyPackagesClaimed {
+        account: Account,
+        count: u32,
+    },
+    /// `inviter` brought `invitee` into a conversation (a 1:1 or a group) it was not in: on
+    /// the invitee's device that is a message request, unless they are contacts.
+    Invited {
+        inviter: Account,
+        invitee: Account,
+    },
+    /// A device of the account did something Rampart's own client never does: part of a
+    /// behaviour fingerprint, from the order and timing of its requests.
+    Quirk {
+        account: Account,
+        quirk: Quirk,
+    },
+}
+
+/// Behaviour that tells a client apart from Rampart's own, seen by the server without any
+/// content: the order and timing of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Quirk {
+    /// A call set-up for a call the device had not asked relay credentials for: Rampart's
+    /// client always asks first (it allocates its relay before it writes the offer). A
+    /// look-alike that goes straight to the set-up does not.
+    SetUpWithoutRelay,
+    /// The caller hung up within [`AT_ONCE_MS`] of placing the call: before a person could
+    /// have heard it ring. Scripts do this; people rarely do.
+    HungUpAtOnce,
+}
+
+/// A hang-up this soon after placing the call is "at once".
+pub const AT_ONCE_MS: u64 = 2_000;
+
+impl Quirk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quirk::SetUpWithoutRelay => "set-up without relay",
+            Quirk::HungUpAtOnce => "hung up at once",
+        }
+    }
 }
 
 /// Counters over a sliding window made of `N` buckets of `width_ms` each.
@@ -207,6 +253,8 @@ impl Distinct {
 #[derive(Debug, Clone)]
 struct AccountState {
     registered_at: Option<u64>,
+    /// When the device of its latest sign-in was registered or linked.
+    device_registered_at: Option<u64>,
     registered_from: Option<Network>,
     number_prefix: Option<String>,
     last_seen: u64,
@@ -220,17 +268,23 @@ struct AccountState {
     /// People who blocked the account after it called them.
     blocked_by: Distinct,
     lookups: Recent,
+    key_packages: Recent,
     callees: Distinct,
+    /// Accounts it brought into conversations (first messages, group invitations).
+    invited: Distinct,
     /// Networks the account's devices connected from (a few).
     networks: HashSet<Network>,
     /// Its latest sign-in named software that is not Rampart's own.
     unknown_client: bool,
+    setups_out_of_order: Recent,
+    hung_up_at_once: Recent,
 }
 
 impl AccountState {
     fn new(now_ms: u64) -> Self {
         Self {
             registered_at: None,
+            device_registered_at: None,
             registered_from: None,
             number_prefix: None,
             last_seen: now_ms,
@@ -243,9 +297,13 @@ impl AccountState {
             misfits: recent(),
             blocked_by: Distinct::default(),
             lookups: recent(),
+            key_packages: recent(),
             callees: Distinct::default(),
+            invited: Distinct::default(),
             networks: HashSet::new(),
             unknown_client: false,
+            setups_out_of_order: recent(),
+            hung_up_at_once: recent(),
         }
     }
 }
@@ -272,6 +330,9 @@ pub struct Snapshot {
     /// Seconds since the account registered; `None` when it registered before the server
     /// started watching (an old account).
     pub account_age_s: Option<u64>,
+    /// Seconds since the device of its latest sign-in was registered or linked (`None` when
+    /// unknown).
+    pub device_age_s: Option<u64>,
     pub calls_placed_10m: u64,
     pub calls_placed_24h: u64,
     pub calls_answered_10m: u64,
@@ -283,6 +344,11 @@ pub struct Snapshot {
     pub misfits_10m: u64,
     pub blocked_by_24h: u64,
     pub lookups_10m: u64,
+    /// Key packages of other devices it claimed.
+    pub key_packages_claimed_10m: u64,
+    /// Registrations in the last hour of numbers with the same prefix as the account's (the
+    /// country code and the next digits).
+    pub prefix_registrations_1h: u64,
     /// Registrations in the last hour from the network the account registered from.
     pub network_registrations_1h: u64,
     /// Whether that network is in the operator's list of hosting and datacenter ranges.
@@ -292,6 +358,13 @@ pub struct Snapshot {
     /// Its latest sign-in named software that is not Rampart's own (or none): a look-alike
     /// client that does not bother to pretend. A claim, so only ever one signal among others.
     pub client_is_unknown: bool,
+    /// Call set-ups not preceded by what Rampart's client always does first ([`Quirk`]).
+    pub setups_out_of_order_10m: u64,
+    /// Calls hung up within two seconds of placing them ([`Quirk::HungUpAtOnce`]).
+    pub calls_hung_up_at_once_10m: u64,
+    /// Distinct accounts it brought into conversations in the last day: first messages and
+    /// group invitations, which are requests on the other side unless they are contacts.
+    pub accounts_invited_24h: u64,
 }
 
 impl Snapshot {
@@ -299,6 +372,7 @@ impl Snapshot {
     pub fn named(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("account_age_s", self.account_age_s.unwrap_or(u64::MAX)),
+            ("device_age_s", self.device_age_s.unwrap_or(u64::MAX)),
             ("calls_placed_10m", self.calls_placed_10m),
             ("calls_placed_24h", self.calls_placed_24h),
             ("calls_answered_10m", self.calls_answered_10m),
@@ -309,17 +383,23 @@ impl Snapshot {
             ("misfits_10m", self.misfits_10m),
             ("blocked_by_24h", self.blocked_by_24h),
             ("lookups_10m", self.lookups_10m),
+            ("key_packages_claimed_10m", self.key_packages_claimed_10m),
+            ("prefix_registrations_1h", self.prefix_registrations_1h),
             ("network_registrations_1h", self.network_registrations_1h),
             ("network_is_hosting", u64::from(self.network_is_hosting)),
             ("accounts_sharing_networks", self.accounts_sharing_networks),
             ("client_is_unknown", u64::from(self.client_is_unknown)),
+            ("setups_out_of_order_10m", self.setups_out_of_order_10m),
+            ("calls_hung_up_at_once_10m", self.calls_hung_up_at_once_10m),
+            ("accounts_invited_24h", self.accounts_invited_24h),
         ]
     }
 }
 
 /// The names a policy may use, with what each means (for `--help`-like listings and errors).
-pub const SIGNAL_NAMES: [&str; 15] = [
+pub const SIGNAL_NAMES: [&str; 21] = [
     "account_age_s",
+    "device_age_s",
     "calls_placed_10m",
     "calls_placed_24h",
     "calls_answered_10m",
@@ -330,10 +410,15 @@ pub const SIGNAL_NAMES: [&str; 15] = [
     "misfits_10m",
     "blocked_by_24h",
     "lookups_10m",
+    "key_packages_claimed_10m",
+    "prefix_registrations_1h",
     "network_registrations_1h",
     "network_is_hosting",
     "accounts_sharing_networks",
     "client_is_unknown",
+    "setups_out_of_order_10m",
+    "calls_hung_up_at_once_10m",
+    "accounts_invited_24h",
 ];
 
 /// A list of address ranges (hosting providers, datacenters) given by the operator.
@@ -394,7 +479,12 @@ pub struct Signals {
     hosting: Ranges,
     /// Networks in the hosting list, as seen (a registration's address is not kept).
     hosting_networks: HashSet<Network>,
+    /// Registrations per number prefix over the last hour.
+    prefixes: HashMap<String, Window<12>>,
 }
+
+/// Number prefixes tracked at once, at most (there are a few thousand in the world's plans).
+const MAX_PREFIXES: usize = 100_000;
 
 impl Signals {
     pub fn new(hosting: Ranges) -> Self {
@@ -420,20 +510,36 @@ impl Signals {
                 // on its fifth registration, and the first four were part of it.
                 let mut touched: Vec<Account> =
                     net.accounts.iter().copied().filter(|a| a != account).collect();
+                let prefix: String = number_prefix.chars().take(8).collect();
+                if self.prefixes.len() < MAX_PREFIXES || self.prefixes.contains_key(&prefix) {
+                    self.prefixes
+                        .entry(prefix.clone())
+                        .or_insert_with(|| Window::new(5 * MINUTE_MS))
+                        .add(now_ms, 1);
+                }
                 let state = self.account(*account, now_ms);
                 state.registered_at = Some(now_ms);
                 state.registered_from = Some(network);
-                state.number_prefix = Some(number_prefix.chars().take(8).collect());
+                state.number_prefix = Some(prefix);
                 if state.networks.len() < MAX_NETWORKS {
                     state.networks.insert(network);
                 }
                 touched.push(*account);
                 touched
             }
-            Observation::Connected { account, addr, registered_at_ms, unknown_client } => {
+            Observation::Connected {
+                account,
+                addr,
+                registered_at_ms,
+                device_registered_at_ms,
+                unknown_client,
+            } => {
                 let network = Network::of(*addr);
                 let state = self.account(*account, now_ms);
                 state.unknown_client = unknown_client.is_some();
+                if device_registered_at_ms.is_some() {
+                    state.device_registered_at = *device_registered_at_ms;
+                }
                 if let Some(at) = registered_at_ms {
                     state.registered_at.get_or_insert(*at);
                 }
@@ -473,10 +579,13 @@ impl Signals {
                 vec![*account]
             }
             Observation::Blocked { blocked, blocker } => {
-                // Only a block by someone the account called counts, once per blocker: blocking
-                // an account again and again, or one that never called you, frames nobody.
+                // Only a block by someone the account called or wrote to first counts, once per
+                // blocker: blocking an account again and again, or one that never reached out
+                // to you, frames nobody.
                 let Some(state) = self.accounts.get_mut(blocked) else { return Vec::new() };
-                if state.callees.count_value(*blocker, now_ms, DAY_MS) == 0 {
+                if state.callees.count_value(*blocker, now_ms, DAY_MS) == 0
+                    && state.invited.count_value(*blocker, now_ms, DAY_MS) == 0
+                {
                     return Vec::new();
                 }
                 state.blocked_by.add(*blocker, now_ms, DAY_MS);
@@ -485,6 +594,22 @@ impl Signals {
             }
             Observation::Lookup { account } => {
                 self.account(*account, now_ms).lookups.add(now_ms, 1);
+                vec![*account]
+            }
+            Observation::KeyPackagesClaimed { account, count } => {
+                self.account(*account, now_ms).key_packages.add(now_ms, *count);
+                vec![*account]
+            }
+            Observation::Invited { inviter, invitee } => {
+                self.account(*inviter, now_ms).invited.add(*invitee, now_ms, DAY_MS);
+                vec![*inviter]
+            }
+            Observation::Quirk { account, quirk } => {
+                let state = self.account(*account, now_ms);
+                match quirk {
+                    Quirk::SetUpWithoutRelay => state.setups_out_of_order.add(now_ms, 1),
+                    Quirk::HungUpAtOnce => state.hung_up_at_once.add(now_ms, 1),
+                }
                 vec![*account]
             }
         }
@@ -515,6 +640,13 @@ impl Signals {
             .collect();
         Snapshot {
             account_age_s: s.registered_at.map(|at| now_ms.saturating_sub(at) / 1000),
+            device_age_s: s.device_registered_at.map(|at| now_ms.saturating_sub(at) / 1000),
+            key_packages_claimed_10m: s.key_packages.total(now_ms),
+            prefix_registrations_1h: s
+                .number_prefix
+                .as_ref()
+                .and_then(|p| self.prefixes.get(p))
+                .map_or(0, |w| w.total(now_ms)),
             calls_placed_10m: s.placed.total(now_ms),
             calls_placed_24h: s.placed_day.total(now_ms),
             calls_answered_10m: s.answered.total(now_ms),
@@ -529,6 +661,9 @@ impl Signals {
             network_is_hosting: network.is_some_and(|(n, _)| self.hosting_networks.contains(&n)),
             accounts_sharing_networks: sharing.len() as u64,
             client_is_unknown: s.unknown_client,
+            setups_out_of_order_10m: s.setups_out_of_order.total(now_ms),
+            calls_hung_up_at_once_10m: s.hung_up_at_once.total(now_ms),
+            accounts_invited_24h: s.invited.count(now_ms, DAY_MS),
         }
     }
 
@@ -546,6 +681,7 @@ impl Signals {
             self.accounts.values().flat_map(|s| s.networks.iter().copied()).collect();
         self.networks.retain(|n, _| live.contains(n));
         self.hosting_networks.retain(|n| live.contains(n));
+        self.prefixes.retain(|_, w| w.total(now_ms) > 0);
     }
 
     /// Accounts tracked now.
@@ -626,6 +762,7 @@ mod tests {
                 account: 9,
                 addr: addr("2001:db8::1"),
                 registered_at_ms: None,
+                device_registered_at_ms: None,
                 unknown_client: None,
             },
             0,
@@ -651,6 +788,13 @@ mod tests {
         s.observe(&Observation::Blocked { blocked: 1, blocker: 2 }, 2);
         s.observe(&Observation::Blocked { blocked: 1, blocker: 2 }, 3);
         assert_eq!(s.snapshot(1, 4).blocked_by_24h, 1);
+        // Someone it wrote to first (a request on their side) counts too; being invited by
+        // someone does not make the invitee look odd.
+        s.observe(&Observation::Invited { inviter: 1, invitee: 5 }, 4);
+        s.observe(&Observation::Blocked { blocked: 1, blocker: 5 }, 5);
+        assert_eq!(s.snapshot(1, 6).blocked_by_24h, 2);
+        assert_eq!(s.snapshot(1, 6).accounts_invited_24h, 1);
+        assert_eq!(s.snapshot(5, 6), Snapshot::default());
         // A day later everything is forgotten.
         s.sweep(DAY_MS + 10);
         assert_eq!(s.accounts(), 0);
@@ -664,22 +808,55 @@ mod tests {
             account: 5,
             addr: addr("192.0.2.1"),
             registered_at_ms: Some(1_000),
+            device_registered_at_ms: Some(31_000),
             unknown_client: None,
         };
         s.observe(&connected, 61_000);
         assert_eq!(s.snapshot(5, 61_000).account_age_s, Some(60));
+        // An old account on a device linked half a minute ago.
+        assert_eq!(s.snapshot(5, 61_000).device_age_s, Some(30));
         assert!(!s.snapshot(5, 61_000).client_is_unknown);
         // A sign-in with software that is not Rampart's own shows, until one that is.
         let lookalike = Observation::Connected {
             account: 5,
             addr: addr("192.0.2.1"),
             registered_at_ms: None,
+            device_registered_at_ms: None,
             unknown_client: Some("wa-lite/2.19".into()),
         };
         s.observe(&lookalike, 62_000);
         assert!(s.snapshot(5, 62_000).client_is_unknown);
         s.observe(&connected, 63_000);
         assert!(!s.snapshot(5, 63_000).client_is_unknown);
+    }
+
+    #[test]
+    fn registrations_are_counted_per_number_prefix_and_claims_per_account() {
+        let mut s = Signals::new(Ranges::default());
+        for (account, prefix) in [(1, "+4477"), (2, "+4477"), (3, "+4420")] {
+            let addr = addr(&format!("192.0.2.{account}"));
+            s.observe(&Observation::Registered { account, addr, number_prefix: prefix.into() }, account);
+        }
+        assert_eq!(s.snapshot(1, 10).prefix_registrations_1h, 2);
+        assert_eq!(s.snapshot(3, 10).prefix_registrations_1h, 1);
+        assert_eq!(s.snapshot(1, 61 * MINUTE_MS).prefix_registrations_1h, 0);
+        s.observe(&Observation::KeyPackagesClaimed { account: 3, count: 40 }, 20);
+        assert_eq!(s.snapshot(3, 30).key_packages_claimed_10m, 40);
+    }
+
+    #[test]
+    fn quirks_count_against_the_account_that_shows_them() {
+        let mut s = Signals::new(Ranges::default());
+        for at in 0..3 {
+            s.observe(&Observation::Quirk { account: 4, quirk: Quirk::SetUpWithoutRelay }, at);
+        }
+        s.observe(&Observation::Quirk { account: 4, quirk: Quirk::HungUpAtOnce }, 5);
+        let snap = s.snapshot(4, 10);
+        assert_eq!(snap.setups_out_of_order_10m, 3);
+        assert_eq!(snap.calls_hung_up_at_once_10m, 1);
+        assert!(snap.named().contains(&("setups_out_of_order_10m", 3)));
+        // Ten minutes on, they are gone.
+        assert_eq!(s.snapshot(4, 10 * MINUTE_MS + 10).setups_out_of_order_10m, 0);
     }
 
     #[test]

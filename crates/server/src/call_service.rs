@@ -11,8 +11,11 @@ use bytes::Bytes;
 use rampart_core::call::{CallId, MediaKind, RING_TIMEOUT_MS, RingNotice, SignalKind};
 use rampart_core::{AccountId, DeviceId, GroupId, MessageId};
 use rampart_mls::ds;
-use rampart_proto::{Envelope, ErrorBody, ErrorCode, RelayCredentials, ResponseBody, encode_envelope};
-use rampart_sentinel::Observation;
+use rampart_proto::{
+    ChallengeAnswer, Envelope, ErrorBody, ErrorCode, RelayCredentials, ResponseBody, encode_envelope,
+};
+use rampart_sentinel::signals::AT_ONCE_MS;
+use rampart_sentinel::{Observation, Quirk};
 use rampart_store::{CallRecord, NewMessage};
 use tracing::{debug, info, warn};
 
@@ -54,6 +57,10 @@ impl Misfit {
         }
     }
 }
+
+/// Calls a connection remembers asking relay credentials for: a device places one call at a
+/// time, so a few are plenty.
+const RELAY_ASKS_KEPT: usize = 8;
 
 /// A ring notice is worth delivering a little past the ring timeout: a device that was offline
 /// then learns of the missed call.
@@ -156,8 +163,9 @@ impl Connection {
         group: GroupId,
         media: MediaKind,
         offer: Bytes,
+        work: Option<ChallengeAnswer>,
     ) -> Answer {
-        let answer = self.try_place_call(call, callee, group, media, offer).await;
+        let answer = self.try_place_call(call, callee, group, media, offer, work).await;
         // A refused set-up still names whom it was aimed at: the operators' list of targets to
         // notify must hold the people a malformed call never reached too.
         if answer.is_err()
@@ -176,11 +184,12 @@ impl Connection {
         group: GroupId,
         media: MediaKind,
         offer: Bytes,
+        work: Option<ChallengeAnswer>,
     ) -> Answer {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.calls_per_account, &account, 1, "calls")?;
-        crate::sentinel_service::check_calling(&shared, account).await?;
+        crate::sentinel_service::check_calling(&shared, account, callee, work.as_ref()).await?;
         if callee == account {
             return Err(refuse(
                 &shared,
@@ -252,6 +261,11 @@ impl Connection {
             &shared,
             Observation::CallPlaced { caller: account.0, callee: callee.0 },
         );
+        // Behaviour, for the calls that reach someone: a set-up its device did not prepare the
+        // way Rampart's client always does.
+        if !self.relay_asked.contains(&call) {
+            crate::sentinel_service::observe_quirk(&shared, account, Quirk::SetUpWithoutRelay, &self.client);
+        }
         info!(caller = %account, callee = %callee, call = %call_hex(&call), devices = ringing, "call placed");
         Ok(ResponseBody::CallPlaced { ringing_devices: ringing })
     }
@@ -360,6 +374,14 @@ impl Connection {
             shared.store.end_call(&call).await.map_err(store_error)?;
             let observed = match kind {
                 SignalKind::Hangup if from_caller && record.answered_by.is_none() => {
+                    if now_ms().saturating_sub(record.created_at) < AT_ONCE_MS {
+                        crate::sentinel_service::observe_quirk(
+                            &shared,
+                            record.caller,
+                            Quirk::HungUpAtOnce,
+                            &self.client,
+                        );
+                    }
                     Some(Observation::CallAbandoned { caller: record.caller.0 })
                 }
                 SignalKind::Reject | SignalKind::Busy => {
@@ -381,6 +403,12 @@ impl Connection {
     pub(crate) async fn fetch_relay_credentials(&mut self, call: CallId) -> Answer {
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
+        if !self.relay_asked.contains(&call) {
+            if self.relay_asked.len() >= RELAY_ASKS_KEPT {
+                self.relay_asked.pop_front();
+            }
+            self.relay_asked.push_back(call);
+        }
         self.limit(&shared.limits.call_signals_per_device, &device, 1, "relay credentials")?;
         if let Some(record) = shared.store.call(&call).await.map_err(store_error)? {
             let caller = record.caller == account && record.caller_device == device;

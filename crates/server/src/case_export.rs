@@ -131,6 +131,8 @@ pub fn stix_bundle(cluster: &ClusterReport, server: &str, now_ms: u64) -> Value 
         let pattern = match infra.kind {
             "network" => format!("[{family}:value ISSUBSET {value}]"),
             "client" => format!("[software:name = {value}]"),
+            // How a client behaved on this server is no pattern anyone else can match.
+            "fingerprint" => continue,
             _ => format!("[{family}:value = {value}]"),
         };
         let indicator = stix_id("indicator", &format!("{server}/{}/{}", infra.kind, infra.value));

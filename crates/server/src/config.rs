@@ -79,6 +79,9 @@ pub struct SentinelConfig {
     /// such a name are linked in investigations. A claim any client can copy: a signal, not a
     /// gate.
     pub known_clients: Vec<String>,
+    /// The work a `require_challenge` action asks for each call, in bits: every bit doubles
+    /// it. 20 is about a million hashes, well under a second on a phone.
+    pub challenge_bits: u8,
 }
 
 impl SentinelConfig {
@@ -96,6 +99,7 @@ impl Default for SentinelConfig {
             metadata_retention_days: 30,
             evidence_retention_days: 730,
             known_clients: vec!["rampart/".to_owned()],
+            challenge_bits: 20,
         }
     }
 }
@@ -309,6 +313,8 @@ pub enum ConfigError {
         "console.listen {0} is not a loopback address: the console speaks plain HTTP; reach it through an SSH tunnel, or put a TLS proxy in front and set console.allow_remote = true"
     )]
     ConsoleRemote(SocketAddr),
+    #[error("sentinel.challenge_bits must be between {min} and {max} (clients refuse more work than that)")]
+    ChallengeBits { min: u8, max: u8 },
 }
 
 impl ServerConfig {
@@ -356,6 +362,11 @@ impl ServerConfig {
             if let Err(e) = relay.parse::<rampart_turn::uri::TurnUri>() {
                 return Err(ConfigError::Relays(format!("{relay:?}: {e}")));
             }
+        }
+        let bits =
+            rampart_core::challenge::MIN_DIFFICULTY_BITS..=rampart_core::challenge::MAX_DIFFICULTY_BITS;
+        if !bits.contains(&self.sentinel.challenge_bits) {
+            return Err(ConfigError::ChallengeBits { min: *bits.start(), max: *bits.end() });
         }
         if self.console.enabled && !self.console.allow_remote && !self.console.listen.ip().is_loopback() {
             return Err(ConfigError::ConsoleRemote(self.console.listen));

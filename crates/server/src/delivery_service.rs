@@ -140,10 +140,14 @@ impl Connection {
     }
 
     pub(crate) async fn claim_key_packages(&mut self, devices: Vec<DeviceId>) -> Answer {
-        let (_, device) = self.identity()?;
+        let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         let cost = u32::try_from(devices.len()).unwrap_or(u32::MAX);
         self.limit(&shared.limits.keys_per_device, &device, cost, "key package claims")?;
+        crate::sentinel_service::observe(
+            &shared,
+            rampart_sentinel::Observation::KeyPackagesClaimed { account: account.0, count: cost },
+        );
         let packages = shared.store.claim_key_packages(&devices).await.map_err(store_error)?;
         Ok(ResponseBody::KeyPackages(packages.into_iter().map(|(d, k)| (d, Bytes::from(k))).collect()))
     }
@@ -180,9 +184,13 @@ impl Connection {
             public_state,
             max_per_sender: shared.config.limits.queue().per_sender,
         };
+        let added = record.added.clone();
         let (epoch, copies) = shared.store.commit_group(record).await.map_err(store_error)?;
         for copy in copies {
             shared.hub.push_message(copy);
+        }
+        if shared.sentinel.is_some() && !added.is_empty() {
+            observe_invitations(&shared, &c.group, account, &added).await;
         }
         debug!(group = %c.group, epoch, "commit accepted");
         Ok(ResponseBody::CommitAccepted { epoch })
@@ -268,6 +276,27 @@ impl Connection {
 /// group, bringing in only devices with the keys registered here, and adding and removing
 /// exactly the devices the request declares. Returns the public state after it. Groups
 /// created before the server kept public state (`None` stored) keep the header checks.
+/// Tell Sentinel whom a commit brought into the conversation: the accounts whose only member
+/// devices are the ones it added (a member's new device is not an invitation). One more read
+/// of the group, only for commits that add devices; a failure costs the signal, not the commit.
+async fn observe_invitations(shared: &Shared, group: &GroupId, inviter: AccountId, added: &[DeviceId]) {
+    let Ok(Some(state)) = shared.store.group_state(group).await else { return };
+    let already: BTreeSet<AccountId> =
+        state.members.iter().filter(|(d, _)| !added.contains(d)).map(|(_, a)| *a).collect();
+    let invited: BTreeSet<AccountId> = state
+        .members
+        .iter()
+        .filter(|(d, a)| added.contains(d) && *a != inviter && !already.contains(a))
+        .map(|(_, a)| *a)
+        .collect();
+    for invitee in invited {
+        crate::sentinel_service::observe(
+            shared,
+            rampart_sentinel::Observation::Invited { inviter: inviter.0, invitee: invitee.0 },
+        );
+    }
+}
+
 async fn check_commit_against_group(
     shared: &Shared,
     c: &GroupCommit,

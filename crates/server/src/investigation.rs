@@ -57,7 +57,8 @@ pub struct AccountReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InfrastructureReport {
-    /// `network`, `address` or `client` (software that is not Rampart's own).
+    /// `network`, `address`, `client` (software that is not Rampart's own) or `fingerprint`
+    /// (a client's name and behaviour Rampart's client never shows).
     pub kind: &'static str,
     pub value: String,
     /// In the operator's list of hosting ranges.
@@ -75,6 +76,9 @@ pub struct TargetReport {
     pub answered: u64,
     /// Call set-ups aimed at it that the server refused (they never reached it).
     pub refused: u64,
+    /// Conversations the cluster brought it into (first messages, group invitations): message
+    /// requests on its devices.
+    pub invited: u64,
     pub first_called_ms: u64,
     pub last_called_ms: u64,
 }
@@ -246,7 +250,10 @@ pub fn report(
             .iter()
             .filter(|s| {
                 accounts.contains(&s.account.0)
-                    && matches!(s.kind, SightingKind::Called | SightingKind::Attempted)
+                    && matches!(
+                        s.kind,
+                        SightingKind::Called | SightingKind::Attempted | SightingKind::Invited
+                    )
             })
             .filter_map(|s| s.peer.map(|p| p.0))
             .filter(|p| !seeds.contains(p))
@@ -325,7 +332,7 @@ fn describe(
                 }
                 None => format!("signed in from {from}"),
             },
-            SightingKind::Called | SightingKind::Attempted => {
+            SightingKind::Called | SightingKind::Attempted | SightingKind::Invited => {
                 let rang = s.kind == SightingKind::Called;
                 if rang {
                     report.calls_placed += 1;
@@ -337,21 +344,22 @@ fn describe(
                         calls: 0,
                         answered: 0,
                         refused: 0,
+                        invited: 0,
                         first_called_ms: s.at,
                         last_called_ms: s.at,
                     });
-                    if rang {
-                        t.calls += 1;
-                    } else {
-                        t.refused += 1;
+                    match s.kind {
+                        SightingKind::Called => t.calls += 1,
+                        SightingKind::Invited => t.invited += 1,
+                        _ => t.refused += 1,
                     }
                     t.first_called_ms = t.first_called_ms.min(s.at);
                     t.last_called_ms = t.last_called_ms.max(s.at);
                 }
-                if rang {
-                    format!("called {peer}")
-                } else {
-                    format!("a call set-up aimed at {peer} was refused")
+                match s.kind {
+                    SightingKind::Called => format!("called {peer}"),
+                    SightingKind::Invited => format!("brought {peer} into a conversation"),
+                    _ => format!("a call set-up aimed at {peer} was refused"),
                 }
             }
             SightingKind::Answered => {
@@ -377,6 +385,12 @@ fn describe(
                 report.lookups += 1;
                 "looked up an account".to_owned()
             }
+            SightingKind::Quirk => {
+                format!(
+                    "set up a call the way Rampart's client never does ({})",
+                    s.client.as_deref().unwrap_or("?")
+                )
+            }
         };
         if let Some(network) = &s.network {
             infra("network", network, a, s.at);
@@ -385,7 +399,7 @@ fn describe(
             infra("address", address, a, s.at);
         }
         if let Some(client) = &s.client {
-            infra("client", client, a, s.at);
+            infra(if s.kind == SightingKind::Quirk { "fingerprint" } else { "client" }, client, a, s.at);
         }
         timeline.push(TimelineEntry { at_ms: s.at, account: Some(a), what });
     }

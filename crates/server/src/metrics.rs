@@ -31,6 +31,8 @@ pub struct Metrics {
     pub sentinel_actions: Family<Labels, Counter>,
     /// Console sign-ins, by outcome (ok, failed).
     pub console_logins: Family<Labels, Counter>,
+    /// Proof-of-work challenges for calls, by outcome (issued, passed, failed).
+    pub sentinel_challenges: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,7 +56,13 @@ impl Default for Metrics {
             relay_datagrams: Family::default(),
             sentinel_actions: Family::default(),
             console_logins: Family::default(),
+            sentinel_challenges: Family::default(),
         };
+        registry.register(
+            "sentinel_challenges",
+            "Proof-of-work challenges for calls, by outcome (issued, passed, failed)",
+            m.sentinel_challenges.clone(),
+        );
         registry.register(
             "console_logins",
             "Operator console sign-ins, by outcome (ok, failed)",
@@ -171,6 +179,10 @@ impl Metrics {
 
     pub fn console_login(&self, outcome: &'static str) {
         self.console_logins.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    pub fn sentinel_challenge(&self, outcome: &'static str) {
+        self.sentinel_challenges.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     pub fn call_misfit(&self, reason: &'static str) {

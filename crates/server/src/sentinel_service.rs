@@ -8,12 +8,14 @@
 //! so no request waits on it. Signals are per node, in memory; actions are shared through the
 //! store. Nothing here reads content: the server has none.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rampart_core::AccountId;
-use rampart_proto::{ErrorBody, ErrorCode};
+use rampart_core::challenge::{ChallengeError, ChallengeKey};
+use rampart_proto::{ChallengeAnswer, ErrorBody, ErrorCode};
 use rampart_sentinel::signals::Observation;
-use rampart_sentinel::{Action, Decision, Network, Policy, Ranges, Sentinel, Subject};
+use rampart_sentinel::{Action, Decision, Network, Policy, Quirk, Ranges, Sentinel, Subject};
 use rampart_store::{NewSentinelAction, SentinelAction, SentinelSighting, SightingKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -38,7 +40,17 @@ pub struct SentinelService {
     /// Taken by the server's run loop, which starts the tasks that carry decisions out and
     /// keep sightings.
     receivers: Mutex<Option<Receivers>>,
+    /// Signs the proof-of-work challenges of `require_challenge`. Per node and per run: a
+    /// client answers on the connection it was challenged on, and after a restart it is simply
+    /// challenged again.
+    challenges: ChallengeKey,
+    /// Answered challenges, until they expire: one answer pays for one call.
+    spent: Mutex<HashMap<[u8; 16], u64>>,
 }
+
+/// Answered challenges remembered at once, at most. Beyond it new answers are refused (the
+/// caller is challenged again) rather than an unexpired one forgotten.
+const MAX_SPENT: usize = 200_000;
 
 pub(crate) struct Receivers {
     pub decisions: mpsc::UnboundedReceiver<Decision>,
@@ -79,7 +91,31 @@ impl SentinelService {
             decisions,
             sightings,
             receivers: Mutex::new(Some(Receivers { decisions: decisions_in, sightings: sightings_in })),
+            challenges: ChallengeKey::generate(&mut rand::rng()),
+            spent: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `answer` pays for `caller` calling `callee` now; spends it if so.
+    fn pay(
+        &self,
+        caller: AccountId,
+        callee: AccountId,
+        answer: &ChallengeAnswer,
+    ) -> Result<(), ChallengeError> {
+        let now = now_ms();
+        let answered = self.challenges.check(caller, callee, &answer.token, answer.nonce, now)?;
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        if spent.len() >= MAX_SPENT {
+            spent.retain(|_, until| *until > now);
+            if spent.len() >= MAX_SPENT {
+                return Err(ChallengeError::Spent);
+            }
+        }
+        if spent.insert(answered.id, answered.expires_at_ms).is_some() {
+            return Err(ChallengeError::Spent);
+        }
+        Ok(())
     }
 
     /// Take an observation now; decisions go to Sentinel's task, and what was seen to the
@@ -147,6 +183,11 @@ fn sighting(observation: &Observation, at: u64) -> Option<SentinelSighting> {
         Observation::Misfit { account } => plain(*account, SightingKind::Refused, None),
         Observation::Blocked { blocked, blocker } => plain(*blocked, SightingKind::Blocked, Some(*blocker)),
         Observation::Lookup { account } => plain(*account, SightingKind::Lookup, None),
+        Observation::Invited { inviter, invitee } => plain(*inviter, SightingKind::Invited, Some(*invitee)),
+        // Kept with the device's client name by `observe_quirk`.
+        Observation::Quirk { .. } => return None,
+        // Counted; the conversations they lead to are kept as invitations.
+        Observation::KeyPackagesClaimed { .. } => return None,
     })
 }
 
@@ -167,6 +208,33 @@ pub(crate) fn observe(shared: &Shared, observation: Observation) {
     if let Some(sentinel) = &shared.sentinel {
         sentinel.observe(observation);
     }
+}
+
+/// A device behaved unlike Rampart's own client. The policy counts it; a set-up out of order
+/// (which Rampart's client never makes) is also kept for investigations with the name the
+/// device gave, as a behaviour fingerprint: accounts running one look-alike share it even when
+/// it copies Rampart's name.
+pub(crate) fn observe_quirk(shared: &Shared, account: AccountId, quirk: Quirk, client: &str) {
+    observe(shared, Observation::Quirk { account: account.0, quirk });
+    if let (Some(sentinel), Quirk::SetUpWithoutRelay) = (&shared.sentinel, quirk) {
+        let name = if client.is_empty() { "(no name)" } else { client };
+        sentinel.keep(SentinelSighting {
+            at: now_ms(),
+            account,
+            kind: SightingKind::Quirk,
+            peer: None,
+            network: None,
+            address: None,
+            client: Some(fingerprint(name, quirk)),
+        });
+    }
+}
+
+/// A behaviour fingerprint as investigations link it: the client's name (its first 40
+/// characters, so the whole fits a sighting's field) and what it did.
+pub(crate) fn fingerprint(client: &str, quirk: Quirk) -> String {
+    let name: String = client.chars().take(40).collect();
+    format!("{name} + {}", quirk.as_str())
 }
 
 /// Keep that `caller` aimed a call at `callee` that the server refused (when Sentinel is on).
@@ -337,38 +405,75 @@ fn until_text(action: &SentinelAction) -> String {
     format!("for {minutes} more minutes (rule {}; an operator can lift it)", action.rule)
 }
 
-/// Refuse a call from an account whose calling Sentinel stopped or slowed down (when
-/// Sentinel is on: off, nothing it decided earlier is enforced).
-pub(crate) async fn check_calling(shared: &Shared, account: AccountId) -> Result<(), ErrorBody> {
-    if shared.sentinel.is_none() {
-        return Ok(());
-    }
-    for action in in_force(shared, &account_subject(account)).await? {
+/// Refuse a call from an account whose calling Sentinel stopped or slowed down, or that owes
+/// proof of work for it (when Sentinel is on: off, nothing it decided earlier is enforced).
+pub(crate) async fn check_calling(
+    shared: &Shared,
+    account: AccountId,
+    callee: AccountId,
+    answer: Option<&ChallengeAnswer>,
+) -> Result<(), ErrorBody> {
+    let Some(sentinel) = &shared.sentinel else { return Ok(()) };
+    let actions = in_force(shared, &account_subject(account)).await?;
+    // The strongest refusal first: a suspended account is told so, not handed work to do.
+    let mut challenged = None;
+    for action in &actions {
         match Action::parse(&action.action) {
             Some(a) if a.stops_calls() => {
                 return Err(err(
                     ErrorCode::Forbidden,
-                    format!("calling is suspended for this account {}", until_text(&action)),
+                    format!("calling is suspended for this account {}", until_text(action)),
                 ));
             }
-            Some(Action::SlowDown) => {
-                let placed = shared
-                    .store
-                    .calls_placed_since(account, now_ms().saturating_sub(60_000))
-                    .await
-                    .map_err(crate::session::store_error)?;
-                if placed >= 1 {
-                    return Err(ErrorBody {
-                        code: ErrorCode::RateLimited,
-                        message: format!("this account may place one call a minute {}", until_text(&action)),
-                        retry_after_ms: 60_000,
-                    });
-                }
-            }
+            Some(Action::RequireChallenge) => challenged = Some(action),
             _ => {}
         }
     }
-    Ok(())
+    for action in &actions {
+        if Action::parse(&action.action) == Some(Action::SlowDown) {
+            let placed = shared
+                .store
+                .calls_placed_since(account, now_ms().saturating_sub(60_000))
+                .await
+                .map_err(crate::session::store_error)?;
+            if placed >= 1 {
+                return Err(ErrorBody {
+                    code: ErrorCode::RateLimited,
+                    message: format!("this account may place one call a minute {}", until_text(action)),
+                    retry_after_ms: 60_000,
+                    challenge: None,
+                });
+            }
+        }
+    }
+    let Some(action) = challenged else { return Ok(()) };
+    let refused = match answer {
+        None => format!("this account proves work for each call {}", until_text(action)),
+        Some(answer) => match sentinel.pay(account, callee, answer) {
+            Ok(()) => {
+                shared.metrics.sentinel_challenge("passed");
+                return Ok(());
+            }
+            Err(e) => {
+                shared.metrics.sentinel_challenge("failed");
+                format!("{e}; here is a new challenge")
+            }
+        },
+    };
+    shared.metrics.sentinel_challenge("issued");
+    let challenge = sentinel.challenges.issue(
+        account,
+        callee,
+        shared.config.sentinel.challenge_bits,
+        now_ms(),
+        &mut rand::rng(),
+    );
+    Err(ErrorBody {
+        code: ErrorCode::ChallengeRequired,
+        message: refused,
+        retry_after_ms: 0,
+        challenge: Some(challenge),
+    })
 }
 
 /// Refuse a sign-in to a suspended account.

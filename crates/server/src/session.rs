@@ -42,7 +42,7 @@ const RECIPIENT_CACHE: usize = 256;
 pub(crate) type Answer = Result<ResponseBody, ErrorBody>;
 
 pub(crate) fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
-    ErrorBody { code, message: message.into(), retry_after_ms: 0 }
+    ErrorBody { code, message: message.into(), retry_after_ms: 0, challenge: None }
 }
 
 fn slow_down(what: &str, retry: RetryAfter) -> ErrorBody {
@@ -51,6 +51,7 @@ fn slow_down(what: &str, retry: RetryAfter) -> ErrorBody {
         code: ErrorCode::RateLimited,
         message: format!("slow down: too many {what}; retry in {:.1} s", f64::from(ms) / 1000.0),
         retry_after_ms: ms,
+        challenge: None,
     }
 }
 
@@ -77,6 +78,7 @@ pub(crate) fn store_error(e: StoreError) -> ErrorBody {
                 code: ErrorCode::Unavailable,
                 message: "storage is temporarily unavailable; try again".into(),
                 retry_after_ms: 1000,
+                challenge: None,
             };
         }
     };
@@ -136,6 +138,12 @@ pub(crate) struct Connection {
     sends: FuturesUnordered<PendingSend>,
     recipients: HashMap<Recipient, AccountId>,
     bad_frames: u32,
+    /// The software name the device gave at sign-in ("" for none): half of its behaviour
+    /// fingerprint in investigations.
+    pub(crate) client: String,
+    /// Calls this device asked relay credentials for, the latest few: Rampart's client always
+    /// asks before it places a call, a look-alike may not.
+    pub(crate) relay_asked: std::collections::VecDeque<rampart_core::call::CallId>,
     opened: Instant,
     last_heard: Instant,
     link_deadline: Option<Instant>,
@@ -163,6 +171,8 @@ pub async fn run(mut ws: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
         sends: FuturesUnordered::new(),
         recipients: HashMap::new(),
         bad_frames: 0,
+        client: String::new(),
+        relay_asked: std::collections::VecDeque::new(),
         opened: now,
         last_heard: now,
         link_deadline: None,
@@ -561,8 +571,8 @@ impl Connection {
             ClientRequest::StartUpload { size } => self.start_upload(size).await,
             ClientRequest::UploadChunk { blob, offset, data } => self.upload_chunk(blob, offset, data).await,
             ClientRequest::Download { blob, offset, length } => self.download(blob, offset, length).await,
-            ClientRequest::PlaceCall { call, callee, group, media, offer } => {
-                self.place_call(call, callee, group, media, offer).await
+            ClientRequest::PlaceCall { call, callee, group, media, offer, answer } => {
+                self.place_call(call, callee, group, media, offer, answer).await
             }
             ClientRequest::FetchOffer { call } => self.fetch_offer(call).await,
             ClientRequest::CallSignal { call, kind, body } => self.call_signal(call, kind, body).await,
@@ -716,9 +726,11 @@ impl Connection {
                 account: record.account.0,
                 addr: self.ip,
                 registered_at_ms: Some(record.account_created_at),
-                unknown_client: (!shared.config.sentinel.is_known_client(&client)).then_some(client),
+                device_registered_at_ms: Some(record.device_created_at),
+                unknown_client: (!shared.config.sentinel.is_known_client(&client)).then(|| client.clone()),
             },
         );
+        self.client = client;
         let label =
             shared.store.account_label(record.account).await.map_err(store_error)?.unwrap_or_default();
         shared.store.touch_device(device, now_ms()).await.map_err(store_error)?;

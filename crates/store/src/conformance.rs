@@ -237,6 +237,7 @@ pub async fn registration_creates_account_and_device<S: Store>(store: Arc<S>) {
     assert_eq!(auth.device, reg.device);
     assert!(auth.secret_hash.matches(&new_device("phone", 1).secret_hash));
     assert_eq!(auth.account_created_at, T0);
+    assert_eq!(auth.device_created_at, T0);
 
     let devices = store.list_devices(reg.account).await.unwrap();
     assert_eq!(devices.len(), 1);

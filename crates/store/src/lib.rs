@@ -70,6 +70,8 @@ pub struct DeviceAuth {
     pub secret_hash: SecretHash,
     /// When the account was created (its first device verified its number).
     pub account_created_at: UnixMillis,
+    /// When this device was registered or linked.
+    pub device_created_at: UnixMillis,
 }
 
 /// A device as listed to its owner.
@@ -282,10 +284,15 @@ pub enum SightingKind {
     /// `peer` blocked `account`.
     Blocked,
     Lookup,
+    /// `account` brought `peer` into a conversation (a first message or a group invitation).
+    Invited,
+    /// The account's device behaved unlike Rampart's own client; `client` holds the behaviour
+    /// fingerprint (the name it gave and what it did).
+    Quirk,
 }
 
 impl SightingKind {
-    pub const ALL: [SightingKind; 9] = [
+    pub const ALL: [SightingKind; 11] = [
         Self::Registered,
         Self::SignedIn,
         Self::Called,
@@ -295,6 +302,8 @@ impl SightingKind {
         Self::Attempted,
         Self::Blocked,
         Self::Lookup,
+        Self::Invited,
+        Self::Quirk,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -308,6 +317,8 @@ impl SightingKind {
             Self::Attempted => "attempted",
             Self::Blocked => "blocked",
             Self::Lookup => "lookup",
+            Self::Invited => "invited",
+            Self::Quirk => "quirk",
         }
     }
 

@@ -866,7 +866,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let st = client
             .prepare_cached(
-                "SELECT d.account_id, d.secret_hash, a.created_at FROM devices d
+                "SELECT d.account_id, d.secret_hash, a.created_at, d.created_at FROM devices d
                  JOIN accounts a ON a.id = d.account_id WHERE d.id = $1",
             )
             .await
@@ -879,6 +879,7 @@ impl Store for PostgresStore {
             device,
             secret_hash: hash_from_db(get(&row, 1)?)?,
             account_created_at: to_u64(get(&row, 2)?, "time")?,
+            device_created_at: to_u64(get(&row, 3)?, "time")?,
         }))
     }
 

@@ -769,21 +769,22 @@ fn device_auth(c: &Connection, device: DeviceId) -> StoreResult<Option<DeviceAut
     let Some(id) = key(device.0) else {
         return Ok(None);
     };
-    let row: Option<(i64, Vec<u8>, i64)> = c
+    let row: Option<(i64, Vec<u8>, i64, i64)> = c
         .prepare_cached(
-            "SELECT d.account_id, d.secret_hash, a.created_at FROM devices d
+            "SELECT d.account_id, d.secret_hash, a.created_at, d.created_at FROM devices d
              JOIN accounts a ON a.id = d.account_id WHERE d.id = ?1",
         )
         .db()?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()
         .db()?;
-    row.map(|(account, hash, created_at)| {
+    row.map(|(account, hash, created_at, device_created_at)| {
         Ok(DeviceAuth {
             account: AccountId(to_u64(account, "account id")?),
             device,
             secret_hash: hash_from_db(hash)?,
             account_created_at: to_u64(created_at, "time")?,
+            device_created_at: to_u64(device_created_at, "time")?,
         })
     })
     .transpose()

@@ -25,8 +25,8 @@ use rampart_media::video::{SendStream, VideoReceiver, VideoSendConfig, VideoSend
 use rampart_media::{AudioReceiver, AudioSender, CallDirection, Frame, SrtpKeys};
 use rampart_mls::Processed;
 use rampart_proto::{
-    CallMessage, ClientRequest, Content, ContentBody, MediaSession, ResponseBody, decode_content,
-    encode_content,
+    CallMessage, ChallengeAnswer, ClientRequest, Content, ContentBody, ErrorBody, ErrorCode, MediaSession,
+    ResponseBody, decode_content, encode_content,
 };
 use rampart_relay::TurnClient;
 use rampart_turn::uri::{RelayTransport, fallback_order};
@@ -147,6 +147,9 @@ impl std::fmt::Display for CallProgress {
             CallProgress::Ringing { devices } => write!(f, "ringing ({devices} device(s))"),
             CallProgress::Accepting { peer } => write!(f, "{peer} is calling; accepting"),
             CallProgress::Connected { peer, relay } => write!(f, "connected with {peer} (relay {relay})"),
+            CallProgress::ProvingWork { bits } => {
+                write!(f, "the server asks for proof of work before this call ({bits} bits)…")
+            }
             CallProgress::HangingUp => write!(f, "hanging up"),
             CallProgress::Waiting { peer } => {
                 write!(f, "{peer} is calling too: busy, it rings out as missed")
@@ -154,6 +157,19 @@ impl std::fmt::Display for CallProgress {
             CallProgress::Ended { outcome } => write!(f, "call ended: {outcome}"),
         }
     }
+}
+
+/// Answer a call challenge, off the async workers (a second or so of hashing).
+async fn prove_work(challenge: rampart_proto::Challenge) -> Result<ChallengeAnswer, ClientError> {
+    let token = challenge.token;
+    let bits = challenge.difficulty_bits;
+    let solved = tokio::task::spawn_blocking(move || {
+        rampart_core::challenge::solve(&token, bits, rampart_core::challenge::SOLVE_BUDGET)
+            .map(|nonce| ChallengeAnswer { token: token.into(), nonce })
+    })
+    .await
+    .map_err(|e| call_error(format!("proof of work stopped: {e}")))?;
+    solved.map_err(|e| call_error(format!("cannot prove the work the server asks for: {e}")))
 }
 
 /// When a call stops without the other side's doing.
@@ -770,15 +786,32 @@ impl Client {
             CallEvent::Send(SignalKind::Offer) => {
                 let session = self.local_session(active)?;
                 let offer = self.seal_call_message(active, SignalKind::Offer, Some(session))?;
-                let answer = conn
-                    .request(ClientRequest::PlaceCall {
-                        call: active.session.call,
-                        callee: active.session.peer,
-                        group: active.session.group.clone(),
-                        media: MediaKind::Audio,
-                        offer,
-                    })
-                    .await?;
+                let place = |answer| ClientRequest::PlaceCall {
+                    call: active.session.call,
+                    callee: active.session.peer,
+                    group: active.session.group.clone(),
+                    media: MediaKind::Audio,
+                    offer: offer.clone(),
+                    answer,
+                };
+                let mut placed = conn.request(place(None)).await;
+                // The server may price the call in work (Sentinel's require_challenge). A new
+                // challenge after an answer means the answer came too late or was spent: one
+                // more try, then the refusal stands.
+                for _ in 0..2 {
+                    let Err(ClientError::Server(ErrorBody {
+                        code: ErrorCode::ChallengeRequired,
+                        challenge: Some(challenge),
+                        ..
+                    })) = &placed
+                    else {
+                        break;
+                    };
+                    progress(&CallProgress::ProvingWork { bits: challenge.difficulty_bits });
+                    let answer = prove_work(challenge.clone()).await?;
+                    placed = conn.request(place(Some(answer))).await;
+                }
+                let answer = placed?;
                 active.session.placed();
                 if let ResponseBody::CallPlaced { ringing_devices } = answer {
                     progress(&CallProgress::Ringing { devices: ringing_devices });

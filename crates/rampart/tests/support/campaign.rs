@@ -17,6 +17,7 @@ pub fn garbage_call(callee: AccountId) -> ClientRequest {
         group: GroupId::new(callee, &mut rand::rng()),
         media: MediaKind::Audio,
         offer: Bytes::from_static(b"not an MLS message"),
+        answer: None,
     }
 }
 
