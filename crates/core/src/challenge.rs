@@ -206,7 +206,7 @@ pub const SOLVE_BUDGET: u64 = 64 << MAX_DIFFICULTY_BITS;
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;

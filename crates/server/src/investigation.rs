@@ -503,7 +503,7 @@ pub async fn send_notice(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::indexing_slicing)]
+    #![allow(clippy::indexing_slicing, clippy::unwrap_used)]
     use super::*;
 
     fn sighting(
@@ -542,6 +542,35 @@ mod tests {
         assert_eq!(accounts, vec![1, 2]);
         let targets: Vec<u64> = reports[0].targets.iter().map(|t| t.account).collect();
         assert_eq!(targets, vec![3]);
+    }
+
+    #[test]
+    fn a_shared_fingerprint_links_and_whom_members_wrote_to_are_targets() {
+        // 1 was acted on; 2 runs the same look-alike (copying Rampart's name) from elsewhere;
+        // 4 behaved the same way once but runs other software: its fingerprint differs. 2
+        // brought 5 into a conversation; 5, invited, does not join even if it shows a quirk
+        // of its own name.
+        let quirk = |at, account, client: &str| SentinelSighting {
+            client: Some(client.to_owned()),
+            ..sighting(at, account, SightingKind::Quirk, None, None)
+        };
+        let seen = [
+            quirk(0, 1, "rampart/0.1.0 + set-up without relay"),
+            quirk(1, 2, "rampart/0.1.0 + set-up without relay"),
+            quirk(2, 4, "other/1.0 + set-up without relay"),
+            sighting(3, 2, SightingKind::Invited, Some(5), None),
+            quirk(4, 5, "rampart/0.1.0 + set-up without relay"),
+        ];
+        let seeds: BTreeSet<u64> = [1].into();
+        let reports = report(&seeds, &seen, &[], &Ranges::default());
+        assert_eq!(reports.len(), 1);
+        let accounts: Vec<u64> = reports[0].accounts.iter().map(|a| a.account).collect();
+        assert_eq!(accounts, vec![1, 2]);
+        let targets: Vec<(u64, u64)> = reports[0].targets.iter().map(|t| (t.account, t.invited)).collect();
+        assert_eq!(targets, vec![(5, 1)]);
+        let fingerprint = reports[0].infrastructure.iter().find(|i| i.kind == "fingerprint").unwrap();
+        assert_eq!(fingerprint.value, "rampart/0.1.0 + set-up without relay");
+        assert!(reports[0].timeline.iter().any(|t| t.what == "brought a5 into a conversation"));
     }
 
     #[test]
