@@ -3,7 +3,9 @@
 //! policy, the account it probed is not, the decision is evidence, and an operator's lift
 //! restores the account; a policy file with an error stops the server; a network blocked for
 //! registrations leaves the accounts already there alone; an operator finds a campaign's
-//! cluster, notifies its target and exports the case.
+//! cluster, notifies its target and exports the case; proof of work prices a challenged
+//! account's calls (Rampart's client pays by itself); a client that skips Rampart's steps is
+//! fingerprinted.
 
 mod support;
 
@@ -488,4 +490,85 @@ async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pa
     // The probe's answer and the client's: two paid calls.
     let passed = server.metric("rampart_sentinel_challenges_total{outcome=\"passed\"}").await;
     assert_eq!(passed, Some(2.0));
+}
+
+/// The built-in policy on a client that sets up calls the way Rampart's never does: three calls
+/// placed without first asking for their relay credentials (well-formed, so the call schema
+/// lets them through and they ring) and the next one costs proof of work. The account's
+/// cluster names its behaviour fingerprint, which holds even though the client gave Rampart's
+/// own name; the person it called and wrote to is a target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_skips_rampart_s_steps_is_fingerprinted_and_priced_in_work() {
+    use rampart_core::call::{CallId, MediaKind};
+    use rampart_proto::{ClientRequest, ResponseBody};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), Backend::Sqlite, "");
+    let mut mallory = server.register(dir.path(), "mallory", "+14155552401", Some("mallory")).await;
+    let bob = server.register(dir.path(), "bob", "+14155552402", Some("bob")).await;
+    let mallory_id = AccountId(mallory.identity().unwrap().account_id);
+    let bob_id = AccountId(bob.identity().unwrap().account_id);
+
+    let mut conn = mallory.connect().await.unwrap();
+    let group = mallory.conversation_for(&mut conn, "@bob").await.unwrap();
+    let ClientRequest::GroupSend { body: offer, .. } = mallory.seal_text(&group, "an offer").unwrap() else {
+        panic!("seal_text gives a GroupSend")
+    };
+    let place = || ClientRequest::PlaceCall {
+        call: CallId(rand::random()),
+        callee: bob_id,
+        group: group.clone(),
+        media: MediaKind::Audio,
+        offer: offer.clone(),
+        answer: None,
+    };
+    for _ in 0..3 {
+        let placed = conn.request(place()).await.unwrap();
+        assert!(matches!(placed, ResponseBody::CallPlaced { .. }), "{placed:?}");
+    }
+    let mut action = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (ok, out, err) = admin(&server, &["sentinel", "actions"]);
+        assert!(ok, "{out}\n{err}");
+        action = json_of(&out)["actions"][0].clone();
+        if !action.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(action["rule"], "lookalike_call_setup", "{action}");
+    assert_eq!(action["action"], "require_challenge", "{action}");
+    assert_eq!(action["subject"], format!("a{}", mallory_id.0));
+    let priced = refusal(conn.request(place()).await);
+    assert_eq!(priced.code, ErrorCode::ChallengeRequired, "{priced:?}");
+    assert_eq!(priced.challenge.unwrap().difficulty_bits, 20);
+
+    // The cluster: Mallory, her fingerprint (with the name she gave), Bob as the target she
+    // called and wrote to first.
+    let mut cluster = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (ok, out, err) = admin(&server, &["sentinel", "cluster", &format!("c{}", mallory_id.0)]);
+        if ok {
+            cluster = json_of(&out)["cluster"].clone();
+            let fingerprinted = cluster["infrastructure"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|i| i["kind"] == "fingerprint"));
+            if fingerprinted {
+                break;
+            }
+        } else {
+            assert!(err.contains("no cluster"), "{out}\n{err}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fingerprint = cluster["infrastructure"]
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["kind"] == "fingerprint"))
+        .unwrap_or_else(|| panic!("no fingerprint in {cluster}"));
+    let expected = format!("{} + set-up without relay", rampart_client::CLIENT_NAME);
+    assert_eq!(fingerprint["value"], expected.as_str(), "{cluster}");
+    let target = &cluster["targets"][0];
+    assert_eq!(target["account"], bob_id.0, "{cluster}");
+    assert_eq!(target["calls"], 3, "{cluster}");
+    assert_eq!(target["invited"], 1, "{cluster}");
 }
