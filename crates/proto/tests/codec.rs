@@ -207,25 +207,26 @@ fn group() -> GroupId {
     GroupId::from_slice(&[5u8; 16]).unwrap()
 }
 
+/// A call set-up to account 2 in `group()`, with call id 7s.
+fn place_call(offer: Bytes, answer: Option<ChallengeAnswer>) -> ClientRequest {
+    ClientRequest::PlaceCall {
+        call: call::CallId([7; 16]),
+        callee: AccountId(2),
+        group: group(),
+        media: call::MediaKind::Audio,
+        offer,
+        answer,
+    }
+}
+
 fn call_frames() -> Vec<ClientRequest> {
     let call = call::CallId([7; 16]);
     vec![
-        ClientRequest::PlaceCall {
-            call,
-            callee: AccountId(2),
-            group: group(),
-            media: call::MediaKind::Audio,
-            offer: Bytes::from_static(b"mls ciphertext"),
-            answer: None,
-        },
-        ClientRequest::PlaceCall {
-            call,
-            callee: AccountId(2),
-            group: group(),
-            media: call::MediaKind::Audio,
-            offer: Bytes::from_static(b"mls ciphertext"),
-            answer: Some(ChallengeAnswer { token: Bytes::from(vec![1u8; TOKEN_BYTES]), nonce: u64::MAX }),
-        },
+        place_call(Bytes::from_static(b"mls ciphertext"), None),
+        place_call(
+            Bytes::from_static(b"mls ciphertext"),
+            Some(ChallengeAnswer { token: Bytes::from(vec![1u8; TOKEN_BYTES]), nonce: u64::MAX }),
+        ),
         ClientRequest::FetchOffer { call },
         ClientRequest::CallSignal { call, kind: call::SignalKind::Answer, body: Bytes::from_static(b"ct") },
         ClientRequest::CallSignal { call, kind: call::SignalKind::Hangup, body: Bytes::new() },
@@ -275,14 +276,10 @@ fn call_challenges_round_trip_and_odd_ones_are_refused() {
     for len in [0, 1, TOKEN_BYTES - 1, TOKEN_BYTES + 1, 4096] {
         let err = decode_server_frame(&encode_server_frame(&challenged(vec![3u8; len], 20))).unwrap_err();
         assert!(err.to_string().contains("challenge.token"), "{err}");
-        let place = ClientRequest::PlaceCall {
-            call: call::CallId([7; 16]),
-            callee: AccountId(2),
-            group: group(),
-            media: call::MediaKind::Audio,
-            offer: Bytes::from_static(b"x"),
-            answer: Some(ChallengeAnswer { token: Bytes::from(vec![1u8; len]), nonce: 1 }),
-        };
+        let place = place_call(
+            Bytes::from_static(b"x"),
+            Some(ChallengeAnswer { token: Bytes::from(vec![1u8; len]), nonce: 1 }),
+        );
         let err = decode_client_frame(&encode_client_frame(&ClientFrame { request_id: 1, request: place }))
             .unwrap_err();
         assert!(err.to_string().contains("answer.token"), "{err}");
@@ -298,23 +295,9 @@ fn call_requests_that_misfit_are_marked_as_call_envelopes() {
     let call = call::CallId([7; 16]);
     let bad = [
         // An offer over the limit.
-        ClientRequest::PlaceCall {
-            call,
-            callee: AccountId(2),
-            group: group(),
-            media: call::MediaKind::Audio,
-            offer: Bytes::from(vec![0u8; limits::MAX_CALL_OFFER_BYTES + 1]),
-            answer: None,
-        },
+        place_call(Bytes::from(vec![0u8; limits::MAX_CALL_OFFER_BYTES + 1]), None),
         // An empty offer.
-        ClientRequest::PlaceCall {
-            call,
-            callee: AccountId(2),
-            group: group(),
-            media: call::MediaKind::Audio,
-            offer: Bytes::new(),
-            answer: None,
-        },
+        place_call(Bytes::new(), None),
         // Offers do not travel as later signals.
         ClientRequest::CallSignal { call, kind: call::SignalKind::Offer, body: Bytes::from_static(b"x") },
         // A hang-up smuggling bytes (ending signals are their kind alone).

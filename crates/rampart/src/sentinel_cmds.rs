@@ -28,9 +28,10 @@ pub enum SentinelCommand {
     /// show the built-in policy (a starting point for your own).
     Policy(PolicyArgs),
     /// The clusters behind Sentinel's actions: accounts linked to an account it acted on by a
-    /// shared address, a shared client name that is not Rampart's, or registrations from one
-    /// network close in time (an hour on hosting networks, ten minutes on others). The people
-    /// they called are their targets, never members.
+    /// shared address, a shared client name that is not Rampart's, a shared behaviour
+    /// fingerprint (a client's name with something Rampart's client never does), or
+    /// registrations from one network close in time (an hour on hosting networks, ten minutes
+    /// on others). The people they called or wrote to first are their targets, never members.
     Clusters(ClustersArgs),
     /// One cluster in full: its accounts, infrastructure, targets, actions and timeline.
     Cluster(ClusterArgs),
