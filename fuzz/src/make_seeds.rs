@@ -188,6 +188,23 @@ fn server_seeds() -> Result<Seeds, String> {
                     code: ErrorCode::RateLimited,
                     message: "slow down".into(),
                     retry_after_ms: 1500,
+                    challenge: None,
+                }),
+            ),
+        ),
+        (
+            "error-challenge-required",
+            response(
+                4,
+                Err(ErrorBody {
+                    code: ErrorCode::ChallengeRequired,
+                    message: "this account proves work for each call".into(),
+                    retry_after_ms: 0,
+                    challenge: Some(rampart_proto::Challenge {
+                        token: vec![1; rampart_core::challenge::TOKEN_BYTES],
+                        difficulty_bits: 20,
+                        expires_at_ms: 1_800_000_000_000,
+                    }),
                 }),
             ),
         ),
@@ -199,6 +216,7 @@ fn server_seeds() -> Result<Seeds, String> {
                     code: ErrorCode::UnsupportedVersion,
                     message: "unsupported protocol version 2".into(),
                     retry_after_ms: 0,
+                    challenge: None,
                 }),
             ),
         ),
@@ -358,6 +376,17 @@ fn call_envelope_seeds() -> Result<Seeds, String> {
         offer: Bytes::from_static(b"mls private message"),
         answer: None,
     });
+    let answered = frame(ClientRequest::PlaceCall {
+        call,
+        callee: AccountId(2),
+        group: group.clone(),
+        media: MediaKind::Audio,
+        offer: Bytes::from_static(b"mls private message"),
+        answer: Some(rampart_proto::ChallengeAnswer {
+            token: Bytes::from(vec![1; rampart_core::challenge::TOKEN_BYTES]),
+            nonce: 123_456,
+        }),
+    });
     let session = MediaSession {
         relay_address: "127.0.0.1:50000".parse().map_err(|_| "address")?,
         ssrc: 7,
@@ -380,6 +409,7 @@ fn call_envelope_seeds() -> Result<Seeds, String> {
     }));
     Ok(vec![
         ("place-call".into(), place.clone()),
+        ("place-call-answered".into(), answered),
         ("fetch-offer".into(), frame(ClientRequest::FetchOffer { call })),
         ("fetch-relay".into(), frame(ClientRequest::FetchRelayCredentials { call })),
         (

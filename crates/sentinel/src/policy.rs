@@ -37,7 +37,7 @@ pub const MAX_EXPRESSION_BYTES: usize = 4096;
 pub enum Action {
     /// At most one call a minute.
     SlowDown,
-    /// Each call costs its caller proof of work (a few seconds of a phone's processor, asked
+    /// Each call costs its caller proof of work (a fraction of a second of a processor, asked
     /// anew for every callee): nothing to a person, a thousandfold price on a campaign.
     RequireChallenge,
     /// No calls until an operator lets the account call again (or it expires).
