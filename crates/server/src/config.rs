@@ -80,8 +80,8 @@ pub struct SentinelConfig {
     /// gate.
     pub known_clients: Vec<String>,
     /// The work a `require_challenge` action asks for each call, in bits: every bit doubles
-    /// it. 20 is about a million hashes: a quarter of a second at the median on one core of
-    /// the machine in docs/benchmarks.md.
+    /// it. 20 is about a million hashes: 0.13 s at the median on one core of the machine in
+    /// docs/benchmarks.md.
     pub challenge_bits: u8,
 }
 
