@@ -191,6 +191,17 @@ pub fn work_bits(token: &[u8], nonce: u64) -> u32 {
 /// Find a nonce carrying `difficulty_bits` of work for `token`, trying at most `budget`
 /// nonces. Refuses a difficulty above [`MAX_DIFFICULTY_BITS`] before any work.
 pub fn solve(token: &[u8], difficulty_bits: u8, budget: u64) -> Result<u64, ChallengeError> {
+    solve_range(token, difficulty_bits, 0, budget)?.ok_or(ChallengeError::OutOfBudget)
+}
+
+/// [`solve`] over the nonces `from .. from + count` only: `None` when none of them carries the
+/// work. A caller that must stay interruptible (a user hanging up) works in slices of this.
+pub fn solve_range(
+    token: &[u8],
+    difficulty_bits: u8,
+    from: u64,
+    count: u64,
+) -> Result<Option<u64>, ChallengeError> {
     if difficulty_bits > MAX_DIFFICULTY_BITS {
         return Err(ChallengeError::TooHard(difficulty_bits));
     }
@@ -198,7 +209,7 @@ pub fn solve(token: &[u8], difficulty_bits: u8, budget: u64) -> Result<u64, Chal
         return Err(ChallengeError::Malformed);
     }
     let want = u32::from(difficulty_bits);
-    (0..budget).find(|nonce| work_bits(token, *nonce) >= want).ok_or(ChallengeError::OutOfBudget)
+    Ok((from..from.saturating_add(count)).find(|nonce| work_bits(token, *nonce) >= want))
 }
 
 /// Enough tries to find an answer to any challenge a client accepts, with overwhelming
@@ -256,6 +267,11 @@ mod tests {
         assert_eq!(solve(&token, MAX_DIFFICULTY_BITS + 1, SOLVE_BUDGET), Err(ChallengeError::TooHard(25)));
         assert_eq!(solve(&[0u8; TOKEN_BYTES + 1], 8, SOLVE_BUDGET), Err(ChallengeError::Malformed));
         assert_eq!(solve(&token, 20, 10), Err(ChallengeError::OutOfBudget));
+        // Slices find what the whole search finds.
+        let whole = solve(&token, 10, SOLVE_BUDGET).unwrap();
+        let sliced = (0..).step_by(64).find_map(|from| solve_range(&token, 10, from, 64).unwrap()).unwrap();
+        assert_eq!(whole, sliced);
+        assert_eq!(solve_range(&token, 10, u64::MAX, 5), Ok(None));
         // The server never asks for less than the minimum, nor more than clients give.
         let mut rng = StdRng::seed_from_u64(2);
         let key = ChallengeKey::generate(&mut rng);

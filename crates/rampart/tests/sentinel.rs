@@ -389,21 +389,23 @@ async fn an_operator_finds_the_campaign_notifies_its_target_and_exports_the_case
     }
 }
 
-/// `require_challenge` prices each call in work. A prober owes it after two misfits: without an
+/// `require_challenge` prices each call in work. A prober owes it after a misfit: without an
 /// answer, with too little work, with an answer spent already or made for another callee, the
-/// set-up is refused with a fresh challenge; with the work, it reaches the call schema. Rampart's
-/// own client answers by itself: its call to a contact rings and connects.
+/// set-up is refused with a fresh challenge. With the work it reaches the call schema; refused
+/// there, the answer is given back and pays for a call that rings. Rampart's own client answers
+/// by itself: its call to a contact rings and connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pay_by_themselves() {
     use rampart_client::call::{CallLimits, CallMedia, CallProgress};
+    use rampart_core::call::{CallId, MediaKind, SignalKind};
     use rampart_core::challenge::{self, ChallengeError};
-    use rampart_proto::{ChallengeAnswer, ClientRequest};
+    use rampart_proto::{ChallengeAnswer, ClientRequest, ResponseBody};
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
-        "[[rule]]\nname = \"probing\"\nwhen = \"misfits_10m >= 2\"\naction = \"require_challenge\"\nduration = \"1h\"\nreason = \"probing\"\n",
+        "[[rule]]\nname = \"probing\"\nwhen = \"misfits_10m >= 1\"\naction = \"require_challenge\"\nduration = \"1h\"\nreason = \"probing\"\n",
     )
     .unwrap();
     let extra = format!("[sentinel]\npolicy = \"{}\"\nchallenge_bits = 12\n", policy.display());
@@ -415,11 +417,10 @@ async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pa
     let bob_id = AccountId(bob.identity().unwrap().account_id);
     let carol_id = AccountId(carol.identity().unwrap().account_id);
 
-    // Two malformed set-ups (the account's call budget is 10 a minute: every request counts).
+    // One malformed set-up (the account's call budget is 10 a minute: every set-up counts,
+    // and this test makes 9).
     let mut conn = alice.connect().await.unwrap();
-    for _ in 0..2 {
-        assert_eq!(refusal(conn.request(garbage_call(bob_id)).await).code, ErrorCode::BadRequest);
-    }
+    assert_eq!(refusal(conn.request(garbage_call(carol_id)).await).code, ErrorCode::BadRequest);
     let mut in_force = false;
     for _ in 0..50 {
         let (ok, out, err) = admin(&server, &["sentinel", "actions"]);
@@ -432,13 +433,13 @@ async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pa
     }
     assert!(in_force, "the policy never asked for work");
 
-    let answered = |callee, answer| match garbage_call(callee) {
+    let with_answer = |request, answer| match request {
         ClientRequest::PlaceCall { call, callee, group, media, offer, .. } => {
             ClientRequest::PlaceCall { call, callee, group, media, offer, answer: Some(answer) }
         }
         _ => unreachable!(),
     };
-    let challenged = refusal(conn.request(garbage_call(bob_id)).await);
+    let challenged = refusal(conn.request(garbage_call(carol_id)).await);
     assert_eq!(challenged.code, ErrorCode::ChallengeRequired, "{challenged:?}");
     assert!(challenged.message.contains("proves work for each call"), "{challenged:?}");
     let c = challenged.challenge.expect("a challenge");
@@ -446,24 +447,47 @@ async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pa
 
     // Too little work: refused, with a new challenge.
     let lazy = (0..).find(|n| challenge::work_bits(&c.token, *n) < 12).unwrap();
-    let refused = refusal(
-        conn.request(answered(bob_id, ChallengeAnswer { token: c.token.clone().into(), nonce: lazy })).await,
-    );
+    let lazy = ChallengeAnswer { token: c.token.clone().into(), nonce: lazy };
+    let refused = refusal(conn.request(with_answer(garbage_call(carol_id), lazy)).await);
     assert_eq!(refused.code, ErrorCode::ChallengeRequired);
     assert!(refused.message.contains(&ChallengeError::NotEnoughWork.to_string()), "{refused:?}");
     assert_ne!(refused.challenge.unwrap().token, c.token);
 
     // The work done: the set-up passes Sentinel and meets the call schema, which refuses the
-    // garbage as before.
+    // garbage as before. The answer is not lost: it pays for a well-formed call, which rings.
     let nonce = challenge::solve(&c.token, c.difficulty_bits, challenge::SOLVE_BUDGET).unwrap();
     let paid = ChallengeAnswer { token: c.token.clone().into(), nonce };
-    let refused = refusal(conn.request(answered(bob_id, paid.clone())).await);
+    let refused = refusal(conn.request(with_answer(garbage_call(carol_id), paid.clone())).await);
     assert_eq!(refused.code, ErrorCode::BadRequest, "{refused:?}");
+    let group = alice.conversation_for(&mut conn, "@carol").await.unwrap();
+    let ClientRequest::GroupSend { body: offer, .. } = alice.seal_text(&group, "an offer").unwrap() else {
+        panic!("seal_text gives a GroupSend")
+    };
+    let call = CallId(rand::random());
+    let well_formed = ClientRequest::PlaceCall {
+        call,
+        callee: carol_id,
+        group,
+        media: MediaKind::Audio,
+        offer,
+        answer: None,
+    };
+    let placed = conn.request(with_answer(well_formed.clone(), paid.clone())).await.unwrap();
+    assert!(matches!(placed, ResponseBody::CallPlaced { .. }), "{placed:?}");
+    conn.request(ClientRequest::CallSignal { call, kind: SignalKind::Hangup, body: Default::default() })
+        .await
+        .unwrap();
     // The same answer again pays for nothing; nor does it pay for calling someone else.
-    let refused = refusal(conn.request(answered(bob_id, paid.clone())).await);
+    let again = match with_answer(well_formed, paid.clone()) {
+        ClientRequest::PlaceCall { callee, group, media, offer, answer, .. } => {
+            ClientRequest::PlaceCall { call: CallId(rand::random()), callee, group, media, offer, answer }
+        }
+        _ => unreachable!(),
+    };
+    let refused = refusal(conn.request(again).await);
     assert_eq!(refused.code, ErrorCode::ChallengeRequired);
     assert!(refused.message.contains(&ChallengeError::Spent.to_string()), "{refused:?}");
-    let refused = refusal(conn.request(answered(carol_id, paid)).await);
+    let refused = refusal(conn.request(with_answer(garbage_call(bob_id), paid)).await);
     assert_eq!(refused.code, ErrorCode::ChallengeRequired);
     assert!(refused.message.contains(&ChallengeError::Forged.to_string()), "{refused:?}");
     drop(conn);
@@ -487,9 +511,10 @@ async fn a_challenged_caller_pays_in_work_for_each_callee_and_rampart_clients_pa
     assert_eq!(at_alice.outcome, "ended", "{at_alice:?}");
     assert_eq!(at_bob.outcome, "ended", "{at_bob:?}");
     assert!(steps.iter().any(|s| matches!(s, CallProgress::ProvingWork { bits: 12 })), "{steps:?}");
-    // The probe's answer and the client's: two paid calls.
+    // The probe's answer passed twice (the garbage, given back; the call that rang), the
+    // client's once.
     let passed = server.metric("rampart_sentinel_challenges_total{outcome=\"passed\"}").await;
-    assert_eq!(passed, Some(2.0));
+    assert_eq!(passed, Some(3.0));
 }
 
 /// The built-in policy on a client that sets up calls the way Rampart's never does: three calls
@@ -542,6 +567,32 @@ async fn a_client_that_skips_rampart_s_steps_is_fingerprinted_and_priced_in_work
     let priced = refusal(conn.request(place()).await);
     assert_eq!(priced.code, ErrorCode::ChallengeRequired, "{priced:?}");
     assert_eq!(priced.challenge.unwrap().difficulty_bits, 20);
+    drop(conn);
+
+    // Rampart's client, asked for work, can still be hung up while it works: nothing is
+    // placed, nothing rings (here the hang-up comes the moment the work begins).
+    {
+        use rampart_client::call::{CallLimits, CallMedia, CallProgress};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let hang_up = std::sync::Arc::new(AtomicBool::new(false));
+        let limits = CallLimits { duration: None, hangup_file: None, hangup_flag: Some(hang_up.clone()) };
+        let media =
+            CallMedia { play: Some(rampart_media::tone::sine(440.0, 0.3, 50)), ..CallMedia::default() };
+        let mut steps = Vec::new();
+        let mut progress = |p: &CallProgress| {
+            if matches!(p, CallProgress::ProvingWork { .. }) {
+                hang_up.store(true, Ordering::Release);
+            }
+            steps.push(p.clone());
+        };
+        let _ = mallory.call("@bob", media, limits, &mut progress).await;
+        assert!(steps.iter().any(|s| matches!(s, CallProgress::ProvingWork { bits: 20 })), "{steps:?}");
+        assert!(!steps.iter().any(|s| matches!(s, CallProgress::Ringing { .. })), "{steps:?}");
+        let issued = server.metric("rampart_sentinel_challenges_total{outcome=\"issued\"}").await;
+        assert_eq!(issued, Some(2.0));
+        let passed = server.metric("rampart_sentinel_challenges_total{outcome=\"passed\"}").await;
+        assert_eq!(passed.unwrap_or(0.0), 0.0);
+    }
 
     // The cluster: Mallory, her fingerprint (with the name she gave), Bob as the target she
     // called and wrote to first.

@@ -7,7 +7,8 @@
 //! link:
 //!
 //! - a shared **address** links, and so does a shared **client name** that is not Rampart's
-//!   own (the server passes only those: everyone shares the official one);
+//!   own (the server passes only those: everyone shares the official one), and a shared
+//!   **behaviour fingerprint** (a name with something Rampart's client does not do);
 //! - a shared **network** links only **registrations close in time**: within
 //!   [`HOSTING_LINK_WINDOW_MS`] of each other on a hosting network (the operator's list of
 //!   datacenter ranges), within [`REGISTRATION_LINK_WINDOW_MS`] on any other. Signing in from a
@@ -35,6 +36,10 @@ pub enum LinkKey {
     Network(String),
     /// Software that is not Rampart's own, by the name it gave.
     Client(String),
+    /// A behaviour fingerprint: the name a device gave and something Rampart's client does not
+    /// do. Kept apart from names, so a client that calls itself after a fingerprint links
+    /// nothing with it.
+    Fingerprint(String),
 }
 
 /// One account seen at one key.
@@ -73,7 +78,7 @@ pub fn clusters(
         if distinct.len() < 2 || distinct.len() > MAX_LINK_FANOUT {
             continue;
         }
-        if matches!(key, LinkKey::Address(_) | LinkKey::Client(_)) {
+        if matches!(key, LinkKey::Address(_) | LinkKey::Client(_) | LinkKey::Fingerprint(_)) {
             let mut accounts = distinct.into_iter();
             if let Some(first) = accounts.next() {
                 for other in accounts {

@@ -35,11 +35,12 @@ pub const MAX_EXPRESSION_BYTES: usize = 4096;
 /// What a rule does to an account, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
+    /// Each call costs its caller proof of work (a fraction of a second of a processor, asked
+    /// anew for every callee): nothing to a person, a price on every call of a campaign. The
+    /// weakest action: hashing is cheap for whoever brings many cores or a GPU.
+    RequireChallenge,
     /// At most one call a minute.
     SlowDown,
-    /// Each call costs its caller proof of work (a fraction of a second of a processor, asked
-    /// anew for every callee): nothing to a person, a thousandfold price on a campaign.
-    RequireChallenge,
     /// No calls until an operator lets the account call again (or it expires).
     RequireOperator,
     /// No calls.
@@ -53,8 +54,8 @@ pub enum Action {
 
 impl Action {
     pub const ALL: [Action; 6] = [
-        Action::SlowDown,
         Action::RequireChallenge,
+        Action::SlowDown,
         Action::RequireOperator,
         Action::SuspendCalling,
         Action::SuspendAccount,

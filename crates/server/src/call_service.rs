@@ -167,8 +167,10 @@ impl Connection {
     ) -> Answer {
         let answer = self.try_place_call(call, callee, group, media, offer, work).await;
         // A refused set-up still names whom it was aimed at: the operators' list of targets to
-        // notify must hold the people a malformed call never reached too.
-        if answer.is_err()
+        // notify must hold the people a malformed call never reached too. Not a call priced in
+        // work: asking for the price is not a refusal, and it would name targets for free.
+        if let Err(refused) = &answer
+            && refused.code != ErrorCode::ChallengeRequired
             && let Ok((account, _)) = self.identity()
             && callee != account
         {
@@ -186,10 +188,32 @@ impl Connection {
         offer: Bytes,
         work: Option<ChallengeAnswer>,
     ) -> Answer {
-        let (account, device) = self.identity()?;
+        let (account, _) = self.identity()?;
         let shared = self.shared.clone();
         self.limit(&shared.limits.calls_per_account, &account, 1, "calls")?;
-        crate::sentinel_service::check_calling(&shared, account, callee, work.as_ref()).await?;
+        let paid = crate::sentinel_service::check_calling(&shared, account, callee, work.as_ref()).await?;
+        let placed = self.place_allowed_call(call, callee, group, media, offer).await;
+        // Work pays for a call that rings, not for a set-up refused after it (a transient
+        // storage error, say): the answer may be used again.
+        if placed.is_err()
+            && let (Some(paid), Some(sentinel)) = (paid, &shared.sentinel)
+        {
+            sentinel.refund(&paid);
+        }
+        placed
+    }
+
+    /// The checks and the ringing after Sentinel let the account call.
+    async fn place_allowed_call(
+        &mut self,
+        call: CallId,
+        callee: AccountId,
+        group: GroupId,
+        media: MediaKind,
+        offer: Bytes,
+    ) -> Answer {
+        let (account, device) = self.identity()?;
+        let shared = self.shared.clone();
         if callee == account {
             return Err(refuse(
                 &shared,

@@ -164,7 +164,7 @@ impl Connection {
         if let Some(w) = &c.welcome {
             ds::check_welcome(w).map_err(|e| err(ErrorCode::BadRequest, e.to_string()))?;
         }
-        let public_state = check_commit_against_group(&shared, &c, device).await?;
+        let CheckedCommit { public_state, invited } = check_commit_against_group(&shared, &c, device).await?;
         let now = now_ms();
         let record = GroupCommitRecord {
             group: c.group.clone(),
@@ -184,13 +184,15 @@ impl Connection {
             public_state,
             max_per_sender: shared.config.limits.queue().per_sender,
         };
-        let added = record.added.clone();
         let (epoch, copies) = shared.store.commit_group(record).await.map_err(store_error)?;
         for copy in copies {
             shared.hub.push_message(copy);
         }
-        if shared.sentinel.is_some() && !added.is_empty() {
-            observe_invitations(&shared, &c.group, account, &added).await;
+        for invitee in invited {
+            crate::sentinel_service::observe(
+                &shared,
+                rampart_sentinel::Observation::Invited { inviter: account.0, invitee: invitee.0 },
+            );
         }
         debug!(group = %c.group, epoch, "commit accepted");
         Ok(ResponseBody::CommitAccepted { epoch })
@@ -276,32 +278,11 @@ impl Connection {
 /// group, bringing in only devices with the keys registered here, and adding and removing
 /// exactly the devices the request declares. Returns the public state after it. Groups
 /// created before the server kept public state (`None` stored) keep the header checks.
-/// Tell Sentinel whom a commit brought into the conversation: the accounts whose only member
-/// devices are the ones it added (a member's new device is not an invitation). One more read
-/// of the group, only for commits that add devices; a failure costs the signal, not the commit.
-async fn observe_invitations(shared: &Shared, group: &GroupId, inviter: AccountId, added: &[DeviceId]) {
-    let Ok(Some(state)) = shared.store.group_state(group).await else { return };
-    let already: BTreeSet<AccountId> =
-        state.members.iter().filter(|(d, _)| !added.contains(d)).map(|(_, a)| *a).collect();
-    let invited: BTreeSet<AccountId> = state
-        .members
-        .iter()
-        .filter(|(d, a)| added.contains(d) && *a != inviter && !already.contains(a))
-        .map(|(_, a)| *a)
-        .collect();
-    for invitee in invited {
-        crate::sentinel_service::observe(
-            shared,
-            rampart_sentinel::Observation::Invited { inviter: inviter.0, invitee: invitee.0 },
-        );
-    }
-}
-
 async fn check_commit_against_group(
     shared: &Shared,
     c: &GroupCommit,
     device: DeviceId,
-) -> Result<Option<Vec<u8>>, ErrorBody> {
+) -> Result<CheckedCommit, ErrorBody> {
     let store = &shared.store;
     let state = store.group_state(&c.group).await.map_err(store_error)?;
     let start = match (&state, &c.group_info) {
@@ -320,7 +301,7 @@ async fn check_commit_against_group(
         }
         (Some(s), _) => match &s.public_state {
             Some(public) => ds::GroupStart::Known(public),
-            None => return Ok(None),
+            None => return Ok(CheckedCommit { public_state: None, invited: BTreeSet::new() }),
         },
     };
     let mut registered = BTreeMap::new();
@@ -364,5 +345,23 @@ async fn check_commit_against_group(
             "the devices declared added and removed are not the commit's own",
         ));
     }
-    Ok(Some(checked.public_state))
+    // Whom the commit brings in: accounts that had no device in the group before it (a
+    // member's new device is not an invitation), as the group stood when it was checked.
+    let before: BTreeSet<AccountId> = state.iter().flat_map(|s| s.members.iter().map(|(_, a)| *a)).collect();
+    let committer = registered.get(&device).map(|r| r.account);
+    let invited = checked
+        .added
+        .iter()
+        .map(|m| m.account)
+        .filter(|a| !before.contains(a) && Some(*a) != committer)
+        .collect();
+    Ok(CheckedCommit { public_state: Some(checked.public_state), invited })
+}
+
+/// What the delivery service learnt from checking a commit.
+struct CheckedCommit {
+    /// The group's public state after the commit (`None` for groups from before it was kept).
+    public_state: Option<Vec<u8>>,
+    /// Accounts the commit brings into the conversation.
+    invited: BTreeSet<AccountId>,
 }

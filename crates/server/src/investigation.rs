@@ -249,11 +249,10 @@ pub fn report(
         sightings
             .iter()
             .filter(|s| {
+                // Invitations make targets to tell, not shields: one commit adding every account
+                // of a campaign must not take them out of its cluster.
                 accounts.contains(&s.account.0)
-                    && matches!(
-                        s.kind,
-                        SightingKind::Called | SightingKind::Attempted | SightingKind::Invited
-                    )
+                    && matches!(s.kind, SightingKind::Called | SightingKind::Attempted)
             })
             .filter_map(|s| s.peer.map(|p| p.0))
             .filter(|p| !seeds.contains(p))
@@ -265,7 +264,14 @@ pub fn report(
         let keys = [
             s.network.as_ref().map(|n| (LinkKey::Network(n.clone()), is_hosting(n, hosting))),
             s.address.as_ref().map(|a| (LinkKey::Address(a.clone()), is_hosting(a, hosting))),
-            s.client.as_ref().map(|c| (LinkKey::Client(c.clone()), false)),
+            s.client.as_ref().map(|c| {
+                let key = if s.kind == SightingKind::Quirk {
+                    LinkKey::Fingerprint(c.clone())
+                } else {
+                    LinkKey::Client(c.clone())
+                };
+                (key, false)
+            }),
         ];
         for (key, hosting) in keys.into_iter().flatten() {
             seen.push(Seen { account: s.account.0, key, at_ms: s.at, registration, hosting });
@@ -547,9 +553,10 @@ mod tests {
     #[test]
     fn a_shared_fingerprint_links_and_whom_members_wrote_to_are_targets() {
         // 1 was acted on; 2 runs the same look-alike (copying Rampart's name) from elsewhere;
-        // 4 behaved the same way once but runs other software: its fingerprint differs. 2
-        // brought 5 into a conversation; 5, invited, does not join even if it shows a quirk
-        // of its own name.
+        // 4 behaved the same way once but runs other software: its fingerprint differs; 6 is
+        // software literally named after the fingerprint, which is a name, not behaviour. 2
+        // brought 5 and 7 into conversations: 7 is a target to tell; 5 runs the look-alike too,
+        // and an invitation does not take it out of the cluster.
         let quirk = |at, account, client: &str| SentinelSighting {
             client: Some(client.to_owned()),
             ..sighting(at, account, SightingKind::Quirk, None, None)
@@ -560,17 +567,22 @@ mod tests {
             quirk(2, 4, "other/1.0 + set-up without relay"),
             sighting(3, 2, SightingKind::Invited, Some(5), None),
             quirk(4, 5, "rampart/0.1.0 + set-up without relay"),
+            SentinelSighting {
+                client: Some("rampart/0.1.0 + set-up without relay".into()),
+                ..sighting(5, 6, SightingKind::SignedIn, None, None)
+            },
+            sighting(6, 2, SightingKind::Invited, Some(7), None),
         ];
         let seeds: BTreeSet<u64> = [1].into();
         let reports = report(&seeds, &seen, &[], &Ranges::default());
         assert_eq!(reports.len(), 1);
         let accounts: Vec<u64> = reports[0].accounts.iter().map(|a| a.account).collect();
-        assert_eq!(accounts, vec![1, 2]);
+        assert_eq!(accounts, vec![1, 2, 5]);
         let targets: Vec<(u64, u64)> = reports[0].targets.iter().map(|t| (t.account, t.invited)).collect();
-        assert_eq!(targets, vec![(5, 1)]);
+        assert_eq!(targets, vec![(7, 1)]);
         let fingerprint = reports[0].infrastructure.iter().find(|i| i.kind == "fingerprint").unwrap();
         assert_eq!(fingerprint.value, "rampart/0.1.0 + set-up without relay");
-        assert!(reports[0].timeline.iter().any(|t| t.what == "brought a5 into a conversation"));
+        assert!(reports[0].timeline.iter().any(|t| t.what == "brought a7 into a conversation"));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct SentinelService {
 /// Answered challenges remembered at once, at most. Beyond it new answers are refused (the
 /// caller is challenged again) rather than an unexpired one forgotten.
 const MAX_SPENT: usize = 200_000;
+/// The spent set drops expired answers once in this many insertions.
+const SPENT_SWEEP_EVERY: usize = 1_024;
 
 pub(crate) struct Receivers {
     pub decisions: mpsc::UnboundedReceiver<Decision>,
@@ -96,26 +98,33 @@ impl SentinelService {
         }
     }
 
-    /// Whether `answer` pays for `caller` calling `callee` now; spends it if so.
+    /// Whether `answer` pays for `caller` calling `callee` now; spends it if so and returns
+    /// its id (for [`SentinelService::refund`]).
     fn pay(
         &self,
         caller: AccountId,
         callee: AccountId,
         answer: &ChallengeAnswer,
-    ) -> Result<(), ChallengeError> {
+    ) -> Result<[u8; 16], ChallengeError> {
         let now = now_ms();
         let answered = self.challenges.check(caller, callee, &answer.token, answer.nonce, now)?;
         let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
-        if spent.len() >= MAX_SPENT {
+        // Expired answers go every so often, not only when the set is full.
+        if spent.len() >= MAX_SPENT || spent.len() % SPENT_SWEEP_EVERY == SPENT_SWEEP_EVERY - 1 {
             spent.retain(|_, until| *until > now);
-            if spent.len() >= MAX_SPENT {
-                return Err(ChallengeError::Spent);
-            }
+        }
+        if spent.len() >= MAX_SPENT {
+            return Err(ChallengeError::Spent);
         }
         if spent.insert(answered.id, answered.expires_at_ms).is_some() {
             return Err(ChallengeError::Spent);
         }
-        Ok(())
+        Ok(answered.id)
+    }
+
+    /// The call an answer paid for was refused after all: the answer may pay again.
+    pub(crate) fn refund(&self, id: &[u8; 16]) {
+        self.spent.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     /// Take an observation now; decisions go to Sentinel's task, and what was seen to the
@@ -216,8 +225,8 @@ pub(crate) fn observe(shared: &Shared, observation: Observation) {
 /// it copies Rampart's name.
 pub(crate) fn observe_quirk(shared: &Shared, account: AccountId, quirk: Quirk, client: &str) {
     observe(shared, Observation::Quirk { account: account.0, quirk });
-    if let (Some(sentinel), Quirk::SetUpWithoutRelay) = (&shared.sentinel, quirk) {
-        let name = if client.is_empty() { "(no name)" } else { client };
+    // No name is a signal, not a link: every client that gives none would share it.
+    if let (Some(sentinel), Quirk::SetUpWithoutRelay, false) = (&shared.sentinel, quirk, client.is_empty()) {
         sentinel.keep(SentinelSighting {
             at: now_ms(),
             account,
@@ -225,7 +234,7 @@ pub(crate) fn observe_quirk(shared: &Shared, account: AccountId, quirk: Quirk, c
             peer: None,
             network: None,
             address: None,
-            client: Some(fingerprint(name, quirk)),
+            client: Some(fingerprint(client, quirk)),
         });
     }
 }
@@ -407,13 +416,14 @@ fn until_text(action: &SentinelAction) -> String {
 
 /// Refuse a call from an account whose calling Sentinel stopped or slowed down, or that owes
 /// proof of work for it (when Sentinel is on: off, nothing it decided earlier is enforced).
+/// Returns the id of the answer that paid, if one did.
 pub(crate) async fn check_calling(
     shared: &Shared,
     account: AccountId,
     callee: AccountId,
     answer: Option<&ChallengeAnswer>,
-) -> Result<(), ErrorBody> {
-    let Some(sentinel) = &shared.sentinel else { return Ok(()) };
+) -> Result<Option<[u8; 16]>, ErrorBody> {
+    let Some(sentinel) = &shared.sentinel else { return Ok(None) };
     let actions = in_force(shared, &account_subject(account)).await?;
     // The strongest refusal first: a suspended account is told so, not handed work to do.
     let mut challenged = None;
@@ -446,13 +456,13 @@ pub(crate) async fn check_calling(
             }
         }
     }
-    let Some(action) = challenged else { return Ok(()) };
+    let Some(action) = challenged else { return Ok(None) };
     let refused = match answer {
         None => format!("this account proves work for each call {}", until_text(action)),
         Some(answer) => match sentinel.pay(account, callee, answer) {
-            Ok(()) => {
+            Ok(id) => {
                 shared.metrics.sentinel_challenge("passed");
-                return Ok(());
+                return Ok(Some(id));
             }
             Err(e) => {
                 shared.metrics.sentinel_challenge("failed");

@@ -159,13 +159,39 @@ impl std::fmt::Display for CallProgress {
     }
 }
 
-/// Answer a call challenge, off the async workers (a second or so of hashing).
-async fn prove_work(challenge: rampart_proto::Challenge) -> Result<ChallengeAnswer, ClientError> {
+/// Answer a call challenge, off the async workers, in slices: between two the user may hang up
+/// (then `None`: nothing is placed), and the work stops when the challenge can no longer be
+/// answered in time.
+async fn prove_work(
+    challenge: rampart_proto::Challenge,
+    limits: &CallLimits,
+) -> Result<Option<ChallengeAnswer>, ClientError> {
+    use rampart_core::challenge::{CHALLENGE_LIFETIME_MS, ChallengeError, SOLVE_BUDGET, solve_range};
+    /// About 10 ms of hashing.
+    const SLICE: u64 = 1 << 16;
     let token = challenge.token;
     let bits = challenge.difficulty_bits;
+    let flag = limits.hangup_flag.clone();
+    let file = limits.hangup_file.clone();
+    let deadline = Instant::now() + Duration::from_millis(CHALLENGE_LIFETIME_MS);
     let solved = tokio::task::spawn_blocking(move || {
-        rampart_core::challenge::solve(&token, bits, rampart_core::challenge::SOLVE_BUDGET)
-            .map(|nonce| ChallengeAnswer { token: token.into(), nonce })
+        let mut from = 0u64;
+        while from < SOLVE_BUDGET {
+            // Only looked at: the call's own loop takes the hang-up and ends the call.
+            let hung_up = flag.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
+                || file.as_ref().is_some_and(|f| f.exists());
+            if hung_up {
+                return Ok(None);
+            }
+            if Instant::now() >= deadline {
+                return Err(ChallengeError::Expired);
+            }
+            if let Some(nonce) = solve_range(&token, bits, from, SLICE)? {
+                return Ok(Some(ChallengeAnswer { token: token.into(), nonce }));
+            }
+            from += SLICE;
+        }
+        Err(ChallengeError::OutOfBudget)
     })
     .await
     .map_err(|e| call_error(format!("proof of work stopped: {e}")))?;
@@ -609,7 +635,7 @@ impl Client {
         }
         active.session.handle_timeout(now_ms());
         while let Some(event) = active.session.poll_event() {
-            if let Err(e) = self.on_call_event(conn, active, media, event, progress).await {
+            if let Err(e) = self.on_call_event(conn, active, media, limits, event, progress).await {
                 active.session.fail(e.to_string());
             }
             if active.media.is_some() && media_started.is_none() {
@@ -711,6 +737,7 @@ impl Client {
         conn: &mut Connection,
         active: &mut Active,
         media: &CallMedia,
+        limits: &CallLimits,
         event: CallEvent,
         progress: &mut (dyn FnMut(&CallProgress) + Send),
     ) -> Result<(), ClientError> {
@@ -808,7 +835,11 @@ impl Client {
                         break;
                     };
                     progress(&CallProgress::ProvingWork { bits: challenge.difficulty_bits });
-                    let answer = prove_work(challenge.clone()).await?;
+                    let Some(answer) = prove_work(challenge.clone(), limits).await? else {
+                        // Hung up while working: nothing was placed, so nothing rings. The next
+                        // step sees the hang-up and ends the call.
+                        return Ok(());
+                    };
                     placed = conn.request(place(Some(answer))).await;
                 }
                 let answer = placed?;
