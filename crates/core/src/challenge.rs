@@ -26,9 +26,9 @@ const VERSION: u8 = 1;
 pub const TOKEN_BYTES: usize = 1 + 8 + 1 + 16 + 32;
 /// How long a challenge may be answered.
 pub const CHALLENGE_LIFETIME_MS: u64 = 2 * 60 * 1000;
-/// The most work a client does for one call: 2^24 hashes on average, about 1.1 s at the median
-/// on one core of the machine in docs/benchmarks.md (6.7 s at the 90th percentile). A server
-/// that asks for more is refused (it could otherwise keep a device busy for hours).
+/// The most work a client does for one call: 2^24 hashes on average, about 3 s on one core of
+/// the machine in docs/benchmarks.md (7 s at the 90th percentile). A server that asks for more
+/// is refused (it could otherwise keep a device busy for hours).
 pub const MAX_DIFFICULTY_BITS: u8 = 24;
 /// Least work a challenge asks for (below it a challenge costs nothing).
 pub const MIN_DIFFICULTY_BITS: u8 = 8;
