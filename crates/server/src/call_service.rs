@@ -155,6 +155,15 @@ async fn known_call(shared: &Shared, account: AccountId, call: &CallId) -> Resul
     }
 }
 
+/// A call set-up as the caller sent it.
+struct SetUp {
+    call: CallId,
+    callee: AccountId,
+    group: GroupId,
+    media: MediaKind,
+    offer: Bytes,
+}
+
 impl Connection {
     pub(crate) async fn place_call(
         &mut self,
@@ -165,7 +174,24 @@ impl Connection {
         offer: Bytes,
         work: Option<ChallengeAnswer>,
     ) -> Answer {
-        let answer = self.try_place_call(call, callee, group, media, offer, work).await;
+        let set_up = SetUp { call, callee, group, media, offer };
+        let answer = async {
+            let (account, _) = self.identity()?;
+            let shared = self.shared.clone();
+            self.limit(&shared.limits.calls_per_account, &account, 1, "calls")?;
+            let paid =
+                crate::sentinel_service::check_calling(&shared, account, callee, work.as_ref()).await?;
+            let placed = self.place_allowed_call(set_up).await;
+            // Work pays for a call that rings, not for a set-up refused after it (a transient
+            // storage error, say): the answer may be used again.
+            if placed.is_err()
+                && let (Some(paid), Some(sentinel)) = (paid, &shared.sentinel)
+            {
+                sentinel.refund(&paid);
+            }
+            placed
+        }
+        .await;
         // A refused set-up still names whom it was aimed at: the operators' list of targets to
         // notify must hold the people a malformed call never reached too. Not a call priced in
         // work: asking for the price is not a refusal, and it would name targets for free.
@@ -179,39 +205,9 @@ impl Connection {
         answer
     }
 
-    async fn try_place_call(
-        &mut self,
-        call: CallId,
-        callee: AccountId,
-        group: GroupId,
-        media: MediaKind,
-        offer: Bytes,
-        work: Option<ChallengeAnswer>,
-    ) -> Answer {
-        let (account, _) = self.identity()?;
-        let shared = self.shared.clone();
-        self.limit(&shared.limits.calls_per_account, &account, 1, "calls")?;
-        let paid = crate::sentinel_service::check_calling(&shared, account, callee, work.as_ref()).await?;
-        let placed = self.place_allowed_call(call, callee, group, media, offer).await;
-        // Work pays for a call that rings, not for a set-up refused after it (a transient
-        // storage error, say): the answer may be used again.
-        if placed.is_err()
-            && let (Some(paid), Some(sentinel)) = (paid, &shared.sentinel)
-        {
-            sentinel.refund(&paid);
-        }
-        placed
-    }
-
     /// The checks and the ringing after Sentinel let the account call.
-    async fn place_allowed_call(
-        &mut self,
-        call: CallId,
-        callee: AccountId,
-        group: GroupId,
-        media: MediaKind,
-        offer: Bytes,
-    ) -> Answer {
+    async fn place_allowed_call(&mut self, set_up: SetUp) -> Answer {
+        let SetUp { call, callee, group, media, offer } = set_up;
         let (account, device) = self.identity()?;
         let shared = self.shared.clone();
         if callee == account {
