@@ -242,6 +242,9 @@ async fn an_operator_works_a_campaign_in_the_console_and_forged_requests_are_ref
 
     // Signing out ends the session on the server, not only in the browser.
     page.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    // The click only starts the form's submission: wait for the sign-in page it leads to, so
+    // the session is over on the server before it is tried.
+    page.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("sign-in")).await.unwrap();
     let after_logout = http.get(format!("{base}/actions")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(after_logout.status(), 303);
     page.close().await.unwrap();
